@@ -1,0 +1,70 @@
+"""What an algorithm reports, independent of how it ran (local model or remote vendor).
+
+Findings live in the pseudonymised space: they reference the pseudonymised SOP Instance
+UIDs that the algorithm saw. The result builders turn them into DICOM objects, and the
+re-identifier maps them back onto the original study.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class CodedConcept:
+    """A coded value (DICOM code sequence item): value, scheme designator and meaning."""
+
+    value: str
+    scheme: str
+    meaning: str
+
+
+@dataclass(frozen=True)
+class AlgorithmIdentity:
+    """Who produced a result: shown in every result object (name, version, vendor)."""
+
+    algorithm_id: str
+    name: str
+    version: str
+    vendor: str
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One classification finding of an algorithm for one source image.
+
+    ``positive`` is the decision at the manifest's threshold; ``score`` the model's
+    probability for ``concept`` in [0, 1]; ``source_sop_instance_uid`` and
+    ``source_sop_class_uid`` name the (pseudonymised) image it was computed on.
+    """
+
+    concept: CodedConcept
+    score: float
+    threshold: float
+    positive: bool
+    source_sop_instance_uid: str
+    source_sop_class_uid: str
+    source_series_instance_uid: str
+    label: str
+    """Short words for people, e.g. "Pneumonia suspected" or "No pneumonia detected"."""
+
+
+@dataclass(frozen=True)
+class AlgorithmResult:
+    """Everything one run of an algorithm on one study reported."""
+
+    algorithm: AlgorithmIdentity
+    findings: tuple[Finding, ...] = field(default_factory=tuple)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> AlgorithmResult:
+        raw: dict[str, Any] = json.loads(text)
+        findings = tuple(
+            Finding(**{**f, "concept": CodedConcept(**f["concept"])}) for f in raw["findings"]
+        )
+        return cls(algorithm=AlgorithmIdentity(**raw["algorithm"]), findings=findings)

@@ -1,0 +1,211 @@
+"""Read the TOML settings file into :class:`~aifi_app.config.settings.Settings`.
+
+Every key is checked against its declaration: an unknown key, a wrong type or an
+impossible value stops start-up with a :class:`ConfigError` naming the key, so that a typo
+in a hospital's settings file never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from aifi_app.config.settings import ARRAYS, SECTIONS, RemoteNode, Settings
+
+_AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # PS3.5: default repertoire, no '\'
+
+
+class ConfigError(ValueError):
+    """The settings file (or a command-line override) is not valid; the message says where."""
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin in (types.UnionType, typing.Union):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(value, args[0], where)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
+        (item_type, _) = typing.get_args(annotation)
+        return tuple(_coerce(v, item_type, f"{where}[{i}]") for i, v in enumerate(value))
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: expected a number, got {type(value).__name__}")
+        return float(value)
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {type(value).__name__}")
+        return value
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {type(value).__name__}")
+        return value
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {type(value).__name__}")
+        return value
+    raise ConfigError(f"{where}: unsupported setting type {annotation!r}")  # pragma: no cover
+
+
+def _build(cls: type[Any], raw: Any, where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a table")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting(s) {', '.join(unknown)}")
+    kwargs = {key: _coerce(value, hints[key], f"{where}.{key}") for key, value in raw.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        missing = [
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.name not in kwargs
+            and f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING
+        ]
+        raise ConfigError(f"{where}: missing required setting(s) {', '.join(missing)}") from exc
+
+
+def settings_from_mapping(raw: dict[str, Any]) -> Settings:
+    """Build and validate settings from parsed TOML (or any mapping of the same shape)."""
+    unknown = sorted(set(raw) - set(SECTIONS) - set(ARRAYS))
+    if unknown:
+        raise ConfigError(f"unknown table(s) {', '.join(unknown)}")
+    kwargs: dict[str, Any] = {}
+    for name, cls in SECTIONS.items():
+        if name in raw:
+            kwargs[name] = _build(cls, raw[name], name)
+    for name, cls in ARRAYS.items():
+        if name in raw:
+            if not isinstance(raw[name], list):
+                raise ConfigError(f"{name}: expected an array of tables ([[{name}]])")
+            kwargs[name] = tuple(
+                _build(cls, item, f"{name}[{i}]") for i, item in enumerate(raw[name])
+            )
+    settings = Settings(**kwargs)
+    validate(settings)
+    return settings
+
+
+def load_settings(path: Path | None) -> Settings:
+    """Read and validate a settings file; ``None`` gives the built-in defaults."""
+    if path is None:
+        return settings_from_mapping({})
+    try:
+        with path.open("rb") as fh:
+            raw = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read settings file {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"settings file {path} is not valid TOML: {exc}") from exc
+    return settings_from_mapping(raw)
+
+
+def parse_node_address(text: str, name: str = "PACS", role: str = "pacs") -> RemoteNode:
+    """Parse ``AET@HOST:PORT`` (the ``--pacs`` option) into a remote node."""
+    match = re.fullmatch(r"([^@]{1,16})@(\[[^\]]+\]|[^:]+):(\d{1,5})", text)
+    if not match:
+        raise ConfigError(f"{text!r} is not of the form AET@HOST:PORT")
+    host = match.group(2).strip("[]")
+    node = RemoteNode(
+        name=name, ae_title=match.group(1), host=host, port=int(match.group(3)), role=role
+    )
+    _check_node(node, "--pacs")
+    return node
+
+
+def _check_ae(value: str, where: str) -> None:
+    if not _AE_TITLE.match(value) or not value.strip():
+        raise ConfigError(f"{where}: {value!r} is not a valid AE title (1-16 characters, no '\\')")
+
+
+def _check_port(value: int, where: str) -> None:
+    if not 0 < value < 65536:
+        raise ConfigError(f"{where}: port {value} is outside 1-65535")
+
+
+def _check_node(node: RemoteNode, where: str) -> None:
+    _check_ae(node.ae_title, f"{where}.ae_title")
+    _check_port(node.port, f"{where}.port")
+    if node.role not in ("pacs", "vendor"):
+        raise ConfigError(f"{where}.role: {node.role!r} is not one of pacs, vendor")
+
+
+def validate(settings: Settings) -> None:
+    """Check values that a type alone cannot: AE titles, ports, references, patterns."""
+    _check_ae(settings.node.ae_title, "node.ae_title")
+    _check_port(settings.node.port, "node.port")
+    for i, aet in enumerate(settings.node.allowed_calling_ae_titles):
+        _check_ae(aet, f"node.allowed_calling_ae_titles[{i}]")
+    if settings.node.max_pdu_size < 4096:
+        raise ConfigError("node.max_pdu_size: must be at least 4096 bytes")
+    names = [n.name for n in settings.remote_nodes]
+    if len(set(names)) != len(names):
+        raise ConfigError("remote_nodes: two nodes have the same name")
+    for i, node in enumerate(settings.remote_nodes):
+        _check_node(node, f"remote_nodes[{i}]")
+    if settings.delivery.pacs and settings.pacs_node is None:
+        raise ConfigError(f"delivery.pacs: no remote node named {settings.delivery.pacs!r}")
+    if settings.delivery.calling_ae_title:
+        _check_ae(settings.delivery.calling_ae_title, "delivery.calling_ae_title")
+    policies = ("follow_up", "reprocess", "record")
+    if settings.completion.late_instance_policy not in policies:
+        raise ConfigError(f"completion.late_instance_policy: must be one of {', '.join(policies)}")
+    if settings.completion.idle_seconds < 0:
+        raise ConfigError("completion.idle_seconds: must not be negative")
+    if settings.delivery.retry_initial_seconds <= 0 or (
+        settings.delivery.retry_max_seconds < settings.delivery.retry_initial_seconds
+    ):
+        raise ConfigError("delivery: retry_initial_seconds > 0 and <= retry_max_seconds needed")
+    for i, route in enumerate(settings.routes):
+        for attr in ("study_description", "series_description"):
+            try:
+                re.compile(getattr(route, attr))
+            except re.error as exc:
+                raise ConfigError(f"routes[{i}].{attr}: not a regular expression: {exc}") from exc
+
+
+def with_overrides(
+    settings: Settings,
+    *,
+    data_dir: str | None = None,
+    port: int | None = None,
+    ae_title: str | None = None,
+    pacs: str | None = None,
+    allow: tuple[str, ...] = (),
+) -> Settings:
+    """Apply the command-line overrides of ``aifi-app serve`` on top of the file's settings."""
+    node = settings.node
+    if port is not None:
+        node = dataclasses.replace(node, port=port)
+    if ae_title is not None:
+        node = dataclasses.replace(node, ae_title=ae_title)
+    if allow:
+        node = dataclasses.replace(
+            node, allowed_calling_ae_titles=(*node.allowed_calling_ae_titles, *allow)
+        )
+    storage = settings.storage
+    if data_dir is not None:
+        storage = dataclasses.replace(storage, data_dir=data_dir)
+    remote_nodes = settings.remote_nodes
+    delivery = settings.delivery
+    if pacs is not None:
+        pacs_node = parse_node_address(pacs)
+        remote_nodes = (*(n for n in remote_nodes if n.name != pacs_node.name), pacs_node)
+        delivery = dataclasses.replace(delivery, pacs=pacs_node.name)
+    result = dataclasses.replace(
+        settings, node=node, storage=storage, remote_nodes=remote_nodes, delivery=delivery
+    )
+    validate(result)
+    return result

@@ -1,0 +1,255 @@
+"""Every setting of the appliance, declared once: type, default and description.
+
+The settings file is TOML. Each dataclass below is one table of that file; each field is
+one key, with its description in ``metadata["doc"]``. :func:`settings_reference` renders
+the declarations as the Markdown table in README.md, and a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def _doc(text: str) -> dict[str, str]:
+    return {"doc": text}
+
+
+def default_data_dir() -> Path:
+    """Where the database, spool and logs live when no data directory is configured."""
+    if sys.platform == "win32":
+        base = os.environ.get("PROGRAMDATA", r"C:\ProgramData")
+        return Path(base) / "AIFI Appliance"
+    xdg = os.environ.get("XDG_DATA_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".local" / "share") / "aifi-appliance"
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """The appliance's own DICOM node (table ``[node]``)."""
+
+    ae_title: str = field(default="AIFI", metadata=_doc("AE title of the appliance's DICOM node."))
+    port: int = field(default=11112, metadata=_doc("TCP port the DICOM node listens on."))
+    bind_address: str = field(
+        default="127.0.0.1",
+        metadata=_doc(
+            "Address to listen on. 127.0.0.1 accepts local peers only; use 0.0.0.0 (or the "
+            "workstation's address) to accept modalities and PACS on the network."
+        ),
+    )
+    allowed_calling_ae_titles: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc(
+            "Calling AE titles that may associate (C-ECHO, C-STORE). Any other calling AE "
+            "title is rejected at association time. Remote nodes are allowed as well."
+        ),
+    )
+    max_pdu_size: int = field(
+        default=131072, metadata=_doc("Maximum PDU size the node receives, in bytes.")
+    )
+    network_timeout_seconds: float = field(
+        default=60.0,
+        metadata=_doc("An association that sends nothing for this long is aborted."),
+    )
+
+
+@dataclass(frozen=True)
+class RemoteNode:
+    """A remote DICOM node (array of tables ``[[remote_nodes]]``)."""
+
+    name: str = field(metadata=_doc("Name used to refer to the node elsewhere in the file."))
+    ae_title: str = field(metadata=_doc("The node's AE title."))
+    host: str = field(metadata=_doc("Host name or IP address."))
+    port: int = field(metadata=_doc("TCP port."))
+    role: str = field(default="pacs", metadata=_doc("What the node is: pacs or vendor."))
+
+
+@dataclass(frozen=True)
+class CompletionSettings:
+    """When a study counts as complete (table ``[completion]``)."""
+
+    idle_seconds: float = field(
+        default=30.0,
+        metadata=_doc(
+            "A study is complete when no instance of it arrived for this many seconds. "
+            "A route may set its own. 'aifi-app process-now' skips the wait."
+        ),
+    )
+    late_instance_policy: str = field(
+        default="follow_up",
+        metadata=_doc(
+            "What instances that arrive after their study was processed do: follow_up (a "
+            "new job on the late instances), reprocess (a new job on the whole study) or "
+            "record (kept and shown, not processed)."
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class Route:
+    """A routing rule (array of tables ``[[routes]]``): which studies go to an algorithm.
+
+    Every criterion that is set must hold for at least one series of the study; criteria
+    left empty match anything.
+    """
+
+    name: str = field(metadata=_doc("Name shown in the queue and audit log."))
+    algorithm: str = field(metadata=_doc("Id of the algorithm package the route feeds."))
+    modalities: tuple[str, ...] = field(
+        default=(), metadata=_doc('Modality (0008,0060) values, e.g. ["CR", "DX"].')
+    )
+    body_parts: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc("Body Part Examined (0018,0015) values; a series without one matches."),
+    )
+    study_description: str = field(
+        default="", metadata=_doc("Regular expression searched in Study Description.")
+    )
+    series_description: str = field(
+        default="", metadata=_doc("Regular expression searched in Series Description.")
+    )
+    min_patient_age_years: float | None = field(
+        default=None, metadata=_doc("Lowest patient age (from Patient's Age or birth date).")
+    )
+    max_patient_age_years: float | None = field(default=None, metadata=_doc("Highest patient age."))
+    min_slice_thickness_mm: float | None = field(
+        default=None, metadata=_doc("Thinnest Slice Thickness (0018,0050) accepted.")
+    )
+    max_slice_thickness_mm: float | None = field(
+        default=None, metadata=_doc("Thickest Slice Thickness accepted.")
+    )
+    convolution_kernels: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc("Accepted Convolution Kernel (0018,1210) values (case-insensitive)."),
+    )
+    idle_seconds: float | None = field(
+        default=None, metadata=_doc("Completion idle time for studies this route may take.")
+    )
+
+
+BUILTIN_ROUTES: tuple[Route, ...] = (
+    Route(
+        name="chest-xray-pneumonia",
+        algorithm="pneumonia-cxr",
+        modalities=("CR", "DX"),
+        body_parts=("CHEST",),
+    ),
+)
+"""Used when the settings file has no ``routes`` key (``routes = []`` means none)."""
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    """Sending results to the PACS (table ``[delivery]``)."""
+
+    pacs: str = field(
+        default="",
+        metadata=_doc("Name of the remote node that receives results; empty: none (results wait)."),
+    )
+    calling_ae_title: str = field(
+        default="", metadata=_doc("Calling AE title for sending; empty: the node's AE title.")
+    )
+    retry_initial_seconds: float = field(
+        default=5.0, metadata=_doc("Wait before the first retry after a failed send.")
+    )
+    retry_max_seconds: float = field(
+        default=300.0, metadata=_doc("The wait between retries doubles up to this bound.")
+    )
+    give_up_after_hours: float = field(
+        default=24.0,
+        metadata=_doc("A result still not delivered after this long fails (one-click retry)."),
+    )
+    timeout_seconds: float = field(
+        default=60.0, metadata=_doc("Network timeout of one send (connect, DIMSE, ACSE).")
+    )
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """Where data lives and how long (table ``[storage]``)."""
+
+    data_dir: str = field(
+        default="",
+        metadata=_doc(
+            "Directory for the database, spool, results and logs; empty: the platform default "
+            "(Linux ~/.local/share/aifi-appliance, Windows %PROGRAMDATA%\\AIFI Appliance)."
+        ),
+    )
+    retention_days: float = field(
+        default=7.0,
+        metadata=_doc(
+            "Received images of studies whose every job is finished are removed from the "
+            "spool after this many days; 0 keeps them forever. Queue and audit entries stay."
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class AlgorithmSettings:
+    """Where algorithm packages come from (table ``[algorithms]``)."""
+
+    package_dirs: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc("Extra directories holding algorithm packages, besides the built-in ones."),
+    )
+    onnx_threads: int = field(
+        default=0, metadata=_doc("Threads per ONNX Runtime session; 0 lets it choose.")
+    )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole settings file."""
+
+    node: NodeSettings = field(default_factory=NodeSettings)
+    remote_nodes: tuple[RemoteNode, ...] = ()
+    completion: CompletionSettings = field(default_factory=CompletionSettings)
+    routes: tuple[Route, ...] = BUILTIN_ROUTES
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    algorithms: AlgorithmSettings = field(default_factory=AlgorithmSettings)
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.storage.data_dir) if self.storage.data_dir else default_data_dir()
+
+    def remote_node(self, name: str) -> RemoteNode | None:
+        return next((n for n in self.remote_nodes if n.name == name), None)
+
+    @property
+    def pacs_node(self) -> RemoteNode | None:
+        return self.remote_node(self.delivery.pacs) if self.delivery.pacs else None
+
+
+SECTIONS: dict[str, type[Any]] = {
+    "node": NodeSettings,
+    "completion": CompletionSettings,
+    "delivery": DeliverySettings,
+    "storage": StorageSettings,
+    "algorithms": AlgorithmSettings,
+}
+ARRAYS: dict[str, type[Any]] = {"remote_nodes": RemoteNode, "routes": Route}
+
+
+def settings_reference() -> str:
+    """The declared settings as a Markdown table (key, type, default, description)."""
+    lines = ["| key | type | default | description |", "| --- | --- | --- | --- |"]
+    tables: list[tuple[str, type[Any]]] = [
+        *((name, cls) for name, cls in SECTIONS.items()),
+        *((f"[{name}]", cls) for name, cls in ARRAYS.items()),
+    ]
+    for table, cls in tables:
+        for f in dataclasses.fields(cls):
+            if f.default is not dataclasses.MISSING:
+                default = repr(f.default) if not isinstance(f.default, tuple) else "[]"
+            else:
+                default = "(required)"
+            type_name = str(f.type).replace("tuple[str, ...]", "list[str]")
+            lines.append(
+                f"| `{table}.{f.name}` | {type_name} | `{default}` | {f.metadata['doc']} |"
+            )
+    return "\n".join(lines)

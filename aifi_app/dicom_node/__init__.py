@@ -1,0 +1,1 @@
+"""The DICOM node: Storage and Verification SCP, Storage and Verification SCU (pynetdicom)."""

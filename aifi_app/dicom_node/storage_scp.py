@@ -1,0 +1,257 @@
+"""The appliance's own DICOM node: Verification and Storage SCP.
+
+The C-STORE handler is thin (pynetdicom's advice): the data set is streamed to a file in
+the spool's ``incoming`` folder while it arrives (pynetdicom's chunked receive), then the
+handler checks its header, moves it durably into the spool and records it in the queue,
+and only then answers success. It never waits for downstream work. Handlers run on the
+association's thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydicom import dcmread
+from pydicom.errors import InvalidDicomError
+from pynetdicom import AE, _config, evt
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+from aifi_app.dicom_node.spool import durable_move
+from aifi_app.dicom_node.transfer_syntaxes import (
+    ACCEPTED_TRANSFER_SYNTAXES,
+    STORAGE_SOP_CLASSES,
+)
+from aifi_app.failpoints import failpoint
+from aifi_app.store import audit
+from aifi_app.store.database import Database
+from aifi_app.store.receiving import ReceivedInstance, record_instance
+
+log = logging.getLogger(__name__)
+
+# C-STORE statuses (PS3.4 Table B.2-1)
+SUCCESS = 0x0000
+OUT_OF_RESOURCES = 0xA700
+DATA_SET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
+CANNOT_UNDERSTAND = 0xC000
+
+_HEADER_TAGS = [
+    "SOPClassUID",
+    "SOPInstanceUID",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "Modality",
+    "StudyDescription",
+]
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    ae_title: str
+    bind_address: str
+    port: int
+    allowed_calling_ae_titles: tuple[str, ...]
+    max_pdu_size: int
+    network_timeout_seconds: float
+
+
+class StoreRefused(Exception):
+    """An instance that the node will not keep; ``status`` is the C-STORE status to send."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def _valid_uid(value: object) -> bool:
+    text = str(value or "")
+    return 0 < len(text) <= 64 and all(c.isdigit() or c == "." for c in text)
+
+
+class StorageNode:
+    """Runs the Storage/Verification SCP on its own threads (pynetdicom's server)."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        db: Database,
+        data_dir: Path,
+        *,
+        idle_seconds_for: Callable[[str], float],
+        late_policy: str,
+        on_stored: Callable[[int], None] = lambda study_id: None,
+    ) -> None:
+        self.config = config
+        self.db = db
+        self.data_dir = data_dir
+        self.spool = data_dir / "spool"
+        self.incoming = data_dir / "incoming"
+        self._idle_seconds_for = idle_seconds_for
+        self._late_policy = late_policy
+        self._on_stored = on_stored
+        self._server: Any = None
+        self._lock = threading.Lock()
+
+    # --- life cycle -------------------------------------------------------------------
+    def start(self) -> None:
+        """Start listening; returns once the socket is bound."""
+        self.incoming.mkdir(parents=True, exist_ok=True)
+        self.spool.mkdir(parents=True, exist_ok=True)
+        for leftover in self.incoming.iterdir():
+            # a transfer cut off by a crash: its sender never got a success status and
+            # will send it again, so the partial file is not data we hold
+            leftover.unlink(missing_ok=True)
+        # pynetdicom streams each received data set to a NamedTemporaryFile; keep those on
+        # the data volume so that moving one into the spool is a rename, not a copy.
+        tempfile.tempdir = str(self.incoming)
+        _config.STORE_RECV_CHUNKED_DATASET = True
+        ae = AE(ae_title=self.config.ae_title)
+        ae.maximum_pdu_size = self.config.max_pdu_size
+        ae.network_timeout = self.config.network_timeout_seconds
+        ae.acse_timeout = self.config.network_timeout_seconds
+        ae.dimse_timeout = self.config.network_timeout_seconds
+        ae.maximum_associations = 16
+        # An empty list would let everybody in (pynetdicom's meaning); we let nobody in.
+        ae.require_calling_aet = list(self.config.allowed_calling_ae_titles) or ["-NONE ALLOWED-"]
+        if not self.config.allowed_calling_ae_titles:
+            log.warning("no calling AE titles are allowed: every association will be rejected")
+        ae.add_supported_context(Verification)
+        for sop_class in STORAGE_SOP_CLASSES:
+            ae.add_supported_context(sop_class, list(ACCEPTED_TRANSFER_SYNTAXES))
+        handlers: list[Any] = [
+            (evt.EVT_C_STORE, self._handle_store),
+            (evt.EVT_C_ECHO, self._handle_echo),
+            (evt.EVT_REJECTED, self._handle_rejected),
+        ]
+        self._server = ae.start_server(
+            (self.config.bind_address, self.config.port), block=False, evt_handlers=handlers
+        )
+        log.info(
+            "DICOM node %s listening on %s:%d",
+            self.config.ae_title,
+            self.config.bind_address,
+            self.config.port,
+        )
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+
+    @property
+    def port(self) -> int:
+        """The port actually bound (useful when configured as 0)."""
+        if self._server is None:
+            return self.config.port
+        return int(self._server.server_address[1])
+
+    # --- handlers (association threads) --------------------------------------------------
+    def _handle_echo(self, event: Any) -> int:
+        return SUCCESS
+
+    def _handle_rejected(self, event: Any) -> None:
+        calling = str(event.assoc.requestor.ae_title).strip()
+        log.warning("association from calling AE %r rejected", calling)
+        with self.db.transaction() as conn:
+            audit.record(
+                conn,
+                "security",
+                "association_rejected",
+                detail=f"calling AE {calling!r} from {event.assoc.requestor.address} "
+                "is not allowed",
+            )
+
+    def _handle_store(self, event: Any) -> int:
+        calling = str(event.assoc.requestor.ae_title).strip()
+        tmp = Path(event.dataset_path)
+        try:
+            study_id = self.accept_file(tmp, calling, str(event.request.AffectedSOPInstanceUID))
+        except StoreRefused as exc:
+            log.error("C-STORE from %s refused (0x%04X): %s", calling, exc.status, exc.reason)
+            self._audit_refusal(calling, exc)
+            tmp.unlink(missing_ok=True)
+            return exc.status
+        self._on_stored(study_id)
+        return SUCCESS
+
+    def _audit_refusal(self, calling: str, exc: StoreRefused) -> None:
+        try:
+            with self.db.transaction() as conn:
+                audit.record(
+                    conn,
+                    "receive",
+                    "store_refused",
+                    detail=f"from {calling}: status 0x{exc.status:04X}: {exc.reason}",
+                )
+        except Exception:  # the refusal itself may be because the database is unwritable
+            log.exception("could not write the audit event for a refused C-STORE")
+
+    # --- the work ----------------------------------------------------------------------
+    def accept_file(self, tmp: Path, calling_ae: str, affected_sop_instance_uid: str) -> int:
+        """Check, durably keep and record one received instance; returns its study's row id.
+
+        Raises :class:`StoreRefused` with the status to send when it cannot be kept.
+        """
+        try:
+            ds = dcmread(tmp, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
+            study_uid = ds.get("StudyInstanceUID")
+            series_uid = ds.get("SeriesInstanceUID")
+            sop_uid = ds.get("SOPInstanceUID")
+            transfer_syntax = str(ds.file_meta.TransferSyntaxUID)
+            sop_class = str(ds.get("SOPClassUID") or ds.file_meta.MediaStorageSOPClassUID)
+        except (InvalidDicomError, OSError, ValueError, KeyError, EOFError) as exc:
+            raise StoreRefused(
+                CANNOT_UNDERSTAND, f"data set cannot be parsed ({type(exc).__name__})"
+            ) from exc
+        if not _valid_uid(study_uid) or not _valid_uid(series_uid):
+            raise StoreRefused(
+                DATA_SET_DOES_NOT_MATCH_SOP_CLASS, "Study or Series Instance UID missing or invalid"
+            )
+        if sop_uid is not None and str(sop_uid) != affected_sop_instance_uid:
+            raise StoreRefused(
+                DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
+                "SOP Instance UID differs from the command's Affected SOP Instance UID",
+            )
+        if not _valid_uid(affected_sop_instance_uid):
+            raise StoreRefused(DATA_SET_DOES_NOT_MATCH_SOP_CLASS, "SOP Instance UID is invalid")
+        relative = Path("spool") / str(study_uid) / f"{affected_sop_instance_uid}.dcm"
+        try:
+            size = durable_move(tmp, self.data_dir / relative)
+        except OSError as exc:
+            raise StoreRefused(
+                OUT_OF_RESOURCES, f"cannot write to the spool: {exc.strerror}"
+            ) from exc
+        failpoint("receive.after_move")
+        modality = str(ds.get("Modality") or "")
+        try:
+            recorded = record_instance(
+                self.db,
+                ReceivedInstance(
+                    study_uid=str(study_uid),
+                    series_uid=str(series_uid),
+                    sop_instance_uid=affected_sop_instance_uid,
+                    sop_class_uid=sop_class,
+                    transfer_syntax=transfer_syntax,
+                    modality=modality,
+                    study_description=str(ds.get("StudyDescription") or ""),
+                    path=relative.as_posix(),
+                    size=size,
+                    calling_ae=calling_ae,
+                ),
+                idle_seconds=self._idle_seconds_for(modality),
+                late_policy=self._late_policy,
+            )
+        except Exception as exc:
+            # the file is on disk but not in the queue: the sender must not think we hold it
+            log.exception("could not record a received instance in the queue")
+            raise StoreRefused(
+                OUT_OF_RESOURCES, f"queue database error ({type(exc).__name__})"
+            ) from exc
+        failpoint("receive.after_record")
+        return recorded.study_id

@@ -1,0 +1,1 @@
+"""The work between receiving and delivering: completion, routing, processing, delivery."""

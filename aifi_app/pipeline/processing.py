@@ -1,0 +1,275 @@
+"""The steps of one job: select and pseudonymise its images, run the algorithm, build the
+results and re-identify them. Runs on the worker thread.
+
+Each step reads its input from disk and the database, writes its output files durably,
+and then records the output and the state change in one transaction. A crash between the
+two repeats the step on restart; the step is idempotent (keyed pseudonyms and derived UIDs
+make the same files again), so nothing is lost and nothing doubles.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydicom import Dataset, dcmread, dcmwrite
+
+from aifi_app import __version__
+from aifi_app.algorithms.findings import AlgorithmResult
+from aifi_app.algorithms.onnx_runner import InferenceError, RunnerCache
+from aifi_app.algorithms.package import AlgorithmPackage
+from aifi_app.dicom_node.spool import durable_write
+from aifi_app.failpoints import failpoint
+from aifi_app.pipeline.uids import derived_uid
+from aifi_app.pseudonymise import ProfileOption, Pseudonymiser, reidentify
+from aifi_app.results import build_measurement_report, build_secondary_capture
+from aifi_app.store import jobs
+from aifi_app.store.database import Database
+from aifi_app.store.jobs import PlannedOutput
+from aifi_app.store.states import JobState
+
+log = logging.getLogger(__name__)
+
+_FRONTAL_VIEWS = ("PA", "AP")
+SC_SERIES_NUMBER = 9901
+SR_SERIES_NUMBER = 9902
+
+
+class JobRejected(Exception):
+    """The study does not conform to what the algorithm needs (reason in words)."""
+
+
+@dataclass(frozen=True)
+class JobContext:
+    job_id: int
+    study_id: int
+    study_uid: str
+    episode_kind: str
+    package: AlgorithmPackage
+
+
+def _dataset_bytes(ds: Dataset) -> bytes:
+    buffer = io.BytesIO()
+    dcmwrite(buffer, ds, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+class JobProcessor:
+    """Carries jobs from ``queued`` to ``result_received``."""
+
+    def __init__(
+        self,
+        db: Database,
+        data_dir: Path,
+        packages: Callable[[], dict[str, AlgorithmPackage]],
+        runners: RunnerCache,
+        secret: bytes,
+    ) -> None:
+        self.db = db
+        self.data_dir = data_dir
+        self._packages = packages
+        self._runners = runners
+        self._secret = secret
+
+    # --- helpers ------------------------------------------------------------------------
+    def context(self, job_id: int) -> JobContext:
+        row = self.db.query(
+            "SELECT j.id, j.study_id, j.algorithm_id, s.study_uid, s.kind FROM jobs j"
+            " JOIN studies s ON s.id = j.study_id WHERE j.id = ?",
+            (job_id,),
+        )[0]
+        package = self._packages().get(row["algorithm_id"])
+        if package is None:
+            raise JobRejected(f"algorithm {row['algorithm_id']} is not installed or not usable")
+        return JobContext(job_id, row["study_id"], row["study_uid"], row["kind"], package)
+
+    def work_dir(self, job_id: int) -> Path:
+        return self.data_dir / "work" / str(job_id)
+
+    def result_dir(self, job_id: int) -> Path:
+        return self.data_dir / "results" / str(job_id)
+
+    def _instance_paths(self, ctx: JobContext) -> list[Path]:
+        """The received files the job works on: its episode's, or the whole study's when
+        the episode is a reprocess of late instances."""
+        if ctx.episode_kind == "reprocess":
+            rows = self.db.query(
+                "SELECT i.path FROM instances i JOIN studies s ON s.id = i.study_id"
+                " WHERE s.study_uid = ? ORDER BY i.id",
+                (ctx.study_uid,),
+            )
+        else:
+            rows = self.db.query(
+                "SELECT path FROM instances WHERE study_id = ? ORDER BY id", (ctx.study_id,)
+            )
+        return [self.data_dir / r["path"] for r in rows]
+
+    def select_images(self, ctx: JobContext) -> list[Path]:
+        """The images the algorithm takes: its modalities, frontal views first."""
+        candidates: list[tuple[int, Path]] = []
+        modalities: set[str] = set()
+        for path in self._instance_paths(ctx):
+            header = dcmread(
+                path, stop_before_pixels=True, specific_tags=["Modality", "ViewPosition"]
+            )
+            modality = str(header.get("Modality") or "")
+            modalities.add(modality or "?")
+            if modality in ctx.package.modalities:
+                view = str(header.get("ViewPosition") or "").upper()
+                candidates.append((0 if view in _FRONTAL_VIEWS or not view else 1, path))
+        if not candidates:
+            raise JobRejected(
+                f"no image of modality {'/'.join(ctx.package.modalities)} in the study "
+                f"(found {'/'.join(sorted(modalities)) or 'none'})"
+            )
+        candidates.sort(key=lambda c: c[0])
+        return [p for _, p in candidates[: ctx.package.max_images]]
+
+    def pseudonymiser(self, ctx: JobContext, mappings: list[tuple[str, str, str]]) -> Pseudonymiser:
+        options = frozenset(
+            ProfileOption[name.upper()] for name in ctx.package.pseudonymisation_options
+        )
+        return Pseudonymiser(
+            self._secret, options, on_pseudonym=lambda k, o, p: mappings.append((k, o, p))
+        )
+
+    # --- steps --------------------------------------------------------------------------
+    def pseudonymise(self, job_id: int) -> None:
+        """queued -> pseudonymised (or rejected)."""
+        try:
+            ctx = self.context(job_id)
+            paths = self.select_images(ctx)
+        except JobRejected as exc:
+            jobs.transition(self.db, job_id, JobState.QUEUED, JobState.REJECTED, reason=str(exc))
+            return
+        mappings: list[tuple[str, str, str]] = []
+        pseudonymiser = self.pseudonymiser(ctx, mappings)
+        work = self.work_dir(job_id)
+        if work.exists():
+            shutil.rmtree(work)  # left by an interrupted attempt
+        for n, path in enumerate(paths):
+            original = dcmread(path)
+            durable_write(
+                work / f"{n:05d}.dcm", _dataset_bytes(pseudonymiser.pseudonymise(original))
+            )
+        failpoint("processing.after_pseudonymised_files")
+        with self.db.transaction() as conn:
+            conn.executemany(
+                "INSERT INTO pseudonyms (pseudonym, kind, original) VALUES (?, ?, ?)"
+                " ON CONFLICT (pseudonym) DO NOTHING",
+                [(p, k, o) for k, o, p in mappings],
+            )
+            jobs.transition_in(
+                conn,
+                job_id,
+                JobState.QUEUED,
+                JobState.PSEUDONYMISED,
+                detail=f"{len(paths)} image(s) pseudonymised",
+            )
+
+    def run_algorithm(self, job_id: int, from_state: JobState) -> None:
+        """pseudonymised/submitted -> result_received (or failed)."""
+        ctx = self.context(job_id)
+        identity = ctx.package.identity
+        if from_state == JobState.PSEUDONYMISED:
+            jobs.transition(
+                self.db,
+                job_id,
+                from_state,
+                JobState.SUBMITTED,
+                detail=f"local ONNX runner, {identity.name} {identity.version}",
+            )
+        images: list[Dataset] = [dcmread(p) for p in sorted(self.work_dir(job_id).glob("*.dcm"))]
+        try:
+            result = self._runners.get(ctx.package).run(images)
+        except InferenceError as exc:
+            jobs.transition(self.db, job_id, JobState.SUBMITTED, JobState.FAILED, reason=str(exc))
+            return
+        planned = self.build_results(ctx, result, images)
+        failpoint("processing.after_results_written")
+        with self.db.transaction() as conn:
+            jobs.add_outputs_in(conn, job_id, planned)
+            positives = sum(f.positive for f in result.findings)
+            jobs.transition_in(
+                conn,
+                job_id,
+                JobState.SUBMITTED,
+                JobState.RESULT_RECEIVED,
+                detail=f"{len(result.findings)} finding(s), {positives} positive",
+                result_json=result.to_json(),
+            )
+
+    def build_results(
+        self, ctx: JobContext, result: AlgorithmResult, images: list[Dataset]
+    ) -> list[PlannedOutput]:
+        """Build, re-identify and durably write the job's result objects."""
+        by_uid = {str(ds.SOPInstanceUID): ds for ds in images}
+        key = (
+            ctx.study_uid,
+            str(ctx.study_id),
+            ctx.package.identity.algorithm_id,
+            ctx.package.identity.version,
+        )
+        built: list[tuple[str, Dataset]] = []
+        if "sc" in ctx.package.result_objects:
+            sc_series = derived_uid(self._secret, *key, "sc-series")
+            for n, finding in enumerate(result.findings, start=1):
+                built.append(
+                    (
+                        "sc",
+                        build_secondary_capture(
+                            by_uid[finding.source_sop_instance_uid],
+                            result,
+                            finding,
+                            series_instance_uid=sc_series,
+                            sop_instance_uid=derived_uid(self._secret, *key, "sc", str(n)),
+                            series_number=SC_SERIES_NUMBER,
+                            instance_number=n,
+                            software_version=__version__,
+                        ),
+                    )
+                )
+        if "sr" in ctx.package.result_objects:
+            built.append(
+                (
+                    "sr",
+                    build_measurement_report(
+                        images,
+                        result,
+                        series_instance_uid=derived_uid(self._secret, *key, "sr-series"),
+                        sop_instance_uid=derived_uid(self._secret, *key, "sr"),
+                        series_number=SR_SERIES_NUMBER,
+                        instance_number=1,
+                        device_observer_uid=derived_uid(
+                            self._secret, "device", ctx.package.identity.algorithm_id
+                        ),
+                        software_version=__version__,
+                    ),
+                )
+            )
+        original_header = dcmread(self._instance_paths(ctx)[0], stop_before_pixels=True)
+        planned = []
+        out_dir = self.result_dir(ctx.job_id)
+        for n, (kind, ds) in enumerate(built, start=1):
+            restored = reidentify(ds, self.original_for, original_header)
+            relative = out_dir.relative_to(self.data_dir) / f"{n:02d}-{kind}.dcm"
+            durable_write(self.data_dir / relative, _dataset_bytes(restored))
+            planned.append(
+                PlannedOutput(
+                    kind,
+                    str(restored.SOPInstanceUID),
+                    str(restored.SOPClassUID),
+                    relative.as_posix(),
+                )
+            )
+        return planned
+
+    def original_for(self, pseudonym: str) -> str | None:
+        row = self.db.conn.execute(
+            "SELECT original FROM pseudonyms WHERE pseudonym = ?", (pseudonym,)
+        ).fetchone()
+        return None if row is None else str(row[0])

@@ -1,0 +1,177 @@
+"""The worker thread: completes studies, routes them and carries jobs to their results.
+
+One loop, woken when an instance arrives or a person asks, and at least every second
+for the idle timers. A fault in one study or job marks that one (failed, with the reason
+in words and in the audit log) and the loop carries on with the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+from pydicom import Dataset, dcmread
+
+from aifi_app.config.settings import Settings
+from aifi_app.pipeline import routing
+from aifi_app.pipeline.processing import JobProcessor
+from aifi_app.pipeline.retention import sweep_spool
+from aifi_app.store import audit, jobs
+from aifi_app.store.database import Database, now
+from aifi_app.store.states import JobState
+
+log = logging.getLogger(__name__)
+
+_ROUTING_TAGS = [
+    "Modality",
+    "BodyPartExamined",
+    "StudyDescription",
+    "SeriesDescription",
+    "PatientAge",
+    "PatientBirthDate",
+    "StudyDate",
+    "SliceThickness",
+    "ConvolutionKernel",
+    "SeriesInstanceUID",
+]
+RETENTION_INTERVAL_SECONDS = 600.0
+
+
+class Worker:
+    def __init__(
+        self,
+        db: Database,
+        data_dir: Path,
+        settings: Callable[[], Settings],
+        processor: JobProcessor,
+    ) -> None:
+        self.db = db
+        self.data_dir = data_dir
+        self._settings = settings
+        self.processor = processor
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_retention = 0.0
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="aifi-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def wake(self, *_: object) -> None:
+        """Ask for a pass soon; safe from any thread."""
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                busy = self.run_once()
+            except Exception:
+                log.exception("worker pass failed; retrying shortly")
+                busy = False
+            if not busy:
+                self._wake.wait(1.0)
+                self._wake.clear()
+
+    def run_once(self) -> bool:
+        """One pass over every stage; True when it did something."""
+        did = False
+        for study_id in jobs.due_studies(self.db):
+            did |= jobs.mark_complete(self.db, study_id)
+        for study_id in jobs.complete_studies(self.db):
+            self._guard_study(study_id, self.route)
+            did = True
+        for job_id in jobs.jobs_in_state(self.db, JobState.QUEUED):
+            self._guard_job(job_id, JobState.QUEUED, self.processor.pseudonymise)
+            did = True
+            if self._stop.is_set():
+                return did
+        for state in (JobState.PSEUDONYMISED, JobState.SUBMITTED):
+            for job_id in jobs.jobs_in_state(self.db, state):
+                self._guard_job(job_id, state, partial(self._run_algorithm, state=state))
+                did = True
+                if self._stop.is_set():
+                    return did
+        if now() - self._last_retention > RETENTION_INTERVAL_SECONDS:
+            self._last_retention = now()
+            sweep_spool(self.db, self.data_dir, self._settings().storage.retention_days)
+        return did
+
+    def _run_algorithm(self, job_id: int, *, state: JobState) -> None:
+        self.processor.run_algorithm(job_id, state)
+
+    # --- stages ---------------------------------------------------------------------------
+    def series_headers(self, study_id: int) -> list[Dataset]:
+        rows = self.db.query(
+            "SELECT MIN(path) AS path FROM instances WHERE study_id = ? GROUP BY series_uid",
+            (study_id,),
+        )
+        return [
+            dcmread(self.data_dir / r["path"], stop_before_pixels=True, specific_tags=_ROUTING_TAGS)
+            for r in rows
+        ]
+
+    def route(self, study_id: int) -> None:
+        settings = self._settings()
+        kind = self.db.query("SELECT kind FROM studies WHERE id = ?", (study_id,))[0]["kind"]
+        decisions = routing.evaluate(settings.routes, self.series_headers(study_id))
+        matches = [(d.route.name, d.route.algorithm) for d in decisions if d.matched]
+        reason = routing.no_match_reason(decisions)
+        if kind == "record":
+            matches = []
+            reason = "late instances recorded (policy 'record'); not processed"
+        created = jobs.route_study(self.db, study_id, matches, reason)
+        log.info("study %d routed: %d job(s)", study_id, len(created))
+
+    def _guard_study(self, study_id: int, step: Callable[[int], None]) -> None:
+        try:
+            step(study_id)
+        except Exception as exc:
+            log.exception("study %d could not be routed", study_id)
+            with self.db.transaction() as conn:
+                conn.execute(
+                    "UPDATE studies SET state = 'no_match', reason = ? WHERE id = ?"
+                    " AND state = 'complete'",
+                    (f"routing failed: {type(exc).__name__}", study_id),
+                )
+                audit.record(
+                    conn,
+                    "study",
+                    "routing_failed",
+                    study_id=study_id,
+                    detail=f"{type(exc).__name__}",
+                )
+
+    def _guard_job(self, job_id: int, state: JobState, step: Callable[[int], None]) -> None:
+        try:
+            step(job_id)
+        except jobs.StaleStateError:
+            log.info("job %d was moved by someone else", job_id)
+        except Exception as exc:
+            log.exception("job %d failed in state %s", job_id, state)
+            current = JobState(jobs.job(self.db, job_id)["state"])
+            if current in (JobState.QUEUED, JobState.PSEUDONYMISED, JobState.SUBMITTED):
+                jobs.transition(
+                    self.db,
+                    job_id,
+                    current,
+                    JobState.FAILED,
+                    reason=f"{_step_name(current)} failed: {type(exc).__name__}",
+                )
+
+
+def _step_name(state: JobState) -> str:
+    return {
+        JobState.QUEUED: "pseudonymisation",
+        JobState.PSEUDONYMISED: "submission",
+        JobState.SUBMITTED: "inference",
+    }.get(state, str(state))

@@ -1,0 +1,122 @@
+"""The appliance: the database, the DICOM node, the worker and the dispatcher, wired together.
+
+``aifi-app serve`` runs it headless; the desktop application runs the same object in its
+own process. Start and stop from one thread; everything else runs on its own threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from aifi_app.algorithms.onnx_runner import RunnerCache
+from aifi_app.algorithms.package import AlgorithmPackage, discover
+from aifi_app.config.settings import Settings
+from aifi_app.dicom_node.storage_scp import NodeConfig, StorageNode
+from aifi_app.pipeline.dispatcher import Dispatcher
+from aifi_app.pipeline.processing import JobProcessor
+from aifi_app.pipeline.worker import Worker
+from aifi_app.secrets import installation_secret
+from aifi_app.store import audit
+from aifi_app.store.database import Database
+
+log = logging.getLogger(__name__)
+
+DATABASE_FILE = "aifi.sqlite3"
+
+
+def open_database(data_dir: Path) -> Database:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        data_dir.chmod(0o700)
+    except OSError:  # pragma: no cover
+        log.warning("could not restrict permissions of the data directory")
+    return Database(data_dir / DATABASE_FILE)
+
+
+def installation_id(db: Database) -> str:
+    """This installation's id (made on first start); names its secret in the keyring."""
+    with db.transaction() as conn:
+        row = conn.execute("SELECT value FROM installation WHERE key = 'id'").fetchone()
+        if row is not None:
+            return str(row[0])
+        new = str(uuid.uuid4())
+        conn.execute("INSERT INTO installation (key, value) VALUES ('id', ?)", (new,))
+        return new
+
+
+class Appliance:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        secret_for: Callable[[str], bytes] = installation_secret,
+    ) -> None:
+        self.settings = settings
+        self.data_dir = settings.data_dir
+        self.db = open_database(self.data_dir)
+        self.secret = secret_for(installation_id(self.db))
+        self.packages: dict[str, AlgorithmPackage] = discover(settings.algorithms.package_dirs)
+        for route in settings.routes:
+            if route.algorithm not in self.packages:
+                log.error(
+                    "route %s names algorithm %s, which is not installed",
+                    route.name,
+                    route.algorithm,
+                )
+        self.processor = JobProcessor(
+            self.db,
+            self.data_dir,
+            lambda: self.packages,
+            RunnerCache(settings.algorithms.onnx_threads),
+            self.secret,
+        )
+        self.worker = Worker(self.db, self.data_dir, lambda: self.settings, self.processor)
+        self.dispatcher = Dispatcher(self.db, self.data_dir, lambda: self.settings)
+        node = settings.node
+        allowed = tuple(
+            dict.fromkeys(
+                (*node.allowed_calling_ae_titles, *(n.ae_title for n in settings.remote_nodes))
+            )
+        )
+        self.node = StorageNode(
+            NodeConfig(
+                ae_title=node.ae_title,
+                bind_address=node.bind_address,
+                port=node.port,
+                allowed_calling_ae_titles=allowed,
+                max_pdu_size=node.max_pdu_size,
+                network_timeout_seconds=node.network_timeout_seconds,
+            ),
+            self.db,
+            self.data_dir,
+            idle_seconds_for=self.idle_seconds_for,
+            late_policy=settings.completion.late_instance_policy,
+            on_stored=self.worker.wake,
+        )
+
+    def idle_seconds_for(self, modality: str) -> float:
+        """The completion idle time: the shortest of the routes that may take this modality."""
+        own = [
+            r.idle_seconds
+            for r in self.settings.routes
+            if r.idle_seconds is not None and (not r.modalities or modality in r.modalities)
+        ]
+        return min(own) if own else self.settings.completion.idle_seconds
+
+    def start(self) -> None:
+        with self.db.transaction() as conn:
+            audit.record(conn, "service", "started", detail=f"data in {self.data_dir}")
+        self.worker.start()
+        self.dispatcher.start()
+        self.node.start()
+
+    def stop(self) -> None:
+        self.node.stop()
+        self.worker.stop()
+        self.dispatcher.stop()
+        with self.db.transaction() as conn:
+            audit.record(conn, "service", "stopped")
+        self.db.close()

@@ -1,0 +1,1 @@
+"""The durable queue: SQLite database, study and job states, audit log."""

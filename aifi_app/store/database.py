@@ -1,0 +1,135 @@
+"""The SQLite database behind the queue: connections, durability settings and migrations.
+
+WAL with ``synchronous=FULL``: a transaction that returned is on disk, even after a power
+cut. Every thread gets its own connection (SQLite connections must not be shared between
+threads); writers take the lock up front (``BEGIN IMMEDIATE``) so that a transaction never
+fails half-way on a lock upgrade.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from aifi_app.store.schema import MIGRATIONS
+
+log = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_MS = 30_000
+
+
+class SchemaTooNewError(RuntimeError):
+    """The database was written by a newer version of the appliance."""
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema up to date; returns the schema version now in use."""
+    version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(MIGRATIONS):
+        raise SchemaTooNewError(
+            f"database schema version {version} is newer than this appliance knows "
+            f"({len(MIGRATIONS)}); install the newer version or restore a backup"
+        )
+    for number in range(version + 1, len(MIGRATIONS) + 1):
+        log.info("applying database migration %d", number)
+        # executescript commits first; the migration and its version bump form one script
+        conn.executescript(
+            "BEGIN IMMEDIATE;\n"
+            + MIGRATIONS[number - 1]
+            + f"\nPRAGMA user_version = {number};\nCOMMIT;"
+        )
+    return len(MIGRATIONS)
+
+
+class Database:
+    """The queue database. Safe to use from any thread; each thread has its own connection."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        migrate(self.conn)
+        try:
+            path.chmod(0o600)
+        except OSError:  # pragma: no cover - e.g. a file system without permissions
+            log.warning("could not restrict permissions of the database file")
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """This thread's connection."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _connect(self.path)
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    @property
+    def utils(self) -> sqlite_utils.Database:
+        """sqlite-utils' view of this thread's connection (queries returning dicts)."""
+        db: sqlite_utils.Database | None = getattr(self._local, "utils", None)
+        if db is None:
+            db = sqlite_utils.Database(self.conn)
+            self._local.utils = db
+        return db
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: everything inside commits together or not at all."""
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+
+    def query(
+        self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()
+    ) -> list[dict[str, Any]]:
+        """Rows of a read-only query, as dictionaries."""
+        return [dict(r) for r in self.utils.query(sql, params)]
+
+    def schema_version(self) -> int:
+        version: int = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        return version
+
+    def integrity_check(self) -> str:
+        result: str = self.conn.execute("PRAGMA integrity_check").fetchone()[0]
+        return result
+
+    def close(self) -> None:
+        """Close every thread's connection (call once, at shutdown)."""
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+        self._local = threading.local()
+
+
+def now() -> float:
+    """The time stamps stored in the database: seconds since the epoch, UTC."""
+    return time.time()

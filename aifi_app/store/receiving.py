@@ -1,0 +1,169 @@
+"""Recording received instances: which study episode they belong to, and late arrivals.
+
+Called on a pynetdicom association thread after the instance's file is durably on disk;
+the C-STORE success status is sent only after :func:`record_instance` has committed.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from aifi_app.store import audit
+from aifi_app.store.database import Database, now
+from aifi_app.store.states import StudyState
+
+
+@dataclass(frozen=True)
+class ReceivedInstance:
+    """What the DICOM node knows of an instance it has stored."""
+
+    study_uid: str
+    series_uid: str
+    sop_instance_uid: str
+    sop_class_uid: str
+    transfer_syntax: str
+    modality: str
+    study_description: str
+    path: str
+    """Relative to the data directory."""
+    size: int
+    calling_ae: str
+
+
+@dataclass(frozen=True)
+class Recorded:
+    study_id: int
+    instance_id: int
+    new_study: bool
+    duplicate: bool
+
+
+def _new_episode(
+    conn: sqlite3.Connection,
+    inst: ReceivedInstance,
+    episode: int,
+    kind: str,
+    state: StudyState,
+    idle_seconds: float,
+) -> int:
+    t = now()
+    cur = conn.execute(
+        "INSERT INTO studies (study_uid, episode, kind, state, calling_ae, modality,"
+        " study_description, first_received_at, last_received_at, idle_seconds,"
+        " complete_due_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            inst.study_uid,
+            episode,
+            kind,
+            state.value,
+            inst.calling_ae,
+            inst.modality,
+            inst.study_description,
+            t,
+            t,
+            idle_seconds,
+            t + idle_seconds,
+        ),
+    )
+    study_id = int(cur.lastrowid or 0)
+    audit.record(
+        conn,
+        "receive",
+        "study_started" if episode == 1 else f"late_instances_{kind}",
+        study_id=study_id,
+        to_state=state.value,
+        detail=f"episode {episode} from {inst.calling_ae}, modality {inst.modality or '?'}",
+    )
+    return study_id
+
+
+def record_instance(
+    db: Database, inst: ReceivedInstance, *, idle_seconds: float, late_policy: str
+) -> Recorded:
+    """Record a stored instance in one transaction; returns where it went.
+
+    An instance for a study still receiving joins it and restarts its idle timer. An
+    instance for a study already processed starts (or joins) a new episode whose kind is
+    the late-instance policy: ``follow_up``, ``reprocess`` or ``record``. An instance that
+    was already received in the latest episode (a resend) replaces its file and starts
+    nothing new.
+    """
+    t = now()
+    with db.transaction() as conn:
+        latest = conn.execute(
+            "SELECT id, episode, state FROM studies WHERE study_uid = ?"
+            " ORDER BY episode DESC LIMIT 1",
+            (inst.study_uid,),
+        ).fetchone()
+        new_study = False
+        seen = conn.execute(
+            "SELECT i.id, i.study_id, s.state FROM instances i JOIN studies s"
+            " ON s.id = i.study_id WHERE s.study_uid = ? AND i.sop_instance_uid = ?"
+            " ORDER BY i.id DESC LIMIT 1",
+            (inst.study_uid, inst.sop_instance_uid),
+        ).fetchone()
+        if seen is not None and seen["state"] not in (StudyState.RECEIVING, StudyState.RECORDED):
+            # a resend of an instance whose study was already processed: keep the newer
+            # file, start nothing
+            conn.execute(
+                "UPDATE instances SET path = ?, size = ?, received_at = ?, calling_ae = ?"
+                " WHERE id = ?",
+                (inst.path, inst.size, t, inst.calling_ae, seen["id"]),
+            )
+            audit.record(
+                conn,
+                "receive",
+                "duplicate_instance",
+                study_id=int(seen["study_id"]),
+                detail=f"instance received again from {inst.calling_ae}; not reprocessed",
+            )
+            return Recorded(int(seen["study_id"]), int(seen["id"]), False, True)
+        if latest is None:
+            study_id = _new_episode(conn, inst, 1, "primary", StudyState.RECEIVING, idle_seconds)
+            new_study = True
+        elif latest["state"] in (StudyState.RECEIVING, StudyState.RECORDED):
+            study_id = int(latest["id"])
+        else:
+            state = StudyState.RECORDED if late_policy == "record" else StudyState.RECEIVING
+            study_id = _new_episode(
+                conn, inst, int(latest["episode"]) + 1, late_policy, state, idle_seconds
+            )
+            new_study = True
+        duplicate = (
+            conn.execute(
+                "SELECT 1 FROM instances WHERE study_id = ? AND sop_instance_uid = ?",
+                (study_id, inst.sop_instance_uid),
+            ).fetchone()
+            is not None
+        )
+        cur = conn.execute(
+            "INSERT INTO instances (study_id, sop_instance_uid, sop_class_uid, series_uid,"
+            " transfer_syntax, path, size, received_at, calling_ae)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (study_id, sop_instance_uid) DO UPDATE SET path = excluded.path,"
+            " size = excluded.size, received_at = excluded.received_at,"
+            " transfer_syntax = excluded.transfer_syntax, calling_ae = excluded.calling_ae"
+            " RETURNING id",
+            (
+                study_id,
+                inst.sop_instance_uid,
+                inst.sop_class_uid,
+                inst.series_uid,
+                inst.transfer_syntax,
+                inst.path,
+                inst.size,
+                t,
+                inst.calling_ae,
+            ),
+        )
+        instance_id = int(cur.fetchone()[0])
+        # the idle timer restarts only while the episode is still receiving
+        conn.execute(
+            "UPDATE studies SET last_received_at = ?, instance_count = instance_count + ?,"
+            " received_bytes = received_bytes + ?,"
+            " complete_due_at = CASE WHEN state = ? THEN ? + idle_seconds"
+            " ELSE complete_due_at END WHERE id = ?",
+            (t, 0 if duplicate else 1, inst.size, StudyState.RECEIVING.value, t, study_id),
+        )
+        return Recorded(study_id, instance_id, new_study, duplicate)

@@ -1,0 +1,98 @@
+"""The database schema, as numbered migrations; ``PRAGMA user_version`` is the number applied.
+
+Add a migration at the end of :data:`MIGRATIONS`; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the first schema
+    """
+    CREATE TABLE studies (
+        id INTEGER PRIMARY KEY,
+        study_uid TEXT NOT NULL,
+        episode INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        state TEXT NOT NULL,
+        calling_ae TEXT NOT NULL,
+        modality TEXT NOT NULL DEFAULT '',
+        study_description TEXT NOT NULL DEFAULT '',
+        instance_count INTEGER NOT NULL DEFAULT 0,
+        received_bytes INTEGER NOT NULL DEFAULT 0,
+        first_received_at REAL NOT NULL,
+        last_received_at REAL NOT NULL,
+        idle_seconds REAL NOT NULL,
+        complete_due_at REAL NOT NULL,
+        completed_at REAL,
+        reason TEXT,
+        spool_removed_at REAL,
+        UNIQUE (study_uid, episode)
+    );
+    CREATE INDEX studies_state ON studies (state, complete_due_at);
+    CREATE TABLE instances (
+        id INTEGER PRIMARY KEY,
+        study_id INTEGER NOT NULL REFERENCES studies (id),
+        sop_instance_uid TEXT NOT NULL,
+        sop_class_uid TEXT NOT NULL,
+        series_uid TEXT NOT NULL,
+        transfer_syntax TEXT NOT NULL,
+        path TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        received_at REAL NOT NULL,
+        calling_ae TEXT NOT NULL,
+        UNIQUE (study_id, sop_instance_uid)
+    );
+    CREATE INDEX instances_sop ON instances (sop_instance_uid);
+    CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY,
+        study_id INTEGER NOT NULL REFERENCES studies (id),
+        algorithm_id TEXT NOT NULL,
+        route TEXT NOT NULL,
+        state TEXT NOT NULL,
+        reason TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL,
+        result_json TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        UNIQUE (study_id, algorithm_id)
+    );
+    CREATE INDEX jobs_state ON jobs (state, next_attempt_at);
+    CREATE TABLE outputs (
+        id INTEGER PRIMARY KEY,
+        job_id INTEGER NOT NULL REFERENCES jobs (id),
+        kind TEXT NOT NULL,
+        sop_instance_uid TEXT NOT NULL UNIQUE,
+        sop_class_uid TEXT NOT NULL,
+        path TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        delivered_at REAL
+    );
+    CREATE INDEX outputs_job ON outputs (job_id, state);
+    CREATE TABLE pseudonyms (
+        pseudonym TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        original TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE audit_events (
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        category TEXT NOT NULL,
+        event TEXT NOT NULL,
+        study_id INTEGER,
+        job_id INTEGER,
+        from_state TEXT,
+        to_state TEXT,
+        detail TEXT NOT NULL DEFAULT '',
+        actor TEXT NOT NULL DEFAULT 'system'
+    );
+    CREATE INDEX audit_job ON audit_events (job_id, at);
+    CREATE INDEX audit_study ON audit_events (study_id, at);
+    CREATE TABLE installation (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID;
+    """,
+)

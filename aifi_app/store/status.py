@@ -1,0 +1,71 @@
+"""A snapshot of the queue for monitoring and scripts (``aifi-app status --json``).
+
+Holds no patient data: studies are shown by row id, modality and instance counts; the
+original identifiers stay in the database.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Any
+
+from aifi_app.store.database import Database, now
+
+
+def _stage_seconds(events: list[dict[str, Any]], until: float) -> dict[str, float]:
+    """Seconds spent in each state, from consecutive state-change events."""
+    stages: dict[str, float] = defaultdict(float)
+    for ev, nxt in zip(events, [*events[1:], None], strict=True):
+        end = nxt["at"] if nxt is not None else until
+        if ev["to_state"]:
+            stages[ev["to_state"]] += max(0.0, end - ev["at"])
+    return {k: round(v, 3) for k, v in stages.items()}
+
+
+def queue_snapshot(db: Database, *, limit: int = 500) -> dict[str, Any]:
+    """Studies and jobs (newest first), with states, reasons and time per stage."""
+    t = now()
+    studies = db.query(
+        "SELECT id, episode, kind, state, calling_ae, modality, instance_count, received_bytes,"
+        " first_received_at, last_received_at, complete_due_at, completed_at, reason"
+        " FROM studies ORDER BY id DESC LIMIT ?",
+        (limit,),
+    )
+    jobs = db.query(
+        "SELECT id, study_id, algorithm_id, route, state, reason, attempts, next_attempt_at,"
+        " created_at, updated_at FROM jobs ORDER BY id DESC LIMIT ?",
+        (limit,),
+    )
+    events: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    if jobs:
+        low = min(j["id"] for j in jobs)
+        for ev in db.query(
+            "SELECT job_id, at, to_state FROM audit_events WHERE job_id >= ? AND"
+            " event IN ('job_created', 'state_changed') ORDER BY id",
+            (low,),
+        ):
+            events[int(ev["job_id"])].append(ev)
+    outputs: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for out in db.query(
+        "SELECT job_id, kind, state, attempts, last_error, delivered_at FROM outputs ORDER BY id"
+    ):
+        outputs[int(out["job_id"])].append(out)
+    finished = {"delivered", "rejected", "failed", "cancelled"}
+    for j in jobs:
+        evs = events.get(j["id"], [])
+        j["stage_seconds"] = _stage_seconds(evs, t)
+        j["stage_seconds"].pop(j["state"], None) if j["state"] in finished else None
+        j["outputs"] = outputs.get(j["id"], [])
+        study = next((s for s in studies if s["id"] == j["study_id"]), None)
+        if study is not None and j["state"] == "delivered":
+            j["turnaround_seconds"] = round(j["updated_at"] - study["last_received_at"], 3)
+    return {
+        "generated_at": t,
+        "schema_version": db.schema_version(),
+        "counts": {
+            "studies": dict(Counter(s["state"] for s in studies)),
+            "jobs": dict(Counter(j["state"] for j in jobs)),
+        },
+        "studies": studies,
+        "jobs": jobs,
+    }

@@ -1,0 +1,1 @@
+"""Data installed with the application: default settings and built-in algorithm packages."""

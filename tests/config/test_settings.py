@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aifi_app.config import ConfigError, load_settings, parse_node_address, with_overrides
+from aifi_app.config.settings import BUILTIN_ROUTES, settings_reference
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "aifi.toml"
+    path.write_text(text)
+    return path
+
+
+def test_built_in_defaults() -> None:
+    s = load_settings(None)
+    assert s.node.ae_title == "AIFI"
+    assert s.node.port == 11112
+    assert s.node.allowed_calling_ae_titles == ()
+    assert s.routes == BUILTIN_ROUTES
+    assert s.pacs_node is None
+
+
+def test_file_is_read_and_validated(tmp_path: Path) -> None:
+    s = load_settings(
+        _write(
+            tmp_path,
+            """
+[node]
+ae_title = "AIFI_RAD"
+port = 104
+allowed_calling_ae_titles = ["CT01", "DX02"]
+[[remote_nodes]]
+name = "pacs"
+ae_title = "SECTRA"
+host = "10.1.2.3"
+port = 104
+[delivery]
+pacs = "pacs"
+[[routes]]
+name = "ct-pe"
+algorithm = "cina-ipe"
+modalities = ["CT"]
+max_slice_thickness_mm = 2.5
+convolution_kernels = ["B30f"]
+""",
+        )
+    )
+    assert s.node.allowed_calling_ae_titles == ("CT01", "DX02")
+    assert s.pacs_node is not None and s.pacs_node.ae_title == "SECTRA"
+    assert s.routes[0].max_slice_thickness_mm == 2.5
+    assert s.routes[0].convolution_kernels == ("B30f",)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[node]\nae_titel = 'X'", "unknown setting(s) ae_titel"),
+        ("[node]\nport = 'x'", "node.port: expected an integer"),
+        ("[node]\nport = 70000", "outside 1-65535"),
+        ("[node]\nae_title = 'WAY_TOO_LONG_AE_TITLE'", "not a valid AE title"),
+        ("[delivery]\npacs = 'nowhere'", "no remote node named"),
+        ("[completion]\nlate_instance_policy = 'drop'", "must be one of"),
+        ("[[routes]]\nname = 'x'", "missing required setting(s) algorithm"),
+        ("[[routes]]\nname='x'\nalgorithm='a'\nstudy_description='('", "not a regular expression"),
+        ("[nodes]\nx = 1", "unknown table(s) nodes"),
+        ("[node\n", "not valid TOML"),
+    ],
+)
+def test_bad_settings_name_the_key(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_settings(_write(tmp_path, text))
+
+
+def test_command_line_overrides_the_file(tmp_path: Path) -> None:
+    s = load_settings(_write(tmp_path, "[node]\nport = 104\n"))
+    s = with_overrides(
+        s, port=11113, ae_title="OTHER", pacs="ORTHANC@127.0.0.1:4242", data_dir=str(tmp_path)
+    )
+    assert s.node.port == 11113
+    assert s.node.ae_title == "OTHER"
+    assert s.pacs_node is not None and (s.pacs_node.host, s.pacs_node.port) == ("127.0.0.1", 4242)
+    assert s.data_dir == tmp_path
+
+
+@pytest.mark.parametrize("text", ["ORTHANC127.0.0.1:4242", "A@host", "A@host:0", "@h:1"])
+def test_bad_node_address(text: str) -> None:
+    with pytest.raises(ConfigError):
+        parse_node_address(text)
+
+
+def test_readme_documents_every_setting() -> None:
+    readme = (REPO / "README.md").read_text()
+    assert settings_reference() in readme, "README's settings table is stale: run aifi-app settings"

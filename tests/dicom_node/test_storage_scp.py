@@ -1,0 +1,141 @@
+"""The Storage SCP in-process, against real SCUs (pynetdicom and DCMTK) over loopback."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+from pydicom.uid import JPEGBaseline8Bit, RLELossless
+from pynetdicom import AE
+from pynetdicom.sop_class import Verification
+
+from aifi_app.dicom_node.storage_scp import NodeConfig, StorageNode
+from aifi_app.dicom_node.storage_scu import AssociationFailed, Peer, echo, send_files
+from aifi_app.sample_studies import chest_radiograph, demo_patient, phantom_chest, write
+from aifi_app.store.database import Database
+from tests.helpers.ports import free_port
+from tests.helpers.tools import ECHOSCU, dcmtk_env, storescu
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[StorageNode]:
+    db = Database(tmp_path / "data" / "q.db")
+    stored: list[int] = []
+    n = StorageNode(
+        NodeConfig(
+            "AIFI", "127.0.0.1", free_port(), ("MODALITY", "STORESCU", "ECHOSCU"), 131072, 30
+        ),
+        db,
+        tmp_path / "data",
+        idle_seconds_for=lambda m: 30.0,
+        late_policy="follow_up",
+        on_stored=stored.append,
+    )
+    n.start()
+    yield n
+    n.stop()
+    db.close()
+
+
+def _peer(node: StorageNode) -> Peer:
+    return Peer("AIFI", "127.0.0.1", node.port)
+
+
+def test_echo(node: StorageNode) -> None:
+    assert echo(_peer(node), calling_ae_title="MODALITY") == 0
+
+
+def test_unknown_calling_ae_is_rejected_and_audited(node: StorageNode) -> None:
+    with pytest.raises(AssociationFailed):
+        echo(_peer(node), calling_ae_title="INTRUDER")
+    events = node.db.query("SELECT event, detail FROM audit_events")
+    assert any(e["event"] == "association_rejected" and "INTRUDER" in e["detail"] for e in events)
+
+
+def test_store_keeps_bytes_and_records_before_success(node: StorageNode, tmp_path: Path) -> None:
+    ds = chest_radiograph(demo_patient(1), phantom_chest())
+    path = write(ds, tmp_path / "out")
+    (outcome,) = send_files(_peer(node), [path], calling_ae_title="MODALITY")
+    assert outcome.status == 0
+    rows = node.db.query("SELECT * FROM instances")
+    assert len(rows) == 1 and rows[0]["sop_instance_uid"] == ds.SOPInstanceUID
+    kept = dcmread(node.data_dir / rows[0]["path"])
+    assert kept == ds
+    assert list(node.incoming.iterdir()) == []
+    study = node.db.query("SELECT state, modality, instance_count FROM studies")[0]
+    assert study == {"state": "receiving", "modality": "DX", "instance_count": 1}
+
+
+@pytest.mark.parametrize("syntax", [JPEGBaseline8Bit, RLELossless])
+def test_compressed_syntaxes_are_kept_as_received(node: StorageNode, syntax: str) -> None:
+    ds = chest_radiograph(demo_patient(2), phantom_chest())
+    ds.file_meta.TransferSyntaxUID = syntax
+    fake = b"\xff\xd8\xff\xd9" if syntax == JPEGBaseline8Bit else b"\x00" * 64
+    from pydicom.encaps import encapsulate
+
+    ds.PixelData = encapsulate([fake])
+    ds["PixelData"].VR = "OB"
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    path = node.data_dir.parent / f"c-{syntax}.dcm"
+    path.write_bytes(buffer.getvalue())
+    (outcome,) = send_files(_peer(node), [path], calling_ae_title="MODALITY")
+    assert outcome.status == 0
+    row = node.db.query("SELECT path, transfer_syntax FROM instances")[0]
+    assert row["transfer_syntax"] == syntax
+    assert dcmread(node.data_dir / row["path"]).PixelData == ds.PixelData
+
+
+def test_instance_without_study_uid_gets_a_failure_status(
+    node: StorageNode, tmp_path: Path
+) -> None:
+    ds = chest_radiograph(demo_patient(3), phantom_chest())
+    del ds.StudyInstanceUID
+    path = write(ds, tmp_path / "bad")
+    (outcome,) = send_files(_peer(node), [path], calling_ae_title="MODALITY")
+    assert outcome.status == 0xA900
+    assert node.db.query("SELECT COUNT(*) AS n FROM instances")[0]["n"] == 0
+    events = node.db.query("SELECT detail FROM audit_events WHERE event = 'store_refused'")
+    assert events and "Study or Series Instance UID" in events[0]["detail"]
+
+
+def test_unwritable_spool_gives_out_of_resources(node: StorageNode, tmp_path: Path) -> None:
+    # a file where the study's folder should be: the move fails as on a full or broken disk
+    ds = chest_radiograph(demo_patient(4), phantom_chest())
+    (node.spool / str(ds.StudyInstanceUID)).write_text("not a folder")
+    path = write(ds, tmp_path / "full")
+    (outcome,) = send_files(_peer(node), [path], calling_ae_title="MODALITY")
+    assert outcome.status == 0xA700
+    assert node.db.query("SELECT COUNT(*) AS n FROM instances")[0]["n"] == 0
+
+
+@pytest.mark.dcmtk
+def test_dcmtk_storescu_and_echoscu(node: StorageNode, tmp_path: Path) -> None:
+    import subprocess
+
+    folder = tmp_path / "study"
+    for n in range(3):
+        write(chest_radiograph(demo_patient(5), phantom_chest(seed=n)), folder)
+    storescu(folder, node.port)
+    assert node.db.query("SELECT COUNT(*) AS n FROM instances")[0]["n"] == 3
+    proc = subprocess.run(
+        [str(ECHOSCU), "-aet", "ECHOSCU", "-aec", "AIFI", "127.0.0.1", str(node.port)],
+        env=dcmtk_env(),
+        capture_output=True,
+        timeout=30,
+    )
+    assert proc.returncode == 0
+    bad = storescu(folder, node.port, calling="UNKNOWN", check=False)
+    assert bad.returncode != 0
+
+
+def test_verification_only_association(node: StorageNode) -> None:
+    ae = AE(ae_title="MODALITY")
+    ae.add_requested_context(Verification)
+    assoc = ae.associate("127.0.0.1", node.port, ae_title="AIFI")
+    assert assoc.is_established
+    assert assoc.send_c_echo().Status == 0
+    assoc.release()

@@ -1,0 +1,168 @@
+"""The appliance as a separate process (``aifi-app serve``), so tests can SIGKILL it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.helpers.ports import free_port, wait_for_port
+
+
+def keyring_env(home: Path) -> dict[str, str]:
+    """A file keyring for tests (a CI machine has no Secret Service); never for production."""
+    return {
+        "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring",
+        "XDG_DATA_HOME": str(home / "xdg-data"),
+        "XDG_CONFIG_HOME": str(home / "xdg-config"),
+    }
+
+
+class ApplianceProcess:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        pacs: tuple[str, int] | None,
+        allowed: tuple[str, ...] = ("STORESCU",),
+        idle_seconds: float = 1.0,
+        extra_toml: str = "",
+        port: int | None = None,
+    ) -> None:
+        self.workdir = workdir
+        self.data_dir = workdir / "data"
+        self.port = port or free_port()
+        self.ae_title = "AIFI"
+        workdir.mkdir(parents=True, exist_ok=True)
+        lines = [
+            "[node]",
+            f'ae_title = "{self.ae_title}"',
+            f"port = {self.port}",
+            f"allowed_calling_ae_titles = {json.dumps(list(allowed))}",
+            "[completion]",
+            f"idle_seconds = {idle_seconds}",
+            "[storage]",
+            f'data_dir = "{self.data_dir}"',
+            "[delivery]",
+            "retry_initial_seconds = 0.5",
+            "retry_max_seconds = 2.0",
+        ]
+        if pacs is not None:
+            lines += [
+                'pacs = "PACS"',
+                "[[remote_nodes]]",
+                'name = "PACS"',
+                f'ae_title = "{pacs[0]}"',
+                'host = "127.0.0.1"',
+                f"port = {pacs[1]}",
+            ]
+        self.config = workdir / "aifi.toml"
+        self.config.write_text("\n".join(lines) + "\n" + extra_toml)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.env = {**os.environ, **keyring_env(workdir)}
+        self.log_path = workdir / "serve.log"
+
+    def start(self, failpoints: str = "") -> ApplianceProcess:
+        env = dict(self.env)
+        env.pop("AIFI_FAILPOINTS", None)
+        if failpoints:
+            env["AIFI_FAILPOINTS"] = failpoints
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "aifi_app", "serve", "--config", str(self.config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        log.close()
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                wait_for_port(self.port, 0.5)
+                return self
+            except TimeoutError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(
+                        f"appliance did not start ({self.proc.poll()}):\n"
+                        + self.log_path.read_text()[-3000:]
+                    ) from None
+
+    def kill(self) -> None:
+        """SIGKILL, as a power cut would."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.proc.returncode
+
+    def wait_exit(self, timeout: float = 60) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "aifi_app", *args, "--config", str(self.config)],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=60,
+            check=True,
+        )
+
+    def status(self) -> dict[str, Any]:
+        out: dict[str, Any] = json.loads(self.cli("status", "--json").stdout)
+        return out
+
+    def wait_for(
+        self, predicate: Any, timeout: float = 90, what: str = "condition"
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        snap: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            snap = self.status()
+            if predicate(snap):
+                return snap
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(
+                    f"appliance exited ({self.proc.returncode}) waiting for {what}:"
+                    f"\n{self.log_path.read_text()[-3000:]}"
+                )
+            time.sleep(0.3)
+        raise AssertionError(f"timed out waiting for {what}: {json.dumps(snap)[:3000]}")
+
+    def peak_rss_bytes(self) -> int:
+        """The process's peak resident memory (VmHWM) so far."""
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError("VmHWM not found")
+
+    def rss_bytes(self) -> int:
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError("VmRSS not found")
+
+
+def all_jobs(state: str, count: int):  # type: ignore[no-untyped-def]
+    def check(snap: dict[str, Any]) -> bool:
+        jobs = snap["jobs"]
+        return len(jobs) >= count and all(j["state"] == state for j in jobs)
+
+    return check

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from aifi_app.store.database import Database, SchemaTooNewError
+from aifi_app.store.schema import MIGRATIONS
+
+
+def test_new_database_is_migrated_and_durable(tmp_path: Path) -> None:
+    db = Database(tmp_path / "q.db")
+    assert db.schema_version() == len(MIGRATIONS)
+    assert db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert db.integrity_check() == "ok"
+    assert (tmp_path / "q.db").stat().st_mode & 0o077 == 0
+    db.close()
+
+
+def test_reopening_does_not_migrate_again(tmp_path: Path) -> None:
+    Database(tmp_path / "q.db").close()
+    db = Database(tmp_path / "q.db")
+    assert db.schema_version() == len(MIGRATIONS)
+    db.close()
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "q.db")
+    conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    conn.close()
+    with pytest.raises(SchemaTooNewError):
+        Database(tmp_path / "q.db")
+
+
+def test_transaction_rolls_back_on_error(tmp_path: Path) -> None:
+    db = Database(tmp_path / "q.db")
+    with pytest.raises(RuntimeError), db.transaction() as conn:
+        conn.execute("INSERT INTO installation (key, value) VALUES ('a', 'b')")
+        raise RuntimeError("boom")
+    assert db.query("SELECT * FROM installation") == []
+    db.close()
