@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import shutil
 import tempfile
 import time
 from dataclasses import replace
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pynetdicom import AE, evt
+from pynetdicom import AE, _config, evt
 from pynetdicom.presentation import AllStoragePresentationContexts
 
 from aifi_app.config.loading import parse_node_address, validate
@@ -49,7 +50,12 @@ class DemoPacs:
 
     def _store(self, event: Any) -> int:
         uid = str(event.request.AffectedSOPInstanceUID)
-        (self.folder / f"{uid}.dcm").write_bytes(event.encoded_dataset())
+        target = self.folder / f"{uid}.dcm"
+        if _config.STORE_RECV_CHUNKED_DATASET:
+            # the appliance's node in this process switched pynetdicom to streaming to disk
+            shutil.copyfile(event.dataset_path, target)
+        else:
+            target.write_bytes(event.encoded_dataset())
         return 0
 
     def stop(self) -> None:
@@ -64,7 +70,12 @@ def _images(npz: Path | None, count: int) -> list[tuple[np.ndarray[Any, Any], st
         return [(phantom_chest(seed=n), "phantom") for n in range(count)]
     data = np.load(npz)
     images, labels = data["test_images"], data["test_labels"].ravel()
-    picks = [int(i) for i in np.linspace(0, len(images) - 1, count)]
+    normal, pneumonia = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
+    # alternate the two classes, spread over the test split
+    picks = [
+        int((pneumonia if n % 2 else normal)[(n // 2) * 37 % len(pneumonia if n % 2 else normal)])
+        for n in range(count)
+    ]
     return [(images[i], "pneumonia" if labels[i] else "normal") for i in picks]
 
 

@@ -6,6 +6,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydicom import dcmread
+from pydicom.uid import ComprehensiveSRStorage, SecondaryCaptureImageStorage
 
 from aifi_app.demo import run_demo
 from tests.conftest import PNEUMONIAMNIST
@@ -18,6 +20,10 @@ def test_demo_runs_the_whole_chain(tmp_path: Path, capsys: pytest.CaptureFixture
     out = capsys.readouterr().out
     assert "demo succeeded" in out
     assert "no_match" in out and "modality CT" in out
-    pacs = list((tmp_path / "demo" / "demo-pacs").glob("*.dcm"))
+    pacs = [dcmread(p) for p in (tmp_path / "demo" / "demo-pacs").glob("*.dcm")]
     assert len(pacs) == 6  # an SC and an SR for each of the three chest X-rays
+    assert sorted(str(ds.SOPClassUID) for ds in pacs) == sorted(
+        [SecondaryCaptureImageStorage, ComprehensiveSRStorage] * 3
+    )
+    assert {str(ds.PatientID) for ds in pacs} == {"DEMO00001", "DEMO00002", "DEMO00003"}
     assert sys.modules.get("PySide6") is None

@@ -145,7 +145,8 @@ def _check_node(node: RemoteNode, where: str) -> None:
 def validate(settings: Settings) -> None:
     """Check values that a type alone cannot: AE titles, ports, references, patterns."""
     _check_ae(settings.node.ae_title, "node.ae_title")
-    _check_port(settings.node.port, "node.port")
+    if settings.node.port != 0:  # 0: the system picks a free port (demo, tests)
+        _check_port(settings.node.port, "node.port")
     for i, aet in enumerate(settings.node.allowed_calling_ae_titles):
         _check_ae(aet, f"node.allowed_calling_ae_titles[{i}]")
     if settings.node.max_pdu_size < 4096:

@@ -33,7 +33,9 @@ class NodeSettings:
     """The appliance's own DICOM node (table ``[node]``)."""
 
     ae_title: str = field(default="AIFI", metadata=_doc("AE title of the appliance's DICOM node."))
-    port: int = field(default=11112, metadata=_doc("TCP port the DICOM node listens on."))
+    port: int = field(
+        default=11112, metadata=_doc("TCP port the DICOM node listens on (0: any free port).")
+    )
     bind_address: str = field(
         default="127.0.0.1",
         metadata=_doc(

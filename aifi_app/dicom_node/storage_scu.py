@@ -7,6 +7,7 @@ status is checked; the caller decides what to retry.
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,22 @@ class AssociationFailed(ConnectionError):
     """No association: peer down, refused, or not answering within the timeout."""
 
 
+def _check_reachable(peer: Peer, timeout: float) -> None:
+    """Fail fast, with the reason in words, when nothing accepts TCP connections there.
+
+    Also keeps pynetdicom's connect path (which leaks its socket when the connection is
+    refused) out of the common "PACS is down" case.
+    """
+    try:
+        with socket.create_connection((peer.host, peer.port), timeout=timeout):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise AssociationFailed(
+            f"cannot connect to {peer.ae_title}@{peer.host}:{peer.port} ({reason})"
+        ) from exc
+
+
 def _ae(calling_ae_title: str, timeout: float) -> AE:
     ae = AE(ae_title=calling_ae_title)
     ae.acse_timeout = timeout
@@ -59,6 +76,7 @@ def send_files(
 
     Raises :class:`AssociationFailed` when no association can be made.
     """
+    _check_reachable(peer, timeout)
     ae = _ae(calling_ae_title, timeout)
     contexts: set[tuple[str, str]] = set()
     for path in paths:
@@ -99,6 +117,7 @@ def send_files(
 
 def echo(peer: Peer, *, calling_ae_title: str, timeout: float = 10.0) -> int:
     """C-ECHO the peer; returns the status (0 is success). Raises AssociationFailed."""
+    _check_reachable(peer, timeout)
     ae = _ae(calling_ae_title, timeout)
     ae.add_requested_context(Verification)
     assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title)

@@ -1,0 +1,35 @@
+"""Pseudonymisation (DICOM PS3.15 Annex E, keyed and recursive) and re-identification.
+
+The core pseudonymises every received instance before any algorithm sees it and
+re-identifies the results before they go back to the PACS. The action table is generated
+from DICOM PS3.15 Table E.1-1 by ``tools/generate_annex_e_table.py``.
+"""
+
+from aifi_app.pseudonymise.actions import Action, ActionTable, TagPattern, resolve_action
+from aifi_app.pseudonymise.profile_options import BASIC_PROFILE, ProfileCode, ProfileOption
+from aifi_app.pseudonymise.pseudonymiser import (
+    PseudonymCallback,
+    PseudonymisationError,
+    Pseudonymiser,
+)
+from aifi_app.pseudonymise.reidentifier import (
+    RESTORED_KEYWORDS,
+    ReidentificationError,
+    reidentify,
+)
+
+__all__ = [
+    "BASIC_PROFILE",
+    "RESTORED_KEYWORDS",
+    "Action",
+    "ActionTable",
+    "ProfileCode",
+    "ProfileOption",
+    "PseudonymCallback",
+    "PseudonymisationError",
+    "Pseudonymiser",
+    "ReidentificationError",
+    "TagPattern",
+    "reidentify",
+    "resolve_action",
+]

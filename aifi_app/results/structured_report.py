@@ -1,0 +1,221 @@
+"""DICOM SR TID 1500 Measurement Report with the findings of one algorithm run.
+
+One Comprehensive SR document per algorithm run, built with highdicom from the
+pseudonymised source images the algorithm saw. It goes into the sources' study (patient
+and study modules copied from the first source) in a new series whose UIDs the caller
+passes in. Content:
+
+* observation context: the algorithm as device observer (TID 1004: UID from the caller,
+  name = algorithm name, manufacturer = vendor, model name = algorithm id);
+* procedure reported: SCT 399208008 "Plain chest X-ray" for a DX/CR chest source, else
+  SCT 363679005 "Imaging procedure" (CID 100);
+* per finding one TID 1501 group: tracking identifier (deterministic UID and readable
+  text), finding type = the finding's concept, algorithm name/version/vendor with the
+  decision threshold as algorithm parameter, the source image, a qualitative evaluation
+  "<concept> = Present/Absent" (SCT 52101004 / 272519000, CID 240) and a measurement
+  "Probability" (DCM 122157) of the score in UCUM "1" (no units) referencing the image;
+* all sources as evidence (Current Requested Procedure Evidence Sequence).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import highdicom as hd
+from pydicom.dataset import Dataset
+from pydicom.sr.codedict import codes
+
+from aifi_app.algorithms.findings import AlgorithmIdentity, AlgorithmResult, Finding
+from aifi_app.results.secondary_capture import (
+    algorithm_contributing_equipment,
+    character_set_for,
+    copy_study_context,
+)
+
+__all__ = [
+    "PLAIN_CHEST_XRAY",
+    "PROBABILITY",
+    "build_measurement_report",
+    "procedure_reported_for",
+]
+
+PLAIN_CHEST_XRAY = hd.sr.CodedConcept("399208008", "SCT", "Plain chest X-ray")
+"""SNOMED CT procedure "Plain chest X-ray (procedure)"; not in pydicom's code tables."""
+IMAGING_PROCEDURE = hd.sr.CodedConcept.from_code(codes.SCT.ImagingProcedure)
+PROBABILITY = hd.sr.CodedConcept.from_code(codes.DCM.Probability)
+NO_UNITS = hd.sr.CodedConcept.from_code(codes.UCUM.NoUnits)
+PRESENT = hd.sr.CodedConcept.from_code(codes.SCT.Present)
+ABSENT = hd.sr.CodedConcept.from_code(codes.SCT.Absent)
+
+_LO_MAX = 64
+
+
+def build_measurement_report(
+    sources: Sequence[Dataset],
+    result: AlgorithmResult,
+    *,
+    series_instance_uid: str,
+    sop_instance_uid: str,
+    series_number: int,
+    instance_number: int,
+    device_observer_uid: str,
+    manufacturer: str = "AIFI Appliance",
+    software_version: str,
+) -> Dataset:
+    """Build a Comprehensive SR (TID 1500) reporting every finding of ``result``.
+
+    Promises: the document is COMPLETE, FINAL and UNVERIFIED, in the study of
+    ``sources`` with the given series/SOP UIDs and numbers, SeriesDescription
+    "AI result: <algorithm name>", one measurement group per finding in the order of
+    ``result.findings``, and all ``sources`` recorded as evidence. Tracking UIDs derive
+    from ``sop_instance_uid``, so the same arguments always give the same UIDs (only
+    creation dates and times differ). ``sources`` are not modified.
+
+    Raises ``ValueError`` when ``sources`` is empty, spans more than one study,
+    ``result`` has no findings, or a finding's source image is not among ``sources``.
+
+    Thread: any thread (pure CPU, a few ms).
+    """
+    if not sources:
+        raise ValueError("a measurement report needs at least one source image")
+    studies = {str(source.StudyInstanceUID) for source in sources}
+    if len(studies) != 1:
+        raise ValueError(f"sources span {len(studies)} studies; one report per study")
+    if not result.findings:
+        raise ValueError("TID 1500 needs at least one measurement group; result is empty")
+    by_uid = {str(source.SOPInstanceUID): source for source in sources}
+    algorithm = result.algorithm
+
+    groups = [
+        _measurement_group(index, finding, algorithm, _source_of(finding, by_uid), sop_instance_uid)
+        for index, finding in enumerate(result.findings)
+    ]
+    report = hd.sr.MeasurementReport(
+        observation_context=_observation_context(algorithm, device_observer_uid),
+        procedure_reported=procedure_reported_for(sources),
+        imaging_measurements=groups,
+    )
+
+    series_description = _lo(f"AI result: {algorithm.name}")
+    software_versions = [_lo(software_version), _lo(f"{algorithm.name} {algorithm.version}")]
+    equipment = algorithm_contributing_equipment(algorithm)
+    charset = character_set_for(
+        sources[0],
+        [series_description, manufacturer, *software_versions],
+        [*report, equipment],
+    )
+    kwargs: dict[str, Any] = {}
+    if charset is not None:
+        kwargs["specific_character_set"] = charset
+    sr = hd.sr.ComprehensiveSR(
+        evidence=list(sources),
+        content=report,
+        series_instance_uid=series_instance_uid,
+        series_number=series_number,
+        sop_instance_uid=sop_instance_uid,
+        instance_number=instance_number,
+        manufacturer=_lo(manufacturer),
+        is_complete=True,
+        is_final=True,
+        is_verified=False,
+        contributing_equipment=[equipment],
+        series_description=series_description,
+        software_versions=software_versions,
+        **kwargs,
+    )
+    copy_study_context(sources[0], sr)
+    return sr
+
+
+def procedure_reported_for(sources: Sequence[Dataset]) -> hd.sr.CodedConcept:
+    """The TID 1500 "Procedure reported" code for ``sources``.
+
+    Promises: SCT 399208008 "Plain chest X-ray" when every source is a DX or CR image
+    of the chest, otherwise SCT 363679005 "Imaging procedure".
+
+    Thread: any thread.
+    """
+    chest_xray = all(
+        str(source.get("Modality", "")).upper() in ("DX", "CR")
+        and str(source.get("BodyPartExamined", "")).upper() == "CHEST"
+        for source in sources
+    )
+    return PLAIN_CHEST_XRAY if sources and chest_xray else IMAGING_PROCEDURE
+
+
+def _source_of(finding: Finding, by_uid: dict[str, Dataset]) -> Dataset:
+    try:
+        return by_uid[finding.source_sop_instance_uid]
+    except KeyError:
+        raise ValueError(
+            f"finding {finding.label!r} references SOP instance "
+            f"{finding.source_sop_instance_uid}, which is not among the sources"
+        ) from None
+
+
+def _observation_context(
+    algorithm: AlgorithmIdentity, device_observer_uid: str
+) -> hd.sr.ObservationContext:
+    device = hd.sr.DeviceObserverIdentifyingAttributes(
+        uid=device_observer_uid,
+        name=_lo(algorithm.name),
+        manufacturer_name=_lo(algorithm.vendor),
+        model_name=_lo(algorithm.algorithm_id),
+    )
+    return hd.sr.ObservationContext(
+        observer_device_context=hd.sr.ObserverContext(
+            observer_type=codes.DCM.Device,
+            observer_identifying_attributes=device,
+        )
+    )
+
+
+def _measurement_group(
+    index: int,
+    finding: Finding,
+    algorithm: AlgorithmIdentity,
+    source: Dataset,
+    sop_instance_uid: str,
+) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    concept = hd.sr.CodedConcept(
+        finding.concept.value, finding.concept.scheme, finding.concept.meaning
+    )
+    tracking = hd.sr.TrackingIdentifier(
+        uid=_derived_uid(sop_instance_uid, f"finding-{index}"),
+        identifier=f"{algorithm.name} finding {index + 1}: {finding.label}",
+    )
+    algorithm_id = hd.sr.AlgorithmIdentification(
+        name=_lo(algorithm.name),
+        version=_lo(algorithm.version),
+        parameters=[f"decision threshold {finding.threshold:.4g}"],
+        manufacturer=_lo(algorithm.vendor),
+    )
+    evaluation = hd.sr.QualitativeEvaluation(
+        name=concept, value=PRESENT if finding.positive else ABSENT
+    )
+    probability = hd.sr.Measurement(
+        name=PROBABILITY,
+        value=float(finding.score),
+        unit=NO_UNITS,
+        algorithm_id=algorithm_id,
+        referenced_images=[hd.sr.SourceImageForMeasurement.from_source_image(source)],
+    )
+    return hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=tracking,
+        finding_type=concept,
+        algorithm_id=algorithm_id,
+        source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(source)],
+        qualitative_evaluations=[evaluation],
+        measurements=[probability],
+    )
+
+
+def _derived_uid(base_uid: str, part: str) -> str:
+    """A 2.25 UID (PS3.5 B.2) that depends only on ``base_uid`` and ``part``."""
+    return f"2.25.{uuid.uuid5(uuid.NAMESPACE_OID, f'{base_uid}/{part}').int}"
+
+
+def _lo(text: str) -> str:
+    return text.replace("\\", "/").strip()[:_LO_MAX]

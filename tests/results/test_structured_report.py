@@ -1,0 +1,215 @@
+"""TID 1500 Measurement Report: DICOM validity (dciodvfy, dsrdump), content, study."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+
+import highdicom as hd
+import pytest
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.uid import ComprehensiveSRStorage
+
+from aifi_app.algorithms.findings import AlgorithmIdentity, AlgorithmResult, CodedConcept, Finding
+from aifi_app.results import build_measurement_report
+
+MakeFinding = Callable[..., Finding]
+MakeResult = Callable[..., AlgorithmResult]
+
+SERIES_UID = "2.25.200000000000000000000000000000000001"
+SOP_UID = "2.25.200000000000000000000000000000000002"
+OBSERVER_UID = "2.25.200000000000000000000000000000000003"
+
+
+def build(sources: list[Dataset], result: AlgorithmResult, **overrides: object) -> Dataset:
+    arguments: dict[str, object] = {
+        "series_instance_uid": SERIES_UID,
+        "sop_instance_uid": SOP_UID,
+        "series_number": 9002,
+        "instance_number": 1,
+        "device_observer_uid": OBSERVER_UID,
+        "software_version": "0.3.0",
+    }
+    arguments.update(overrides)
+    return build_measurement_report(sources, result, **arguments)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def chest_result(
+    dx_source: Dataset,
+    cr_source: Dataset,
+    make_finding: MakeFinding,
+    make_result: MakeResult,
+    concepts: dict[str, CodedConcept],
+) -> AlgorithmResult:
+    """Pneumonia suspected on the DX (0.87), no pneumothorax on the CR (0.12)."""
+    return make_result(
+        make_finding(dx_source, concepts["pneumonia"], 0.87, 0.5),
+        make_finding(cr_source, concepts["pneumothorax"], 0.12, 0.35),
+    )
+
+
+def uid_values(ds: Dataset) -> list[str]:
+    return [str(element.value) for element in ds.iterall() if element.VR == "UI"]
+
+
+@pytest.mark.dicom3tools
+@pytest.mark.dcmtk
+def test_sr_is_valid_and_readable(
+    dx_source: Dataset,
+    cr_source: Dataset,
+    chest_result: AlgorithmResult,
+    algorithm: AlgorithmIdentity,
+    write_dicom: Callable[[Dataset, str], Path],
+    dciodvfy: Callable[[Path], list[str]],
+    dsrdump: Callable[[Path], str],
+) -> None:
+    dciodvfy(write_dicom(dx_source, "dx-source"))
+    dciodvfy(write_dicom(cr_source, "cr-source"))
+    path = write_dicom(build([dx_source, cr_source], chest_result), "chest-sr")
+    dciodvfy(path)
+    dump = dsrdump(path)
+    assert "Imaging Measurement Report" in dump
+    assert '"Plain chest X-ray"' in dump
+    assert '(233604007,SCT,"Pneumonia")' in dump
+    assert '(36118008,SCT,"Pneumothorax")' in dump
+    assert '(52101004,SCT,"Present")' in dump
+    assert '(272519000,SCT,"Absent")' in dump
+    assert '"Probability")="0.87" (1,UCUM,"no units")' in dump
+    assert f'"Algorithm Name")="{algorithm.name}"' in dump
+    assert f'"Algorithm Version")="{algorithm.version}"' in dump
+    assert f'"Device Observer Name")="{algorithm.name}"' in dump
+    assert f'"Device Observer UID")="{OBSERVER_UID}"' in dump
+    assert str(dx_source.SOPInstanceUID) in dump
+    assert str(cr_source.SOPInstanceUID) in dump
+    assert dcmread(path).SOPClassUID == ComprehensiveSRStorage
+
+
+@pytest.mark.dicom3tools
+@pytest.mark.dcmtk
+def test_sr_for_ct_is_valid(
+    ct_source: Dataset,
+    make_finding: MakeFinding,
+    make_result: MakeResult,
+    concepts: dict[str, CodedConcept],
+    write_dicom: Callable[[Dataset, str], Path],
+    dciodvfy: Callable[[Path], list[str]],
+    dsrdump: Callable[[Path], str],
+) -> None:
+    dciodvfy(write_dicom(ct_source, "ct-source"))
+    result = make_result(make_finding(ct_source, concepts["hemorrhage"], 0.64, 0.5))
+    path = write_dicom(build([ct_source], result), "ct-sr")
+    dciodvfy(path)
+    dump = dsrdump(path)
+    assert '(363679005,SCT,"Imaging procedure")' in dump
+    assert "Intracranial hemorrhage" in dump
+
+
+def test_sr_content_round_trips_through_highdicom(
+    dx_source: Dataset, cr_source: Dataset, chest_result: AlgorithmResult
+) -> None:
+    sr = hd.sr.ComprehensiveSR.from_dataset(build([dx_source, cr_source], chest_result))
+    report = sr.content
+    assert isinstance(report, hd.sr.MeasurementReport)
+    groups = report.get_image_measurement_groups()
+    assert len(groups) == 2
+    for group, finding, source in zip(
+        groups, chest_result.findings, [dx_source, cr_source], strict=True
+    ):
+        finding_type = group.finding_type
+        assert finding_type is not None
+        assert finding_type.value == finding.concept.value
+        assert finding_type.scheme_designator == finding.concept.scheme
+        (evaluation,) = group.get_qualitative_evaluations()
+        assert evaluation.name.value == finding.concept.value
+        present_or_absent = evaluation.value
+        assert isinstance(present_or_absent, hd.sr.CodedConcept)
+        assert present_or_absent.value == ("52101004" if finding.positive else "272519000")
+        (measurement,) = group.get_measurements()
+        assert (measurement.name.value, measurement.name.scheme_designator) == ("122157", "DCM")
+        assert measurement.value == pytest.approx(finding.score)
+        assert (measurement.unit.value, measurement.unit.scheme_designator) == ("1", "UCUM")
+        (image,) = group.source_images
+        assert image.referenced_sop_instance_uid == source.SOPInstanceUID
+        assert image.referenced_sop_class_uid == source.SOPClassUID
+        assert str(group.tracking_uid).startswith("2.25.")
+    assert groups[0].tracking_uid != groups[1].tracking_uid
+
+
+def test_sr_is_in_source_study_and_lists_evidence(
+    dx_source: Dataset,
+    cr_source: Dataset,
+    chest_result: AlgorithmResult,
+    algorithm: AlgorithmIdentity,
+) -> None:
+    sr = build([dx_source, cr_source], chest_result)
+    assert sr.StudyInstanceUID == dx_source.StudyInstanceUID
+    assert (sr.SeriesInstanceUID, sr.SOPInstanceUID) == (SERIES_UID, SOP_UID)
+    assert (sr.SeriesNumber, sr.InstanceNumber) == (9002, 1)
+    assert sr.Modality == "SR"
+    assert sr.SeriesDescription == f"AI result: {algorithm.name}"
+    assert (sr.CompletionFlag, sr.VerificationFlag) == ("COMPLETE", "UNVERIFIED")
+    assert list(sr.SoftwareVersions) == ["0.3.0", f"{algorithm.name} {algorithm.version}"]
+    for keyword in (
+        "PatientName",
+        "PatientID",
+        "PatientBirthDate",
+        "PatientSex",
+        "PatientIdentityRemoved",
+        "DeidentificationMethod",
+        "AccessionNumber",
+        "StudyID",
+        "StudyDescription",
+    ):
+        assert str(sr[keyword].value) == str(dx_source[keyword].value), keyword
+    (study,) = sr.CurrentRequestedProcedureEvidenceSequence
+    assert study.StudyInstanceUID == dx_source.StudyInstanceUID
+    referenced = {
+        (series.SeriesInstanceUID, instance.ReferencedSOPInstanceUID)
+        for series in study.ReferencedSeriesSequence
+        for instance in series.ReferencedSOPSequence
+    }
+    assert referenced == {
+        (dx_source.SeriesInstanceUID, dx_source.SOPInstanceUID),
+        (cr_source.SeriesInstanceUID, cr_source.SOPInstanceUID),
+    }
+
+
+def test_building_twice_gives_equal_uids(
+    dx_source: Dataset, cr_source: Dataset, chest_result: AlgorithmResult
+) -> None:
+    first = build([dx_source, cr_source], chest_result)
+    second = build([dx_source, cr_source], chest_result)
+    assert uid_values(first) == uid_values(second)
+    assert SOP_UID in uid_values(first)
+    other = build([dx_source, cr_source], chest_result, sop_instance_uid="2.25.42")
+    assert other.SOPInstanceUID == "2.25.42"
+
+
+def test_sources_are_not_modified(
+    dx_source: Dataset, cr_source: Dataset, chest_result: AlgorithmResult
+) -> None:
+    before = [copy.deepcopy(dx_source), copy.deepcopy(cr_source)]
+    build([dx_source, cr_source], chest_result)
+    assert [dx_source, cr_source] == before
+
+
+def test_refuses_finding_without_source(
+    dx_source: Dataset, cr_source: Dataset, chest_result: AlgorithmResult
+) -> None:
+    with pytest.raises(ValueError, match="not among the sources"):
+        build([dx_source], chest_result)
+
+
+def test_refuses_empty_result(dx_source: Dataset, make_result: MakeResult) -> None:
+    with pytest.raises(ValueError, match="at least one measurement group"):
+        build([dx_source], make_result())
+
+
+def test_refuses_sources_from_two_studies(
+    dx_source: Dataset, ct_source: Dataset, make_finding: MakeFinding, make_result: MakeResult
+) -> None:
+    with pytest.raises(ValueError, match="2 studies"):
+        build([dx_source, ct_source], make_result(make_finding(dx_source)))
