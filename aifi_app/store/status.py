@@ -53,8 +53,10 @@ def queue_snapshot(db: Database, *, limit: int = 500) -> dict[str, Any]:
     finished = {"delivered", "rejected", "failed", "cancelled"}
     for j in jobs:
         evs = events.get(j["id"], [])
-        j["stage_seconds"] = _stage_seconds(evs, t)
-        j["stage_seconds"].pop(j["state"], None) if j["state"] in finished else None
+        stages = _stage_seconds(evs, t)
+        if j["state"] in finished:
+            stages.pop(j["state"], None)  # a finished job spends no time "in" its end state
+        j["stage_seconds"] = stages
         j["outputs"] = outputs.get(j["id"], [])
         study = next((s for s in studies if s["id"] == j["study_id"]), None)
         if study is not None and j["state"] == "delivered":
