@@ -75,6 +75,15 @@ class JobProcessor:
         self._runners = runners
         self._secret = secret
 
+    def warm_up(self, algorithm_ids: set[str]) -> None:
+        """Load the models of these algorithms now, so that the first study does not wait
+        for it (called on the worker thread, after the node already accepts studies)."""
+        packages = self._packages()
+        for algorithm_id in sorted(algorithm_ids):
+            package = packages.get(algorithm_id)
+            if package is not None:
+                self._runners.get(package)
+
     # --- helpers ------------------------------------------------------------------------
     def context(self, job_id: int) -> JobContext:
         row = self.db.query(

@@ -72,6 +72,10 @@ class Worker:
         self._wake.set()
 
     def _loop(self) -> None:
+        try:
+            self.processor.warm_up({r.algorithm for r in self._settings().routes})
+        except Exception:
+            log.exception("could not load an algorithm's model in advance")
         while not self._stop.is_set():
             try:
                 busy = self.run_once()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,8 +52,15 @@ def test_echo(node: StorageNode) -> None:
 def test_unknown_calling_ae_is_rejected_and_audited(node: StorageNode) -> None:
     with pytest.raises(AssociationFailed):
         echo(_peer(node), calling_ae_title="INTRUDER")
-    events = node.db.query("SELECT event, detail FROM audit_events")
-    assert any(e["event"] == "association_rejected" and "INTRUDER" in e["detail"] for e in events)
+    # the rejection is audited on the node's thread, after the peer already saw it
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        events = node.db.query("SELECT event, detail FROM audit_events")
+        if any(e["event"] == "association_rejected" and "INTRUDER" in e["detail"] for e in events):
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("no association_rejected audit event")
 
 
 def test_store_keeps_bytes_and_records_before_success(node: StorageNode, tmp_path: Path) -> None:

@@ -58,6 +58,7 @@ def test_chest_xray_results_land_in_orthanc_under_original_study(
         assert job["algorithm_id"] == "pneumonia-cxr"
         assert {o["kind"] for o in job["outputs"]} == {"sc", "sr"}
         assert "turnaround_seconds" in job
+        print(f"\nturnaround {job['turnaround_seconds']} s; stages {job['stage_seconds']}")
 
         found = orthanc.wait_for_instances(str(original.StudyInstanceUID), 2)
         by_kind = {
