@@ -16,6 +16,7 @@ from pathlib import Path
 from pydicom import Dataset, dcmread
 
 from aifi_app.config.settings import Settings
+from aifi_app.fault_logging import log_fault
 from aifi_app.pipeline import routing
 from aifi_app.pipeline.processing import JobProcessor
 from aifi_app.pipeline.retention import sweep_spool
@@ -74,13 +75,13 @@ class Worker:
     def _loop(self) -> None:
         try:
             self.processor.warm_up({r.algorithm for r in self._settings().routes})
-        except Exception:
-            log.exception("could not load an algorithm's model in advance")
+        except Exception as exc:
+            log_fault(log, "could not load an algorithm's model in advance", exc)
         while not self._stop.is_set():
             try:
                 busy = self.run_once()
-            except Exception:
-                log.exception("worker pass failed; retrying shortly")
+            except Exception as exc:
+                log_fault(log, "worker pass failed; retrying shortly", exc)
                 busy = False
             if not busy:
                 self._wake.wait(1.0)
@@ -140,7 +141,7 @@ class Worker:
         try:
             step(study_id)
         except Exception as exc:
-            log.exception("study %d could not be routed", study_id)
+            log_fault(log, "study %d could not be routed", exc, study_id)
             with self.db.transaction() as conn:
                 conn.execute(
                     "UPDATE studies SET state = 'no_match', reason = ? WHERE id = ?"
@@ -161,7 +162,7 @@ class Worker:
         except jobs.StaleStateError:
             log.info("job %d was moved by someone else", job_id)
         except Exception as exc:
-            log.exception("job %d failed in state %s", job_id, state)
+            log_fault(log, "job %d failed in state %s", exc, job_id, state)
             current = JobState(jobs.job(self.db, job_id)["state"])
             if current in (JobState.QUEUED, JobState.PSEUDONYMISED, JobState.SUBMITTED):
                 jobs.transition(
