@@ -43,6 +43,7 @@ from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 
 from aifi_app.pseudonymise.actions import Action, ActionTable
+from aifi_app.pseudonymise.clean_descriptors import CLEANED_VRS, clean_value
 from aifi_app.pseudonymise.date_shift import shift_da, shift_dt
 from aifi_app.pseudonymise.dummy_values import MAX_LENGTH_BY_VR, dummy_value
 from aifi_app.pseudonymise.element_copy import (
@@ -300,6 +301,10 @@ class _Run:
             return DataElement(tag, vr, empty_value_for_VR(vr))
         if action is Action.SHIFT_DATE:
             return self._shifted(element, vr)
+        if action is Action.CLEAN_TEXT:
+            if vr not in CLEANED_VRS:
+                return None
+            return DataElement(tag, vr, clean_value(element.value, vr))
         if action is Action.REPLACE_UID or (action is Action.DUMMY and vr == "UI"):
             return self._replaced_uids(element, vr)
         if action is Action.DUMMY:
