@@ -25,7 +25,12 @@ from aifi_app.algorithms.package import AlgorithmPackage
 from aifi_app.dicom_node.spool import durable_write
 from aifi_app.failpoints import failpoint
 from aifi_app.pipeline.uids import derived_uid
-from aifi_app.pseudonymise import ProfileOption, Pseudonymiser, reidentify
+from aifi_app.pseudonymise import (
+    BurnedInAnnotationRefused,
+    ProfileOption,
+    Pseudonymiser,
+    reidentify,
+)
 from aifi_app.results import build_measurement_report, build_secondary_capture
 from aifi_app.store import jobs
 from aifi_app.store.database import Database
@@ -134,7 +139,10 @@ class JobProcessor:
             ProfileOption[name.upper()] for name in ctx.package.pseudonymisation_options
         )
         return Pseudonymiser(
-            self._secret, options, on_pseudonym=lambda k, o, p: mappings.append((k, o, p))
+            self._secret,
+            options,
+            on_pseudonym=lambda k, o, p: mappings.append((k, o, p)),
+            burned_in=ctx.package.burned_in_annotation,
         )
 
     # --- steps --------------------------------------------------------------------------
@@ -153,9 +161,15 @@ class JobProcessor:
             shutil.rmtree(work)  # left by an interrupted attempt
         for n, path in enumerate(paths):
             original = dcmread(path)
-            durable_write(
-                work / f"{n:05d}.dcm", _dataset_bytes(pseudonymiser.pseudonymise(original))
-            )
+            try:
+                pseudonymised = pseudonymiser.pseudonymise(original)
+            except BurnedInAnnotationRefused as exc:
+                shutil.rmtree(work, ignore_errors=True)
+                jobs.transition(
+                    self.db, job_id, JobState.QUEUED, JobState.REJECTED, reason=str(exc)
+                )
+                return
+            durable_write(work / f"{n:05d}.dcm", _dataset_bytes(pseudonymised))
         failpoint("processing.after_pseudonymised_files")
         with self.db.transaction() as conn:
             conn.executemany(

@@ -6,6 +6,11 @@ from DICOM PS3.15 Table E.1-1 by ``tools/generate_annex_e_table.py``.
 """
 
 from aifi_app.pseudonymise.actions import Action, ActionTable, TagPattern, resolve_action
+from aifi_app.pseudonymise.burned_in import (
+    BurnedInAnnotationRefused,
+    BurnedInPolicy,
+    burned_in_risk,
+)
 from aifi_app.pseudonymise.profile_options import BASIC_PROFILE, ProfileCode, ProfileOption
 from aifi_app.pseudonymise.pseudonymiser import (
     PseudonymCallback,
@@ -20,6 +25,8 @@ from aifi_app.pseudonymise.reidentifier import (
 
 __all__ = [
     "BASIC_PROFILE",
+    "BurnedInAnnotationRefused",
+    "BurnedInPolicy",
     "RESTORED_KEYWORDS",
     "Action",
     "ActionTable",
@@ -30,6 +37,7 @@ __all__ = [
     "Pseudonymiser",
     "ReidentificationError",
     "TagPattern",
+    "burned_in_risk",
     "reidentify",
     "resolve_action",
 ]

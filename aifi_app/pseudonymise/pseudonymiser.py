@@ -18,6 +18,8 @@ options, the non-table and private policy of :mod:`.element_policy`, and these c
   (365..3650, keyed on the top-level Patient ID; instances without one share the offset of
   the empty ID) everywhere in the instance; times are kept; a value that cannot be parsed
   is removed.
+* **Burned-in text**: an instance that may carry text in its pixels is refused unless the
+  burned-in policy accepts it (:mod:`.burned_in`); pixel bytes are never decoded.
 * **Sequences** with K, D or U keep their items and every item is processed with the same
   rules at any depth; Z gives an empty sequence, X removes it.
 
@@ -43,6 +45,7 @@ from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 
 from aifi_app.pseudonymise.actions import Action, ActionTable
+from aifi_app.pseudonymise.burned_in import BurnedInPolicy, check_burned_in
 from aifi_app.pseudonymise.clean_descriptors import CLEANED_VRS, clean_value
 from aifi_app.pseudonymise.date_shift import shift_da, shift_dt
 from aifi_app.pseudonymise.dummy_values import MAX_LENGTH_BY_VR, dummy_value
@@ -107,12 +110,14 @@ class Pseudonymiser:
         secret: bytes,
         options: frozenset[ProfileOption],
         on_pseudonym: PseudonymCallback | None = None,
+        burned_in: BurnedInPolicy = BurnedInPolicy.REFUSE,
     ) -> None:
         if not secret:
             raise ValueError("the pseudonymisation secret must not be empty")
         self._secret: Final = bytes(secret)
         self.options: Final = frozenset(options)
         self._on_pseudonym = on_pseudonym
+        self.burned_in: Final = burned_in
         self._table: Final = ActionTable(self.options)
         self._non_table: dict[tuple[int, str], Action] = {}
         selected = sorted_options(self.options)
@@ -139,8 +144,11 @@ class Pseudonymiser:
     def pseudonymise(self, ds: Dataset) -> Dataset:
         """Return a new, pseudonymised dataset (with new file meta); ``ds`` is not modified.
 
-        Raises :class:`PseudonymisationError` (naming only an element tag) on failure.
+        Raises :class:`BurnedInAnnotationRefused` (reason in words) when ``ds`` may carry
+        burned-in text and the burned-in policy refuses it (see :mod:`.burned_in`), and
+        :class:`PseudonymisationError` (naming only an element tag) on any other failure.
         """
+        check_burned_in(ds, self.burned_in)
         run = _Run(self, ds)
         try:
             out = run.dataset(ds)

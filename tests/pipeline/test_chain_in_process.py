@@ -165,3 +165,20 @@ def test_delivery_gives_up_after_the_bound(tmp_path: Path) -> None:
     assert row["reason"].startswith("not delivered after 1 attempts")
     assert jobs.retry_job(app.db, job["id"], actor="mbb") == JobState.RESULT_RECEIVED
     app.db.close()
+
+
+def test_image_with_burned_in_text_is_rejected_with_the_reason(
+    tmp_path: Path, pacs: DemoPacs
+) -> None:
+    app = Appliance(_settings(tmp_path, pacs.port), secret_for=lambda _: KEY)
+    ds = chest_radiograph(demo_patient(1), phantom_chest())
+    ds.BurnedInAnnotation = "YES"
+    _receive(app, ds, tmp_path)
+    _drain(app)
+    (job,) = app.db.query("SELECT * FROM jobs")
+    assert job["state"] == "rejected"
+    assert "burned-in text" in job["reason"]
+    assert "Burned In Annotation is YES" in job["reason"]
+    assert not list((app.data_dir / "work").rglob("*.dcm"))
+    assert not list(pacs.folder.glob("*.dcm"))
+    app.db.close()
