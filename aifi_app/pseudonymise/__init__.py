@@ -19,7 +19,10 @@ from aifi_app.pseudonymise.pseudonymiser import (
 )
 from aifi_app.pseudonymise.reidentifier import (
     RESTORED_KEYWORDS,
+    PatientMixError,
     ReidentificationError,
+    ResultScope,
+    UnknownReferenceError,
     reidentify,
 )
 
@@ -30,13 +33,16 @@ __all__ = [
     "RESTORED_KEYWORDS",
     "Action",
     "ActionTable",
+    "PatientMixError",
     "ProfileCode",
     "ProfileOption",
     "PseudonymCallback",
     "PseudonymisationError",
     "Pseudonymiser",
     "ReidentificationError",
+    "ResultScope",
     "TagPattern",
+    "UnknownReferenceError",
     "burned_in_risk",
     "reidentify",
     "resolve_action",
