@@ -28,11 +28,11 @@ from aifi_app.pseudonymise.reidentifier import (
 
 __all__ = [
     "BASIC_PROFILE",
-    "BurnedInAnnotationRefused",
-    "BurnedInPolicy",
     "RESTORED_KEYWORDS",
     "Action",
     "ActionTable",
+    "BurnedInAnnotationRefused",
+    "BurnedInPolicy",
     "PatientMixError",
     "ProfileCode",
     "ProfileOption",

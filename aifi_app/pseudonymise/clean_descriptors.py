@@ -49,8 +49,8 @@ SAFE_WORDS: Final = frozenset(
     face facial mandible dental whole body wb bone bones joint
     left right bilateral l r lt rt both
     ap pa lat lateral oblique axial ax coronal cor sagittal sag transverse frontal view views
-    pre post with without w wo w/ w/o contrast iv oral arterial venous portal delayed phase native
-    noncontrast non enhanced
+    pre post with without w wo w/ w/o contrast iv oral arterial venous portal delayed phase
+    native noncontrast non enhanced
     routine standard protocol series study exam examination scan image images
     helical spiral sequential volume recon reconstruction mpr mip minip 3d 2d thin thick
     soft tissue lung window bone mediastinum mediastinal kernel sharp smooth
@@ -59,7 +59,7 @@ SAFE_WORDS: Final = frozenset(
     diffusion localizer mra mrv cta ctv
     screening diagnostic follow up followup
     and of the to in on
-    """.split()
+    """.split()  # noqa: SIM905 (a word list reads better as text)
 )
 """Lower-case words kept by Clean Descriptors (module docstring)."""
 
