@@ -33,6 +33,7 @@ No original value is ever logged or put in an exception message: failures raise
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from typing import Final
 
@@ -141,15 +142,19 @@ class Pseudonymiser:
         """Return the number of days this patient's dates are shifted back (365..3650)."""
         return date_offset_days(self._secret, patient_id)
 
-    def pseudonymise(self, ds: Dataset) -> Dataset:
+    def pseudonymise(self, ds: Dataset, counts: Counter[str] | None = None) -> Dataset:
         """Return a new, pseudonymised dataset (with new file meta); ``ds`` is not modified.
+
+        When ``counts`` is given, one count per element handled is added under its action
+        (``"keep"``, ``"remove"``, ``"replace_uid"`` ...) or category (``"private removed"``,
+        ``"keyed identifier"``); no value is recorded.
 
         Raises :class:`BurnedInAnnotationRefused` (reason in words) when ``ds`` may carry
         burned-in text and the burned-in policy refuses it (see :mod:`.burned_in`), and
         :class:`PseudonymisationError` (naming only an element tag) on any other failure.
         """
         check_burned_in(ds, self.burned_in)
-        run = _Run(self, ds)
+        run = _Run(self, ds, counts)
         try:
             out = run.dataset(ds)
             run.current_tag = 0
@@ -196,8 +201,9 @@ def _temporal_information(options: frozenset[ProfileOption]) -> str:
 class _Run:
     """State of one pseudonymise call: SOP Class lookup, patient offset, reported mappings."""
 
-    def __init__(self, owner: Pseudonymiser, ds: Dataset) -> None:
+    def __init__(self, owner: Pseudonymiser, ds: Dataset, counts: Counter[str] | None) -> None:
         self.owner = owner
+        self.counts = counts
         self.current_tag = 0
         self.reported: set[tuple[str, str]] = set()
         sop_class = ds.get("SOPClassUID")
@@ -240,6 +246,8 @@ class _Run:
             if tag.is_private:
                 if tag in private_kept:
                     out.add(copy_element(source[tag]))
+                if self.counts is not None:
+                    self.counts["private kept" if tag in private_kept else "private removed"] += 1
                 continue
             vr = element_vr(raw)
             action = self.lookup.get(tag)
@@ -248,11 +256,16 @@ class _Run:
             if action is None:
                 action = self.owner._non_table_action(tag, vr)
             new = self._keyed_identifier(source, tag, vr, action)
+            label = "keyed identifier" if new is not None else action.name.lower()
             if new is None and action is not Action.REMOVE and tag not in KEYED_TEXT_KINDS:
                 element = source[tag]  # converted: ambiguous VRs (US or SS ...) resolved
                 new = self._apply(action, element, str(element.VR))
             if new is not None:
                 out.add(new)
+            elif self.counts is not None:
+                label = "remove"
+            if self.counts is not None:
+                self.counts[label] += 1
         return out
 
     def _private_kept(self, source: Dataset) -> frozenset[int]:
