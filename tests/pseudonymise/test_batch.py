@@ -20,21 +20,21 @@ from tests.helpers.phi_corpus import leaks, write_ct, write_dx
 from tests.helpers.tools import DCIODVFY
 
 SECRET = b"batch-test-secret-0123456789"
-O = ProfileOption
+Opt = ProfileOption
 OPTION_SETS = [
     pytest.param(frozenset(), id="basic"),
-    pytest.param(frozenset({O.RETAIN_LONGITUDINAL_MODIFIED_DATES}), id="modified-dates"),
+    pytest.param(frozenset({Opt.RETAIN_LONGITUDINAL_MODIFIED_DATES}), id="modified-dates"),
     pytest.param(
         frozenset(
             {
-                O.RETAIN_LONGITUDINAL_MODIFIED_DATES,
-                O.RETAIN_PATIENT_CHARACTERISTICS,
-                O.CLEAN_DESCRIPTORS,
-                O.CLEAN_STRUCTURED_CONTENT,
-                O.CLEAN_GRAPHICS,
-                O.RETAIN_SAFE_PRIVATE,
-                O.RETAIN_DEVICE_IDENTITY,
-                O.RETAIN_INSTITUTION_IDENTITY,
+                Opt.RETAIN_LONGITUDINAL_MODIFIED_DATES,
+                Opt.RETAIN_PATIENT_CHARACTERISTICS,
+                Opt.CLEAN_DESCRIPTORS,
+                Opt.CLEAN_STRUCTURED_CONTENT,
+                Opt.CLEAN_GRAPHICS,
+                Opt.RETAIN_SAFE_PRIVATE,
+                Opt.RETAIN_DEVICE_IDENTITY,
+                Opt.RETAIN_INSTITUTION_IDENTITY,
             }
         ),
         id="every-option-but-uids-and-full-dates",
@@ -68,12 +68,12 @@ def test_no_planted_phi_survives(
 def test_cleaning_options_leak_nothing(corpus: Path, tmp_path: Path) -> None:
     options = frozenset(
         {
-            O.RETAIN_LONGITUDINAL_MODIFIED_DATES,
-            O.RETAIN_PATIENT_CHARACTERISTICS,
-            O.CLEAN_DESCRIPTORS,
-            O.CLEAN_STRUCTURED_CONTENT,
-            O.CLEAN_GRAPHICS,
-            O.RETAIN_SAFE_PRIVATE,
+            Opt.RETAIN_LONGITUDINAL_MODIFIED_DATES,
+            Opt.RETAIN_PATIENT_CHARACTERISTICS,
+            Opt.CLEAN_DESCRIPTORS,
+            Opt.CLEAN_STRUCTURED_CONTENT,
+            Opt.CLEAN_GRAPHICS,
+            Opt.RETAIN_SAFE_PRIVATE,
         }
     )
     pseudonymise_tree(Pseudonymiser(SECRET, options), corpus, tmp_path / "out")
@@ -85,7 +85,7 @@ def test_cleaning_options_leak_nothing(corpus: Path, tmp_path: Path) -> None:
 
 
 def test_fast_path_equals_the_plain_path(corpus: Path, tmp_path: Path) -> None:
-    pseudonymiser = Pseudonymiser(SECRET, frozenset({O.RETAIN_LONGITUDINAL_MODIFIED_DATES}))
+    pseudonymiser = Pseudonymiser(SECRET, frozenset({Opt.RETAIN_LONGITUDINAL_MODIFIED_DATES}))
     for source in sorted(corpus.rglob("*.dcm")):
         fast = tmp_path / "fast.dcm"
         assert pseudonymise_file(pseudonymiser, source, fast)
@@ -131,7 +131,7 @@ def test_outputs_add_no_iod_errors(
 def test_every_pydicom_test_file_passes_without_a_crash(tmp_path: Path) -> None:
     pseudonymiser = Pseudonymiser(
         SECRET,
-        frozenset({O.RETAIN_LONGITUDINAL_MODIFIED_DATES}),
+        frozenset({Opt.RETAIN_LONGITUDINAL_MODIFIED_DATES}),
         burned_in=BurnedInPolicy.ACCEPT_CLEANED_BY_VENDOR,
     )
     outcome: Counter[str] = Counter()
