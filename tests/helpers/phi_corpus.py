@@ -153,6 +153,7 @@ def phi_markers(n: int) -> list[str]:
     markers += [f"PHINESTNAME{n}D", f"PHINESTDESC{n}D", f"PHINESTCOMMENT{n}D"]
     markers += [f"PHIVENDOR{n}", f"PHIPRIVATE{n}", f"PHIPRIVBYTES{n}", f"PHIPRIVUN{n}"]
     markers += ["PHIOVERLAY", "PHICURVE", f"PHIOTHERSEQ{n}", "PHISOURCEAE", "PHIYamada"]
+    markers += ["PHIPADDING"]
     markers += ["PHIMüller", "19610405", ORIGINAL_UID_ROOT, "20240229"]
     return markers
 
