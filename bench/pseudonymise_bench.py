@@ -3,7 +3,8 @@
 Generates the PHI corpus of ``tests/helpers/phi_corpus.py`` (default 300 CT slices 512x512
 int16 and 50 radiographs 2500x2000 uint16) on a RAM disk, runs every tool over it in one
 process, one after the other, single-threaded, writing to the RAM disk, and prints
-instances/s, our speed as a multiple of each tool's, and how many output files still hold
+instances/s (best of ``--rounds`` passes, tool order rotated each pass, as the machine
+may be shared), our speed as a multiple of each tool's, and how many output files still hold
 any planted PHI (raw bytes, in every plausible encoding). See bench/README.md.
 
     .venv/bin/python bench/pseudonymise_bench.py [--ct 300] [--dx 50] [--dir /dev/shm/...]
@@ -26,9 +27,9 @@ import pydicom
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aifi_app.pseudonymise import Pseudonymiser  # noqa: E402
-from aifi_app.pseudonymise.batch import pseudonymise_file  # noqa: E402
-from tests.helpers.phi_corpus import (  # noqa: E402
+from aifi_app.pseudonymise import Pseudonymiser
+from aifi_app.pseudonymise.batch import pseudonymise_file
+from tests.helpers.phi_corpus import (
     ENCODINGS,
     NAME_PARTS,
     phi_markers,
@@ -132,6 +133,12 @@ def main() -> int:
     parser.add_argument("--dx", type=int, default=50)
     parser.add_argument("--dir", default="/dev/shm/aifi-pseudonymise-bench")
     parser.add_argument("--tools", nargs="*", choices=list(TOOLS), default=list(TOOLS))
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="passes over all tools, in rotated order; each tool's best pass counts",
+    )
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     logging.disable(logging.CRITICAL)
@@ -139,19 +146,23 @@ def main() -> int:
     start = time.perf_counter()
     paths = make_corpus(root, args.ct, args.dx)
     print(f"corpus: {len(paths)} instances in {root} ({time.perf_counter() - start:.1f} s)")
-    rates: dict[str, float] = {}
-    rows = []
-    for name in args.tools:
-        out = root / "out" / re.sub(r"\W+", "-", name)
-        shutil.rmtree(out, ignore_errors=True)
-        out.mkdir(parents=True)
-        start = time.perf_counter()
-        TOOLS[name](paths, out)
-        seconds = time.perf_counter() - start
-        rates[name] = len(paths) / seconds
-        leaky, missing = leaky_files(out, paths)
-        rows.append((name, seconds, rates[name], leaky, missing))
-        shutil.rmtree(out, ignore_errors=True)
+    best: dict[str, float] = {}
+    found: dict[str, tuple[int, int]] = {}
+    for round_number in range(args.rounds):
+        shift = round_number % len(args.tools)
+        for name in args.tools[shift:] + args.tools[:shift]:
+            out = root / "out" / re.sub(r"\W+", "-", name)
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir(parents=True)
+            start = time.perf_counter()
+            TOOLS[name](paths, out)
+            seconds = time.perf_counter() - start
+            best[name] = min(seconds, best.get(name, seconds))
+            if name not in found:
+                found[name] = leaky_files(out, paths)
+            shutil.rmtree(out, ignore_errors=True)
+    rates = {name: len(paths) / seconds for name, seconds in best.items()}
+    rows = [(name, best[name], rates[name], *found[name]) for name in args.tools]
     ours_rate = rates.get("aifi (ours)")
     print(f"{'tool':26} {'seconds':>8} {'inst/s':>8} {'ours x':>7} {'leaky':>6} {'missing':>7}")
     for name, seconds, rate, leaky, missing in rows:

@@ -27,7 +27,9 @@ from typing import BinaryIO, Final
 
 from pydicom import Dataset, dcmread, dcmwrite
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import DeflatedExplicitVRLittleEndian
+from pydicom.filebase import DicomFileLike
+from pydicom.filewriter import write_dataset, write_file_meta_info
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from aifi_app.pseudonymise.burned_in import BurnedInAnnotationRefused
 from aifi_app.pseudonymise.pseudonymiser import PseudonymisationError, Pseudonymiser
@@ -211,15 +213,39 @@ def _read_header(fp: BinaryIO) -> tuple[Dataset, bool]:
 def _write(ds: Dataset, target: Path) -> BinaryIO:
     """Write ``ds`` to ``target`` and return the open file (positioned at its end).
 
-    The file format (preamble, complete file meta) is enforced when the instance has SOP
-    Class and Instance UIDs; an incomplete object (a DICOMDIR, a fragment) is written as
-    pydicom can, rather than refused.
+    A complete instance (SOP Class and Instance UIDs, file meta from the pseudonymiser, a
+    standard transfer syntax that is not deflated) is written directly: preamble, file meta and
+    data set, as :func:`pydicom.dcmwrite` with ``enforce_file_format`` writes them, without
+    its defensive copy of the file meta (the tests compare the bytes). Anything else (a
+    DICOMDIR, a fragment, a deflated instance) goes through ``dcmwrite``, enforcing the
+    file format only when the instance is complete.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     complete = "SOPClassUID" in ds and "SOPInstanceUID" in ds
+    meta = ds.file_meta
+    syntax = meta.get("TransferSyntaxUID")
+    direct = (
+        complete
+        and syntax is not None
+        and UID(syntax).is_transfer_syntax
+        and not UID(syntax).is_deflated
+        and meta.get("MediaStorageSOPInstanceUID") == ds.SOPInstanceUID
+        and meta.get("MediaStorageSOPClassUID") == ds.SOPClassUID
+    )
     out_fp = target.open("wb")
     try:
-        dcmwrite(out_fp, ds, enforce_file_format=complete)
+        if direct:
+            implicit, little = UID(syntax).is_implicit_VR, UID(syntax).is_little_endian
+            fp = DicomFileLike(out_fp)
+            fp.write(b"\0" * 128 + b"DICM")
+            write_file_meta_info(fp, meta, enforce_standard=True)
+            fp.is_implicit_VR = implicit
+            fp.is_little_endian = little
+            if "PixelData" in ds:
+                ds["PixelData"].is_undefined_length = UID(syntax).is_compressed
+            write_dataset(fp, ds)
+        else:
+            dcmwrite(out_fp, ds, enforce_file_format=complete)
     except BaseException:
         out_fp.close()
         raise
