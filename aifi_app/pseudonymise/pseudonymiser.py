@@ -56,7 +56,11 @@ from aifi_app.pseudonymise.element_copy import (
     element_vr,
     new_file_meta,
 )
-from aifi_app.pseudonymise.element_policy import kept_private_tags, non_table_action
+from aifi_app.pseudonymise.element_policy import (
+    is_numeric_private,
+    kept_private_tags,
+    non_table_action,
+)
 from aifi_app.pseudonymise.keyed_pseudonyms import date_offset_days, text_pseudonym, uid_pseudonym
 from aifi_app.pseudonymise.profile_options import (
     BASIC_PROFILE,
@@ -244,10 +248,11 @@ class _Run:
             if raw is None:
                 continue
             if tag.is_private:
-                if tag in private_kept:
+                kept = tag in private_kept and self._safe_private(source, tag)
+                if kept:
                     out.add(copy_element(source[tag]))
                 if self.counts is not None:
-                    self.counts["private kept" if tag in private_kept else "private removed"] += 1
+                    self.counts["private kept" if kept else "private removed"] += 1
                 continue
             vr = element_vr(raw)
             action = self.lookup.get(tag)
@@ -267,6 +272,13 @@ class _Run:
             if self.counts is not None:
                 self.counts[label] += 1
         return out
+
+    @staticmethod
+    def _safe_private(source: Dataset, tag: BaseTag) -> bool:
+        if 0x10 <= tag.element <= 0xFF:
+            return True  # the private creator of a block with a kept element
+        element = source[tag]
+        return is_numeric_private(str(element.VR), element.value)
 
     def _private_kept(self, source: Dataset) -> frozenset[int]:
         if ProfileOption.RETAIN_SAFE_PRIVATE not in self.owner.options:
