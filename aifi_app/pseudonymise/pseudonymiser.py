@@ -40,7 +40,7 @@ from typing import Final
 from pydicom import Dataset
 from pydicom._uid_dict import UID_dictionary
 from pydicom.datadict import tag_for_keyword
-from pydicom.dataelem import DataElement, empty_value_for_VR
+from pydicom.dataelem import DataElement, RawDataElement, empty_value_for_VR
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
@@ -95,6 +95,17 @@ KEYED_OTHER_ID_KEYWORDS: Final = frozenset(
 _KEYED_OTHER_ID_TAGS: Final = frozenset(
     tag for keyword in KEYED_OTHER_ID_KEYWORDS if (tag := tag_for_keyword(keyword)) is not None
 )
+
+RAW_COPY_VRS: Final = frozenset(
+    {
+        "AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "OB", "OD",
+        "OF", "OL", "OV", "OW", "PN", "SH", "SL", "SS", "ST", "SV", "TM", "UC", "UI", "UL",
+        "UR", "US", "UT", "UV",
+    }
+)  # fmt: skip
+"""VRs whose kept raw elements (explicit VR only: an implicit-VR element may be written in
+another encoding than it was read) are copied without decoding: never SQ (items must be
+processed), UN (may hide a sequence) or an ambiguous VR (resolved by conversion)."""
 
 METHOD_DESCRIPTION: Final = "AIFI Appliance PS3.15 Annex E Basic Profile"
 
@@ -262,6 +273,18 @@ class _Run:
                 action = self.owner._non_table_action(tag, vr)
             new = self._keyed_identifier(source, tag, vr, action)
             label = "keyed identifier" if new is not None else action.name.lower()
+            if (
+                new is None
+                and action is Action.KEEP
+                and isinstance(raw, RawDataElement)
+                and raw.VR in RAW_COPY_VRS
+                and tag not in KEYED_TEXT_KINDS
+            ):
+                # kept as read: written byte for byte, never decoded (same encoding)
+                out[tag] = raw
+                if self.counts is not None:
+                    self.counts[label] += 1
+                continue
             if new is None and action is not Action.REMOVE and tag not in KEYED_TEXT_KINDS:
                 element = source[tag]  # converted: ambiguous VRs (US or SS ...) resolved
                 new = self._apply(action, element, str(element.VR))
