@@ -12,6 +12,8 @@ import pydicom
 import pytest
 from pydicom import dcmread
 from pydicom.data import get_testdata_files
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import RawDataElement
 
 from aifi_app.cli import main
 from aifi_app.pseudonymise import BurnedInPolicy, ProfileOption, Pseudonymiser
@@ -217,3 +219,14 @@ def test_text_progress_draws_one_line() -> None:
     draw(1, 2)
     draw(2, 2)
     assert written == ["\r[##--] 1/2", "\r[####] 2/2\n"]
+
+
+def test_kept_elements_read_from_a_file_are_copied_raw(corpus: Path) -> None:
+    source = dcmread(corpus / "ct" / "ct0001.dcm")
+    tags = [tag_for_keyword(k) for k in ("Rows", "PixelSpacing", "SliceThickness", "PixelData")]
+    assert all(isinstance(source.get_item(tag), RawDataElement) for tag in tags if tag)
+    out = Pseudonymiser(SECRET, frozenset()).pseudonymise(source)
+    for tag in tags:
+        assert tag is not None
+        assert out.get_item(tag) is source.get_item(tag), tag
+    assert out.StudyInstanceUID != source.StudyInstanceUID  # replaced, so decoded
