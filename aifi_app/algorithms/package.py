@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from aifi_app.algorithms.findings import AlgorithmIdentity, CodedConcept
+from aifi_app.pseudonymise.burned_in import BurnedInPolicy
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,8 @@ class AlgorithmPackage:
     modalities: tuple[str, ...]
     max_images: int
     pseudonymisation_options: tuple[str, ...]
+    burned_in_annotation: BurnedInPolicy
+    """What to do with images that may carry burned-in text (default: refuse them)."""
     runner: OnnxRunnerSpec
     finding: FindingSpec
     result_objects: tuple[str, ...]
@@ -119,13 +122,23 @@ def load_package(root: Path) -> AlgorithmPackage:
     unknown = sorted(set(results) - {"sc", "sr"})
     if unknown:
         raise PackageError(f"{where}: unknown result object(s) {', '.join(unknown)}")
+    pseudonymisation = raw.get("pseudonymisation", {})
+    burned_in_text = pseudonymisation.get("burned_in_annotation", BurnedInPolicy.REFUSE.value)
+    try:
+        burned_in = BurnedInPolicy(burned_in_text)
+    except ValueError:
+        allowed = ", ".join(repr(p.value) for p in BurnedInPolicy)
+        raise PackageError(
+            f"{where}: [pseudonymisation] burned_in_annotation must be one of {allowed}"
+        ) from None
     return AlgorithmPackage(
         identity=identity,
         intended_use=_require(raw, "intended_use", str, where),
         root=root,
         modalities=tuple(_require(inp, "modalities", list, f"{where} [input]")),
         max_images=int(inp.get("max_images", 1)),
-        pseudonymisation_options=tuple(raw.get("pseudonymisation", {}).get("options", [])),
+        pseudonymisation_options=tuple(pseudonymisation.get("options", [])),
+        burned_in_annotation=burned_in,
         runner=OnnxRunnerSpec(
             model=model,
             input_name=_require(runner, "input_name", str, f"{where} [runner]"),

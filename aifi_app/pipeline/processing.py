@@ -25,7 +25,14 @@ from aifi_app.algorithms.package import AlgorithmPackage
 from aifi_app.dicom_node.spool import durable_write
 from aifi_app.failpoints import failpoint
 from aifi_app.pipeline.uids import derived_uid
-from aifi_app.pseudonymise import ProfileOption, Pseudonymiser, reidentify
+from aifi_app.pseudonymise import (
+    BurnedInAnnotationRefused,
+    ProfileOption,
+    Pseudonymiser,
+    ReidentificationError,
+    ResultScope,
+    reidentify,
+)
 from aifi_app.results import build_measurement_report, build_secondary_capture
 from aifi_app.store import jobs
 from aifi_app.store.database import Database
@@ -41,6 +48,10 @@ SR_SERIES_NUMBER = 9902
 
 class JobRejected(Exception):
     """The study does not conform to what the algorithm needs (reason in words)."""
+
+
+class ResultQuarantined(Exception):
+    """A result could not be re-identified safely; it was kept under quarantine, not sent."""
 
 
 @dataclass(frozen=True)
@@ -143,7 +154,10 @@ class JobProcessor:
             ProfileOption[name.upper()] for name in ctx.package.pseudonymisation_options
         )
         return Pseudonymiser(
-            self._secret, options, on_pseudonym=lambda k, o, p: mappings.append((k, o, p))
+            self._secret,
+            options,
+            on_pseudonym=lambda k, o, p: mappings.append((k, o, p)),
+            burned_in=ctx.package.burned_in_annotation,
         )
 
     # --- steps --------------------------------------------------------------------------
@@ -162,9 +176,15 @@ class JobProcessor:
             shutil.rmtree(work)  # left by an interrupted attempt
         for n, path in enumerate(paths):
             original = dcmread(path)
-            durable_write(
-                work / f"{n:05d}.dcm", _dataset_bytes(pseudonymiser.pseudonymise(original))
-            )
+            try:
+                pseudonymised = pseudonymiser.pseudonymise(original)
+            except BurnedInAnnotationRefused as exc:
+                shutil.rmtree(work, ignore_errors=True)
+                jobs.transition(
+                    self.db, job_id, JobState.QUEUED, JobState.REJECTED, reason=str(exc)
+                )
+                return
+            durable_write(work / f"{n:05d}.dcm", _dataset_bytes(pseudonymised))
         failpoint("processing.after_pseudonymised_files")
         with self.db.transaction() as conn:
             conn.executemany(
@@ -198,7 +218,11 @@ class JobProcessor:
         except InferenceError as exc:
             jobs.transition(self.db, job_id, JobState.SUBMITTED, JobState.FAILED, reason=str(exc))
             return
-        planned = self.build_results(ctx, result, images)
+        try:
+            planned = self.build_results(ctx, result, images)
+        except ResultQuarantined as exc:
+            jobs.transition(self.db, job_id, JobState.SUBMITTED, JobState.FAILED, reason=str(exc))
+            return
         failpoint("processing.after_results_written")
         with self.db.transaction() as conn:
             jobs.add_outputs_in(conn, job_id, planned)
@@ -261,10 +285,23 @@ class JobProcessor:
                 )
             )
         original_header = dcmread(self._instance_paths(ctx)[0], stop_before_pixels=True)
+        scope = self.result_scope(ctx, original_header)
+        restored_all: list[tuple[str, Dataset]] = []
+        for n, (kind, ds) in enumerate(built, start=1):
+            try:
+                restored_all.append(
+                    (kind, reidentify(ds, self.original_for, original_header, scope))
+                )
+            except ReidentificationError as exc:
+                path = self.quarantine_dir(ctx.job_id) / f"{n:02d}-{kind}.dcm"
+                durable_write(path, _dataset_bytes(ds))
+                log.warning("job %d: result %s quarantined: %s", ctx.job_id, kind, exc)
+                raise ResultQuarantined(
+                    f"result {kind} refused and quarantined, never sent: {exc}"
+                ) from exc
         planned = []
         out_dir = self.result_dir(ctx.job_id)
-        for n, (kind, ds) in enumerate(built, start=1):
-            restored = reidentify(ds, self.original_for, original_header)
+        for n, (kind, restored) in enumerate(restored_all, start=1):
             relative = out_dir.relative_to(self.data_dir) / f"{n:02d}-{kind}.dcm"
             durable_write(self.data_dir / relative, _dataset_bytes(restored))
             planned.append(
@@ -276,6 +313,31 @@ class JobProcessor:
                 )
             )
         return planned
+
+    def quarantine_dir(self, job_id: int) -> Path:
+        return self.data_dir / "quarantine" / str(job_id)
+
+    def result_scope(self, ctx: JobContext, original_header: Dataset) -> ResultScope:
+        """What the job's results may reference: its study, its patient, its instances."""
+        pseudonymiser = self.pseudonymiser(ctx, [])
+        patient_id = str(original_header.get("PatientID") or "")
+        shifted = ProfileOption.RETAIN_LONGITUDINAL_MODIFIED_DATES in pseudonymiser.options
+        return ResultScope(
+            study_uid=ctx.study_uid,
+            patient_pseudonym=pseudonymiser.patient_pseudonym(patient_id) if patient_id else "",
+            accession_number=str(original_header.get("AccessionNumber") or ""),
+            study_id=str(original_header.get("StudyID") or ""),
+            study_of_instance=self.study_of_instance,
+            date_offset_days=pseudonymiser.date_offset_days(patient_id) if shifted else None,
+        )
+
+    def study_of_instance(self, sop_instance_uid: str) -> str | None:
+        row = self.db.conn.execute(
+            "SELECT s.study_uid FROM instances i JOIN studies s ON s.id = i.study_id"
+            " WHERE i.sop_instance_uid = ? LIMIT 1",
+            (sop_instance_uid,),
+        ).fetchone()
+        return None if row is None else str(row[0])
 
     def original_for(self, pseudonym: str) -> str | None:
         row = self.db.conn.execute(
