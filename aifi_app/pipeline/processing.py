@@ -20,10 +20,17 @@ from pydicom import Dataset, dcmread, dcmwrite
 
 from aifi_app import __version__
 from aifi_app.algorithms.findings import AlgorithmResult
+from aifi_app.algorithms.input_rules import HEADER_TAGS
 from aifi_app.algorithms.onnx_runner import InferenceError, RunnerCache
 from aifi_app.algorithms.package import AlgorithmPackage
 from aifi_app.dicom_node.spool import durable_write
 from aifi_app.failpoints import failpoint
+from aifi_app.pipeline.input_selection import (
+    Image,
+    InputNotConforming,
+    group_series,
+    select_images,
+)
 from aifi_app.pipeline.uids import derived_uid
 from aifi_app.pseudonymise import ProfileOption, Pseudonymiser, reidentify
 from aifi_app.results import build_measurement_report, build_secondary_capture
@@ -34,7 +41,7 @@ from aifi_app.store.states import JobState
 
 log = logging.getLogger(__name__)
 
-_FRONTAL_VIEWS = ("PA", "AP")
+_SELECTION_TAGS = [*HEADER_TAGS, "InstanceNumber", "ImagePositionPatient"]
 SC_SERIES_NUMBER = 9901
 SR_SERIES_NUMBER = 9902
 
@@ -84,7 +91,9 @@ class JobProcessor:
         )[0]
         package = self._packages().get(row["algorithm_id"])
         if package is None:
-            raise JobRejected(f"algorithm {row['algorithm_id']} is not installed or not usable")
+            raise JobRejected(
+                f"algorithm {row['algorithm_id']} is not installed, not usable or disabled"
+            )
         return JobContext(job_id, row["study_id"], row["study_uid"], row["kind"], package)
 
     def work_dir(self, job_id: int) -> Path:
@@ -109,25 +118,17 @@ class JobProcessor:
         return [self.data_dir / r["path"] for r in rows]
 
     def select_images(self, ctx: JobContext) -> list[Path]:
-        """The images the algorithm takes: its modalities, frontal views first."""
-        candidates: list[tuple[int, Path]] = []
-        modalities: set[str] = set()
-        for path in self._instance_paths(ctx):
-            header = dcmread(
-                path, stop_before_pixels=True, specific_tags=["Modality", "ViewPosition"]
-            )
-            modality = str(header.get("Modality") or "")
-            modalities.add(modality or "?")
-            if modality in ctx.package.modalities:
-                view = str(header.get("ViewPosition") or "").upper()
-                candidates.append((0 if view in _FRONTAL_VIEWS or not view else 1, path))
-        if not candidates:
-            raise JobRejected(
-                f"no image of modality {'/'.join(ctx.package.modalities)} in the study "
-                f"(found {'/'.join(sorted(modalities)) or 'none'})"
-            )
-        candidates.sort(key=lambda c: c[0])
-        return [p for _, p in candidates[: ctx.package.max_images]]
+        """The images the algorithm takes, by the input rules and series selection of its
+        manifest; raises :class:`JobRejected` with the reason when the study does not conform.
+        """
+        images = [
+            Image(path, dcmread(path, stop_before_pixels=True, specific_tags=_SELECTION_TAGS))
+            for path in self._instance_paths(ctx)
+        ]
+        try:
+            return select_images(ctx.package.input, group_series(images))
+        except InputNotConforming as exc:
+            raise JobRejected(str(exc)) from exc
 
     def pseudonymiser(self, ctx: JobContext, mappings: list[tuple[str, str, str]]) -> Pseudonymiser:
         options = frozenset(

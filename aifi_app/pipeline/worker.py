@@ -47,6 +47,8 @@ class Worker:
         data_dir: Path,
         settings: Callable[[], Settings],
         processor: JobProcessor,
+        *,
+        before_pass: Callable[[], object] | None = None,
     ) -> None:
         self.db = db
         self.data_dir = data_dir
@@ -56,6 +58,7 @@ class Worker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_retention = 0.0
+        self._before_pass = before_pass
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="aifi-worker", daemon=True)
@@ -85,6 +88,8 @@ class Worker:
     def run_once(self) -> bool:
         """One pass over every stage; True when it did something."""
         did = False
+        if self._before_pass is not None:
+            self._before_pass()  # e.g. pick up algorithm packages installed meanwhile
         for study_id in jobs.due_studies(self.db):
             did |= jobs.mark_complete(self.db, study_id)
         for study_id in jobs.complete_studies(self.db):
