@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from aifi_app.algorithms.lifecycle import PackageCatalog
-from aifi_app.algorithms.onnx_runner import RunnerCache
+from aifi_app.algorithms.runners import RunnerCache
 from aifi_app.algorithms.signing import TrustPolicy
 from aifi_app.config.settings import Settings
 from aifi_app.dicom_node.storage_scp import NodeConfig, StorageNode

@@ -7,7 +7,6 @@ DirectML are used when ONNX Runtime offers them, the CPU otherwise.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -190,34 +189,3 @@ class OnnxRunner:
                 )
             )
         return AlgorithmResult(algorithm=self.package.identity, findings=tuple(findings))
-
-
-class RunnerCache:
-    """One runner per algorithm package (and content), made on first use."""
-
-    def __init__(
-        self,
-        threads: int = 0,
-        *,
-        inter_op_threads: int = 1,
-        providers: Sequence[str] = PREFERRED_PROVIDERS,
-    ) -> None:
-        self._threads = threads
-        self._inter_op_threads = inter_op_threads
-        self._providers = tuple(providers)
-        self._runners: dict[str, OnnxRunner] = {}
-        self._lock = threading.Lock()
-
-    def get(self, package: AlgorithmPackage) -> OnnxRunner:
-        key = package.cache_key
-        with self._lock:
-            runner = self._runners.get(key)
-            if runner is None:
-                runner = OnnxRunner(
-                    package,
-                    threads=self._threads,
-                    inter_op_threads=self._inter_op_threads,
-                    providers=self._providers,
-                )
-                self._runners[key] = runner
-            return runner

@@ -60,6 +60,7 @@ class OnnxRunnerSpec:
     output_name: str
     preprocessing: Preprocessing
     model_sha256: str
+    kind: str = "ONNX"
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class BuiltinRunnerSpec:
 
     function: str
     settings: dict[str, Any]
+    kind: str = "built-in"
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,7 @@ class FindingSpec:
 @dataclass(frozen=True)
 class MeasurementSpec:
     concept: CodedConcept
+    quantity: CodedConcept
     unit: CodedConcept
     normal_range: Range
 
@@ -302,6 +305,7 @@ def _output(raw: dict[str, Any]) -> FindingSpec | MeasurementSpec:
     if raw["kind"] == "measurement":
         return MeasurementSpec(
             concept=_code(raw["code"]),
+            quantity=_code(raw["quantity"]),
             unit=_code(raw["unit"]),
             normal_range=_range(raw.get("normal_range")),
         )

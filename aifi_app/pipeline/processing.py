@@ -21,8 +21,8 @@ from pydicom import Dataset, dcmread, dcmwrite
 from aifi_app import __version__
 from aifi_app.algorithms.findings import AlgorithmResult
 from aifi_app.algorithms.input_rules import HEADER_TAGS
-from aifi_app.algorithms.onnx_runner import InferenceError, RunnerCache
 from aifi_app.algorithms.package import AlgorithmPackage
+from aifi_app.algorithms.runners import InferenceError, RunnerCache
 from aifi_app.dicom_node.spool import durable_write
 from aifi_app.failpoints import failpoint
 from aifi_app.pipeline.input_selection import (
@@ -182,7 +182,9 @@ class JobProcessor:
                 job_id,
                 from_state,
                 JobState.SUBMITTED,
-                detail=f"local ONNX runner, {identity.name} {identity.version}",
+                detail=(
+                    f"local {ctx.package.runner.kind} runner, {identity.name} {identity.version}"
+                ),
             )
         images: list[Dataset] = [dcmread(p) for p in sorted(self.work_dir(job_id).glob("*.dcm"))]
         try:
@@ -195,12 +197,15 @@ class JobProcessor:
         with self.db.transaction() as conn:
             jobs.add_outputs_in(conn, job_id, planned)
             positives = sum(f.positive for f in result.findings)
+            detail = f"{len(result.findings)} finding(s), {positives} positive"
+            if result.measurements:
+                detail = "; ".join(m.label for m in result.measurements)
             jobs.transition_in(
                 conn,
                 job_id,
                 JobState.SUBMITTED,
                 JobState.RESULT_RECEIVED,
-                detail=f"{len(result.findings)} finding(s), {positives} positive",
+                detail=detail,
                 result_json=result.to_json(),
             )
 

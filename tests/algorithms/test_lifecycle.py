@@ -18,6 +18,7 @@ from aifi_app.store import algorithm_state
 from aifi_app.store.database import Database
 from tests.helpers.packages import make_package, zip_package
 
+BUILTIN = {"pneumonia-cxr", "ct-lung-volume"}
 KEY = Ed25519PrivateKey.from_private_bytes(b"\x03" * 32)
 
 
@@ -40,12 +41,12 @@ def test_install_from_zip_then_update_then_remove(
 ) -> None:
     data = tmp_path / "data"
     catalog = _catalog(db, data)
-    assert set(catalog.enabled()) == {"pneumonia-cxr"}
+    assert set(catalog.enabled()) == BUILTIN
     archive = zip_package(make_package(tmp_path / "v2"), tmp_path / "v2.zip", top_folder=top_folder)
     package, previous = lifecycle.install(archive, data, db, TrustPolicy())
     assert (package.identity.version, previous) == ("2.0.0", None)
     assert catalog.refresh()
-    assert set(catalog.enabled()) == {"pneumonia-cxr", "vendor-cxr"}
+    assert set(catalog.enabled()) == {*BUILTIN, "vendor-cxr"}
     assert not catalog.refresh()  # nothing changed since
 
     newer = make_package(tmp_path / "v3", version="3.0.0")
@@ -57,7 +58,7 @@ def test_install_from_zip_then_update_then_remove(
 
     lifecycle.remove("vendor-cxr", data, db)
     assert catalog.refresh()
-    assert set(catalog.enabled()) == {"pneumonia-cxr"}
+    assert set(catalog.enabled()) == BUILTIN
     events = [r["event"] for r in db.query("SELECT event FROM audit_events ORDER BY id")]
     assert events == ["installed", "installed", "removed"]
 
@@ -101,11 +102,11 @@ def test_disable_and_enable(tmp_path: Path, db: Database) -> None:
     catalog = _catalog(db, tmp_path / "data")
     algorithm_state.set_enabled(db, "pneumonia-cxr", False, actor="test")
     assert catalog.refresh()
-    assert catalog.enabled() == {}
+    assert set(catalog.enabled()) == BUILTIN - {"pneumonia-cxr"}
     assert "pneumonia-cxr" in catalog.known_ids()
     algorithm_state.set_enabled(db, "pneumonia-cxr", True, actor="test")
     assert catalog.refresh()
-    assert set(catalog.enabled()) == {"pneumonia-cxr"}
+    assert set(catalog.enabled()) == BUILTIN
 
 
 def test_builtin_cannot_be_removed(tmp_path: Path, db: Database) -> None:

@@ -8,7 +8,7 @@ import pytest
 from aifi_app.algorithms.findings import CodedConcept
 from aifi_app.algorithms.onnx_runner import (
     InferenceError,
-    RunnerCache,
+    OnnxRunner,
     class_probability,
     image_to_unit_range,
     model_input,
@@ -19,6 +19,7 @@ from aifi_app.algorithms.package import (
     builtin_package_dir,
     load_package,
 )
+from aifi_app.algorithms.runners import RunnerCache
 from aifi_app.sample_studies import ct_series, demo_patient
 
 SPEC = FindingSpec(CodedConcept("1", "X", "x"), 0.5, "yes", "no")
@@ -73,5 +74,6 @@ def test_session_is_cached_per_package_and_threads_apply() -> None:
     cache = RunnerCache(2, inter_op_threads=1, providers=("NoSuchProvider",))
     runner = cache.get(package)
     assert cache.get(package) is runner
+    assert isinstance(runner, OnnxRunner)
     assert runner.session.get_providers() == ["CPUExecutionProvider"]
     assert runner.session.get_session_options().intra_op_num_threads == 2

@@ -32,7 +32,7 @@ def test_builtin_package_loads_with_its_declared_preprocessing() -> None:
     assert isinstance(package.output, FindingSpec)
     assert package.input.selection.scope == "image"
     assert package.model_card.name == "MODEL_CARD.md"
-    assert set(discover()) == {"pneumonia-cxr"}
+    assert set(discover()) == {"pneumonia-cxr", "ct-lung-volume"}
 
 
 @pytest.mark.parametrize(

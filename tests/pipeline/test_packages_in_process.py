@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pydicom import Dataset, dcmread
 
 from aifi_app.algorithms import lifecycle
 from aifi_app.algorithms.signing import TrustPolicy
@@ -16,6 +17,7 @@ from aifi_app.demo import DemoPacs
 from aifi_app.sample_studies import chest_radiograph, demo_patient, phantom_chest
 from aifi_app.service import Appliance
 from aifi_app.store import algorithm_state
+from tests.algorithms.test_lung_volume import phantom_series, phantom_volume
 from tests.helpers.packages import make_package
 from tests.pipeline.test_chain_in_process import KEY, _drain, _receive, _settings
 
@@ -81,3 +83,49 @@ def test_input_rule_rejects_job_with_reason(tmp_path: Path, pacs: DemoPacs) -> N
     assert job["state"] == "rejected"
     assert job["reason"] == "view LL, algorithm needs PA"
     app.db.close()
+
+
+LUNG_ROUTE = Route(name="ct lung", algorithm="ct-lung-volume", modalities=("CT",))
+
+
+def _lung_app(tmp_path: Path, pacs: DemoPacs) -> Appliance:
+    settings = dataclasses.replace(_settings(tmp_path, pacs.port), routes=(LUNG_ROUTE,))
+    return Appliance(settings, secret_for=lambda _: KEY)
+
+
+def test_ct_lung_volume_reports_a_measurement(tmp_path: Path, pacs: DemoPacs) -> None:
+    app = _lung_app(tmp_path, pacs)
+    hu, lungs = phantom_volume()
+    for ds in phantom_series(hu):
+        _receive(app, ds, tmp_path)
+    _drain(app)
+    (job,) = app.db.query("SELECT state, reason FROM jobs")
+    assert job["state"] == "delivered", job["reason"]
+    (sr,) = (dcmread(p) for p in pacs.folder.glob("*.dcm"))
+    expected = round(float(lungs.sum()) * 6.0 * 6.0 * 5.0 / 1000, 1)
+    values = [
+        float(item.MeasuredValueSequence[0].NumericValue)
+        for item in _walk(sr)
+        if "MeasuredValueSequence" in item
+    ]
+    assert values == [pytest.approx(expected)]
+    assert sr.PatientID == demo_patient(7).patient_id
+    app.db.close()
+
+
+def test_ct_too_thick_is_rejected_with_reason(tmp_path: Path, pacs: DemoPacs) -> None:
+    app = _lung_app(tmp_path, pacs)
+    hu, _ = phantom_volume()
+    for ds in phantom_series(hu, thickness=6.0):
+        _receive(app, ds, tmp_path)
+    _drain(app)
+    (job,) = app.db.query("SELECT state, reason FROM jobs")
+    assert job["state"] == "rejected"
+    assert job["reason"] == "slice thickness 6 mm, algorithm needs at most 5 mm"
+    app.db.close()
+
+
+def _walk(ds: Dataset) -> Iterator[Dataset]:
+    for item in ds.get("ContentSequence", []):
+        yield item
+        yield from _walk(item)
