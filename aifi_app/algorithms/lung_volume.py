@@ -99,9 +99,17 @@ def lung_mask(
     sizes[border] = 0
     sizes[sizes * voxel_ml < settings.min_component_ml] = 0
     keep = [int(i) for i in np.argsort(sizes)[::-1][: settings.keep_components] if sizes[i] > 0]
-    mask = np.isin(labels, keep)
-    for n in range(mask.shape[0]):
-        mask[n] = ndimage.binary_fill_holes(mask[n])
+    lookup = np.zeros(count + 1, dtype=bool)
+    lookup[keep] = True
+    mask: npt.NDArray[np.bool_] = lookup[labels]
+    if not keep:
+        return mask
+    # fill holes only within the lungs' bounding box (most of each slice is outside)
+    rows = np.flatnonzero(mask.any(axis=(0, 2)))
+    cols = np.flatnonzero(mask.any(axis=(0, 1)))
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    for n in np.flatnonzero(mask.any(axis=(1, 2))):
+        mask[n][box] = ndimage.binary_fill_holes(mask[n][box])
     out: npt.NDArray[np.bool_] = mask
     return out
 
