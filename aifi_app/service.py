@@ -18,6 +18,7 @@ from aifi_app.config.settings import Settings
 from aifi_app.dicom_node.storage_scp import NodeConfig, StorageNode
 from aifi_app.pipeline.dispatcher import Dispatcher
 from aifi_app.pipeline.processing import JobProcessor
+from aifi_app.pipeline.remote_dicom import RemoteDicomStep
 from aifi_app.pipeline.worker import Worker
 from aifi_app.secrets import installation_secret
 from aifi_app.store import audit
@@ -87,6 +88,7 @@ class Appliance:
                 providers=settings.algorithms.onnx_providers,
             ),
             self.secret,
+            remote=RemoteDicomStep(self.db, self.data_dir, lambda: self.settings),
         )
         self.worker = Worker(
             self.db,

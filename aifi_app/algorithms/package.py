@@ -73,6 +73,25 @@ class BuiltinRunnerSpec:
 
 
 @dataclass(frozen=True)
+class RemoteDicomSpec:
+    """The algorithm runs at a vendor's DICOM node: the pseudonymised images are sent there
+    (C-STORE) and its result objects come back to the appliance's node."""
+
+    node: str
+    """Name of a ``[[remote_nodes]]`` entry in the settings."""
+    result_timeout_seconds: float = 600.0
+    kind: str = "DICOM node"
+
+
+@dataclass(frozen=True)
+class DicomOutputSpec:
+    """The vendor's own DICOM result objects, delivered re-identified as they are."""
+
+    concept: CodedConcept
+    description: str = ""
+
+
+@dataclass(frozen=True)
 class FindingSpec:
     concept: CodedConcept
     threshold: float
@@ -117,8 +136,8 @@ class AlgorithmPackage:
     model_card: Path
     input: InputSpec
     pseudonymisation_options: tuple[str, ...]
-    runner: OnnxRunnerSpec | BuiltinRunnerSpec
-    output: FindingSpec | MeasurementSpec
+    runner: OnnxRunnerSpec | BuiltinRunnerSpec | RemoteDicomSpec
+    output: FindingSpec | MeasurementSpec | DicomOutputSpec
     result_objects: tuple[str, ...]
     inference_timeout_seconds: float
     signed_by: str | None
@@ -269,6 +288,10 @@ def _input(raw: dict[str, Any]) -> InputSpec:
 def _runner(raw: dict[str, Any], root: Path, files: dict[str, str], where: str) -> Any:
     if raw["kind"] == "builtin":
         return BuiltinRunnerSpec(function=raw["function"], settings=dict(raw.get("settings", {})))
+    if raw["kind"] == "dicom_node":
+        return RemoteDicomSpec(
+            node=raw["node"], result_timeout_seconds=float(raw.get("result_timeout_seconds", 600))
+        )
     if raw["model"] not in files:
         raise PackageError(f"{where}: runner.model {raw['model']!r} is not listed in [files]")
     pre = raw["preprocessing"]
@@ -301,7 +324,9 @@ def _runner(raw: dict[str, Any], root: Path, files: dict[str, str], where: str) 
     )
 
 
-def _output(raw: dict[str, Any]) -> FindingSpec | MeasurementSpec:
+def _output(raw: dict[str, Any]) -> FindingSpec | MeasurementSpec | DicomOutputSpec:
+    if raw["kind"] == "dicom":
+        return DicomOutputSpec(concept=_code(raw["code"]), description=raw.get("description", ""))
     if raw["kind"] == "measurement":
         return MeasurementSpec(
             concept=_code(raw["code"]),
@@ -341,8 +366,16 @@ def load_package(
     signed_by = verify_signature(root / MANIFEST, data, trust, where, builtin=builtin)
     runner = _runner(raw["runner"], root, files, where)
     output = _output(raw["output"])
-    if isinstance(runner, BuiltinRunnerSpec) != isinstance(output, MeasurementSpec):
-        raise PackageError(f"{where}: this appliance measures with built-in runners only")
+    expected_output = {
+        OnnxRunnerSpec: ("classification", FindingSpec),
+        BuiltinRunnerSpec: ("measurement", MeasurementSpec),
+        RemoteDicomSpec: ("dicom", DicomOutputSpec),
+    }[type(runner)]
+    if not isinstance(output, expected_output[1]):
+        raise PackageError(
+            f"{where}: a {raw['runner']['kind']} runner reports output kind"
+            f" '{expected_output[0]}', not '{raw['output']['kind']}'"
+        )
     return AlgorithmPackage(
         identity=AlgorithmIdentity(
             algorithm_id=raw["id"], name=raw["name"], version=raw["version"], vendor=raw["vendor"]

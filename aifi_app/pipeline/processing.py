@@ -21,7 +21,7 @@ from pydicom import Dataset, dcmread, dcmwrite
 from aifi_app import __version__
 from aifi_app.algorithms.findings import AlgorithmResult
 from aifi_app.algorithms.input_rules import HEADER_TAGS
-from aifi_app.algorithms.package import AlgorithmPackage
+from aifi_app.algorithms.package import AlgorithmPackage, RemoteDicomSpec
 from aifi_app.algorithms.runners import InferenceError, RunnerCache
 from aifi_app.dicom_node.spool import durable_write
 from aifi_app.failpoints import failpoint
@@ -31,6 +31,7 @@ from aifi_app.pipeline.input_selection import (
     group_series,
     select_images,
 )
+from aifi_app.pipeline.remote_dicom import RemoteDicomStep
 from aifi_app.pipeline.uids import derived_uid
 from aifi_app.pseudonymise import ProfileOption, Pseudonymiser, reidentify
 from aifi_app.results import build_measurement_report, build_secondary_capture
@@ -59,6 +60,16 @@ class JobContext:
     package: AlgorithmPackage
 
 
+def _object_kind(sop_class_uid: str) -> str:
+    if sop_class_uid.startswith("1.2.840.10008.5.1.4.1.1.88."):
+        return "sr"
+    if sop_class_uid.startswith("1.2.840.10008.5.1.4.1.1.7"):
+        return "sc"
+    if sop_class_uid == "1.2.840.10008.5.1.4.1.1.66.4":
+        return "seg"
+    return "dicom"
+
+
 def _dataset_bytes(ds: Dataset) -> bytes:
     buffer = io.BytesIO()
     dcmwrite(buffer, ds, enforce_file_format=True)
@@ -75,12 +86,14 @@ class JobProcessor:
         packages: Callable[[], dict[str, AlgorithmPackage]],
         runners: RunnerCache,
         secret: bytes,
+        remote: RemoteDicomStep | None = None,
     ) -> None:
         self.db = db
         self.data_dir = data_dir
         self._packages = packages
         self._runners = runners
         self._secret = secret
+        self._remote = remote
 
     # --- helpers ------------------------------------------------------------------------
     def context(self, job_id: int) -> JobContext:
@@ -175,6 +188,9 @@ class JobProcessor:
     def run_algorithm(self, job_id: int, from_state: JobState) -> None:
         """pseudonymised/submitted -> result_received (or failed)."""
         ctx = self.context(job_id)
+        if isinstance(ctx.package.runner, RemoteDicomSpec):
+            self._run_remote(ctx, from_state)
+            return
         identity = ctx.package.identity
         if from_state == JobState.PSEUDONYMISED:
             jobs.transition(
@@ -208,6 +224,50 @@ class JobProcessor:
                 detail=detail,
                 result_json=result.to_json(),
             )
+
+    def _run_remote(self, ctx: JobContext, from_state: JobState) -> None:
+        """A vendor's DICOM node runs the algorithm: send, then wait for its objects."""
+        if self._remote is None:
+            raise RuntimeError("no remote DICOM-node step configured")
+        work = self.work_dir(ctx.job_id)
+        if from_state == JobState.PSEUDONYMISED:
+            self._remote.send(ctx.job_id, ctx.package, work)
+            return
+        returned = self._remote.collect(ctx.job_id, ctx.package, work)
+        if returned is None:
+            return
+        original_header = dcmread(self._instance_paths(ctx)[0], stop_before_pixels=True)
+        planned = []
+        out_dir = self.result_dir(ctx.job_id)
+        for n, path in enumerate(returned, start=1):
+            restored = reidentify(dcmread(path), self.original_for, original_header)
+            kind = _object_kind(str(restored.SOPClassUID))
+            relative = out_dir.relative_to(self.data_dir) / f"{n:02d}-{kind}.dcm"
+            durable_write(self.data_dir / relative, _dataset_bytes(restored))
+            planned.append(
+                PlannedOutput(
+                    kind,
+                    str(restored.SOPInstanceUID),
+                    str(restored.SOPClassUID),
+                    relative.as_posix(),
+                )
+            )
+        with self.db.transaction() as conn:
+            jobs.add_outputs_in(conn, ctx.job_id, planned)
+            jobs.transition_in(
+                conn,
+                ctx.job_id,
+                JobState.SUBMITTED,
+                JobState.RESULT_RECEIVED,
+                detail=f"{len(planned)} result object(s) from the vendor, re-identified",
+                result_json=AlgorithmResult(algorithm=ctx.package.identity).to_json(),
+                next_attempt_at=None,
+            )
+
+    def is_our_pseudonym(self, uid: str) -> bool:
+        """True when ``uid`` is a pseudonym this appliance issued (e.g. a vendor's results
+        returned into the pseudonymised study)."""
+        return self.original_for(uid) is not None
 
     def build_results(
         self, ctx: JobContext, result: AlgorithmResult, images: list[Dataset]

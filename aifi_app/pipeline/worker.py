@@ -101,7 +101,8 @@ class Worker:
             if self._stop.is_set():
                 return did
         for state in (JobState.PSEUDONYMISED, JobState.SUBMITTED):
-            for job_id in jobs.jobs_in_state(self.db, state):
+            # a job waiting for a remote vendor is looked at again at its next_attempt_at
+            for job_id in jobs.jobs_in_state(self.db, state, ready_at=now()):
                 self._guard_job(job_id, state, partial(self._run_algorithm, state=state))
                 did = True
                 if self._stop.is_set():
@@ -127,7 +128,12 @@ class Worker:
 
     def route(self, study_id: int) -> None:
         settings = self._settings()
-        kind = self.db.query("SELECT kind FROM studies WHERE id = ?", (study_id,))[0]["kind"]
+        row = self.db.query("SELECT kind, study_uid FROM studies WHERE id = ?", (study_id,))[0]
+        if self.processor.is_our_pseudonym(row["study_uid"]):
+            # a vendor's results (or anything else) in a pseudonymised study: never routed
+            jobs.record_study(self.db, study_id, "objects returned into a pseudonymised study")
+            return
+        kind = row["kind"]
         decisions = routing.evaluate(settings.routes, self.series_headers(study_id))
         matches = [(d.route.name, d.route.algorithm) for d in decisions if d.matched]
         reason = routing.no_match_reason(decisions)

@@ -69,3 +69,51 @@ def zip_package(folder: Path, archive: Path, *, top_folder: bool = False) -> Pat
                 name = path.relative_to(folder).as_posix()
                 zf.write(path, f"{folder.name}/{name}" if top_folder else name)
     return archive
+
+
+REMOTE_MANIFEST = """schema_version = 1
+id = "bonexpert-remote"
+name = "BoneXpert (remote DICOM node)"
+version = "3.2.0"
+vendor = "Visiana (simulated)"
+intended_use = "Bone age from a hand radiograph (test template)."
+model_card = "MODEL_CARD.md"
+
+[files]
+
+[input]
+modalities = ["CR", "DX"]
+patient_age_years = { max = 19 }
+
+[input.selection]
+scope = "image"
+max_images = 1
+
+[pseudonymisation]
+options = ["retain_patient_characteristics"]
+
+[runner]
+kind = "dicom_node"
+node = "{node}"
+result_timeout_seconds = {timeout}
+
+[output]
+kind = "dicom"
+code = { value = "443849008", scheme = "SCT", meaning = "Bone age" }
+description = "The vendor's secondary capture and SR, delivered as they are"
+
+[results]
+objects = ["sc", "sr"]
+"""
+
+
+def make_remote_package(dest: Path, *, node: str = "vendor", timeout: float = 30.0) -> Path:
+    """A remote DICOM-node package whose runner is the settings' node ``node``."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    (dest / "MODEL_CARD.md").write_text("# Simulated vendor gateway\n")
+    text = REMOTE_MANIFEST.replace("{node}", node).replace("{timeout}", str(timeout))
+    (dest / "manifest.toml").write_text(text)
+    rehash(dest)
+    return dest
