@@ -29,7 +29,6 @@ import numpy as np
 import numpy.typing as npt
 from pydicom import Dataset
 from pydicom.pixels.processing import apply_modality_lut
-from scipy import ndimage
 
 from aifi_app.algorithms.findings import AlgorithmResult, MeasurementFinding
 from aifi_app.algorithms.onnx_runner import InferenceError
@@ -80,6 +79,8 @@ def lung_mask(
     hu: npt.NDArray[np.float32], voxel_ml: float, settings: LungVolumeSettings
 ) -> npt.NDArray[np.bool_]:
     """The lung mask of a (slices, rows, columns) HU volume."""
+    from scipy import ndimage  # imported on first use: it costs the idle service ~30 MB
+
     air = (hu >= settings.lower_hu) & (hu <= settings.upper_hu)
     labels, count = ndimage.label(air)
     if count == 0:

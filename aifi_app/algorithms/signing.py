@@ -13,9 +13,13 @@ import binascii
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+if TYPE_CHECKING:  # cryptography is imported when a signature or key is first seen
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
 
 SIGNATURE = "manifest.sig"
 
@@ -46,6 +50,8 @@ def fingerprint(key_text: str) -> str:
 
 
 def parse_public_key(text: str) -> Ed25519PublicKey:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     try:
         raw = base64.b64decode(text.strip(), validate=True)
         return Ed25519PublicKey.from_public_bytes(raw)
@@ -69,6 +75,8 @@ def verify_signature(
     """The fingerprint of the trusted key that signed ``data``; None when unsigned and
     that is allowed. Raises ``PackageError`` for a bad signature, an untrusted signer, or
     an unsigned package where only signed ones are accepted."""
+    from cryptography.exceptions import InvalidSignature
+
     from aifi_app.algorithms.package import PackageError
 
     sig_path = manifest.parent / SIGNATURE
