@@ -128,3 +128,13 @@ def test_signed_only_refuses_unsigned_but_not_builtin(tmp_path: Path) -> None:
         load_package(make_package(tmp_path / "p"), strict)
     assert load_package(make_package(tmp_path / "q", key=KEY), strict).signed_by
     assert load_package(builtin_package_dir() / "pneumonia-cxr", strict, builtin=True)
+
+
+@pytest.mark.parametrize("template", ["bonexpert-remote", "rbfracture-remote", "cina-ipe-remote"])
+def test_vendor_templates_are_valid_remote_packages(template: str) -> None:
+    from aifi_app.algorithms.package import RemoteDicomSpec
+
+    root = builtin_package_dir().parent / "algorithm-templates" / template
+    package = load_package(root)
+    assert isinstance(package.runner, RemoteDicomSpec)
+    assert package.input.rules.modalities
