@@ -1,7 +1,9 @@
 """A vendor gateway as the appliance meets it (BoneXpert Server, an RBfracture gateway):
 a Storage SCP that takes a study, and after a delay sends a secondary capture and an SR
 back into the same study to the caller's node. It checks every byte it receives for
-original identifiers. Modes: reply, silent (never answers: the timeout path)."""
+original identifiers. Modes: reply, silent (never answers: the timeout path), refuse
+(every C-STORE gets 0xA700, out of resources), flaky (the first association's stores are
+refused, later ones accepted)."""
 
 from __future__ import annotations
 
@@ -45,6 +47,7 @@ class VendorSimulator:
         self.received: list[Dataset] = []
         self.leaks: list[str] = []
         self.replies: list[int] = []
+        self.associations: set[int] = set()
         self._threads: list[threading.Thread] = []
         ae = AE(ae_title=ae_title)
         ae.supported_contexts = AllStoragePresentationContexts
@@ -58,6 +61,9 @@ class VendorSimulator:
         self.port = int(server.server_address[1])
 
     def _store(self, event: Any) -> int:
+        self.associations.add(id(event.assoc))
+        if self.mode == "refuse" or (self.mode == "flaky" and len(self.associations) == 1):
+            return 0xA700
         if _config.STORE_RECV_CHUNKED_DATASET:
             raw = Path(event.dataset_path).read_bytes()
         else:
@@ -69,7 +75,7 @@ class VendorSimulator:
         return 0
 
     def _released(self, event: Any) -> None:
-        if self.mode == "reply" and self.received:
+        if self.mode in ("reply", "flaky") and self.received:
             images = list(self.received)
             thread = threading.Thread(target=self._reply, args=(images,), daemon=True)
             self._threads.append(thread)

@@ -132,3 +132,34 @@ def test_unreachable_vendor_fails_with_reason(tmp_path: Path, pacs: DemoPacs) ->
     assert job["state"] == "failed"
     assert str(job["reason"]).startswith("vendor node not reachable")
     app.db.close()
+
+
+def test_refused_instances_are_sent_again_on_a_fresh_association(
+    tmp_path: Path, pacs: DemoPacs
+) -> None:
+    vendor = VendorSimulator(tmp_path / "vendor", mode="flaky", delay=0.1)
+    app = _app(tmp_path, pacs, vendor.port, timeout=30)
+    app.node.start()
+    vendor.reply_to = Peer("AIFI", "127.0.0.1", app.node.port)
+    try:
+        _receive(app, _study(), tmp_path)
+        job = _run_until_finished(app)
+    finally:
+        app.node.stop()
+        vendor.stop()
+    assert job["state"] == "delivered", job["reason"]
+    assert len(vendor.associations) == 2
+    app.db.close()
+
+
+def test_vendor_that_refuses_fails_the_job_with_reason(tmp_path: Path, pacs: DemoPacs) -> None:
+    vendor = VendorSimulator(tmp_path / "vendor", mode="refuse")
+    app = _app(tmp_path, pacs, vendor.port, timeout=30)
+    try:
+        _receive(app, _study(), tmp_path)
+        job = _run_until_finished(app)
+    finally:
+        vendor.stop()
+    assert job["state"] == "failed"
+    assert job["reason"] == "1 of 1 image(s) refused by VENDOR_SIM after a retry"
+    app.db.close()
