@@ -11,6 +11,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 
 @dataclass(frozen=True)
 class CodedConcept:
@@ -73,6 +76,18 @@ class MeasurementFinding:
     label: str
 
 
+@dataclass(frozen=True, eq=False)
+class SegmentationMask:
+    """A binary mask an algorithm drew: one frame per source image, in the order of
+    ``source_sop_instance_uids`` (kept in memory only; not part of the stored JSON)."""
+
+    concept: CodedConcept
+    """What is segmented, e.g. SCT 39607008 "Lung"."""
+    label: str
+    source_sop_instance_uids: tuple[str, ...]
+    mask: npt.NDArray[np.bool_]
+
+
 @dataclass(frozen=True)
 class AlgorithmResult:
     """Everything one run of an algorithm on one study reported."""
@@ -80,9 +95,20 @@ class AlgorithmResult:
     algorithm: AlgorithmIdentity
     findings: tuple[Finding, ...] = field(default_factory=tuple)
     measurements: tuple[MeasurementFinding, ...] = field(default_factory=tuple)
+    segmentations: tuple[SegmentationMask, ...] = field(
+        default_factory=tuple, compare=False, repr=False
+    )
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        """The findings and measurements as JSON (segmentation masks are left out)."""
+        return json.dumps(
+            {
+                "algorithm": asdict(self.algorithm),
+                "findings": [asdict(f) for f in self.findings],
+                "measurements": [asdict(m) for m in self.measurements],
+            },
+            sort_keys=True,
+        )
 
     @classmethod
     def from_json(cls, text: str) -> AlgorithmResult:

@@ -30,7 +30,7 @@ import numpy.typing as npt
 from pydicom import Dataset
 from pydicom.pixels.processing import apply_modality_lut
 
-from aifi_app.algorithms.findings import AlgorithmResult, MeasurementFinding
+from aifi_app.algorithms.findings import AlgorithmResult, MeasurementFinding, SegmentationMask
 from aifi_app.algorithms.onnx_runner import InferenceError
 from aifi_app.algorithms.package import AlgorithmPackage, MeasurementSpec
 
@@ -161,4 +161,14 @@ class LungVolumeRunner:
             label=f"{out.concept.meaning} {out.quantity.meaning.lower()} {volume:.0f} "
             f"{out.unit.value}",
         )
-        return AlgorithmResult(algorithm=self.package.identity, measurements=(measurement,))
+        segmentation = SegmentationMask(
+            concept=out.concept,
+            label="Lung",
+            source_sop_instance_uids=measurement.source_sop_instance_uids,
+            mask=mask,
+        )
+        return AlgorithmResult(
+            algorithm=self.package.identity,
+            measurements=(measurement,),
+            segmentations=(segmentation,),
+        )

@@ -34,7 +34,11 @@ from aifi_app.pipeline.input_selection import (
 from aifi_app.pipeline.remote_dicom import RemoteDicomStep
 from aifi_app.pipeline.uids import derived_uid
 from aifi_app.pseudonymise import ProfileOption, Pseudonymiser, reidentify
-from aifi_app.results import build_measurement_report, build_secondary_capture
+from aifi_app.results import (
+    build_measurement_report,
+    build_secondary_capture,
+    build_segmentation,
+)
 from aifi_app.store import jobs
 from aifi_app.store.database import Database
 from aifi_app.store.jobs import PlannedOutput
@@ -45,6 +49,7 @@ log = logging.getLogger(__name__)
 _SELECTION_TAGS = [*HEADER_TAGS, "InstanceNumber", "ImagePositionPatient"]
 SC_SERIES_NUMBER = 9901
 SR_SERIES_NUMBER = 9902
+SEG_SERIES_NUMBER = 9903
 
 
 class JobRejected(Exception):
@@ -317,6 +322,23 @@ class JobProcessor:
                     ),
                 )
             )
+        if "seg" in ctx.package.result_objects:
+            for n, segmentation in enumerate(result.segmentations, start=1):
+                built.append(
+                    (
+                        "seg",
+                        build_segmentation(
+                            images,
+                            segmentation,
+                            ctx.package.identity,
+                            series_instance_uid=derived_uid(self._secret, *key, "seg-series"),
+                            sop_instance_uid=derived_uid(self._secret, *key, "seg", str(n)),
+                            series_number=SEG_SERIES_NUMBER,
+                            instance_number=n,
+                            software_version=__version__,
+                        ),
+                    )
+                )
         original_header = dcmread(self._instance_paths(ctx)[0], stop_before_pixels=True)
         planned = []
         out_dir = self.result_dir(ctx.job_id)

@@ -96,12 +96,24 @@ def _lung_app(tmp_path: Path, pacs: DemoPacs) -> Appliance:
 def test_ct_lung_volume_reports_a_measurement(tmp_path: Path, pacs: DemoPacs) -> None:
     app = _lung_app(tmp_path, pacs)
     hu, lungs = phantom_volume()
-    for ds in phantom_series(hu):
+    sources = list(phantom_series(hu))
+    for ds in sources:
         _receive(app, ds, tmp_path)
     _drain(app)
     (job,) = app.db.query("SELECT state, reason FROM jobs")
     assert job["state"] == "delivered", job["reason"]
-    (sr,) = (dcmread(p) for p in pacs.folder.glob("*.dcm"))
+    by_modality = {d.Modality: d for d in (dcmread(p) for p in pacs.folder.glob("*.dcm"))}
+    assert set(by_modality) == {"SR", "SEG"}
+    sr, seg = by_modality["SR"], by_modality["SEG"]
+    # the segmentation lies in the original study and frame of reference, on its slices
+    assert seg.StudyInstanceUID == sources[0].StudyInstanceUID
+    assert seg.FrameOfReferenceUID == sources[0].FrameOfReferenceUID
+    assert int(seg.pixel_array.astype(bool).sum()) == int(lungs.sum())
+    referenced = {
+        f.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+        for f in seg.PerFrameFunctionalGroupsSequence
+    }
+    assert referenced <= {str(s.SOPInstanceUID) for s in sources}
     expected = round(float(lungs.sum()) * 6.0 * 6.0 * 5.0 / 1000, 1)
     values = [
         float(item.MeasuredValueSequence[0].NumericValue)
