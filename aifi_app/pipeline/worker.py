@@ -48,6 +48,8 @@ class Worker:
         data_dir: Path,
         settings: Callable[[], Settings],
         processor: JobProcessor,
+        *,
+        before_pass: Callable[[], object] | None = None,
     ) -> None:
         self.db = db
         self.data_dir = data_dir
@@ -57,6 +59,7 @@ class Worker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_retention = 0.0
+        self._before_pass = before_pass
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="aifi-worker", daemon=True)
@@ -90,6 +93,8 @@ class Worker:
     def run_once(self) -> bool:
         """One pass over every stage; True when it did something."""
         did = False
+        if self._before_pass is not None:
+            self._before_pass()  # e.g. pick up algorithm packages installed meanwhile
         for study_id in jobs.due_studies(self.db):
             did |= jobs.mark_complete(self.db, study_id)
         for study_id in jobs.complete_studies(self.db):
@@ -101,7 +106,8 @@ class Worker:
             if self._stop.is_set():
                 return did
         for state in (JobState.PSEUDONYMISED, JobState.SUBMITTED):
-            for job_id in jobs.jobs_in_state(self.db, state):
+            # a job waiting for a remote vendor is looked at again at its next_attempt_at
+            for job_id in jobs.jobs_in_state(self.db, state, ready_at=now()):
                 self._guard_job(job_id, state, partial(self._run_algorithm, state=state))
                 did = True
                 if self._stop.is_set():
@@ -127,7 +133,12 @@ class Worker:
 
     def route(self, study_id: int) -> None:
         settings = self._settings()
-        kind = self.db.query("SELECT kind FROM studies WHERE id = ?", (study_id,))[0]["kind"]
+        row = self.db.query("SELECT kind, study_uid FROM studies WHERE id = ?", (study_id,))[0]
+        if self.processor.is_our_pseudonym(row["study_uid"]):
+            # a vendor's results (or anything else) in a pseudonymised study: never routed
+            jobs.record_study(self.db, study_id, "objects returned into a pseudonymised study")
+            return
+        kind = row["kind"]
         decisions = routing.evaluate(settings.routes, self.series_headers(study_id))
         matches = [(d.route.name, d.route.algorithm) for d in decisions if d.matched]
         reason = routing.no_match_reason(decisions)

@@ -99,7 +99,15 @@ UNIVERSAL_CHARACTER_SET: Final = "ISO_IR 192"
 OWN_UID_KEYWORDS: Final = frozenset({"SOPInstanceUID", "SeriesInstanceUID"})
 """Top-level UIDs that identify the result itself (made by the result builder)."""
 OWN_UID_ANYWHERE: Final = frozenset(
-    {"TrackingUID", "DeviceObserverUID", "InstanceCreatorUID", "UID"}
+    {
+        "TrackingUID",
+        "DeviceObserverUID",
+        "InstanceCreatorUID",
+        "UID",
+        # a Segmentation's own dimension organisation and concatenation (highdicom makes them)
+        "DimensionOrganizationUID",
+        "ConcatenationUID",
+    }
 )
 """UIDs the result builder may make wherever they occur (SR observation context, tracking
 identifiers as UIDREF content items). Like :data:`OWN_UID_KEYWORDS`, they are mapped back
