@@ -1,0 +1,211 @@
+"""The queue table: one model that only turns new queue snapshots into row changes.
+
+The snapshot (:func:`aifi_app.store.queue_view.queue_rows`) is read off the GUI thread;
+:meth:`QueueTableModel.apply` runs on the GUI thread and turns the difference with what
+is shown into ``rowsRemoved`` / ``dataChanged`` / ``rowsInserted``, so selection and
+scroll position survive updates. Sorting and filtering live in :class:`QueueFilterProxy`.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    QSortFilterProxyModel,
+    Qt,
+)
+
+from aifi_app.gui.states import ATTENTION, duration_text, state_background, state_icon, state_name
+from aifi_app.store.queue_view import QueueRow
+
+ROW_ROLE = Qt.ItemDataRole.UserRole + 1
+"""The whole :class:`QueueRow` of a row."""
+SORT_ROLE = Qt.ItemDataRole.UserRole + 2
+
+AnyIndex = QModelIndex | QPersistentModelIndex
+
+RECEIVED, MODALITY, DESCRIPTION, ALGORITHM, STATE, IN_STAGE, REASON = range(7)
+
+
+class QueueTableModel(QAbstractTableModel):
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._rows: list[QueueRow] = []
+        self._index: dict[tuple[str, int], int] = {}
+        self._now = time.time()
+
+    # --- updates (GUI thread) ---
+    def apply(self, rows: list[QueueRow]) -> None:
+        """Show ``rows`` (a full snapshot), changing only what differs."""
+        self._now = time.time()
+        wanted = {r.key: r for r in rows}
+        gone = sorted((i for k, i in self._index.items() if k not in wanted), reverse=True)
+        while gone:
+            last = first = gone.pop(0)
+            while gone and gone[0] == first - 1:
+                first = gone.pop(0)
+            self.beginRemoveRows(QModelIndex(), first, last)
+            del self._rows[first : last + 1]
+            self.endRemoveRows()
+        self._index = {r.key: i for i, r in enumerate(self._rows)}
+        for i, old in enumerate(self._rows):
+            new = wanted[old.key]
+            if new != old:
+                self._rows[i] = new
+                self.dataChanged.emit(self.index(i, 0), self.index(i, REASON))
+        added = [r for r in rows if r.key not in self._index]
+        if added:
+            start = len(self._rows)
+            self.beginInsertRows(QModelIndex(), start, start + len(added) - 1)
+            self._rows.extend(added)
+            self._index.update({r.key: start + n for n, r in enumerate(added)})
+            self.endInsertRows()
+
+    def tick(self) -> None:
+        """Move the "time in stage" column on (called by a timer)."""
+        self._now = time.time()
+        if self._rows:
+            self.dataChanged.emit(
+                self.index(0, IN_STAGE),
+                self.index(len(self._rows) - 1, IN_STAGE),
+                [Qt.ItemDataRole.DisplayRole],
+            )
+
+    def row_at(self, number: int) -> QueueRow:
+        return self._rows[number]
+
+    def row_of(self, key: tuple[str, int]) -> int | None:
+        return self._index.get(key)
+
+    def algorithms(self) -> list[str]:
+        return sorted({r.algorithm for r in self._rows if r.algorithm})
+
+    # --- Qt's model interface ---
+    def rowCount(self, parent: AnyIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent: AnyIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else REASON + 1
+
+    def headerData(
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:
+        if orientation != Qt.Orientation.Horizontal or role != Qt.ItemDataRole.DisplayRole:
+            return None
+        if not 0 <= section <= REASON:
+            return None
+        return (
+            self.tr("Received"),
+            self.tr("Modality"),
+            self.tr("Study description"),
+            self.tr("Algorithm"),
+            self.tr("State"),
+            self.tr("Time in stage"),
+            self.tr("Reason"),
+        )[section]
+
+    def data(self, index: AnyIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or not 0 <= index.row() < len(self._rows):
+            return None
+        r = self._rows[index.row()]
+        col = index.column()
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self._display(r, col)
+        if role == SORT_ROLE:
+            return self._sort_key(r, col)
+        if role == ROW_ROLE:
+            return r
+        if role == Qt.ItemDataRole.DecorationRole and col == STATE:
+            return state_icon(r.state)
+        if role == Qt.ItemDataRole.BackgroundRole and r.state in ATTENTION:
+            return state_background(r.state)
+        if role == Qt.ItemDataRole.ToolTipRole and col in (STATE, REASON) and r.reason:
+            return r.reason
+        return None
+
+    def _display(self, r: QueueRow, col: int) -> str:
+        if col == RECEIVED:
+            return datetime.fromtimestamp(r.received_at).strftime("%Y-%m-%d %H:%M:%S")
+        if col == MODALITY:
+            return r.modality
+        if col == DESCRIPTION:
+            return r.study_description
+        if col == ALGORITHM:
+            return r.algorithm or "—"
+        if col == STATE:
+            return state_name(r.state)
+        if col == IN_STAGE:
+            return duration_text(self._now - r.stage_since)
+        return r.reason
+
+    def _sort_key(self, r: QueueRow, col: int) -> Any:
+        if col == RECEIVED:
+            return r.received_at
+        if col == IN_STAGE:
+            return self._now - r.stage_since
+        return self._display(r, col)
+
+
+class QueueFilterProxy(QSortFilterProxyModel):
+    """Filters on state, algorithm and free text; sorts on the model's raw values."""
+
+    ATTENTION_FILTER = "attention"
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.setSortRole(SORT_ROLE)
+        self.setDynamicSortFilter(True)
+        self._state = ""
+        self._algorithm = ""
+        self._text = ""
+
+    def set_state(self, state: str) -> None:
+        """ "" for all, a state, or :attr:`ATTENTION_FILTER` for failed, rejected, no match."""
+        self.beginFilterChange()
+        self._state = state
+        self.endFilterChange()
+
+    def set_algorithm(self, algorithm: str) -> None:
+        self.beginFilterChange()
+        self._algorithm = algorithm
+        self.endFilterChange()
+
+    def set_text(self, text: str) -> None:
+        self.beginFilterChange()
+        self._text = text.strip().casefold()
+        self.endFilterChange()
+
+    def filterAcceptsRow(self, source_row: int, source_parent: AnyIndex) -> bool:
+        model = self.sourceModel()
+        assert isinstance(model, QueueTableModel)
+        r = model.row_at(source_row)
+        if self._state == self.ATTENTION_FILTER:
+            if r.state not in ATTENTION:
+                return False
+        elif self._state and r.state != self._state:
+            return False
+        if self._algorithm and r.algorithm != self._algorithm:
+            return False
+        if self._text:
+            haystack = " ".join(
+                (
+                    r.modality,
+                    r.study_description,
+                    r.algorithm,
+                    r.route,
+                    r.state,
+                    state_name(r.state),
+                    r.reason,
+                    r.calling_ae,
+                    f"#{r.job_id}" if r.job_id is not None else "",
+                )
+            ).casefold()
+            if self._text not in haystack:
+                return False
+        return True
