@@ -46,6 +46,9 @@ def run_echo(node: RemoteNode, calling_ae_title: str, timeout: float = 10.0) -> 
         )
     except (AssociationFailed, OSError) as exc:
         return EchoResult(None, time.monotonic() - start, str(exc))
+    except (ValueError, RuntimeError) as exc:
+        # pynetdicom: associated, but the peer accepted no Verification context
+        return EchoResult(None, time.monotonic() - start, f"{type(exc).__name__}: {exc}")
     return EchoResult(status, time.monotonic() - start)
 
 

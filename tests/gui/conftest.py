@@ -7,12 +7,12 @@ import os
 # before any QApplication exists: no display needed, in CI or here
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from collections.abc import Iterator  # noqa: E402
-from pathlib import Path  # noqa: E402
+from collections.abc import Iterator
+from pathlib import Path
 
-import pytest  # noqa: E402
+import pytest
 
-from aifi_app.config.settings import (  # noqa: E402
+from aifi_app.config.settings import (
     CompletionSettings,
     DeliverySettings,
     NodeSettings,
@@ -20,8 +20,8 @@ from aifi_app.config.settings import (  # noqa: E402
     Settings,
     StorageSettings,
 )
-from aifi_app.service import Appliance  # noqa: E402
-from tests.helpers.ports import free_port  # noqa: E402
+from aifi_app.service import Appliance
+from tests.helpers.ports import free_port
 
 KEY = b"k" * 32
 MODALITY = "MODALITY"

@@ -8,14 +8,20 @@ import os
 import threading
 from pathlib import Path
 
-from PySide6.QtCore import Qt
 from pynetdicom import AE, evt
 from pynetdicom.presentation import AllStoragePresentationContexts
+from PySide6.QtCore import Qt
 
 from aifi_app.demo import DemoPacs
 from aifi_app.dicom_node.storage_scu import Peer, send_files
 from aifi_app.gui.queue_model import REASON, STATE
-from aifi_app.sample_studies import chest_radiograph, demo_patient, phantom_chest, write
+from aifi_app.sample_studies import (
+    chest_radiograph,
+    ct_series,
+    demo_patient,
+    phantom_chest,
+    write,
+)
 from tests.gui.conftest import MODALITY, gui_settings
 from tests.helpers.ports import free_port
 
@@ -146,8 +152,20 @@ def test_language_switch_and_screenshots(qtbot, make_appliance, make_window, tmp
         window.show()
         for n in (1, 2):
             _send(appliance.node.port, tmp_path / "in", n).join(30)
-        qtbot.waitUntil(lambda: _state_of_first_job(window) == "delivered", timeout=60_000)
-        window.queue.select_key(window.queue_model.row_at(0).key)
+        ct = [write(ds, tmp_path / "ct") for ds in ct_series(demo_patient(99), 3)]
+        send_files(Peer("AIFI", "127.0.0.1", appliance.node.port), ct, calling_ae_title=MODALITY)
+
+        model = window.queue_model
+        # with idle_seconds = 0 the CT's slices may complete as more than one study
+        qtbot.waitUntil(
+            lambda: (
+                {model.row_at(i).state for i in range(model.rowCount())}
+                == {"delivered", "no_match"}
+                and sum(model.row_at(i).job_id is not None for i in range(model.rowCount())) == 2
+            ),
+            timeout=60_000,
+        )
+        window.queue.select_key(next(r.key for r in map(model.row_at, range(3)) if r.job_id))
         qtbot.waitUntil(lambda: window.queue.timeline.topLevelItemCount() >= 5, timeout=10_000)
         assert window.tabs.tabText(0) == "Queue"
         out = Path(os.environ.get("AIFI_SCREENSHOTS", tmp_path))
