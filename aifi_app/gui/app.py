@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import faulthandler
 import logging
+import signal
 import sys
 
 from PySide6.QtWidgets import QApplication, QMessageBox
@@ -47,6 +48,10 @@ def run(args: argparse.Namespace) -> int:
         return 3
     appliance.start()
     window = MainWindow(appliance, translations)
+    # Ctrl+C and service stops quit cleanly (the feed's timer gives Python the chance to
+    # run the handler while Qt's event loop waits)
+    signal.signal(signal.SIGINT, lambda *_: window.quit())
+    signal.signal(signal.SIGTERM, lambda *_: window.quit())
     window.show()
     try:
         return int(app.exec())

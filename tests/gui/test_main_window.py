@@ -141,7 +141,15 @@ def test_cancel_and_process_now(qtbot, make_appliance, make_window, tmp_path) ->
     assert not window.queue.retry_button.isEnabled()
     window.queue.process_now_button.click()
     qtbot.waitUntil(lambda: "processed now" in window.queue.message.text(), timeout=10_000)
-    qtbot.waitUntil(lambda: _state_of_first_job(window) is not None, timeout=60_000)
+    # the PACS is down: the job waits for it, and a person cancels it
+    qtbot.waitUntil(lambda: _state_of_first_job(window) == "result_received", timeout=60_000)
+    job = next(r for r in map(window.queue_model.row_at, range(2)) if r.job_id is not None)
+    assert window.queue.select_key(job.key)
+    assert window.queue.cancel_button.isEnabled()
+    window.queue.cancel_button.click()
+    qtbot.waitUntil(lambda: _state_of_first_job(window) == "cancelled", timeout=10_000)
+    assert window.queue.retry_button.isEnabled()
+    assert not window.queue.cancel_button.isEnabled()
 
 
 def test_language_switch_and_screenshots(qtbot, make_appliance, make_window, tmp_path) -> None:  # type: ignore[no-untyped-def]
