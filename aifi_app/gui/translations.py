@@ -12,8 +12,10 @@ log = logging.getLogger(__name__)
 LANGUAGES = {"nl": "Nederlands", "en": "English"}
 
 
-def default_language() -> str:
-    return "nl" if QLocale.system().language() == QLocale.Language.Dutch else "en"
+def default_language(locale: QLocale | None = None) -> str:
+    """Dutch on a Dutch system (nl_NL, nl_BE), English elsewhere."""
+    language = (locale or QLocale.system()).language()
+    return "nl" if language == QLocale.Language.Dutch else "en"
 
 
 class Translations:

@@ -134,3 +134,30 @@ def test_translation_file_is_current_and_complete(tmp_path: Path) -> None:
     assert untranslated == []
     qm = TS.with_suffix(".qm")
     assert qm.exists() and qm.stat().st_mtime_ns >= 0
+
+
+def test_dutch_by_default_on_a_dutch_system() -> None:
+    from PySide6.QtCore import QLocale
+
+    from aifi_app.gui.translations import default_language
+
+    assert default_language(QLocale("nl_NL")) == "nl"
+    assert default_language(QLocale("nl_BE")) == "nl"
+    assert default_language(QLocale("en_GB")) == "en"
+    assert default_language(QLocale("de_DE")) == "en"
+
+
+def test_closing_keeps_running_in_the_tray(qtbot, make_window, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from aifi_app.gui.tray import StatusTray
+
+    window = make_window()
+    window.show()
+    monkeypatch.setattr(StatusTray, "available", staticmethod(lambda: True))
+    window.close()
+    assert window.isHidden() and not window.quitting
+    assert window.appliance.node.port > 0  # still receiving
+    window.bring_back()
+    assert window.isVisible()
+    window.close_to_tray_action.setChecked(False)
+    window.close()
+    assert window.isHidden()
