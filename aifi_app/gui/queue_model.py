@@ -86,6 +86,10 @@ class QueueTableModel(QAbstractTableModel):
     def algorithms(self) -> list[str]:
         return sorted({r.algorithm for r in self._rows if r.algorithm})
 
+    def senders(self) -> list[str]:
+        """The calling AE titles of the studies shown (the nodes they came from)."""
+        return sorted({r.calling_ae for r in self._rows if r.calling_ae})
+
     # --- Qt's model interface ---
     def rowCount(self, parent: AnyIndex = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self._rows)
@@ -164,6 +168,8 @@ class QueueFilterProxy(QSortFilterProxyModel):
         self._state = ""
         self._algorithm = ""
         self._text = ""
+        self._sender = ""
+        self._since: float | None = None
 
     def set_state(self, state: str) -> None:
         """ "" for all, a state, or :attr:`ATTENTION_FILTER` for failed, rejected, no match."""
@@ -181,6 +187,18 @@ class QueueFilterProxy(QSortFilterProxyModel):
         self._text = text.strip().casefold()
         self.endFilterChange()
 
+    def set_sender(self, calling_ae: str) -> None:
+        """Only studies from this node (calling AE title); "" for all."""
+        self.beginFilterChange()
+        self._sender = calling_ae
+        self.endFilterChange()
+
+    def set_received_since(self, since: float | None) -> None:
+        """Only studies received at or after ``since`` (seconds since the epoch)."""
+        self.beginFilterChange()
+        self._since = since
+        self.endFilterChange()
+
     def filterAcceptsRow(self, source_row: int, source_parent: AnyIndex) -> bool:
         model = self.sourceModel()
         assert isinstance(model, QueueTableModel)
@@ -191,6 +209,10 @@ class QueueFilterProxy(QSortFilterProxyModel):
         elif self._state and r.state != self._state:
             return False
         if self._algorithm and r.algorithm != self._algorithm:
+            return False
+        if self._sender and r.calling_ae != self._sender:
+            return False
+        if self._since is not None and r.received_at < self._since:
             return False
         if self._text:
             haystack = " ".join(

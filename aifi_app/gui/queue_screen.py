@@ -7,6 +7,7 @@ functions run on background threads; their results come back through queued sign
 from __future__ import annotations
 
 import getpass
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -88,7 +89,14 @@ class QueueScreen(QWidget):
 
         self.state_filter = QComboBox()
         self.algorithm_filter = QComboBox()
-        for combo in (self.state_filter, self.algorithm_filter):
+        self.sender_filter = QComboBox()
+        self.period_filter = QComboBox()
+        for combo in (
+            self.state_filter,
+            self.algorithm_filter,
+            self.sender_filter,
+            self.period_filter,
+        ):
             combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.search = QLineEdit()
         self.search.setClearButtonEnabled(True)
@@ -98,6 +106,8 @@ class QueueScreen(QWidget):
         for w in (self.state_label, self.state_filter, self.algorithm_label):
             bar.addWidget(w)
         bar.addWidget(self.algorithm_filter)
+        bar.addWidget(self.sender_filter)
+        bar.addWidget(self.period_filter)
         bar.addWidget(self.search, 1)
 
         self.table = QTableView()
@@ -153,6 +163,10 @@ class QueueScreen(QWidget):
         self.algorithm_filter.currentIndexChanged.connect(
             lambda _: self.proxy.set_algorithm(str(self.algorithm_filter.currentData() or ""))
         )
+        self.sender_filter.currentIndexChanged.connect(
+            lambda _: self.proxy.set_sender(str(self.sender_filter.currentData() or ""))
+        )
+        self.period_filter.currentIndexChanged.connect(lambda _: self._apply_period())
         self.search.textChanged.connect(self.proxy.set_text)
         model.rowsInserted.connect(self._model_changed)
         model.dataChanged.connect(self._row_data_changed)
@@ -187,6 +201,14 @@ class QueueScreen(QWidget):
         self.state_filter.setCurrentIndex(max(0, index))
         self.state_filter.blockSignals(False)
         self._fill_algorithms()
+        period = max(0, self.period_filter.currentIndex())
+        self.period_filter.blockSignals(True)
+        self.period_filter.clear()
+        self.period_filter.addItem(self.tr("Any time"), None)
+        self.period_filter.addItem(self.tr("Today"), "today")
+        self.period_filter.addItem(self.tr("Last 7 days"), 7 * 86400.0)
+        self.period_filter.setCurrentIndex(period)
+        self.period_filter.blockSignals(False)
         self.detail.setTitle(self.tr("Details"))
         self.timeline.setHeaderLabels([self.tr("Time"), self.tr("Event"), self.tr("Detail")])
         self.retry_button.setText(self.tr("Retry"))
@@ -196,18 +218,34 @@ class QueueScreen(QWidget):
         self._show_detail()
 
     def _fill_algorithms(self) -> None:
-        selected = self.algorithm_filter.currentData()
-        self.algorithm_filter.blockSignals(True)
-        self.algorithm_filter.clear()
-        self.algorithm_filter.addItem(self.tr("All"), "")
-        for name in self.model.algorithms():
-            self.algorithm_filter.addItem(name, name)
-        self.algorithm_filter.setCurrentIndex(max(0, self.algorithm_filter.findData(selected)))
-        self.algorithm_filter.blockSignals(False)
+        for combo, everything, names in (
+            (self.algorithm_filter, self.tr("All"), self.model.algorithms()),
+            (self.sender_filter, self.tr("All senders"), self.model.senders()),
+        ):
+            selected = combo.currentData()
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItem(everything, "")
+            for name in names:
+                combo.addItem(name, name)
+            combo.setCurrentIndex(max(0, combo.findData(selected)))
+            combo.blockSignals(False)
+
+    def _apply_period(self) -> None:
+        span = self.period_filter.currentData()
+        if span == "today":
+            midnight = datetime.now().replace(hour=0, minute=0, second=0, microsecond=0)
+            self.proxy.set_received_since(midnight.timestamp())
+        elif span:
+            self.proxy.set_received_since(time.time() - float(span))
+        else:
+            self.proxy.set_received_since(None)
 
     # --- selection and detail ---
     def _model_changed(self, *_: Any) -> None:
-        if len(self.model.algorithms()) != self.algorithm_filter.count() - 1:
+        if len(self.model.algorithms()) != self.algorithm_filter.count() - 1 or len(
+            self.model.senders()
+        ) != (self.sender_filter.count() - 1):
             self._fill_algorithms()
 
     def _row_data_changed(self, top_left: QModelIndex, *_: Any) -> None:

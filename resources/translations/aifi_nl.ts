@@ -4,53 +4,53 @@
 <context>
     <name>AuditScreen</name>
     <message>
-        <location filename="../../aifi_app/gui/audit_screen.py" line="137"/>
+        <location filename="../../aifi_app/gui/audit_screen.py" line="139"/>
         <source>Search event, detail or user…</source>
         <translation>Zoek op gebeurtenis, toelichting of gebruiker…</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/audit_screen.py" line="138"/>
+        <location filename="../../aifi_app/gui/audit_screen.py" line="140"/>
         <source>Export CSV…</source>
         <translation>Exporteren als CSV…</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/audit_screen.py" line="139"/>
+        <location filename="../../aifi_app/gui/audit_screen.py" line="141"/>
         <source>Last 24 hours</source>
         <translation>Afgelopen 24 uur</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/audit_screen.py" line="139"/>
+        <location filename="../../aifi_app/gui/audit_screen.py" line="141"/>
         <source>Last 7 days</source>
         <translation>Afgelopen 7 dagen</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/audit_screen.py" line="144"/>
+        <location filename="../../aifi_app/gui/audit_screen.py" line="146"/>
         <source>Everything</source>
         <translation>Alles</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/audit_screen.py" line="148"/>
         <location filename="../../aifi_app/gui/audit_screen.py" line="150"/>
+        <location filename="../../aifi_app/gui/audit_screen.py" line="152"/>
         <source>All categories</source>
         <translation>Alle categorieën</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/audit_screen.py" line="186"/>
+        <location filename="../../aifi_app/gui/audit_screen.py" line="188"/>
         <source>Export audit log</source>
         <translation>Auditlog exporteren</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/audit_screen.py" line="186"/>
+        <location filename="../../aifi_app/gui/audit_screen.py" line="188"/>
         <source>CSV files (*.csv)</source>
         <translation>CSV-bestanden (*.csv)</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/audit_screen.py" line="199"/>
+        <location filename="../../aifi_app/gui/audit_screen.py" line="201"/>
         <source>%1 entries written to %2</source>
         <translation>%1 regels geschreven naar %2</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/audit_screen.py" line="202"/>
+        <location filename="../../aifi_app/gui/audit_screen.py" line="204"/>
         <source>Export failed: %1</source>
         <translation>Exporteren mislukt: %1</translation>
     </message>
@@ -179,118 +179,118 @@
 <context>
     <name>NodesScreen</name>
     <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="110"/>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="113"/>
         <source>This appliance</source>
         <translation>Deze appliance</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="113"/>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="116"/>
         <source>(none besides the nodes)</source>
         <translation>(geen behalve de nodes)</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="114"/>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="117"/>
         <source>(none: results wait)</source>
         <translation>(geen: resultaten wachten)</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="116"/>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="126"/>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="119"/>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="129"/>
         <source>AE title</source>
         <translation>AE-titel</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="117"/>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="120"/>
         <source>Listening on</source>
         <translation>Luistert op</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="118"/>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="121"/>
         <source>Allowed senders</source>
         <translation>Toegestane verzenders</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="119"/>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="122"/>
         <source>Results go to</source>
         <translation>Resultaten gaan naar</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="122"/>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="125"/>
         <source>Remote nodes</source>
         <translation>Externe nodes</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="125"/>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="128"/>
         <source>Name</source>
         <translation>Naam</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="127"/>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="130"/>
         <source>Host</source>
         <translation>Host</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="128"/>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="131"/>
         <source>Port</source>
         <translation>Poort</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="129"/>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="132"/>
         <source>Role</source>
         <translation>Rol</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="130"/>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="133"/>
         <source>Last test</source>
         <translation>Laatste test</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="133"/>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="136"/>
         <source>Test connection (C-ECHO)</source>
         <translation>Verbinding testen (C-ECHO)</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="136"/>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="139"/>
         <source>Nodes are changed in the settings file for now; editing them here comes later.</source>
         <translation>Nodes worden voorlopig in het instellingenbestand gewijzigd; bewerken in dit scherm volgt later.</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="140"/>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="143"/>
         <source>No remote nodes in the settings file.</source>
         <translation>Geen externe nodes in het instellingenbestand.</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="150"/>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="153"/>
         <source>Testing %1 (%2@%3:%4)…</source>
         <translation>%1 (%2@%3:%4) wordt getest…</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="166"/>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="169"/>
         <source>Connection OK: %1 answered the C-ECHO in %2 ms.</source>
         <translation>Verbinding in orde: %1 beantwoordde de C-ECHO in %2 ms.</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="170"/>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="173"/>
         <source>OK</source>
         <translation>In orde</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="173"/>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="176"/>
         <source>%1 answered, but with status 0x%2 instead of success.</source>
         <translation>%1 antwoordde, maar met status 0x%2 in plaats van succes.</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="177"/>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="180"/>
         <source>answered with an error</source>
         <translation>antwoordde met een fout</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="180"/>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="183"/>
         <source>No connection with %1: %2</source>
         <translation>Geen verbinding met %1: %2</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="182"/>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="185"/>
         <source>no connection</source>
         <translation>geen verbinding</translation>
     </message>
@@ -298,118 +298,138 @@
 <context>
     <name>QueueScreen</name>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="172"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="188"/>
         <source>State:</source>
         <translation>Status:</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="173"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="189"/>
         <source>Algorithm:</source>
         <translation>Algoritme:</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="175"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="191"/>
         <source>Search description, modality, algorithm, reason, job number…</source>
         <translation>Zoek op omschrijving, modaliteit, algoritme, reden, taaknummer…</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="180"/>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="200"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="196"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="222"/>
         <source>All</source>
         <translation>Alle</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="181"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="197"/>
         <source>Needs attention</source>
         <translation>Vraagt aandacht</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="188"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="207"/>
+        <source>Any time</source>
+        <translation>Altijd</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="208"/>
+        <source>Today</source>
+        <translation>Vandaag</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="209"/>
+        <source>Last 7 days</source>
+        <translation>Afgelopen 7 dagen</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="212"/>
         <source>Details</source>
         <translation>Details</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="189"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="213"/>
         <source>Time</source>
         <translation>Tijd</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="189"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="213"/>
         <source>Event</source>
         <translation>Gebeurtenis</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="189"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="213"/>
         <source>Detail</source>
         <translation>Toelichting</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="190"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="214"/>
         <source>Retry</source>
         <translation>Opnieuw proberen</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="191"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="215"/>
         <source>Cancel job</source>
         <translation>Taak annuleren</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="192"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="216"/>
         <source>Process now</source>
         <translation>Nu verwerken</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="242"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="223"/>
+        <source>All senders</source>
+        <translation>Alle verzenders</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="282"/>
         <source>Select a study or job to see its timeline.</source>
         <translation>Kies een onderzoek of taak om het verloop te zien.</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="246"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="286"/>
         <source>Study %1</source>
         <translation>Onderzoek %1</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="247"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="287"/>
         <source>job %1</source>
         <translation>taak %1</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="249"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="289"/>
         <source>%1 instance(s) from %2</source>
         <translation>%1 beeld(en) van %2</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="257"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="297"/>
         <source>Reason: %1</source>
         <translation>Reden: %1</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="306"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="346"/>
         <source>Job %1 is %2 again.</source>
         <translation>Taak %1 is weer %2.</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="319"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="359"/>
         <source>Job %1 is cancelled.</source>
         <translation>Taak %1 is geannuleerd.</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="334"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="374"/>
         <source>Study %1 will be processed now.</source>
         <translation>Onderzoek %1 wordt nu verwerkt.</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="336"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="376"/>
         <source>Study %1 is no longer receiving.</source>
         <translation>Onderzoek %1 wordt niet meer ontvangen.</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="341"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="381"/>
         <source>Working…</source>
         <translation>Bezig…</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="349"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="389"/>
         <source>Not done: %1</source>
         <translation>Niet uitgevoerd: %1</translation>
     </message>
@@ -417,37 +437,37 @@
 <context>
     <name>QueueTableModel</name>
     <message>
-        <location filename="../../aifi_app/gui/queue_model.py" line="104"/>
+        <location filename="../../aifi_app/gui/queue_model.py" line="108"/>
         <source>Received</source>
         <translation>Ontvangen</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_model.py" line="105"/>
+        <location filename="../../aifi_app/gui/queue_model.py" line="109"/>
         <source>Modality</source>
         <translation>Modaliteit</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_model.py" line="106"/>
+        <location filename="../../aifi_app/gui/queue_model.py" line="110"/>
         <source>Study description</source>
         <translation>Onderzoeksomschrijving</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_model.py" line="107"/>
+        <location filename="../../aifi_app/gui/queue_model.py" line="111"/>
         <source>Algorithm</source>
         <translation>Algoritme</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_model.py" line="108"/>
+        <location filename="../../aifi_app/gui/queue_model.py" line="112"/>
         <source>State</source>
         <translation>Status</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_model.py" line="109"/>
+        <location filename="../../aifi_app/gui/queue_model.py" line="113"/>
         <source>Time in stage</source>
         <translation>Tijd in deze stap</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_model.py" line="110"/>
+        <location filename="../../aifi_app/gui/queue_model.py" line="114"/>
         <source>Reason</source>
         <translation>Reden</translation>
     </message>

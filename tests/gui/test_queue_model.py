@@ -97,6 +97,14 @@ def test_proxy_filters_and_sorts(qtmodeltester) -> None:  # type: ignore[no-unty
     proxy.set_text("#3")
     assert shown() == [3]
     proxy.set_text("")
+    proxy.set_received_since(1_700_000_003.0)
+    assert shown() == [3, 4]
+    proxy.set_received_since(None)
+    proxy.set_sender("CT01")
+    assert shown() == []
+    proxy.set_sender("MOD")
+    assert shown() == [1, 2, 3, 4]
+    proxy.set_sender("")
     proxy.sort(RECEIVED, Qt.SortOrder.DescendingOrder)
     assert proxy.index(0, ALGORITHM).data() == "pneumonia-cxr"
     assert proxy.index(0, RECEIVED).data(Qt.ItemDataRole.UserRole + 1).job_id == 4
