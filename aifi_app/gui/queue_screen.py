@@ -119,8 +119,12 @@ class QueueScreen(QWidget):
         self.table.setAlternatingRowColors(True)
         self.table.verticalHeader().hide()
         header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        # sized to the contents once, from the first rows only: ResizeToContents would
+        # measure thousands of rows on every update and stall the GUI thread
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setResizeContentsPrecision(50)
         header.setStretchLastSection(True)
+        self._sized = False
         self.table.selectionModel().selectionChanged.connect(self._selection_changed)
 
         self.detail = QGroupBox()
@@ -174,6 +178,7 @@ class QueueScreen(QWidget):
         self._tick = QTimer(self)
         self._tick.setInterval(5000)
         self._tick.timeout.connect(model.tick)
+        self._tick.timeout.connect(self.table.viewport().update)
         self._tick.start()
         self.retranslate()
         self._show_detail()
@@ -243,6 +248,9 @@ class QueueScreen(QWidget):
 
     # --- selection and detail ---
     def _model_changed(self, *_: Any) -> None:
+        if not self._sized:
+            self._sized = True
+            self.table.resizeColumnsToContents()
         if len(self.model.algorithms()) != self.algorithm_filter.count() - 1 or len(
             self.model.senders()
         ) != (self.sender_filter.count() - 1):
