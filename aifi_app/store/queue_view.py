@@ -56,19 +56,19 @@ def queue_rows(db: Database, *, limit: int = DEFAULT_LIMIT) -> list[QueueRow]:
     ):
         rows.append(
             QueueRow(
-                ("job", r[0]),
-                r[1],
-                r[0],
-                r[2],
-                r[3],
-                r[4],
-                r[5],
-                r[6],
-                r[7],
-                r[8],
-                r[9] or "",
-                r[10],
-                r[11],
+                key=("job", r[0]),
+                study_id=r[1],
+                job_id=r[0],
+                received_at=r[2],
+                modality=r[3],
+                study_description=r[4],
+                algorithm=r[5],
+                route=r[6],
+                state=r[7],
+                stage_since=r[8],  # a job's updated_at moves with each state change only
+                reason=r[9] or "",
+                instance_count=r[10],
+                calling_ae=r[11],
             )
         )
     for r in db.conn.execute(
@@ -80,19 +80,19 @@ def queue_rows(db: Database, *, limit: int = DEFAULT_LIMIT) -> list[QueueRow]:
     ):
         rows.append(
             QueueRow(
-                ("study", r[0]),
-                r[0],
-                None,
-                r[1],
-                r[2],
-                r[3],
-                "",
-                "",
-                r[4],
-                r[5],
-                r[6] or "",
-                r[7],
-                r[8],
+                key=("study", r[0]),
+                study_id=r[0],
+                job_id=None,
+                received_at=r[1],
+                modality=r[2],
+                study_description=r[3],
+                algorithm="",
+                route="",
+                state=r[4],
+                stage_since=r[5],
+                reason=r[6] or "",
+                instance_count=r[7],
+                calling_ae=r[8],
             )
         )
     return rows
