@@ -39,7 +39,14 @@ class Background:
         on_done: Callback | None = None,
         on_error: Callable[[BaseException], None] | None = None,
     ) -> Future[Any]:
-        """Run ``fn(*args)`` on a worker thread; call back on the GUI thread. GUI thread only."""
+        """Run ``fn(*args)`` on a worker thread; call back on the GUI thread. GUI thread only.
+
+        After :meth:`shutdown` nothing runs: the future comes back cancelled.
+        """
+        if self._closed:
+            future: Future[Any] = Future()
+            future.cancel()
+            return future
         future = self._pool.submit(fn, *args)
         future.add_done_callback(lambda f: self._relay.finished.emit(f, on_done, on_error))
         return future

@@ -38,7 +38,7 @@ from aifi_app.gui.queue_model import (
     QueueFilterProxy,
     QueueTableModel,
 )
-from aifi_app.gui.states import state_icon, state_name
+from aifi_app.gui.states import event_name, state_icon, state_name
 from aifi_app.store import jobs
 from aifi_app.store.database import Database
 from aifi_app.store.queue_view import QueueRow, TimelineEvent, timeline
@@ -220,7 +220,10 @@ class QueueScreen(QWidget):
         self.cancel_button.setText(self.tr("Cancel job"))
         self.process_now_button.setText(self.tr("Process now"))
         self.model.headerDataChanged.emit(Qt.Orientation.Horizontal, RECEIVED, REASON)
+        if self._sized:
+            self.table.resizeColumnsToContents()  # the headers' new words
         self._show_detail()
+        self._load_timeline()
 
     def _fill_algorithms(self) -> None:
         for combo, everything, names in (
@@ -328,9 +331,9 @@ class QueueScreen(QWidget):
             return  # the selection moved on
         self.timeline.clear()
         for ev in events:
-            what = ev.event
+            what = event_name(ev.event)
             if ev.to_state:
-                what = f"{ev.event}: {state_name(ev.to_state)}"
+                what = f"→ {state_name(ev.to_state)}"
             item = QTreeWidgetItem(
                 [datetime.fromtimestamp(ev.at).strftime("%Y-%m-%d %H:%M:%S"), what, ev.detail]
             )

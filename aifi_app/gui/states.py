@@ -42,6 +42,32 @@ def state_name(state: str) -> str:
     return names.get(state, state)
 
 
+def event_name(event: str) -> str:
+    """An audit event in words, in the current language (unknown ones as recorded)."""
+    names = {
+        "study_started": QCoreApplication.translate("Events", "first instance received"),
+        "duplicate_instance": QCoreApplication.translate("Events", "instance received again"),
+        "study_complete": QCoreApplication.translate("Events", "study complete"),
+        "process_now": QCoreApplication.translate("Events", "process now (by hand)"),
+        "routed": QCoreApplication.translate("Events", "assigned to algorithm"),
+        "no_matching_route": QCoreApplication.translate("Events", "no matching algorithm"),
+        "routing_failed": QCoreApplication.translate("Events", "routing failed"),
+        "job_created": QCoreApplication.translate("Events", "job created"),
+        "state_changed": QCoreApplication.translate("Events", "state changed"),
+        "output_delivered": QCoreApplication.translate("Events", "result stored in PACS"),
+        "send_failed": QCoreApplication.translate("Events", "sending failed"),
+        "retry_scheduled": QCoreApplication.translate("Events", "new attempt scheduled"),
+        "spool_removed": QCoreApplication.translate("Events", "images removed (retention)"),
+        "store_refused": QCoreApplication.translate("Events", "instance refused"),
+        "association_rejected": QCoreApplication.translate("Events", "connection refused"),
+        "started": QCoreApplication.translate("Events", "appliance started"),
+        "stopped": QCoreApplication.translate("Events", "appliance stopped"),
+    }
+    if event.startswith("late_instances_"):
+        return QCoreApplication.translate("Events", "late instances received")
+    return names.get(event, event)
+
+
 def state_colour(state: str) -> QColor:
     return QColor(_COLOURS.get(state, _IN_PROGRESS_COLOUR))
 

@@ -99,6 +99,99 @@
     </message>
 </context>
 <context>
+    <name>Events</name>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="48"/>
+        <source>first instance received</source>
+        <translation>eerste beeld ontvangen</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="49"/>
+        <source>instance received again</source>
+        <translation>beeld opnieuw ontvangen</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="50"/>
+        <source>study complete</source>
+        <translation>onderzoek compleet</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="51"/>
+        <source>process now (by hand)</source>
+        <translation>nu verwerken (handmatig)</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="52"/>
+        <source>assigned to algorithm</source>
+        <translation>toegewezen aan algoritme</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="53"/>
+        <source>no matching algorithm</source>
+        <translation>geen passend algoritme</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="54"/>
+        <source>routing failed</source>
+        <translation>toewijzen mislukt</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="55"/>
+        <source>job created</source>
+        <translation>taak aangemaakt</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="56"/>
+        <source>state changed</source>
+        <translation>status gewijzigd</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="57"/>
+        <source>result stored in PACS</source>
+        <translation>resultaat opgeslagen in PACS</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="58"/>
+        <source>sending failed</source>
+        <translation>verzenden mislukt</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="59"/>
+        <source>new attempt scheduled</source>
+        <translation>nieuwe poging gepland</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="60"/>
+        <source>images removed (retention)</source>
+        <translation>beelden verwijderd (bewaartermijn)</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="61"/>
+        <source>instance refused</source>
+        <translation>beeld geweigerd</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="62"/>
+        <source>connection refused</source>
+        <translation>verbinding geweigerd</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="63"/>
+        <source>appliance started</source>
+        <translation>appliance gestart</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="64"/>
+        <source>appliance stopped</source>
+        <translation>appliance gestopt</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="67"/>
+        <source>late instances received</source>
+        <translation>late beelden ontvangen</translation>
+    </message>
+</context>
+<context>
     <name>MainWindow</name>
     <message>
         <location filename="../../aifi_app/gui/main_window.py" line="104"/>
@@ -298,138 +391,138 @@
 <context>
     <name>QueueScreen</name>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="188"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="193"/>
         <source>State:</source>
         <translation>Status:</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="189"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="194"/>
         <source>Algorithm:</source>
         <translation>Algoritme:</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="191"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="196"/>
         <source>Search description, modality, algorithm, reason, job number…</source>
         <translation>Zoek op omschrijving, modaliteit, algoritme, reden, taaknummer…</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="196"/>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="222"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="201"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="227"/>
         <source>All</source>
         <translation>Alle</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="197"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="202"/>
         <source>Needs attention</source>
         <translation>Vraagt aandacht</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="207"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="212"/>
         <source>Any time</source>
         <translation>Altijd</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="208"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="213"/>
         <source>Today</source>
         <translation>Vandaag</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="209"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="214"/>
         <source>Last 7 days</source>
         <translation>Afgelopen 7 dagen</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="212"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="217"/>
         <source>Details</source>
         <translation>Details</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="213"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="218"/>
         <source>Time</source>
         <translation>Tijd</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="213"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="218"/>
         <source>Event</source>
         <translation>Gebeurtenis</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="213"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="218"/>
         <source>Detail</source>
         <translation>Toelichting</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="214"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="219"/>
         <source>Retry</source>
         <translation>Opnieuw proberen</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="215"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="220"/>
         <source>Cancel job</source>
         <translation>Taak annuleren</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="216"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="221"/>
         <source>Process now</source>
         <translation>Nu verwerken</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="223"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="228"/>
         <source>All senders</source>
         <translation>Alle verzenders</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="282"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="290"/>
         <source>Select a study or job to see its timeline.</source>
         <translation>Kies een onderzoek of taak om het verloop te zien.</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="286"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="294"/>
         <source>Study %1</source>
         <translation>Onderzoek %1</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="287"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="295"/>
         <source>job %1</source>
         <translation>taak %1</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="289"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="297"/>
         <source>%1 instance(s) from %2</source>
         <translation>%1 beeld(en) van %2</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="297"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="305"/>
         <source>Reason: %1</source>
         <translation>Reden: %1</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="346"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="354"/>
         <source>Job %1 is %2 again.</source>
         <translation>Taak %1 is weer %2.</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="359"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="367"/>
         <source>Job %1 is cancelled.</source>
         <translation>Taak %1 is geannuleerd.</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="374"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="382"/>
         <source>Study %1 will be processed now.</source>
         <translation>Onderzoek %1 wordt nu verwerkt.</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="376"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="384"/>
         <source>Study %1 is no longer receiving.</source>
         <translation>Onderzoek %1 wordt niet meer ontvangen.</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="381"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="389"/>
         <source>Working…</source>
         <translation>Bezig…</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="389"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="397"/>
         <source>Not done: %1</source>
         <translation>Niet uitgevoerd: %1</translation>
     </message>
@@ -437,37 +530,37 @@
 <context>
     <name>QueueTableModel</name>
     <message>
-        <location filename="../../aifi_app/gui/queue_model.py" line="108"/>
+        <location filename="../../aifi_app/gui/queue_model.py" line="139"/>
         <source>Received</source>
         <translation>Ontvangen</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_model.py" line="109"/>
+        <location filename="../../aifi_app/gui/queue_model.py" line="140"/>
         <source>Modality</source>
         <translation>Modaliteit</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_model.py" line="110"/>
+        <location filename="../../aifi_app/gui/queue_model.py" line="141"/>
         <source>Study description</source>
         <translation>Onderzoeksomschrijving</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_model.py" line="111"/>
+        <location filename="../../aifi_app/gui/queue_model.py" line="142"/>
         <source>Algorithm</source>
         <translation>Algoritme</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_model.py" line="112"/>
+        <location filename="../../aifi_app/gui/queue_model.py" line="143"/>
         <source>State</source>
         <translation>Status</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_model.py" line="113"/>
+        <location filename="../../aifi_app/gui/queue_model.py" line="144"/>
         <source>Time in stage</source>
         <translation>Tijd in deze stap</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_model.py" line="114"/>
+        <location filename="../../aifi_app/gui/queue_model.py" line="145"/>
         <source>Reason</source>
         <translation>Reden</translation>
     </message>

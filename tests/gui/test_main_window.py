@@ -159,7 +159,12 @@ def test_cancel_and_process_now(qtbot, make_appliance, make_window, tmp_path) ->
 def test_language_switch_and_screenshots(qtbot, make_appliance, make_window, tmp_path) -> None:  # type: ignore[no-untyped-def]
     pacs = DemoPacs(tmp_path / "pacs")
     try:
-        appliance = make_appliance(gui_settings(tmp_path, pacs.port))
+        settings = gui_settings(tmp_path, pacs.port)
+        # an idle time long enough for the CT's slices to make one study
+        settings = dataclasses.replace(
+            settings, completion=dataclasses.replace(settings.completion, idle_seconds=1.0)
+        )
+        appliance = make_appliance(settings)
         window = make_window(appliance)
         window.show()
         for n in (1, 2):
@@ -168,7 +173,6 @@ def test_language_switch_and_screenshots(qtbot, make_appliance, make_window, tmp
         send_files(Peer("AIFI", "127.0.0.1", appliance.node.port), ct, calling_ae_title=MODALITY)
 
         model = window.queue_model
-        # with idle_seconds = 0 the CT's slices may complete as more than one study
         qtbot.waitUntil(
             lambda: (
                 {model.row_at(i).state for i in range(model.rowCount())}
