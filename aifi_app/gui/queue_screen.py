@@ -221,9 +221,15 @@ class QueueScreen(QWidget):
         self.process_now_button.setText(self.tr("Process now"))
         self.model.headerDataChanged.emit(Qt.Orientation.Horizontal, RECEIVED, REASON)
         if self._sized:
-            self.table.resizeColumnsToContents()  # the headers' new words
+            self._fit_columns()  # the headers' new words
         self._show_detail()
         self._load_timeline()
+
+    def _fit_columns(self) -> None:
+        self.table.resizeColumnsToContents()
+        header = self.table.horizontalHeader()
+        # a long reason wraps in its tooltip; the last column takes the remaining width
+        header.resizeSection(REASON, min(header.sectionSize(REASON), 360))
 
     def _fill_algorithms(self) -> None:
         for combo, everything, names in (
@@ -251,9 +257,10 @@ class QueueScreen(QWidget):
 
     # --- selection and detail ---
     def _model_changed(self, *_: Any) -> None:
-        if not self._sized:
+        # fit the columns while the queue is short; later, leave the widths to the user
+        if not self._sized or self.model.rowCount() < 100:
             self._sized = True
-            self.table.resizeColumnsToContents()
+            self._fit_columns()
         if len(self.model.algorithms()) != self.algorithm_filter.count() - 1 or len(
             self.model.senders()
         ) != (self.sender_filter.count() - 1):
