@@ -288,6 +288,20 @@ def _list_algorithms(catalog: PackageCatalog, *, as_json: bool) -> int:
     return 0
 
 
+def cmd_gui(args: argparse.Namespace) -> int:
+    # the only way from the core into Qt, and only on request (pyproject's import contract
+    # names this one import as allowed); headless commands never load PySide6
+    from aifi_app.gui.app import run
+
+    return run(args)
+
+
+def _gui_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("PySide6") is not None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aifi-app", description=__doc__)
     parser.add_argument("--version", action="version", version=f"aifi-app {__version__}")
@@ -390,6 +404,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("target", metavar=target)
         p.set_defaults(func=cmd_algorithms)
 
+    gui = sub.add_parser("gui", help="open the desktop application (the default command)")
+    common(gui)
+    gui.add_argument("--language", choices=["en", "nl"], help="interface language")
+    gui.add_argument("--log-level", default="INFO")
+    gui.set_defaults(func=cmd_gui)
+
     ref = sub.add_parser("settings", help="print every setting with its default")
     ref.set_defaults(func=cmd_settings)
     return parser
@@ -399,8 +419,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
-        return 0
+        if not _gui_available():
+            parser.print_help()
+            return 0
+        args = parser.parse_args(["gui", *(argv if argv is not None else sys.argv[1:])])
     try:
         result: int = args.func(args)
     except ConfigError as exc:

@@ -332,3 +332,32 @@ def record_study(db: Database, study_id: int, reason: str) -> None:
             to_state=StudyState.RECORDED.value,
             detail=reason,
         )
+
+
+CANCELLABLE_JOB_STATES = frozenset(
+    {JobState.QUEUED, JobState.PSEUDONYMISED, JobState.SUBMITTED, JobState.RESULT_RECEIVED}
+)
+
+
+def cancel_job(db: Database, job_id: int, actor: str) -> None:
+    """A person's cancel of a job that is not finished yet; it can be retried later.
+
+    A step already running on the worker finishes its work, then finds the job moved
+    (:class:`StaleStateError` there) and drops its result.
+    """
+    with db.transaction() as conn:
+        row = conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no job {job_id}")
+        state = JobState(row[0])
+        if state not in CANCELLABLE_JOB_STATES:
+            raise InvalidTransitionError(f"job {job_id} is {state}; only unfinished jobs cancel")
+        transition_in(
+            conn,
+            job_id,
+            state,
+            JobState.CANCELLED,
+            detail="cancelled",
+            actor=actor,
+            next_attempt_at=None,
+        )

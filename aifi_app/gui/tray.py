@@ -1,0 +1,93 @@
+"""The tray icon: overall status at a glance, and a desktop notification when a job fails."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+
+from PySide6.QtCore import QObject
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import QMenu, QSystemTrayIcon
+
+from aifi_app.gui.states import state_icon
+from aifi_app.store.queue_view import QueueRow
+
+
+class Health(StrEnum):
+    WELL = "well"
+    WARNINGS = "warnings"
+    FAILURES = "failures"
+
+
+def health_of(rows: Iterable[QueueRow]) -> Health:
+    """Failures: a job failed. Warnings: a study was rejected or no algorithm took it."""
+    states = {r.state for r in rows}
+    if "failed" in states:
+        return Health.FAILURES
+    if states & {"rejected", "no_match"}:
+        return Health.WARNINGS
+    return Health.WELL
+
+
+def newly_failed(previous: dict[tuple[str, int], str], rows: Iterable[QueueRow]) -> list[QueueRow]:
+    """Jobs that are failed now and were shown, not failed, before."""
+    return [
+        r for r in rows if r.state == "failed" and r.key in previous and previous[r.key] != "failed"
+    ]
+
+
+_HEALTH_ICON = {Health.WELL: "delivered", Health.WARNINGS: "rejected", Health.FAILURES: "failed"}
+
+
+class StatusTray(QObject):
+    """Wraps QSystemTrayIcon; works (without showing anything) where there is no tray."""
+
+    def __init__(self, menu: QMenu, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.icon = QSystemTrayIcon(self)
+        self.icon.setContextMenu(menu)
+        self.health = Health.WELL
+        self._seen: dict[tuple[str, int], str] = {}
+        self._primed = False
+        self.notifications: list[tuple[str, str]] = []
+        self.set_health(Health.WELL)
+
+    @staticmethod
+    def available() -> bool:
+        return QSystemTrayIcon.isSystemTrayAvailable()
+
+    def show(self) -> None:
+        if self.available():
+            self.icon.show()
+
+    def hide(self) -> None:
+        self.icon.hide()
+
+    def window_icon(self) -> QIcon:
+        return state_icon(_HEALTH_ICON[self.health])
+
+    def set_health(self, health: Health) -> None:
+        self.health = health
+        self.icon.setIcon(state_icon(_HEALTH_ICON[health]))
+        self.icon.setToolTip(
+            {
+                Health.WELL: self.tr("AIFI Appliance: all well"),
+                Health.WARNINGS: self.tr("AIFI Appliance: studies need attention"),
+                Health.FAILURES: self.tr("AIFI Appliance: jobs failed"),
+            }[health]
+        )
+
+    def update(self, rows: list[QueueRow]) -> None:
+        """A new queue snapshot: new status; a notification per newly failed job."""
+        self.set_health(health_of(rows))
+        failed = newly_failed(self._seen, rows) if self._primed else []
+        self._seen = {r.key: r.state for r in rows}
+        self._primed = True
+        for r in failed:
+            title = self.tr("Job %1 failed").replace("%1", str(r.job_id))
+            text = f"{r.algorithm} · {r.modality} {r.study_description}".strip()
+            if r.reason:
+                text += f"\n{r.reason}"
+            self.notifications.append((title, text))
+            if self.icon.isVisible():
+                self.icon.showMessage(title, text, QSystemTrayIcon.MessageIcon.Warning, 10_000)

@@ -1,0 +1,79 @@
+"""Reading and exporting the audit log (the writing side is :mod:`aifi_app.store.audit`).
+
+Safe to call from any thread. Details never hold patient data (see ``audit``), so an
+export can leave the workstation.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import astuple, dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aifi_app.store.database import Database
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    at: float
+    category: str
+    event: str
+    study_id: int | None
+    job_id: int | None
+    from_state: str
+    to_state: str
+    detail: str
+    actor: str
+
+
+def entries(
+    db: Database,
+    *,
+    category: str = "",
+    text: str = "",
+    since: float | None = None,
+    until: float | None = None,
+    limit: int = 10_000,
+) -> list[AuditEntry]:
+    """Newest first; ``text`` is searched in event, detail and actor (case-insensitive)."""
+    where: list[str] = []
+    params: list[Any] = []
+    if category:
+        where.append("category = ?")
+        params.append(category)
+    if text:
+        where.append("(event LIKE ? OR detail LIKE ? OR actor LIKE ?)")
+        params += [f"%{text}%"] * 3
+    if since is not None:
+        where.append("at >= ?")
+        params.append(since)
+    if until is not None:
+        where.append("at < ?")
+        params.append(until)
+    columns = "id, at, category, event, study_id, job_id, from_state, to_state, detail, actor"
+    condition = " WHERE " + " AND ".join(where) if where else ""
+    sql = f"SELECT {columns} FROM audit_events{condition} ORDER BY id DESC LIMIT ?"  # noqa: S608
+    rows = db.conn.execute(sql, (*params, limit)).fetchall()
+    return [
+        AuditEntry(r[0], r[1], r[2], r[3], r[4], r[5], r[6] or "", r[7] or "", r[8], r[9])
+        for r in rows
+    ]
+
+
+def categories(db: Database) -> list[str]:
+    return [r[0] for r in db.conn.execute("SELECT DISTINCT category FROM audit_events ORDER BY 1")]
+
+
+def write_csv(rows: list[AuditEntry], path: Path) -> int:
+    """Write the entries as CSV (UTF-8, times in ISO 8601 UTC); returns the number written."""
+    with path.open("w", newline="", encoding="utf-8") as f:
+        out = csv.writer(f)
+        out.writerow([f.name for f in fields(AuditEntry)])
+        for entry in rows:
+            values = list(astuple(entry))
+            values[1] = datetime.fromtimestamp(entry.at, UTC).isoformat(timespec="milliseconds")
+            out.writerow(["" if v is None else v for v in values])
+    return len(rows)

@@ -1,0 +1,659 @@
+<?xml version="1.0" encoding="utf-8"?>
+<!DOCTYPE TS>
+<TS version="2.1" language="nl_NL">
+<context>
+    <name>AuditScreen</name>
+    <message>
+        <location filename="../../aifi_app/gui/audit_screen.py" line="139"/>
+        <source>Search event, detail or user…</source>
+        <translation>Zoek op gebeurtenis, toelichting of gebruiker…</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/audit_screen.py" line="140"/>
+        <source>Export CSV…</source>
+        <translation>Exporteren als CSV…</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/audit_screen.py" line="141"/>
+        <source>Last 24 hours</source>
+        <translation>Afgelopen 24 uur</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/audit_screen.py" line="141"/>
+        <source>Last 7 days</source>
+        <translation>Afgelopen 7 dagen</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/audit_screen.py" line="146"/>
+        <source>Everything</source>
+        <translation>Alles</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/audit_screen.py" line="150"/>
+        <location filename="../../aifi_app/gui/audit_screen.py" line="152"/>
+        <source>All categories</source>
+        <translation>Alle categorieën</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/audit_screen.py" line="188"/>
+        <source>Export audit log</source>
+        <translation>Auditlog exporteren</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/audit_screen.py" line="188"/>
+        <source>CSV files (*.csv)</source>
+        <translation>CSV-bestanden (*.csv)</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/audit_screen.py" line="201"/>
+        <source>%1 entries written to %2</source>
+        <translation>%1 regels geschreven naar %2</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/audit_screen.py" line="204"/>
+        <source>Export failed: %1</source>
+        <translation>Exporteren mislukt: %1</translation>
+    </message>
+</context>
+<context>
+    <name>AuditTableModel</name>
+    <message>
+        <location filename="../../aifi_app/gui/audit_screen.py" line="65"/>
+        <source>Time</source>
+        <translation>Tijd</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/audit_screen.py" line="66"/>
+        <source>Category</source>
+        <translation>Categorie</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/audit_screen.py" line="67"/>
+        <source>Event</source>
+        <translation>Gebeurtenis</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/audit_screen.py" line="68"/>
+        <source>Study</source>
+        <translation>Onderzoek</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/audit_screen.py" line="69"/>
+        <source>Job</source>
+        <translation>Taak</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/audit_screen.py" line="70"/>
+        <source>State change</source>
+        <translation>Statuswijziging</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/audit_screen.py" line="71"/>
+        <source>Detail</source>
+        <translation>Toelichting</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/audit_screen.py" line="72"/>
+        <source>By</source>
+        <translation>Door</translation>
+    </message>
+</context>
+<context>
+    <name>Events</name>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="48"/>
+        <source>first instance received</source>
+        <translation>eerste beeld ontvangen</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="49"/>
+        <source>instance received again</source>
+        <translation>beeld opnieuw ontvangen</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="50"/>
+        <source>study complete</source>
+        <translation>onderzoek compleet</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="51"/>
+        <source>process now (by hand)</source>
+        <translation>nu verwerken (handmatig)</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="52"/>
+        <source>assigned to algorithm</source>
+        <translation>toegewezen aan algoritme</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="53"/>
+        <source>no matching algorithm</source>
+        <translation>geen passend algoritme</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="54"/>
+        <source>routing failed</source>
+        <translation>toewijzen mislukt</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="55"/>
+        <source>job created</source>
+        <translation>taak aangemaakt</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="56"/>
+        <source>state changed</source>
+        <translation>status gewijzigd</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="57"/>
+        <source>result stored in PACS</source>
+        <translation>resultaat opgeslagen in PACS</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="58"/>
+        <source>sending failed</source>
+        <translation>verzenden mislukt</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="59"/>
+        <source>new attempt scheduled</source>
+        <translation>nieuwe poging gepland</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="60"/>
+        <source>images removed (retention)</source>
+        <translation>beelden verwijderd (bewaartermijn)</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="61"/>
+        <source>instance refused</source>
+        <translation>beeld geweigerd</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="62"/>
+        <source>connection refused</source>
+        <translation>verbinding geweigerd</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="63"/>
+        <source>appliance started</source>
+        <translation>appliance gestart</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="64"/>
+        <source>appliance stopped</source>
+        <translation>appliance gestopt</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="67"/>
+        <source>late instances received</source>
+        <translation>late beelden ontvangen</translation>
+    </message>
+</context>
+<context>
+    <name>MainWindow</name>
+    <message>
+        <location filename="../../aifi_app/gui/main_window.py" line="104"/>
+        <source>AIFI Appliance</source>
+        <translation>AIFI Appliance</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/main_window.py" line="105"/>
+        <source>Queue</source>
+        <translation>Wachtrij</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/main_window.py" line="106"/>
+        <source>Audit log</source>
+        <translation>Auditlog</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/main_window.py" line="107"/>
+        <source>Nodes</source>
+        <translation>Nodes</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/main_window.py" line="108"/>
+        <source>&amp;File</source>
+        <translation>&amp;Bestand</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/main_window.py" line="109"/>
+        <source>Export audit log…</source>
+        <translation>Auditlog exporteren…</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/main_window.py" line="110"/>
+        <source>&amp;Quit (stops receiving studies)</source>
+        <translation>&amp;Afsluiten (stopt met ontvangen van onderzoeken)</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/main_window.py" line="111"/>
+        <source>&amp;View</source>
+        <translation>Beel&amp;d</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/main_window.py" line="112"/>
+        <source>Language</source>
+        <translation>Taal</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/main_window.py" line="113"/>
+        <source>Keep running in the tray when closed</source>
+        <translation>Bij sluiten actief blijven in het systeemvak</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/main_window.py" line="114"/>
+        <source>Show the window</source>
+        <translation>Venster tonen</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/main_window.py" line="140"/>
+        <source>all well</source>
+        <translation>alles in orde</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/main_window.py" line="141"/>
+        <source>warnings</source>
+        <translation>waarschuwingen</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/main_window.py" line="142"/>
+        <source>failures</source>
+        <translation>storingen</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/main_window.py" line="146"/>
+        <source>%1 on port %2 · %3 busy · %4 delivered · %5 failed · %6</source>
+        <translation>%1 op poort %2 · %3 bezig · %4 afgeleverd · %5 mislukt · %6</translation>
+    </message>
+</context>
+<context>
+    <name>NodesScreen</name>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="113"/>
+        <source>This appliance</source>
+        <translation>Deze appliance</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="116"/>
+        <source>(none besides the nodes)</source>
+        <translation>(geen behalve de nodes)</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="117"/>
+        <source>(none: results wait)</source>
+        <translation>(geen: resultaten wachten)</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="119"/>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="129"/>
+        <source>AE title</source>
+        <translation>AE-titel</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="120"/>
+        <source>Listening on</source>
+        <translation>Luistert op</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="121"/>
+        <source>Allowed senders</source>
+        <translation>Toegestane verzenders</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="122"/>
+        <source>Results go to</source>
+        <translation>Resultaten gaan naar</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="125"/>
+        <source>Remote nodes</source>
+        <translation>Externe nodes</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="128"/>
+        <source>Name</source>
+        <translation>Naam</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="130"/>
+        <source>Host</source>
+        <translation>Host</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="131"/>
+        <source>Port</source>
+        <translation>Poort</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="132"/>
+        <source>Role</source>
+        <translation>Rol</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="133"/>
+        <source>Last test</source>
+        <translation>Laatste test</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="136"/>
+        <source>Test connection (C-ECHO)</source>
+        <translation>Verbinding testen (C-ECHO)</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="139"/>
+        <source>Nodes are changed in the settings file for now; editing them here comes later.</source>
+        <translation>Nodes worden voorlopig in het instellingenbestand gewijzigd; bewerken in dit scherm volgt later.</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="143"/>
+        <source>No remote nodes in the settings file.</source>
+        <translation>Geen externe nodes in het instellingenbestand.</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="153"/>
+        <source>Testing %1 (%2@%3:%4)…</source>
+        <translation>%1 (%2@%3:%4) wordt getest…</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="169"/>
+        <source>Connection OK: %1 answered the C-ECHO in %2 ms.</source>
+        <translation>Verbinding in orde: %1 beantwoordde de C-ECHO in %2 ms.</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="173"/>
+        <source>OK</source>
+        <translation>In orde</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="176"/>
+        <source>%1 answered, but with status 0x%2 instead of success.</source>
+        <translation>%1 antwoordde, maar met status 0x%2 in plaats van succes.</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="180"/>
+        <source>answered with an error</source>
+        <translation>antwoordde met een fout</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="183"/>
+        <source>No connection with %1: %2</source>
+        <translation>Geen verbinding met %1: %2</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="185"/>
+        <source>no connection</source>
+        <translation>geen verbinding</translation>
+    </message>
+</context>
+<context>
+    <name>QueueScreen</name>
+    <message>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="193"/>
+        <source>State:</source>
+        <translation>Status:</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="194"/>
+        <source>Algorithm:</source>
+        <translation>Algoritme:</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="196"/>
+        <source>Search description, modality, algorithm, reason, job number…</source>
+        <translation>Zoek op omschrijving, modaliteit, algoritme, reden, taaknummer…</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="201"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="227"/>
+        <source>All</source>
+        <translation>Alle</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="202"/>
+        <source>Needs attention</source>
+        <translation>Vraagt aandacht</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="212"/>
+        <source>Any time</source>
+        <translation>Altijd</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="213"/>
+        <source>Today</source>
+        <translation>Vandaag</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="214"/>
+        <source>Last 7 days</source>
+        <translation>Afgelopen 7 dagen</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="217"/>
+        <source>Details</source>
+        <translation>Details</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="218"/>
+        <source>Time</source>
+        <translation>Tijd</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="218"/>
+        <source>Event</source>
+        <translation>Gebeurtenis</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="218"/>
+        <source>Detail</source>
+        <translation>Toelichting</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="219"/>
+        <source>Retry</source>
+        <translation>Opnieuw proberen</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="220"/>
+        <source>Cancel job</source>
+        <translation>Taak annuleren</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="221"/>
+        <source>Process now</source>
+        <translation>Nu verwerken</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="228"/>
+        <source>All senders</source>
+        <translation>Alle verzenders</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="290"/>
+        <source>Select a study or job to see its timeline.</source>
+        <translation>Kies een onderzoek of taak om het verloop te zien.</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="294"/>
+        <source>Study %1</source>
+        <translation>Onderzoek %1</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="295"/>
+        <source>job %1</source>
+        <translation>taak %1</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="297"/>
+        <source>%1 instance(s) from %2</source>
+        <translation>%1 beeld(en) van %2</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="305"/>
+        <source>Reason: %1</source>
+        <translation>Reden: %1</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="354"/>
+        <source>Job %1 is %2 again.</source>
+        <translation>Taak %1 is weer %2.</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="367"/>
+        <source>Job %1 is cancelled.</source>
+        <translation>Taak %1 is geannuleerd.</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="382"/>
+        <source>Study %1 will be processed now.</source>
+        <translation>Onderzoek %1 wordt nu verwerkt.</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="384"/>
+        <source>Study %1 is no longer receiving.</source>
+        <translation>Onderzoek %1 wordt niet meer ontvangen.</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="389"/>
+        <source>Working…</source>
+        <translation>Bezig…</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="397"/>
+        <source>Not done: %1</source>
+        <translation>Niet uitgevoerd: %1</translation>
+    </message>
+</context>
+<context>
+    <name>QueueTableModel</name>
+    <message>
+        <location filename="../../aifi_app/gui/queue_model.py" line="139"/>
+        <source>Received</source>
+        <translation>Ontvangen</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_model.py" line="140"/>
+        <source>Modality</source>
+        <translation>Modaliteit</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_model.py" line="141"/>
+        <source>Study description</source>
+        <translation>Onderzoeksomschrijving</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_model.py" line="142"/>
+        <source>Algorithm</source>
+        <translation>Algoritme</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_model.py" line="143"/>
+        <source>State</source>
+        <translation>Status</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_model.py" line="144"/>
+        <source>Time in stage</source>
+        <translation>Tijd in deze stap</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_model.py" line="145"/>
+        <source>Reason</source>
+        <translation>Reden</translation>
+    </message>
+</context>
+<context>
+    <name>States</name>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="28"/>
+        <source>receiving</source>
+        <translation>wordt ontvangen</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="29"/>
+        <source>complete</source>
+        <translation>compleet</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="30"/>
+        <source>routed</source>
+        <translation>toegewezen</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="31"/>
+        <source>no matching algorithm</source>
+        <translation>geen passend algoritme</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="32"/>
+        <source>recorded (late)</source>
+        <translation>vastgelegd (te laat)</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="33"/>
+        <source>queued</source>
+        <translation>in de wachtrij</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="34"/>
+        <source>pseudonymised</source>
+        <translation>gepseudonimiseerd</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="35"/>
+        <source>at the algorithm</source>
+        <translation>bij het algoritme</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="36"/>
+        <source>result ready</source>
+        <translation>resultaat klaar</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="37"/>
+        <source>delivered</source>
+        <translation>afgeleverd</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="38"/>
+        <source>rejected</source>
+        <translation>afgewezen</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="39"/>
+        <source>failed</source>
+        <translation>mislukt</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="40"/>
+        <source>cancelled</source>
+        <translation>geannuleerd</translation>
+    </message>
+</context>
+<context>
+    <name>StatusTray</name>
+    <message>
+        <location filename="../../aifi_app/gui/tray.py" line="74"/>
+        <source>AIFI Appliance: all well</source>
+        <translation>AIFI Appliance: alles in orde</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/tray.py" line="75"/>
+        <source>AIFI Appliance: studies need attention</source>
+        <translation>AIFI Appliance: onderzoeken vragen aandacht</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/tray.py" line="76"/>
+        <source>AIFI Appliance: jobs failed</source>
+        <translation>AIFI Appliance: taken mislukt</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/tray.py" line="87"/>
+        <source>Job %1 failed</source>
+        <translation>Taak %1 mislukt</translation>
+    </message>
+</context>
+</TS>
