@@ -22,6 +22,7 @@ from pydicom.errors import InvalidDicomError
 from pynetdicom import AE, _config, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
+from aifi_app.dicom_node import low_latency
 from aifi_app.dicom_node.spool import durable_move
 from aifi_app.dicom_node.transfer_syntaxes import (
     ACCEPTED_TRANSFER_SYNTAXES,
@@ -129,8 +130,8 @@ class StorageNode:
             (evt.EVT_C_ECHO, self._handle_echo),
             (evt.EVT_REJECTED, self._handle_rejected),
         ]
-        self._server = ae.start_server(
-            (self.config.bind_address, self.config.port), block=False, evt_handlers=handlers
+        self._server = low_latency.start_server(
+            ae, (self.config.bind_address, self.config.port), handlers
         )
         log.info(
             "DICOM node %s listening on %s:%d",
