@@ -332,7 +332,7 @@ def start_server(ae: Any, address: tuple[str, int], handlers: list[Any]) -> Any:
     return server
 
 
-def requestor_handlers() -> list[tuple[Any, Callable[..., None]]]:
+def requestor_handlers() -> list[Any]:
     """Event handlers that tune an SCU's socket: TCP_NODELAY once, TCP_QUICKACK per PDU.
 
     pynetdicom's public events give us the socket without subclassing the requestor:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import tempfile
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ from aifi_app.dicom_node.transfer_syntaxes import (
 from aifi_app.failpoints import failpoint
 from aifi_app.store import audit
 from aifi_app.store.database import Database
-from aifi_app.store.receiving import ReceivedInstance, record_instance
+from aifi_app.store.receiving import GroupRecorder, ReceivedInstance
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +96,7 @@ class StorageNode:
         self._late_policy = late_policy
         self._on_stored = on_stored
         self._server: Any = None
-        self._lock = threading.Lock()
+        self._recorder = GroupRecorder(db)
 
     # --- life cycle -------------------------------------------------------------------
     def start(self) -> None:
@@ -231,8 +230,7 @@ class StorageNode:
         failpoint("receive.after_move")
         modality = str(ds.get("Modality") or "")
         try:
-            recorded = record_instance(
-                self.db,
+            recorded = self._recorder.record(
                 ReceivedInstance(
                     study_uid=str(study_uid),
                     series_uid=str(series_uid),

@@ -83,8 +83,16 @@ class Worker:
                 log.exception("worker pass failed; retrying shortly")
                 busy = False
             if not busy:
-                self._wake.wait(1.0)
+                self._wake.wait(self._idle_wait())
                 self._wake.clear()
+
+    def _idle_wait(self) -> float:
+        """Seconds to sleep: until the next study's idle timer runs out, at most 1 s."""
+        try:
+            due = jobs.next_due_at(self.db)
+        except Exception:  # the database is checked again on the next pass
+            return 1.0
+        return 1.0 if due is None else min(1.0, max(0.0, due - now()))
 
     def run_once(self) -> bool:
         """One pass over every stage; True when it did something."""
