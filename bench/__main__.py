@@ -7,6 +7,7 @@ the ratio (our throughput over the peer's; above 1 means we are faster). See REA
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -98,6 +99,28 @@ def send(work: Path, ct: list[Path], runs: int) -> list[Row]:
         )
     finally:
         scp.stop()
+    tuned = StoreSCP(work / "storescp-nodelay", nodelay=True).start()
+    try:
+
+        def ours_tuned() -> float:
+            tuned.clear()
+            return send_runs.our_scu(ct, tuned.port, tuned.ae_title)
+
+        def dcmtk_tuned() -> float:
+            tuned.clear()
+            return storescu(ct, tuned.port, called=tuned.ae_title)
+
+        rows.append(
+            Row(
+                "send CT to storescp TCP_NODELAY=1",
+                median_of(runs, ours_tuned),
+                "DCMTK storescu",
+                median_of(runs, dcmtk_tuned),
+                megabytes=ct_mb,
+            )
+        )
+    finally:
+        tuned.stop()
     orthanc = start_orthanc(work / "orthanc-stock", nodelay=False)
     try:
 
@@ -158,8 +181,10 @@ def main() -> None:
     print(f"\n{'benchmark':<38} {'ours (median)':<22} {'peer':<24} {'peer (median)':<22} ratio")
     for row in rows:
         print(row.line())
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
     print(
-        f"\n{runs} run(s) per figure; ratio = our throughput / the peer's (>1: we are faster);"
+        f"\nload average at the end {load} on {os.cpu_count()} CPUs;"
+        f" {runs} run(s) per figure; ratio = our throughput / the peer's (>1: we are faster);"
         f" whole run {time.monotonic() - started:.0f} s"
     )
 
