@@ -73,8 +73,14 @@ class Appliance:
             RunnerCache(settings.algorithms.onnx_threads),
             self.secret,
         )
-        self.worker = Worker(self.db, self.data_dir, lambda: self.settings, self.processor)
         self.dispatcher = Dispatcher(self.db, self.data_dir, lambda: self.settings)
+        self.worker = Worker(
+            self.db,
+            self.data_dir,
+            lambda: self.settings,
+            self.processor,
+            on_results=self.dispatcher.wake,
+        )
         node = settings.node
         allowed = tuple(
             dict.fromkeys(

@@ -33,7 +33,7 @@ from copy import deepcopy
 from datetime import datetime
 from typing import Any, cast
 
-from pynetdicom import evt
+from pynetdicom import AE, evt
 from pynetdicom._globals import MODE_ACCEPTOR
 from pynetdicom.association import Association
 from pynetdicom.dul import DULServiceProvider
@@ -131,7 +131,8 @@ class LowLatencyDUL(DULServiceProvider):
         """Block until the peer sent something, a primitive was queued, or the time is up."""
         assoc_sock = self.socket
         raw = assoc_sock.socket if assoc_sock is not None else None
-        if raw is None or not hasattr(raw, "fileno") or raw.fileno() < 0:
+        connected = getattr(assoc_sock, "_is_connected", False)
+        if raw is None or not connected or raw.fileno() < 0:
             # not connected yet, or closed: nothing to select on
             self._wake_r_wait(0.001)
             return
@@ -332,6 +333,25 @@ def start_server(ae: Any, address: tuple[str, int], handlers: list[Any]) -> Any:
     return server
 
 
+class LowLatencyAE(AE):
+    """An AE whose requested associations use the low-latency upper layer and socket."""
+
+    def _create_socket(self, assoc: Association, address: Any, tls_args: Any) -> AssociationSocket:
+        """pynetdicom 3.0's ``ApplicationEntity._create_socket`` with our classes.
+
+        Called by ``associate`` before the association's upper layer starts, so the
+        upper layer can still be exchanged for ours.
+        """
+        assoc.dul = LowLatencyDUL(assoc)
+        assoc.acse_timeout = self.acse_timeout
+        assoc.network_timeout = self.network_timeout
+        sock = LowLatencySocket(assoc, address=address)
+        if sock.socket is not None:
+            tune_socket(sock.socket)
+        sock.tls_args = tls_args
+        return sock
+
+
 def requestor_handlers() -> list[Any]:
     """Event handlers that tune an SCU's socket: TCP_NODELAY once, TCP_QUICKACK per PDU.
 
@@ -358,6 +378,7 @@ def requestor_handlers() -> list[Any]:
 
 
 __all__ = [
+    "LowLatencyAE",
     "LowLatencyAssociation",
     "LowLatencyDUL",
     "LowLatencyRequestHandler",

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom import dcmread
-from pynetdicom import AE, _config
+from pynetdicom import _config
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
-from aifi_app.dicom_node.low_latency import requestor_handlers
+from aifi_app.dicom_node.low_latency import LowLatencyAE, requestor_handlers
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,8 @@ def _check_reachable(peer: Peer, timeout: float) -> None:
         ) from exc
 
 
-def _ae(calling_ae_title: str, timeout: float) -> AE:
-    ae = AE(ae_title=calling_ae_title)
+def _ae(calling_ae_title: str, timeout: float) -> LowLatencyAE:
+    ae = LowLatencyAE(ae_title=calling_ae_title)
     ae.acse_timeout = timeout
     ae.dimse_timeout = timeout
     ae.network_timeout = timeout

@@ -47,8 +47,12 @@ class Worker:
         data_dir: Path,
         settings: Callable[[], Settings],
         processor: JobProcessor,
+        *,
+        on_results: Callable[[], None] = lambda: None,
     ) -> None:
+        """``on_results`` is called (on the worker thread) when a job has its results."""
         self.db = db
+        self._on_results = on_results
         self.data_dir = data_dir
         self._settings = settings
         self.processor = processor
@@ -120,6 +124,7 @@ class Worker:
 
     def _run_algorithm(self, job_id: int, *, state: JobState) -> None:
         self.processor.run_algorithm(job_id, state)
+        self._on_results()  # the dispatcher delivers them now, not on its next 1 s tick
 
     # --- stages ---------------------------------------------------------------------------
     def series_headers(self, study_id: int) -> list[Dataset]:
