@@ -13,6 +13,7 @@ from typing import Any
 import pynetdicom
 import pytest
 from pynetdicom import AE, evt
+from pynetdicom.ae import ApplicationEntity
 from pynetdicom.association import Association
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.sop_class import CTImageStorage, Verification
@@ -34,6 +35,10 @@ UPSTREAM = {
     "AssociationSocket.recv": (AssociationSocket.recv, "6bc20a33b1b7cfe7"),
     "DULServiceProvider.send_pdu": (DULServiceProvider.send_pdu, "7cbce5da8594124e"),
     "DULServiceProvider.kill_dul": (DULServiceProvider.kill_dul, "5ceccf8dd01c2072"),
+    "ApplicationEntity._create_socket": (
+        ApplicationEntity._create_socket,
+        "f56bca8888e1ce9f",
+    ),
 }
 
 
@@ -78,8 +83,8 @@ def server() -> Iterator[tuple[int, list[Any]]]:
     srv.shutdown()
 
 
-def _requestor() -> AE:
-    ae = AE("SCU")
+def _requestor(cls: type[AE] = AE) -> AE:
+    ae = cls("SCU")
     ae.add_requested_context(Verification)
     ae.add_requested_context(CTImageStorage)
     ae.maximum_pdu_size = 16384  # many PDUs per data set
@@ -134,6 +139,21 @@ def test_peer_closing_the_socket_ends_the_acceptor(server: tuple[int, list[Any]]
             not {t for t in threading.enumerate() if t.name.startswith("AcceptorThread")} - before
         )
     )
+
+
+def test_low_latency_requestor_stores_and_releases(server: tuple[int, list[Any]]) -> None:
+    port, seen = server
+    slices = list(ct_series(demo_patient(2), 2, size=128))
+    assoc = _requestor(low_latency.LowLatencyAE).associate("127.0.0.1", port, ae_title="LOWLAT")
+    assert assoc.is_established
+    assert isinstance(assoc.dul, low_latency.LowLatencyDUL)
+    assert isinstance(assoc.dul.socket, low_latency.LowLatencySocket)
+    assert assoc.dul.socket.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    for ds in slices:
+        assert assoc.send_c_store(ds).Status == 0
+    assoc.release()
+    assert assoc.is_released
+    assert [s[3].PixelData for s in seen] == [ds.PixelData for ds in slices]
 
 
 def test_requestor_socket_gets_nodelay(server: tuple[int, list[Any]]) -> None:
