@@ -334,17 +334,16 @@ def start_server(ae: Any, address: tuple[str, int], handlers: list[Any]) -> Any:
 
 
 class LowLatencyAE(AE):
-    """An AE whose requested associations use the low-latency upper layer and socket."""
+    """An AE whose requested associations use the low-latency socket.
+
+    Not the low-latency upper layer: a requestor's own association loop still takes
+    DIMSE messages off the queue between pynetdicom's "pause" checks, and with responses
+    arriving at once it can take a C-STORE response meant for ``send_c_store`` (seen
+    under load: "Received unexpected C-STORE service message", then a DIMSE timeout).
+    """
 
     def _create_socket(self, assoc: Association, address: Any, tls_args: Any) -> AssociationSocket:
-        """pynetdicom 3.0's ``ApplicationEntity._create_socket`` with our classes.
-
-        Called by ``associate`` before the association's upper layer starts, so the
-        upper layer can still be exchanged for ours.
-        """
-        assoc.dul = LowLatencyDUL(assoc)
-        assoc.acse_timeout = self.acse_timeout
-        assoc.network_timeout = self.network_timeout
+        """pynetdicom 3.0's ``ApplicationEntity._create_socket`` with our socket."""
         sock = LowLatencySocket(assoc, address=address)
         if sock.socket is not None:
             tune_socket(sock.socket)
