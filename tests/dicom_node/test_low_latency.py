@@ -71,6 +71,7 @@ def server() -> Iterator[tuple[int, list[Any]]]:
         return 0x0000
 
     ae = AE("LOWLAT")
+    ae.acse_timeout = 2  # an acceptor whose peer vanished mid-request gives up after this
     ae.add_supported_context(Verification)
     ae.add_supported_context(CTImageStorage)
     port = free_port()
