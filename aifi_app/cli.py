@@ -12,10 +12,15 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from aifi_app import __version__
 from aifi_app.config.loading import ConfigError, load_settings, parse_node_address, with_overrides
 from aifi_app.config.settings import Settings, settings_reference
+from aifi_app.pseudonymise.profile_options import ProfileOption
+
+if TYPE_CHECKING:
+    from aifi_app.algorithms.lifecycle import PackageCatalog
 
 log = logging.getLogger("aifi_app")
 
@@ -168,6 +173,121 @@ def cmd_settings(args: argparse.Namespace) -> int:
     return 0
 
 
+def _batch_secret(args: argparse.Namespace) -> bytes:
+    """The key for ``pseudonymise``: a key file, else this installation's key (keyring)."""
+    if args.key_file:
+        secret = Path(args.key_file).read_bytes().strip()
+        if len(secret) < 16:
+            raise ConfigError(f"key file {args.key_file} holds fewer than 16 bytes")
+        return secret
+    from aifi_app.secrets import installation_secret
+    from aifi_app.service import installation_id, open_database
+
+    db = open_database(_settings(args).data_dir)
+    try:
+        return installation_secret(installation_id(db))
+    finally:
+        db.close()
+
+
+def cmd_algorithms(args: argparse.Namespace) -> int:
+    """``aifi-app algorithms list|install|remove|enable|disable``; safe while serving (the
+    service reloads on its next pass)."""
+    from aifi_app.algorithms import lifecycle
+    from aifi_app.algorithms.package import PackageError
+    from aifi_app.service import open_database, trust_policy
+    from aifi_app.store import algorithm_state
+
+    settings = _settings(args)
+    db = open_database(settings.data_dir)
+    trust = trust_policy(settings)
+    catalog = lifecycle.PackageCatalog(
+        db, settings.data_dir, settings.algorithms.package_dirs, trust
+    )
+    action = args.action
+    try:
+        if action == "list":
+            return _list_algorithms(catalog, as_json=args.json)
+        if action == "install":
+            package, previous = lifecycle.install(Path(args.target), settings.data_dir, db, trust)
+            ident = package.identity
+            what = f"updated from {previous} to" if previous else "installed"
+            signer = f"signed by {package.signed_by}" if package.signed_by else "unsigned"
+            print(f"{ident.algorithm_id} {what} {ident.version} ({ident.vendor}; {signer})")
+            return 0
+        if action == "remove":
+            lifecycle.remove(args.target, settings.data_dir, db)
+            print(f"{args.target} removed")
+            return 0
+        if args.target not in catalog.known_ids():
+            raise PackageError(f"no usable algorithm package {args.target}")
+        algorithm_state.set_enabled(db, args.target, action == "enable", actor="cli")
+        print(f"{args.target} {action}d")
+        return 0
+    except PackageError as exc:
+        print(f"aifi-app algorithms {action}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        db.close()
+
+
+def cmd_pseudonymise(args: argparse.Namespace) -> int:
+    from aifi_app.pseudonymise import BurnedInPolicy, ProfileOption, Pseudonymiser
+    from aifi_app.pseudonymise.batch import pseudonymise_tree, text_progress
+    from aifi_app.secrets import KeyringUnavailableError
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    try:
+        secret = _batch_secret(args)
+    except (KeyringUnavailableError, OSError) as exc:
+        print(f"aifi-app: no pseudonymisation key: {exc}", file=sys.stderr)
+        return 3
+    options = frozenset(ProfileOption[name.upper()] for name in args.option or ())
+    burned_in = (
+        BurnedInPolicy.ACCEPT_CLEANED_BY_VENDOR if args.accept_burned_in else BurnedInPolicy.REFUSE
+    )
+    pseudonymiser = Pseudonymiser(secret, options, burned_in=burned_in)
+    progress = None if args.quiet else text_progress(sys.stderr.write)
+    try:
+        summary = pseudonymise_tree(pseudonymiser, Path(args.in_dir), Path(args.out_dir), progress)
+    except ValueError as exc:
+        print(f"aifi-app: {exc}", file=sys.stderr)
+        return 2
+    for line in summary.lines():
+        print(line)
+    return 0 if summary.failed == 0 and summary.unreadable == 0 else 1
+
+
+def _list_algorithms(catalog: PackageCatalog, *, as_json: bool) -> int:
+    rows = []
+    for entry in catalog.scan():
+        p = entry.package
+        rows.append(
+            {
+                "id": p.identity.algorithm_id if p else entry.root.name,
+                "version": p.identity.version if p else "",
+                "name": p.identity.name if p else "",
+                "vendor": p.identity.vendor if p else "",
+                "source": entry.source,
+                "enabled": entry.enabled,
+                "signed_by": p.signed_by if p else None,
+                "error": entry.error,
+                "path": str(entry.root),
+            }
+        )
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for r in rows:
+        state = "unusable" if r["error"] else ("enabled" if r["enabled"] else "disabled")
+        signer = f"signed {r['signed_by']}" if r["signed_by"] else "unsigned"
+        print(
+            f"{r['id']:<24} {r['version']:<10} {state:<9} {r['source']:<10} {signer:<24} "
+            f"{r['name'] or r['error']}"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aifi-app", description=__doc__)
     parser.add_argument("--version", action="version", version=f"aifi-app {__version__}")
@@ -223,6 +343,52 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--pacs", metavar="AET@HOST:PORT", help="a real PACS instead of the stand-in")
     demo.add_argument("--log-level", default="WARNING")
     demo.set_defaults(func=cmd_demo)
+
+    pseudo = sub.add_parser(
+        "pseudonymise",
+        help="pseudonymise a folder of DICOM files (research export)",
+        description="Pseudonymise every DICOM file under IN_DIR into OUT_DIR with the"
+        " appliance's engine (PS3.15 Annex E, keyed). Prints counts of what was done,"
+        " never a value.",
+    )
+    common(pseudo)
+    pseudo.add_argument("in_dir", metavar="IN_DIR")
+    pseudo.add_argument("out_dir", metavar="OUT_DIR")
+    pseudo.add_argument(
+        "--option",
+        action="append",
+        choices=[o.name.lower() for o in ProfileOption],
+        help="PS3.15 profile option (repeatable)",
+    )
+    pseudo.add_argument(
+        "--key-file",
+        metavar="FILE",
+        help="key for a research export (default: this installation's key from the OS keyring)",
+    )
+    pseudo.add_argument(
+        "--accept-burned-in",
+        action="store_true",
+        help="also write images that may carry burned-in text (default: skip them)",
+    )
+    pseudo.add_argument("--quiet", action="store_true", help="no progress bar")
+    pseudo.set_defaults(func=cmd_pseudonymise)
+
+    algos = sub.add_parser("algorithms", help="list, install, remove, enable, disable packages")
+    algo_sub = algos.add_subparsers(dest="action", required=True)
+    listing = algo_sub.add_parser("list", help="every package found, with its state")
+    common(listing)
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    listing.set_defaults(func=cmd_algorithms)
+    for action, target, text in (
+        ("install", "FILE", "install or update a package (folder or .zip); checked first"),
+        ("remove", "ID", "remove an installed package"),
+        ("enable", "ID", "take studies to this package again"),
+        ("disable", "ID", "stop running this package (its jobs are rejected)"),
+    ):
+        p = algo_sub.add_parser(action, help=text)
+        common(p)
+        p.add_argument("target", metavar=target)
+        p.set_defaults(func=cmd_algorithms)
 
     ref = sub.add_parser("settings", help="print every setting with its default")
     ref.set_defaults(func=cmd_settings)

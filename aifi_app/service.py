@@ -11,12 +11,14 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from aifi_app.algorithms.onnx_runner import RunnerCache
-from aifi_app.algorithms.package import AlgorithmPackage, discover
+from aifi_app.algorithms.lifecycle import PackageCatalog
+from aifi_app.algorithms.runners import RunnerCache
+from aifi_app.algorithms.signing import TrustPolicy
 from aifi_app.config.settings import Settings
 from aifi_app.dicom_node.storage_scp import NodeConfig, StorageNode
 from aifi_app.pipeline.dispatcher import Dispatcher
 from aifi_app.pipeline.processing import JobProcessor
+from aifi_app.pipeline.remote_dicom import RemoteDicomStep
 from aifi_app.pipeline.worker import Worker
 from aifi_app.secrets import installation_secret
 from aifi_app.store import audit
@@ -34,6 +36,14 @@ def open_database(data_dir: Path) -> Database:
     except OSError:  # pragma: no cover
         log.warning("could not restrict permissions of the data directory")
     return Database(data_dir / DATABASE_FILE)
+
+
+def trust_policy(settings: Settings) -> TrustPolicy:
+    """Which package signatures the settings trust."""
+    return TrustPolicy(
+        trusted_keys=settings.algorithms.trusted_vendor_keys,
+        signed_only=settings.algorithms.signed_packages_only,
+    )
 
 
 def installation_id(db: Database) -> str:
@@ -58,9 +68,11 @@ class Appliance:
         self.data_dir = settings.data_dir
         self.db = open_database(self.data_dir)
         self.secret = secret_for(installation_id(self.db))
-        self.packages: dict[str, AlgorithmPackage] = discover(settings.algorithms.package_dirs)
+        self.catalog = PackageCatalog(
+            self.db, self.data_dir, settings.algorithms.package_dirs, trust_policy(settings)
+        )
         for route in settings.routes:
-            if route.algorithm not in self.packages:
+            if route.algorithm not in self.catalog.known_ids():
                 log.error(
                     "route %s names algorithm %s, which is not installed",
                     route.name,
@@ -69,9 +81,14 @@ class Appliance:
         self.processor = JobProcessor(
             self.db,
             self.data_dir,
-            lambda: self.packages,
-            RunnerCache(settings.algorithms.onnx_threads),
+            self.catalog.enabled,
+            RunnerCache(
+                settings.algorithms.onnx_threads,
+                inter_op_threads=settings.algorithms.onnx_inter_op_threads,
+                providers=settings.algorithms.onnx_providers,
+            ),
             self.secret,
+            remote=RemoteDicomStep(self.db, self.data_dir, lambda: self.settings),
         )
         self.dispatcher = Dispatcher(self.db, self.data_dir, lambda: self.settings)
         self.worker = Worker(
@@ -79,6 +96,7 @@ class Appliance:
             self.data_dir,
             lambda: self.settings,
             self.processor,
+            before_pass=self.catalog.refresh,
             on_results=self.dispatcher.wake,
         )
         node = settings.node

@@ -11,6 +11,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 
 @dataclass(frozen=True)
 class CodedConcept:
@@ -52,14 +55,60 @@ class Finding:
 
 
 @dataclass(frozen=True)
+class MeasurementFinding:
+    """One quantity an algorithm measured on a series (e.g. lung volume in mL).
+
+    ``source_sop_instance_uids`` name the (pseudonymised) images it was measured on.
+    """
+
+    concept: CodedConcept
+    """What was measured on (finding type), e.g. SCT 39607008 "Lung structure"."""
+    quantity: CodedConcept
+    """The measurement's name, e.g. SCT 118565006 "Volume"."""
+    value: float
+    unit: CodedConcept
+    """UCUM unit, e.g. mL."""
+    method: str
+    """How, in words (shown in the report)."""
+    source_series_instance_uid: str
+    source_sop_instance_uids: tuple[str, ...]
+    source_sop_class_uid: str
+    label: str
+
+
+@dataclass(frozen=True, eq=False)
+class SegmentationMask:
+    """A binary mask an algorithm drew: one frame per source image, in the order of
+    ``source_sop_instance_uids`` (kept in memory only; not part of the stored JSON)."""
+
+    concept: CodedConcept
+    """What is segmented, e.g. SCT 39607008 "Lung"."""
+    label: str
+    source_sop_instance_uids: tuple[str, ...]
+    mask: npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
 class AlgorithmResult:
     """Everything one run of an algorithm on one study reported."""
 
     algorithm: AlgorithmIdentity
     findings: tuple[Finding, ...] = field(default_factory=tuple)
+    measurements: tuple[MeasurementFinding, ...] = field(default_factory=tuple)
+    segmentations: tuple[SegmentationMask, ...] = field(
+        default_factory=tuple, compare=False, repr=False
+    )
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        """The findings and measurements as JSON (segmentation masks are left out)."""
+        return json.dumps(
+            {
+                "algorithm": asdict(self.algorithm),
+                "findings": [asdict(f) for f in self.findings],
+                "measurements": [asdict(m) for m in self.measurements],
+            },
+            sort_keys=True,
+        )
 
     @classmethod
     def from_json(cls, text: str) -> AlgorithmResult:
@@ -67,4 +116,20 @@ class AlgorithmResult:
         findings = tuple(
             Finding(**{**f, "concept": CodedConcept(**f["concept"])}) for f in raw["findings"]
         )
-        return cls(algorithm=AlgorithmIdentity(**raw["algorithm"]), findings=findings)
+        measurements = tuple(
+            MeasurementFinding(
+                **{
+                    **m,
+                    "concept": CodedConcept(**m["concept"]),
+                    "quantity": CodedConcept(**m["quantity"]),
+                    "unit": CodedConcept(**m["unit"]),
+                    "source_sop_instance_uids": tuple(m["source_sop_instance_uids"]),
+                }
+            )
+            for m in raw.get("measurements", [])
+        )
+        return cls(
+            algorithm=AlgorithmIdentity(**raw["algorithm"]),
+            findings=findings,
+            measurements=measurements,
+        )

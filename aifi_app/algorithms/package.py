@@ -1,25 +1,38 @@
-"""Algorithm packages: a folder with ``manifest.toml``, the model and its model card.
+"""Algorithm packages: a folder with ``manifest.toml``, the model, its model card, and
+optionally the vendor's signature ``manifest.sig``.
 
-The manifest says who made the algorithm, what it needs (input, pseudonymisation
-options), how it runs and what it reports. Files named in the manifest are checked
-against their SHA-256 before the package is used.
+The manifest says who made the algorithm, what it needs (input rules, pseudonymisation
+options), how it runs and what it reports. It is checked against the JSON Schema
+``resources/algorithm-manifest.schema.json``; every error names the key and what to do.
+Every file of the package is listed in the manifest with its SHA-256, and nothing else
+may be there, so a signature over the manifest covers the whole package.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import re
 import tomllib
 from dataclasses import dataclass
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+from jsonschema.exceptions import best_match
+
 from aifi_app.algorithms.findings import AlgorithmIdentity, CodedConcept
+from aifi_app.algorithms.input_rules import Range, SeriesRules
+from aifi_app.algorithms.signing import SIGNATURE, TrustPolicy, verify_signature
+from aifi_app.pseudonymise.burned_in import BurnedInPolicy
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.toml"
+SCHEMA_FILE = "algorithm-manifest.schema.json"
 
 
 class PackageError(ValueError):
@@ -30,6 +43,15 @@ class PackageError(ValueError):
 class Preprocessing:
     size: tuple[int, int]
     """(rows, columns) the image is resampled to."""
+    intensity: str = "auto"
+    """auto, window (``window`` below) or stored (stored values / their maximum)."""
+    window: tuple[float, float] | None = None
+    """(center, width) in modality units (e.g. HU), for ``intensity = "window"``."""
+    resample: str = "box"
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+    channels: int = 1
+    layout: str = "NCHW"
 
 
 @dataclass(frozen=True)
@@ -38,6 +60,36 @@ class OnnxRunnerSpec:
     input_name: str
     output_name: str
     preprocessing: Preprocessing
+    model_sha256: str
+    kind: str = "ONNX"
+
+
+@dataclass(frozen=True)
+class BuiltinRunnerSpec:
+    """Plain code shipped with the appliance (deterministic measurements)."""
+
+    function: str
+    settings: dict[str, Any]
+    kind: str = "built-in"
+
+
+@dataclass(frozen=True)
+class RemoteDicomSpec:
+    """The algorithm runs at a vendor's DICOM node: the pseudonymised images are sent there
+    (C-STORE) and its result objects come back to the appliance's node."""
+
+    node: str
+    """Name of a ``[[remote_nodes]]`` entry in the settings."""
+    result_timeout_seconds: float = 600.0
+    kind: str = "DICOM node"
+
+
+@dataclass(frozen=True)
+class DicomOutputSpec:
+    """The vendor's own DICOM result objects, delivered re-identified as they are."""
+
+    concept: CodedConcept
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -46,6 +98,35 @@ class FindingSpec:
     threshold: float
     positive_label: str
     negative_label: str
+    class_index: int = 0
+    activation: str = "none"
+    """What turns the model's output into a probability: none, sigmoid or softmax."""
+
+
+@dataclass(frozen=True)
+class MeasurementSpec:
+    concept: CodedConcept
+    quantity: CodedConcept
+    unit: CodedConcept
+    normal_range: Range
+
+
+@dataclass(frozen=True)
+class Selection:
+    """How the images are picked from a conforming study."""
+
+    scope: str
+    """image: conforming images of any series; series: one whole series."""
+    prefer: str = "first"
+    max_images: int | None = None
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    rules: SeriesRules
+    views: tuple[str, ...]
+    images: Range
+    selection: Selection
 
 
 @dataclass(frozen=True)
@@ -53,26 +134,49 @@ class AlgorithmPackage:
     identity: AlgorithmIdentity
     intended_use: str
     root: Path
-    modalities: tuple[str, ...]
-    max_images: int
+    model_card: Path
+    input: InputSpec
     pseudonymisation_options: tuple[str, ...]
-    runner: OnnxRunnerSpec
-    finding: FindingSpec
+    runner: OnnxRunnerSpec | BuiltinRunnerSpec | RemoteDicomSpec
+    output: FindingSpec | MeasurementSpec | DicomOutputSpec
     result_objects: tuple[str, ...]
+    inference_timeout_seconds: float
+    signed_by: str | None
+    """Fingerprint of the trusted vendor key that signed the package; None if unsigned."""
+    builtin: bool = False
+    burned_in_annotation: BurnedInPolicy = BurnedInPolicy.REFUSE
+    """What to do with images that may carry burned-in text (default: refuse them)."""
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return self.input.rules.modalities
+
+    @property
+    def finding(self) -> FindingSpec:
+        """The classification output (raises for packages that measure instead)."""
+        if not isinstance(self.output, FindingSpec):
+            raise PackageError(f"{self.identity.algorithm_id} has no classification output")
+        return self.output
+
+    @property
+    def cache_key(self) -> str:
+        """Changes whenever the package's content does (id, version and its manifest hash)."""
+        return f"{self.identity.algorithm_id}@{self.identity.version}#{self._manifest_hash}"
+
+    @property
+    def _manifest_hash(self) -> str:
+        return sha256_file(self.root / MANIFEST)[:16]
 
 
-def _require(raw: dict[str, Any], key: str, kind: type, where: str) -> Any:
-    if key not in raw:
-        raise PackageError(f"{where}: '{key}' is missing")
-    value = raw[key]
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kind):
-        raise PackageError(f"{where}: '{key}' must be a {kind.__name__}")
-    return value
+@cache
+def manifest_schema() -> dict[str, Any]:
+    """The manifest's JSON Schema (shipped in ``resources/``)."""
+    text = (Path(str(resources.files("aifi_app.resources"))) / SCHEMA_FILE).read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -80,69 +184,219 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_package(root: Path) -> AlgorithmPackage:
-    """Read and check one package folder. Raises :class:`PackageError`."""
+def _error_words(error: jsonschema.ValidationError) -> str:
+    """One schema error as a person reads it: where, what is wrong, what is allowed."""
+    where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+    if error.validator == "required":
+        missing = re.findall(r"'([^']+)' is a required property", error.message)
+        return f"'{'.'.join([*map(str, error.absolute_path), *missing])}' is missing"
+    if error.validator == "additionalProperties":
+        return f"{where}: {error.message} (check the spelling against the manifest schema)"
+    if error.validator == "enum":
+        allowed = ", ".join(map(str, error.validator_value))
+        return f"{where}: {error.instance!r} is not one of {allowed}"
+    if error.validator == "pattern":
+        return f"{where}: {error.instance!r} has the wrong form (pattern {error.validator_value})"
+    return f"{where}: {error.message}"
+
+
+def validate_manifest(raw: dict[str, Any]) -> list[str]:
+    """Every way ``raw`` breaks the schema, in words (empty when it conforms)."""
+    validator = jsonschema.Draft202012Validator(
+        manifest_schema(), format_checker=jsonschema.FormatChecker()
+    )
+    errors = list(validator.iter_errors(raw))
+    words = []
+    for error in sorted(errors, key=lambda e: list(map(str, e.absolute_path))):
+        # if/then failures nest the useful error one level down
+        specific = best_match(error.context) if error.context else error
+        words.append(_error_words(specific or error))
+    return list(dict.fromkeys(words))
+
+
+def read_manifest(root: Path) -> tuple[bytes, dict[str, Any]]:
+    """The manifest's bytes and parsed content. Raises :class:`PackageError`."""
     where = f"algorithm package {root.name}"
     try:
-        with (root / MANIFEST).open("rb") as fh:
-            raw = tomllib.load(fh)
+        data = (root / MANIFEST).read_bytes()
     except FileNotFoundError as exc:
-        raise PackageError(f"{where}: {MANIFEST} is missing") from exc
-    except tomllib.TOMLDecodeError as exc:
+        raise PackageError(f"{where}: {MANIFEST} is missing at the top of the package") from exc
+    try:
+        raw = tomllib.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise PackageError(f"{where}: {MANIFEST} is not valid TOML: {exc}") from exc
-    identity = AlgorithmIdentity(
-        algorithm_id=_require(raw, "id", str, where),
-        name=_require(raw, "name", str, where),
-        version=_require(raw, "version", str, where),
-        vendor=_require(raw, "vendor", str, where),
+    return data, raw
+
+
+def check_files(root: Path, listed: dict[str, str], where: str) -> None:
+    """Every listed file is there with its hash, and no other file is."""
+    for name, expected in sorted(listed.items()):
+        path = root / name
+        if (
+            Path(name).is_absolute()
+            or ".." in Path(name).parts
+            or not path.resolve().is_relative_to(root.resolve())
+        ):
+            raise PackageError(f"{where}: file name {name!r} leaves the package")
+        if not path.is_file():
+            raise PackageError(f"{where}: file {name} is listed in [files] but missing")
+        if sha256_file(path) != expected.lower():
+            raise PackageError(
+                f"{where}: file {name} does not match its SHA-256 in the manifest"
+                " (damaged or altered; reinstall the package from its vendor)"
+            )
+    present = {
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if p.is_file() and p.name not in (MANIFEST, SIGNATURE)
+    }
+    extra = sorted(present - set(listed))
+    if extra:
+        raise PackageError(f"{where}: file(s) not listed in [files]: {', '.join(extra)}")
+
+
+def _code(raw: dict[str, Any]) -> CodedConcept:
+    return CodedConcept(value=raw["value"], scheme=raw["scheme"], meaning=raw["meaning"])
+
+
+def _range(raw: dict[str, Any] | None) -> Range:
+    raw = raw or {}
+    return Range(raw.get("min"), raw.get("max"))
+
+
+def _input(raw: dict[str, Any]) -> InputSpec:
+    sel = raw["selection"]
+    return InputSpec(
+        rules=SeriesRules(
+            modalities=tuple(raw["modalities"]),
+            body_parts=tuple(raw.get("body_parts", ())),
+            series_description=sel.get("series_description", ""),
+            patient_age_years=_range(raw.get("patient_age_years")),
+            slice_thickness_mm=_range(raw.get("slice_thickness_mm")),
+            pixel_spacing_mm=_range(raw.get("pixel_spacing_mm")),
+            convolution_kernels=tuple(raw.get("convolution_kernels", ())),
+            contrast=raw.get("contrast", "any"),
+            contrast_phases=tuple(raw.get("contrast_phases", ())),
+        ),
+        views=tuple(raw.get("views", ())),
+        images=_range(raw.get("images")),
+        selection=Selection(
+            scope=sel["scope"],
+            prefer=sel.get("prefer", "first"),
+            max_images=sel.get("max_images"),
+        ),
     )
-    inp = _require(raw, "input", dict, where)
-    runner = _require(raw, "runner", dict, where)
-    if _require(runner, "kind", str, f"{where} [runner]") != "onnx":
-        raise PackageError(f"{where}: runner kind {runner['kind']!r} is not supported here")
-    model = root / _require(runner, "model", str, f"{where} [runner]")
-    expected = _require(runner, "sha256", str, f"{where} [runner]")
-    if not model.is_file():
-        raise PackageError(f"{where}: model file {model.name} is missing")
-    if _sha256(model) != expected.lower():
-        raise PackageError(f"{where}: model file {model.name} does not match its SHA-256")
-    pre = _require(runner, "preprocessing", dict, f"{where} [runner]")
-    size = _require(pre, "size", list, f"{where} [runner.preprocessing]")
-    if len(size) != 2 or not all(isinstance(v, int) and v > 0 for v in size):
-        raise PackageError(f"{where}: preprocessing size must be [rows, columns]")
-    finding = _require(raw, "finding", dict, where)
-    code = _require(finding, "code", dict, f"{where} [finding]")
-    threshold = _require(finding, "threshold", float, f"{where} [finding]")
-    if not 0.0 <= threshold <= 1.0:
-        raise PackageError(f"{where}: finding threshold must lie in [0, 1]")
-    results = tuple(_require(raw, "results", dict, where).get("objects", ["sc", "sr"]))
-    unknown = sorted(set(results) - {"sc", "sr"})
-    if unknown:
-        raise PackageError(f"{where}: unknown result object(s) {', '.join(unknown)}")
+
+
+def _runner(raw: dict[str, Any], root: Path, files: dict[str, str], where: str) -> Any:
+    if raw["kind"] == "builtin":
+        return BuiltinRunnerSpec(function=raw["function"], settings=dict(raw.get("settings", {})))
+    if raw["kind"] == "dicom_node":
+        return RemoteDicomSpec(
+            node=raw["node"], result_timeout_seconds=float(raw.get("result_timeout_seconds", 600))
+        )
+    if raw["model"] not in files:
+        raise PackageError(f"{where}: runner.model {raw['model']!r} is not listed in [files]")
+    pre = raw["preprocessing"]
+    window = pre.get("window")
+    intensity = pre.get("intensity", "auto")
+    if intensity == "window" and window is None:
+        raise PackageError(f"{where}: runner.preprocessing.intensity is 'window' but no window")
+    channels = int(pre.get("channels", 1))
+    mean = tuple(float(v) for v in pre.get("mean", [0.0]))
+    std = tuple(float(v) for v in pre.get("std", [1.0]))
+    if len(mean) not in (1, channels) or len(std) not in (1, channels):
+        raise PackageError(
+            f"{where}: runner.preprocessing mean and std need 1 or {channels} value(s)"
+        )
+    return OnnxRunnerSpec(
+        model=root / raw["model"],
+        input_name=raw["input_name"],
+        output_name=raw["output_name"],
+        preprocessing=Preprocessing(
+            size=(pre["size"][0], pre["size"][1]),
+            intensity=intensity,
+            window=(float(window["center"]), float(window["width"])) if window else None,
+            resample=pre.get("resample", "box"),
+            mean=mean,
+            std=std,
+            channels=channels,
+            layout=pre.get("layout", "NCHW"),
+        ),
+        model_sha256=files[raw["model"]].lower(),
+    )
+
+
+def _output(raw: dict[str, Any]) -> FindingSpec | MeasurementSpec | DicomOutputSpec:
+    if raw["kind"] == "dicom":
+        return DicomOutputSpec(concept=_code(raw["code"]), description=raw.get("description", ""))
+    if raw["kind"] == "measurement":
+        return MeasurementSpec(
+            concept=_code(raw["code"]),
+            quantity=_code(raw["quantity"]),
+            unit=_code(raw["unit"]),
+            normal_range=_range(raw.get("normal_range")),
+        )
+    return FindingSpec(
+        concept=_code(raw["code"]),
+        threshold=float(raw["threshold"]),
+        positive_label=raw["positive_label"],
+        negative_label=raw["negative_label"],
+        class_index=int(raw.get("class_index", 0)),
+        activation=raw.get("activation", "none"),
+    )
+
+
+def load_package(
+    root: Path, trust: TrustPolicy | None = None, *, builtin: bool = False
+) -> AlgorithmPackage:
+    """Read and check one package folder: schema, file hashes and signature.
+
+    Raises :class:`PackageError` naming the package and what is wrong. Built-in packages
+    (installed with the application) need no signature.
+    """
+    trust = trust or TrustPolicy()
+    data, raw = read_manifest(root)
+    label = raw.get("id") if isinstance(raw.get("id"), str) else root.name
+    where = f"algorithm package {label}"
+    errors = validate_manifest(raw)
+    if errors:
+        raise PackageError(f"{where}: {MANIFEST} is not valid: " + "; ".join(errors))
+    files: dict[str, str] = raw["files"]
+    if raw["model_card"] not in files:
+        raise PackageError(f"{where}: model_card {raw['model_card']!r} is not listed in [files]")
+    check_files(root, files, where)
+    signed_by = verify_signature(root / MANIFEST, data, trust, where, builtin=builtin)
+    runner = _runner(raw["runner"], root, files, where)
+    output = _output(raw["output"])
+    expected_output = {
+        OnnxRunnerSpec: ("classification", FindingSpec),
+        BuiltinRunnerSpec: ("measurement", MeasurementSpec),
+        RemoteDicomSpec: ("dicom", DicomOutputSpec),
+    }[type(runner)]
+    if not isinstance(output, expected_output[1]):
+        raise PackageError(
+            f"{where}: a {raw['runner']['kind']} runner reports output kind"
+            f" '{expected_output[0]}', not '{raw['output']['kind']}'"
+        )
     return AlgorithmPackage(
-        identity=identity,
-        intended_use=_require(raw, "intended_use", str, where),
+        identity=AlgorithmIdentity(
+            algorithm_id=raw["id"], name=raw["name"], version=raw["version"], vendor=raw["vendor"]
+        ),
+        intended_use=raw["intended_use"],
         root=root,
-        modalities=tuple(_require(inp, "modalities", list, f"{where} [input]")),
-        max_images=int(inp.get("max_images", 1)),
-        pseudonymisation_options=tuple(raw.get("pseudonymisation", {}).get("options", [])),
-        runner=OnnxRunnerSpec(
-            model=model,
-            input_name=_require(runner, "input_name", str, f"{where} [runner]"),
-            output_name=_require(runner, "output_name", str, f"{where} [runner]"),
-            preprocessing=Preprocessing(size=(size[0], size[1])),
+        model_card=root / raw["model_card"],
+        input=_input(raw["input"]),
+        pseudonymisation_options=tuple(raw["pseudonymisation"]["options"]),
+        runner=runner,
+        output=output,
+        result_objects=tuple(raw["results"]["objects"]),
+        inference_timeout_seconds=float(raw.get("timeouts", {}).get("inference_seconds", 300.0)),
+        signed_by=signed_by,
+        builtin=builtin,
+        burned_in_annotation=BurnedInPolicy(
+            raw["pseudonymisation"].get("burned_in_annotation", BurnedInPolicy.REFUSE.value)
         ),
-        finding=FindingSpec(
-            concept=CodedConcept(
-                value=_require(code, "value", str, where),
-                scheme=_require(code, "scheme", str, where),
-                meaning=_require(code, "meaning", str, where),
-            ),
-            threshold=threshold,
-            positive_label=_require(finding, "positive_label", str, where),
-            negative_label=_require(finding, "negative_label", str, where),
-        ),
-        result_objects=results,
     )
 
 
@@ -151,15 +405,24 @@ def builtin_package_dir() -> Path:
     return Path(str(resources.files("aifi_app.resources"))) / "algorithms"
 
 
-def discover(extra_dirs: tuple[str, ...] = ()) -> dict[str, AlgorithmPackage]:
-    """All usable packages by id; an unusable one is logged and left out."""
+def package_roots(base: Path) -> list[Path]:
+    """The package folders directly under ``base`` (those with a manifest)."""
+    if not base.is_dir():
+        return []
+    return sorted(p for p in base.iterdir() if (p / MANIFEST).is_file())
+
+
+def discover(
+    extra_dirs: tuple[str, ...] = (), trust: TrustPolicy | None = None
+) -> dict[str, AlgorithmPackage]:
+    """All usable packages by id (a later directory overrides an earlier one's id); an
+    unusable one is logged and left out."""
     found: dict[str, AlgorithmPackage] = {}
-    for base in (builtin_package_dir(), *(Path(d) for d in extra_dirs)):
-        if not base.is_dir():
-            continue
-        for root in sorted(p for p in base.iterdir() if (p / MANIFEST).is_file()):
+    bases = [(builtin_package_dir(), True), *((Path(d), False) for d in extra_dirs)]
+    for base, builtin in bases:
+        for root in package_roots(base):
             try:
-                package = load_package(root)
+                package = load_package(root, trust, builtin=builtin)
             except PackageError as exc:
                 log.error("%s", exc)
                 continue

@@ -15,6 +15,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from aifi_app.algorithms.signing import SignatureError, parse_public_key
 from aifi_app.config.settings import ARRAYS, SECTIONS, RemoteNode, Settings
 
 _AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # PS3.5: default repertoire, no '\'
@@ -169,6 +170,13 @@ def validate(settings: Settings) -> None:
         settings.delivery.retry_max_seconds < settings.delivery.retry_initial_seconds
     ):
         raise ConfigError("delivery: retry_initial_seconds > 0 and <= retry_max_seconds needed")
+    for i, key in enumerate(settings.algorithms.trusted_vendor_keys):
+        try:
+            parse_public_key(key)
+        except SignatureError as exc:
+            raise ConfigError(f"algorithms.trusted_vendor_keys[{i}]: {exc}") from exc
+    if settings.algorithms.onnx_threads < 0 or settings.algorithms.onnx_inter_op_threads < 0:
+        raise ConfigError("algorithms: thread counts must not be negative")
     for i, route in enumerate(settings.routes):
         for attr in ("study_description", "series_description"):
             try:

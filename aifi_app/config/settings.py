@@ -196,10 +196,39 @@ class AlgorithmSettings:
 
     package_dirs: tuple[str, ...] = field(
         default=(),
-        metadata=_doc("Extra directories holding algorithm packages, besides the built-in ones."),
+        metadata=_doc(
+            "Extra directories holding algorithm packages, besides the built-in ones and "
+            "those installed with 'aifi-app algorithms install' (in the data directory)."
+        ),
     )
     onnx_threads: int = field(
-        default=0, metadata=_doc("Threads per ONNX Runtime session; 0 lets it choose.")
+        default=0,
+        metadata=_doc("Threads within one ONNX Runtime operator (intra-op); 0 lets it choose."),
+    )
+    onnx_inter_op_threads: int = field(
+        default=1,
+        metadata=_doc("Threads running independent ONNX Runtime operators in parallel."),
+    )
+    onnx_providers: tuple[str, ...] = field(
+        default=("CUDAExecutionProvider", "DmlExecutionProvider", "CPUExecutionProvider"),
+        metadata=_doc(
+            "ONNX Runtime execution providers in order of preference; those this machine "
+            "lacks are skipped, and the CPU is always the last resort."
+        ),
+    )
+    trusted_vendor_keys: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc(
+            "Ed25519 public keys (base64 of the 32 raw bytes) of vendors whose package "
+            "signatures are trusted. A signed package no trusted key verifies is refused."
+        ),
+    )
+    signed_packages_only: bool = field(
+        default=False,
+        metadata=_doc(
+            "Refuse to install or load packages not signed by a trusted vendor key "
+            "(built-in packages excepted)."
+        ),
     )
 
 
@@ -247,7 +276,7 @@ def settings_reference() -> str:
     for table, cls in tables:
         for f in dataclasses.fields(cls):
             if f.default is not dataclasses.MISSING:
-                default = repr(f.default) if not isinstance(f.default, tuple) else "[]"
+                default = repr(list(f.default) if isinstance(f.default, tuple) else f.default)
             else:
                 default = "(required)"
             type_name = str(f.type).replace("tuple[str, ...]", "list[str]")

@@ -28,6 +28,7 @@ from aifi_app.dicom_node.transfer_syntaxes import (
     STORAGE_SOP_CLASSES,
 )
 from aifi_app.failpoints import failpoint
+from aifi_app.fault_logging import log_fault
 from aifi_app.store import audit
 from aifi_app.store.database import Database
 from aifi_app.store.receiving import GroupRecorder, ReceivedInstance
@@ -177,6 +178,14 @@ class StorageNode:
             self._audit_refusal(calling, exc)
             tmp.unlink(missing_ok=True)
             return exc.status
+        except Exception as exc:
+            # never let pynetdicom log the exception itself: its message may quote the data
+            log_fault(log, "C-STORE from %s failed unexpectedly", exc, calling)
+            self._audit_refusal(
+                calling, StoreRefused(OUT_OF_RESOURCES, f"internal error ({type(exc).__name__})")
+            )
+            tmp.unlink(missing_ok=True)
+            return OUT_OF_RESOURCES
         self._on_stored(study_id)
         return SUCCESS
 
@@ -189,8 +198,8 @@ class StorageNode:
                     "store_refused",
                     detail=f"from {calling}: status 0x{exc.status:04X}: {exc.reason}",
                 )
-        except Exception:  # the refusal itself may be because the database is unwritable
-            log.exception("could not write the audit event for a refused C-STORE")
+        except Exception as audit_exc:  # the refusal may be because the database is unwritable
+            log_fault(log, "could not write the audit event for a refused C-STORE", audit_exc)
 
     # --- the work ----------------------------------------------------------------------
     def accept_file(self, tmp: Path, calling_ae: str, affected_sop_instance_uid: str) -> int:
@@ -248,7 +257,7 @@ class StorageNode:
             )
         except Exception as exc:
             # the file is on disk but not in the queue: the sender must not think we hold it
-            log.exception("could not record a received instance in the queue")
+            log_fault(log, "could not record a received instance in the queue", exc)
             raise StoreRefused(
                 OUT_OF_RESOURCES, f"queue database error ({type(exc).__name__})"
             ) from exc

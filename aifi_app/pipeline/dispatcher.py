@@ -18,6 +18,7 @@ from pathlib import Path
 from aifi_app.config.settings import Settings
 from aifi_app.dicom_node.storage_scu import AssociationFailed, Peer, send_files
 from aifi_app.failpoints import failpoint
+from aifi_app.fault_logging import log_fault
 from aifi_app.store import audit, jobs
 from aifi_app.store.database import Database, now
 from aifi_app.store.states import JobState, OutputState
@@ -56,8 +57,8 @@ class Dispatcher:
         while not self._stop.is_set():
             try:
                 busy = self.run_once()
-            except Exception:
-                log.exception("dispatcher pass failed; retrying shortly")
+            except Exception as exc:
+                log_fault(log, "dispatcher pass failed; retrying shortly", exc)
                 busy = False
             if not busy:
                 self._wake.wait(1.0)

@@ -20,13 +20,32 @@ from pydicom import Dataset, dcmread, dcmwrite
 
 from aifi_app import __version__
 from aifi_app.algorithms.findings import AlgorithmResult
-from aifi_app.algorithms.onnx_runner import InferenceError, RunnerCache
-from aifi_app.algorithms.package import AlgorithmPackage
+from aifi_app.algorithms.input_rules import HEADER_TAGS
+from aifi_app.algorithms.package import AlgorithmPackage, RemoteDicomSpec
+from aifi_app.algorithms.runners import InferenceError, RunnerCache
 from aifi_app.dicom_node.spool import durable_write
 from aifi_app.failpoints import failpoint
+from aifi_app.pipeline.input_selection import (
+    Image,
+    InputNotConforming,
+    group_series,
+    select_images,
+)
+from aifi_app.pipeline.remote_dicom import RemoteDicomStep
 from aifi_app.pipeline.uids import derived_uid
-from aifi_app.pseudonymise import ProfileOption, Pseudonymiser, reidentify
-from aifi_app.results import build_measurement_report, build_secondary_capture
+from aifi_app.pseudonymise import (
+    BurnedInAnnotationRefused,
+    ProfileOption,
+    Pseudonymiser,
+    ReidentificationError,
+    ResultScope,
+    reidentify,
+)
+from aifi_app.results import (
+    build_measurement_report,
+    build_secondary_capture,
+    build_segmentation,
+)
 from aifi_app.store import jobs
 from aifi_app.store.database import Database
 from aifi_app.store.jobs import PlannedOutput
@@ -34,13 +53,18 @@ from aifi_app.store.states import JobState
 
 log = logging.getLogger(__name__)
 
-_FRONTAL_VIEWS = ("PA", "AP")
+_SELECTION_TAGS = [*HEADER_TAGS, "InstanceNumber", "ImagePositionPatient"]
 SC_SERIES_NUMBER = 9901
 SR_SERIES_NUMBER = 9902
+SEG_SERIES_NUMBER = 9903
 
 
 class JobRejected(Exception):
     """The study does not conform to what the algorithm needs (reason in words)."""
+
+
+class ResultQuarantined(Exception):
+    """A result could not be re-identified safely; it was kept under quarantine, not sent."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +74,16 @@ class JobContext:
     study_uid: str
     episode_kind: str
     package: AlgorithmPackage
+
+
+def _object_kind(sop_class_uid: str) -> str:
+    if sop_class_uid.startswith("1.2.840.10008.5.1.4.1.1.88."):
+        return "sr"
+    if sop_class_uid.startswith("1.2.840.10008.5.1.4.1.1.7"):
+        return "sc"
+    if sop_class_uid == "1.2.840.10008.5.1.4.1.1.66.4":
+        return "seg"
+    return "dicom"
 
 
 def _dataset_bytes(ds: Dataset) -> bytes:
@@ -68,12 +102,14 @@ class JobProcessor:
         packages: Callable[[], dict[str, AlgorithmPackage]],
         runners: RunnerCache,
         secret: bytes,
+        remote: RemoteDicomStep | None = None,
     ) -> None:
         self.db = db
         self.data_dir = data_dir
         self._packages = packages
         self._runners = runners
         self._secret = secret
+        self._remote = remote
 
     def warm_up(self, algorithm_ids: set[str]) -> None:
         """Load the models of these algorithms now, so that the first study does not wait
@@ -93,7 +129,9 @@ class JobProcessor:
         )[0]
         package = self._packages().get(row["algorithm_id"])
         if package is None:
-            raise JobRejected(f"algorithm {row['algorithm_id']} is not installed or not usable")
+            raise JobRejected(
+                f"algorithm {row['algorithm_id']} is not installed, not usable or disabled"
+            )
         return JobContext(job_id, row["study_id"], row["study_uid"], row["kind"], package)
 
     def work_dir(self, job_id: int) -> Path:
@@ -118,32 +156,27 @@ class JobProcessor:
         return [self.data_dir / r["path"] for r in rows]
 
     def select_images(self, ctx: JobContext) -> list[Path]:
-        """The images the algorithm takes: its modalities, frontal views first."""
-        candidates: list[tuple[int, Path]] = []
-        modalities: set[str] = set()
-        for path in self._instance_paths(ctx):
-            header = dcmread(
-                path, stop_before_pixels=True, specific_tags=["Modality", "ViewPosition"]
-            )
-            modality = str(header.get("Modality") or "")
-            modalities.add(modality or "?")
-            if modality in ctx.package.modalities:
-                view = str(header.get("ViewPosition") or "").upper()
-                candidates.append((0 if view in _FRONTAL_VIEWS or not view else 1, path))
-        if not candidates:
-            raise JobRejected(
-                f"no image of modality {'/'.join(ctx.package.modalities)} in the study "
-                f"(found {'/'.join(sorted(modalities)) or 'none'})"
-            )
-        candidates.sort(key=lambda c: c[0])
-        return [p for _, p in candidates[: ctx.package.max_images]]
+        """The images the algorithm takes, by the input rules and series selection of its
+        manifest; raises :class:`JobRejected` with the reason when the study does not conform.
+        """
+        images = [
+            Image(path, dcmread(path, stop_before_pixels=True, specific_tags=_SELECTION_TAGS))
+            for path in self._instance_paths(ctx)
+        ]
+        try:
+            return select_images(ctx.package.input, group_series(images))
+        except InputNotConforming as exc:
+            raise JobRejected(str(exc)) from exc
 
     def pseudonymiser(self, ctx: JobContext, mappings: list[tuple[str, str, str]]) -> Pseudonymiser:
         options = frozenset(
             ProfileOption[name.upper()] for name in ctx.package.pseudonymisation_options
         )
         return Pseudonymiser(
-            self._secret, options, on_pseudonym=lambda k, o, p: mappings.append((k, o, p))
+            self._secret,
+            options,
+            on_pseudonym=lambda k, o, p: mappings.append((k, o, p)),
+            burned_in=ctx.package.burned_in_annotation,
         )
 
     # --- steps --------------------------------------------------------------------------
@@ -162,9 +195,15 @@ class JobProcessor:
             shutil.rmtree(work)  # left by an interrupted attempt
         for n, path in enumerate(paths):
             original = dcmread(path)
-            durable_write(
-                work / f"{n:05d}.dcm", _dataset_bytes(pseudonymiser.pseudonymise(original))
-            )
+            try:
+                pseudonymised = pseudonymiser.pseudonymise(original)
+            except BurnedInAnnotationRefused as exc:
+                shutil.rmtree(work, ignore_errors=True)
+                jobs.transition(
+                    self.db, job_id, JobState.QUEUED, JobState.REJECTED, reason=str(exc)
+                )
+                return
+            durable_write(work / f"{n:05d}.dcm", _dataset_bytes(pseudonymised))
         failpoint("processing.after_pseudonymised_files")
         with self.db.transaction() as conn:
             conn.executemany(
@@ -183,6 +222,9 @@ class JobProcessor:
     def run_algorithm(self, job_id: int, from_state: JobState) -> None:
         """pseudonymised/submitted -> result_received (or failed)."""
         ctx = self.context(job_id)
+        if isinstance(ctx.package.runner, RemoteDicomSpec):
+            self._run_remote(ctx, from_state)
+            return
         identity = ctx.package.identity
         if from_state == JobState.PSEUDONYMISED:
             jobs.transition(
@@ -190,7 +232,9 @@ class JobProcessor:
                 job_id,
                 from_state,
                 JobState.SUBMITTED,
-                detail=f"local ONNX runner, {identity.name} {identity.version}",
+                detail=(
+                    f"local {ctx.package.runner.kind} runner, {identity.name} {identity.version}"
+                ),
             )
         images: list[Dataset] = [dcmread(p) for p in sorted(self.work_dir(job_id).glob("*.dcm"))]
         try:
@@ -198,19 +242,70 @@ class JobProcessor:
         except InferenceError as exc:
             jobs.transition(self.db, job_id, JobState.SUBMITTED, JobState.FAILED, reason=str(exc))
             return
-        planned = self.build_results(ctx, result, images)
+        try:
+            planned = self.build_results(ctx, result, images)
+        except ResultQuarantined as exc:
+            jobs.transition(self.db, job_id, JobState.SUBMITTED, JobState.FAILED, reason=str(exc))
+            return
         failpoint("processing.after_results_written")
         with self.db.transaction() as conn:
             jobs.add_outputs_in(conn, job_id, planned)
             positives = sum(f.positive for f in result.findings)
+            detail = f"{len(result.findings)} finding(s), {positives} positive"
+            if result.measurements:
+                detail = "; ".join(m.label for m in result.measurements)
             jobs.transition_in(
                 conn,
                 job_id,
                 JobState.SUBMITTED,
                 JobState.RESULT_RECEIVED,
-                detail=f"{len(result.findings)} finding(s), {positives} positive",
+                detail=detail,
                 result_json=result.to_json(),
             )
+
+    def _run_remote(self, ctx: JobContext, from_state: JobState) -> None:
+        """A vendor's DICOM node runs the algorithm: send, then wait for its objects."""
+        if self._remote is None:
+            raise RuntimeError("no remote DICOM-node step configured")
+        work = self.work_dir(ctx.job_id)
+        if from_state == JobState.PSEUDONYMISED:
+            self._remote.send(ctx.job_id, ctx.package, work)
+            return
+        returned = self._remote.collect(ctx.job_id, ctx.package, work)
+        if returned is None:
+            return
+        original_header = dcmread(self._instance_paths(ctx)[0], stop_before_pixels=True)
+        planned = []
+        out_dir = self.result_dir(ctx.job_id)
+        for n, path in enumerate(returned, start=1):
+            restored = reidentify(dcmread(path), self.original_for, original_header)
+            kind = _object_kind(str(restored.SOPClassUID))
+            relative = out_dir.relative_to(self.data_dir) / f"{n:02d}-{kind}.dcm"
+            durable_write(self.data_dir / relative, _dataset_bytes(restored))
+            planned.append(
+                PlannedOutput(
+                    kind,
+                    str(restored.SOPInstanceUID),
+                    str(restored.SOPClassUID),
+                    relative.as_posix(),
+                )
+            )
+        with self.db.transaction() as conn:
+            jobs.add_outputs_in(conn, ctx.job_id, planned)
+            jobs.transition_in(
+                conn,
+                ctx.job_id,
+                JobState.SUBMITTED,
+                JobState.RESULT_RECEIVED,
+                detail=f"{len(planned)} result object(s) from the vendor, re-identified",
+                result_json=AlgorithmResult(algorithm=ctx.package.identity).to_json(),
+                next_attempt_at=None,
+            )
+
+    def is_our_pseudonym(self, uid: str) -> bool:
+        """True when ``uid`` is a pseudonym this appliance issued (e.g. a vendor's results
+        returned into the pseudonymised study)."""
+        return self.original_for(uid) is not None
 
     def build_results(
         self, ctx: JobContext, result: AlgorithmResult, images: list[Dataset]
@@ -260,11 +355,41 @@ class JobProcessor:
                     ),
                 )
             )
+        if "seg" in ctx.package.result_objects:
+            for n, segmentation in enumerate(result.segmentations, start=1):
+                built.append(
+                    (
+                        "seg",
+                        build_segmentation(
+                            images,
+                            segmentation,
+                            ctx.package.identity,
+                            series_instance_uid=derived_uid(self._secret, *key, "seg-series"),
+                            sop_instance_uid=derived_uid(self._secret, *key, "seg", str(n)),
+                            series_number=SEG_SERIES_NUMBER,
+                            instance_number=n,
+                            software_version=__version__,
+                        ),
+                    )
+                )
         original_header = dcmread(self._instance_paths(ctx)[0], stop_before_pixels=True)
+        scope = self.result_scope(ctx, original_header)
+        restored_all: list[tuple[str, Dataset]] = []
+        for n, (kind, ds) in enumerate(built, start=1):
+            try:
+                restored_all.append(
+                    (kind, reidentify(ds, self.original_for, original_header, scope))
+                )
+            except ReidentificationError as exc:
+                path = self.quarantine_dir(ctx.job_id) / f"{n:02d}-{kind}.dcm"
+                durable_write(path, _dataset_bytes(ds))
+                log.warning("job %d: result %s quarantined: %s", ctx.job_id, kind, exc)
+                raise ResultQuarantined(
+                    f"result {kind} refused and quarantined, never sent: {exc}"
+                ) from exc
         planned = []
         out_dir = self.result_dir(ctx.job_id)
-        for n, (kind, ds) in enumerate(built, start=1):
-            restored = reidentify(ds, self.original_for, original_header)
+        for n, (kind, restored) in enumerate(restored_all, start=1):
             relative = out_dir.relative_to(self.data_dir) / f"{n:02d}-{kind}.dcm"
             durable_write(self.data_dir / relative, _dataset_bytes(restored))
             planned.append(
@@ -276,6 +401,31 @@ class JobProcessor:
                 )
             )
         return planned
+
+    def quarantine_dir(self, job_id: int) -> Path:
+        return self.data_dir / "quarantine" / str(job_id)
+
+    def result_scope(self, ctx: JobContext, original_header: Dataset) -> ResultScope:
+        """What the job's results may reference: its study, its patient, its instances."""
+        pseudonymiser = self.pseudonymiser(ctx, [])
+        patient_id = str(original_header.get("PatientID") or "")
+        shifted = ProfileOption.RETAIN_LONGITUDINAL_MODIFIED_DATES in pseudonymiser.options
+        return ResultScope(
+            study_uid=ctx.study_uid,
+            patient_pseudonym=pseudonymiser.patient_pseudonym(patient_id) if patient_id else "",
+            accession_number=str(original_header.get("AccessionNumber") or ""),
+            study_id=str(original_header.get("StudyID") or ""),
+            study_of_instance=self.study_of_instance,
+            date_offset_days=pseudonymiser.date_offset_days(patient_id) if shifted else None,
+        )
+
+    def study_of_instance(self, sop_instance_uid: str) -> str | None:
+        row = self.db.conn.execute(
+            "SELECT s.study_uid FROM instances i JOIN studies s ON s.id = i.study_id"
+            " WHERE i.sop_instance_uid = ? LIMIT 1",
+            (sop_instance_uid,),
+        ).fetchone()
+        return None if row is None else str(row[0])
 
     def original_for(self, pseudonym: str) -> str | None:
         row = self.db.conn.execute(

@@ -6,15 +6,15 @@ the worker thread. A route matches when one series satisfies all its criteria.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
 
 from pydicom import Dataset
-from pydicom.multival import MultiValue
 
+from aifi_app.algorithms.input_rules import Range, SeriesRules, patient_age_years, series_mismatch
 from aifi_app.config.settings import Route
+
+__all__ = ["RouteDecision", "evaluate", "no_match_reason", "patient_age_years", "route_rules"]
 
 
 @dataclass(frozen=True)
@@ -26,81 +26,22 @@ class RouteDecision:
     series_uids: tuple[str, ...] = ()
 
 
-def patient_age_years(ds: Dataset) -> float | None:
-    """Age from Patient's Age ("045Y", "006M", "010W", "003D") or birth and study date."""
-    age = str(ds.get("PatientAge") or "")
-    match = re.fullmatch(r"(\d{3})([DWMY])", age)
-    if match:
-        n = int(match.group(1))
-        return {"D": n / 365.25, "W": n * 7 / 365.25, "M": n / 12, "Y": float(n)}[match.group(2)]
-    birth, when = str(ds.get("PatientBirthDate") or ""), str(ds.get("StudyDate") or "")
-    try:
-        b = date(int(birth[:4]), int(birth[4:6]), int(birth[6:8]))
-        s = date(int(when[:4]), int(when[4:6]), int(when[6:8]))
-    except ValueError:
-        return None
-    return (s - b).days / 365.25
-
-
-def _number(ds: Dataset, keyword: str) -> float | None:
-    try:
-        value = ds.get(keyword)
-        return float(value) if value not in (None, "") else None
-    except (TypeError, ValueError):
-        return None
+def route_rules(route: Route) -> SeriesRules:
+    """The route's criteria as series rules (shared with package input conformance)."""
+    return SeriesRules(
+        modalities=route.modalities,
+        body_parts=route.body_parts,
+        study_description=route.study_description,
+        series_description=route.series_description,
+        patient_age_years=Range(route.min_patient_age_years, route.max_patient_age_years),
+        slice_thickness_mm=Range(route.min_slice_thickness_mm, route.max_slice_thickness_mm),
+        convolution_kernels=route.convolution_kernels,
+    )
 
 
 def _series_mismatch(route: Route, ds: Dataset) -> str:
     """Why one series does not satisfy the route ("" when it does)."""
-    modality = str(ds.get("Modality") or "")
-    if route.modalities and modality not in route.modalities:
-        return f"modality {modality or 'missing'}, route needs {'/'.join(route.modalities)}"
-    body_part = str(ds.get("BodyPartExamined") or "").upper()
-    if route.body_parts and body_part and body_part not in {b.upper() for b in route.body_parts}:
-        return f"body part {body_part}, route needs {'/'.join(route.body_parts)}"
-    if route.study_description and not re.search(
-        route.study_description, str(ds.get("StudyDescription") or ""), re.IGNORECASE
-    ):
-        return "study description does not match the route's pattern"
-    if route.series_description and not re.search(
-        route.series_description, str(ds.get("SeriesDescription") or ""), re.IGNORECASE
-    ):
-        return "series description does not match the route's pattern"
-    if route.min_patient_age_years is not None or route.max_patient_age_years is not None:
-        age = patient_age_years(ds)
-        if age is None:
-            return "patient age unknown, route has an age range"
-        if route.min_patient_age_years is not None and age < route.min_patient_age_years:
-            return (
-                f"patient age {age:.1f} y, route needs at least {route.min_patient_age_years:g} y"
-            )
-        if route.max_patient_age_years is not None and age > route.max_patient_age_years:
-            return f"patient age {age:.1f} y, route needs at most {route.max_patient_age_years:g} y"
-    if route.min_slice_thickness_mm is not None or route.max_slice_thickness_mm is not None:
-        thickness = _number(ds, "SliceThickness")
-        if thickness is None:
-            return "slice thickness unknown, route has a thickness range"
-        if route.min_slice_thickness_mm is not None and thickness < route.min_slice_thickness_mm:
-            return (
-                f"slice thickness {thickness:g} mm, "
-                f"route needs at least {route.min_slice_thickness_mm:g} mm"
-            )
-        if route.max_slice_thickness_mm is not None and thickness > route.max_slice_thickness_mm:
-            return (
-                f"slice thickness {thickness:g} mm, "
-                f"route needs at most {route.max_slice_thickness_mm:g} mm"
-            )
-    if route.convolution_kernels:
-        kernel = ds.get("ConvolutionKernel")
-        values = [
-            str(k) for k in (kernel if isinstance(kernel, MultiValue | list) else [kernel]) if k
-        ]
-        if not {k.upper() for k in values} & {k.upper() for k in route.convolution_kernels}:
-            return (
-                f"convolution kernel {'/'.join(values) or 'missing'},"
-                f" route needs {'/'.join(route.convolution_kernels)}"
-            )
-    return ""
+    return series_mismatch(route_rules(route), ds, needs="route needs")
 
 
 def evaluate(routes: Sequence[Route], series_headers: Sequence[Dataset]) -> list[RouteDecision]:

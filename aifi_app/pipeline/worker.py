@@ -16,6 +16,7 @@ from pathlib import Path
 from pydicom import Dataset, dcmread
 
 from aifi_app.config.settings import Settings
+from aifi_app.fault_logging import log_fault
 from aifi_app.pipeline import routing
 from aifi_app.pipeline.processing import JobProcessor
 from aifi_app.pipeline.retention import sweep_spool
@@ -48,6 +49,7 @@ class Worker:
         settings: Callable[[], Settings],
         processor: JobProcessor,
         *,
+        before_pass: Callable[[], object] | None = None,
         on_results: Callable[[], None] = lambda: None,
     ) -> None:
         """``on_results`` is called (on the worker thread) when a job has its results."""
@@ -60,6 +62,7 @@ class Worker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_retention = 0.0
+        self._before_pass = before_pass
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="aifi-worker", daemon=True)
@@ -78,13 +81,13 @@ class Worker:
     def _loop(self) -> None:
         try:
             self.processor.warm_up({r.algorithm for r in self._settings().routes})
-        except Exception:
-            log.exception("could not load an algorithm's model in advance")
+        except Exception as exc:
+            log_fault(log, "could not load an algorithm's model in advance", exc)
         while not self._stop.is_set():
             try:
                 busy = self.run_once()
-            except Exception:
-                log.exception("worker pass failed; retrying shortly")
+            except Exception as exc:
+                log_fault(log, "worker pass failed; retrying shortly", exc)
                 busy = False
             if not busy:
                 self._wake.wait(self._idle_wait())
@@ -101,6 +104,8 @@ class Worker:
     def run_once(self) -> bool:
         """One pass over every stage; True when it did something."""
         did = False
+        if self._before_pass is not None:
+            self._before_pass()  # e.g. pick up algorithm packages installed meanwhile
         for study_id in jobs.due_studies(self.db):
             did |= jobs.mark_complete(self.db, study_id)
         for study_id in jobs.complete_studies(self.db):
@@ -112,7 +117,8 @@ class Worker:
             if self._stop.is_set():
                 return did
         for state in (JobState.PSEUDONYMISED, JobState.SUBMITTED):
-            for job_id in jobs.jobs_in_state(self.db, state):
+            # a job waiting for a remote vendor is looked at again at its next_attempt_at
+            for job_id in jobs.jobs_in_state(self.db, state, ready_at=now()):
                 self._guard_job(job_id, state, partial(self._run_algorithm, state=state))
                 did = True
                 if self._stop.is_set():
@@ -139,7 +145,12 @@ class Worker:
 
     def route(self, study_id: int) -> None:
         settings = self._settings()
-        kind = self.db.query("SELECT kind FROM studies WHERE id = ?", (study_id,))[0]["kind"]
+        row = self.db.query("SELECT kind, study_uid FROM studies WHERE id = ?", (study_id,))[0]
+        if self.processor.is_our_pseudonym(row["study_uid"]):
+            # a vendor's results (or anything else) in a pseudonymised study: never routed
+            jobs.record_study(self.db, study_id, "objects returned into a pseudonymised study")
+            return
+        kind = row["kind"]
         decisions = routing.evaluate(settings.routes, self.series_headers(study_id))
         matches = [(d.route.name, d.route.algorithm) for d in decisions if d.matched]
         reason = routing.no_match_reason(decisions)
@@ -153,7 +164,7 @@ class Worker:
         try:
             step(study_id)
         except Exception as exc:
-            log.exception("study %d could not be routed", study_id)
+            log_fault(log, "study %d could not be routed", exc, study_id)
             with self.db.transaction() as conn:
                 conn.execute(
                     "UPDATE studies SET state = 'no_match', reason = ? WHERE id = ?"
@@ -174,7 +185,7 @@ class Worker:
         except jobs.StaleStateError:
             log.info("job %d was moved by someone else", job_id)
         except Exception as exc:
-            log.exception("job %d failed in state %s", job_id, state)
+            log_fault(log, "job %d failed in state %s", exc, job_id, state)
             current = JobState(jobs.job(self.db, job_id)["state"])
             if current in (JobState.QUEUED, JobState.PSEUDONYMISED, JobState.SUBMITTED):
                 jobs.transition(

@@ -6,6 +6,11 @@ from DICOM PS3.15 Table E.1-1 by ``tools/generate_annex_e_table.py``.
 """
 
 from aifi_app.pseudonymise.actions import Action, ActionTable, TagPattern, resolve_action
+from aifi_app.pseudonymise.burned_in import (
+    BurnedInAnnotationRefused,
+    BurnedInPolicy,
+    burned_in_risk,
+)
 from aifi_app.pseudonymise.profile_options import BASIC_PROFILE, ProfileCode, ProfileOption
 from aifi_app.pseudonymise.pseudonymiser import (
     PseudonymCallback,
@@ -14,7 +19,10 @@ from aifi_app.pseudonymise.pseudonymiser import (
 )
 from aifi_app.pseudonymise.reidentifier import (
     RESTORED_KEYWORDS,
+    PatientMixError,
     ReidentificationError,
+    ResultScope,
+    UnknownReferenceError,
     reidentify,
 )
 
@@ -23,13 +31,19 @@ __all__ = [
     "RESTORED_KEYWORDS",
     "Action",
     "ActionTable",
+    "BurnedInAnnotationRefused",
+    "BurnedInPolicy",
+    "PatientMixError",
     "ProfileCode",
     "ProfileOption",
     "PseudonymCallback",
     "PseudonymisationError",
     "Pseudonymiser",
     "ReidentificationError",
+    "ResultScope",
     "TagPattern",
+    "UnknownReferenceError",
+    "burned_in_risk",
     "reidentify",
     "resolve_action",
 ]

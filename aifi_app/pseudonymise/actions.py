@@ -10,10 +10,11 @@ Resolution of one row, in this order:
    Retain Device Identity (K) with Modified Dates (C) on calibration dates, likewise shifted.
 3. **C (clean)** is carried out only where the appliance can clean: dates under Retain
    Longitudinal Temporal Information with Modified Dates (DA and DT shifted by a per-patient
-   offset; TM kept). Any other C (descriptors, structured content, graphics, device and
-   patient characteristics options) falls back to the row's Basic Profile code, which removes
-   or blanks the content: the option permits cleaning, it never requires keeping.
-   Issue "zero leaks" will refine cleaning of descriptors.
+   offset; TM kept), and free text (LO, SH, LT, ST, UT) under Clean Descriptors, reduced to
+   a safe vocabulary by :mod:`aifi_app.pseudonymise.clean_descriptors`. Any other C
+   (structured content, graphics, device and patient characteristics options, descriptor
+   sequences and bulk data) falls back to the row's Basic Profile code, which removes or
+   blanks the content: the option permits cleaning, it never requires keeping.
 4. **Combined codes** (X/Z, X/D, Z/D, X/Z/D, X/Z/U*): the appliance de-identifies whole
    instances, so it takes the strictest action the IOD permits: X (or Z for Z/D) for an
    optional attribute, Z for a Type 2 attribute, D (or U, replacing the UIDs inside the
@@ -32,6 +33,7 @@ from typing import Final
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 
 from aifi_app.pseudonymise.annex_e_table import ROWS
+from aifi_app.pseudonymise.clean_descriptors import CLEANED_VRS
 from aifi_app.pseudonymise.iod_requirements import REQUIRED_TYPES, required_type
 from aifi_app.pseudonymise.profile_options import ProfileOption
 
@@ -46,9 +48,12 @@ class Action(enum.Enum):
     REPLACE_UID = "U"
     SHIFT_DATE = "C"
     """Clean a date under Modified Dates: DA/DT shifted by the patient's offset."""
+    CLEAN_TEXT = "C (text)"
+    """Clean a descriptor under Clean Descriptors: only safe-vocabulary words kept."""
 
 
 DATE_COLUMN: Final = ProfileOption.RETAIN_LONGITUDINAL_MODIFIED_DATES.column
+DESCRIPTORS_COLUMN: Final = ProfileOption.CLEAN_DESCRIPTORS.column
 PRIVATE_PATTERN_TEXT: Final = "(GGGG,EEEE) WHERE GGGG IS ODD"
 
 
@@ -127,13 +132,16 @@ def effective_code(row: TableRow, options: Iterable[ProfileOption]) -> str:
     """Return the row's action code after applying the selected options.
 
     Promises one of the table's codes ("K", "X", "Z", "D", "U", a combined code, or "C",
-    returned only for a Modified Dates C on a date or time attribute), following rules 1-3
+    returned only for a Modified Dates C on a date or time attribute or a Clean Descriptors
+    C on a free-text attribute), following rules 1-3
     of the module docstring. A C the appliance cannot perform returns the Basic Profile code.
     """
     selected = {option.column for option in options}
     codes = {column: code for column, code in row.options.items() if column in selected}
     if "C" in codes.values():
         if codes.get(DATE_COLUMN) == "C" and _is_temporal(row.pattern):
+            return "C"
+        if codes.get(DESCRIPTORS_COLUMN) == "C" and _is_free_text(row.pattern):
             return "C"
         return row.basic
     if "K" in codes.values():
@@ -168,13 +176,25 @@ def _is_temporal(pattern: TagPattern) -> bool:
         return False
 
 
+def _is_free_text(pattern: TagPattern) -> bool:
+    if pattern.is_wildcard:
+        return False
+    try:
+        return dictionary_VR(pattern.value) in CLEANED_VRS
+    except KeyError:
+        return False
+
+
 def _action_for_row(
     row: TableRow, options: Iterable[ProfileOption], sop_class_uid: str | None
 ) -> Action:
     code = effective_code(row, options)
     if code == "C":
+        vr = dictionary_VR(row.pattern.value)
+        if vr in CLEANED_VRS:
+            return Action.CLEAN_TEXT
         # Only dates are shifted; a time of day is kept (the offset is a whole number of days).
-        return Action.KEEP if dictionary_VR(row.pattern.value) == "TM" else Action.SHIFT_DATE
+        return Action.KEEP if vr == "TM" else Action.SHIFT_DATE
     keyword = "" if row.pattern.is_wildcard else keyword_for_tag(row.pattern.value)
     return resolve_combined(code, required_type(keyword, sop_class_uid))
 

@@ -24,9 +24,12 @@ decides by VR, with one explicit safe list:
 * everything else (CS, numbers, AT, OB/OW/OF/OD/OL/OV bulk data such as Pixel Data and
   palettes) -> kept: these carry no free text.
 
-Private elements (odd groups) are removed, unless Retain Safe Private is selected and the
-(private creator, group, element byte) is in :data:`SAFE_PRIVATE_ATTRIBUTES` (empty for now,
-so every private element is removed).
+Private elements (odd groups) are removed, unless Retain Safe Private is selected, the
+(private creator, group, element byte) is in :data:`SAFE_PRIVATE_ATTRIBUTES`, and the value
+is numeric (:func:`is_numeric_private`): a binary number VR, or DS/IS (or UN from an
+implicit-VR file) holding only digits, signs, points, exponents, spaces and backslashes. So
+even a wrong entry, or a vendor reusing a tag, can never carry text. The private creator
+element of a block with a kept element is kept too.
 """
 
 from __future__ import annotations
@@ -152,8 +155,36 @@ WELL_KNOWN_UID_KEYWORDS: Final = frozenset(
 )
 """UI keywords whose values name classes, syntaxes or coding schemes, never instances."""
 
-SAFE_PRIVATE_ATTRIBUTES: Final[frozenset[tuple[str, int, int]]] = frozenset()
-"""(private creator, group, element byte) kept under Retain Safe Private. Empty for now."""
+SAFE_PRIVATE_ATTRIBUTES: Final[frozenset[tuple[str, int, int]]] = frozenset(
+    {
+        # Numeric acquisition and scaling parameters listed as safe private attributes in
+        # DICOM PS3.15 Table E.3.10-1, cross-checked against the safe private list of the
+        # PixelMed toolkit (com.pixelmed.dicom.ClinicalTrialsAttributes, D. Clunie). Only
+        # numeric VRs are listed here; text entries of that table are deliberately left out.
+        ("Philips PET Private Group", 0x7053, 0x00),  # DS SUV Factor
+        ("Philips PET Private Group", 0x7053, 0x09),  # DS Activity Concentration Factor
+        ("Philips MR Imaging DD 001", 0x2005, 0x0D),  # FL Scale Intercept
+        ("Philips MR Imaging DD 001", 0x2005, 0x0E),  # FL Scale Slope
+        ("PHILIPS MR IMAGING DD 001", 0x2005, 0x0D),  # (creator as some scanners write it)
+        ("PHILIPS MR IMAGING DD 001", 0x2005, 0x0E),
+        ("GEMS_ACQU_01", 0x0019, 0x23),  # DS Table Speed [mm/rotation]
+        ("GEMS_ACQU_01", 0x0019, 0x24),  # DS Mid Scan Time [s]
+        ("GEMS_ACQU_01", 0x0019, 0x27),  # DS Rotation Speed (gantry period)
+        ("GEMS_PARM_01", 0x0043, 0x6F),  # DS Scanner Table Entry
+        ("GEMS_HELIOS_01", 0x0045, 0x01),  # SS Number of Macro Rows in Detector
+        ("GEMS_HELIOS_01", 0x0045, 0x02),  # FL Macro Width at ISO Center
+        ("ELSCINT1", 0x00E1, 0x21),  # DS DLP
+        ("ELSCINT1", 0x01F1, 0x07),  # DS Table Velocity
+        ("ELSCINT1", 0x01F1, 0x26),  # DS Pitch
+        ("ELSCINT1", 0x01F1, 0x27),  # DS Rotation Time
+    }
+)
+"""(private creator, group, element byte) kept under Retain Safe Private, numeric only.
+
+No Siemens entry: none could be verified from a public source in the time available."""
+
+NUMERIC_PRIVATE_VRS: Final = frozenset({"FL", "FD", "SS", "US", "SL", "UL", "SV", "UV"})
+_NUMBER_TEXT: Final = frozenset(b"0123456789+-.eE\\ ")
 
 TEXT_VRS: Final = frozenset({"LO", "SH", "LT", "ST", "UT", "UC", "UR", "AE", "AS"})
 DATE_VRS: Final = frozenset({"DA", "DT"})
@@ -167,6 +198,17 @@ def is_removed_group(tag: int) -> bool:
         return True
     high = group & 0xFF00
     return high in (0x5000, 0x6000) or (high == 0x7F00 and group != 0x7FE0)
+
+
+def is_numeric_private(vr: str, value: object) -> bool:
+    """True when a private value can only be a number (see the module docstring)."""
+    if vr in NUMERIC_PRIVATE_VRS:
+        return True
+    if vr in ("DS", "IS"):
+        value = str(value).encode("ascii", "replace") if value is not None else b""
+    elif vr != "UN":
+        return False
+    return isinstance(value, bytes) and all(byte in _NUMBER_TEXT for byte in value.rstrip(b"\0"))
 
 
 def non_table_action(tag: int, vr: str, options: frozenset[ProfileOption]) -> Action:

@@ -18,6 +18,8 @@ options, the non-table and private policy of :mod:`.element_policy`, and these c
   (365..3650, keyed on the top-level Patient ID; instances without one share the offset of
   the empty ID) everywhere in the instance; times are kept; a value that cannot be parsed
   is removed.
+* **Burned-in text**: an instance that may carry text in its pixels is refused unless the
+  burned-in policy accepts it (:mod:`.burned_in`); pixel bytes are never decoded.
 * **Sequences** with K, D or U keep their items and every item is processed with the same
   rules at any depth; Z gives an empty sequence, X removes it.
 
@@ -31,18 +33,21 @@ No original value is ever logged or put in an exception message: failures raise
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from typing import Final
 
 from pydicom import Dataset
 from pydicom._uid_dict import UID_dictionary
 from pydicom.datadict import tag_for_keyword
-from pydicom.dataelem import DataElement, empty_value_for_VR
+from pydicom.dataelem import DataElement, RawDataElement, empty_value_for_VR
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 
 from aifi_app.pseudonymise.actions import Action, ActionTable
+from aifi_app.pseudonymise.burned_in import BurnedInPolicy, check_burned_in
+from aifi_app.pseudonymise.clean_descriptors import CLEANED_VRS, clean_value
 from aifi_app.pseudonymise.date_shift import shift_da, shift_dt
 from aifi_app.pseudonymise.dummy_values import MAX_LENGTH_BY_VR, dummy_value
 from aifi_app.pseudonymise.element_copy import (
@@ -51,7 +56,11 @@ from aifi_app.pseudonymise.element_copy import (
     element_vr,
     new_file_meta,
 )
-from aifi_app.pseudonymise.element_policy import kept_private_tags, non_table_action
+from aifi_app.pseudonymise.element_policy import (
+    is_numeric_private,
+    kept_private_tags,
+    non_table_action,
+)
 from aifi_app.pseudonymise.keyed_pseudonyms import date_offset_days, text_pseudonym, uid_pseudonym
 from aifi_app.pseudonymise.profile_options import (
     BASIC_PROFILE,
@@ -87,6 +96,17 @@ _KEYED_OTHER_ID_TAGS: Final = frozenset(
     tag for keyword in KEYED_OTHER_ID_KEYWORDS if (tag := tag_for_keyword(keyword)) is not None
 )
 
+RAW_COPY_VRS: Final = frozenset(
+    {
+        "AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "OB", "OD",
+        "OF", "OL", "OV", "OW", "PN", "SH", "SL", "SS", "ST", "SV", "TM", "UC", "UI", "UL",
+        "UR", "US", "UT", "UV",
+    }
+)  # fmt: skip
+"""VRs whose kept raw elements (explicit VR only: an implicit-VR element may be written in
+another encoding than it was read) are copied without decoding: never SQ (items must be
+processed), UN (may hide a sequence) or an ambiguous VR (resolved by conversion)."""
+
 METHOD_DESCRIPTION: Final = "AIFI Appliance PS3.15 Annex E Basic Profile"
 
 
@@ -106,12 +126,14 @@ class Pseudonymiser:
         secret: bytes,
         options: frozenset[ProfileOption],
         on_pseudonym: PseudonymCallback | None = None,
+        burned_in: BurnedInPolicy = BurnedInPolicy.REFUSE,
     ) -> None:
         if not secret:
             raise ValueError("the pseudonymisation secret must not be empty")
         self._secret: Final = bytes(secret)
         self.options: Final = frozenset(options)
         self._on_pseudonym = on_pseudonym
+        self.burned_in: Final = burned_in
         self._table: Final = ActionTable(self.options)
         self._non_table: dict[tuple[int, str], Action] = {}
         selected = sorted_options(self.options)
@@ -135,12 +157,19 @@ class Pseudonymiser:
         """Return the number of days this patient's dates are shifted back (365..3650)."""
         return date_offset_days(self._secret, patient_id)
 
-    def pseudonymise(self, ds: Dataset) -> Dataset:
+    def pseudonymise(self, ds: Dataset, counts: Counter[str] | None = None) -> Dataset:
         """Return a new, pseudonymised dataset (with new file meta); ``ds`` is not modified.
 
-        Raises :class:`PseudonymisationError` (naming only an element tag) on failure.
+        When ``counts`` is given, one count per element handled is added under its action
+        (``"keep"``, ``"remove"``, ``"replace_uid"`` ...) or category (``"private removed"``,
+        ``"keyed identifier"``); no value is recorded.
+
+        Raises :class:`BurnedInAnnotationRefused` (reason in words) when ``ds`` may carry
+        burned-in text and the burned-in policy refuses it (see :mod:`.burned_in`), and
+        :class:`PseudonymisationError` (naming only an element tag) on any other failure.
         """
-        run = _Run(self, ds)
+        check_burned_in(ds, self.burned_in)
+        run = _Run(self, ds, counts)
         try:
             out = run.dataset(ds)
             run.current_tag = 0
@@ -187,8 +216,9 @@ def _temporal_information(options: frozenset[ProfileOption]) -> str:
 class _Run:
     """State of one pseudonymise call: SOP Class lookup, patient offset, reported mappings."""
 
-    def __init__(self, owner: Pseudonymiser, ds: Dataset) -> None:
+    def __init__(self, owner: Pseudonymiser, ds: Dataset, counts: Counter[str] | None) -> None:
         self.owner = owner
+        self.counts = counts
         self.current_tag = 0
         self.reported: set[tuple[str, str]] = set()
         sop_class = ds.get("SOPClassUID")
@@ -229,8 +259,11 @@ class _Run:
             if raw is None:
                 continue
             if tag.is_private:
-                if tag in private_kept:
+                kept = tag in private_kept and self._safe_private(source, tag)
+                if kept:
                     out.add(copy_element(source[tag]))
+                if self.counts is not None:
+                    self.counts["private kept" if kept else "private removed"] += 1
                 continue
             vr = element_vr(raw)
             action = self.lookup.get(tag)
@@ -239,12 +272,36 @@ class _Run:
             if action is None:
                 action = self.owner._non_table_action(tag, vr)
             new = self._keyed_identifier(source, tag, vr, action)
+            label = "keyed identifier" if new is not None else action.name.lower()
+            if (
+                new is None
+                and action is Action.KEEP
+                and isinstance(raw, RawDataElement)
+                and raw.VR in RAW_COPY_VRS
+                and tag not in KEYED_TEXT_KINDS
+            ):
+                # kept as read: written byte for byte, never decoded (same encoding)
+                out[tag] = raw
+                if self.counts is not None:
+                    self.counts[label] += 1
+                continue
             if new is None and action is not Action.REMOVE and tag not in KEYED_TEXT_KINDS:
                 element = source[tag]  # converted: ambiguous VRs (US or SS ...) resolved
                 new = self._apply(action, element, str(element.VR))
             if new is not None:
                 out.add(new)
+            elif self.counts is not None:
+                label = "remove"
+            if self.counts is not None:
+                self.counts[label] += 1
         return out
+
+    @staticmethod
+    def _safe_private(source: Dataset, tag: BaseTag) -> bool:
+        if 0x10 <= tag.element <= 0xFF:
+            return True  # the private creator of a block with a kept element
+        element = source[tag]
+        return is_numeric_private(str(element.VR), element.value)
 
     def _private_kept(self, source: Dataset) -> frozenset[int]:
         if ProfileOption.RETAIN_SAFE_PRIVATE not in self.owner.options:
@@ -300,6 +357,10 @@ class _Run:
             return DataElement(tag, vr, empty_value_for_VR(vr))
         if action is Action.SHIFT_DATE:
             return self._shifted(element, vr)
+        if action is Action.CLEAN_TEXT:
+            if vr not in CLEANED_VRS:
+                return None
+            return DataElement(tag, vr, clean_value(element.value, vr))
         if action is Action.REPLACE_UID or (action is Action.DUMMY and vr == "UI"):
             return self._replaced_uids(element, vr)
         if action is Action.DUMMY:

@@ -5,12 +5,30 @@ instances and carries pseudonymised patient and study attributes. :func:`reident
 every pseudonymised UID back through the caller's mapping table and restores the Patient and
 General Study identifying attributes from the original header, so the PACS files the result
 with the right patient and study.
+
+With a :class:`ResultScope` (as the pipeline always passes) re-identification is strict:
+
+* every UID, at any depth, must be well-known (pydicom's UID dictionary), in the mapping,
+  or the result's own (:data:`OWN_UID_KEYWORDS` at the top level, :data:`OWN_UID_ANYWHERE`
+  at any depth, when the mapping does not know them); anything else is refused with
+  :class:`UnknownReferenceError`;
+* every mapped Study Instance UID must be the job's study, and every mapped referenced
+  instance must belong to it (``scope.study_of_instance``), else
+  :class:`PatientMixError`; a referenced instance the store does not know is unknown;
+* Patient ID at any depth must be empty or the job's patient pseudonym, and Accession
+  Number / Study ID must map back to the job's originals, else :class:`PatientMixError`;
+* dates (DA, DT) other than the restored ones and the result's own creation dates
+  (:data:`OWN_DATE_KEYWORDS`) are shifted forward by the patient's offset when the
+  pseudonymiser shifted them back; one that cannot be parsed is refused.
+
+The exceptions name an element tag and what was wrong, never a value.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Final
 
 from pydicom import Dataset
@@ -22,6 +40,7 @@ from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 from pydicom.valuerep import PersonName
 
+from aifi_app.pseudonymise.date_shift import shift_da, shift_dt
 from aifi_app.pseudonymise.element_copy import (
     copy_element,
     copy_encoding,
@@ -77,11 +96,73 @@ REMOVED_KEYWORDS: Final = (
 UNIVERSAL_CHARACTER_SET: Final = "ISO_IR 192"
 
 
+OWN_UID_KEYWORDS: Final = frozenset({"SOPInstanceUID", "SeriesInstanceUID"})
+"""Top-level UIDs that identify the result itself (made by the result builder)."""
+OWN_UID_ANYWHERE: Final = frozenset(
+    {
+        "TrackingUID",
+        "DeviceObserverUID",
+        "InstanceCreatorUID",
+        "UID",
+        # a Segmentation's own dimension organisation and concatenation (highdicom makes them)
+        "DimensionOrganizationUID",
+        "ConcatenationUID",
+    }
+)
+"""UIDs the result builder may make wherever they occur (SR observation context, tracking
+identifiers as UIDREF content items). Like :data:`OWN_UID_KEYWORDS`, they are mapped back
+when the mapping knows them and kept as the result's own otherwise."""
+OWN_DATE_KEYWORDS: Final = frozenset(
+    {
+        "ContentDate",
+        "InstanceCreationDate",
+        "SeriesDate",
+        "ObservationDateTime",
+        "ContributionDateTime",
+    }
+)
+"""Dates the result builder sets to the time the result was made (never shifted)."""
+REFERENCE_KEYWORDS: Final = frozenset({"ReferencedSOPInstanceUID"})
+"""UIDs that reference an instance, which must belong to the job's study."""
+
+InstanceStudy = Callable[[str], str | None]
+"""``study_of_instance(original_sop_instance_uid)``: its original Study Instance UID, or None."""
+
+
+@dataclass(frozen=True)
+class ResultScope:
+    """What a result of one job may reference (originals, except ``patient_pseudonym``).
+
+    ``date_offset_days`` is the number of days the pseudonymiser shifted this patient's dates
+    back, or None when dates were not shifted.
+    """
+
+    study_uid: str
+    patient_pseudonym: str
+    accession_number: str
+    study_id: str
+    study_of_instance: InstanceStudy
+    date_offset_days: int | None
+
+
 class ReidentificationError(Exception):
     """Re-identification failed; the message names at most an element tag, never a value."""
 
 
-def reidentify(ds: Dataset, original_for: OriginalLookup, original_header: Dataset) -> Dataset:
+class UnknownReferenceError(ReidentificationError):
+    """The result references a UID or identifier the mapping does not know."""
+
+
+class PatientMixError(ReidentificationError):
+    """The result references another study or patient than the job's."""
+
+
+def reidentify(
+    ds: Dataset,
+    original_for: OriginalLookup,
+    original_header: Dataset,
+    scope: ResultScope | None = None,
+) -> Dataset:
     """Return a re-identified copy of the result ``ds``; ``ds`` is not modified.
 
     Promises: every UI value, at any depth, for which ``original_for`` returns a UID is
@@ -89,11 +170,13 @@ def reidentify(ds: Dataset, original_for: OriginalLookup, original_header: Datas
     :data:`RESTORED_KEYWORDS` are copied from ``original_header`` (Type 2 ones left zero
     length, others removed, when the original lacks them); :data:`REMOVED_KEYWORDS` are
     absent; Specific Character Set can encode the restored values; file meta (if ``ds``
-    has it) names the result's SOP Instance UID. Raises :class:`ReidentificationError`.
+    has it) names the result's SOP Instance UID. With ``scope``, the strict checks of the
+    module docstring apply. Raises :class:`ReidentificationError` (or its subclasses
+    :class:`UnknownReferenceError` and :class:`PatientMixError`).
     """
     current = [0]
     try:
-        out = _rebuild(ds, original_for, current)
+        out = _Rebuild(original_for, scope, current).dataset(ds, top=True)
         current[0] = 0
         _restore_identity(out, original_header)
         for keyword in REMOVED_KEYWORDS:
@@ -102,6 +185,8 @@ def reidentify(ds: Dataset, original_for: OriginalLookup, original_header: Datas
         if hasattr(ds, "file_meta"):
             out.file_meta = new_file_meta(ds, out.get("SOPClassUID"), out.get("SOPInstanceUID"))
         copy_encoding(ds, out)
+    except ReidentificationError:
+        raise
     except Exception as exc:
         where = f" at element {BaseTag(current[0])}" if current[0] else ""
         raise ReidentificationError(
@@ -110,23 +195,128 @@ def reidentify(ds: Dataset, original_for: OriginalLookup, original_header: Datas
     return out
 
 
-def _rebuild(source: Dataset, original_for: OriginalLookup, current: list[int]) -> Dataset:
-    out = Dataset()
-    for tag in list(source.keys()):
-        current[0] = tag
-        raw = source.get_item(tag)
-        if raw is None:
-            continue
-        vr = element_vr(raw)
-        element = source[tag]
-        if vr == "SQ":
-            items = [_rebuild(item, original_for, current) for item in element.value]
-            out.add(DataElement(tag, "SQ", Sequence(items)))
-        elif vr == "UI":
-            out.add(_mapped_uids(element, original_for))
-        else:
-            out.add(copy_element(element))
-    return out
+class _Rebuild:
+    """One re-identification: walks the result, maps UIDs, checks the scope."""
+
+    def __init__(
+        self, original_for: OriginalLookup, scope: ResultScope | None, current: list[int]
+    ) -> None:
+        self.original_for = original_for
+        self.scope = scope
+        self.current = current
+
+    def _where(self, tag: int) -> str:
+        return f"at element {BaseTag(tag)}"
+
+    def dataset(self, source: Dataset, *, top: bool = False) -> Dataset:
+        out = Dataset()
+        for tag in list(source.keys()):
+            self.current[0] = tag
+            raw = source.get_item(tag)
+            if raw is None:
+                continue
+            vr = element_vr(raw)
+            element = source[tag]
+            if vr == "SQ":
+                items = [self.dataset(item) for item in element.value]
+                self.current[0] = tag
+                out.add(DataElement(tag, "SQ", Sequence(items)))
+            elif vr == "UI":
+                if self.scope is None:
+                    out.add(_mapped_uids(element, self.original_for))
+                else:
+                    out.add(self._checked_uids(element, top))
+            elif self.scope is not None and (vr in ("DA", "DT") or tag in _CHECKED_ID_TAGS):
+                out.add(self._checked_value(element, vr, top))
+            else:
+                out.add(copy_element(element))
+        return out
+
+    def _checked_uids(self, element: DataElement, top: bool) -> DataElement:
+        keyword = element.keyword
+        own = keyword in OWN_UID_ANYWHERE or (top and keyword in OWN_UID_KEYWORDS)
+        value = element.value
+        values = [value] if isinstance(value, str) else [str(v) for v in value or []]
+        mapped = [
+            v if own and self.original_for(v) is None else self._checked_uid(v, element)
+            for v in (v.strip("\0 ") for v in values)
+        ]
+        if isinstance(value, str):
+            return DataElement(element.tag, "UI", mapped[0])
+        return DataElement(element.tag, "UI", mapped)
+
+    def _checked_uid(self, uid: str, element: DataElement) -> str:
+        assert self.scope is not None
+        if not uid or uid in UID_dictionary:
+            return uid
+        original = self.original_for(uid)
+        where = self._where(element.tag)
+        if original is None:
+            raise UnknownReferenceError(f"result references a UID unknown to the mapping {where}")
+        if element.keyword == "StudyInstanceUID" and original != self.scope.study_uid:
+            raise PatientMixError(f"result references another study {where}")
+        if element.keyword in REFERENCE_KEYWORDS:
+            study = self.scope.study_of_instance(original)
+            if study is None:
+                raise UnknownReferenceError(f"result references an instance not received {where}")
+            if study != self.scope.study_uid:
+                raise PatientMixError(f"result references an instance of another study {where}")
+        return original
+
+    def _checked_value(self, element: DataElement, vr: str, top: bool) -> DataElement:
+        assert self.scope is not None
+        scope = self.scope
+        where = self._where(element.tag)
+        value = element.value
+        text = value.strip() if isinstance(value, str) else ""
+        if element.tag in _CHECKED_ID_TAGS:
+            if not isinstance(value, str | PersonName | None):
+                raise PatientMixError(f"result carries a multi-valued identifier {where}")
+            text = str(value or "").strip()
+            if not text:
+                return copy_element(element)
+            if element.tag in (_PATIENT_ID, _PATIENT_NAME):
+                if text.rstrip("^") != scope.patient_pseudonym:
+                    raise PatientMixError(f"result names another patient {where}")
+                return copy_element(element)
+            expected = (
+                scope.accession_number if element.tag == _ACCESSION_NUMBER else scope.study_id
+            )
+            original = self.original_for(text)
+            if original is None:
+                raise UnknownReferenceError(
+                    f"result carries an identifier unknown to the mapping {where}"
+                )
+            if original != expected:
+                raise PatientMixError(f"result carries another study's identifier {where}")
+            return DataElement(element.tag, vr, original)
+        if (
+            scope.date_offset_days is None
+            or element.keyword in OWN_DATE_KEYWORDS
+            or (top and element.keyword in RESTORED_KEYWORDS)
+        ):
+            return copy_element(element)
+        is_multi = isinstance(value, MultiValue | list)
+        values = list(value) if is_multi else [value]
+        shift = shift_da if vr == "DA" else shift_dt
+        restored: list[str] = []
+        for item in values:
+            item_text = str(getattr(item, "original_string", None) or item or "").strip()
+            if not item_text:
+                restored.append("")
+                continue
+            new = shift(item_text, -scope.date_offset_days)
+            if new is None:
+                raise UnknownReferenceError(f"result carries a date that cannot be mapped {where}")
+            restored.append(new)
+        return DataElement(element.tag, vr, restored if is_multi else restored[0])
+
+
+_PATIENT_ID: Final = BaseTag(0x00100020)
+_PATIENT_NAME: Final = BaseTag(0x00100010)
+_ACCESSION_NUMBER: Final = BaseTag(0x00080050)
+_STUDY_ID: Final = BaseTag(0x00200010)
+_CHECKED_ID_TAGS: Final = frozenset({_PATIENT_ID, _PATIENT_NAME, _ACCESSION_NUMBER, _STUDY_ID})
 
 
 def _original_uid(value: str, original_for: OriginalLookup) -> str:

@@ -27,7 +27,12 @@ import highdicom as hd
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
-from aifi_app.algorithms.findings import AlgorithmIdentity, AlgorithmResult, Finding
+from aifi_app.algorithms.findings import (
+    AlgorithmIdentity,
+    AlgorithmResult,
+    Finding,
+    MeasurementFinding,
+)
 from aifi_app.results.secondary_capture import (
     algorithm_contributing_equipment,
     character_set_for,
@@ -83,7 +88,7 @@ def build_measurement_report(
     studies = {str(source.StudyInstanceUID) for source in sources}
     if len(studies) != 1:
         raise ValueError(f"sources span {len(studies)} studies; one report per study")
-    if not result.findings:
+    if not result.findings and not result.measurements:
         raise ValueError("TID 1500 needs at least one measurement group; result is empty")
     by_uid = {str(source.SOPInstanceUID): source for source in sources}
     algorithm = result.algorithm
@@ -91,6 +96,10 @@ def build_measurement_report(
     groups = [
         _measurement_group(index, finding, algorithm, _source_of(finding, by_uid), sop_instance_uid)
         for index, finding in enumerate(result.findings)
+    ]
+    groups += [
+        _quantity_group(len(groups) + index, measurement, algorithm, by_uid, sop_instance_uid)
+        for index, measurement in enumerate(result.measurements)
     ]
     report = hd.sr.MeasurementReport(
         observation_context=_observation_context(algorithm, device_observer_uid),
@@ -209,6 +218,49 @@ def _measurement_group(
         source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(source)],
         qualitative_evaluations=[evaluation],
         measurements=[probability],
+    )
+
+
+def _quantity_group(
+    index: int,
+    measurement: MeasurementFinding,
+    algorithm: AlgorithmIdentity,
+    by_uid: dict[str, Dataset],
+    sop_instance_uid: str,
+) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    """One TID 1501 group for a measured quantity (e.g. lung volume) on a series."""
+    missing = [u for u in measurement.source_sop_instance_uids if u not in by_uid]
+    if missing:
+        raise ValueError(f"measurement {measurement.label!r} references images not among sources")
+    concept = hd.sr.CodedConcept(
+        measurement.concept.value, measurement.concept.scheme, measurement.concept.meaning
+    )
+    algorithm_id = hd.sr.AlgorithmIdentification(
+        name=_lo(algorithm.name),
+        version=_lo(algorithm.version),
+        parameters=[_lo(measurement.method)],
+        manufacturer=_lo(algorithm.vendor),
+    )
+    quantity = hd.sr.Measurement(
+        name=hd.sr.CodedConcept(
+            measurement.quantity.value, measurement.quantity.scheme, measurement.quantity.meaning
+        ),
+        value=float(measurement.value),
+        unit=hd.sr.CodedConcept(
+            measurement.unit.value, measurement.unit.scheme, measurement.unit.meaning
+        ),
+        algorithm_id=algorithm_id,
+    )
+    sources = [by_uid[u] for u in measurement.source_sop_instance_uids]
+    return hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(
+            uid=_derived_uid(sop_instance_uid, f"measurement-{index}"),
+            identifier=_lo(f"{algorithm.name}: {measurement.label}"),
+        ),
+        finding_type=concept,
+        algorithm_id=algorithm_id,
+        source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(s) for s in sources],
+        measurements=[quantity],
     )
 
 

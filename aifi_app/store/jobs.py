@@ -307,3 +307,37 @@ def retry_job(db: Database, job_id: int, actor: str) -> JobState:
             next_attempt_at=None,
         )
     return target
+
+
+def postpone(db: Database, job_id: int, state: JobState, until: float) -> None:
+    """Look at a job again no earlier than ``until`` (no state change, no audit event)."""
+    with db.transaction() as conn:
+        conn.execute(
+            "UPDATE jobs SET next_attempt_at = ? WHERE id = ? AND state = ?",
+            (until, job_id, state.value),
+        )
+
+
+def studies_with_uid(db: Database, study_uid: str) -> list[dict[str, Any]]:
+    """Every episode received under ``study_uid``, oldest first."""
+    return db.query("SELECT * FROM studies WHERE study_uid = ? ORDER BY episode", (study_uid,))
+
+
+def record_study(db: Database, study_id: int, reason: str) -> None:
+    """Complete -> recorded (kept and shown, not routed), with the reason."""
+    with db.transaction() as conn:
+        cur = conn.execute(
+            "UPDATE studies SET state = ?, reason = ? WHERE id = ? AND state = ?",
+            (StudyState.RECORDED.value, reason, study_id, StudyState.COMPLETE.value),
+        )
+        if cur.rowcount != 1:
+            raise StaleStateError(f"study {study_id} is no longer complete")
+        audit.record(
+            conn,
+            "study",
+            "recorded",
+            study_id=study_id,
+            from_state=StudyState.COMPLETE.value,
+            to_state=StudyState.RECORDED.value,
+            detail=reason,
+        )

@@ -95,4 +95,19 @@ MIGRATIONS: tuple[str, ...] = (
         value TEXT NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 2: algorithm packages: enabled state and a generation counter the service watches
+    """
+    CREATE TABLE algorithm_state (
+        algorithm_id TEXT PRIMARY KEY,
+        enabled INTEGER NOT NULL DEFAULT 1,
+        version TEXT NOT NULL DEFAULT '',
+        installed INTEGER NOT NULL DEFAULT 0,
+        updated_at REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE algorithm_generation (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        generation INTEGER NOT NULL
+    );
+    INSERT INTO algorithm_generation (id, generation) VALUES (1, 0);
+    """,
 )

@@ -52,8 +52,9 @@ def test_500_slice_ct_is_streamed_to_disk(tmp_path: Path) -> None:
             f" peak {peak / 1e6:.0f} MB, growth {(peak - baseline) / 1e6:.0f} MB"
         )
         assert peak - baseline < study_bytes / 10, "receiving held the study in memory"
-        # the goal for the whole service (the model warmed up at start is ~130 MB)
-        assert peak < 300e6
+        # the whole process (Python, NumPy, ONNX Runtime, highdicom imported) stays well under
+        # the study's size; the growth bound above is what shows the streaming
+        assert peak < study_bytes * 0.75
         # bytes are kept as received: the data set after the file meta is identical
         sent = dcmread(sorted(folder.iterdir())[0])
         kept_path = next(p for p in spool if p.stem == str(sent.SOPInstanceUID))

@@ -165,3 +165,53 @@ def test_delivery_gives_up_after_the_bound(tmp_path: Path) -> None:
     assert row["reason"].startswith("not delivered after 1 attempts")
     assert jobs.retry_job(app.db, job["id"], actor="mbb") == JobState.RESULT_RECEIVED
     app.db.close()
+
+
+def test_image_with_burned_in_text_is_rejected_with_the_reason(
+    tmp_path: Path, pacs: DemoPacs
+) -> None:
+    app = Appliance(_settings(tmp_path, pacs.port), secret_for=lambda _: KEY)
+    ds = chest_radiograph(demo_patient(1), phantom_chest())
+    ds.BurnedInAnnotation = "YES"
+    _receive(app, ds, tmp_path)
+    _drain(app)
+    (job,) = app.db.query("SELECT * FROM jobs")
+    assert job["state"] == "rejected"
+    assert "burned-in text" in job["reason"]
+    assert "Burned In Annotation is YES" in job["reason"]
+    assert not list((app.data_dir / "work").rglob("*.dcm"))
+    assert not list(pacs.folder.glob("*.dcm"))
+    app.db.close()
+
+
+def test_result_referencing_the_unknown_is_quarantined_never_sent(
+    tmp_path: Path, pacs: DemoPacs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pydicom import Dataset
+    from pydicom.sequence import Sequence
+
+    from aifi_app.pipeline import processing
+
+    build = processing.build_measurement_report
+
+    def leaky_report(*args, **kwargs):  # type: ignore[no-untyped-def]
+        sr = build(*args, **kwargs)
+        reference = Dataset()
+        reference.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"
+        reference.ReferencedSOPInstanceUID = "2.25.424242"  # nobody's pseudonym
+        sr.ReferencedInstanceSequence = Sequence([reference])
+        return sr
+
+    monkeypatch.setattr(processing, "build_measurement_report", leaky_report)
+    app = Appliance(_settings(tmp_path, pacs.port), secret_for=lambda _: KEY)
+    _receive(app, chest_radiograph(demo_patient(1), phantom_chest()), tmp_path)
+    _drain(app)
+    (job,) = app.db.query("SELECT * FROM jobs")
+    assert job["state"] == "failed"
+    assert "quarantined" in job["reason"]
+    assert "unknown to the mapping" in job["reason"]
+    (kept,) = (app.data_dir / "quarantine" / str(job["id"])).glob("*.dcm")
+    assert dcmread(kept).ReferencedInstanceSequence[0].ReferencedSOPInstanceUID == "2.25.424242"
+    assert not list(pacs.folder.glob("*.dcm"))
+    assert not list((app.data_dir / "results").rglob("*.dcm"))
+    app.db.close()

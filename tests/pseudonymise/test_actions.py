@@ -154,15 +154,22 @@ def test_resolve_combined(code: str, attribute_type: int, expected: Action) -> N
             CT,
             Action.SHIFT_DATE,
         ),
-        # Clean options the appliance cannot perform fall back to the basic profile.
-        ("SeriesDescription", frozenset({O.CLEAN_DESCRIPTORS}), CT, Action.REMOVE),
-        ("StudyDescription", frozenset({O.CLEAN_DESCRIPTORS}), CT, Action.REMOVE),
-        ("ContrastBolusAgent", frozenset({O.CLEAN_DESCRIPTORS}), CT, Action.EMPTY),
+        # Clean Descriptors cleans free text; other cleaning falls back to the basic profile.
+        ("SeriesDescription", frozenset({O.CLEAN_DESCRIPTORS}), CT, Action.CLEAN_TEXT),
+        ("StudyDescription", frozenset({O.CLEAN_DESCRIPTORS}), CT, Action.CLEAN_TEXT),
+        ("ContrastBolusAgent", frozenset({O.CLEAN_DESCRIPTORS}), CT, Action.CLEAN_TEXT),
+        ("SeriesDescription", frozenset(), CT, Action.REMOVE),
         (
             "Allergies",
             frozenset({O.RETAIN_PATIENT_CHARACTERISTICS, O.CLEAN_DESCRIPTORS}),
             CT,
-            Action.REMOVE,
+            Action.CLEAN_TEXT,
+        ),
+        (
+            "ReasonForTheAttributeModification",
+            frozenset({O.CLEAN_DESCRIPTORS}),
+            CT,
+            Action.DUMMY,
         ),
         ("ContentSequence", frozenset({O.CLEAN_STRUCTURED_CONTENT}), SR, Action.DUMMY),
         ("GraphicAnnotationSequence", frozenset({O.CLEAN_GRAPHICS}), CT, Action.DUMMY),

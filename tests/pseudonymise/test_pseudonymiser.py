@@ -445,10 +445,28 @@ def test_safe_private_attributes_are_kept_only_with_the_option(
     )
     source = planted_dataset()
     kept = Pseudonymiser(SECRET, frozenset({Opt.RETAIN_SAFE_PRIVATE})).pseudonymise(source)
-    assert kept[0x00091001].value == PRIVATE_TEXT["value"]
-    assert kept[0x00090010].value == PRIVATE_TEXT["creator"]
+    # a safe-listed element holding text is still removed: only numbers are ever kept
+    assert 0x00091001 not in kept
     assert 0x00091002 not in kept
+    source[0x00091001] = DataElement(0x00091001, "DS", "1.5")
+    kept = Pseudonymiser(SECRET, frozenset({Opt.RETAIN_SAFE_PRIVATE})).pseudonymise(source)
+    assert kept[0x00091001].value == "1.5"
+    assert kept[0x00090010].value == PRIVATE_TEXT["creator"]
     assert 0x00091001 not in Pseudonymiser(SECRET, BASIC).pseudonymise(source)
+
+
+def test_real_safe_private_entries_are_kept_as_numbers_only() -> None:
+    source = Dataset()
+    source.PatientID = "P"
+    source.add(DataElement(0x00190010, "LO", "GEMS_ACQU_01"))
+    source.add(DataElement(0x00191023, "DS", "39.375"))  # Table Speed: safe-listed
+    source.add(DataElement(0x00191024, "UN", b"PHI free text"))  # safe-listed, not a number
+    source.add(DataElement(0x00191025, "DS", "1"))  # not safe-listed
+    kept = Pseudonymiser(SECRET, frozenset({Opt.RETAIN_SAFE_PRIVATE})).pseudonymise(source)
+    assert kept[0x00190010].value == "GEMS_ACQU_01"
+    assert kept[0x00191023].value == "39.375"
+    assert 0x00191024 not in kept
+    assert 0x00191025 not in kept
 
 
 def test_well_known_uids_are_kept_and_instance_uids_replaced() -> None:

@@ -1,0 +1,78 @@
+"""DICOM Segmentation (binary) of an algorithm's mask over the CT series it saw.
+
+Built with highdicom from the pseudonymised source images (one frame per source slice
+that holds any of the mask), in the sources' study and frame of reference; the caller
+passes the series and SOP UIDs. Thread: any (pure CPU).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import highdicom as hd
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.sr.codedict import codes
+
+from aifi_app.algorithms.findings import AlgorithmIdentity, SegmentationMask
+from aifi_app.results.secondary_capture import algorithm_contributing_equipment
+
+__all__ = ["build_segmentation"]
+
+
+def build_segmentation(
+    sources: Sequence[Dataset],
+    segmentation: SegmentationMask,
+    algorithm: AlgorithmIdentity,
+    *,
+    series_instance_uid: str,
+    sop_instance_uid: str,
+    series_number: int,
+    instance_number: int,
+    manufacturer: str = "AIFI Appliance",
+    software_version: str,
+) -> Dataset:
+    """A binary SEG with one segment (``segmentation.concept``) over ``sources``.
+
+    ``sources`` must hold every image named in ``segmentation.source_sop_instance_uids``;
+    raises ``ValueError`` otherwise or when the mask does not fit them.
+    """
+    by_uid = {str(ds.SOPInstanceUID): ds for ds in sources}
+    try:
+        ordered = [by_uid[uid] for uid in segmentation.source_sop_instance_uids]
+    except KeyError as exc:
+        raise ValueError(f"segmentation references an image not among the sources: {exc}") from None
+    mask = np.asarray(segmentation.mask, dtype=bool)
+    if mask.shape[0] != len(ordered):
+        raise ValueError(f"mask has {mask.shape[0]} frames for {len(ordered)} source images")
+    concept = segmentation.concept
+    description = hd.seg.SegmentDescription(
+        segment_number=1,
+        segment_label=segmentation.label[:64],
+        segmented_property_category=codes.SCT.AnatomicalStructure,
+        segmented_property_type=hd.sr.CodedConcept(concept.value, concept.scheme, concept.meaning),
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        algorithm_identification=hd.AlgorithmIdentificationSequence(
+            name=algorithm.name[:64],
+            version=algorithm.version[:64],
+            family=codes.cid7162.MorphologicalOperations,
+        ),
+    )
+    seg = hd.seg.Segmentation(
+        source_images=ordered,
+        pixel_array=mask.astype(np.uint8),
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=[description],
+        series_instance_uid=series_instance_uid,
+        series_number=series_number,
+        sop_instance_uid=sop_instance_uid,
+        instance_number=instance_number,
+        manufacturer=manufacturer,
+        manufacturer_model_name=algorithm.algorithm_id[:64],
+        software_versions=software_version,
+        device_serial_number="0",
+        series_description=f"AI result: {algorithm.name}"[:64],
+        contributing_equipment=[algorithm_contributing_equipment(algorithm)],
+    )
+    ds: Dataset = seg
+    return ds
