@@ -28,6 +28,7 @@ import queue
 import select
 import socket
 import threading
+import time
 from collections.abc import Callable
 from copy import deepcopy
 from datetime import datetime
@@ -333,17 +334,71 @@ def start_server(ae: Any, address: tuple[str, int], handlers: list[Any]) -> Any:
     return server
 
 
-class LowLatencyAE(AE):
-    """An AE whose requested associations use the low-latency socket.
+class RequestorOnly(Association):
+    """A requestor that serves no requests: its loop never takes DIMSE messages.
 
-    Not the low-latency upper layer: a requestor's own association loop still takes
-    DIMSE messages off the queue between pynetdicom's "pause" checks, and with responses
-    arriving at once it can take a C-STORE response meant for ``send_c_store`` (seen
-    under load: "Received unexpected C-STORE service message", then a DIMSE timeout).
+    pynetdicom's association loop takes any DIMSE message off the queue unless a
+    ``send_*`` call has paused it, and that pause has a window: a loop that had just
+    passed its checkpoint still takes one message. With responses coming back at once
+    (quick-ack) on a busy machine it took C-STORE responses meant for ``send_c_store``
+    ("Received unexpected C-STORE service message", then a DIMSE timeout and a failed
+    association). Our SCU never plays an SCP role, so every DIMSE message is a response
+    that the waiting ``send_*`` call takes itself. The rest is pynetdicom 3.0's
+    ``Association._run_reactor`` (release, abort, idle timeout), unchanged.
+    """
+
+    def _run_reactor(self) -> None:
+        self._is_paused = False
+        while not self._kill:
+            time.sleep(0.001)
+            self._is_paused = True
+            self._reactor_checkpoint.wait()
+            self._is_paused = False
+
+            if self.is_established and self.acse.is_release_requested():
+                self.acse.send_release(is_response=True)
+                log.info("Association Released")
+                self.is_released = True
+                self.is_established = False
+                evt.trigger(self, evt.EVT_RELEASED, {})
+                self.kill()
+                return
+
+            if self.acse.is_aborted():
+                log.info("Association Aborted")
+                self.dul.receive_pdu(wait=False)
+                self.is_aborted = True
+                self.is_established = False
+                evt.trigger(self, evt.EVT_ABORTED, {})
+                self.kill()
+                return
+
+            if not self.dul.is_alive():
+                self.kill()
+                return
+
+            if self.dul.idle_timer_expired():
+                log.error("Network timeout reached")
+                self.abort()
+                self.kill()
+                return
+
+
+class LowLatencyAE(AE):
+    """An AE for our SCU: the low-latency socket, and a requestor loop that cannot take
+    a response from ``send_c_store`` (:class:`RequestorOnly`).
+
+    Not the low-latency upper layer: it makes responses arrive sooner still, and the
+    requestor gains little from it next to the socket's quick-ack.
     """
 
     def _create_socket(self, assoc: Association, address: Any, tls_args: Any) -> AssociationSocket:
-        """pynetdicom 3.0's ``ApplicationEntity._create_socket`` with our socket."""
+        """pynetdicom 3.0's ``ApplicationEntity._create_socket`` with our socket.
+
+        ``associate`` calls it on the association it has just made, before starting it:
+        the one place to make that association a :class:`RequestorOnly`.
+        """
+        assoc.__class__ = RequestorOnly
         sock = LowLatencySocket(assoc, address=address)
         if sock.socket is not None:
             tune_socket(sock.socket)
@@ -382,6 +437,7 @@ __all__ = [
     "LowLatencyDUL",
     "LowLatencyRequestHandler",
     "LowLatencySocket",
+    "RequestorOnly",
     "requestor_handlers",
     "start_server",
     "tune_socket",

@@ -147,6 +147,7 @@ def test_low_latency_requestor_stores_and_releases(server: tuple[int, list[Any]]
     slices = list(ct_series(demo_patient(2), 2, size=128))
     assoc = _requestor(low_latency.LowLatencyAE).associate("127.0.0.1", port, ae_title="LOWLAT")
     assert assoc.is_established
+    assert isinstance(assoc, low_latency.RequestorOnly)
     assert isinstance(assoc.dul.socket, low_latency.LowLatencySocket)
     assert assoc.dul.socket.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
     for ds in slices:
