@@ -90,20 +90,22 @@ class Appliance:
             self.secret,
             remote=RemoteDicomStep(self.db, self.data_dir, lambda: self.settings),
         )
+        self.dispatcher = Dispatcher(self.db, self.data_dir, lambda: self.settings)
         self.worker = Worker(
             self.db,
             self.data_dir,
             lambda: self.settings,
             self.processor,
             before_pass=self.catalog.refresh,
+            on_results=self.dispatcher.wake,
         )
-        self.dispatcher = Dispatcher(self.db, self.data_dir, lambda: self.settings)
         node = settings.node
         allowed = tuple(
             dict.fromkeys(
                 (*node.allowed_calling_ae_titles, *(n.ae_title for n in settings.remote_nodes))
             )
         )
+        self._last_stored_study = -1
         self.node = StorageNode(
             NodeConfig(
                 ae_title=node.ae_title,
@@ -117,8 +119,19 @@ class Appliance:
             self.data_dir,
             idle_seconds_for=self.idle_seconds_for,
             late_policy=settings.completion.late_instance_policy,
-            on_stored=self.worker.wake,
+            on_stored=self._instance_stored,
         )
+
+    def _instance_stored(self, study_id: int) -> None:
+        """Wake the worker for a study it may not know yet (association threads).
+
+        An instance of the study stored just before only moves that study's idle timer
+        later, which the worker's wait already allows for; waking it for each slice of a
+        CT would only take time from receiving.
+        """
+        if study_id != self._last_stored_study:
+            self._last_stored_study = study_id
+            self.worker.wake()
 
     def idle_seconds_for(self, modality: str) -> float:
         """The completion idle time: the shortest of the routes that may take this modality."""

@@ -3,6 +3,7 @@ appliance tells anyone it has it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -31,10 +32,30 @@ def fsync_dir(path: Path) -> None:
 def durable_move(src: Path, dest: Path) -> int:
     """Move ``src`` to ``dest`` durably (replacing ``dest``); returns the file size.
 
-    A rename when both are on one file system, a copy otherwise.
+    When ``dest`` is new, the file gets its new name first and is flushed under it: one
+    file-system journal commit then carries both the data and the new name, and the
+    directory's own flush finds little left to do. A crash before the flushes leaves at
+    worst a file nobody has recorded (the caller records it only after this returns),
+    which the sender's resend replaces. An existing ``dest`` (a resend of a recorded
+    instance) is only ever replaced by a file that is already complete on disk.
     """
-    fsync_file(src)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dest)  # never replaces: fails when dest exists
+    except OSError:
+        # dest exists, or a file system without hard links: flush first, then replace
+        _flush_then_replace(src, dest)
+    else:
+        # Windows will not remove a file still open elsewhere: then it goes at next start
+        with contextlib.suppress(OSError):
+            src.unlink()
+        fsync_file(dest)
+    fsync_dir(dest.parent)
+    return dest.stat().st_size
+
+
+def _flush_then_replace(src: Path, dest: Path) -> None:
+    fsync_file(src)
     try:
         src.replace(dest)
     except OSError:
@@ -43,8 +64,6 @@ def durable_move(src: Path, dest: Path) -> int:
         shutil.copyfile(src, tmp)
         fsync_file(tmp)
         tmp.replace(dest)
-    fsync_dir(dest.parent)
-    return dest.stat().st_size
 
 
 def durable_write(dest: Path, data: bytes) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import tempfile
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from pydicom.errors import InvalidDicomError
 from pynetdicom import AE, _config, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
+from aifi_app.dicom_node import low_latency
 from aifi_app.dicom_node.spool import durable_move
 from aifi_app.dicom_node.transfer_syntaxes import (
     ACCEPTED_TRANSFER_SYNTAXES,
@@ -31,7 +31,7 @@ from aifi_app.failpoints import failpoint
 from aifi_app.fault_logging import log_fault
 from aifi_app.store import audit
 from aifi_app.store.database import Database
-from aifi_app.store.receiving import ReceivedInstance, record_instance
+from aifi_app.store.receiving import GroupRecorder, ReceivedInstance
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class StorageNode:
         self._late_policy = late_policy
         self._on_stored = on_stored
         self._server: Any = None
-        self._lock = threading.Lock()
+        self._recorder = GroupRecorder(db)
 
     # --- life cycle -------------------------------------------------------------------
     def start(self) -> None:
@@ -130,8 +130,8 @@ class StorageNode:
             (evt.EVT_C_ECHO, self._handle_echo),
             (evt.EVT_REJECTED, self._handle_rejected),
         ]
-        self._server = ae.start_server(
-            (self.config.bind_address, self.config.port), block=False, evt_handlers=handlers
+        self._server = low_latency.start_server(
+            ae, (self.config.bind_address, self.config.port), handlers
         )
         log.info(
             "DICOM node %s listening on %s:%d",
@@ -239,8 +239,7 @@ class StorageNode:
         failpoint("receive.after_move")
         modality = str(ds.get("Modality") or "")
         try:
-            recorded = record_instance(
-                self.db,
+            recorded = self._recorder.record(
                 ReceivedInstance(
                     study_uid=str(study_uid),
                     series_uid=str(series_uid),

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom import dcmread
-from pynetdicom import AE
+from pynetdicom import _config
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+from aifi_app.dicom_node.low_latency import LowLatencyAE, requestor_handlers
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +61,8 @@ def _check_reachable(peer: Peer, timeout: float) -> None:
         ) from exc
 
 
-def _ae(calling_ae_title: str, timeout: float) -> AE:
-    ae = AE(ae_title=calling_ae_title)
+def _ae(calling_ae_title: str, timeout: float) -> LowLatencyAE:
+    ae = LowLatencyAE(ae_title=calling_ae_title)
     ae.acse_timeout = timeout
     ae.dimse_timeout = timeout
     ae.network_timeout = timeout
@@ -84,7 +86,11 @@ def send_files(
         contexts.add((str(meta.MediaStorageSOPClassUID), str(meta.TransferSyntaxUID)))
     for sop_class, syntax in sorted(contexts):
         ae.add_requested_context(sop_class, [syntax])
-    assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title)
+    # stream each file from disk in PDU-sized pieces instead of decoding it into memory
+    _config.STORE_SEND_CHUNKED_DATASET = True
+    assoc = ae.associate(
+        peer.host, peer.port, ae_title=peer.ae_title, evt_handlers=requestor_handlers()
+    )
     if not assoc.is_established:
         why = "rejected" if assoc.is_rejected else "aborted" if assoc.is_aborted else "no answer"
         raise AssociationFailed(
@@ -120,7 +126,9 @@ def echo(peer: Peer, *, calling_ae_title: str, timeout: float = 10.0) -> int:
     _check_reachable(peer, timeout)
     ae = _ae(calling_ae_title, timeout)
     ae.add_requested_context(Verification)
-    assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title)
+    assoc = ae.associate(
+        peer.host, peer.port, ae_title=peer.ae_title, evt_handlers=requestor_handlers()
+    )
     if not assoc.is_established:
         raise AssociationFailed(f"no association with {peer.ae_title}@{peer.host}:{peer.port}")
     try:

@@ -50,8 +50,11 @@ class Worker:
         processor: JobProcessor,
         *,
         before_pass: Callable[[], object] | None = None,
+        on_results: Callable[[], None] = lambda: None,
     ) -> None:
+        """``on_results`` is called (on the worker thread) when a job has its results."""
         self.db = db
+        self._on_results = on_results
         self.data_dir = data_dir
         self._settings = settings
         self.processor = processor
@@ -87,8 +90,16 @@ class Worker:
                 log_fault(log, "worker pass failed; retrying shortly", exc)
                 busy = False
             if not busy:
-                self._wake.wait(1.0)
+                self._wake.wait(self._idle_wait())
                 self._wake.clear()
+
+    def _idle_wait(self) -> float:
+        """Seconds to sleep: until the next study's idle timer runs out, at most 1 s."""
+        try:
+            due = jobs.next_due_at(self.db)
+        except Exception:  # the database is checked again on the next pass
+            return 1.0
+        return 1.0 if due is None else min(1.0, max(0.0, due - now()))
 
     def run_once(self) -> bool:
         """One pass over every stage; True when it did something."""
@@ -119,6 +130,7 @@ class Worker:
 
     def _run_algorithm(self, job_id: int, *, state: JobState) -> None:
         self.processor.run_algorithm(job_id, state)
+        self._on_results()  # the dispatcher delivers them now, not on its next 1 s tick
 
     # --- stages ---------------------------------------------------------------------------
     def series_headers(self, study_id: int) -> list[Dataset]:

@@ -41,6 +41,15 @@ def due_studies(db: Database, at: float | None = None) -> list[int]:
     return [int(r[0]) for r in rows]
 
 
+def next_due_at(db: Database) -> float | None:
+    """When the earliest idle timer of a receiving study runs out (None: none receiving)."""
+    row = db.conn.execute(
+        "SELECT MIN(complete_due_at) FROM studies WHERE state = ?",
+        (StudyState.RECEIVING.value,),
+    ).fetchone()
+    return None if row is None or row[0] is None else float(row[0])
+
+
 def mark_complete(db: Database, study_id: int) -> bool:
     """Receiving -> complete; False when the study was no longer receiving."""
     with db.transaction() as conn:

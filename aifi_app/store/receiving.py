@@ -7,6 +7,7 @@ the C-STORE success status is sent only after :func:`record_instance` has commit
 from __future__ import annotations
 
 import sqlite3
+import threading
 from dataclasses import dataclass
 
 from aifi_app.store import audit
@@ -81,7 +82,15 @@ def _new_episode(
 def record_instance(
     db: Database, inst: ReceivedInstance, *, idle_seconds: float, late_policy: str
 ) -> Recorded:
-    """Record a stored instance in one transaction; returns where it went.
+    """Record a stored instance in one transaction of its own; returns where it went."""
+    with db.transaction() as conn:
+        return _record(conn, inst, idle_seconds=idle_seconds, late_policy=late_policy)
+
+
+def _record(
+    conn: sqlite3.Connection, inst: ReceivedInstance, *, idle_seconds: float, late_policy: str
+) -> Recorded:
+    """Record a stored instance inside the caller's transaction; returns where it went.
 
     An instance for a study still receiving joins it and restarts its idle timer. An
     instance for a study already processed starts (or joins) a new episode whose kind is
@@ -90,80 +99,146 @@ def record_instance(
     nothing new.
     """
     t = now()
-    with db.transaction() as conn:
-        latest = conn.execute(
-            "SELECT id, episode, state FROM studies WHERE study_uid = ?"
-            " ORDER BY episode DESC LIMIT 1",
-            (inst.study_uid,),
-        ).fetchone()
-        new_study = False
-        seen = conn.execute(
-            "SELECT i.id, i.study_id, s.state FROM instances i JOIN studies s"
-            " ON s.id = i.study_id WHERE s.study_uid = ? AND i.sop_instance_uid = ?"
-            " ORDER BY i.id DESC LIMIT 1",
-            (inst.study_uid, inst.sop_instance_uid),
-        ).fetchone()
-        if seen is not None and seen["state"] not in (StudyState.RECEIVING, StudyState.RECORDED):
-            # a resend of an instance whose study was already processed: keep the newer
-            # file, start nothing
-            conn.execute(
-                "UPDATE instances SET path = ?, size = ?, received_at = ?, calling_ae = ?"
-                " WHERE id = ?",
-                (inst.path, inst.size, t, inst.calling_ae, seen["id"]),
-            )
-            audit.record(
-                conn,
-                "receive",
-                "duplicate_instance",
-                study_id=int(seen["study_id"]),
-                detail=f"instance received again from {inst.calling_ae}; not reprocessed",
-            )
-            return Recorded(int(seen["study_id"]), int(seen["id"]), False, True)
-        if latest is None:
-            study_id = _new_episode(conn, inst, 1, "primary", StudyState.RECEIVING, idle_seconds)
-            new_study = True
-        elif latest["state"] in (StudyState.RECEIVING, StudyState.RECORDED):
-            study_id = int(latest["id"])
-        else:
-            state = StudyState.RECORDED if late_policy == "record" else StudyState.RECEIVING
-            study_id = _new_episode(
-                conn, inst, int(latest["episode"]) + 1, late_policy, state, idle_seconds
-            )
-            new_study = True
-        duplicate = (
-            conn.execute(
-                "SELECT 1 FROM instances WHERE study_id = ? AND sop_instance_uid = ?",
-                (study_id, inst.sop_instance_uid),
-            ).fetchone()
-            is not None
-        )
-        cur = conn.execute(
-            "INSERT INTO instances (study_id, sop_instance_uid, sop_class_uid, series_uid,"
-            " transfer_syntax, path, size, received_at, calling_ae)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (study_id, sop_instance_uid) DO UPDATE SET path = excluded.path,"
-            " size = excluded.size, received_at = excluded.received_at,"
-            " transfer_syntax = excluded.transfer_syntax, calling_ae = excluded.calling_ae"
-            " RETURNING id",
-            (
-                study_id,
-                inst.sop_instance_uid,
-                inst.sop_class_uid,
-                inst.series_uid,
-                inst.transfer_syntax,
-                inst.path,
-                inst.size,
-                t,
-                inst.calling_ae,
-            ),
-        )
-        instance_id = int(cur.fetchone()[0])
-        # the idle timer restarts only while the episode is still receiving
+    latest = conn.execute(
+        "SELECT id, episode, state FROM studies WHERE study_uid = ? ORDER BY episode DESC LIMIT 1",
+        (inst.study_uid,),
+    ).fetchone()
+    new_study = False
+    seen = conn.execute(
+        "SELECT i.id, i.study_id, s.state FROM instances i JOIN studies s"
+        " ON s.id = i.study_id WHERE s.study_uid = ? AND i.sop_instance_uid = ?"
+        " ORDER BY i.id DESC LIMIT 1",
+        (inst.study_uid, inst.sop_instance_uid),
+    ).fetchone()
+    if seen is not None and seen["state"] not in (StudyState.RECEIVING, StudyState.RECORDED):
+        # a resend of an instance whose study was already processed: keep the newer
+        # file, start nothing
         conn.execute(
-            "UPDATE studies SET last_received_at = ?, instance_count = instance_count + ?,"
-            " received_bytes = received_bytes + ?,"
-            " complete_due_at = CASE WHEN state = ? THEN ? + idle_seconds"
-            " ELSE complete_due_at END WHERE id = ?",
-            (t, 0 if duplicate else 1, inst.size, StudyState.RECEIVING.value, t, study_id),
+            "UPDATE instances SET path = ?, size = ?, received_at = ?, calling_ae = ? WHERE id = ?",
+            (inst.path, inst.size, t, inst.calling_ae, seen["id"]),
         )
-        return Recorded(study_id, instance_id, new_study, duplicate)
+        audit.record(
+            conn,
+            "receive",
+            "duplicate_instance",
+            study_id=int(seen["study_id"]),
+            detail=f"instance received again from {inst.calling_ae}; not reprocessed",
+        )
+        return Recorded(int(seen["study_id"]), int(seen["id"]), False, True)
+    if latest is None:
+        study_id = _new_episode(conn, inst, 1, "primary", StudyState.RECEIVING, idle_seconds)
+        new_study = True
+    elif latest["state"] in (StudyState.RECEIVING, StudyState.RECORDED):
+        study_id = int(latest["id"])
+    else:
+        state = StudyState.RECORDED if late_policy == "record" else StudyState.RECEIVING
+        study_id = _new_episode(
+            conn, inst, int(latest["episode"]) + 1, late_policy, state, idle_seconds
+        )
+        new_study = True
+    duplicate = (
+        conn.execute(
+            "SELECT 1 FROM instances WHERE study_id = ? AND sop_instance_uid = ?",
+            (study_id, inst.sop_instance_uid),
+        ).fetchone()
+        is not None
+    )
+    cur = conn.execute(
+        "INSERT INTO instances (study_id, sop_instance_uid, sop_class_uid, series_uid,"
+        " transfer_syntax, path, size, received_at, calling_ae)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (study_id, sop_instance_uid) DO UPDATE SET path = excluded.path,"
+        " size = excluded.size, received_at = excluded.received_at,"
+        " transfer_syntax = excluded.transfer_syntax, calling_ae = excluded.calling_ae"
+        " RETURNING id",
+        (
+            study_id,
+            inst.sop_instance_uid,
+            inst.sop_class_uid,
+            inst.series_uid,
+            inst.transfer_syntax,
+            inst.path,
+            inst.size,
+            t,
+            inst.calling_ae,
+        ),
+    )
+    instance_id = int(cur.fetchone()[0])
+    # the idle timer restarts only while the episode is still receiving
+    conn.execute(
+        "UPDATE studies SET last_received_at = ?, instance_count = instance_count + ?,"
+        " received_bytes = received_bytes + ?,"
+        " complete_due_at = CASE WHEN state = ? THEN ? + idle_seconds"
+        " ELSE complete_due_at END WHERE id = ?",
+        (t, 0 if duplicate else 1, inst.size, StudyState.RECEIVING.value, t, study_id),
+    )
+    return Recorded(study_id, instance_id, new_study, duplicate)
+
+
+@dataclass
+class _Request:
+    inst: ReceivedInstance
+    idle_seconds: float
+    late_policy: str
+    result: Recorded | None = None
+    error: Exception | None = None
+    done: bool = False
+
+
+class GroupRecorder:
+    """Records received instances; callers that arrive together share one commit.
+
+    Every commit of the queue is a flush to disk (``synchronous=FULL``), and with several
+    associations at once that flush, not the work, is what limits receiving. Here the
+    first caller to find no commit running commits every instance queued so far in one
+    transaction (the others wait for it, or lead the next one); each caller returns only
+    once its own instance is committed, so the C-STORE success still means "on disk and
+    in the queue". One caller alone commits at once, as :func:`record_instance` does.
+    A batch that fails is retried one instance per transaction, so one bad instance
+    fails only its own C-STORE. Safe from any thread.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._pending: list[_Request] = []
+        self._pending_lock = threading.Lock()
+        self._commit_lock = threading.Lock()
+
+    def record(self, inst: ReceivedInstance, *, idle_seconds: float, late_policy: str) -> Recorded:
+        """Record ``inst``; returns once it is committed. Raises what recording raised."""
+        request = _Request(inst, idle_seconds, late_policy)
+        with self._pending_lock:
+            self._pending.append(request)
+        with self._commit_lock:
+            if not request.done:
+                with self._pending_lock:
+                    batch, self._pending = self._pending, []
+                self._commit(batch)
+        if request.error is not None:
+            raise request.error
+        assert request.result is not None
+        return request.result
+
+    def _commit(self, batch: list[_Request]) -> None:
+        try:
+            with self._db.transaction() as conn:
+                results = [
+                    _record(conn, r.inst, idle_seconds=r.idle_seconds, late_policy=r.late_policy)
+                    for r in batch
+                ]
+        except Exception as exc:
+            if len(batch) == 1:
+                batch[0].error = exc
+            else:
+                for r in batch:
+                    try:
+                        r.result = record_instance(
+                            self._db, r.inst, idle_seconds=r.idle_seconds, late_policy=r.late_policy
+                        )
+                    except Exception as one:
+                        r.error = one
+        else:
+            for r, result in zip(batch, results, strict=True):
+                r.result = result
+        for r in batch:
+            r.done = True

@@ -51,13 +51,19 @@ class Orthanc:
         self.config_path.write_text(json.dumps(config))
         self.log = (workdir / "orthanc.log").open("w")
         self.proc: subprocess.Popen[bytes] | None = None
+        self.nodelay = True
+        """TCP_NODELAY=1 in Orthanc's environment (its DCMTK keeps Nagle's algorithm on
+        without it, as a stock installation does)."""
 
     def start(self) -> Orthanc:
         self.proc = subprocess.Popen(
             [str(ORTHANC), str(self.config_path)],
             stdout=self.log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "TCP_NODELAY": "1"},
+            env={
+                **{k: v for k, v in os.environ.items() if k != "TCP_NODELAY"},
+                **({"TCP_NODELAY": "1"} if self.nodelay else {}),
+            },
         )
         wait_for_port(self.http_port, 60)
         wait_for_port(self.dicom_port, 60)
@@ -88,6 +94,11 @@ class Orthanc:
         )
         with urllib.request.urlopen(req, timeout=30) as rsp:
             return json.loads(rsp.read())
+
+    def delete(self, path: str) -> None:
+        req = urllib.request.Request(f"http://127.0.0.1:{self.http_port}{path}", method="DELETE")
+        with urllib.request.urlopen(req, timeout=30):
+            pass
 
     def instances_of_study(self, study_uid: str) -> list[dict[str, Any]]:
         """Every instance Orthanc holds for the study, with its main tags."""

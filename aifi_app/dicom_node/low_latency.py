@@ -1,0 +1,444 @@
+"""pynetdicom's acceptor without its polling sleeps, and sockets that do not wait on Nagle.
+
+pynetdicom runs each association as two polling loops: the upper-layer reactor
+(``DULServiceProvider.run_reactor``) sleeps 1 ms whenever the socket has nothing to read,
+and the acceptor's loop (``Association._run_reactor``) sleeps 1 ms before every look at
+its message queue. A C-STORE waits on both several times (the command, each data PDU, the
+response), and it reads the socket 4 KiB at a time. Measured on a 500-slice CT, most of
+the receive time was those sleeps and reads, not our handler.
+
+Here the same loops wait on what they are waiting for instead: the upper layer blocks in
+``select`` on the peer's socket and a wake-up pipe that every locally sent primitive
+pokes, and the acceptor blocks on its message queue. A PDU is read with ``recv_into`` into
+one buffer. Accepted sockets get TCP_NODELAY, and TCP_QUICKACK is re-armed before every
+read, so that a peer that keeps Nagle's algorithm on (DCMTK and Orthanc do unless told
+otherwise) is not held up by our delayed acknowledgements.
+
+The two loops are copies of pynetdicom 3.0's with only the waiting changed; the test
+``tests/dicom_node/test_low_latency.py`` pins the upstream source they were copied from,
+so a pynetdicom upgrade that changes them fails that test instead of the node.
+Everything here runs on pynetdicom's association threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable
+from copy import deepcopy
+from datetime import datetime
+from typing import Any, cast
+
+from pynetdicom import AE, evt
+from pynetdicom._globals import MODE_ACCEPTOR
+from pynetdicom.association import Association
+from pynetdicom.dul import DULServiceProvider
+from pynetdicom.pdu import A_ABORT_RQ
+from pynetdicom.transport import AssociationSocket, RequestHandler
+
+log = logging.getLogger(__name__)
+
+# Upper bound on one blocking wait: timers (ARTIM, the network idle timer) are checked at
+# least this often, and a wake-up that was somehow missed costs no more than this.
+MAX_WAIT_SECONDS = 0.05
+
+_HAS_QUICKACK = hasattr(socket, "TCP_QUICKACK")
+
+
+def tune_socket(sock: socket.socket) -> None:
+    """TCP_NODELAY (our writes leave at once) and TCP_QUICKACK (we acknowledge at once).
+
+    Quick-ack mode does not last on Linux: re-arm it before each read (:func:`quickack`).
+    """
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    quickack(sock)
+
+
+def quickack(sock: socket.socket) -> None:
+    """Ask the kernel to acknowledge the next segments at once (Linux; no-op elsewhere)."""
+    if _HAS_QUICKACK:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+
+
+class LowLatencySocket(AssociationSocket):
+    """An association socket that reads whole PDUs with ``recv_into``."""
+
+    def recv(self, nr_bytes: int) -> bytearray:
+        """Read ``nr_bytes`` (fewer only when the peer closed the connection)."""
+        sock = cast(socket.socket, self.socket)
+        buffer = bytearray(nr_bytes)
+        view = memoryview(buffer)
+        nr_read = 0
+        while nr_read < nr_bytes:
+            quickack(sock)
+            n = sock.recv_into(view[nr_read:], min(nr_bytes - nr_read, 1 << 20))
+            if not n:
+                del view
+                del buffer[nr_read:]
+                return buffer
+            nr_read += n
+        return buffer
+
+
+class _NotifyingQueue(queue.Queue[Any]):
+    """A queue that calls ``on_put`` after each put (from the putting thread)."""
+
+    def __init__(self, on_put: Callable[[], None]) -> None:
+        super().__init__()
+        self._on_put = on_put
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        super().put(item, block, timeout)
+        self._on_put()
+
+
+class LowLatencyDUL(DULServiceProvider):
+    """The upper-layer reactor, waiting in ``select`` instead of sleeping 1 ms at a time."""
+
+    def __init__(self, assoc: Association) -> None:
+        super().__init__(assoc)
+        # A release or abort request for the association's loop: let it look at once,
+        # rather than after its wait on the message queue runs out.
+        self.to_user_queue = _NotifyingQueue(self._nudge_association)
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+
+    def _nudge_association(self) -> None:
+        if self.assoc.is_acceptor:
+            self.assoc.dimse.msg_queue.put((None, None))
+
+    def wake(self) -> None:
+        """Interrupt a wait of the reactor; safe from any thread."""
+        with contextlib.suppress(OSError):  # full (already woken) or closed (finished)
+            self._wake_w.send(b"\0")
+
+    def send_pdu(self, primitive: Any) -> None:
+        super().send_pdu(primitive)
+        self.wake()
+
+    def kill_dul(self) -> None:
+        super().kill_dul()
+        self.wake()
+
+    def _wait_for_work(self) -> None:
+        """Block until the peer sent something, a primitive was queued, or the time is up."""
+        assoc_sock = self.socket
+        raw = assoc_sock.socket if assoc_sock is not None else None
+        connected = getattr(assoc_sock, "_is_connected", False)
+        if raw is None or not connected or raw.fileno() < 0:
+            # not connected yet, or closed: nothing to select on
+            self._wake_r_wait(0.001)
+            return
+        try:
+            ready, _, _ = select.select([raw, self._wake_r], [], [], MAX_WAIT_SECONDS)
+        except (OSError, ValueError):
+            return  # the socket went away; the reactor notices on its next look
+        if self._wake_r in ready:
+            self._drain_wake()
+
+    def _wake_r_wait(self, timeout: float) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            ready, _, _ = select.select([self._wake_r], [], [], timeout)
+            if ready:
+                self._drain_wake()
+
+    def _drain_wake(self) -> None:
+        with contextlib.suppress(OSError):
+            while self._wake_r.recv(4096):
+                pass
+
+    def run_reactor(self) -> None:
+        """pynetdicom 3.0's ``DULServiceProvider.run_reactor``; only the wait differs."""
+        try:
+            self._run_reactor_loop()
+        finally:
+            self._wake_r.close()
+            self._wake_w.close()
+
+    def _run_reactor_loop(self) -> None:
+        self._idle_timer.start()
+        self.socket = cast("AssociationSocket", self.socket)
+        sleep = False
+
+        while True:
+            if not self.assoc._dul_ready.is_set():
+                self.assoc._dul_ready.set()
+                sleep = True
+
+            if sleep:
+                self._wait_for_work()
+
+            if self._kill_thread:
+                break
+
+            if self.artim_timer.expired:
+                self.event_queue.put("Evt18")
+
+            try:
+                if self._process_recv_primitive():
+                    pass
+                elif self._is_transport_event():
+                    self._idle_timer.restart()
+            except Exception as exc:
+                log.error("Exception in DUL.run(), aborting association")
+                log.exception(exc)
+                abort_pdu = A_ABORT_RQ()
+                abort_pdu.source = 0x02
+                abort_pdu.reason_diagnostic = 0x00
+                self.socket.send(abort_pdu.encode())
+                self.assoc.is_aborted = True
+                self.assoc.is_established = False
+                self.assoc._kill = True
+                self._kill_thread = True
+                return
+
+            try:
+                event = self.event_queue.get(block=False)
+            except queue.Empty:
+                sleep = True
+                continue
+
+            self.state_machine.do_action(event)
+            sleep = False
+
+
+class LowLatencyAssociation(Association):
+    """An association whose acceptor loop blocks on its message queue instead of polling."""
+
+    def __init__(self, ae: Any, mode: str) -> None:
+        super().__init__(ae, mode)
+        self.dul = LowLatencyDUL(self)
+        # the timeouts live in the DUL's timers: set them again on the new one
+        self.acse_timeout = self.ae.acse_timeout
+        self.network_timeout = self.ae.network_timeout
+
+    def _next_message(self) -> tuple[Any, Any]:
+        try:
+            return cast(tuple[Any, Any], self.dimse.msg_queue.get(timeout=MAX_WAIT_SECONDS))
+        except queue.Empty:
+            return None, None
+
+    def _run_reactor(self) -> None:
+        """pynetdicom 3.0's ``Association._run_reactor``; only the wait differs."""
+        self._is_paused = False
+        while not self._kill:
+            self._is_paused = True
+            self._reactor_checkpoint.wait()
+            self._is_paused = False
+
+            context_id, msg = self._next_message()
+            if msg:
+                self._serve_request(msg, cast(int, context_id))
+
+            if self.is_established and self.acse.is_release_requested():
+                self.acse.send_release(is_response=True)
+                log.info("Association Released")
+                self.is_released = True
+                self.is_established = False
+                evt.trigger(self, evt.EVT_RELEASED, {})
+                self.kill()
+                return
+
+            if self.acse.is_aborted():
+                log_msg = "Association Aborted"
+                if self.acse.is_aborted("a-p-abort"):
+                    log_msg += " (A-P-ABORT)"
+                log.info(log_msg)
+                self.dul.receive_pdu(wait=False)
+                self.is_aborted = True
+                self.is_established = False
+                evt.trigger(self, evt.EVT_ABORTED, {})
+                self.kill()
+                return
+
+            if not self.dul.is_alive():
+                self.kill()
+                return
+
+            if self.dul.idle_timer_expired():
+                log.error("Network timeout reached")
+                if self.network_timeout_response == "A-RELEASE":
+                    self._is_paused = True
+                    self._reactor_checkpoint.wait()
+                    self.release()
+                    self._is_paused = False
+                else:
+                    self.abort()
+
+                self.kill()
+                return
+
+
+class LowLatencyRequestHandler(RequestHandler):
+    """pynetdicom's request handler, making :class:`LowLatencyAssociation` acceptors."""
+
+    def _create_association(self) -> Association:
+        """pynetdicom 3.0's ``RequestHandler._create_association`` with our classes."""
+        tune_socket(self.request)
+        assoc = LowLatencyAssociation(self.ae, MODE_ACCEPTOR)
+        assoc._server = self.server
+
+        timestamp = datetime.strftime(datetime.now(), "%Y%m%d%H%M%S")
+        assoc.name = f"AcceptorThread@{timestamp}"
+
+        sock = LowLatencySocket(assoc, client_socket=self.request)
+        assoc.set_socket(sock)
+
+        assoc.acceptor.maximum_length = self.ae.maximum_pdu_size
+        assoc.acceptor.ae_title = self.server.ae_title
+        assoc.acceptor.address_info = self.local
+        assoc.acceptor.implementation_class_uid = self.ae.implementation_class_uid
+        assoc.acceptor.implementation_version_name = self.ae.implementation_version_name
+        assoc.acceptor.supported_contexts = deepcopy(self.server.contexts)
+
+        assoc.requestor.address_info = self.remote
+
+        for event in self.server._handlers:
+            if event.is_intervention and self.server._handlers[event]:
+                assoc.bind(event, *self.server._handlers[event])
+            elif isinstance(event, evt.NotificationEvent):
+                for handler in self.server._handlers[event]:
+                    handler = cast(evt._HandlerBase, handler)
+                    assoc.bind(event, handler[0], handler[1])
+
+        return assoc
+
+
+def start_server(ae: Any, address: tuple[str, int], handlers: list[Any]) -> Any:
+    """Start ``ae``'s association server with the low-latency acceptor, on its own thread.
+
+    The same as ``ae.start_server(address, block=False, evt_handlers=handlers)``, through
+    pynetdicom's public ``make_server`` and its ``request_handler`` parameter.
+    """
+    from pynetdicom.transport import ThreadedAssociationServer
+
+    server = ae.make_server(
+        address,
+        evt_handlers=handlers,
+        server_class=ThreadedAssociationServer,
+        request_handler=LowLatencyRequestHandler,
+    )
+    thread = threading.Thread(
+        target=server.serve_forever, name=f"AcceptorServer@{address[1]}", daemon=True
+    )
+    thread.start()
+    ae._servers.append(server)
+    return server
+
+
+class RequestorOnly(Association):
+    """A requestor that serves no requests: its loop never takes DIMSE messages.
+
+    pynetdicom's association loop takes any DIMSE message off the queue unless a
+    ``send_*`` call has paused it, and that pause has a window: a loop that had just
+    passed its checkpoint still takes one message. With responses coming back at once
+    (quick-ack) on a busy machine it took C-STORE responses meant for ``send_c_store``
+    ("Received unexpected C-STORE service message", then a DIMSE timeout and a failed
+    association). Our SCU never plays an SCP role, so every DIMSE message is a response
+    that the waiting ``send_*`` call takes itself. The rest is pynetdicom 3.0's
+    ``Association._run_reactor`` (release, abort, idle timeout), unchanged.
+    """
+
+    def _run_reactor(self) -> None:
+        self._is_paused = False
+        while not self._kill:
+            time.sleep(0.001)
+            self._is_paused = True
+            self._reactor_checkpoint.wait()
+            self._is_paused = False
+
+            if self.is_established and self.acse.is_release_requested():
+                self.acse.send_release(is_response=True)
+                log.info("Association Released")
+                self.is_released = True
+                self.is_established = False
+                evt.trigger(self, evt.EVT_RELEASED, {})
+                self.kill()
+                return
+
+            if self.acse.is_aborted():
+                log.info("Association Aborted")
+                self.dul.receive_pdu(wait=False)
+                self.is_aborted = True
+                self.is_established = False
+                evt.trigger(self, evt.EVT_ABORTED, {})
+                self.kill()
+                return
+
+            if not self.dul.is_alive():
+                self.kill()
+                return
+
+            if self.dul.idle_timer_expired():
+                log.error("Network timeout reached")
+                self.abort()
+                self.kill()
+                return
+
+
+class LowLatencyAE(AE):
+    """An AE for our SCU: the low-latency socket, and a requestor loop that cannot take
+    a response from ``send_c_store`` (:class:`RequestorOnly`).
+
+    Not the low-latency upper layer: it makes responses arrive sooner still, and the
+    requestor gains little from it next to the socket's quick-ack.
+    """
+
+    def _create_socket(self, assoc: Association, address: Any, tls_args: Any) -> AssociationSocket:
+        """pynetdicom 3.0's ``ApplicationEntity._create_socket`` with our socket.
+
+        ``associate`` calls it on the association it has just made, before starting it:
+        the one place to make that association a :class:`RequestorOnly`.
+        """
+        assoc.__class__ = RequestorOnly
+        sock = LowLatencySocket(assoc, address=address)
+        if sock.socket is not None:
+            tune_socket(sock.socket)
+        sock.tls_args = tls_args
+        return sock
+
+
+def requestor_handlers() -> list[Any]:
+    """Event handlers that tune an SCU's socket: TCP_NODELAY once, TCP_QUICKACK per PDU.
+
+    pynetdicom's public events give us the socket without subclassing the requestor:
+    ``EVT_CONN_OPEN`` once connected, ``EVT_DATA_RECV`` after each PDU read.
+    """
+
+    def raw_socket(event: Any) -> socket.socket | None:
+        assoc_sock = getattr(event.assoc.dul, "socket", None)
+        raw = getattr(assoc_sock, "socket", None)
+        return raw if isinstance(raw, socket.socket) else None
+
+    def on_open(event: Any) -> None:
+        raw = raw_socket(event)
+        if raw is not None:
+            tune_socket(raw)
+
+    def on_data(event: Any) -> None:
+        raw = raw_socket(event)
+        if raw is not None:
+            quickack(raw)
+
+    return [(evt.EVT_CONN_OPEN, on_open), (evt.EVT_DATA_RECV, on_data)]
+
+
+__all__ = [
+    "LowLatencyAE",
+    "LowLatencyAssociation",
+    "LowLatencyDUL",
+    "LowLatencyRequestHandler",
+    "LowLatencySocket",
+    "RequestorOnly",
+    "requestor_handlers",
+    "start_server",
+    "tune_socket",
+]

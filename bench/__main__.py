@@ -1,0 +1,193 @@
+"""``python -m bench [--quick] [--only SECTION ...]``: every benchmark, ours beside the peer's.
+
+Prints one table: for each benchmark our median, the peer's median in the same run, and
+the ratio (our throughput over the peer's; above 1 means we are faster). See README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from bench import appliance_runs, data, send_runs
+from bench.peers import StoreSCP, clear_orthanc, start_orthanc, storescu
+from bench.report import Row, median_of
+
+
+def ingest(work: Path, ct: list[Path], rx: list[Path], runs: int) -> list[Row]:
+    ct_mb, rx_mb = data.size_of(ct) / 1e6, data.size_of(rx) / 1e6
+    quarters = [ct[i::4] for i in range(4)]
+    rows = []
+    ours_ct = median_of(runs, lambda: appliance_runs.ingest(work / "a", [ct]))
+    ours_rx = median_of(runs, lambda: appliance_runs.ingest(work / "a", [rx]))
+    ours_4 = median_of(runs, lambda: appliance_runs.ingest(work / "a", quarters))
+
+    scp = StoreSCP(work / "storescp", nodelay=True).start()
+    try:
+
+        def to_scp(paths: list[Path]) -> float:
+            scp.clear()
+            return storescu(paths, scp.port, called=scp.ae_title)
+
+        scp_ct = median_of(runs, lambda: to_scp(ct))
+        scp_rx = median_of(runs, lambda: to_scp(rx))
+    finally:
+        scp.stop()
+    fork = StoreSCP(work / "storescp-fork", nodelay=True, fork=True).start()
+    try:
+
+        def to_fork() -> float:
+            fork.clear()
+            return appliance_runs.concurrent_storescu(quarters, fork.port, fork.ae_title)
+
+        fork_4 = median_of(runs, to_fork)
+    finally:
+        fork.stop()
+    orthanc = start_orthanc(work / "orthanc-ingest", nodelay=True)
+    try:
+
+        def to_orthanc(paths: list[Path]) -> float:
+            clear_orthanc(orthanc)
+            return storescu(paths, orthanc.dicom_port, called=orthanc.aet)
+
+        def to_orthanc_4() -> float:
+            clear_orthanc(orthanc)
+            return appliance_runs.concurrent_storescu(quarters, orthanc.dicom_port, orthanc.aet)
+
+        orthanc_ct = median_of(runs, lambda: to_orthanc(ct))
+        orthanc_rx = median_of(runs, lambda: to_orthanc(rx))
+        orthanc_4 = median_of(runs, to_orthanc_4)
+    finally:
+        orthanc.stop()
+    n = len(ct)
+    rows += [
+        Row(f"ingest CT {n} slices", ours_ct, "storescp", scp_ct, megabytes=ct_mb),
+        Row(f"ingest CT {n} slices", ours_ct, "Orthanc", orthanc_ct, megabytes=ct_mb),
+        Row("ingest CT, 4 associations", ours_4, "storescp --fork", fork_4, megabytes=ct_mb),
+        Row("ingest CT, 4 associations", ours_4, "Orthanc", orthanc_4, megabytes=ct_mb),
+        Row("ingest radiograph study (2)", ours_rx, "storescp", scp_rx, megabytes=rx_mb),
+        Row("ingest radiograph study (2)", ours_rx, "Orthanc", orthanc_rx, megabytes=rx_mb),
+    ]
+    return rows
+
+
+def send(work: Path, ct: list[Path], runs: int) -> list[Row]:
+    ct_mb = data.size_of(ct) / 1e6
+    rows = []
+    scp = StoreSCP(work / "storescp-stock", nodelay=False).start()
+    try:
+
+        def ours_scp() -> float:
+            scp.clear()
+            return send_runs.our_scu(ct, scp.port, scp.ae_title)
+
+        def dcmtk_scp() -> float:
+            scp.clear()
+            return storescu(ct, scp.port, called=scp.ae_title)
+
+        rows.append(
+            Row(
+                "send CT to stock storescp",
+                median_of(runs, ours_scp),
+                "DCMTK storescu",
+                median_of(1, dcmtk_scp),  # Nagle-bound, 25 s and steady: one run
+                megabytes=ct_mb,
+            )
+        )
+    finally:
+        scp.stop()
+    tuned = StoreSCP(work / "storescp-nodelay", nodelay=True).start()
+    try:
+
+        def ours_tuned() -> float:
+            tuned.clear()
+            return send_runs.our_scu(ct, tuned.port, tuned.ae_title)
+
+        def dcmtk_tuned() -> float:
+            tuned.clear()
+            return storescu(ct, tuned.port, called=tuned.ae_title)
+
+        rows.append(
+            Row(
+                "send CT to storescp TCP_NODELAY=1",
+                median_of(runs, ours_tuned),
+                "DCMTK storescu",
+                median_of(runs, dcmtk_tuned),
+                megabytes=ct_mb,
+            )
+        )
+    finally:
+        tuned.stop()
+    orthanc = start_orthanc(work / "orthanc-stock", nodelay=False)
+    try:
+
+        def ours_orthanc() -> float:
+            clear_orthanc(orthanc)
+            return send_runs.our_scu(ct, orthanc.dicom_port, orthanc.aet)
+
+        def dcmtk_orthanc() -> float:
+            clear_orthanc(orthanc)
+            return storescu(ct, orthanc.dicom_port, called=orthanc.aet)
+
+        rows.append(
+            Row(
+                "send CT to stock Orthanc",
+                median_of(runs, ours_orthanc),
+                "DCMTK storescu",
+                median_of(1, dcmtk_orthanc),  # Nagle-bound, 25 s and steady: one run
+                megabytes=ct_mb,
+            )
+        )
+    finally:
+        orthanc.stop()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "--quick", action="store_true", help="100 slices, one run each (a smoke test)"
+    )
+    parser.add_argument("--runs", type=int, default=3, help="runs per figure (median)")
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        choices=["ingest", "send", "e2e", "memory", "startup"],
+        help="run only these sections",
+    )
+    args = parser.parse_args()
+    runs = 1 if args.quick else args.runs
+    slices = 100 if args.quick else 500
+    sections = set(args.only or ["ingest", "send", "e2e", "memory", "startup"])
+    rows: list[Row] = []
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="aifi-bench-") as tmp:
+        work = Path(tmp)
+        ct = data.make_ct(work / "ct", slices)
+        rx = data.make_radiograph_study(work / "rx")
+        if "ingest" in sections:
+            rows += ingest(work, ct, rx, runs)
+        if "send" in sections:
+            rows += send(work, ct, runs)
+        if "e2e" in sections:
+            rows += appliance_runs.end_to_end(work, rx, runs)
+        if "memory" in sections:
+            rows += appliance_runs.memory(work, ct)
+        if "startup" in sections:
+            rows += appliance_runs.startup(work, max(runs, 3))
+    print(f"\n{'benchmark':<38} {'ours (median)':<22} {'peer':<24} {'peer (median)':<22} ratio")
+    for row in rows:
+        print(row.line())
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(
+        f"\nload average at the end {load} on {os.cpu_count()} CPUs;"
+        f" {runs} run(s) per figure; ratio = our throughput / the peer's (>1: we are faster);"
+        f" whole run {time.monotonic() - started:.0f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()

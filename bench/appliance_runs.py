@@ -1,0 +1,146 @@
+"""Benchmarks that run the appliance as ``aifi-app serve`` (its own process, as deployed)."""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+from bench import data
+from bench.peers import STORESCU, dcmtk_env, start_orthanc
+from bench.report import Row
+from tests.helpers.appliance import ApplianceProcess, all_jobs
+from tests.helpers.ports import free_port
+
+
+def concurrent_storescu(groups: list[list[Path]], port: int, called: str) -> float:
+    """One DCMTK storescu per group, all at once; seconds until the last one is done."""
+    started = time.perf_counter()
+    procs = [
+        subprocess.Popen(
+            [STORESCU, "-aet", "STORESCU", "-aec", called, "-nh", "127.0.0.1", str(port)]
+            + [str(p) for p in group],
+            env=dcmtk_env(True),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for group in groups
+    ]
+    codes = [p.wait(600) for p in procs]
+    elapsed = time.perf_counter() - started
+    if any(codes):
+        raise RuntimeError(f"storescu failed: exit codes {codes}")
+    return elapsed
+
+
+def ingest(workdir: Path, groups: list[list[Path]]) -> float:
+    """Seconds for storescu (one association per group) to store into a fresh appliance."""
+    shutil.rmtree(workdir, ignore_errors=True)
+    app = ApplianceProcess(workdir, pacs=None, idle_seconds=600).start()
+    try:
+        elapsed = concurrent_storescu(groups, app.port, app.ae_title)
+        stored = sum(s["instance_count"] for s in app.status()["studies"])
+        expected = sum(len(g) for g in groups)
+        if stored != expected:
+            raise RuntimeError(f"appliance recorded {stored} of {expected} instances")
+        return elapsed
+    finally:
+        app.stop()
+
+
+def end_to_end(work: Path, rx: list[Path], runs: int) -> list[Row]:
+    """Last instance of a radiograph study sent -> its results stored in Orthanc."""
+    idle = 0.1
+    port = free_port()
+    orthanc = start_orthanc(work / "orthanc-pacs", nodelay=False)
+    app = ApplianceProcess(
+        work / "e2e", pacs=(orthanc.aet, orthanc.dicom_port), idle_seconds=idle, port=port
+    ).start()
+    try:
+        times = []
+        expected = 0
+        for n in range(runs + 1):  # the first run warms the model up and counts the results
+            study = data.make_radiograph_study(work / f"e2e-study-{n}", size=1024)
+            study_uid = str(_study_uid(study[0]))
+            subprocess.run(
+                [STORESCU, "-aet", "STORESCU", "-aec", app.ae_title, "-nh", "127.0.0.1"]
+                + [str(app.port)]
+                + [str(p) for p in study],
+                env=dcmtk_env(True),
+                check=True,
+                capture_output=True,
+            )
+            sent = time.perf_counter()
+            if n == 0:
+                app.wait_for(all_jobs("delivered", 1), what="the first job to be delivered")
+                expected = len(orthanc.instances_of_study(study_uid))
+                continue
+            while len(_find(orthanc, study_uid)) < expected:
+                if time.perf_counter() - sent > 120:
+                    raise RuntimeError("results did not arrive in Orthanc")
+                time.sleep(0.01)
+            times.append(time.perf_counter() - sent)
+    finally:
+        app.stop()
+        orthanc.stop()
+    return [
+        Row(
+            f"end to end radiograph (idle {idle} s)",
+            statistics.median(times),
+            "goal < 1 s + model time",
+            None,
+        )
+    ]
+
+
+def _study_uid(path: Path) -> object:
+    from pydicom import dcmread
+
+    return dcmread(path, stop_before_pixels=True).StudyInstanceUID
+
+
+def _find(orthanc: object, study_uid: str) -> list[str]:
+    found: list[str] = orthanc.post(  # type: ignore[attr-defined]
+        "/tools/find", {"Level": "Instance", "Query": {"StudyInstanceUID": study_uid}}
+    )
+    return found
+
+
+def memory(work: Path, ct: list[Path]) -> list[Row]:
+    """Peak resident memory of the service while it receives and processes the CT."""
+    app = ApplianceProcess(work / "memory", pacs=None, idle_seconds=0.5).start()
+    try:
+        baseline = app.rss_bytes()
+        concurrent_storescu([ct], app.port, app.ae_title)
+        app.wait_for(
+            lambda s: bool(s["studies"]) and s["studies"][0]["state"] != "receiving",
+            what="the CT to be processed",
+        )
+        peak = app.peak_rss_bytes()
+    finally:
+        app.stop()
+    return [
+        Row(
+            f"peak RSS, CT {len(ct)} slices (idle {baseline / 1e6:.0f} MB)",
+            peak / 1e6,
+            "goal < 300 MB",
+            None,
+            unit="MB",
+        )
+    ]
+
+
+def startup(work: Path, runs: int) -> list[Row]:
+    """Launch of ``aifi-app serve`` to its port accepting connections."""
+    app = ApplianceProcess(work / "startup", pacs=None)
+    app.start()  # the first start makes the database and the key; not measured
+    app.stop()
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        app.start()
+        times.append(time.perf_counter() - started)
+        app.stop()
+    return [Row("start-up to accepting associations", statistics.median(times), "goal < 2 s", None)]
