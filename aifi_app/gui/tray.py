@@ -30,10 +30,10 @@ def health_of(rows: Iterable[QueueRow]) -> Health:
 
 
 def newly_failed(previous: dict[tuple[str, int], str], rows: Iterable[QueueRow]) -> list[QueueRow]:
-    """Jobs that are failed now and were shown, not failed, before."""
-    return [
-        r for r in rows if r.state == "failed" and r.key in previous and previous[r.key] != "failed"
-    ]
+    """Jobs that are failed now and were not failed in the previous snapshot, including
+    jobs that appeared and failed between two snapshots (the first snapshot after start-up
+    is the baseline and notifies nothing: see :meth:`StatusTray.update`)."""
+    return [r for r in rows if r.state == "failed" and previous.get(r.key) != "failed"]
 
 
 _HEALTH_ICON = {Health.WELL: "delivered", Health.WARNINGS: "rejected", Health.FAILURES: "failed"}

@@ -90,8 +90,10 @@ def test_failed_job_is_retried_from_the_gui(qtbot, make_appliance, make_window, 
     index = window.queue_model.index(0, REASON)
     assert "PACS not reachable" in index.data()
     assert window.queue_model.index(0, STATE).data() == "failed"
-    assert window.tray.health == "failures"
-    assert window.tray.notifications and "failed" in window.tray.notifications[0][0]
+    # the tray learns of it from the same change feed, possibly a tick later
+    qtbot.waitUntil(lambda: window.tray.health == "failures", timeout=10_000)
+    qtbot.waitUntil(lambda: bool(window.tray.notifications), timeout=10_000)
+    assert "failed" in window.tray.notifications[0][0]
 
     # the PACS comes back; a radiographer selects the job and clicks Retry
     received: list[str] = []

@@ -90,8 +90,8 @@ def test_tray_health_and_failure_notifications() -> None:
     assert health_of([_row(1, "failed"), _row(2, "rejected")]) == Health.FAILURES
     before = {("job", 1): "submitted", ("job", 2): "failed"}
     now = [_row(1, "failed"), _row(2, "failed"), _row(3, "failed")]
-    # job 2 was failed already, job 3 was never seen (e.g. at start-up): no notification
-    assert [r.job_id for r in newly_failed(before, now)] == [1]
+    # job 2 was failed already; job 3 appeared and failed between two snapshots
+    assert [r.job_id for r in newly_failed(before, now)] == [1, 3]
 
 
 def test_aifi_app_without_a_command_opens_the_gui(monkeypatch) -> None:  # type: ignore[no-untyped-def]
