@@ -11,14 +11,13 @@ nothing at the PACS.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
 from aifi_app.config.settings import Settings
 from aifi_app.dicom_node.storage_scu import AssociationFailed, Peer, send_files
 from aifi_app.failpoints import failpoint
-from aifi_app.fault_logging import log_fault
+from aifi_app.pipeline.background_loop import BackgroundLoop
 from aifi_app.store import audit, jobs
 from aifi_app.store.database import Database, now
 from aifi_app.store.states import JobState, OutputState
@@ -31,43 +30,19 @@ def backoff_seconds(attempts: int, initial: float, maximum: float) -> float:
     return float(min(maximum, initial * 2 ** max(0, attempts - 1)))
 
 
-class Dispatcher:
+class Dispatcher(BackgroundLoop):
+    thread_name = "aifi-dispatcher"
+
     def __init__(self, db: Database, data_dir: Path, settings: Callable[[], Settings]) -> None:
+        super().__init__()
         self.db = db
         self.data_dir = data_dir
         self._settings = settings
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="aifi-dispatcher", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def wake(self, *_: object) -> None:
-        self._wake.set()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                busy = self.run_once()
-            except Exception as exc:
-                log_fault(log, "dispatcher pass failed; retrying shortly", exc)
-                busy = False
-            if not busy:
-                self._wake.wait(1.0)
-                self._wake.clear()
 
     def run_once(self) -> bool:
         did = False
         for job_id in jobs.jobs_in_state(self.db, JobState.RESULT_RECEIVED, ready_at=now()):
-            if self._stop.is_set():
+            if self.stopping:
                 break
             self.deliver(job_id)
             did = True

@@ -8,16 +8,17 @@ in words and in the audit log) and the loop carries on with the others.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
 from pydicom import Dataset, dcmread
 
+from aifi_app.algorithms.input_rules import HEADER_TAGS
 from aifi_app.config.settings import Settings
 from aifi_app.fault_logging import log_fault
 from aifi_app.pipeline import routing
+from aifi_app.pipeline.background_loop import BackgroundLoop
 from aifi_app.pipeline.processing import JobProcessor
 from aifi_app.pipeline.retention import sweep_spool
 from aifi_app.store import audit, jobs
@@ -26,22 +27,12 @@ from aifi_app.store.states import JobState
 
 log = logging.getLogger(__name__)
 
-_ROUTING_TAGS = [
-    "Modality",
-    "BodyPartExamined",
-    "StudyDescription",
-    "SeriesDescription",
-    "PatientAge",
-    "PatientBirthDate",
-    "StudyDate",
-    "SliceThickness",
-    "ConvolutionKernel",
-    "SeriesInstanceUID",
-]
 RETENTION_INTERVAL_SECONDS = 600.0
 
 
-class Worker:
+class Worker(BackgroundLoop):
+    thread_name = "aifi-worker"
+
     def __init__(
         self,
         db: Database,
@@ -53,47 +44,22 @@ class Worker:
         on_results: Callable[[], None] = lambda: None,
     ) -> None:
         """``on_results`` is called (on the worker thread) when a job has its results."""
+        super().__init__()
         self.db = db
         self._on_results = on_results
         self.data_dir = data_dir
         self._settings = settings
         self.processor = processor
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._last_retention = 0.0
         self._before_pass = before_pass
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="aifi-worker", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def wake(self, *_: object) -> None:
-        """Ask for a pass soon; safe from any thread."""
-        self._wake.set()
-
-    def _loop(self) -> None:
+    def before_loop(self) -> None:
         try:
             self.processor.warm_up({r.algorithm for r in self._settings().routes})
         except Exception as exc:
             log_fault(log, "could not load an algorithm's model in advance", exc)
-        while not self._stop.is_set():
-            try:
-                busy = self.run_once()
-            except Exception as exc:
-                log_fault(log, "worker pass failed; retrying shortly", exc)
-                busy = False
-            if not busy:
-                self._wake.wait(self._idle_wait())
-                self._wake.clear()
 
-    def _idle_wait(self) -> float:
+    def idle_wait(self) -> float:
         """Seconds to sleep: until the next study's idle timer runs out, at most 1 s."""
         try:
             due = jobs.next_due_at(self.db)
@@ -114,14 +80,14 @@ class Worker:
         for job_id in jobs.jobs_in_state(self.db, JobState.QUEUED):
             self._guard_job(job_id, JobState.QUEUED, self.processor.pseudonymise)
             did = True
-            if self._stop.is_set():
+            if self.stopping:
                 return did
         for state in (JobState.PSEUDONYMISED, JobState.SUBMITTED):
             # a job waiting for a remote vendor is looked at again at its next_attempt_at
             for job_id in jobs.jobs_in_state(self.db, state, ready_at=now()):
                 self._guard_job(job_id, state, partial(self._run_algorithm, state=state))
                 did = True
-                if self._stop.is_set():
+                if self.stopping:
                     return did
         if now() - self._last_retention > RETENTION_INTERVAL_SECONDS:
             self._last_retention = now()
@@ -139,7 +105,9 @@ class Worker:
             (study_id,),
         )
         return [
-            dcmread(self.data_dir / r["path"], stop_before_pixels=True, specific_tags=_ROUTING_TAGS)
+            dcmread(
+                self.data_dir / r["path"], stop_before_pixels=True, specific_tags=list(HEADER_TAGS)
+            )
             for r in rows
         ]
 
