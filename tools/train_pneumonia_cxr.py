@@ -20,7 +20,6 @@ Usage (from the repository root)::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import time
@@ -33,6 +32,8 @@ import onnxruntime as ort
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from aifi_app.algorithms.package import sha256_file
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = Path("../shared/data/pneumoniamnist/pneumoniamnist_28.npz")
@@ -68,15 +69,6 @@ class Splits:
 
     x: dict[str, np.ndarray]
     y: dict[str, np.ndarray]
-
-
-def sha256_file(path: Path) -> str:
-    """Return the hex SHA-256 of a file."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_splits(path: Path) -> Splits:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -274,22 +274,17 @@ class JobProcessor:
         returned = self._remote.collect(ctx.job_id, ctx.package, work)
         if returned is None:
             return
-        original_header = dcmread(self._instance_paths(ctx)[0], stop_before_pixels=True)
-        planned = []
-        out_dir = self.result_dir(ctx.job_id)
-        for n, path in enumerate(returned, start=1):
-            restored = reidentify(dcmread(path), self.original_for, original_header)
-            kind = _object_kind(str(restored.SOPClassUID))
-            relative = out_dir.relative_to(self.data_dir) / f"{n:02d}-{kind}.dcm"
-            durable_write(self.data_dir / relative, _dataset_bytes(restored))
-            planned.append(
-                PlannedOutput(
-                    kind,
-                    str(restored.SOPInstanceUID),
-                    str(restored.SOPClassUID),
-                    relative.as_posix(),
-                )
+        vendor_objects = []
+        for path in returned:
+            ds = dcmread(path)
+            vendor_objects.append((_object_kind(str(ds.SOPClassUID)), ds))
+        try:
+            planned = self.reidentify_and_write(ctx, vendor_objects)
+        except ResultQuarantined as exc:
+            jobs.transition(
+                self.db, ctx.job_id, JobState.SUBMITTED, JobState.FAILED, reason=str(exc)
             )
+            return
         with self.db.transaction() as conn:
             jobs.add_outputs_in(conn, ctx.job_id, planned)
             jobs.transition_in(
@@ -372,10 +367,20 @@ class JobProcessor:
                         ),
                     )
                 )
+        return self.reidentify_and_write(ctx, built)
+
+    def reidentify_and_write(
+        self, ctx: JobContext, objects: Sequence[tuple[str, Dataset]]
+    ) -> list[PlannedOutput]:
+        """Re-identify result objects (ours or a vendor's) strictly and write them durably.
+
+        Raises :class:`ResultQuarantined` when one refers to anything outside the job's
+        study and patient; that object is kept in the quarantine folder, none is written.
+        """
         original_header = dcmread(self._instance_paths(ctx)[0], stop_before_pixels=True)
         scope = self.result_scope(ctx, original_header)
         restored_all: list[tuple[str, Dataset]] = []
-        for n, (kind, ds) in enumerate(built, start=1):
+        for n, (kind, ds) in enumerate(objects, start=1):
             try:
                 restored_all.append(
                     (kind, reidentify(ds, self.original_for, original_header, scope))

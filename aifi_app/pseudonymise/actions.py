@@ -252,7 +252,9 @@ class ActionTable:
 
 
 @functools.lru_cache(maxsize=64)
-def _table(options: frozenset[ProfileOption]) -> ActionTable:
+def action_table(options: frozenset[ProfileOption]) -> ActionTable:
+    """The table for ``options``, built once per option set and shared (its per-SOP-Class
+    cache only ever adds the same entries, so sharing it between threads is safe)."""
     return ActionTable(options)
 
 
@@ -266,4 +268,4 @@ def resolve_action(
     tags the table does not list and for private tags, whose handling is the caller's
     (see :mod:`aifi_app.pseudonymise.element_policy`).
     """
-    return _table(options).action_for(tag, sop_class_uid)
+    return action_table(options).action_for(tag, sop_class_uid)

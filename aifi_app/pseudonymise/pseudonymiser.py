@@ -45,7 +45,7 @@ from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 
-from aifi_app.pseudonymise.actions import Action, ActionTable
+from aifi_app.pseudonymise.actions import Action, action_table
 from aifi_app.pseudonymise.burned_in import BurnedInPolicy, check_burned_in
 from aifi_app.pseudonymise.clean_descriptors import CLEANED_VRS, clean_value
 from aifi_app.pseudonymise.date_shift import shift_da, shift_dt
@@ -134,7 +134,7 @@ class Pseudonymiser:
         self.options: Final = frozenset(options)
         self._on_pseudonym = on_pseudonym
         self.burned_in: Final = burned_in
-        self._table: Final = ActionTable(self.options)
+        self._table: Final = action_table(self.options)
         self._non_table: dict[tuple[int, str], Action] = {}
         selected = sorted_options(self.options)
         self._method_codes: Final = [BASIC_PROFILE] + [option.code for option in selected]

@@ -32,8 +32,10 @@ def queue_snapshot(db: Database, *, limit: int = 500) -> dict[str, Any]:
         (limit,),
     )
     jobs = db.query(
-        "SELECT id, study_id, algorithm_id, route, state, reason, attempts, next_attempt_at,"
-        " created_at, updated_at FROM jobs ORDER BY id DESC LIMIT ?",
+        "SELECT j.id, j.study_id, j.algorithm_id, j.route, j.state, j.reason, j.attempts,"
+        " j.next_attempt_at, j.created_at, j.updated_at,"
+        " s.last_received_at AS study_last_received_at"
+        " FROM jobs j JOIN studies s ON s.id = j.study_id ORDER BY j.id DESC LIMIT ?",
         (limit,),
     )
     events: dict[int, list[dict[str, Any]]] = defaultdict(list)
@@ -46,10 +48,13 @@ def queue_snapshot(db: Database, *, limit: int = 500) -> dict[str, Any]:
         ):
             events[int(ev["job_id"])].append(ev)
     outputs: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for out in db.query(
-        "SELECT job_id, kind, state, attempts, last_error, delivered_at FROM outputs ORDER BY id"
-    ):
-        outputs[int(out["job_id"])].append(out)
+    if jobs:
+        for out in db.query(
+            "SELECT job_id, kind, state, attempts, last_error, delivered_at FROM outputs"
+            " WHERE job_id >= ? ORDER BY id",
+            (min(j["id"] for j in jobs),),
+        ):
+            outputs[int(out["job_id"])].append(out)
     finished = {"delivered", "rejected", "failed", "cancelled"}
     for j in jobs:
         evs = events.get(j["id"], [])
@@ -58,9 +63,9 @@ def queue_snapshot(db: Database, *, limit: int = 500) -> dict[str, Any]:
             stages.pop(j["state"], None)  # a finished job spends no time "in" its end state
         j["stage_seconds"] = stages
         j["outputs"] = outputs.get(j["id"], [])
-        study = next((s for s in studies if s["id"] == j["study_id"]), None)
-        if study is not None and j["state"] == "delivered":
-            j["turnaround_seconds"] = round(j["updated_at"] - study["last_received_at"], 3)
+        last_received = j.pop("study_last_received_at")
+        if j["state"] == "delivered":
+            j["turnaround_seconds"] = round(j["updated_at"] - last_received, 3)
     return {
         "generated_at": t,
         "schema_version": db.schema_version(),
