@@ -76,6 +76,31 @@ class MeasurementFinding:
     label: str
 
 
+@dataclass(frozen=True)
+class RegionFinding:
+    """A region an algorithm marked on one source image (a box, a polygon or a point).
+
+    ``points`` are image pixel coordinates as (column, row) pairs, with (0, 0) the
+    top-left corner of the top-left pixel, as DICOM SR SCOORD and GSPS graphics use them
+    (PIXEL units). A ``box`` has two points (top-left, bottom-right); a ``polygon`` three
+    or more (not repeated at the end); a ``point`` one. ``frame_number`` is 1-based for
+    multi-frame images and ``None`` otherwise. ``score`` is the model's confidence in
+    [0, 1] where it has one.
+    """
+
+    concept: CodedConcept
+    """What the region shows, e.g. SCT 72704001 "Fracture"."""
+    label: str
+    """Short words shown next to the graphic, e.g. "Fracture suspected (0.91)"."""
+    shape: str
+    points: tuple[tuple[float, float], ...]
+    source_sop_instance_uid: str
+    source_sop_class_uid: str
+    source_series_instance_uid: str
+    score: float | None = None
+    frame_number: int | None = None
+
+
 @dataclass(frozen=True, eq=False)
 class SegmentationMask:
     """A binary mask an algorithm drew: one frame per source image, in the order of
@@ -98,6 +123,7 @@ class AlgorithmResult:
     segmentations: tuple[SegmentationMask, ...] = field(
         default_factory=tuple, compare=False, repr=False
     )
+    regions: tuple[RegionFinding, ...] = field(default_factory=tuple)
 
     def to_json(self) -> str:
         """The findings and measurements as JSON (segmentation masks are left out)."""
@@ -106,6 +132,7 @@ class AlgorithmResult:
                 "algorithm": asdict(self.algorithm),
                 "findings": [asdict(f) for f in self.findings],
                 "measurements": [asdict(m) for m in self.measurements],
+                "regions": [asdict(r) for r in self.regions],
             },
             sort_keys=True,
         )
@@ -128,8 +155,19 @@ class AlgorithmResult:
             )
             for m in raw.get("measurements", [])
         )
+        regions = tuple(
+            RegionFinding(
+                **{
+                    **r,
+                    "concept": CodedConcept(**r["concept"]),
+                    "points": tuple((float(x), float(y)) for x, y in r["points"]),
+                }
+            )
+            for r in raw.get("regions", [])
+        )
         return cls(
             algorithm=AlgorithmIdentity(**raw["algorithm"]),
             findings=findings,
             measurements=measurements,
+            regions=regions,
         )
