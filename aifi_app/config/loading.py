@@ -136,11 +136,27 @@ def _check_port(value: int, where: str) -> None:
         raise ConfigError(f"{where}: port {value} is outside 1-65535")
 
 
+NODE_ROLES = ("pacs", "vendor", "ris")
+NODE_PROTOCOLS = ("dicom", "dicomweb", "http", "mllp")
+
+
 def _check_node(node: RemoteNode, where: str) -> None:
-    _check_ae(node.ae_title, f"{where}.ae_title")
-    _check_port(node.port, f"{where}.port")
-    if node.role not in ("pacs", "vendor"):
-        raise ConfigError(f"{where}.role: {node.role!r} is not one of pacs, vendor")
+    if node.role not in NODE_ROLES:
+        raise ConfigError(f"{where}.role: {node.role!r} is not one of {', '.join(NODE_ROLES)}")
+    if node.protocol not in NODE_PROTOCOLS:
+        raise ConfigError(
+            f"{where}.protocol: {node.protocol!r} is not one of {', '.join(NODE_PROTOCOLS)}"
+        )
+    if node.protocol == "dicom":
+        _check_ae(node.ae_title, f"{where}.ae_title")
+    if node.protocol in ("dicom", "mllp"):
+        if not node.host.strip():
+            raise ConfigError(f"{where}.host: a {node.protocol} node needs a host")
+        _check_port(node.port, f"{where}.port")
+    else:
+        scheme = node.url.split("://", 1)[0].lower() if "://" in node.url else ""
+        if scheme not in ("http", "https"):
+            raise ConfigError(f"{where}.url: {node.url!r} is not an http:// or https:// address")
 
 
 def validate(settings: Settings) -> None:

@@ -61,13 +61,29 @@ class NodeSettings:
 
 @dataclass(frozen=True)
 class RemoteNode:
-    """A remote DICOM node (array of tables ``[[remote_nodes]]``)."""
+    """A remote node (array of tables ``[[remote_nodes]]``): a PACS, a vendor or a RIS.
+
+    How it is reached is its ``protocol``: ``dicom`` (AE title, host and port), ``dicomweb``
+    and ``http`` (a base URL), ``mllp`` (HL7 v2 over MLLP: host and port).
+    """
 
     name: str = field(metadata=_doc("Name used to refer to the node elsewhere in the file."))
-    ae_title: str = field(metadata=_doc("The node's AE title."))
-    host: str = field(metadata=_doc("Host name or IP address."))
-    port: int = field(metadata=_doc("TCP port."))
-    role: str = field(default="pacs", metadata=_doc("What the node is: pacs or vendor."))
+    ae_title: str = field(default="", metadata=_doc("The node's AE title (protocol dicom)."))
+    host: str = field(
+        default="", metadata=_doc("Host name or IP address (protocols dicom and mllp).")
+    )
+    port: int = field(default=0, metadata=_doc("TCP port (protocols dicom and mllp)."))
+    role: str = field(default="pacs", metadata=_doc("What the node is: pacs, vendor or ris."))
+    protocol: str = field(
+        default="dicom",
+        metadata=_doc("How the node is reached: dicom, dicomweb, http or mllp."),
+    )
+    url: str = field(
+        default="",
+        metadata=_doc(
+            "Base URL (protocols dicomweb and http), e.g. https://vendor.example/dicom-web."
+        ),
+    )
 
 
 @dataclass(frozen=True)

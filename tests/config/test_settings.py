@@ -69,11 +69,40 @@ convolution_kernels = ["B30f"]
         ("[[routes]]\nname='x'\nalgorithm='a'\nstudy_description='('", "not a regular expression"),
         ("[nodes]\nx = 1", "unknown table(s) nodes"),
         ("[node\n", "not valid TOML"),
+        ("[[remote_nodes]]\nname='r'\nrole='lis'\nhost='h'\nport=1", "role: 'lis' is not one of"),
+        ("[[remote_nodes]]\nname='r'\nprotocol='ftp'", "protocol: 'ftp' is not one of"),
+        ("[[remote_nodes]]\nname='r'\nprotocol='mllp'\nport=2575", "mllp node needs a host"),
+        ("[[remote_nodes]]\nname='r'\nprotocol='dicomweb'\nurl='x.org'", "not an http"),
+        ("[[remote_nodes]]\nname='r'\nhost='h'\nport=104", "ae_title: '' is not a valid"),
     ],
 )
 def test_bad_settings_name_the_key(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         load_settings(_write(tmp_path, text))
+
+
+def test_nodes_of_every_protocol(tmp_path: Path) -> None:
+    s = load_settings(
+        _write(
+            tmp_path,
+            """
+[[remote_nodes]]
+name = "ris"
+role = "ris"
+protocol = "mllp"
+host = "ris.example"
+port = 2575
+[[remote_nodes]]
+name = "vendor-web"
+role = "vendor"
+protocol = "dicomweb"
+url = "https://vendor.example/dicom-web"
+""",
+        )
+    )
+    ris, web = s.remote_nodes
+    assert (ris.protocol, ris.host, ris.port, ris.ae_title) == ("mllp", "ris.example", 2575, "")
+    assert (web.role, web.url) == ("vendor", "https://vendor.example/dicom-web")
 
 
 def test_command_line_overrides_the_file(tmp_path: Path) -> None:
