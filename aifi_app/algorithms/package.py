@@ -85,6 +85,26 @@ class RemoteDicomSpec:
 
 
 @dataclass(frozen=True)
+class RemoteDicomwebSpec:
+    """The algorithm runs at a vendor's DICOMweb service: the pseudonymised images are
+    stored there (STOW-RS); the vendor's result objects are found in the same study
+    (QIDO-RS) and retrieved (WADO-RS)."""
+
+    node: str
+    """Name of a ``[[remote_nodes]]`` entry with protocol dicomweb in the settings."""
+    result_timeout_seconds: float = 600.0
+    result_idle_seconds: float = 5.0
+    """Results are taken once no new object appeared in the study for this long."""
+    poll_seconds: float = 2.0
+    request_timeout_seconds: float = 60.0
+    kind: str = "DICOMweb"
+
+
+REMOTE_SPECS = (RemoteDicomSpec, RemoteDicomwebSpec)
+"""Runners whose vendor returns DICOM objects into the pseudonymised study."""
+
+
+@dataclass(frozen=True)
 class DicomOutputSpec:
     """The vendor's own DICOM result objects, delivered re-identified as they are."""
 
@@ -137,7 +157,7 @@ class AlgorithmPackage:
     model_card: Path
     input: InputSpec
     pseudonymisation_options: tuple[str, ...]
-    runner: OnnxRunnerSpec | BuiltinRunnerSpec | RemoteDicomSpec
+    runner: OnnxRunnerSpec | BuiltinRunnerSpec | RemoteDicomSpec | RemoteDicomwebSpec
     output: FindingSpec | MeasurementSpec | DicomOutputSpec
     result_objects: tuple[str, ...]
     inference_timeout_seconds: float
@@ -295,6 +315,14 @@ def _runner(raw: dict[str, Any], root: Path, files: dict[str, str], where: str) 
         return RemoteDicomSpec(
             node=raw["node"], result_timeout_seconds=float(raw.get("result_timeout_seconds", 600))
         )
+    if raw["kind"] == "dicomweb":
+        return RemoteDicomwebSpec(
+            node=raw["node"],
+            result_timeout_seconds=float(raw.get("result_timeout_seconds", 600)),
+            result_idle_seconds=float(raw.get("result_idle_seconds", 5)),
+            poll_seconds=float(raw.get("poll_seconds", 2)),
+            request_timeout_seconds=float(raw.get("request_timeout_seconds", 60)),
+        )
     if raw["model"] not in files:
         raise PackageError(f"{where}: runner.model {raw['model']!r} is not listed in [files]")
     pre = raw["preprocessing"]
@@ -373,6 +401,7 @@ def load_package(
         OnnxRunnerSpec: ("classification", FindingSpec),
         BuiltinRunnerSpec: ("measurement", MeasurementSpec),
         RemoteDicomSpec: ("dicom", DicomOutputSpec),
+        RemoteDicomwebSpec: ("dicom", DicomOutputSpec),
     }[type(runner)]
     if not isinstance(output, expected_output[1]):
         raise PackageError(

@@ -11,7 +11,7 @@ from pydicom import Dataset
 from aifi_app.algorithms.findings import AlgorithmResult
 from aifi_app.algorithms.lung_volume import LungVolumeRunner
 from aifi_app.algorithms.onnx_runner import PREFERRED_PROVIDERS, InferenceError, OnnxRunner
-from aifi_app.algorithms.package import AlgorithmPackage, BuiltinRunnerSpec, RemoteDicomSpec
+from aifi_app.algorithms.package import REMOTE_SPECS, AlgorithmPackage, BuiltinRunnerSpec
 
 __all__ = ["InferenceError", "Runner", "RunnerCache"]
 
@@ -45,8 +45,8 @@ class RunnerCache:
             if spec.function == "ct_lung_volume":
                 return LungVolumeRunner(package, spec.settings)
             raise InferenceError(f"no built-in runner {spec.function!r} in this appliance")
-        if isinstance(spec, RemoteDicomSpec):
-            raise InferenceError("a remote DICOM-node package does not run locally")
+        if isinstance(spec, REMOTE_SPECS):
+            raise InferenceError(f"a remote {spec.kind} package does not run locally")
         return OnnxRunner(
             package,
             threads=self._threads,

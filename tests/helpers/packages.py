@@ -117,3 +117,25 @@ def make_remote_package(dest: Path, *, node: str = "vendor", timeout: float = 30
     (dest / "manifest.toml").write_text(text)
     rehash(dest)
     return dest
+
+
+def make_dicomweb_package(
+    dest: Path,
+    *,
+    node: str = "vendor-web",
+    timeout: float = 30.0,
+    idle: float = 0.5,
+    poll: float = 0.2,
+) -> Path:
+    """The remote package above, run by a vendor's DICOMweb service (settings node ``node``)."""
+    make_remote_package(dest, node=node, timeout=timeout)
+    manifest = dest / "manifest.toml"
+    text = manifest.read_text().replace('kind = "dicom_node"', 'kind = "dicomweb"')
+    text = text.replace(
+        f"result_timeout_seconds = {timeout}",
+        f"result_timeout_seconds = {timeout}\nresult_idle_seconds = {idle}\npoll_seconds = {poll}",
+    )
+    text = text.replace('id = "bonexpert-remote"', 'id = "bonexpert-web"')
+    manifest.write_text(text)
+    rehash(dest)
+    return dest
