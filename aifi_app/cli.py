@@ -190,6 +190,34 @@ def _batch_secret(args: argparse.Namespace) -> bytes:
         db.close()
 
 
+def cmd_nodes(args: argparse.Namespace) -> int:
+    """``aifi-app nodes set-token NAME``: keep a remote node's bearer token in the OS
+    keyring (read from standard input, never from the command line or a file)."""
+    import getpass
+
+    from aifi_app.secrets import KeyringUnavailableError, set_node_token
+
+    settings = _settings(args)
+    if settings.remote_node(args.name) is None:
+        print(f"aifi-app: no remote node named {args.name!r} in the settings", file=sys.stderr)
+        return 2
+    if sys.stdin.isatty():
+        token = getpass.getpass(f"Token for {args.name}: ")
+    else:
+        token = sys.stdin.readline()
+    token = token.strip()
+    if not token:
+        print("aifi-app: no token given; nothing stored", file=sys.stderr)
+        return 2
+    try:
+        set_node_token(args.name, token)
+    except KeyringUnavailableError as exc:
+        print(f"aifi-app: {exc}", file=sys.stderr)
+        return 1
+    print(f"token of {args.name} stored in the OS keyring")
+    return 0
+
+
 def cmd_algorithms(args: argparse.Namespace) -> int:
     """``aifi-app algorithms list|install|remove|enable|disable``; safe while serving (the
     service reloads on its next pass)."""
@@ -403,6 +431,15 @@ def build_parser() -> argparse.ArgumentParser:
         common(p)
         p.add_argument("target", metavar=target)
         p.set_defaults(func=cmd_algorithms)
+
+    nodes = sub.add_parser("nodes", help="secrets of remote nodes (kept in the OS keyring)")
+    node_sub = nodes.add_subparsers(dest="action", required=True)
+    token = node_sub.add_parser(
+        "set-token", help="store a node's bearer token (read from standard input)"
+    )
+    common(token)
+    token.add_argument("name", metavar="NAME", help="the node's name in [[remote_nodes]]")
+    token.set_defaults(func=cmd_nodes)
 
     gui = sub.add_parser("gui", help="open the desktop application (the default command)")
     common(gui)

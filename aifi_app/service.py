@@ -88,6 +88,7 @@ class Appliance:
                 settings.algorithms.onnx_threads,
                 inter_op_threads=settings.algorithms.onnx_inter_op_threads,
                 providers=settings.algorithms.onnx_providers,
+                settings=lambda: self.settings,
             ),
             self.secret,
             remote={

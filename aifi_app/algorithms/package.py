@@ -100,6 +100,43 @@ class RemoteDicomwebSpec:
     kind: str = "DICOMweb"
 
 
+@dataclass(frozen=True)
+class ResponseMapping:
+    """Where the findings are in a vendor's JSON answer (dotted paths, e.g. ``result.score``;
+    a number in a path indexes a list)."""
+
+    score: str = ""
+    """Probability in [0, 1] for the output's concept (classification output)."""
+    value: str = ""
+    """The measured value, in the output's unit (measurement output)."""
+    regions: str = ""
+    """A list of boxes; each item's keys are named by ``region_box`` and ``region_score``."""
+    region_box: tuple[str, str, str, str] = ("x0", "y0", "x1", "y1")
+    """Keys of a box's left, top, right and bottom edge, in source image pixels."""
+    region_score: str = ""
+    region_min_score: float = 0.0
+    """Boxes scored below this are left out."""
+    region_label: str = ""
+
+
+@dataclass(frozen=True)
+class HttpRunnerSpec:
+    """The algorithm runs at a vendor's REST/JSON service: the pseudonymised images are
+    posted (DICOM Part 10) and the JSON answer is mapped to findings by ``response``."""
+
+    node: str
+    """Name of a ``[[remote_nodes]]`` entry with protocol http in the settings."""
+    path: str
+    """Appended to the node's URL, e.g. ``/v1/analyze``."""
+    response: ResponseMapping
+    upload: str = "multipart"
+    """multipart: multipart/form-data, one part per image (field ``upload_field``);
+    dicom: the single image as the body (application/dicom)."""
+    upload_field: str = "file"
+    request_timeout_seconds: float = 60.0
+    kind: str = "REST/JSON"
+
+
 REMOTE_SPECS = (RemoteDicomSpec, RemoteDicomwebSpec)
 """Runners whose vendor returns DICOM objects into the pseudonymised study."""
 
@@ -157,7 +194,9 @@ class AlgorithmPackage:
     model_card: Path
     input: InputSpec
     pseudonymisation_options: tuple[str, ...]
-    runner: OnnxRunnerSpec | BuiltinRunnerSpec | RemoteDicomSpec | RemoteDicomwebSpec
+    runner: (
+        OnnxRunnerSpec | BuiltinRunnerSpec | RemoteDicomSpec | RemoteDicomwebSpec | HttpRunnerSpec
+    )
     output: FindingSpec | MeasurementSpec | DicomOutputSpec
     result_objects: tuple[str, ...]
     inference_timeout_seconds: float
@@ -323,6 +362,24 @@ def _runner(raw: dict[str, Any], root: Path, files: dict[str, str], where: str) 
             poll_seconds=float(raw.get("poll_seconds", 2)),
             request_timeout_seconds=float(raw.get("request_timeout_seconds", 60)),
         )
+    if raw["kind"] == "http":
+        response = raw.get("response", {})
+        return HttpRunnerSpec(
+            node=raw["node"],
+            path=raw.get("path", ""),
+            response=ResponseMapping(
+                score=response.get("score", ""),
+                value=response.get("value", ""),
+                regions=response.get("regions", ""),
+                region_box=tuple(response.get("region_box", ("x0", "y0", "x1", "y1"))),
+                region_score=response.get("region_score", ""),
+                region_min_score=float(response.get("region_min_score", 0.0)),
+                region_label=response.get("region_label", ""),
+            ),
+            upload=raw.get("upload", "multipart"),
+            upload_field=raw.get("upload_field", "file"),
+            request_timeout_seconds=float(raw.get("request_timeout_seconds", 60)),
+        )
     if raw["model"] not in files:
         raise PackageError(f"{where}: runner.model {raw['model']!r} is not listed in [files]")
     pre = raw["preprocessing"]
@@ -375,6 +432,38 @@ def _output(raw: dict[str, Any]) -> FindingSpec | MeasurementSpec | DicomOutputS
     )
 
 
+def _check_output(runner: Any, output: Any, raw: dict[str, Any], where: str) -> None:
+    """The runner can produce the manifest's output kind."""
+    if isinstance(runner, HttpRunnerSpec):
+        needs = {
+            FindingSpec: ("score", "classification"),
+            MeasurementSpec: ("value", "measurement"),
+        }
+        if type(output) not in needs:
+            raise PackageError(
+                f"{where}: an http runner reports output kind 'classification' or"
+                f" 'measurement', not '{raw['output']['kind']}'"
+            )
+        key, kind = needs[type(output)]
+        if not getattr(runner.response, key):
+            raise PackageError(
+                f"{where}: output kind '{kind}' needs runner.response.{key}: the path of the"
+                " value in the vendor's JSON answer"
+            )
+        return
+    expected_output = {
+        OnnxRunnerSpec: ("classification", FindingSpec),
+        BuiltinRunnerSpec: ("measurement", MeasurementSpec),
+        RemoteDicomSpec: ("dicom", DicomOutputSpec),
+        RemoteDicomwebSpec: ("dicom", DicomOutputSpec),
+    }[type(runner)]
+    if not isinstance(output, expected_output[1]):
+        raise PackageError(
+            f"{where}: a {raw['runner']['kind']} runner reports output kind"
+            f" '{expected_output[0]}', not '{raw['output']['kind']}'"
+        )
+
+
 def load_package(
     root: Path, trust: TrustPolicy | None = None, *, builtin: bool = False
 ) -> AlgorithmPackage:
@@ -397,17 +486,7 @@ def load_package(
     signed_by = verify_signature(root / MANIFEST, data, trust, where, builtin=builtin)
     runner = _runner(raw["runner"], root, files, where)
     output = _output(raw["output"])
-    expected_output = {
-        OnnxRunnerSpec: ("classification", FindingSpec),
-        BuiltinRunnerSpec: ("measurement", MeasurementSpec),
-        RemoteDicomSpec: ("dicom", DicomOutputSpec),
-        RemoteDicomwebSpec: ("dicom", DicomOutputSpec),
-    }[type(runner)]
-    if not isinstance(output, expected_output[1]):
-        raise PackageError(
-            f"{where}: a {raw['runner']['kind']} runner reports output kind"
-            f" '{expected_output[0]}', not '{raw['output']['kind']}'"
-        )
+    _check_output(runner, output, raw, where)
     return AlgorithmPackage(
         identity=AlgorithmIdentity(
             algorithm_id=raw["id"], name=raw["name"], version=raw["version"], vendor=raw["vendor"]

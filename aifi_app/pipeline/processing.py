@@ -22,7 +22,7 @@ from pydicom import Dataset, dcmread, dcmwrite
 from aifi_app import __version__
 from aifi_app.algorithms.findings import AlgorithmResult
 from aifi_app.algorithms.input_rules import HEADER_TAGS
-from aifi_app.algorithms.package import REMOTE_SPECS, AlgorithmPackage
+from aifi_app.algorithms.package import REMOTE_SPECS, AlgorithmPackage, HttpRunnerSpec
 from aifi_app.algorithms.runners import InferenceError, RunnerCache
 from aifi_app.dicom_node.spool import durable_write
 from aifi_app.failpoints import failpoint
@@ -241,6 +241,8 @@ class JobProcessor:
             self._run_remote(ctx, from_state)
             return
         identity = ctx.package.identity
+        runner = ctx.package.runner
+        where = "remote" if isinstance(runner, HttpRunnerSpec) else "local"
         if from_state == JobState.PSEUDONYMISED:
             jobs.transition(
                 self.db,
@@ -248,7 +250,7 @@ class JobProcessor:
                 from_state,
                 JobState.SUBMITTED,
                 detail=(
-                    f"local {ctx.package.runner.kind} runner, {identity.name} {identity.version}"
+                    f"{where} {ctx.package.runner.kind} runner, {identity.name} {identity.version}"
                 ),
             )
         images: list[Dataset] = [dcmread(p) for p in sorted(self.work_dir(job_id).glob("*.dcm"))]

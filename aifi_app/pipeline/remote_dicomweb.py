@@ -23,8 +23,8 @@ from dicomweb_client.api import DICOMwebClient
 from pydicom import Dataset, dcmread
 
 from aifi_app.algorithms.package import AlgorithmPackage, RemoteDicomwebSpec
+from aifi_app.algorithms.vendor_http import VendorHttpError, http_failure_words, session_for
 from aifi_app.config.settings import RemoteNode, Settings
-from aifi_app.secrets import KeyringUnavailableError, node_token
 from aifi_app.store import jobs
 from aifi_app.store.database import Database, now
 from aifi_app.store.states import JobState
@@ -59,60 +59,14 @@ def node_for(package: AlgorithmPackage, settings: Settings) -> RemoteNode:
     return node
 
 
-def _os_reason(exc: BaseException) -> str:
-    """The operating system's words for the first socket error under ``exc``."""
-    seen: set[int] = set()
-    pending: list[object] = [exc]
-    while pending:
-        current = pending.pop()
-        if not isinstance(current, BaseException) or id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, OSError) and current.strerror:
-            return current.strerror.lower()
-        pending.extend(
-            [
-                current.__cause__,
-                current.__context__,
-                getattr(current, "reason", None),
-                *current.args,
-            ]
-        )
-    return "connection failed"
-
-
-def http_failure_words(exc: Exception, node: RemoteNode, doing: str) -> str:
-    """What went wrong with an HTTP request to ``node``, in words for the queue."""
-    where = f"{node.name} ({node.url})"
-    if isinstance(exc, requests.exceptions.SSLError):
-        return f"{doing}: {where} refused: its HTTPS certificate could not be verified"
-    if isinstance(exc, requests.exceptions.Timeout):
-        return f"{doing}: {where} did not answer in time (timed out)"
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        return f"{doing}: {where} not reachable ({_os_reason(exc)})"
-    if isinstance(exc, requests.exceptions.HTTPError) and exc.response is not None:
-        status = exc.response.status_code
-        reason = exc.response.reason or ""
-        if status in (401, 403):
-            return f"{doing}: {where} refused the credentials (HTTP {status} {reason})".rstrip()
-        return f"{doing}: {where} answered HTTP {status} {reason}".rstrip()
-    return f"{doing}: {where} failed ({type(exc).__name__})"
-
-
 def make_client(node: RemoteNode, request_timeout: float) -> DICOMwebClient:
     """A DICOMweb client for ``node``: certificates verified, token from the keyring."""
-    session = requests.Session()
-    session.verify = node.ca_file or True
     try:
-        token = node_token(node.name)
-    except KeyringUnavailableError as exc:
-        raise DicomwebFailed(f"the token of {node.name} could not be read: {exc}") from exc
-    headers = {"Authorization": f"Bearer {token}"} if token else None
+        session = session_for(node)
+    except VendorHttpError as exc:
+        raise DicomwebFailed(str(exc)) from exc
     client = DICOMwebClient(
-        node.url,
-        session=session,
-        headers=headers,
-        timeout=(min(10.0, request_timeout), request_timeout),
+        node.url, session=session, timeout=(min(10.0, request_timeout), request_timeout)
     )
     client.set_http_retry_params(retry=False)  # the job's own polling and timeout decide
     return client
@@ -172,7 +126,9 @@ class RemoteDicomwebStep:
                 response = client.store_instances(_Lazy(paths))
             except (requests.exceptions.RequestException, OSError) as exc:
                 raise DicomwebFailed(
-                    http_failure_words(exc, node, "storing the study (STOW-RS)")
+                    http_failure_words(
+                        exc, node, "storing the study (STOW-RS)", spec.request_timeout_seconds
+                    )
                 ) from exc
             failed = response.get(_FAILED_SOP_SEQUENCE) if response is not None else None
             if failed:
@@ -228,7 +184,9 @@ class RemoteDicomwebStep:
                     return datasets
             except (requests.exceptions.RequestException, OSError) as exc:
                 # a vendor that is briefly away is asked again until the job times out
-                self._last_error[job_id] = http_failure_words(exc, node, "looking for results")
+                self._last_error[job_id] = http_failure_words(
+                    exc, node, "looking for results", spec.request_timeout_seconds
+                )
                 log.warning("job %d: %s", job_id, self._last_error[job_id])
         except DicomwebFailed as exc:
             self._last_error[job_id] = str(exc)
