@@ -166,6 +166,46 @@ class MeasurementSpec:
     quantity: CodedConcept
     unit: CodedConcept
     normal_range: Range
+    value_index: int = 0
+    """ONNX: which of the output's values (per image) is the measurement."""
+    scale: float = 1.0
+    offset: float = 0.0
+    """ONNX: value = output * scale + offset, in ``unit``."""
+
+
+BOX_FIELDS = ("x0", "y0", "x1", "y1", "cx", "cy", "w", "h", "score", "ignore")
+
+
+@dataclass(frozen=True)
+class BoxesSpec:
+    """ONNX box detection: the output holds, per image, rows of ``fields`` (N, K, F)."""
+
+    concept: CodedConcept
+    label: str
+    """Words shown next to each box, e.g. "Fracture"."""
+    fields: tuple[str, ...]
+    """What each column of a row is: x0, y0, x1, y1 (corners) or cx, cy, w, h (centre and
+    size), score, ignore."""
+    coordinates: str
+    """input_pixels: pixels of the resized model input; normalised: fractions of it."""
+    score_threshold: float
+    positive_label: str
+    negative_label: str
+    max_boxes: int | None = None
+
+
+@dataclass(frozen=True)
+class MaskSpec:
+    """ONNX heat map or mask: (N, C, h, w) or (N, h, w), resized back to each source image
+    and thresholded into a segmentation."""
+
+    concept: CodedConcept
+    label: str
+    threshold: float = 0.5
+    activation: str = "none"
+    channel: int = 0
+    resample: str = "bilinear"
+    """How the heat map is resized back to the source image: bilinear or nearest."""
 
 
 @dataclass(frozen=True)
@@ -197,7 +237,7 @@ class AlgorithmPackage:
     runner: (
         OnnxRunnerSpec | BuiltinRunnerSpec | RemoteDicomSpec | RemoteDicomwebSpec | HttpRunnerSpec
     )
-    output: FindingSpec | MeasurementSpec | DicomOutputSpec
+    output: FindingSpec | MeasurementSpec | DicomOutputSpec | BoxesSpec | MaskSpec
     result_objects: tuple[str, ...]
     inference_timeout_seconds: float
     signed_by: str | None
@@ -412,7 +452,39 @@ def _runner(raw: dict[str, Any], root: Path, files: dict[str, str], where: str) 
     )
 
 
-def _output(raw: dict[str, Any]) -> FindingSpec | MeasurementSpec | DicomOutputSpec:
+def _boxes(raw: dict[str, Any], where: str) -> BoxesSpec:
+    fields = tuple(raw.get("fields", ("x0", "y0", "x1", "y1", "score")))
+    corners = {"x0", "y0", "x1", "y1"} <= set(fields)
+    centre = {"cx", "cy", "w", "h"} <= set(fields)
+    if "score" not in fields or not (corners or centre):
+        raise PackageError(
+            f"{where}: output.fields {list(fields)} needs 'score' and either x0, y0, x1, y1"
+            " or cx, cy, w, h"
+        )
+    return BoxesSpec(
+        concept=_code(raw["code"]),
+        label=raw["label"],
+        fields=fields,
+        coordinates=raw.get("coordinates", "input_pixels"),
+        score_threshold=float(raw["score_threshold"]),
+        positive_label=raw["positive_label"],
+        negative_label=raw["negative_label"],
+        max_boxes=raw.get("max_boxes"),
+    )
+
+
+def _output(raw: dict[str, Any], where: str = "manifest") -> Any:
+    if raw["kind"] == "boxes":
+        return _boxes(raw, where)
+    if raw["kind"] == "mask":
+        return MaskSpec(
+            concept=_code(raw["code"]),
+            label=raw["label"],
+            threshold=float(raw.get("threshold", 0.5)),
+            activation=raw.get("activation", "none"),
+            channel=int(raw.get("channel", 0)),
+            resample=raw.get("resample", "bilinear"),
+        )
     if raw["kind"] == "dicom":
         return DicomOutputSpec(concept=_code(raw["code"]), description=raw.get("description", ""))
     if raw["kind"] == "measurement":
@@ -421,6 +493,9 @@ def _output(raw: dict[str, Any]) -> FindingSpec | MeasurementSpec | DicomOutputS
             quantity=_code(raw["quantity"]),
             unit=_code(raw["unit"]),
             normal_range=_range(raw.get("normal_range")),
+            value_index=int(raw.get("value_index", 0)),
+            scale=float(raw.get("scale", 1.0)),
+            offset=float(raw.get("offset", 0.0)),
         )
     return FindingSpec(
         concept=_code(raw["code"]),
@@ -451,8 +526,26 @@ def _check_output(runner: Any, output: Any, raw: dict[str, Any], where: str) -> 
                 " value in the vendor's JSON answer"
             )
         return
+    if isinstance(runner, OnnxRunnerSpec):
+        allowed = {
+            FindingSpec: {"sc", "sr"},
+            BoxesSpec: {"sc", "sr"},
+            MeasurementSpec: {"sr"},
+            MaskSpec: {"seg"},
+        }.get(type(output))
+        if allowed is None:
+            raise PackageError(
+                f"{where}: an onnx runner reports output kind 'classification', 'measurement',"
+                f" 'boxes' or 'mask', not '{raw['output']['kind']}'"
+            )
+        extra = sorted(set(raw["results"]["objects"]) - allowed)
+        if extra:
+            raise PackageError(
+                f"{where}: output kind '{raw['output']['kind']}' cannot make results.objects"
+                f" {extra}; it makes {', '.join(sorted(allowed))}"
+            )
+        return
     expected_output = {
-        OnnxRunnerSpec: ("classification", FindingSpec),
         BuiltinRunnerSpec: ("measurement", MeasurementSpec),
         RemoteDicomSpec: ("dicom", DicomOutputSpec),
         RemoteDicomwebSpec: ("dicom", DicomOutputSpec),
@@ -485,7 +578,7 @@ def load_package(
     check_files(root, files, where)
     signed_by = verify_signature(root / MANIFEST, data, trust, where, builtin=builtin)
     runner = _runner(raw["runner"], root, files, where)
-    output = _output(raw["output"])
+    output = _output(raw["output"], where)
     _check_output(runner, output, raw, where)
     return AlgorithmPackage(
         identity=AlgorithmIdentity(
