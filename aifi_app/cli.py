@@ -218,6 +218,43 @@ def cmd_nodes(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_package_tools(args: argparse.Namespace) -> int:
+    """``aifi-app algorithms keygen|pack|sign``: make packages without hand-edited hashes."""
+    from aifi_app.algorithms import packing
+    from aifi_app.algorithms.package import PackageError
+    from aifi_app.algorithms.signing import SignatureError, fingerprint
+
+    action = args.action
+    try:
+        if action == "keygen":
+            public = packing.generate_key(Path(args.target))
+            print(f"private key: {args.target} (keep it secret; it signs your packages)")
+            print(f"public key:  {args.target}.pub, fingerprint {fingerprint(public)}")
+            print(f'for the appliance\'s settings: trusted_vendor_keys = ["{public}"]')
+            return 0
+        key = packing.load_private_key(Path(args.key)) if args.key else None
+        if action == "sign":
+            if key is None:
+                raise SignatureError("sign needs --key PRIVATE_KEY")
+            package = packing.sign_folder(Path(args.target), key)
+            print(
+                f"{package.identity.algorithm_id} {package.identity.version} signed by"
+                f" {package.signed_by}"
+            )
+            return 0
+        archive, package, left_out = packing.pack(
+            Path(args.target), Path(args.output) if args.output else None, key
+        )
+        signer = f"signed by {package.signed_by}" if package.signed_by else "unsigned"
+        print(f"{archive}: {package.identity.algorithm_id} {package.identity.version} ({signer})")
+        if left_out:
+            print(f"left out: {', '.join(left_out)}")
+        return 0
+    except (PackageError, SignatureError) as exc:
+        print(f"aifi-app algorithms {action}: {exc}", file=sys.stderr)
+        return 1
+
+
 def cmd_algorithms(args: argparse.Namespace) -> int:
     """``aifi-app algorithms list|install|remove|enable|disable``; safe while serving (the
     service reloads on its next pass)."""
@@ -440,6 +477,21 @@ def build_parser() -> argparse.ArgumentParser:
     common(token)
     token.add_argument("name", metavar="NAME", help="the node's name in [[remote_nodes]]")
     token.set_defaults(func=cmd_nodes)
+
+    keygen = algo_sub.add_parser("keygen", help="make an Ed25519 key pair for signing packages")
+    keygen.add_argument("target", metavar="PRIVATE_KEY", help="file for the private key (PEM)")
+    keygen.set_defaults(func=cmd_package_tools)
+    pack = algo_sub.add_parser(
+        "pack", help="make a package .zip from a folder: [files] hashes computed, checked, signed"
+    )
+    pack.add_argument("target", metavar="FOLDER")
+    pack.add_argument("--key", metavar="PRIVATE_KEY", help="sign with this key")
+    pack.add_argument("--output", metavar="FILE", help="archive to write (default ID-VERSION.zip)")
+    pack.set_defaults(func=cmd_package_tools)
+    sign = algo_sub.add_parser("sign", help="sign a package folder in place (manifest.sig)")
+    sign.add_argument("target", metavar="FOLDER")
+    sign.add_argument("--key", metavar="PRIVATE_KEY", required=True)
+    sign.set_defaults(func=cmd_package_tools)
 
     gui = sub.add_parser("gui", help="open the desktop application (the default command)")
     common(gui)
