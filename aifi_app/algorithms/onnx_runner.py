@@ -202,19 +202,28 @@ class OnnxRunner:
         manifest's output kind: classification, measurement, boxes or mask."""
         if not images:
             raise InferenceError("no image to run the algorithm on")
-        out = self.package.output
         raw = self.infer(model_input(images, self.spec.preprocessing))
-        identity = self.package.identity
-        if isinstance(out, MeasurementSpec):
-            return AlgorithmResult(identity, measurements=measurements(raw, images, out))
-        if isinstance(out, BoxesSpec):
-            findings, regions = boxes(raw, images, out, self.spec.preprocessing.size)
-            return AlgorithmResult(identity, findings=findings, regions=regions)
-        if isinstance(out, MaskSpec):
-            return AlgorithmResult(identity, segmentations=(segmentation(raw, images, out),))
-        return AlgorithmResult(
-            identity, findings=classifications(raw, images, self.package.finding)
-        )
+        return map_output(raw, images, self.package, self.spec.preprocessing.size)
+
+
+def map_output(
+    raw: npt.NDArray[np.float32],
+    images: Sequence[Dataset],
+    package: AlgorithmPackage,
+    input_size: tuple[int, int],
+) -> AlgorithmResult:
+    """A model's raw output tensor as findings, by the manifest's output kind
+    (classification, measurement, boxes or mask); shared by local and remote models."""
+    out = package.output
+    identity = package.identity
+    if isinstance(out, MeasurementSpec):
+        return AlgorithmResult(identity, measurements=measurements(raw, images, out))
+    if isinstance(out, BoxesSpec):
+        findings, regions = boxes(raw, images, out, input_size)
+        return AlgorithmResult(identity, findings=findings, regions=regions)
+    if isinstance(out, MaskSpec):
+        return AlgorithmResult(identity, segmentations=(segmentation(raw, images, out),))
+    return AlgorithmResult(identity, findings=classifications(raw, images, package.finding))
 
 
 def _source(ds: Dataset) -> dict[str, str]:

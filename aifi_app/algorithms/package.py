@@ -65,6 +65,22 @@ class OnnxRunnerSpec:
 
 
 @dataclass(frozen=True)
+class KServeV2Spec:
+    """The model runs on an inference server speaking the KServe v2 / Triton HTTP
+    protocol (``POST /v2/models/<name>/infer``); the appliance prepares the input tensor
+    exactly as for a local ONNX model and maps the output tensor the same way."""
+
+    node: str
+    """Name of a ``[[remote_nodes]]`` entry with protocol http in the settings."""
+    model_name: str
+    input_name: str
+    output_name: str
+    preprocessing: Preprocessing
+    model_version: str = ""
+    kind: str = "KServe v2"
+
+
+@dataclass(frozen=True)
 class BuiltinRunnerSpec:
     """Plain code shipped with the appliance (deterministic measurements)."""
 
@@ -235,7 +251,12 @@ class AlgorithmPackage:
     input: InputSpec
     pseudonymisation_options: tuple[str, ...]
     runner: (
-        OnnxRunnerSpec | BuiltinRunnerSpec | RemoteDicomSpec | RemoteDicomwebSpec | HttpRunnerSpec
+        OnnxRunnerSpec
+        | BuiltinRunnerSpec
+        | RemoteDicomSpec
+        | RemoteDicomwebSpec
+        | HttpRunnerSpec
+        | KServeV2Spec
     )
     output: FindingSpec | MeasurementSpec | DicomOutputSpec | BoxesSpec | MaskSpec
     result_objects: tuple[str, ...]
@@ -420,9 +441,27 @@ def _runner(raw: dict[str, Any], root: Path, files: dict[str, str], where: str) 
             upload_field=raw.get("upload_field", "file"),
             request_timeout_seconds=float(raw.get("request_timeout_seconds", 60)),
         )
+    if raw["kind"] == "kserve_v2":
+        return KServeV2Spec(
+            node=raw["node"],
+            model_name=raw["model_name"],
+            model_version=str(raw.get("model_version", "")),
+            input_name=raw["input_name"],
+            output_name=raw["output_name"],
+            preprocessing=_preprocessing(raw["preprocessing"], where),
+        )
     if raw["model"] not in files:
         raise PackageError(f"{where}: runner.model {raw['model']!r} is not listed in [files]")
-    pre = raw["preprocessing"]
+    return OnnxRunnerSpec(
+        model=root / raw["model"],
+        input_name=raw["input_name"],
+        output_name=raw["output_name"],
+        preprocessing=_preprocessing(raw["preprocessing"], where),
+        model_sha256=files[raw["model"]].lower(),
+    )
+
+
+def _preprocessing(pre: dict[str, Any], where: str) -> Preprocessing:
     window = pre.get("window")
     intensity = pre.get("intensity", "auto")
     if intensity == "window" and window is None:
@@ -434,21 +473,15 @@ def _runner(raw: dict[str, Any], root: Path, files: dict[str, str], where: str) 
         raise PackageError(
             f"{where}: runner.preprocessing mean and std need 1 or {channels} value(s)"
         )
-    return OnnxRunnerSpec(
-        model=root / raw["model"],
-        input_name=raw["input_name"],
-        output_name=raw["output_name"],
-        preprocessing=Preprocessing(
-            size=(pre["size"][0], pre["size"][1]),
-            intensity=intensity,
-            window=(float(window["center"]), float(window["width"])) if window else None,
-            resample=pre.get("resample", "box"),
-            mean=mean,
-            std=std,
-            channels=channels,
-            layout=pre.get("layout", "NCHW"),
-        ),
-        model_sha256=files[raw["model"]].lower(),
+    return Preprocessing(
+        size=(pre["size"][0], pre["size"][1]),
+        intensity=intensity,
+        window=(float(window["center"]), float(window["width"])) if window else None,
+        resample=pre.get("resample", "box"),
+        mean=mean,
+        std=std,
+        channels=channels,
+        layout=pre.get("layout", "NCHW"),
     )
 
 
@@ -526,7 +559,7 @@ def _check_output(runner: Any, output: Any, raw: dict[str, Any], where: str) -> 
                 " value in the vendor's JSON answer"
             )
         return
-    if isinstance(runner, OnnxRunnerSpec):
+    if isinstance(runner, (OnnxRunnerSpec, KServeV2Spec)):
         allowed = {
             FindingSpec: {"sc", "sr"},
             BoxesSpec: {"sc", "sr"},
@@ -535,7 +568,8 @@ def _check_output(runner: Any, output: Any, raw: dict[str, Any], where: str) -> 
         }.get(type(output))
         if allowed is None:
             raise PackageError(
-                f"{where}: an onnx runner reports output kind 'classification', 'measurement',"
+                f"{where}: a {raw['runner']['kind']} runner reports output kind"
+                " 'classification', 'measurement',"
                 f" 'boxes' or 'mask', not '{raw['output']['kind']}'"
             )
         extra = sorted(set(raw["results"]["objects"]) - allowed)

@@ -10,6 +10,7 @@ from pydicom import Dataset
 
 from aifi_app.algorithms.findings import AlgorithmResult
 from aifi_app.algorithms.http_runner import HttpRunner
+from aifi_app.algorithms.kserve_runner import KServeV2Runner
 from aifi_app.algorithms.lung_volume import LungVolumeRunner
 from aifi_app.algorithms.onnx_runner import PREFERRED_PROVIDERS, InferenceError, OnnxRunner
 from aifi_app.algorithms.package import (
@@ -17,6 +18,7 @@ from aifi_app.algorithms.package import (
     AlgorithmPackage,
     BuiltinRunnerSpec,
     HttpRunnerSpec,
+    KServeV2Spec,
 )
 from aifi_app.config.settings import Settings
 
@@ -55,9 +57,11 @@ class RunnerCache:
             if spec.function == "ct_lung_volume":
                 return LungVolumeRunner(package, spec.settings)
             raise InferenceError(f"no built-in runner {spec.function!r} in this appliance")
-        if isinstance(spec, HttpRunnerSpec):
+        if isinstance(spec, (HttpRunnerSpec, KServeV2Spec)):
             if self._settings is None:
-                raise InferenceError("REST/JSON runners need the settings (remote nodes)")
+                raise InferenceError(f"{spec.kind} runners need the settings (remote nodes)")
+            if isinstance(spec, KServeV2Spec):
+                return KServeV2Runner(package, self._settings)
             return HttpRunner(package, self._settings)
         if isinstance(spec, REMOTE_SPECS):
             raise InferenceError(f"a remote {spec.kind} package does not run locally")

@@ -22,7 +22,12 @@ from pydicom import Dataset, dcmread, dcmwrite
 from aifi_app import __version__
 from aifi_app.algorithms.findings import AlgorithmResult
 from aifi_app.algorithms.input_rules import HEADER_TAGS
-from aifi_app.algorithms.package import REMOTE_SPECS, AlgorithmPackage, HttpRunnerSpec
+from aifi_app.algorithms.package import (
+    REMOTE_SPECS,
+    AlgorithmPackage,
+    HttpRunnerSpec,
+    KServeV2Spec,
+)
 from aifi_app.algorithms.runners import InferenceError, RunnerCache
 from aifi_app.dicom_node.spool import durable_write
 from aifi_app.failpoints import failpoint
@@ -242,7 +247,7 @@ class JobProcessor:
             return
         identity = ctx.package.identity
         runner = ctx.package.runner
-        where = "remote" if isinstance(runner, HttpRunnerSpec) else "local"
+        where = "remote" if isinstance(runner, (HttpRunnerSpec, KServeV2Spec)) else "local"
         if from_state == JobState.PSEUDONYMISED:
             jobs.transition(
                 self.db,
