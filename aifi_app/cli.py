@@ -190,6 +190,71 @@ def _batch_secret(args: argparse.Namespace) -> bytes:
         db.close()
 
 
+def cmd_nodes(args: argparse.Namespace) -> int:
+    """``aifi-app nodes set-token NAME``: keep a remote node's bearer token in the OS
+    keyring (read from standard input, never from the command line or a file)."""
+    import getpass
+
+    from aifi_app.secrets import KeyringUnavailableError, set_node_token
+
+    settings = _settings(args)
+    if settings.remote_node(args.name) is None:
+        print(f"aifi-app: no remote node named {args.name!r} in the settings", file=sys.stderr)
+        return 2
+    if sys.stdin.isatty():
+        token = getpass.getpass(f"Token for {args.name}: ")
+    else:
+        token = sys.stdin.readline()
+    token = token.strip()
+    if not token:
+        print("aifi-app: no token given; nothing stored", file=sys.stderr)
+        return 2
+    try:
+        set_node_token(args.name, token)
+    except KeyringUnavailableError as exc:
+        print(f"aifi-app: {exc}", file=sys.stderr)
+        return 1
+    print(f"token of {args.name} stored in the OS keyring")
+    return 0
+
+
+def cmd_package_tools(args: argparse.Namespace) -> int:
+    """``aifi-app algorithms keygen|pack|sign``: make packages without hand-edited hashes."""
+    from aifi_app.algorithms import packing
+    from aifi_app.algorithms.package import PackageError
+    from aifi_app.algorithms.signing import SignatureError, fingerprint
+
+    action = args.action
+    try:
+        if action == "keygen":
+            public = packing.generate_key(Path(args.target))
+            print(f"private key: {args.target} (keep it secret; it signs your packages)")
+            print(f"public key:  {args.target}.pub, fingerprint {fingerprint(public)}")
+            print(f'for the appliance\'s settings: trusted_vendor_keys = ["{public}"]')
+            return 0
+        key = packing.load_private_key(Path(args.key)) if args.key else None
+        if action == "sign":
+            if key is None:
+                raise SignatureError("sign needs --key PRIVATE_KEY")
+            package = packing.sign_folder(Path(args.target), key)
+            print(
+                f"{package.identity.algorithm_id} {package.identity.version} signed by"
+                f" {package.signed_by}"
+            )
+            return 0
+        archive, package, left_out = packing.pack(
+            Path(args.target), Path(args.output) if args.output else None, key
+        )
+        signer = f"signed by {package.signed_by}" if package.signed_by else "unsigned"
+        print(f"{archive}: {package.identity.algorithm_id} {package.identity.version} ({signer})")
+        if left_out:
+            print(f"left out: {', '.join(left_out)}")
+        return 0
+    except (PackageError, SignatureError) as exc:
+        print(f"aifi-app algorithms {action}: {exc}", file=sys.stderr)
+        return 1
+
+
 def cmd_algorithms(args: argparse.Namespace) -> int:
     """``aifi-app algorithms list|install|remove|enable|disable``; safe while serving (the
     service reloads on its next pass)."""
@@ -403,6 +468,30 @@ def build_parser() -> argparse.ArgumentParser:
         common(p)
         p.add_argument("target", metavar=target)
         p.set_defaults(func=cmd_algorithms)
+
+    nodes = sub.add_parser("nodes", help="secrets of remote nodes (kept in the OS keyring)")
+    node_sub = nodes.add_subparsers(dest="action", required=True)
+    token = node_sub.add_parser(
+        "set-token", help="store a node's bearer token (read from standard input)"
+    )
+    common(token)
+    token.add_argument("name", metavar="NAME", help="the node's name in [[remote_nodes]]")
+    token.set_defaults(func=cmd_nodes)
+
+    keygen = algo_sub.add_parser("keygen", help="make an Ed25519 key pair for signing packages")
+    keygen.add_argument("target", metavar="PRIVATE_KEY", help="file for the private key (PEM)")
+    keygen.set_defaults(func=cmd_package_tools)
+    pack = algo_sub.add_parser(
+        "pack", help="make a package .zip from a folder: [files] hashes computed, checked, signed"
+    )
+    pack.add_argument("target", metavar="FOLDER")
+    pack.add_argument("--key", metavar="PRIVATE_KEY", help="sign with this key")
+    pack.add_argument("--output", metavar="FILE", help="archive to write (default ID-VERSION.zip)")
+    pack.set_defaults(func=cmd_package_tools)
+    sign = algo_sub.add_parser("sign", help="sign a package folder in place (manifest.sig)")
+    sign.add_argument("target", metavar="FOLDER")
+    sign.add_argument("--key", metavar="PRIVATE_KEY", required=True)
+    sign.set_defaults(func=cmd_package_tools)
 
     gui = sub.add_parser("gui", help="open the desktop application (the default command)")
     common(gui)

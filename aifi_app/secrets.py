@@ -67,3 +67,17 @@ def installation_secret(installation_id: str) -> bytes:
             raise KeyringUnavailableError("the OS keyring did not keep the installation secret")
         log.info("created a new pseudonymisation key in the OS keyring")
     return base64.b64decode(stored)
+
+
+def node_token_name(node_name: str) -> str:
+    """Where the bearer token of remote node ``node_name`` is kept in the keyring."""
+    return f"remote-node-token/{node_name}"
+
+
+def node_token(node_name: str) -> str | None:
+    """The bearer token of a remote node (DICOMweb or HTTP vendor), or None if it has none."""
+    return get_secret(node_token_name(node_name))
+
+
+def set_node_token(node_name: str, token: str) -> None:
+    set_secret(node_token_name(node_name), token)

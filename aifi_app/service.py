@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from aifi_app.algorithms.lifecycle import PackageCatalog
+from aifi_app.algorithms.package import RemoteDicomSpec, RemoteDicomwebSpec
 from aifi_app.algorithms.runners import RunnerCache
 from aifi_app.algorithms.signing import TrustPolicy
 from aifi_app.config.settings import Settings
@@ -19,6 +20,7 @@ from aifi_app.dicom_node.storage_scp import NodeConfig, StorageNode
 from aifi_app.pipeline.dispatcher import Dispatcher
 from aifi_app.pipeline.processing import JobProcessor
 from aifi_app.pipeline.remote_dicom import RemoteDicomStep
+from aifi_app.pipeline.remote_dicomweb import RemoteDicomwebStep
 from aifi_app.pipeline.worker import Worker
 from aifi_app.secrets import installation_secret
 from aifi_app.store import audit
@@ -86,9 +88,13 @@ class Appliance:
                 settings.algorithms.onnx_threads,
                 inter_op_threads=settings.algorithms.onnx_inter_op_threads,
                 providers=settings.algorithms.onnx_providers,
+                settings=lambda: self.settings,
             ),
             self.secret,
-            remote=RemoteDicomStep(self.db, self.data_dir, lambda: self.settings),
+            remote={
+                RemoteDicomSpec: RemoteDicomStep(self.db, self.data_dir, lambda: self.settings),
+                RemoteDicomwebSpec: RemoteDicomwebStep(self.db, lambda: self.settings),
+            },
         )
         self.dispatcher = Dispatcher(self.db, self.data_dir, lambda: self.settings)
         self.worker = Worker(

@@ -15,6 +15,8 @@ PNEUMONIAMNIST = SHARED_DATA / "pneumoniamnist" / "pneumoniamnist_28.npz"
 
 
 def _missing(tool: str) -> bool:
+    if tool.startswith("/"):
+        return not Path(tool).is_file()
     return shutil.which(tool, path="/usr/bin:/usr/sbin") is None
 
 
@@ -23,6 +25,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         "orthanc": ("Orthanc", "Orthanc is not installed (apt install orthanc)"),
         "dcmtk": ("storescu", "DCMTK is not installed (apt install dcmtk)"),
         "dicom3tools": ("dciodvfy", "dicom3tools is not installed (apt install dicom3tools)"),
+        "dicomweb": (
+            "/usr/share/orthanc/plugins/libOrthancDicomWeb.so",
+            "Orthanc's DICOMweb plugin is not installed (apt install orthanc-dicomweb)",
+        ),
     }
     # CI sets AIFI_REQUIRE_TOOLS=1: there a missing tool fails the run instead of skipping
     required = os.environ.get("AIFI_REQUIRE_TOOLS") == "1"

@@ -93,3 +93,49 @@ def test_settings_reference_and_echo_failure(capsys) -> None:  # type: ignore[no
     assert "`node.ae_title`" in capsys.readouterr().out
     assert main(["echo", f"NOBODY@127.0.0.1:{free_port()}"]) == 1
     assert "C-ECHO failed" in capsys.readouterr().err
+
+
+AIFI = (sys.executable, "-m", "aifi_app")
+
+
+def test_nodes_set_token_keeps_it_in_the_keyring_only(tmp_path: Path) -> None:
+    env = {**os.environ, **keyring_env(tmp_path)}
+    config = tmp_path / "aifi.toml"
+    config.write_text(
+        f'[storage]\ndata_dir = "{tmp_path / "d"}"\n\n[[remote_nodes]]\nname = "vendor-api"\n'
+        'protocol = "http"\nurl = "https://vendor.example/api"\nrole = "vendor"\n'
+    )
+    token = "tok-6b1f0c2e9a"
+    proc = subprocess.run(
+        [*AIFI, "nodes", "set-token", "--config", str(config), "vendor-api"],
+        input=token + "\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "token of vendor-api stored in the OS keyring" in proc.stdout
+    read = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from aifi_app.secrets import node_token as t; print(t('vendor-api'))",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert read.stdout.strip() == token
+    assert token not in config.read_text()
+    unknown = subprocess.run(
+        [*AIFI, "nodes", "set-token", "--config", str(config), "nope"],
+        input=token + "\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert unknown.returncode == 2
+    assert "no remote node named 'nope'" in unknown.stderr

@@ -65,6 +65,22 @@ class OnnxRunnerSpec:
 
 
 @dataclass(frozen=True)
+class KServeV2Spec:
+    """The model runs on an inference server speaking the KServe v2 / Triton HTTP
+    protocol (``POST /v2/models/<name>/infer``); the appliance prepares the input tensor
+    exactly as for a local ONNX model and maps the output tensor the same way."""
+
+    node: str
+    """Name of a ``[[remote_nodes]]`` entry with protocol http in the settings."""
+    model_name: str
+    input_name: str
+    output_name: str
+    preprocessing: Preprocessing
+    model_version: str = ""
+    kind: str = "KServe v2"
+
+
+@dataclass(frozen=True)
 class BuiltinRunnerSpec:
     """Plain code shipped with the appliance (deterministic measurements)."""
 
@@ -82,6 +98,63 @@ class RemoteDicomSpec:
     """Name of a ``[[remote_nodes]]`` entry in the settings."""
     result_timeout_seconds: float = 600.0
     kind: str = "DICOM node"
+
+
+@dataclass(frozen=True)
+class RemoteDicomwebSpec:
+    """The algorithm runs at a vendor's DICOMweb service: the pseudonymised images are
+    stored there (STOW-RS); the vendor's result objects are found in the same study
+    (QIDO-RS) and retrieved (WADO-RS)."""
+
+    node: str
+    """Name of a ``[[remote_nodes]]`` entry with protocol dicomweb in the settings."""
+    result_timeout_seconds: float = 600.0
+    result_idle_seconds: float = 5.0
+    """Results are taken once no new object appeared in the study for this long."""
+    poll_seconds: float = 2.0
+    request_timeout_seconds: float = 60.0
+    kind: str = "DICOMweb"
+
+
+@dataclass(frozen=True)
+class ResponseMapping:
+    """Where the findings are in a vendor's JSON answer (dotted paths, e.g. ``result.score``;
+    a number in a path indexes a list)."""
+
+    score: str = ""
+    """Probability in [0, 1] for the output's concept (classification output)."""
+    value: str = ""
+    """The measured value, in the output's unit (measurement output)."""
+    regions: str = ""
+    """A list of boxes; each item's keys are named by ``region_box`` and ``region_score``."""
+    region_box: tuple[str, str, str, str] = ("x0", "y0", "x1", "y1")
+    """Keys of a box's left, top, right and bottom edge, in source image pixels."""
+    region_score: str = ""
+    region_min_score: float = 0.0
+    """Boxes scored below this are left out."""
+    region_label: str = ""
+
+
+@dataclass(frozen=True)
+class HttpRunnerSpec:
+    """The algorithm runs at a vendor's REST/JSON service: the pseudonymised images are
+    posted (DICOM Part 10) and the JSON answer is mapped to findings by ``response``."""
+
+    node: str
+    """Name of a ``[[remote_nodes]]`` entry with protocol http in the settings."""
+    path: str
+    """Appended to the node's URL, e.g. ``/v1/analyze``."""
+    response: ResponseMapping
+    upload: str = "multipart"
+    """multipart: multipart/form-data, one part per image (field ``upload_field``);
+    dicom: the single image as the body (application/dicom)."""
+    upload_field: str = "file"
+    request_timeout_seconds: float = 60.0
+    kind: str = "REST/JSON"
+
+
+REMOTE_SPECS = (RemoteDicomSpec, RemoteDicomwebSpec)
+"""Runners whose vendor returns DICOM objects into the pseudonymised study."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +182,46 @@ class MeasurementSpec:
     quantity: CodedConcept
     unit: CodedConcept
     normal_range: Range
+    value_index: int = 0
+    """ONNX: which of the output's values (per image) is the measurement."""
+    scale: float = 1.0
+    offset: float = 0.0
+    """ONNX: value = output * scale + offset, in ``unit``."""
+
+
+BOX_FIELDS = ("x0", "y0", "x1", "y1", "cx", "cy", "w", "h", "score", "ignore")
+
+
+@dataclass(frozen=True)
+class BoxesSpec:
+    """ONNX box detection: the output holds, per image, rows of ``fields`` (N, K, F)."""
+
+    concept: CodedConcept
+    label: str
+    """Words shown next to each box, e.g. "Fracture"."""
+    fields: tuple[str, ...]
+    """What each column of a row is: x0, y0, x1, y1 (corners) or cx, cy, w, h (centre and
+    size), score, ignore."""
+    coordinates: str
+    """input_pixels: pixels of the resized model input; normalised: fractions of it."""
+    score_threshold: float
+    positive_label: str
+    negative_label: str
+    max_boxes: int | None = None
+
+
+@dataclass(frozen=True)
+class MaskSpec:
+    """ONNX heat map or mask: (N, C, h, w) or (N, h, w), resized back to each source image
+    and thresholded into a segmentation."""
+
+    concept: CodedConcept
+    label: str
+    threshold: float = 0.5
+    activation: str = "none"
+    channel: int = 0
+    resample: str = "bilinear"
+    """How the heat map is resized back to the source image: bilinear or nearest."""
 
 
 @dataclass(frozen=True)
@@ -137,8 +250,15 @@ class AlgorithmPackage:
     model_card: Path
     input: InputSpec
     pseudonymisation_options: tuple[str, ...]
-    runner: OnnxRunnerSpec | BuiltinRunnerSpec | RemoteDicomSpec
-    output: FindingSpec | MeasurementSpec | DicomOutputSpec
+    runner: (
+        OnnxRunnerSpec
+        | BuiltinRunnerSpec
+        | RemoteDicomSpec
+        | RemoteDicomwebSpec
+        | HttpRunnerSpec
+        | KServeV2Spec
+    )
+    output: FindingSpec | MeasurementSpec | DicomOutputSpec | BoxesSpec | MaskSpec
     result_objects: tuple[str, ...]
     inference_timeout_seconds: float
     signed_by: str | None
@@ -295,9 +415,53 @@ def _runner(raw: dict[str, Any], root: Path, files: dict[str, str], where: str) 
         return RemoteDicomSpec(
             node=raw["node"], result_timeout_seconds=float(raw.get("result_timeout_seconds", 600))
         )
+    if raw["kind"] == "dicomweb":
+        return RemoteDicomwebSpec(
+            node=raw["node"],
+            result_timeout_seconds=float(raw.get("result_timeout_seconds", 600)),
+            result_idle_seconds=float(raw.get("result_idle_seconds", 5)),
+            poll_seconds=float(raw.get("poll_seconds", 2)),
+            request_timeout_seconds=float(raw.get("request_timeout_seconds", 60)),
+        )
+    if raw["kind"] == "http":
+        response = raw.get("response", {})
+        return HttpRunnerSpec(
+            node=raw["node"],
+            path=raw.get("path", ""),
+            response=ResponseMapping(
+                score=response.get("score", ""),
+                value=response.get("value", ""),
+                regions=response.get("regions", ""),
+                region_box=tuple(response.get("region_box", ("x0", "y0", "x1", "y1"))),
+                region_score=response.get("region_score", ""),
+                region_min_score=float(response.get("region_min_score", 0.0)),
+                region_label=response.get("region_label", ""),
+            ),
+            upload=raw.get("upload", "multipart"),
+            upload_field=raw.get("upload_field", "file"),
+            request_timeout_seconds=float(raw.get("request_timeout_seconds", 60)),
+        )
+    if raw["kind"] == "kserve_v2":
+        return KServeV2Spec(
+            node=raw["node"],
+            model_name=raw["model_name"],
+            model_version=str(raw.get("model_version", "")),
+            input_name=raw["input_name"],
+            output_name=raw["output_name"],
+            preprocessing=_preprocessing(raw["preprocessing"], where),
+        )
     if raw["model"] not in files:
         raise PackageError(f"{where}: runner.model {raw['model']!r} is not listed in [files]")
-    pre = raw["preprocessing"]
+    return OnnxRunnerSpec(
+        model=root / raw["model"],
+        input_name=raw["input_name"],
+        output_name=raw["output_name"],
+        preprocessing=_preprocessing(raw["preprocessing"], where),
+        model_sha256=files[raw["model"]].lower(),
+    )
+
+
+def _preprocessing(pre: dict[str, Any], where: str) -> Preprocessing:
     window = pre.get("window")
     intensity = pre.get("intensity", "auto")
     if intensity == "window" and window is None:
@@ -309,25 +473,51 @@ def _runner(raw: dict[str, Any], root: Path, files: dict[str, str], where: str) 
         raise PackageError(
             f"{where}: runner.preprocessing mean and std need 1 or {channels} value(s)"
         )
-    return OnnxRunnerSpec(
-        model=root / raw["model"],
-        input_name=raw["input_name"],
-        output_name=raw["output_name"],
-        preprocessing=Preprocessing(
-            size=(pre["size"][0], pre["size"][1]),
-            intensity=intensity,
-            window=(float(window["center"]), float(window["width"])) if window else None,
-            resample=pre.get("resample", "box"),
-            mean=mean,
-            std=std,
-            channels=channels,
-            layout=pre.get("layout", "NCHW"),
-        ),
-        model_sha256=files[raw["model"]].lower(),
+    return Preprocessing(
+        size=(pre["size"][0], pre["size"][1]),
+        intensity=intensity,
+        window=(float(window["center"]), float(window["width"])) if window else None,
+        resample=pre.get("resample", "box"),
+        mean=mean,
+        std=std,
+        channels=channels,
+        layout=pre.get("layout", "NCHW"),
     )
 
 
-def _output(raw: dict[str, Any]) -> FindingSpec | MeasurementSpec | DicomOutputSpec:
+def _boxes(raw: dict[str, Any], where: str) -> BoxesSpec:
+    fields = tuple(raw.get("fields", ("x0", "y0", "x1", "y1", "score")))
+    corners = {"x0", "y0", "x1", "y1"} <= set(fields)
+    centre = {"cx", "cy", "w", "h"} <= set(fields)
+    if "score" not in fields or not (corners or centre):
+        raise PackageError(
+            f"{where}: output.fields {list(fields)} needs 'score' and either x0, y0, x1, y1"
+            " or cx, cy, w, h"
+        )
+    return BoxesSpec(
+        concept=_code(raw["code"]),
+        label=raw["label"],
+        fields=fields,
+        coordinates=raw.get("coordinates", "input_pixels"),
+        score_threshold=float(raw["score_threshold"]),
+        positive_label=raw["positive_label"],
+        negative_label=raw["negative_label"],
+        max_boxes=raw.get("max_boxes"),
+    )
+
+
+def _output(raw: dict[str, Any], where: str = "manifest") -> Any:
+    if raw["kind"] == "boxes":
+        return _boxes(raw, where)
+    if raw["kind"] == "mask":
+        return MaskSpec(
+            concept=_code(raw["code"]),
+            label=raw["label"],
+            threshold=float(raw.get("threshold", 0.5)),
+            activation=raw.get("activation", "none"),
+            channel=int(raw.get("channel", 0)),
+            resample=raw.get("resample", "bilinear"),
+        )
     if raw["kind"] == "dicom":
         return DicomOutputSpec(concept=_code(raw["code"]), description=raw.get("description", ""))
     if raw["kind"] == "measurement":
@@ -336,6 +526,9 @@ def _output(raw: dict[str, Any]) -> FindingSpec | MeasurementSpec | DicomOutputS
             quantity=_code(raw["quantity"]),
             unit=_code(raw["unit"]),
             normal_range=_range(raw.get("normal_range")),
+            value_index=int(raw.get("value_index", 0)),
+            scale=float(raw.get("scale", 1.0)),
+            offset=float(raw.get("offset", 0.0)),
         )
     return FindingSpec(
         concept=_code(raw["code"]),
@@ -345,6 +538,57 @@ def _output(raw: dict[str, Any]) -> FindingSpec | MeasurementSpec | DicomOutputS
         class_index=int(raw.get("class_index", 0)),
         activation=raw.get("activation", "none"),
     )
+
+
+def _check_output(runner: Any, output: Any, raw: dict[str, Any], where: str) -> None:
+    """The runner can produce the manifest's output kind."""
+    if isinstance(runner, HttpRunnerSpec):
+        needs = {
+            FindingSpec: ("score", "classification"),
+            MeasurementSpec: ("value", "measurement"),
+        }
+        if type(output) not in needs:
+            raise PackageError(
+                f"{where}: an http runner reports output kind 'classification' or"
+                f" 'measurement', not '{raw['output']['kind']}'"
+            )
+        key, kind = needs[type(output)]
+        if not getattr(runner.response, key):
+            raise PackageError(
+                f"{where}: output kind '{kind}' needs runner.response.{key}: the path of the"
+                " value in the vendor's JSON answer"
+            )
+        return
+    if isinstance(runner, (OnnxRunnerSpec, KServeV2Spec)):
+        allowed = {
+            FindingSpec: {"sc", "sr"},
+            BoxesSpec: {"sc", "sr"},
+            MeasurementSpec: {"sr"},
+            MaskSpec: {"seg"},
+        }.get(type(output))
+        if allowed is None:
+            raise PackageError(
+                f"{where}: a {raw['runner']['kind']} runner reports output kind"
+                " 'classification', 'measurement',"
+                f" 'boxes' or 'mask', not '{raw['output']['kind']}'"
+            )
+        extra = sorted(set(raw["results"]["objects"]) - allowed)
+        if extra:
+            raise PackageError(
+                f"{where}: output kind '{raw['output']['kind']}' cannot make results.objects"
+                f" {extra}; it makes {', '.join(sorted(allowed))}"
+            )
+        return
+    expected_output = {
+        BuiltinRunnerSpec: ("measurement", MeasurementSpec),
+        RemoteDicomSpec: ("dicom", DicomOutputSpec),
+        RemoteDicomwebSpec: ("dicom", DicomOutputSpec),
+    }[type(runner)]
+    if not isinstance(output, expected_output[1]):
+        raise PackageError(
+            f"{where}: a {raw['runner']['kind']} runner reports output kind"
+            f" '{expected_output[0]}', not '{raw['output']['kind']}'"
+        )
 
 
 def load_package(
@@ -368,17 +612,8 @@ def load_package(
     check_files(root, files, where)
     signed_by = verify_signature(root / MANIFEST, data, trust, where, builtin=builtin)
     runner = _runner(raw["runner"], root, files, where)
-    output = _output(raw["output"])
-    expected_output = {
-        OnnxRunnerSpec: ("classification", FindingSpec),
-        BuiltinRunnerSpec: ("measurement", MeasurementSpec),
-        RemoteDicomSpec: ("dicom", DicomOutputSpec),
-    }[type(runner)]
-    if not isinstance(output, expected_output[1]):
-        raise PackageError(
-            f"{where}: a {raw['runner']['kind']} runner reports output kind"
-            f" '{expected_output[0]}', not '{raw['output']['kind']}'"
-        )
+    output = _output(raw["output"], where)
+    _check_output(runner, output, raw, where)
     return AlgorithmPackage(
         identity=AlgorithmIdentity(
             algorithm_id=raw["id"], name=raw["name"], version=raw["version"], vendor=raw["vendor"]

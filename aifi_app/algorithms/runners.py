@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from pydicom import Dataset
 
 from aifi_app.algorithms.findings import AlgorithmResult
+from aifi_app.algorithms.http_runner import HttpRunner
+from aifi_app.algorithms.kserve_runner import KServeV2Runner
 from aifi_app.algorithms.lung_volume import LungVolumeRunner
 from aifi_app.algorithms.onnx_runner import PREFERRED_PROVIDERS, InferenceError, OnnxRunner
-from aifi_app.algorithms.package import AlgorithmPackage, BuiltinRunnerSpec, RemoteDicomSpec
+from aifi_app.algorithms.package import (
+    REMOTE_SPECS,
+    AlgorithmPackage,
+    BuiltinRunnerSpec,
+    HttpRunnerSpec,
+    KServeV2Spec,
+)
+from aifi_app.config.settings import Settings
 
 __all__ = ["InferenceError", "Runner", "RunnerCache"]
 
@@ -32,10 +41,13 @@ class RunnerCache:
         *,
         inter_op_threads: int = 1,
         providers: Sequence[str] = PREFERRED_PROVIDERS,
+        settings: Callable[[], Settings] | None = None,
     ) -> None:
         self._threads = threads
         self._inter_op_threads = inter_op_threads
         self._providers = tuple(providers)
+        self._settings = settings
+        """The current settings, for runners that reach a remote node (REST/JSON)."""
         self._runners: dict[str, Runner] = {}
         self._lock = threading.Lock()
 
@@ -45,8 +57,14 @@ class RunnerCache:
             if spec.function == "ct_lung_volume":
                 return LungVolumeRunner(package, spec.settings)
             raise InferenceError(f"no built-in runner {spec.function!r} in this appliance")
-        if isinstance(spec, RemoteDicomSpec):
-            raise InferenceError("a remote DICOM-node package does not run locally")
+        if isinstance(spec, (HttpRunnerSpec, KServeV2Spec)):
+            if self._settings is None:
+                raise InferenceError(f"{spec.kind} runners need the settings (remote nodes)")
+            if isinstance(spec, KServeV2Spec):
+                return KServeV2Runner(package, self._settings)
+            return HttpRunner(package, self._settings)
+        if isinstance(spec, REMOTE_SPECS):
+            raise InferenceError(f"a remote {spec.kind} package does not run locally")
         return OnnxRunner(
             package,
             threads=self._threads,

@@ -84,6 +84,15 @@ class RemoteNode:
             "Base URL (protocols dicomweb and http), e.g. https://vendor.example/dicom-web."
         ),
     )
+    ca_file: str = field(
+        default="",
+        metadata=_doc(
+            "PEM file of the certificate authority that signed the node's HTTPS certificate "
+            "(protocols dicomweb and http); empty: the system's trusted authorities. "
+            "Certificates are always verified. A bearer token, if the node needs one, is "
+            "kept in the OS keyring: 'aifi-app nodes set-token NAME'."
+        ),
+    )
 
 
 @dataclass(frozen=True)

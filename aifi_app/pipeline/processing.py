@@ -12,16 +12,22 @@ from __future__ import annotations
 import io
 import logging
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from pydicom import Dataset, dcmread, dcmwrite
 
 from aifi_app import __version__
 from aifi_app.algorithms.findings import AlgorithmResult
 from aifi_app.algorithms.input_rules import HEADER_TAGS
-from aifi_app.algorithms.package import AlgorithmPackage, RemoteDicomSpec
+from aifi_app.algorithms.package import (
+    REMOTE_SPECS,
+    AlgorithmPackage,
+    HttpRunnerSpec,
+    KServeV2Spec,
+)
 from aifi_app.algorithms.runners import InferenceError, RunnerCache
 from aifi_app.dicom_node.spool import durable_write
 from aifi_app.failpoints import failpoint
@@ -31,7 +37,6 @@ from aifi_app.pipeline.input_selection import (
     group_series,
     select_images,
 )
-from aifi_app.pipeline.remote_dicom import RemoteDicomStep
 from aifi_app.pipeline.uids import derived_uid
 from aifi_app.pseudonymise import (
     BurnedInAnnotationRefused,
@@ -65,6 +70,20 @@ class JobRejected(Exception):
 
 class ResultQuarantined(Exception):
     """A result could not be re-identified safely; it was kept under quarantine, not sent."""
+
+
+class RemoteStep(Protocol):
+    """A remote runner whose vendor returns DICOM objects into the pseudonymised study."""
+
+    def send(self, job_id: int, package: AlgorithmPackage, work_dir: Path) -> None:
+        """pseudonymised -> submitted (or failed, with the reason)."""
+        ...
+
+    def collect(
+        self, job_id: int, package: AlgorithmPackage, work_dir: Path
+    ) -> list[Dataset] | None:
+        """The vendor's objects once complete; None while waiting or after failing the job."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -102,14 +121,15 @@ class JobProcessor:
         packages: Callable[[], dict[str, AlgorithmPackage]],
         runners: RunnerCache,
         secret: bytes,
-        remote: RemoteDicomStep | None = None,
+        remote: Mapping[type, RemoteStep] | None = None,
     ) -> None:
         self.db = db
         self.data_dir = data_dir
         self._packages = packages
         self._runners = runners
         self._secret = secret
-        self._remote = remote
+        self._remote = dict(remote or {})
+        """The remote step per runner spec type (RemoteDicomSpec, RemoteDicomwebSpec)."""
 
     def warm_up(self, algorithm_ids: set[str]) -> None:
         """Load the models of these algorithms now, so that the first study does not wait
@@ -222,10 +242,12 @@ class JobProcessor:
     def run_algorithm(self, job_id: int, from_state: JobState) -> None:
         """pseudonymised/submitted -> result_received (or failed)."""
         ctx = self.context(job_id)
-        if isinstance(ctx.package.runner, RemoteDicomSpec):
+        if isinstance(ctx.package.runner, REMOTE_SPECS):
             self._run_remote(ctx, from_state)
             return
         identity = ctx.package.identity
+        runner = ctx.package.runner
+        where = "remote" if isinstance(runner, (HttpRunnerSpec, KServeV2Spec)) else "local"
         if from_state == JobState.PSEUDONYMISED:
             jobs.transition(
                 self.db,
@@ -233,7 +255,7 @@ class JobProcessor:
                 from_state,
                 JobState.SUBMITTED,
                 detail=(
-                    f"local {ctx.package.runner.kind} runner, {identity.name} {identity.version}"
+                    f"{where} {ctx.package.runner.kind} runner, {identity.name} {identity.version}"
                 ),
             )
         images: list[Dataset] = [dcmread(p) for p in sorted(self.work_dir(job_id).glob("*.dcm"))]
@@ -264,20 +286,18 @@ class JobProcessor:
             )
 
     def _run_remote(self, ctx: JobContext, from_state: JobState) -> None:
-        """A vendor's DICOM node runs the algorithm: send, then wait for its objects."""
-        if self._remote is None:
-            raise RuntimeError("no remote DICOM-node step configured")
+        """A vendor's node or service runs the algorithm: send, then wait for its objects."""
+        step = self._remote.get(type(ctx.package.runner))
+        if step is None:
+            raise RuntimeError(f"no remote step configured for {ctx.package.runner.kind} runners")
         work = self.work_dir(ctx.job_id)
         if from_state == JobState.PSEUDONYMISED:
-            self._remote.send(ctx.job_id, ctx.package, work)
+            step.send(ctx.job_id, ctx.package, work)
             return
-        returned = self._remote.collect(ctx.job_id, ctx.package, work)
+        returned = step.collect(ctx.job_id, ctx.package, work)
         if returned is None:
             return
-        vendor_objects = []
-        for path in returned:
-            ds = dcmread(path)
-            vendor_objects.append((_object_kind(str(ds.SOPClassUID)), ds))
+        vendor_objects = [(_object_kind(str(ds.SOPClassUID)), ds) for ds in returned]
         try:
             planned = self.reidentify_and_write(ctx, vendor_objects)
         except ResultQuarantined as exc:

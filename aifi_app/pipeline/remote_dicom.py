@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from pydicom import dcmread
+from pydicom import Dataset, dcmread
 
 from aifi_app.algorithms.package import AlgorithmPackage, RemoteDicomSpec
 from aifi_app.config.settings import Settings
@@ -125,12 +125,14 @@ class RemoteDicomStep:
             next_attempt_at=now() + POLL_SECONDS,
         )
 
-    def collect(self, job_id: int, package: AlgorithmPackage, work_dir: Path) -> list[Path] | None:
-        """The returned files when complete; None while waiting (the job is postponed).
+    def collect(
+        self, job_id: int, package: AlgorithmPackage, work_dir: Path
+    ) -> list[Dataset] | None:
+        """The returned objects when complete; None while waiting (the job is postponed).
         A job past its timeout is failed with the reason (and None returned)."""
         found = returned_paths(self.db, self.data_dir, pseudonymised_study_uid(work_dir))
         if found:
-            return found
+            return [dcmread(p) for p in found]
         spec = package.runner
         assert isinstance(spec, RemoteDicomSpec)
         submitted_at = float(jobs.job(self.db, job_id)["updated_at"])

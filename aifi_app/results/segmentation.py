@@ -74,5 +74,10 @@ def build_segmentation(
         series_description=f"AI result: {algorithm.name}"[:64],
         contributing_equipment=[algorithm_contributing_equipment(algorithm)],
     )
+    shared = seg.get("SharedFunctionalGroupsSequence")
+    if "PatientOrientation" not in seg and not (shared and "PlaneOrientationSequence" in shared[0]):
+        # projection images (DX, CR) have no plane orientation: General Image then needs
+        # Patient Orientation (Type 2C), taken from the source
+        seg.PatientOrientation = ordered[0].get("PatientOrientation", "")
     ds: Dataset = seg
     return ds

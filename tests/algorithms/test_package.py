@@ -138,3 +138,24 @@ def test_vendor_templates_are_valid_remote_packages(template: str) -> None:
     package = load_package(root)
     assert isinstance(package.runner, RemoteDicomSpec)
     assert package.input.rules.modalities
+
+
+def test_dicomweb_runner_reads_its_waiting_times(tmp_path: Path) -> None:
+    from aifi_app.algorithms.package import RemoteDicomwebSpec
+    from tests.helpers.packages import make_dicomweb_package
+
+    package = load_package(make_dicomweb_package(tmp_path / "w", timeout=90, idle=1.5, poll=3))
+    assert package.runner == RemoteDicomwebSpec(
+        node="vendor-web", result_timeout_seconds=90, result_idle_seconds=1.5, poll_seconds=3
+    )
+
+
+def test_dicomweb_runner_without_node_is_refused_in_words(tmp_path: Path) -> None:
+    from tests.helpers.packages import make_dicomweb_package, rehash
+
+    folder = make_dicomweb_package(tmp_path / "w")
+    manifest = folder / "manifest.toml"
+    manifest.write_text(manifest.read_text().replace('node = "vendor-web"\n', ""))
+    rehash(folder)
+    with pytest.raises(PackageError, match=r"'runner.node' is missing"):
+        load_package(folder)

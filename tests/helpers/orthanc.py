@@ -16,13 +16,21 @@ from typing import Any
 from tests.helpers.ports import free_port, wait_for_port
 
 ORTHANC = shutil.which("Orthanc", path="/usr/sbin:/usr/bin")
+DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
+"""Debian package orthanc-dicomweb (``dpkg -L orthanc-dicomweb``)."""
 
 
 class Orthanc:
     """Orthanc with its own configuration: HTTP on localhost only, DICOM stores from the
     known modalities only (Orthanc 1.10 listens for DICOM on every interface)."""
 
-    def __init__(self, workdir: Path, modalities: dict[str, tuple[str, str, int]]) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        modalities: dict[str, tuple[str, str, int]],
+        *,
+        dicomweb: bool = False,
+    ) -> None:
         if ORTHANC is None:
             raise RuntimeError("Orthanc is not installed (Debian package orthanc)")
         self.workdir = workdir
@@ -43,13 +51,17 @@ class Orthanc:
             "DicomAlwaysAllowStore": False,
             "DicomCheckModalityHost": True,
             "DicomModalities": {k: list(v) for k, v in modalities.items()},
-            "Plugins": [],
+            "Plugins": [DICOMWEB_PLUGIN] if dicomweb else [],
+            "DicomWeb": {"Enable": dicomweb, "Root": "/dicom-web/"},
             "StableAge": 1,
             "HttpTimeout": 30,
         }
         self.config_path = workdir / "orthanc.json"
         self.config_path.write_text(json.dumps(config))
         self.log = (workdir / "orthanc.log").open("w")
+        if dicomweb and not Path(DICOMWEB_PLUGIN).is_file():
+            raise RuntimeError("Orthanc's DICOMweb plugin is not installed (orthanc-dicomweb)")
+        self.dicomweb_url = f"http://127.0.0.1:{self.http_port}/dicom-web"
         self.proc: subprocess.Popen[bytes] | None = None
         self.nodelay = True
         """TCP_NODELAY=1 in Orthanc's environment (its DCMTK keeps Nagle's algorithm on

@@ -117,3 +117,107 @@ def make_remote_package(dest: Path, *, node: str = "vendor", timeout: float = 30
     (dest / "manifest.toml").write_text(text)
     rehash(dest)
     return dest
+
+
+def make_dicomweb_package(
+    dest: Path,
+    *,
+    node: str = "vendor-web",
+    timeout: float = 30.0,
+    idle: float = 0.5,
+    poll: float = 0.2,
+) -> Path:
+    """The remote package above, run by a vendor's DICOMweb service (settings node ``node``)."""
+    make_remote_package(dest, node=node, timeout=timeout)
+    manifest = dest / "manifest.toml"
+    text = manifest.read_text().replace('kind = "dicom_node"', 'kind = "dicomweb"')
+    text = text.replace(
+        f"result_timeout_seconds = {timeout}",
+        f"result_timeout_seconds = {timeout}\nresult_idle_seconds = {idle}\npoll_seconds = {poll}",
+    )
+    text = text.replace('id = "bonexpert-remote"', 'id = "bonexpert-web"')
+    manifest.write_text(text)
+    rehash(dest)
+    return dest
+
+
+HTTP_MANIFEST = """schema_version = 1
+id = "{id}"
+name = "Fracture finder (REST/JSON, simulated)"
+version = "1.4.0"
+vendor = "Example Vendor B.V. (simulated)"
+intended_use = "Fracture detection on radiographs (test package)."
+model_card = "MODEL_CARD.md"
+
+[files]
+
+[input]
+modalities = ["CR", "DX"]
+
+[input.selection]
+scope = "image"
+max_images = 1
+
+[pseudonymisation]
+options = []
+
+[runner]
+kind = "http"
+node = "{node}"
+path = "/v1/analyze"
+upload = "{upload}"
+request_timeout_seconds = {timeout}
+
+[runner.response]
+{response}
+
+{output}
+
+[results]
+objects = ["sc", "sr"]
+"""
+
+HTTP_CLASSIFICATION = """[output]
+kind = "classification"
+code = { value = "72704001", scheme = "SCT", meaning = "Fracture" }
+threshold = 0.5
+positive_label = "Fracture suspected"
+negative_label = "No fracture detected"
+"""
+
+HTTP_MEASUREMENT = """[output]
+kind = "measurement"
+code = { value = "443849008", scheme = "SCT", meaning = "Bone age" }
+quantity = { value = "443849008", scheme = "SCT", meaning = "Bone age" }
+unit = { value = "a", scheme = "UCUM", meaning = "year" }
+"""
+
+
+def make_http_package(
+    dest: Path,
+    *,
+    package_id: str = "fracture-http",
+    node: str = "vendor-api",
+    upload: str = "multipart",
+    timeout: float = 10.0,
+    response: str = 'score = "result.probability"',
+    output: str = HTTP_CLASSIFICATION,
+) -> Path:
+    """A REST/JSON package whose runner is the settings' http node ``node``."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    (dest / "MODEL_CARD.md").write_text("# Simulated REST/JSON vendor\n")
+    text = HTTP_MANIFEST
+    for key, value in {
+        "{id}": package_id,
+        "{node}": node,
+        "{upload}": upload,
+        "{timeout}": str(timeout),
+        "{response}": response,
+        "{output}": output,
+    }.items():
+        text = text.replace(key, value)
+    (dest / "manifest.toml").write_text(text)
+    rehash(dest)
+    return dest

@@ -27,6 +27,45 @@ VENDOR = AlgorithmIdentity("bonexpert", "BoneXpert (simulated)", "3.2", "Visiana
 BONE_AGE = CodedConcept("443849008", "SCT", "Bone age")
 
 
+def vendor_results(source: Dataset) -> tuple[Dataset, Dataset]:
+    """What the simulated vendor makes of an image: a secondary capture and an SR
+    (highdicom, via the appliance's builders) in the image's (pseudonymised) study."""
+    finding = Finding(
+        concept=BONE_AGE,
+        score=0.9,
+        threshold=0.5,
+        positive=True,
+        source_sop_instance_uid=str(source.SOPInstanceUID),
+        source_sop_class_uid=str(source.SOPClassUID),
+        source_series_instance_uid=str(source.SeriesInstanceUID),
+        label="Bone age 8.4 y",
+    )
+    result = AlgorithmResult(algorithm=VENDOR, findings=(finding,))
+    sc = build_secondary_capture(
+        source,
+        result,
+        finding,
+        series_instance_uid=generate_uid(),
+        sop_instance_uid=generate_uid(),
+        series_number=801,
+        instance_number=1,
+        manufacturer="Visiana",
+        software_version="3.2",
+    )
+    sr = build_measurement_report(
+        [source],
+        result,
+        series_instance_uid=generate_uid(),
+        sop_instance_uid=generate_uid(),
+        series_number=802,
+        instance_number=1,
+        device_observer_uid=generate_uid(),
+        manufacturer="Visiana",
+        software_version="3.2",
+    )
+    return sc, sr
+
+
 class VendorSimulator:
     def __init__(
         self,
@@ -83,40 +122,7 @@ class VendorSimulator:
 
     def _reply(self, images: list[Dataset]) -> None:
         time.sleep(self.delay)
-        source = images[0]
-        finding = Finding(
-            concept=BONE_AGE,
-            score=0.9,
-            threshold=0.5,
-            positive=True,
-            source_sop_instance_uid=str(source.SOPInstanceUID),
-            source_sop_class_uid=str(source.SOPClassUID),
-            source_series_instance_uid=str(source.SeriesInstanceUID),
-            label="Bone age 8.4 y",
-        )
-        result = AlgorithmResult(algorithm=VENDOR, findings=(finding,))
-        sc = build_secondary_capture(
-            source,
-            result,
-            finding,
-            series_instance_uid=generate_uid(),
-            sop_instance_uid=generate_uid(),
-            series_number=801,
-            instance_number=1,
-            manufacturer="Visiana",
-            software_version="3.2",
-        )
-        sr = build_measurement_report(
-            [source],
-            result,
-            series_instance_uid=generate_uid(),
-            sop_instance_uid=generate_uid(),
-            series_number=802,
-            instance_number=1,
-            device_observer_uid=generate_uid(),
-            manufacturer="Visiana",
-            software_version="3.2",
-        )
+        sc, sr = vendor_results(images[0])
         paths = [write(sc, self.folder / "out"), write(sr, self.folder / "out")]
         assert self.reply_to is not None
         outcomes = send_files(self.reply_to, paths, calling_ae_title=self.ae_title, timeout=10)
