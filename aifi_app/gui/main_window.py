@@ -8,6 +8,7 @@ from PySide6.QtWidgets import QApplication, QLabel, QMainWindow, QMenu, QTabWidg
 
 from aifi_app.gui.audit_screen import AuditScreen
 from aifi_app.gui.background import Background
+from aifi_app.gui.garbage import freeze_start_up_objects
 from aifi_app.gui.nodes_screen import NodesScreen
 from aifi_app.gui.queue_feed import QueueFeed
 from aifi_app.gui.queue_model import QueueTableModel
@@ -15,7 +16,7 @@ from aifi_app.gui.queue_screen import QueueScreen
 from aifi_app.gui.translations import LANGUAGES, Translations
 from aifi_app.gui.tray import Health, StatusTray
 from aifi_app.service import Appliance
-from aifi_app.store.queue_view import QueueRow
+from aifi_app.store.queue_view import QueueDelta, QueueSummary, summarise
 
 
 class MainWindow(QMainWindow):
@@ -28,7 +29,7 @@ class MainWindow(QMainWindow):
         self.reader = Background("aifi-gui-reader", workers=1)
         self.work = Background("aifi-gui-actions", workers=2)
         self.quitting = False
-        self._rows: list[QueueRow] = []
+        self._summary: QueueSummary = summarise([])
 
         self.queue_model = QueueTableModel(self)
         self.feed = QueueFeed(appliance.db, self.reader, parent=self)
@@ -80,10 +81,11 @@ class MainWindow(QMainWindow):
         self.tray = StatusTray(self.tray_menu, self)
         self.tray.icon.activated.connect(lambda _reason: self.bring_back())
 
-        self.feed.rows_ready.connect(self._rows_ready)
+        self.feed.delta_ready.connect(self._delta_ready)
         self.retranslate()
         self.resize(1200, 760)
         self.tray.show()
+        freeze_start_up_objects()
         self.feed.start()
         self._audit_timer = QTimer(self)
         self._audit_timer.setSingleShot(True)
@@ -116,10 +118,10 @@ class MainWindow(QMainWindow):
         self._show_counts()
 
     # --- queue updates ---
-    def _rows_ready(self, rows: list[QueueRow]) -> None:
-        self._rows = rows
-        self.queue_model.apply(rows)
-        self.tray.update(rows)
+    def _delta_ready(self, delta: QueueDelta) -> None:
+        self._summary = delta.summary
+        self.queue_model.apply_delta(delta)
+        self.tray.update_delta(delta)
         self.setWindowIcon(self.tray.window_icon())
         self._show_counts()
         if self.tabs.currentWidget() is self.audit:
@@ -130,12 +132,12 @@ class MainWindow(QMainWindow):
             self.audit.reload()
 
     def _show_counts(self) -> None:
-        jobs = [r for r in self._rows if r.job_id is not None]
+        states = self._summary.job_states
         busy = sum(
-            r.state in ("queued", "pseudonymised", "submitted", "result_received") for r in jobs
+            states.get(s, 0) for s in ("queued", "pseudonymised", "submitted", "result_received")
         )
-        failed = sum(r.state == "failed" for r in jobs)
-        delivered = sum(r.state == "delivered" for r in jobs)
+        failed = states.get("failed", 0)
+        delivered = states.get("delivered", 0)
         health = {
             Health.WELL: self.tr("all well"),
             Health.WARNINGS: self.tr("warnings"),

@@ -32,10 +32,11 @@ from PySide6.QtWidgets import (
 
 from aifi_app.gui.background import Background
 from aifi_app.gui.queue_model import (
+    ATTENTION_FILTER,
     REASON,
     RECEIVED,
     ROW_ROLE,
-    QueueFilterProxy,
+    STATE,
     QueueTableModel,
 )
 from aifi_app.gui.states import event_name, state_icon, state_name
@@ -84,8 +85,6 @@ class QueueScreen(QWidget):
         self._timeline_request = 0
 
         self.model = model
-        self.proxy = QueueFilterProxy(self)
-        self.proxy.setSourceModel(model)
 
         self.state_filter = QComboBox()
         self.algorithm_filter = QComboBox()
@@ -111,7 +110,7 @@ class QueueScreen(QWidget):
         bar.addWidget(self.search, 1)
 
         self.table = QTableView()
-        self.table.setModel(self.proxy)
+        self.table.setModel(model)
         self.table.setSortingEnabled(True)
         self.table.sortByColumn(RECEIVED, Qt.SortOrder.DescendingOrder)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -162,17 +161,18 @@ class QueueScreen(QWidget):
         layout.addWidget(splitter, 1)
 
         self.state_filter.currentIndexChanged.connect(
-            lambda _: self.proxy.set_state(str(self.state_filter.currentData() or ""))
+            lambda _: model.set_state(str(self.state_filter.currentData() or ""))
         )
         self.algorithm_filter.currentIndexChanged.connect(
-            lambda _: self.proxy.set_algorithm(str(self.algorithm_filter.currentData() or ""))
+            lambda _: model.set_algorithm(str(self.algorithm_filter.currentData() or ""))
         )
         self.sender_filter.currentIndexChanged.connect(
-            lambda _: self.proxy.set_sender(str(self.sender_filter.currentData() or ""))
+            lambda _: model.set_sender(str(self.sender_filter.currentData() or ""))
         )
         self.period_filter.currentIndexChanged.connect(lambda _: self._apply_period())
-        self.search.textChanged.connect(self.proxy.set_text)
+        self.search.textChanged.connect(model.set_text)
         model.rowsInserted.connect(self._model_changed)
+        model.modelReset.connect(self._model_reset)
         model.dataChanged.connect(self._row_data_changed)
 
         self._tick = QTimer(self)
@@ -199,7 +199,7 @@ class QueueScreen(QWidget):
         self.state_filter.blockSignals(True)
         self.state_filter.clear()
         self.state_filter.addItem(self.tr("All"), "")
-        self.state_filter.addItem(self.tr("Needs attention"), QueueFilterProxy.ATTENTION_FILTER)
+        self.state_filter.addItem(self.tr("Needs attention"), ATTENTION_FILTER)
         for state in FILTER_STATES:
             self.state_filter.addItem(state_icon(state), state_name(state), state)
         index = self.state_filter.findData(selected_state)
@@ -226,10 +226,23 @@ class QueueScreen(QWidget):
         self._load_timeline()
 
     def _fit_columns(self) -> None:
-        self.table.resizeColumnsToContents()
+        """Widths from the header words and the first rows' text, measured here in Python:
+        ``resizeColumnsToContents`` asks the model for every role of every cell it
+        measures and stalled the GUI thread for 25-90 ms."""
         header = self.table.horizontalHeader()
-        # a long reason wraps in its tooltip; the last column takes the remaining width
-        header.resizeSection(REASON, min(header.sectionSize(REASON), 360))
+        cells = self.table.fontMetrics()
+        titles = header.fontMetrics()
+        icon = self.table.iconSize().width() if self.table.iconSize().isValid() else 16
+        rows = min(self.model.rowCount(), 50)
+        for column in range(REASON + 1):
+            title = str(self.model.headerData(column, Qt.Orientation.Horizontal))
+            width = titles.horizontalAdvance(title) + 28  # room for the sort arrow
+            for number in range(rows):
+                text = self.model.display_text(number, column)
+                extra = icon + 6 if column == STATE else 0
+                width = max(width, cells.horizontalAdvance(text) + 14 + extra)
+            # a long reason wraps in its tooltip; the last column takes the remaining width
+            header.resizeSection(column, min(width, 360) if column == REASON else width)
 
     def _fill_algorithms(self) -> None:
         for combo, everything, names in (
@@ -249,22 +262,35 @@ class QueueScreen(QWidget):
         span = self.period_filter.currentData()
         if span == "today":
             midnight = datetime.now().replace(hour=0, minute=0, second=0, microsecond=0)
-            self.proxy.set_received_since(midnight.timestamp())
+            self.model.set_received_since(midnight.timestamp())
         elif span:
-            self.proxy.set_received_since(time.time() - float(span))
+            self.model.set_received_since(time.time() - float(span))
         else:
-            self.proxy.set_received_since(None)
+            self.model.set_received_since(None)
 
     # --- selection and detail ---
     def _model_changed(self, *_: Any) -> None:
         # fit the columns while the queue is short; later, leave the widths to the user
-        if not self._sized or self.model.rowCount() < 100:
+        if not self._sized or self.model.total() < 100:
             self._sized = True
             self._fit_columns()
+        self._refill_if_new_names()
+
+    def _refill_if_new_names(self) -> None:
         if len(self.model.algorithms()) != self.algorithm_filter.count() - 1 or len(
             self.model.senders()
         ) != (self.sender_filter.count() - 1):
             self._fill_algorithms()
+
+    def _model_reset(self) -> None:
+        """A filter changed (or many rows at once): keep the selected row selected."""
+        if not self._sized and self.model.rowCount():
+            self._model_changed()
+        self._refill_if_new_names()
+        current = self._current
+        if current is not None and not self.select_key(current.key):
+            self._current = None  # filtered out
+            self._show_detail()
 
     def _row_data_changed(self, top_left: QModelIndex, *_: Any) -> None:
         if self._current is None or top_left.column() != 0:
@@ -277,21 +303,21 @@ class QueueScreen(QWidget):
 
     def _selection_changed(self, selected: QItemSelection, _deselected: QItemSelection) -> None:
         rows = self.table.selectionModel().selectedRows()
-        self._current = rows[0].data(ROW_ROLE) if rows else None
+        row = rows[0].data(ROW_ROLE) if rows else None
+        if row is not None and row == self._current:
+            return  # selected again after a filter change: nothing new to show
+        self._current = row
         self.message.clear()
         self._show_detail()
         self._load_timeline()
 
     def select_key(self, key: tuple[str, int]) -> bool:
         """Select the row of a job or study (as a person clicking it would)."""
-        source = self.model.row_of(key)
-        if source is None:
+        number = self.model.row_of(key)
+        if number is None:
             return False
-        index = self.proxy.mapFromSource(self.model.index(source, 0))
-        if not index.isValid():
-            return False
-        self.table.selectRow(index.row())
-        self.table.scrollTo(index)
+        self.table.selectRow(number)
+        self.table.scrollTo(self.model.index(number, 0))
         return True
 
     def _show_detail(self) -> None:

@@ -7,14 +7,15 @@ Safe to call from any thread (each thread has its own connection).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 from aifi_app.store.database import Database
 
 DEFAULT_LIMIT = 5000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class QueueRow:
     key: tuple[str, int]
     """("job", job id) or ("study", study id): stable while the row exists."""
@@ -31,6 +32,21 @@ class QueueRow:
     reason: str
     instance_count: int
     calling_ae: str
+    search_text: str = field(init=False, compare=False, repr=False)
+    """The row's words, case-folded, for free-text search (built once, on the reading thread)."""
+
+    def __post_init__(self) -> None:
+        words = (
+            self.modality,
+            self.study_description,
+            self.algorithm,
+            self.route,
+            self.state,
+            self.reason,
+            self.calling_ae,
+            f"#{self.job_id}" if self.job_id is not None else "",
+        )
+        object.__setattr__(self, "search_text", " ".join(words).casefold())
 
 
 @dataclass(frozen=True)
@@ -96,6 +112,84 @@ def queue_rows(db: Database, *, limit: int = DEFAULT_LIMIT) -> list[QueueRow]:
             )
         )
     return rows
+
+
+RowKey = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class QueueSummary:
+    """What the status line and the tray need, counted off the GUI thread."""
+
+    job_states: dict[str, int]
+    """Job rows per state."""
+    states: frozenset[str]
+    """Every state shown (jobs and studies)."""
+    algorithms: tuple[str, ...]
+    senders: tuple[str, ...]
+    """The calling AE titles of the studies shown."""
+
+
+@dataclass(frozen=True)
+class QueueDelta:
+    """The difference between two queue snapshots."""
+
+    removed: tuple[RowKey, ...]
+    changed: tuple[QueueRow, ...]
+    """Rows whose key was there before and whose values differ."""
+    added: tuple[QueueRow, ...]
+    newly_failed: tuple[QueueRow, ...]
+    """Jobs failed now that were not failed before (none in the first delta: the baseline)."""
+    summary: QueueSummary
+    first: bool
+
+    def __bool__(self) -> bool:
+        return bool(self.removed or self.changed or self.added)
+
+
+class QueueDiffer:
+    """Turns full snapshots into deltas; keeps the previous snapshot (one reader thread)."""
+
+    def __init__(self) -> None:
+        self._rows: dict[RowKey, QueueRow] = {}
+        self._first = True
+
+    def update(self, rows: list[QueueRow]) -> QueueDelta:
+        before = self._rows
+        now = {r.key: r for r in rows}
+        removed = tuple(k for k in before if k not in now)
+        changed: list[QueueRow] = []
+        added: list[QueueRow] = []
+        for r in rows:
+            old = before.get(r.key)
+            if old is None:
+                added.append(r)
+            elif old != r:
+                changed.append(r)
+        failed = tuple(
+            r
+            for r in (*changed, *added)
+            if r.state == "failed" and getattr(before.get(r.key), "state", "") != "failed"
+        )
+        first, self._first = self._first, False
+        self._rows = now
+        return QueueDelta(
+            removed=removed,
+            changed=tuple(changed),
+            added=tuple(added),
+            newly_failed=() if first else failed,
+            summary=summarise(rows),
+            first=first,
+        )
+
+
+def summarise(rows: list[QueueRow]) -> QueueSummary:
+    return QueueSummary(
+        job_states=dict(Counter(r.state for r in rows if r.job_id is not None)),
+        states=frozenset(r.state for r in rows),
+        algorithms=tuple(sorted({r.algorithm for r in rows if r.algorithm})),
+        senders=tuple(sorted({r.calling_ae for r in rows if r.calling_ae})),
+    )
 
 
 def timeline(db: Database, *, study_id: int, job_id: int | None) -> list[TimelineEvent]:

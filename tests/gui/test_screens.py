@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -106,9 +107,11 @@ def test_aifi_app_without_a_command_opens_the_gui(monkeypatch) -> None:  # type:
 
 
 def test_translation_file_is_current_and_complete(tmp_path: Path) -> None:
-    lupdate = Path(sys.executable).with_name("pyside6-lupdate")
-    if not lupdate.exists():
-        pytest.skip("pyside6-lupdate is not installed next to this Python")
+    beside = Path(sys.executable).with_name("pyside6-lupdate")
+    found = str(beside) if beside.exists() else shutil.which("pyside6-lupdate")
+    if found is None:
+        pytest.skip("pyside6-lupdate is not installed (next to this Python or on PATH)")
+    lupdate = Path(found)
     fresh = tmp_path / "fresh.ts"
     sources = sorted(str(p) for p in (REPO / "aifi_app" / "gui").glob("*.py"))
     subprocess.run([str(lupdate), *sources, "-ts", str(fresh)], check=True, capture_output=True)
