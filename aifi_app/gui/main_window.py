@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, QTimer
+from PySide6.QtCore import QEvent, QObject, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent
-from PySide6.QtWidgets import QApplication, QLabel, QMainWindow, QMenu, QTabWidget
+from PySide6.QtWidgets import (
+    QApplication,
+    QInputDialog,
+    QLabel,
+    QLineEdit,
+    QMainWindow,
+    QMenu,
+    QTabWidget,
+)
 
+from aifi_app.admin_access import AdminSession, NoPassphraseError
 from aifi_app.gui.audit_screen import AuditScreen
 from aifi_app.gui.background import Background
 from aifi_app.gui.garbage import freeze_start_up_objects
@@ -19,13 +28,36 @@ from aifi_app.service import Appliance
 from aifi_app.store.queue_view import QueueDelta, QueueSummary, summarise
 
 
+class _ActivityWatch(QObject):
+    """Any key press or mouse click in the application counts as use (for auto-lock)."""
+
+    def __init__(self, admin: AdminSession, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._admin = admin
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() in (QEvent.Type.KeyPress, QEvent.Type.MouseButtonPress):
+            self._admin.touch()
+        return False
+
+
 class MainWindow(QMainWindow):
     """Runs with a started :class:`Appliance`; :meth:`shut_down` stops the threads it uses."""
 
-    def __init__(self, appliance: Appliance, translations: Translations) -> None:
+    access_changed = Signal(bool)
+    """True: the application manager unlocked configuration; False: locked again."""
+
+    def __init__(
+        self,
+        appliance: Appliance,
+        translations: Translations,
+        admin: AdminSession | None = None,
+    ) -> None:
         super().__init__()
         self.appliance = appliance
         self.translations = translations
+        self.admin = admin or AdminSession(appliance.db)
+        self._unlocked = False
         self.reader = Background("aifi-gui-reader", workers=1)
         self.work = Background("aifi-gui-actions", workers=2)
         self.quitting = False
@@ -70,8 +102,26 @@ class MainWindow(QMainWindow):
         self.close_to_tray_action = QAction(self, checkable=True)
         self.close_to_tray_action.setChecked(True)
         self.view_menu.addAction(self.close_to_tray_action)
+        self.admin_menu = QMenu(self)
+        self.unlock_action = QAction(self)
+        self.unlock_action.triggered.connect(self.ask_unlock)
+        self.lock_action = QAction(self)
+        self.lock_action.triggered.connect(self.lock)
+        self.admin_menu.addAction(self.unlock_action)
+        self.admin_menu.addAction(self.lock_action)
         self.menuBar().addMenu(self.file_menu)
         self.menuBar().addMenu(self.view_menu)
+        self.menuBar().addMenu(self.admin_menu)
+        self.role = QLabel()
+        self.statusBar().addWidget(self.role)
+        self._activity = _ActivityWatch(self.admin, self)
+        app = QApplication.instance()
+        if app is not None:
+            app.installEventFilter(self._activity)
+        self._idle_timer = QTimer(self)
+        self._idle_timer.setInterval(5000)
+        self._idle_timer.timeout.connect(self._check_idle)
+        self._idle_timer.start()
 
         self.tray_menu = QMenu(self)
         self.show_action = QAction(self)
@@ -114,8 +164,77 @@ class MainWindow(QMainWindow):
         self.language_menu.setTitle(self.tr("Language"))
         self.close_to_tray_action.setText(self.tr("Keep running in the tray when closed"))
         self.show_action.setText(self.tr("Show the window"))
+        self.admin_menu.setTitle(self.tr("&Administration"))
+        self.unlock_action.setText(self.tr("Unlock configuration (application manager)…"))
+        self.lock_action.setText(self.tr("Lock configuration"))
+        self._show_access()
         self.tray.set_health(self.tray.health)
         self._show_counts()
+
+    # --- roles ---
+    @property
+    def unlocked(self) -> bool:
+        return self._unlocked
+
+    def ask_unlock(self) -> None:
+        passphrase, ok = QInputDialog.getText(
+            self,
+            self.tr("Unlock configuration"),
+            self.tr("Administrator passphrase:"),
+            QLineEdit.EchoMode.Password,
+        )
+        if ok and passphrase:
+            self.unlock(passphrase)
+
+    def unlock(self, passphrase: str) -> None:
+        """Check the passphrase off the GUI thread (scrypt); the result shows when done."""
+        from aifi_app.gui.queue_screen import actor
+
+        who = actor()
+
+        def done(ok: bool) -> None:
+            if ok:
+                self.statusBar().showMessage(self.tr("Configuration unlocked."), 5000)
+            else:
+                self.statusBar().showMessage(self.tr("Wrong passphrase."), 5000)
+            self._set_unlocked(ok)
+
+        def failed(exc: BaseException) -> None:
+            if isinstance(exc, NoPassphraseError):
+                text = self.tr(
+                    "No administrator passphrase is set up: run 'aifi-app admin set-passphrase'."
+                )
+            else:
+                text = self.tr("The passphrase could not be checked: %1").replace("%1", str(exc))
+            self.statusBar().showMessage(text, 10_000)
+
+        self.work.submit(self.admin.unlock, passphrase, who, on_done=done, on_error=failed)
+
+    def lock(self) -> None:
+        self.admin.lock()
+        self._set_unlocked(False)
+
+    def _check_idle(self) -> None:
+        if self._unlocked and not self.admin.check_idle():
+            self.statusBar().showMessage(self.tr("Configuration locked after inactivity."), 10_000)
+            self._set_unlocked(False)
+
+    def _set_unlocked(self, unlocked: bool) -> None:
+        changed = unlocked != self._unlocked
+        self._unlocked = unlocked
+        self._show_access()
+        if changed:
+            self.access_changed.emit(unlocked)
+
+    def _show_access(self) -> None:
+        self.unlock_action.setEnabled(not self._unlocked)
+        self.lock_action.setEnabled(self._unlocked)
+        if self._unlocked:
+            self.role.setText(
+                self.tr("Application manager (%1)").replace("%1", self.admin.actor or "")
+            )
+        else:
+            self.role.setText(self.tr("MBB'er (configuration locked)"))
 
     # --- queue updates ---
     def _delta_ready(self, delta: QueueDelta) -> None:
@@ -179,6 +298,10 @@ class MainWindow(QMainWindow):
         """Stop polling and the background threads (call before ``Appliance.stop``)."""
         self.feed.stop()
         self._audit_timer.stop()
+        self._idle_timer.stop()
+        app = QApplication.instance()
+        if app is not None:
+            app.removeEventFilter(self._activity)
         self.reader.shutdown()
         self.work.shutdown()
         self.tray.hide()

@@ -16,13 +16,20 @@ from typing import Any
 from tests.helpers.ports import free_port, wait_for_port
 
 ORTHANC = shutil.which("Orthanc", path="/usr/sbin:/usr/bin")
+DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
+"""Debian package orthanc-dicomweb (serves DICOMweb under /dicom-web/)."""
 
 
 class Orthanc:
     """Orthanc with its own configuration: HTTP on localhost only, DICOM stores from the
     known modalities only (Orthanc 1.10 listens for DICOM on every interface)."""
 
-    def __init__(self, workdir: Path, modalities: dict[str, tuple[str, str, int]]) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        modalities: dict[str, tuple[str, str, int]],
+        plugins: list[str] | None = None,
+    ) -> None:
         if ORTHANC is None:
             raise RuntimeError("Orthanc is not installed (Debian package orthanc)")
         self.workdir = workdir
@@ -43,7 +50,7 @@ class Orthanc:
             "DicomAlwaysAllowStore": False,
             "DicomCheckModalityHost": True,
             "DicomModalities": {k: list(v) for k, v in modalities.items()},
-            "Plugins": [],
+            "Plugins": plugins or [],
             "StableAge": 1,
             "HttpTimeout": 30,
         }
