@@ -72,35 +72,39 @@ def write_remote_nodes(
     return settings
 
 
-def add_node(
-    path: Path, current: Settings, node: RemoteNode, *, db: Database, actor: str
-) -> Settings:
-    if any(n.name == node.name for n in current.remote_nodes):
+def current_nodes(path: Path) -> tuple[RemoteNode, ...]:
+    """The remote nodes as the file has them now (not as command-line options changed them)."""
+    return settings_from_mapping(_read(path)).remote_nodes
+
+
+def add_node(path: Path, node: RemoteNode, *, db: Database, actor: str) -> Settings:
+    nodes = current_nodes(path)
+    if any(n.name == node.name for n in nodes):
         raise ConfigError(f"a remote node named {node.name!r} exists already")
     return write_remote_nodes(
         path,
-        (*current.remote_nodes, node),
+        (*nodes, node),
         db=db,
         actor=actor,
         change=f"added {node.protocol} node {node.name} ({node.role})",
     )
 
 
-def edit_node(
-    path: Path, current: Settings, name: str, node: RemoteNode, *, db: Database, actor: str
-) -> Settings:
-    if not any(n.name == name for n in current.remote_nodes):
+def edit_node(path: Path, name: str, node: RemoteNode, *, db: Database, actor: str) -> Settings:
+    nodes = current_nodes(path)
+    if not any(n.name == name for n in nodes):
         raise ConfigError(f"there is no remote node named {name!r}")
-    nodes = tuple(node if n.name == name else n for n in current.remote_nodes)
+    nodes = tuple(node if n.name == name else n for n in nodes)
     return write_remote_nodes(
         path, nodes, db=db, actor=actor, change=f"changed node {name}: {_describe(node)}"
     )
 
 
-def delete_node(path: Path, current: Settings, name: str, *, db: Database, actor: str) -> Settings:
-    if not any(n.name == name for n in current.remote_nodes):
+def delete_node(path: Path, name: str, *, db: Database, actor: str) -> Settings:
+    nodes = current_nodes(path)
+    if not any(n.name == name for n in nodes):
         raise ConfigError(f"there is no remote node named {name!r}")
-    nodes = tuple(n for n in current.remote_nodes if n.name != name)
+    nodes = tuple(n for n in nodes if n.name != name)
     return write_remote_nodes(path, nodes, db=db, actor=actor, change=f"deleted node {name}")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtCore import QEvent, QObject, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent
 from PySide6.QtWidgets import (
@@ -52,6 +54,7 @@ class MainWindow(QMainWindow):
         appliance: Appliance,
         translations: Translations,
         admin: AdminSession | None = None,
+        settings_path: Path | None = None,
     ) -> None:
         super().__init__()
         self.appliance = appliance
@@ -69,7 +72,8 @@ class MainWindow(QMainWindow):
             appliance.db, self.queue_model, self.reader, self.work, self.feed.refresh
         )
         self.audit = AuditScreen(appliance.db, self.reader, self.work)
-        self.nodes = NodesScreen(appliance.settings, appliance.node.port, self.work)
+        self.nodes = NodesScreen(appliance, settings_path, self.admin, self.work)
+        self.access_changed.connect(self.nodes.set_unlocked)
         self.tabs = QTabWidget()
         self.tabs.addTab(self.queue, "")
         self.tabs.addTab(self.audit, "")

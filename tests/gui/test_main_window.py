@@ -209,3 +209,44 @@ def test_language_switch_and_screenshots(qtbot, make_appliance, make_window, tmp
         assert all(size > 10_000 for size in shots.values()), shots
     finally:
         pacs.stop()
+
+
+def test_roles_unlock_checks_the_passphrase_and_locks_when_idle(  # type: ignore[no-untyped-def]
+    qtbot, make_appliance, make_window, tmp_path
+) -> None:
+    from aifi_app.admin_access import AdminSession, hash_passphrase
+
+    class Clock:
+        now = 100.0
+
+        def __call__(self) -> float:
+            return self.now
+
+    clock = Clock()
+    stored = hash_passphrase("application manager")
+    appliance = make_appliance()
+    admin = AdminSession(appliance.db, idle_seconds=300, read=lambda: stored, clock=clock)
+    path = tmp_path / "aifi.toml"
+    path.write_text("")
+    window = make_window(appliance, admin=admin, settings_path=path)
+    assert "MBB" in window.role.text() and not window.nodes.add_button.isEnabled()
+    assert window.queue.retry_button is not None  # the queue needs no unlock
+    window.unlock("not the passphrase")
+    qtbot.waitUntil(lambda: "Wrong passphrase" in window.statusBar().currentMessage())
+    assert not window.unlocked
+    with qtbot.waitSignal(window.access_changed, timeout=10_000) as unlocked:
+        window.unlock("application manager")
+    assert unlocked.args == [True]
+    assert window.nodes.add_button.isEnabled() and "Application manager" in window.role.text()
+    clock.now += 301
+    with qtbot.waitSignal(window.access_changed, timeout=10_000) as locked:
+        window._check_idle()  # the window's 5 s timer does this
+    assert locked.args == [False]
+    assert not window.nodes.add_button.isEnabled()
+    events = [
+        r[0]
+        for r in appliance.db.conn.execute(
+            "SELECT event FROM audit_events WHERE category = 'access' ORDER BY id"
+        )
+    ]
+    assert events == ["admin_unlock_refused", "admin_unlocked", "admin_locked"]

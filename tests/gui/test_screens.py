@@ -14,6 +14,7 @@ from pynetdicom import AE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from aifi_app.demo import DemoPacs
+from aifi_app.gui.nodes_screen import AE_TITLE, LAST_TEST
 from aifi_app.gui.tray import Health, health_of, newly_failed
 from aifi_app.store import jobs
 from tests.gui.conftest import gui_settings
@@ -32,11 +33,11 @@ def test_test_connection_against_a_live_scp(qtbot, make_appliance, make_window, 
         port = int(pacs.server_address[1])
         window = make_window(make_appliance(gui_settings(tmp_path, port)))
         nodes = window.nodes
-        assert nodes.table.item(0, 1).text() == "DEMO_PACS"
+        assert nodes.table.item(0, AE_TITLE).text() == "DEMO_PACS"
         nodes.test_button.click()
         assert not nodes.test_button.isEnabled()  # the echo runs off the GUI thread
         qtbot.waitUntil(lambda: "Connection OK" in nodes.result.text(), timeout=15_000)
-        assert nodes.table.item(0, 5).text().startswith("OK")
+        assert nodes.table.item(0, LAST_TEST).text().startswith("OK")
         assert nodes.test_button.isEnabled()
     finally:
         pacs.shutdown()
@@ -60,7 +61,7 @@ def test_test_connection_says_why_it_failed(qtbot, make_appliance, make_window, 
     window.nodes.test_button.click()
     qtbot.waitUntil(lambda: "Geen verbinding" in window.nodes.result.text(), timeout=15_000)
     assert "refused" in window.nodes.result.text()  # the reason, as the OS gave it
-    assert window.nodes.table.item(0, 5).text().startswith("geen verbinding")
+    assert window.nodes.table.item(0, LAST_TEST).text().startswith("geen verbinding")
 
 
 def test_audit_log_filters_and_exports(qtbot, make_appliance, make_window, tmp_path) -> None:  # type: ignore[no-untyped-def]
