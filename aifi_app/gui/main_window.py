@@ -1,4 +1,4 @@
-"""The main window: queue, audit log and nodes, a language menu, and close-to-tray."""
+"""The main window: queue, audit log, nodes and algorithms, menus, roles, close-to-tray."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
 )
 
 from aifi_app.admin_access import AdminSession, NoPassphraseError
+from aifi_app.gui.algorithms_screen import AlgorithmsScreen
 from aifi_app.gui.audit_screen import AuditScreen
 from aifi_app.gui.background import Background
 from aifi_app.gui.garbage import freeze_start_up_objects
@@ -74,10 +75,13 @@ class MainWindow(QMainWindow):
         self.audit = AuditScreen(appliance.db, self.reader, self.work)
         self.nodes = NodesScreen(appliance, settings_path, self.admin, self.work)
         self.access_changed.connect(self.nodes.set_unlocked)
+        self.algorithms = AlgorithmsScreen(appliance, self.admin, self.work)
+        self.access_changed.connect(self.algorithms.set_unlocked)
         self.tabs = QTabWidget()
         self.tabs.addTab(self.queue, "")
         self.tabs.addTab(self.audit, "")
         self.tabs.addTab(self.nodes, "")
+        self.tabs.addTab(self.algorithms, "")
         self.tabs.currentChanged.connect(self._tab_changed)
         self.setCentralWidget(self.tabs)
         self.counts = QLabel()
@@ -161,6 +165,7 @@ class MainWindow(QMainWindow):
         self.tabs.setTabText(0, self.tr("Queue"))
         self.tabs.setTabText(1, self.tr("Audit log"))
         self.tabs.setTabText(2, self.tr("Nodes"))
+        self.tabs.setTabText(3, self.tr("Algorithms"))
         self.file_menu.setTitle(self.tr("&File"))
         self.export_action.setText(self.tr("Export audit log…"))
         self.quit_action.setText(self.tr("&Quit (stops receiving studies)"))
@@ -253,6 +258,10 @@ class MainWindow(QMainWindow):
     def _tab_changed(self, index: int) -> None:
         if self.tabs.widget(index) is self.audit:
             self.audit.reload()
+        elif self.tabs.widget(index) is self.algorithms:
+            current = self.queue.current_row
+            self.algorithms.set_study(current.study_id if current else None)
+            self.algorithms.reload()
 
     def _show_counts(self) -> None:
         states = self._summary.job_states

@@ -311,6 +311,11 @@ class QueueScreen(QWidget):
         self._show_detail()
         self._load_timeline()
 
+    @property
+    def current_row(self) -> QueueRow | None:
+        """The study or job selected (shown in the detail pane)."""
+        return self._current
+
     def select_key(self, key: tuple[str, int]) -> bool:
         """Select the row of a job or study (as a person clicking it would)."""
         number = self.model.row_of(key)

@@ -194,10 +194,14 @@ def test_language_switch_and_screenshots(qtbot, make_appliance, make_window, tmp
         for language, queue_word in (("en", "Queue"), ("nl", "Wachtrij")):
             window.set_language(language)
             qtbot.waitUntil(lambda w=queue_word: window.tabs.tabText(0) == w, timeout=5_000)
-            for tab, name in ((0, "queue"), (1, "audit"), (2, "nodes")):
+            for tab, name in ((0, "queue"), (1, "audit"), (2, "nodes"), (3, "algorithms")):
                 window.tabs.setCurrentIndex(tab)
                 if tab == 1:
                     qtbot.waitUntil(lambda: window.audit.model.rowCount() > 0, timeout=10_000)
+                if tab == 3:
+                    qtbot.waitUntil(lambda: window.algorithms.table.rowCount() > 0, timeout=10_000)
+                    window.algorithms.test_rules(window.algorithms.study.value())
+                    qtbot.waitUntil(lambda: window.algorithms.verdicts.topLevelItemCount() > 0)
                 qtbot.wait(50)
                 path = out / f"{name}-{language}.png"
                 assert window.grab().save(str(path))
