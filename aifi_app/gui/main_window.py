@@ -70,7 +70,13 @@ class MainWindow(QMainWindow):
         self.queue_model = QueueTableModel(self)
         self.feed = QueueFeed(appliance.db, self.reader, parent=self)
         self.queue = QueueScreen(
-            appliance.db, self.queue_model, self.reader, self.work, self.feed.refresh
+            appliance.db,
+            self.queue_model,
+            self.reader,
+            self.work,
+            self.feed.refresh,
+            data_dir=appliance.data_dir,
+            algorithms=lambda: sorted(appliance.catalog.enabled()),
         )
         self.audit = AuditScreen(appliance.db, self.reader, self.work)
         self.nodes = NodesScreen(appliance, settings_path, self.admin, self.work)

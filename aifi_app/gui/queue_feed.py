@@ -9,6 +9,7 @@ through a queued signal.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from PySide6.QtCore import QObject, QTimer, Signal
@@ -16,7 +17,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from aifi_app.gui.background import Background
 from aifi_app.store.changes import DataVersion
 from aifi_app.store.database import Database
-from aifi_app.store.queue_view import QueueDelta, QueueDiffer, queue_rows
+from aifi_app.store.queue_view import QueueDelta, QueueDiffer, positive_findings, queue_rows
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,15 @@ class QueueFeed(QObject):
         if not (changed or force):
             return None
         delta = self._differ.update(queue_rows(self._db))
+        if delta.newly_resulted:
+            ids = [r.job_id for r in delta.newly_resulted if r.job_id is not None]
+            labels = positive_findings(self._db, ids)
+            urgent = tuple(
+                (r, labels[r.job_id])
+                for r in delta.newly_resulted
+                if r.job_id is not None and r.job_id in labels
+            )
+            delta = dataclasses.replace(delta, urgent=urgent)
         return delta if delta or delta.first or force else None
 
     def _done(self, delta: QueueDelta | None) -> None:

@@ -1,4 +1,5 @@
-"""The tray icon: overall status at a glance, and a desktop notification when a job fails."""
+"""The tray icon: overall status at a glance, and desktop notifications when a job fails
+or a result with a positive (urgent) finding arrives."""
 
 from __future__ import annotations
 
@@ -87,6 +88,8 @@ class StatusTray(QObject):
         self._primed = True
         for r in delta.newly_failed:
             self._notify_failed(r)
+        for r, labels in delta.urgent:
+            self._notify_urgent(r, labels)
 
     def update(self, rows: list[QueueRow]) -> None:
         """A new queue snapshot: new status; a notification per newly failed job."""
@@ -105,3 +108,11 @@ class StatusTray(QObject):
         self.notifications.append((title, text))
         if self.icon.isVisible():
             self.icon.showMessage(title, text, QSystemTrayIcon.MessageIcon.Warning, 10_000)
+
+    def _notify_urgent(self, r: QueueRow, labels: tuple[str, ...]) -> None:
+        title = self.tr("Urgent finding in job %1").replace("%1", str(r.job_id))
+        text = f"{r.algorithm} · {r.modality} {r.study_description}".strip()
+        text += "\n" + "; ".join(labels)
+        self.notifications.append((title, text))
+        if self.icon.isVisible():
+            self.icon.showMessage(title, text, QSystemTrayIcon.MessageIcon.Critical, 0)

@@ -7,6 +7,7 @@ Safe to call from any thread (each thread has its own connection).
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -142,6 +143,11 @@ class QueueDelta:
     """Jobs failed now that were not failed before (none in the first delta: the baseline)."""
     summary: QueueSummary
     first: bool
+    newly_resulted: tuple[QueueRow, ...] = ()
+    """Jobs that have their results now and did not before (none in the first delta)."""
+    urgent: tuple[tuple[QueueRow, tuple[str, ...]], ...] = ()
+    """Of those, the jobs with positive findings, with the findings' labels (filled in by
+    the reader with :func:`positive_findings`)."""
 
     def __bool__(self) -> bool:
         return bool(self.removed or self.changed or self.added)
@@ -171,6 +177,14 @@ class QueueDiffer:
             for r in (*changed, *added)
             if r.state == "failed" and getattr(before.get(r.key), "state", "") != "failed"
         )
+        done = ("result_received", "delivered")
+        resulted = tuple(
+            r
+            for r in (*changed, *added)
+            if r.job_id is not None
+            and r.state in done
+            and getattr(before.get(r.key), "state", "") not in done
+        )
         first, self._first = self._first, False
         self._rows = now
         return QueueDelta(
@@ -180,6 +194,7 @@ class QueueDiffer:
             newly_failed=() if first else failed,
             summary=summarise(rows),
             first=first,
+            newly_resulted=() if first else resulted,
         )
 
 
@@ -204,3 +219,76 @@ def timeline(db: Database, *, study_id: int, job_id: int | None) -> list[Timelin
         TimelineEvent(r[0], r[1], r[2], r[3] or "", r[4] or "", r[5] or "", r[6] or "")
         for r in found
     ]
+
+
+@dataclass(frozen=True)
+class InstanceLine:
+    """One received instance of a study, without identifiers (no UIDs)."""
+
+    series: int
+    """The series' number within the study (1, 2, … in order of arrival)."""
+    sop_class_uid: str
+    size: int
+    received_at: float
+    calling_ae: str
+
+
+def instances(db: Database, study_id: int) -> list[InstanceLine]:
+    """The study's instances in order of arrival."""
+    series_numbers: dict[str, int] = {}
+    lines = []
+    for r in db.conn.execute(
+        "SELECT series_uid, sop_class_uid, size, received_at, calling_ae FROM instances"
+        " WHERE study_id = ? ORDER BY id",
+        (study_id,),
+    ):
+        number = series_numbers.setdefault(r[0], len(series_numbers) + 1)
+        lines.append(InstanceLine(number, r[1], r[2], r[3], r[4]))
+    return lines
+
+
+@dataclass(frozen=True)
+class OutputLine:
+    """One result object of a job."""
+
+    output_id: int
+    kind: str
+    sop_class_uid: str
+    path: str
+    """Relative to the data directory."""
+    state: str
+    delivered_at: float | None
+    last_error: str
+
+
+def outputs(db: Database, job_id: int) -> list[OutputLine]:
+    return [
+        OutputLine(r[0], r[1], r[2], r[3], r[4], r[5], r[6] or "")
+        for r in db.conn.execute(
+            "SELECT id, kind, sop_class_uid, path, state, delivered_at, last_error FROM outputs"
+            " WHERE job_id = ? ORDER BY id",
+            (job_id,),
+        )
+    ]
+
+
+def positive_findings(db: Database, job_ids: list[int]) -> dict[int, tuple[str, ...]]:
+    """The labels of the positive findings in these jobs' results (jobs without any are
+    left out): what a desktop notification about an urgent finding says."""
+    found: dict[int, tuple[str, ...]] = {}
+    for job_id in job_ids:
+        row = db.conn.execute("SELECT result_json FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None or not row[0]:
+            continue
+        try:
+            findings = json.loads(row[0]).get("findings", [])
+        except (ValueError, AttributeError):
+            continue
+        labels = tuple(
+            str(f.get("label") or "positive finding")
+            for f in findings
+            if isinstance(f, dict) and f.get("positive") is True
+        )
+        if labels:
+            found[job_id] = labels
+    return found
