@@ -170,6 +170,7 @@ class QueueScreen(QWidget):
         self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.preview.setMinimumSize(160, 160)
         self.preview_image: QImage | None = None
+        self._preview_of: Path | None = None
         """The result image shown (its full preview size)."""
         result_page = QSplitter(Qt.Orientation.Horizontal)
         result_page.addWidget(self.outputs)
@@ -505,7 +506,10 @@ class QueueScreen(QWidget):
             self._show_preview(request, None)
             return
         path = self._data_dir / images[0].path
-        self.preview.setText(self.tr("Loading the preview…"))
+        if self._preview_of != path:  # the same image again (a refresh): keep it shown
+            self.preview_image = None
+            self.preview.setText(self.tr("Loading the preview…"))
+        self._preview_of = path
         self._actions.submit(
             preview_pixels,
             path,
@@ -517,6 +521,7 @@ class QueueScreen(QWidget):
         if request != self._timeline_request:
             return
         if pixels is None:
+            self._preview_of = None
             self.preview.setPixmap(QPixmap())
             self.preview.setText(
                 self.tr("No preview: %1").replace("%1", error)

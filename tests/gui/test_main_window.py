@@ -167,8 +167,35 @@ def test_language_switch_and_screenshots(qtbot, make_appliance, make_window, tmp
             settings, completion=dataclasses.replace(settings.completion, idle_seconds=1.0)
         )
         appliance = make_appliance(settings)
-        window = make_window(appliance)
+        # the nodes screen as an application manager sees it: three protocols, unlocked
+        from aifi_app.admin_access import AdminSession, hash_passphrase
+        from aifi_app.config.settings import RemoteNode
+
+        appliance.settings = dataclasses.replace(
+            appliance.settings,
+            remote_nodes=(
+                *appliance.settings.remote_nodes,
+                RemoteNode(
+                    "vendor-ai",
+                    protocol="dicomweb",
+                    url="https://ai.vendor.example/dicom-web",
+                    role="vendor",
+                ),
+                RemoteNode(
+                    "ris", host="ris.hospital.example", port=2575, protocol="mllp", role="ris"
+                ),
+            ),
+        )
+        stored = hash_passphrase("application manager")
+        (tmp_path / "aifi.toml").write_text("")
+        window = make_window(
+            appliance,
+            admin=AdminSession(appliance.db, read=lambda: stored),
+            settings_path=tmp_path / "aifi.toml",
+        )
         window.show()
+        window.unlock("application manager")
+        qtbot.waitUntil(lambda: window.unlocked, timeout=10_000)
         for n in (1, 2):
             _send(appliance.node.port, tmp_path / "in", n).join(30)
         ct = [write(ds, tmp_path / "ct") for ds in ct_series(demo_patient(99), 3)]
@@ -187,6 +214,8 @@ def test_language_switch_and_screenshots(qtbot, make_appliance, make_window, tmp
             next(r.key for r in map(model.row_at, range(model.rowCount())) if r.job_id)
         )
         qtbot.waitUntil(lambda: window.queue.timeline.topLevelItemCount() >= 5, timeout=10_000)
+        window.queue.detail_tabs.setCurrentIndex(2)  # the result, with its preview
+        qtbot.waitUntil(lambda: window.queue.preview_image is not None, timeout=10_000)
         assert window.tabs.tabText(0) == "Queue"
         out = Path(os.environ.get("AIFI_SCREENSHOTS", tmp_path))
         out.mkdir(parents=True, exist_ok=True)

@@ -104,7 +104,6 @@ def test_a_failing_connection_in_words(qtbot, make_appliance, make_window, tmp_p
     appliance = make_appliance(settings)
     appliance.settings = dataclasses.replace(settings, remote_nodes=(web,))
     window = make_window(appliance)
-    window.nodes._fill_table()
     window.nodes.test_button.click()
     qtbot.waitUntil(lambda: "No connection" in window.nodes.result.text(), timeout=15_000)
     assert (
