@@ -173,7 +173,7 @@ class QueueTableModel(QAbstractTableModel):
             del self._by_key[key]
         for row in (*delta.changed, *delta.added):
             self._by_key[row.key] = row
-        self._all = sorted(self._by_key.values(), key=self._order_key)
+        self._all = self._sorted(self._by_key.values())
         self._refilter()
 
     def _remove_shown(self, row: QueueRow) -> None:
@@ -216,6 +216,16 @@ class QueueTableModel(QAbstractTableModel):
         else:
             self._rows[at] = new
         self.dataChanged.emit(self.index(at, 0), self.index(at, REASON))
+
+    def _sorted(self, rows: Iterable[QueueRow]) -> list[QueueRow]:
+        """Rows in the sort order: plain keys and ``reverse`` (no wrapper per row; the keys
+        are unique, so this is the order :meth:`_order_key` gives)."""
+        column = self._sort_column
+        return sorted(
+            rows,
+            key=lambda r: (self._sort_key(r, column), r.key),
+            reverse=self._sort_order == Qt.SortOrder.DescendingOrder,
+        )
 
     def _order_key(self, r: QueueRow) -> Any:
         key = (self._sort_key(r, self._sort_column), r.key)
@@ -297,7 +307,7 @@ class QueueTableModel(QAbstractTableModel):
         self.layoutAboutToBeChanged.emit()
         before = self.persistentIndexList()
         keys = [(self._rows[i.row()].key, i.column()) for i in before]
-        self._all.sort(key=self._order_key)
+        self._all = self._sorted(self._all)
         accepts = self._accepts
         self._rows = self._all if accepts is None else [r for r in self._all if accepts(r)]
         self._rows = list(self._rows)
