@@ -165,6 +165,11 @@ class AdminSession:
         return self.check_idle()
 
     @property
+    def holder(self) -> str | None:
+        """Who holds the unlock, without the idle check (which may write the audit log)."""
+        return self._unlocked_by
+
+    @property
     def actor(self) -> str | None:
         """Who unlocked (for the audit log of configuration changes), or None."""
         return self._unlocked_by if self.unlocked else None

@@ -226,13 +226,22 @@ class MainWindow(QMainWindow):
         self.work.submit(self.admin.unlock, passphrase, who, on_done=done, on_error=failed)
 
     def lock(self) -> None:
-        self.admin.lock()
         self._set_unlocked(False)
+        self.work.submit(self.admin.lock)  # audited off the GUI thread
 
     def _check_idle(self) -> None:
-        if self._unlocked and not self.admin.check_idle():
-            self.statusBar().showMessage(self.tr("Configuration locked after inactivity."), 10_000)
-            self._set_unlocked(False)
+        """Every 5 s: the core locks an idle session (and audits it) on a worker thread."""
+        if not self._unlocked:
+            return
+
+        def done(still_unlocked: bool) -> None:
+            if self._unlocked and not still_unlocked:
+                self.statusBar().showMessage(
+                    self.tr("Configuration locked after inactivity."), 10_000
+                )
+                self._set_unlocked(False)
+
+        self.work.submit(self.admin.check_idle, on_done=done)
 
     def _set_unlocked(self, unlocked: bool) -> None:
         changed = unlocked != self._unlocked
@@ -246,7 +255,7 @@ class MainWindow(QMainWindow):
         self.lock_action.setEnabled(self._unlocked)
         if self._unlocked:
             self.role.setText(
-                self.tr("Application manager (%1)").replace("%1", self.admin.actor or "")
+                self.tr("Application manager (%1)").replace("%1", self.admin.holder or "")
             )
         else:
             self.role.setText(self.tr("MBB'er (configuration locked)"))
