@@ -353,6 +353,35 @@ def _list_algorithms(catalog: PackageCatalog, *, as_json: bool) -> int:
     return 0
 
 
+def cmd_admin(args: argparse.Namespace) -> int:
+    """``aifi-app admin set-passphrase``: the application manager's passphrase (its salted
+    scrypt hash goes into the OS keyring; the change is audited)."""
+    import getpass
+
+    from aifi_app import admin_access
+    from aifi_app.secrets import KeyringUnavailableError
+    from aifi_app.service import open_database
+
+    if args.stdin:
+        passphrase = sys.stdin.readline().rstrip("\n")
+    else:
+        passphrase = getpass.getpass("New administrator passphrase: ")
+        if getpass.getpass("Again: ") != passphrase:
+            print("aifi-app admin: the two passphrases differ; nothing changed", file=sys.stderr)
+            return 1
+    settings = _settings(args)
+    db = open_database(settings.data_dir)
+    try:
+        admin_access.set_passphrase(passphrase, db=db, actor=f"cli:{getpass.getuser()}")
+    except (admin_access.PassphraseError, KeyringUnavailableError) as exc:
+        print(f"aifi-app admin: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        db.close()
+    print("administrator passphrase set (its hash is in the OS keyring)")
+    return 0
+
+
 def cmd_gui(args: argparse.Namespace) -> int:
     # the only way from the core into Qt, and only on request (pyproject's import contract
     # names this one import as allowed); headless commands never load PySide6
@@ -492,6 +521,18 @@ def build_parser() -> argparse.ArgumentParser:
     sign.add_argument("target", metavar="FOLDER")
     sign.add_argument("--key", metavar="PRIVATE_KEY", required=True)
     sign.set_defaults(func=cmd_package_tools)
+
+    admin = sub.add_parser("admin", help="administrator (application manager) access")
+    admin_sub = admin.add_subparsers(dest="action", required=True)
+    set_pass = admin_sub.add_parser(
+        "set-passphrase",
+        help="set the passphrase that unlocks configuration in the desktop application",
+    )
+    common(set_pass)
+    set_pass.add_argument(
+        "--stdin", action="store_true", help="read the passphrase from standard input"
+    )
+    set_pass.set_defaults(func=cmd_admin)
 
     gui = sub.add_parser("gui", help="open the desktop application (the default command)")
     common(gui)

@@ -46,8 +46,10 @@ def orthanc_factory(tmp_path: Path) -> Iterator[object]:
 
     started: list[Orthanc] = []
 
-    def make(modalities: dict[str, tuple[str, str, int]]) -> Orthanc:
-        server = Orthanc(tmp_path / f"orthanc{len(started)}", modalities).start()
+    def make(
+        modalities: dict[str, tuple[str, str, int]], plugins: list[str] | None = None
+    ) -> Orthanc:
+        server = Orthanc(tmp_path / f"orthanc{len(started)}", modalities, plugins).start()
         started.append(server)
         return server
 

@@ -11,6 +11,7 @@ import faulthandler
 import logging
 import signal
 import sys
+from pathlib import Path
 
 from PySide6.QtWidgets import QApplication, QMessageBox
 
@@ -47,7 +48,9 @@ def run(args: argparse.Namespace) -> int:
         QMessageBox.critical(None, "AIFI Appliance", str(exc))
         return 3
     appliance.start()
-    window = MainWindow(appliance, translations)
+    window = MainWindow(
+        appliance, translations, settings_path=Path(args.config) if args.config else None
+    )
     # Ctrl+C and service stops quit cleanly (the feed's timer gives Python the chance to
     # run the handler while Qt's event loop waits)
     signal.signal(signal.SIGINT, lambda *_: window.quit())

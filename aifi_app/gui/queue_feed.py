@@ -2,11 +2,14 @@
 
 A timer on the GUI thread asks the reader thread "anything committed since last time?"
 (:class:`aifi_app.store.changes.DataVersion`, one cheap PRAGMA); only then is the
-snapshot read, and it reaches the GUI thread through a queued signal.
+snapshot read and compared with the previous one, still on the reader thread, and only
+the difference (:class:`~aifi_app.store.queue_view.QueueDelta`) reaches the GUI thread,
+through a queued signal.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from PySide6.QtCore import QObject, QTimer, Signal
@@ -14,14 +17,14 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from aifi_app.gui.background import Background
 from aifi_app.store.changes import DataVersion
 from aifi_app.store.database import Database
-from aifi_app.store.queue_view import QueueRow, queue_rows
+from aifi_app.store.queue_view import QueueDelta, QueueDiffer, positive_findings, queue_rows
 
 log = logging.getLogger(__name__)
 
 
 class QueueFeed(QObject):
-    rows_ready = Signal(list)
-    """A new snapshot (``list[QueueRow]``), on the GUI thread."""
+    delta_ready = Signal(object)
+    """What changed (a :class:`QueueDelta`), on the GUI thread."""
 
     def __init__(
         self,
@@ -34,6 +37,7 @@ class QueueFeed(QObject):
         self._db = db
         self._reader = reader
         self._version = DataVersion(db)
+        self._differ = QueueDiffer()
         self._in_flight = False
         self._force = False
         self._timer = QTimer(self)
@@ -59,15 +63,27 @@ class QueueFeed(QObject):
         force, self._force = self._force, False
         self._reader.submit(self._read, force, on_done=self._done, on_error=self._failed)
 
-    def _read(self, force: bool) -> list[QueueRow] | None:
-        """Reader thread: the snapshot, or None when nothing changed."""
+    def _read(self, force: bool) -> QueueDelta | None:
+        """Reader thread: the difference with the previous snapshot, or None."""
         changed = self._version.changed()
-        return queue_rows(self._db) if changed or force else None
+        if not (changed or force):
+            return None
+        delta = self._differ.update(queue_rows(self._db))
+        if delta.newly_resulted:
+            ids = [r.job_id for r in delta.newly_resulted if r.job_id is not None]
+            labels = positive_findings(self._db, ids)
+            urgent = tuple(
+                (r, labels[r.job_id])
+                for r in delta.newly_resulted
+                if r.job_id is not None and r.job_id in labels
+            )
+            delta = dataclasses.replace(delta, urgent=urgent)
+        return delta if delta or delta.first or force else None
 
-    def _done(self, rows: list[QueueRow] | None) -> None:
+    def _done(self, delta: QueueDelta | None) -> None:
         self._in_flight = False
-        if rows is not None:
-            self.rows_ready.emit(rows)
+        if delta is not None:
+            self.delta_ready.emit(delta)
 
     def _failed(self, exc: BaseException) -> None:
         self._in_flight = False

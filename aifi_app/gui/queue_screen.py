@@ -10,9 +10,12 @@ import getpass
 import time
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QEvent, QItemSelection, QModelIndex, Qt, QTimer
+from pydicom.uid import UID
+from PySide6.QtCore import QEvent, QItemSelection, QModelIndex, Qt, QTimer, Signal
+from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -24,6 +27,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSplitter,
     QTableView,
+    QTabWidget,
     QTreeWidget,
     QTreeWidgetItem,
     QVBoxLayout,
@@ -32,16 +36,26 @@ from PySide6.QtWidgets import (
 
 from aifi_app.gui.background import Background
 from aifi_app.gui.queue_model import (
+    ATTENTION_FILTER,
     REASON,
     RECEIVED,
     ROW_ROLE,
-    QueueFilterProxy,
+    STATE,
     QueueTableModel,
 )
 from aifi_app.gui.states import event_name, state_icon, state_name
+from aifi_app.results.preview import PreviewPixels, preview_pixels
 from aifi_app.store import jobs
 from aifi_app.store.database import Database
-from aifi_app.store.queue_view import QueueRow, TimelineEvent, timeline
+from aifi_app.store.queue_view import (
+    InstanceLine,
+    OutputLine,
+    QueueRow,
+    TimelineEvent,
+    instances,
+    outputs,
+    timeline,
+)
 
 FILTER_STATES = (
     "receiving",
@@ -65,7 +79,16 @@ def actor() -> str:
         return "gui"
 
 
+def sop_class_words(uid: str) -> str:
+    """A SOP class by its name ("CT Image Storage"), or the UID when pydicom does not know it."""
+    name = UID(uid).name
+    return name.removesuffix(" Storage") if name and name != uid else uid
+
+
 class QueueScreen(QWidget):
+    current_changed = Signal(object)
+    """The selected row changed (a :class:`QueueRow`, or None)."""
+
     def __init__(
         self,
         db: Database,
@@ -74,9 +97,14 @@ class QueueScreen(QWidget):
         actions: Background,
         on_changed: Callable[[], None],
         parent: QWidget | None = None,
+        *,
+        data_dir: Path | None = None,
+        algorithms: Callable[[], list[str]] = list,
     ) -> None:
         super().__init__(parent)
         self._db = db
+        self._data_dir = data_dir
+        self._algorithms = algorithms
         self._reader = reader
         self._actions = actions
         self._on_changed = on_changed
@@ -84,8 +112,6 @@ class QueueScreen(QWidget):
         self._timeline_request = 0
 
         self.model = model
-        self.proxy = QueueFilterProxy(self)
-        self.proxy.setSourceModel(model)
 
         self.state_filter = QComboBox()
         self.algorithm_filter = QComboBox()
@@ -111,7 +137,7 @@ class QueueScreen(QWidget):
         bar.addWidget(self.search, 1)
 
         self.table = QTableView()
-        self.table.setModel(self.proxy)
+        self.table.setModel(model)
         self.table.setSortingEnabled(True)
         self.table.sortByColumn(RECEIVED, Qt.SortOrder.DescendingOrder)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -134,22 +160,60 @@ class QueueScreen(QWidget):
         self.timeline = QTreeWidget()
         self.timeline.setRootIsDecorated(False)
         self.timeline.setColumnCount(3)
+        self.instances = QTreeWidget()
+        self.instances.setRootIsDecorated(False)
+        self.instances.setColumnCount(5)
+        self.outputs = QTreeWidget()
+        self.outputs.setRootIsDecorated(False)
+        self.outputs.setColumnCount(3)
+        self.preview = QLabel()
+        self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.preview.setMinimumSize(160, 160)
+        self.preview_image: QImage | None = None
+        self._preview_of: Path | None = None
+        """The result image shown (its full preview size)."""
+        result_page = QSplitter(Qt.Orientation.Horizontal)
+        result_page.addWidget(self.outputs)
+        result_page.addWidget(self.preview)
+        self.detail_tabs = QTabWidget()
+        """Timeline, instances and result; other views of the selected job may add a tab."""
+        self.detail_tabs.addTab(self.timeline, "")
+        self.detail_tabs.addTab(self.instances, "")
+        self.detail_tabs.addTab(result_page, "")
         self.retry_button = QPushButton()
         self.cancel_button = QPushButton()
         self.process_now_button = QPushButton()
+        self.resend_button = QPushButton()
+        self.route_button = QPushButton()
+        self.route_choice = QComboBox()
+        self.route_choice.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.retry_button.clicked.connect(self.retry)
         self.cancel_button.clicked.connect(self.cancel)
         self.process_now_button.clicked.connect(self.process_now)
+        self.resend_button.clicked.connect(self.resend)
+        self.route_button.clicked.connect(
+            lambda: self.route_to(str(self.route_choice.currentData() or ""))
+        )
         self.message = QLabel()
         self.message.setWordWrap(True)
         buttons = QHBoxLayout()
-        for b in (self.retry_button, self.cancel_button, self.process_now_button):
+        for b in (
+            self.retry_button,
+            self.cancel_button,
+            self.process_now_button,
+            self.resend_button,
+        ):
             buttons.addWidget(b)
         buttons.addStretch(1)
+        buttons.addWidget(self.route_choice)
+        buttons.addWidget(self.route_button)
+        self.detail_extras = QVBoxLayout()
+        """Room for more widgets about the selected row (see :meth:`add_detail_widget`)."""
         detail_layout = QVBoxLayout(self.detail)
         detail_layout.addWidget(self.summary)
-        detail_layout.addWidget(self.timeline, 1)
+        detail_layout.addWidget(self.detail_tabs, 1)
         detail_layout.addLayout(buttons)
+        detail_layout.addLayout(self.detail_extras)
         detail_layout.addWidget(self.message)
 
         splitter = QSplitter(Qt.Orientation.Vertical)
@@ -162,17 +226,18 @@ class QueueScreen(QWidget):
         layout.addWidget(splitter, 1)
 
         self.state_filter.currentIndexChanged.connect(
-            lambda _: self.proxy.set_state(str(self.state_filter.currentData() or ""))
+            lambda _: model.set_state(str(self.state_filter.currentData() or ""))
         )
         self.algorithm_filter.currentIndexChanged.connect(
-            lambda _: self.proxy.set_algorithm(str(self.algorithm_filter.currentData() or ""))
+            lambda _: model.set_algorithm(str(self.algorithm_filter.currentData() or ""))
         )
         self.sender_filter.currentIndexChanged.connect(
-            lambda _: self.proxy.set_sender(str(self.sender_filter.currentData() or ""))
+            lambda _: model.set_sender(str(self.sender_filter.currentData() or ""))
         )
         self.period_filter.currentIndexChanged.connect(lambda _: self._apply_period())
-        self.search.textChanged.connect(self.proxy.set_text)
+        self.search.textChanged.connect(model.set_text)
         model.rowsInserted.connect(self._model_changed)
+        model.modelReset.connect(self._model_reset)
         model.dataChanged.connect(self._row_data_changed)
 
         self._tick = QTimer(self)
@@ -199,7 +264,7 @@ class QueueScreen(QWidget):
         self.state_filter.blockSignals(True)
         self.state_filter.clear()
         self.state_filter.addItem(self.tr("All"), "")
-        self.state_filter.addItem(self.tr("Needs attention"), QueueFilterProxy.ATTENTION_FILTER)
+        self.state_filter.addItem(self.tr("Needs attention"), ATTENTION_FILTER)
         for state in FILTER_STATES:
             self.state_filter.addItem(state_icon(state), state_name(state), state)
         index = self.state_filter.findData(selected_state)
@@ -219,6 +284,21 @@ class QueueScreen(QWidget):
         self.retry_button.setText(self.tr("Retry"))
         self.cancel_button.setText(self.tr("Cancel job"))
         self.process_now_button.setText(self.tr("Process now"))
+        self.resend_button.setText(self.tr("Resend to PACS"))
+        self.route_button.setText(self.tr("Send to this algorithm"))
+        self.detail_tabs.setTabText(0, self.tr("Timeline"))
+        self.detail_tabs.setTabText(1, self.tr("Instances"))
+        self.detail_tabs.setTabText(2, self.tr("Result"))
+        self.instances.setHeaderLabels(
+            [
+                self.tr("Series"),
+                self.tr("Kind"),
+                self.tr("Size"),
+                self.tr("Received"),
+                self.tr("From"),
+            ]
+        )
+        self.outputs.setHeaderLabels([self.tr("Object"), self.tr("State"), self.tr("Sent")])
         self.model.headerDataChanged.emit(Qt.Orientation.Horizontal, RECEIVED, REASON)
         if self._sized:
             self._fit_columns()  # the headers' new words
@@ -226,10 +306,23 @@ class QueueScreen(QWidget):
         self._load_timeline()
 
     def _fit_columns(self) -> None:
-        self.table.resizeColumnsToContents()
+        """Widths from the header words and the first rows' text, measured here in Python:
+        ``resizeColumnsToContents`` asks the model for every role of every cell it
+        measures and stalled the GUI thread for 25-90 ms."""
         header = self.table.horizontalHeader()
-        # a long reason wraps in its tooltip; the last column takes the remaining width
-        header.resizeSection(REASON, min(header.sectionSize(REASON), 360))
+        cells = self.table.fontMetrics()
+        titles = header.fontMetrics()
+        icon = self.table.iconSize().width() if self.table.iconSize().isValid() else 16
+        rows = min(self.model.rowCount(), 50)
+        for column in range(REASON + 1):
+            title = str(self.model.headerData(column, Qt.Orientation.Horizontal))
+            width = titles.horizontalAdvance(title) + 28  # room for the sort arrow
+            for number in range(rows):
+                text = self.model.display_text(number, column)
+                extra = icon + 6 if column == STATE else 0
+                width = max(width, cells.horizontalAdvance(text) + 14 + extra)
+            # a long reason wraps in its tooltip; the last column takes the remaining width
+            header.resizeSection(column, min(width, 360) if column == REASON else width)
 
     def _fill_algorithms(self) -> None:
         for combo, everything, names in (
@@ -249,22 +342,35 @@ class QueueScreen(QWidget):
         span = self.period_filter.currentData()
         if span == "today":
             midnight = datetime.now().replace(hour=0, minute=0, second=0, microsecond=0)
-            self.proxy.set_received_since(midnight.timestamp())
+            self.model.set_received_since(midnight.timestamp())
         elif span:
-            self.proxy.set_received_since(time.time() - float(span))
+            self.model.set_received_since(time.time() - float(span))
         else:
-            self.proxy.set_received_since(None)
+            self.model.set_received_since(None)
 
     # --- selection and detail ---
     def _model_changed(self, *_: Any) -> None:
         # fit the columns while the queue is short; later, leave the widths to the user
-        if not self._sized or self.model.rowCount() < 100:
+        if not self._sized or self.model.total() < 100:
             self._sized = True
             self._fit_columns()
+        self._refill_if_new_names()
+
+    def _refill_if_new_names(self) -> None:
         if len(self.model.algorithms()) != self.algorithm_filter.count() - 1 or len(
             self.model.senders()
         ) != (self.sender_filter.count() - 1):
             self._fill_algorithms()
+
+    def _model_reset(self) -> None:
+        """A filter changed (or many rows at once): keep the selected row selected."""
+        if not self._sized and self.model.rowCount():
+            self._model_changed()
+        self._refill_if_new_names()
+        current = self._current
+        if current is not None and not self.select_key(current.key):
+            self._current = None  # filtered out
+            self._show_detail()
 
     def _row_data_changed(self, top_left: QModelIndex, *_: Any) -> None:
         if self._current is None or top_left.column() != 0:
@@ -277,21 +383,26 @@ class QueueScreen(QWidget):
 
     def _selection_changed(self, selected: QItemSelection, _deselected: QItemSelection) -> None:
         rows = self.table.selectionModel().selectedRows()
-        self._current = rows[0].data(ROW_ROLE) if rows else None
+        row = rows[0].data(ROW_ROLE) if rows else None
+        if row is not None and row == self._current:
+            return  # selected again after a filter change: nothing new to show
+        self._current = row
         self.message.clear()
         self._show_detail()
         self._load_timeline()
 
+    @property
+    def current_row(self) -> QueueRow | None:
+        """The study or job selected (shown in the detail pane)."""
+        return self._current
+
     def select_key(self, key: tuple[str, int]) -> bool:
         """Select the row of a job or study (as a person clicking it would)."""
-        source = self.model.row_of(key)
-        if source is None:
+        number = self.model.row_of(key)
+        if number is None:
             return False
-        index = self.proxy.mapFromSource(self.model.index(source, 0))
-        if not index.isValid():
-            return False
-        self.table.selectRow(index.row())
-        self.table.scrollTo(index)
+        self.table.selectRow(number)
+        self.table.scrollTo(self.model.index(number, 0))
         return True
 
     def _show_detail(self) -> None:
@@ -321,16 +432,117 @@ class QueueScreen(QWidget):
             is_job and state in {s.value for s in jobs.CANCELLABLE_JOB_STATES}
         )
         self.process_now_button.setEnabled(r is not None and state == "receiving")
+        self.resend_button.setEnabled(is_job and state == "delivered")
+        choices = [a for a in self._algorithms() if r is None or a != r.algorithm]
+        if [self.route_choice.itemData(i) for i in range(self.route_choice.count())] != choices:
+            self.route_choice.clear()
+            for name in choices:
+                self.route_choice.addItem(name, name)
+        can_route = r is not None and (is_job or state == "no_match") and bool(choices)
+        self.route_choice.setEnabled(can_route)
+        self.route_button.setEnabled(can_route)
+        self.current_changed.emit(r)
 
     def _load_timeline(self) -> None:
         r = self._current
         self._timeline_request += 1
         if r is None:
+            self.instances.clear()
+            self.outputs.clear()
+            self._show_preview(self._timeline_request, None)
             return
         request = self._timeline_request
         self._reader.submit(
             lambda: timeline(self._db, study_id=r.study_id, job_id=r.job_id),
             on_done=lambda events: self._show_timeline(request, events),
+        )
+        self._reader.submit(
+            lambda: (
+                instances(self._db, r.study_id),
+                outputs(self._db, r.job_id) if r.job_id is not None else [],
+            ),
+            on_done=lambda found: self._show_objects(request, *found),
+        )
+
+    def add_detail_widget(self, widget: QWidget) -> None:
+        """Add a widget below the detail pane's buttons (it follows :attr:`current_changed`)."""
+        self.detail_extras.addWidget(widget)
+
+    def _show_objects(
+        self, request: int, received: list[InstanceLine], results: list[OutputLine]
+    ) -> None:
+        if request != self._timeline_request:
+            return
+        self.instances.clear()
+        for line in received:
+            self.instances.addTopLevelItem(
+                QTreeWidgetItem(
+                    [
+                        str(line.series),
+                        sop_class_words(line.sop_class_uid),
+                        f"{line.size / 1024:.0f} kB",
+                        datetime.fromtimestamp(line.received_at).strftime("%H:%M:%S"),
+                        line.calling_ae,
+                    ]
+                )
+            )
+        self.outputs.clear()
+        for out in results:
+            sent = (
+                datetime.fromtimestamp(out.delivered_at).strftime("%Y-%m-%d %H:%M:%S")
+                if out.delivered_at
+                else out.last_error
+            )
+            item = QTreeWidgetItem([f"{out.kind}: {sop_class_words(out.sop_class_uid)}"])
+            item.setText(1, self.tr("sent") if out.state == "delivered" else self.tr("to send"))
+            item.setText(2, sent)
+            self.outputs.addTopLevelItem(item)
+        for tree in (self.instances, self.outputs):
+            for column in range(tree.columnCount() - 1):
+                tree.resizeColumnToContents(column)
+        images = [o for o in results if o.kind not in ("sr",) and self._data_dir is not None]
+        images.sort(key=lambda o: o.kind != "sc")  # the secondary capture first
+        if not images or self._data_dir is None:
+            self._show_preview(request, None)
+            return
+        path = self._data_dir / images[0].path
+        if self._preview_of != path:  # the same image again (a refresh): keep it shown
+            self.preview_image = None
+            self.preview.setText(self.tr("Loading the preview…"))
+        self._preview_of = path
+        self._actions.submit(
+            preview_pixels,
+            path,
+            on_done=lambda pixels: self._show_preview(request, pixels),
+            on_error=lambda exc: self._show_preview(request, None, str(exc)),
+        )
+
+    def _show_preview(self, request: int, pixels: PreviewPixels | None, error: str = "") -> None:
+        if request != self._timeline_request:
+            return
+        if pixels is None:
+            self._preview_of = None
+            self.preview.setPixmap(QPixmap())
+            self.preview.setText(
+                self.tr("No preview: %1").replace("%1", error)
+                if error
+                else self.tr("No result image.")
+            )
+            self.preview_image = None
+            return
+        fmt = (
+            QImage.Format.Format_Grayscale8 if pixels.channels == 1 else QImage.Format.Format_RGB888
+        )
+        image = QImage(
+            pixels.data, pixels.width, pixels.height, pixels.width * pixels.channels, fmt
+        ).copy()  # owns its bytes
+        self.preview_image = image
+        self.preview.setPixmap(
+            QPixmap.fromImage(image).scaled(
+                self.preview.size(),
+                Qt.AspectRatioMode.KeepAspectRatio,
+                Qt.TransformationMode.SmoothTransformation,
+            )
         )
 
     def _show_timeline(self, request: int, events: list[TimelineEvent]) -> None:
@@ -392,6 +604,35 @@ class QueueScreen(QWidget):
                 self.tr("Study %1 will be processed now.").replace("%1", str(study_id))
                 if ok
                 else self.tr("Study %1 is no longer receiving.").replace("%1", str(study_id))
+            ),
+        )
+
+    def resend(self) -> None:
+        r = self._current
+        if r is None or r.job_id is None or self._data_dir is None:
+            return
+        job_id, data_dir = r.job_id, self._data_dir
+        self._run(
+            lambda: jobs.resend_results(self._db, data_dir, job_id, actor=actor()),
+            lambda count: (
+                self.tr("%1 result object(s) of job %2 will be sent to the PACS again.")
+                .replace("%1", str(count))
+                .replace("%2", str(job_id))
+            ),
+        )
+
+    def route_to(self, algorithm: str) -> None:
+        r = self._current
+        if r is None or not algorithm:
+            return
+        study_id = r.study_id
+        self._run(
+            lambda: jobs.route_to_algorithm(self._db, study_id, algorithm, actor=actor()),
+            lambda job_id: (
+                self.tr("Study %1 goes to %2 as job %3.")
+                .replace("%1", str(study_id))
+                .replace("%2", algorithm)
+                .replace("%3", str(job_id))
             ),
         )
 

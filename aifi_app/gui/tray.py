@@ -1,8 +1,9 @@
-"""The tray icon: overall status at a glance, and a desktop notification when a job fails."""
+"""The tray icon: overall status at a glance, and desktop notifications when a job fails
+or a result with a positive (urgent) finding arrives."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Set
 from enum import StrEnum
 
 from PySide6.QtCore import QObject
@@ -10,7 +11,7 @@ from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 
 from aifi_app.gui.states import state_icon
-from aifi_app.store.queue_view import QueueRow
+from aifi_app.store.queue_view import QueueDelta, QueueRow
 
 
 class Health(StrEnum):
@@ -21,7 +22,11 @@ class Health(StrEnum):
 
 def health_of(rows: Iterable[QueueRow]) -> Health:
     """Failures: a job failed. Warnings: a study was rejected or no algorithm took it."""
-    states = {r.state for r in rows}
+    return health_of_states({r.state for r in rows})
+
+
+def health_of_states(states: Set[str]) -> Health:
+    """:func:`health_of` from the states shown."""
     if "failed" in states:
         return Health.FAILURES
     if states & {"rejected", "no_match"}:
@@ -77,6 +82,15 @@ class StatusTray(QObject):
             }[health]
         )
 
+    def update_delta(self, delta: QueueDelta) -> None:
+        """What changed in the queue: new status; a notification per newly failed job."""
+        self.set_health(health_of_states(delta.summary.states))
+        self._primed = True
+        for r in delta.newly_failed:
+            self._notify_failed(r)
+        for r, labels in delta.urgent:
+            self._notify_urgent(r, labels)
+
     def update(self, rows: list[QueueRow]) -> None:
         """A new queue snapshot: new status; a notification per newly failed job."""
         self.set_health(health_of(rows))
@@ -84,10 +98,21 @@ class StatusTray(QObject):
         self._seen = {r.key: r.state for r in rows}
         self._primed = True
         for r in failed:
-            title = self.tr("Job %1 failed").replace("%1", str(r.job_id))
-            text = f"{r.algorithm} · {r.modality} {r.study_description}".strip()
-            if r.reason:
-                text += f"\n{r.reason}"
-            self.notifications.append((title, text))
-            if self.icon.isVisible():
-                self.icon.showMessage(title, text, QSystemTrayIcon.MessageIcon.Warning, 10_000)
+            self._notify_failed(r)
+
+    def _notify_failed(self, r: QueueRow) -> None:
+        title = self.tr("Job %1 failed").replace("%1", str(r.job_id))
+        text = f"{r.algorithm} · {r.modality} {r.study_description}".strip()
+        if r.reason:
+            text += f"\n{r.reason}"
+        self.notifications.append((title, text))
+        if self.icon.isVisible():
+            self.icon.showMessage(title, text, QSystemTrayIcon.MessageIcon.Warning, 10_000)
+
+    def _notify_urgent(self, r: QueueRow, labels: tuple[str, ...]) -> None:
+        title = self.tr("Urgent finding in job %1").replace("%1", str(r.job_id))
+        text = f"{r.algorithm} · {r.modality} {r.study_description}".strip()
+        text += "\n" + "; ".join(labels)
+        self.notifications.append((title, text))
+        if self.icon.isVisible():
+            self.icon.showMessage(title, text, QSystemTrayIcon.MessageIcon.Critical, 0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aifi_app.store import audit
@@ -370,3 +371,87 @@ def cancel_job(db: Database, job_id: int, actor: str) -> None:
             actor=actor,
             next_attempt_at=None,
         )
+
+
+def resend_results(db: Database, data_dir: Path, job_id: int, actor: str) -> int:
+    """A person's "resend to PACS": a delivered job's result objects go out again.
+
+    Every output is pending again and the job goes back to ``result_received``; the
+    dispatcher sends them on its next pass. Returns how many objects will be sent.
+    Raises :class:`InvalidTransitionError` for a job that is not delivered, and
+    FileNotFoundError when retention already removed the result files.
+    """
+    with db.transaction() as conn:
+        row = conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no job {job_id}")
+        if row[0] != JobState.DELIVERED.value:
+            raise InvalidTransitionError(f"job {job_id} is {row[0]}; only delivered jobs resend")
+        paths = [r[0] for r in conn.execute("SELECT path FROM outputs WHERE job_id = ?", (job_id,))]
+        if not paths:
+            raise InvalidTransitionError(f"job {job_id} has no result objects to send")
+        if not all((data_dir / p).is_file() for p in paths):
+            raise FileNotFoundError(f"the result files of job {job_id} were removed (retention)")
+        conn.execute(
+            "UPDATE outputs SET state = ?, delivered_at = NULL WHERE job_id = ?",
+            (OutputState.PENDING.value, job_id),
+        )
+        transition_in(
+            conn,
+            job_id,
+            JobState.DELIVERED,
+            JobState.RESULT_RECEIVED,
+            detail=f"resend to PACS ({len(paths)} object(s))",
+            actor=actor,
+            attempts=0,
+            next_attempt_at=None,
+        )
+    return len(paths)
+
+
+def route_to_algorithm(db: Database, study_id: int, algorithm_id: str, actor: str) -> int:
+    """A person sends a study to another algorithm than its routes chose: a new queued job.
+
+    The study must have been routed (or found no match); a study that already has a job
+    for that algorithm is refused (retry that job instead). Returns the new job's id.
+    """
+    t = now()
+    with db.transaction() as conn:
+        row = conn.execute("SELECT state FROM studies WHERE id = ?", (study_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no study {study_id}")
+        state = row[0]
+        if state not in (StudyState.ROUTED.value, StudyState.NO_MATCH.value):
+            raise InvalidTransitionError(
+                f"study {study_id} is {state}; only routed or unmatched studies can be sent"
+            )
+        existing = conn.execute(
+            "SELECT id FROM jobs WHERE study_id = ? AND algorithm_id = ?",
+            (study_id, algorithm_id),
+        ).fetchone()
+        if existing is not None:
+            raise InvalidTransitionError(
+                f"study {study_id} already has job {existing[0]} for {algorithm_id}; retry it"
+            )
+        cur = conn.execute(
+            "INSERT INTO jobs (study_id, algorithm_id, route, state, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (study_id, algorithm_id, "(by hand)", JobState.QUEUED.value, t, t),
+        )
+        job_id = int(cur.lastrowid or 0)
+        if state == StudyState.NO_MATCH.value:
+            conn.execute(
+                "UPDATE studies SET state = ?, reason = NULL WHERE id = ?",
+                (StudyState.ROUTED.value, study_id),
+            )
+        audit.record(
+            conn,
+            "job",
+            "job_created",
+            study_id=study_id,
+            job_id=job_id,
+            to_state=JobState.QUEUED.value,
+            detail=f"sent by hand to algorithm {algorithm_id}",
+            actor=actor,
+        )
+    return job_id

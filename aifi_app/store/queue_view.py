@@ -7,14 +7,16 @@ Safe to call from any thread (each thread has its own connection).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections import Counter
+from dataclasses import dataclass, field
 
 from aifi_app.store.database import Database
 
 DEFAULT_LIMIT = 5000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class QueueRow:
     key: tuple[str, int]
     """("job", job id) or ("study", study id): stable while the row exists."""
@@ -31,6 +33,21 @@ class QueueRow:
     reason: str
     instance_count: int
     calling_ae: str
+    search_text: str = field(init=False, compare=False, repr=False)
+    """The row's words, case-folded, for free-text search (built once, on the reading thread)."""
+
+    def __post_init__(self) -> None:
+        words = (
+            self.modality,
+            self.study_description,
+            self.algorithm,
+            self.route,
+            self.state,
+            self.reason,
+            self.calling_ae,
+            f"#{self.job_id}" if self.job_id is not None else "",
+        )
+        object.__setattr__(self, "search_text", " ".join(words).casefold())
 
 
 @dataclass(frozen=True)
@@ -98,6 +115,98 @@ def queue_rows(db: Database, *, limit: int = DEFAULT_LIMIT) -> list[QueueRow]:
     return rows
 
 
+RowKey = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class QueueSummary:
+    """What the status line and the tray need, counted off the GUI thread."""
+
+    job_states: dict[str, int]
+    """Job rows per state."""
+    states: frozenset[str]
+    """Every state shown (jobs and studies)."""
+    algorithms: tuple[str, ...]
+    senders: tuple[str, ...]
+    """The calling AE titles of the studies shown."""
+
+
+@dataclass(frozen=True)
+class QueueDelta:
+    """The difference between two queue snapshots."""
+
+    removed: tuple[RowKey, ...]
+    changed: tuple[QueueRow, ...]
+    """Rows whose key was there before and whose values differ."""
+    added: tuple[QueueRow, ...]
+    newly_failed: tuple[QueueRow, ...]
+    """Jobs failed now that were not failed before (none in the first delta: the baseline)."""
+    summary: QueueSummary
+    first: bool
+    newly_resulted: tuple[QueueRow, ...] = ()
+    """Jobs that have their results now and did not before (none in the first delta)."""
+    urgent: tuple[tuple[QueueRow, tuple[str, ...]], ...] = ()
+    """Of those, the jobs with positive findings, with the findings' labels (filled in by
+    the reader with :func:`positive_findings`)."""
+
+    def __bool__(self) -> bool:
+        return bool(self.removed or self.changed or self.added)
+
+
+class QueueDiffer:
+    """Turns full snapshots into deltas; keeps the previous snapshot (one reader thread)."""
+
+    def __init__(self) -> None:
+        self._rows: dict[RowKey, QueueRow] = {}
+        self._first = True
+
+    def update(self, rows: list[QueueRow]) -> QueueDelta:
+        before = self._rows
+        now = {r.key: r for r in rows}
+        removed = tuple(k for k in before if k not in now)
+        changed: list[QueueRow] = []
+        added: list[QueueRow] = []
+        for r in rows:
+            old = before.get(r.key)
+            if old is None:
+                added.append(r)
+            elif old != r:
+                changed.append(r)
+        failed = tuple(
+            r
+            for r in (*changed, *added)
+            if r.state == "failed" and getattr(before.get(r.key), "state", "") != "failed"
+        )
+        done = ("result_received", "delivered")
+        resulted = tuple(
+            r
+            for r in (*changed, *added)
+            if r.job_id is not None
+            and r.state in done
+            and getattr(before.get(r.key), "state", "") not in done
+        )
+        first, self._first = self._first, False
+        self._rows = now
+        return QueueDelta(
+            removed=removed,
+            changed=tuple(changed),
+            added=tuple(added),
+            newly_failed=() if first else failed,
+            summary=summarise(rows),
+            first=first,
+            newly_resulted=() if first else resulted,
+        )
+
+
+def summarise(rows: list[QueueRow]) -> QueueSummary:
+    return QueueSummary(
+        job_states=dict(Counter(r.state for r in rows if r.job_id is not None)),
+        states=frozenset(r.state for r in rows),
+        algorithms=tuple(sorted({r.algorithm for r in rows if r.algorithm})),
+        senders=tuple(sorted({r.calling_ae for r in rows if r.calling_ae})),
+    )
+
+
 def timeline(db: Database, *, study_id: int, job_id: int | None) -> list[TimelineEvent]:
     """The audit events of a study (receiving, routing) and of one of its jobs, oldest first."""
     found = db.conn.execute(
@@ -110,3 +219,76 @@ def timeline(db: Database, *, study_id: int, job_id: int | None) -> list[Timelin
         TimelineEvent(r[0], r[1], r[2], r[3] or "", r[4] or "", r[5] or "", r[6] or "")
         for r in found
     ]
+
+
+@dataclass(frozen=True)
+class InstanceLine:
+    """One received instance of a study, without identifiers (no UIDs)."""
+
+    series: int
+    """The series' number within the study (1, 2, … in order of arrival)."""
+    sop_class_uid: str
+    size: int
+    received_at: float
+    calling_ae: str
+
+
+def instances(db: Database, study_id: int) -> list[InstanceLine]:
+    """The study's instances in order of arrival."""
+    series_numbers: dict[str, int] = {}
+    lines = []
+    for r in db.conn.execute(
+        "SELECT series_uid, sop_class_uid, size, received_at, calling_ae FROM instances"
+        " WHERE study_id = ? ORDER BY id",
+        (study_id,),
+    ):
+        number = series_numbers.setdefault(r[0], len(series_numbers) + 1)
+        lines.append(InstanceLine(number, r[1], r[2], r[3], r[4]))
+    return lines
+
+
+@dataclass(frozen=True)
+class OutputLine:
+    """One result object of a job."""
+
+    output_id: int
+    kind: str
+    sop_class_uid: str
+    path: str
+    """Relative to the data directory."""
+    state: str
+    delivered_at: float | None
+    last_error: str
+
+
+def outputs(db: Database, job_id: int) -> list[OutputLine]:
+    return [
+        OutputLine(r[0], r[1], r[2], r[3], r[4], r[5], r[6] or "")
+        for r in db.conn.execute(
+            "SELECT id, kind, sop_class_uid, path, state, delivered_at, last_error FROM outputs"
+            " WHERE job_id = ? ORDER BY id",
+            (job_id,),
+        )
+    ]
+
+
+def positive_findings(db: Database, job_ids: list[int]) -> dict[int, tuple[str, ...]]:
+    """The labels of the positive findings in these jobs' results (jobs without any are
+    left out): what a desktop notification about an urgent finding says."""
+    found: dict[int, tuple[str, ...]] = {}
+    for job_id in job_ids:
+        row = db.conn.execute("SELECT result_json FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None or not row[0]:
+            continue
+        try:
+            findings = json.loads(row[0]).get("findings", [])
+        except (ValueError, AttributeError):
+            continue
+        labels = tuple(
+            str(f.get("label") or "positive finding")
+            for f in findings
+            if isinstance(f, dict) and f.get("positive") is True
+        )
+        if labels:
+            found[job_id] = labels
+    return found

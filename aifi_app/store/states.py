@@ -49,10 +49,11 @@ JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
         {JobState.RESULT_RECEIVED, JobState.FAILED, JobState.CANCELLED, JobState.QUEUED}
     ),
     JobState.RESULT_RECEIVED: frozenset({JobState.DELIVERED, JobState.FAILED, JobState.CANCELLED}),
-    JobState.DELIVERED: frozenset(),
+    JobState.DELIVERED: frozenset({JobState.RESULT_RECEIVED}),
     JobState.REJECTED: frozenset({JobState.QUEUED}),
     JobState.FAILED: frozenset({JobState.QUEUED, JobState.RESULT_RECEIVED}),
     JobState.CANCELLED: frozenset({JobState.QUEUED}),
 }
 """Allowed moves. Going back to ``queued`` is a retry; ``failed -> result_received`` retries
-only the delivery of results that were already built."""
+only the delivery of results that were already built; ``delivered -> result_received`` is
+a person's "resend to PACS"."""

@@ -2,6 +2,205 @@
 <!DOCTYPE TS>
 <TS version="2.1" language="nl_NL">
 <context>
+    <name>AlgorithmsScreen</name>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="212"/>
+        <source>Algorithm packages</source>
+        <translation>Algoritmepakketten</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="215"/>
+        <source>Id</source>
+        <translation>Id</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="216"/>
+        <source>Name</source>
+        <translation>Naam</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="217"/>
+        <source>Vendor</source>
+        <translation>Leverancier</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="218"/>
+        <source>Version</source>
+        <translation>Versie</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="219"/>
+        <source>State</source>
+        <translation>Status</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="220"/>
+        <source>Signed by</source>
+        <translation>Ondertekend door</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="221"/>
+        <source>Source</source>
+        <translation>Bron</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="224"/>
+        <source>Install from file…</source>
+        <translation>Installeren uit bestand…</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="225"/>
+        <source>Enable</source>
+        <translation>Inschakelen</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="226"/>
+        <source>Disable</source>
+        <translation>Uitschakelen</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="227"/>
+        <source>Remove</source>
+        <translation>Verwijderen</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="228"/>
+        <source>Routing rules</source>
+        <translation>Routeringsregels</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="229"/>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="232"/>
+        <source>Route</source>
+        <translation>Route</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="229"/>
+        <source>Algorithm</source>
+        <translation>Algoritme</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="229"/>
+        <source>Criteria</source>
+        <translation>Criteria</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="230"/>
+        <source>Study number in the queue:</source>
+        <translation>Onderzoeksnummer in de wachtrij:</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="231"/>
+        <source>Test the rules on this study</source>
+        <translation>Regels testen op dit onderzoek</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="232"/>
+        <source>Would it run?</source>
+        <translation>Zou het draaien?</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="232"/>
+        <source>Why</source>
+        <translation>Waarom</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="264"/>
+        <source>unusable</source>
+        <translation>onbruikbaar</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="266"/>
+        <source>enabled</source>
+        <translation>ingeschakeld</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="266"/>
+        <source>disabled</source>
+        <translation>uitgeschakeld</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="267"/>
+        <source>unsigned</source>
+        <translation>niet ondertekend</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="294"/>
+        <source>Install an algorithm package</source>
+        <translation>Een algoritmepakket installeren</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="294"/>
+        <source>Packages (*.zip)</source>
+        <translation>Pakketten (*.zip)</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="311"/>
+        <source>Installed: %1.</source>
+        <translation>Geïnstalleerd: %1.</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="324"/>
+        <source>%1 is enabled.</source>
+        <translation>%1 is ingeschakeld.</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="326"/>
+        <source>%1 is disabled.</source>
+        <translation>%1 is uitgeschakeld.</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="338"/>
+        <source>%1 is removed.</source>
+        <translation>%1 is verwijderd.</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="344"/>
+        <source>Working…</source>
+        <translation>Bezig…</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="351"/>
+        <source>Not done: %1</source>
+        <translation>Niet uitgevoerd: %1</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="374"/>
+        <source>Reading study %1…</source>
+        <translation>Onderzoek %1 wordt gelezen…</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="389"/>
+        <source>yes: %1</source>
+        <translation>ja: %1</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="389"/>
+        <source>no</source>
+        <translation>nee</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="396"/>
+        <source>Study %1 would go to: %2.</source>
+        <translation>Onderzoek %1 zou gaan naar: %2.</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="398"/>
+        <source>Study %1 would get no algorithm.</source>
+        <translation>Onderzoek %1 zou geen algoritme krijgen.</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="400"/>
+        <source>There are no routing rules.</source>
+        <translation>Er zijn geen routeringsregels.</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="405"/>
+        <source>Cannot test: %1</source>
+        <translation>Testen niet mogelijk: %1</translation>
+    </message>
+</context>
+<context>
     <name>AuditScreen</name>
     <message>
         <location filename="../../aifi_app/gui/audit_screen.py" line="139"/>
@@ -194,196 +393,369 @@
 <context>
     <name>MainWindow</name>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="104"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="170"/>
         <source>AIFI Appliance</source>
         <translation>AIFI Appliance</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="105"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="171"/>
         <source>Queue</source>
         <translation>Wachtrij</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="106"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="172"/>
         <source>Audit log</source>
         <translation>Auditlog</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="107"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="173"/>
         <source>Nodes</source>
         <translation>Nodes</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="108"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="174"/>
+        <source>Algorithms</source>
+        <translation>Algoritmes</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/main_window.py" line="175"/>
         <source>&amp;File</source>
         <translation>&amp;Bestand</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="109"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="176"/>
         <source>Export audit log…</source>
         <translation>Auditlog exporteren…</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="110"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="177"/>
         <source>&amp;Quit (stops receiving studies)</source>
         <translation>&amp;Afsluiten (stopt met ontvangen van onderzoeken)</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="111"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="178"/>
         <source>&amp;View</source>
         <translation>Beel&amp;d</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="112"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="179"/>
         <source>Language</source>
         <translation>Taal</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="113"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="180"/>
         <source>Keep running in the tray when closed</source>
         <translation>Bij sluiten actief blijven in het systeemvak</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="114"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="181"/>
         <source>Show the window</source>
         <translation>Venster tonen</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="140"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="182"/>
+        <source>&amp;Administration</source>
+        <translation>&amp;Beheer</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/main_window.py" line="183"/>
+        <source>Unlock configuration (application manager)…</source>
+        <translation>Configuratie ontgrendelen (applicatiebeheer)…</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/main_window.py" line="184"/>
+        <source>Lock configuration</source>
+        <translation>Configuratie vergrendelen</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/main_window.py" line="197"/>
+        <source>Unlock configuration</source>
+        <translation>Configuratie ontgrendelen</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/main_window.py" line="198"/>
+        <source>Administrator passphrase:</source>
+        <translation>Wachtwoordzin van de beheerder:</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/main_window.py" line="212"/>
+        <source>Configuration unlocked.</source>
+        <translation>Configuratie ontgrendeld.</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/main_window.py" line="214"/>
+        <source>Wrong passphrase.</source>
+        <translation>Onjuiste wachtwoordzin.</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/main_window.py" line="220"/>
+        <source>No administrator passphrase is set up: run &apos;aifi-app admin set-passphrase&apos;.</source>
+        <translation>Er is geen beheerderswachtwoordzin ingesteld: voer &apos;aifi-app admin set-passphrase&apos; uit.</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/main_window.py" line="223"/>
+        <source>The passphrase could not be checked: %1</source>
+        <translation>De wachtwoordzin kon niet worden gecontroleerd: %1</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/main_window.py" line="234"/>
+        <source>Configuration locked after inactivity.</source>
+        <translation>Configuratie vergrendeld na inactiviteit.</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/main_window.py" line="249"/>
+        <source>Application manager (%1)</source>
+        <translation>Applicatiebeheer (%1)</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/main_window.py" line="252"/>
+        <source>MBB&apos;er (configuration locked)</source>
+        <translation>MBB&apos;er (configuratie vergrendeld)</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/main_window.py" line="280"/>
         <source>all well</source>
         <translation>alles in orde</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="141"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="281"/>
         <source>warnings</source>
         <translation>waarschuwingen</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="142"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="282"/>
         <source>failures</source>
         <translation>storingen</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="146"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="286"/>
         <source>%1 on port %2 · %3 busy · %4 delivered · %5 failed · %6</source>
         <translation>%1 op poort %2 · %3 bezig · %4 afgeleverd · %5 mislukt · %6</translation>
     </message>
 </context>
 <context>
-    <name>NodesScreen</name>
+    <name>NodeDialog</name>
     <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="113"/>
-        <source>This appliance</source>
-        <translation>Deze appliance</translation>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="55"/>
+        <source>Remote node</source>
+        <translation>Externe node</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="116"/>
-        <source>(none besides the nodes)</source>
-        <translation>(geen behalve de nodes)</translation>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="62"/>
+        <source>PACS</source>
+        <translation>PACS</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="117"/>
-        <source>(none: results wait)</source>
-        <translation>(geen: resultaten wachten)</translation>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="62"/>
+        <source>AI vendor</source>
+        <translation>AI-leverancier</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="119"/>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="129"/>
-        <source>AE title</source>
-        <translation>AE-titel</translation>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="62"/>
+        <source>RIS</source>
+        <translation>RIS</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="120"/>
-        <source>Listening on</source>
-        <translation>Luistert op</translation>
-    </message>
-    <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="121"/>
-        <source>Allowed senders</source>
-        <translation>Toegestane verzenders</translation>
-    </message>
-    <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="122"/>
-        <source>Results go to</source>
-        <translation>Resultaten gaan naar</translation>
-    </message>
-    <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="125"/>
-        <source>Remote nodes</source>
-        <translation>Externe nodes</translation>
-    </message>
-    <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="128"/>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="77"/>
         <source>Name</source>
         <translation>Naam</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="130"/>
-        <source>Host</source>
-        <translation>Host</translation>
-    </message>
-    <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="131"/>
-        <source>Port</source>
-        <translation>Poort</translation>
-    </message>
-    <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="132"/>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="78"/>
         <source>Role</source>
         <translation>Rol</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="133"/>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="79"/>
+        <source>Protocol</source>
+        <translation>Protocol</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="80"/>
+        <source>AE title</source>
+        <translation>AE-titel</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="81"/>
+        <source>Host</source>
+        <translation>Host</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="82"/>
+        <source>Port</source>
+        <translation>Poort</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="83"/>
+        <source>URL</source>
+        <translation>URL</translation>
+    </message>
+</context>
+<context>
+    <name>NodesScreen</name>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="227"/>
+        <source>This appliance</source>
+        <translation>Deze appliance</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="230"/>
+        <source>(none besides the nodes)</source>
+        <translation>(geen behalve de nodes)</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="231"/>
+        <source>(none: results wait)</source>
+        <translation>(geen: resultaten wachten)</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="233"/>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="244"/>
+        <source>AE title</source>
+        <translation>AE-titel</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="234"/>
+        <source>Listening on</source>
+        <translation>Luistert op</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="235"/>
+        <source>Allowed senders</source>
+        <translation>Toegestane verzenders</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="236"/>
+        <source>Results go to</source>
+        <translation>Resultaten gaan naar</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="239"/>
+        <source>Remote nodes</source>
+        <translation>Externe nodes</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="242"/>
+        <source>Name</source>
+        <translation>Naam</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="243"/>
+        <source>Protocol</source>
+        <translation>Protocol</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="245"/>
+        <source>Host</source>
+        <translation>Host</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="246"/>
+        <source>Port</source>
+        <translation>Poort</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="247"/>
+        <source>URL</source>
+        <translation>URL</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="248"/>
+        <source>Role</source>
+        <translation>Rol</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="249"/>
         <source>Last test</source>
         <translation>Laatste test</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="136"/>
-        <source>Test connection (C-ECHO)</source>
-        <translation>Verbinding testen (C-ECHO)</translation>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="252"/>
+        <source>Test connection</source>
+        <translation>Verbinding testen</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="139"/>
-        <source>Nodes are changed in the settings file for now; editing them here comes later.</source>
-        <translation>Nodes worden voorlopig in het instellingenbestand gewijzigd; bewerken in dit scherm volgt later.</translation>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="253"/>
+        <source>Add…</source>
+        <translation>Toevoegen…</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="143"/>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="254"/>
+        <source>Edit…</source>
+        <translation>Wijzigen…</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="255"/>
+        <source>Delete</source>
+        <translation>Verwijderen</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="263"/>
+        <source>Started without a settings file (--config): nodes cannot be changed here.</source>
+        <translation>Gestart zonder instellingenbestand (--config): nodes kunnen hier niet worden gewijzigd.</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="267"/>
+        <source>Adding, changing and deleting nodes needs the application manager: Administration &gt; Unlock configuration.</source>
+        <translation>Nodes toevoegen, wijzigen en verwijderen kan alleen applicatiebeheer: Beheer &gt; Configuratie ontgrendelen.</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="271"/>
+        <source>Changes are written to %1 and used at once.</source>
+        <translation>Wijzigingen worden in %1 opgeslagen en direct gebruikt.</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="289"/>
+        <source>Testing %1 (%2, %3)…</source>
+        <translation>%1 wordt getest (%2, %3)…</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="300"/>
+        <source>Connection OK: %1 (%2 ms).</source>
+        <translation>Verbinding in orde: %1 (%2 ms).</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="318"/>
+        <source>Delete node</source>
+        <translation>Node verwijderen</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="319"/>
+        <source>Delete the remote node %1 from the settings?</source>
+        <translation>De externe node %1 uit de instellingen verwijderen?</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="353"/>
+        <source>Saving…</source>
+        <translation>Opslaan…</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="364"/>
+        <source>Saved; the appliance uses the new nodes now.</source>
+        <translation>Opgeslagen; de appliance gebruikt de nieuwe nodes nu.</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="367"/>
+        <source>Not saved: %1</source>
+        <translation>Niet opgeslagen: %1</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="258"/>
         <source>No remote nodes in the settings file.</source>
         <translation>Geen externe nodes in het instellingenbestand.</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="153"/>
-        <source>Testing %1 (%2@%3:%4)…</source>
-        <translation>%1 (%2@%3:%4) wordt getest…</translation>
-    </message>
-    <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="169"/>
-        <source>Connection OK: %1 answered the C-ECHO in %2 ms.</source>
-        <translation>Verbinding in orde: %1 beantwoordde de C-ECHO in %2 ms.</translation>
-    </message>
-    <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="173"/>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="301"/>
         <source>OK</source>
         <translation>In orde</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="176"/>
-        <source>%1 answered, but with status 0x%2 instead of success.</source>
-        <translation>%1 antwoordde, maar met status 0x%2 in plaats van succes.</translation>
-    </message>
-    <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="180"/>
-        <source>answered with an error</source>
-        <translation>antwoordde met een fout</translation>
-    </message>
-    <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="183"/>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="303"/>
         <source>No connection with %1: %2</source>
         <translation>Geen verbinding met %1: %2</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="185"/>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="305"/>
         <source>no connection</source>
         <translation>geen verbinding</translation>
     </message>
@@ -391,138 +763,238 @@
 <context>
     <name>QueueScreen</name>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="193"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="257"/>
         <source>State:</source>
         <translation>Status:</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="194"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="258"/>
         <source>Algorithm:</source>
         <translation>Algoritme:</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="196"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="260"/>
         <source>Search description, modality, algorithm, reason, job number…</source>
         <translation>Zoek op omschrijving, modaliteit, algoritme, reden, taaknummer…</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="201"/>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="227"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="265"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="328"/>
         <source>All</source>
         <translation>Alle</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="202"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="266"/>
         <source>Needs attention</source>
         <translation>Vraagt aandacht</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="212"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="276"/>
         <source>Any time</source>
         <translation>Altijd</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="213"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="277"/>
         <source>Today</source>
         <translation>Vandaag</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="214"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="278"/>
         <source>Last 7 days</source>
         <translation>Afgelopen 7 dagen</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="217"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="281"/>
         <source>Details</source>
         <translation>Details</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="218"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="282"/>
         <source>Time</source>
         <translation>Tijd</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="218"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="282"/>
         <source>Event</source>
         <translation>Gebeurtenis</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="218"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="282"/>
         <source>Detail</source>
         <translation>Toelichting</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="219"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="283"/>
         <source>Retry</source>
         <translation>Opnieuw proberen</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="220"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="284"/>
         <source>Cancel job</source>
         <translation>Taak annuleren</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="221"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="285"/>
         <source>Process now</source>
         <translation>Nu verwerken</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="228"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="286"/>
+        <source>Resend to PACS</source>
+        <translation>Opnieuw naar PACS sturen</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="287"/>
+        <source>Send to this algorithm</source>
+        <translation>Naar dit algoritme sturen</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="288"/>
+        <source>Timeline</source>
+        <translation>Tijdlijn</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="289"/>
+        <source>Instances</source>
+        <translation>Beelden</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="290"/>
+        <source>Result</source>
+        <translation>Resultaat</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="293"/>
+        <source>Series</source>
+        <translation>Serie</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="294"/>
+        <source>Kind</source>
+        <translation>Soort</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="295"/>
+        <source>Size</source>
+        <translation>Grootte</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="296"/>
+        <source>Received</source>
+        <translation>Ontvangen</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="297"/>
+        <source>From</source>
+        <translation>Van</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="300"/>
+        <source>Object</source>
+        <translation>Object</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="300"/>
+        <source>State</source>
+        <translation>Status</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="300"/>
+        <source>Sent</source>
+        <translation>Verzonden</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="329"/>
         <source>All senders</source>
         <translation>Alle verzenders</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="290"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="410"/>
         <source>Select a study or job to see its timeline.</source>
         <translation>Kies een onderzoek of taak om het verloop te zien.</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="294"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="414"/>
         <source>Study %1</source>
         <translation>Onderzoek %1</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="295"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="415"/>
         <source>job %1</source>
         <translation>taak %1</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="297"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="417"/>
         <source>%1 instance(s) from %2</source>
         <translation>%1 beeld(en) van %2</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="305"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="425"/>
         <source>Reason: %1</source>
         <translation>Reden: %1</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="354"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="496"/>
+        <source>sent</source>
+        <translation>verzonden</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="496"/>
+        <source>to send</source>
+        <translation>te verzenden</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="508"/>
+        <source>Loading the preview…</source>
+        <translation>Voorbeeld wordt geladen…</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="522"/>
+        <source>No preview: %1</source>
+        <translation>Geen voorbeeld: %1</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="524"/>
+        <source>No result image.</source>
+        <translation>Geen resultaatbeeld.</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="571"/>
         <source>Job %1 is %2 again.</source>
         <translation>Taak %1 is weer %2.</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="367"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="584"/>
         <source>Job %1 is cancelled.</source>
         <translation>Taak %1 is geannuleerd.</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="382"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="599"/>
         <source>Study %1 will be processed now.</source>
         <translation>Onderzoek %1 wordt nu verwerkt.</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="384"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="601"/>
         <source>Study %1 is no longer receiving.</source>
         <translation>Onderzoek %1 wordt niet meer ontvangen.</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="389"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="613"/>
+        <source>%1 result object(s) of job %2 will be sent to the PACS again.</source>
+        <translation>%1 resultaatobject(en) van taak %2 worden opnieuw naar het PACS gestuurd.</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="627"/>
+        <source>Study %1 goes to %2 as job %3.</source>
+        <translation>Onderzoek %1 gaat naar %2 als taak %3.</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="635"/>
         <source>Working…</source>
         <translation>Bezig…</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="397"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="643"/>
         <source>Not done: %1</source>
         <translation>Niet uitgevoerd: %1</translation>
     </message>
@@ -530,37 +1002,37 @@
 <context>
     <name>QueueTableModel</name>
     <message>
-        <location filename="../../aifi_app/gui/queue_model.py" line="139"/>
+        <location filename="../../aifi_app/gui/queue_model.py" line="352"/>
         <source>Received</source>
         <translation>Ontvangen</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_model.py" line="140"/>
+        <location filename="../../aifi_app/gui/queue_model.py" line="353"/>
         <source>Modality</source>
         <translation>Modaliteit</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_model.py" line="141"/>
+        <location filename="../../aifi_app/gui/queue_model.py" line="354"/>
         <source>Study description</source>
         <translation>Onderzoeksomschrijving</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_model.py" line="142"/>
+        <location filename="../../aifi_app/gui/queue_model.py" line="355"/>
         <source>Algorithm</source>
         <translation>Algoritme</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_model.py" line="143"/>
+        <location filename="../../aifi_app/gui/queue_model.py" line="356"/>
         <source>State</source>
         <translation>Status</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_model.py" line="144"/>
+        <location filename="../../aifi_app/gui/queue_model.py" line="357"/>
         <source>Time in stage</source>
         <translation>Tijd in deze stap</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_model.py" line="145"/>
+        <location filename="../../aifi_app/gui/queue_model.py" line="358"/>
         <source>Reason</source>
         <translation>Reden</translation>
     </message>
@@ -636,24 +1108,29 @@
 <context>
     <name>StatusTray</name>
     <message>
-        <location filename="../../aifi_app/gui/tray.py" line="74"/>
+        <location filename="../../aifi_app/gui/tray.py" line="79"/>
         <source>AIFI Appliance: all well</source>
         <translation>AIFI Appliance: alles in orde</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/tray.py" line="75"/>
+        <location filename="../../aifi_app/gui/tray.py" line="80"/>
         <source>AIFI Appliance: studies need attention</source>
         <translation>AIFI Appliance: onderzoeken vragen aandacht</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/tray.py" line="76"/>
+        <location filename="../../aifi_app/gui/tray.py" line="81"/>
         <source>AIFI Appliance: jobs failed</source>
         <translation>AIFI Appliance: taken mislukt</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/tray.py" line="87"/>
+        <location filename="../../aifi_app/gui/tray.py" line="104"/>
         <source>Job %1 failed</source>
         <translation>Taak %1 mislukt</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/tray.py" line="113"/>
+        <source>Urgent finding in job %1</source>
+        <translation>Urgente bevinding in taak %1</translation>
     </message>
 </context>
 </TS>

@@ -61,10 +61,12 @@ def make_window(qtbot, make_appliance):  # type: ignore[no-untyped-def]
 
     windows = []
 
-    def make(appliance: Appliance | None = None, language: str = "en") -> MainWindow:
+    def make(
+        appliance: Appliance | None = None, language: str = "en", **options: object
+    ) -> MainWindow:
         translations = Translations()
         translations.use(language)
-        window = MainWindow(appliance or make_appliance(), translations)
+        window = MainWindow(appliance or make_appliance(), translations, **options)  # type: ignore[arg-type]
         qtbot.addWidget(window)
         windows.append((window, translations))
         return window

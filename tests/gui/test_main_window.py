@@ -167,8 +167,35 @@ def test_language_switch_and_screenshots(qtbot, make_appliance, make_window, tmp
             settings, completion=dataclasses.replace(settings.completion, idle_seconds=1.0)
         )
         appliance = make_appliance(settings)
-        window = make_window(appliance)
+        # the nodes screen as an application manager sees it: three protocols, unlocked
+        from aifi_app.admin_access import AdminSession, hash_passphrase
+        from aifi_app.config.settings import RemoteNode
+
+        appliance.settings = dataclasses.replace(
+            appliance.settings,
+            remote_nodes=(
+                *appliance.settings.remote_nodes,
+                RemoteNode(
+                    "vendor-ai",
+                    protocol="dicomweb",
+                    url="https://ai.vendor.example/dicom-web",
+                    role="vendor",
+                ),
+                RemoteNode(
+                    "ris", host="ris.hospital.example", port=2575, protocol="mllp", role="ris"
+                ),
+            ),
+        )
+        stored = hash_passphrase("application manager")
+        (tmp_path / "aifi.toml").write_text("")
+        window = make_window(
+            appliance,
+            admin=AdminSession(appliance.db, read=lambda: stored),
+            settings_path=tmp_path / "aifi.toml",
+        )
         window.show()
+        window.unlock("application manager")
+        qtbot.waitUntil(lambda: window.unlocked, timeout=10_000)
         for n in (1, 2):
             _send(appliance.node.port, tmp_path / "in", n).join(30)
         ct = [write(ds, tmp_path / "ct") for ds in ct_series(demo_patient(99), 3)]
@@ -187,6 +214,8 @@ def test_language_switch_and_screenshots(qtbot, make_appliance, make_window, tmp
             next(r.key for r in map(model.row_at, range(model.rowCount())) if r.job_id)
         )
         qtbot.waitUntil(lambda: window.queue.timeline.topLevelItemCount() >= 5, timeout=10_000)
+        window.queue.detail_tabs.setCurrentIndex(2)  # the result, with its preview
+        qtbot.waitUntil(lambda: window.queue.preview_image is not None, timeout=10_000)
         assert window.tabs.tabText(0) == "Queue"
         out = Path(os.environ.get("AIFI_SCREENSHOTS", tmp_path))
         out.mkdir(parents=True, exist_ok=True)
@@ -194,10 +223,14 @@ def test_language_switch_and_screenshots(qtbot, make_appliance, make_window, tmp
         for language, queue_word in (("en", "Queue"), ("nl", "Wachtrij")):
             window.set_language(language)
             qtbot.waitUntil(lambda w=queue_word: window.tabs.tabText(0) == w, timeout=5_000)
-            for tab, name in ((0, "queue"), (1, "audit"), (2, "nodes")):
+            for tab, name in ((0, "queue"), (1, "audit"), (2, "nodes"), (3, "algorithms")):
                 window.tabs.setCurrentIndex(tab)
                 if tab == 1:
                     qtbot.waitUntil(lambda: window.audit.model.rowCount() > 0, timeout=10_000)
+                if tab == 3:
+                    qtbot.waitUntil(lambda: window.algorithms.table.rowCount() > 0, timeout=10_000)
+                    window.algorithms.test_rules(window.algorithms.study.value())
+                    qtbot.waitUntil(lambda: window.algorithms.verdicts.topLevelItemCount() > 0)
                 qtbot.wait(50)
                 path = out / f"{name}-{language}.png"
                 assert window.grab().save(str(path))
@@ -209,3 +242,44 @@ def test_language_switch_and_screenshots(qtbot, make_appliance, make_window, tmp
         assert all(size > 10_000 for size in shots.values()), shots
     finally:
         pacs.stop()
+
+
+def test_roles_unlock_checks_the_passphrase_and_locks_when_idle(  # type: ignore[no-untyped-def]
+    qtbot, make_appliance, make_window, tmp_path
+) -> None:
+    from aifi_app.admin_access import AdminSession, hash_passphrase
+
+    class Clock:
+        now = 100.0
+
+        def __call__(self) -> float:
+            return self.now
+
+    clock = Clock()
+    stored = hash_passphrase("application manager")
+    appliance = make_appliance()
+    admin = AdminSession(appliance.db, idle_seconds=300, read=lambda: stored, clock=clock)
+    path = tmp_path / "aifi.toml"
+    path.write_text("")
+    window = make_window(appliance, admin=admin, settings_path=path)
+    assert "MBB" in window.role.text() and not window.nodes.add_button.isEnabled()
+    assert window.queue.retry_button is not None  # the queue needs no unlock
+    window.unlock("not the passphrase")
+    qtbot.waitUntil(lambda: "Wrong passphrase" in window.statusBar().currentMessage())
+    assert not window.unlocked
+    with qtbot.waitSignal(window.access_changed, timeout=10_000) as unlocked:
+        window.unlock("application manager")
+    assert unlocked.args == [True]
+    assert window.nodes.add_button.isEnabled() and "Application manager" in window.role.text()
+    clock.now += 301
+    with qtbot.waitSignal(window.access_changed, timeout=10_000) as locked:
+        window._check_idle()  # the window's 5 s timer does this
+    assert locked.args == [False]
+    assert not window.nodes.add_button.isEnabled()
+    events = [
+        r[0]
+        for r in appliance.db.conn.execute(
+            "SELECT event FROM audit_events WHERE category = 'access' ORDER BY id"
+        )
+    ]
+    assert events == ["admin_unlock_refused", "admin_unlocked", "admin_locked"]

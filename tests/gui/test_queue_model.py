@@ -8,9 +8,9 @@ from PySide6.QtCore import Qt
 
 from aifi_app.gui.queue_model import (
     ALGORITHM,
+    ATTENTION_FILTER,
     RECEIVED,
     STATE,
-    QueueFilterProxy,
     QueueTableModel,
 )
 from aifi_app.store.queue_view import QueueRow
@@ -62,7 +62,7 @@ def test_unchanged_rows_send_no_signals(qtbot) -> None:  # type: ignore[no-untyp
         model.apply([_row(2), _row(1, "submitted")])
 
 
-def test_proxy_filters_and_sorts(qtmodeltester) -> None:  # type: ignore[no-untyped-def]
+def test_model_filters_and_sorts(qtmodeltester) -> None:  # type: ignore[no-untyped-def]
     model = QueueTableModel()
     model.apply(
         [
@@ -72,39 +72,69 @@ def test_proxy_filters_and_sorts(qtmodeltester) -> None:  # type: ignore[no-unty
             _row(4, "rejected", study_description="CT hoofd"),
         ]
     )
-    proxy = QueueFilterProxy()
-    proxy.setSourceModel(model)
-    qtmodeltester.check(proxy)
+    qtmodeltester.check(model)
 
     def shown() -> list[int]:
-        return sorted(
-            proxy.index(i, 0).data(Qt.ItemDataRole.UserRole + 1).job_id
-            for i in range(proxy.rowCount())
-        )
+        return sorted(model.row_at(i).job_id or 0 for i in range(model.rowCount()))
 
-    proxy.set_state("failed")
+    model.set_state("failed")
     assert shown() == [2]
-    proxy.set_state(QueueFilterProxy.ATTENTION_FILTER)
+    model.set_state(ATTENTION_FILTER)
     assert shown() == [2, 4]
-    proxy.set_state("")
-    proxy.set_algorithm("fracture")
+    model.set_state("")
+    model.set_algorithm("fracture")
     assert shown() == [3]
-    proxy.set_algorithm("")
-    proxy.set_text("pacs NOT")
+    model.set_algorithm("")
+    model.set_text("pacs NOT")
     assert shown() == [2]
-    proxy.set_text("hoofd")
+    model.set_text("hoofd")
     assert shown() == [4]
-    proxy.set_text("#3")
+    model.set_text("#3")
     assert shown() == [3]
-    proxy.set_text("")
-    proxy.set_received_since(1_700_000_003.0)
-    assert shown() == [3, 4]
-    proxy.set_received_since(None)
-    proxy.set_sender("CT01")
+    model.set_text("at the algorithm")  # a state's name in words
     assert shown() == []
-    proxy.set_sender("MOD")
+    model.set_text("delivered")
+    assert shown() == [1]
+    model.set_text("")
+    model.set_received_since(1_700_000_003.0)
+    assert shown() == [3, 4]
+    model.set_received_since(None)
+    model.set_sender("CT01")
+    assert shown() == []
+    model.set_sender("MOD")
     assert shown() == [1, 2, 3, 4]
-    proxy.set_sender("")
-    proxy.sort(RECEIVED, Qt.SortOrder.DescendingOrder)
-    assert proxy.index(0, ALGORITHM).data() == "pneumonia-cxr"
-    assert proxy.index(0, RECEIVED).data(Qt.ItemDataRole.UserRole + 1).job_id == 4
+    model.set_sender("")
+    model.sort(RECEIVED, Qt.SortOrder.DescendingOrder)
+    assert model.index(0, ALGORITHM).data() == "pneumonia-cxr"
+    assert model.index(0, RECEIVED).data(Qt.ItemDataRole.UserRole + 1).job_id == 4
+    model.sort(ALGORITHM, Qt.SortOrder.AscendingOrder)
+    assert model.row_at(0).job_id == 3
+
+
+def test_updates_keep_order_and_filter(qtmodeltester) -> None:  # type: ignore[no-untyped-def]
+    """Rows that change, arrive or leave under an active filter and sort order land where
+    a full sort and filter would put them."""
+    model = QueueTableModel()
+    qtmodeltester.check(model)
+    rows = {i: _row(i, "delivered" if i % 3 else "failed") for i in range(1, 40)}
+    model.apply(list(rows.values()))
+    model.sort(STATE, Qt.SortOrder.AscendingOrder)
+    model.set_text("x thorax")
+
+    def expected() -> list[int]:
+        wanted = [r for r in rows.values() if "x thorax" in r.search_text]
+        return [r.job_id or 0 for r in sorted(wanted, key=lambda r: (r.state, r.key))]
+
+    for step in range(1, 30):
+        if step % 5 == 0:
+            del rows[step]
+        elif step % 4 == 0:
+            rows[100 + step] = _row(100 + step, "queued")
+        elif step % 7 == 0:
+            rows[step] = _row(step, "failed", study_description="CT hoofd")  # leaves the filter
+        else:
+            rows[step] = _row(step, "submitted" if rows[step].state != "submitted" else "failed")
+        model.apply(list(rows.values()))
+        assert [model.row_at(i).job_id for i in range(model.rowCount())] == expected()
+    model.set_text("")
+    assert model.rowCount() == len(rows) == model.total()

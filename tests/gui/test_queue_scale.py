@@ -1,7 +1,6 @@
 """A large queue: 100,000 jobs in the database; the window shows the newest rows, follows
-changes and filters. The opening time and the worst GUI-thread stall are printed (the
-issue's goals: open < 2 s, worst stall < 50 ms); they are figures, not assertions, as the
-project measures speed by benchmarks rather than timed tests."""
+changes (a retried job, a new job) and filters. Functional only: the opening time and the
+GUI-thread stalls are measured by ``bench/gui_bench.py``."""
 
 from __future__ import annotations
 
@@ -9,7 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QElapsedTimer, QTimer
 
 from aifi_app.store import jobs
 from aifi_app.store.database import Database
@@ -45,51 +43,29 @@ def _fill(db: Database, count: int) -> None:
         )
 
 
-class StallMeter:
-    """The longest gap between ticks of a 5 ms timer on the GUI thread."""
-
-    def __init__(self) -> None:
-        self.worst_ms = 0
-        self._clock = QElapsedTimer()
-        self._timer = QTimer()
-        self._timer.setInterval(5)
-        self._timer.timeout.connect(self._tick)
-
-    def start(self) -> None:
-        self._clock.start()
-        self._timer.start()
-
-    def _tick(self) -> None:
-        self.worst_ms = max(self.worst_ms, self._clock.restart() - 5)
-
-    def stop(self) -> None:
-        self._timer.stop()
-
-
 @pytest.mark.slow
 def test_window_on_100k_jobs(qtbot, make_appliance, make_window, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     appliance = make_appliance()
     _fill(appliance.db, JOBS)
-    meter = StallMeter()
-    meter.start()
-    started = time.monotonic()
     window = make_window(appliance)
     window.show()
-    qtbot.waitUntil(lambda: window.queue_model.rowCount() == DEFAULT_LIMIT, timeout=10_000)
-    opened = time.monotonic() - started
-    opening_stall = meter.worst_ms
-    meter.worst_ms = 0
-    # the queue keeps changing: every second a job fails and is retried
-    for n in range(1, 6):
-        job_id = 97 * (JOBS // 97 - n)  # a failed job among those shown
-        jobs.retry_job(appliance.db, job_id, actor="test")
-        qtbot.wait(600)
+    qtbot.waitUntil(lambda: window.queue_model.rowCount() == DEFAULT_LIMIT, timeout=20_000)
+    newest = window.queue_model.row_at(0)
+    assert newest.job_id == JOBS  # newest first
+    failed_id = 97 * (JOBS // 97 - 1)
+    before = window.queue_model.row_by_key(("job", failed_id))
+    assert before is not None and before.state == "failed"
+    jobs.retry_job(appliance.db, failed_id, actor="test")
+
+    def retried() -> bool:
+        row = window.queue_model.row_by_key(("job", failed_id))
+        return row is not None and row.stage_since > before.stage_since
+
+    qtbot.waitUntil(retried, timeout=10_000)
     window.queue.search.setText("not reachable")
-    qtbot.waitUntil(lambda: 0 < window.queue.proxy.rowCount() < DEFAULT_LIMIT, timeout=5_000)
+    qtbot.waitUntil(lambda: 0 < window.queue_model.rowCount() < DEFAULT_LIMIT, timeout=5_000)
+    shown = [window.queue_model.row_at(i) for i in range(window.queue_model.rowCount())]
+    assert all("not reachable" in r.search_text for r in shown)
     window.queue.search.setText("")
-    qtbot.waitUntil(lambda: window.queue.proxy.rowCount() == DEFAULT_LIMIT, timeout=5_000)
-    meter.stop()
-    print(
-        f"\n100k jobs: window with {DEFAULT_LIMIT} rows in {opened:.2f} s (worst stall"
-        f" {opening_stall} ms); updates and filtering: worst stall {meter.worst_ms} ms"
-    )
+    qtbot.waitUntil(lambda: window.queue_model.rowCount() == DEFAULT_LIMIT, timeout=5_000)
+    assert window.queue.select_key(("job", failed_id))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -13,6 +14,7 @@ from pynetdicom import AE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from aifi_app.demo import DemoPacs
+from aifi_app.gui.nodes_screen import AE_TITLE, LAST_TEST
 from aifi_app.gui.tray import Health, health_of, newly_failed
 from aifi_app.store import jobs
 from tests.gui.conftest import gui_settings
@@ -31,11 +33,11 @@ def test_test_connection_against_a_live_scp(qtbot, make_appliance, make_window, 
         port = int(pacs.server_address[1])
         window = make_window(make_appliance(gui_settings(tmp_path, port)))
         nodes = window.nodes
-        assert nodes.table.item(0, 1).text() == "DEMO_PACS"
+        assert nodes.table.item(0, AE_TITLE).text() == "DEMO_PACS"
         nodes.test_button.click()
         assert not nodes.test_button.isEnabled()  # the echo runs off the GUI thread
         qtbot.waitUntil(lambda: "Connection OK" in nodes.result.text(), timeout=15_000)
-        assert nodes.table.item(0, 5).text().startswith("OK")
+        assert nodes.table.item(0, LAST_TEST).text().startswith("OK")
         assert nodes.test_button.isEnabled()
     finally:
         pacs.shutdown()
@@ -59,7 +61,7 @@ def test_test_connection_says_why_it_failed(qtbot, make_appliance, make_window, 
     window.nodes.test_button.click()
     qtbot.waitUntil(lambda: "Geen verbinding" in window.nodes.result.text(), timeout=15_000)
     assert "refused" in window.nodes.result.text()  # the reason, as the OS gave it
-    assert window.nodes.table.item(0, 5).text().startswith("geen verbinding")
+    assert window.nodes.table.item(0, LAST_TEST).text().startswith("geen verbinding")
 
 
 def test_audit_log_filters_and_exports(qtbot, make_appliance, make_window, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -106,9 +108,11 @@ def test_aifi_app_without_a_command_opens_the_gui(monkeypatch) -> None:  # type:
 
 
 def test_translation_file_is_current_and_complete(tmp_path: Path) -> None:
-    lupdate = Path(sys.executable).with_name("pyside6-lupdate")
-    if not lupdate.exists():
-        pytest.skip("pyside6-lupdate is not installed next to this Python")
+    beside = Path(sys.executable).with_name("pyside6-lupdate")
+    found = str(beside) if beside.exists() else shutil.which("pyside6-lupdate")
+    if found is None:
+        pytest.skip("pyside6-lupdate is not installed (next to this Python or on PATH)")
+    lupdate = Path(found)
     fresh = tmp_path / "fresh.ts"
     sources = sorted(str(p) for p in (REPO / "aifi_app" / "gui").glob("*.py"))
     subprocess.run([str(lupdate), *sources, "-ts", str(fresh)], check=True, capture_output=True)

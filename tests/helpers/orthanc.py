@@ -17,7 +17,7 @@ from tests.helpers.ports import free_port, wait_for_port
 
 ORTHANC = shutil.which("Orthanc", path="/usr/sbin:/usr/bin")
 DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
-"""Debian package orthanc-dicomweb (``dpkg -L orthanc-dicomweb``)."""
+"""Debian package orthanc-dicomweb (``dpkg -L orthanc-dicomweb``; serves /dicom-web/)."""
 
 
 class Orthanc:
@@ -28,6 +28,7 @@ class Orthanc:
         self,
         workdir: Path,
         modalities: dict[str, tuple[str, str, int]],
+        plugins: list[str] | None = None,
         *,
         dicomweb: bool = False,
     ) -> None:
@@ -38,6 +39,9 @@ class Orthanc:
         self.http_port = free_port()
         self.aet = "ORTHANC"
         workdir.mkdir(parents=True, exist_ok=True)
+        plugin_list = list(plugins or [])
+        if dicomweb and DICOMWEB_PLUGIN not in plugin_list:
+            plugin_list.append(DICOMWEB_PLUGIN)
         config = {
             "Name": "aifi-test-pacs",
             "StorageDirectory": str(workdir / "storage"),
@@ -51,8 +55,8 @@ class Orthanc:
             "DicomAlwaysAllowStore": False,
             "DicomCheckModalityHost": True,
             "DicomModalities": {k: list(v) for k, v in modalities.items()},
-            "Plugins": [DICOMWEB_PLUGIN] if dicomweb else [],
-            "DicomWeb": {"Enable": dicomweb, "Root": "/dicom-web/"},
+            "Plugins": plugin_list,
+            "DicomWeb": {"Enable": DICOMWEB_PLUGIN in plugin_list, "Root": "/dicom-web/"},
             "StableAge": 1,
             "HttpTimeout": 30,
         }

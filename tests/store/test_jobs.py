@@ -153,3 +153,57 @@ def test_status_snapshot_has_states_reasons_and_timings(db: Database) -> None:
     assert job["reason"] == "no DX image"
     assert "queued" in job["stage_seconds"]
     assert "PatientName" not in str(snap)
+
+
+def _delivered_job(db: Database, data_dir: Path) -> int:
+    rec = _record(db, _inst("1.2.3.1.1"))
+    jobs.process_now(db, rec.study_id, actor="test")
+    jobs.mark_complete(db, rec.study_id)
+    (job_id,) = jobs.route_study(db, rec.study_id, [("cxr", "pneumonia-cxr")], "")
+    for a, b in (
+        (JobState.QUEUED, JobState.PSEUDONYMISED),
+        (JobState.PSEUDONYMISED, JobState.SUBMITTED),
+        (JobState.SUBMITTED, JobState.RESULT_RECEIVED),
+    ):
+        jobs.transition(db, job_id, a, b)
+    (data_dir / "work").mkdir(parents=True, exist_ok=True)
+    (data_dir / "work" / "sc.dcm").write_bytes(b"result")
+    with db.transaction() as conn:
+        jobs.add_outputs_in(conn, job_id, [jobs.PlannedOutput("sc", "9.9", "1.2", "work/sc.dcm")])
+    (out,) = jobs.outputs(db, job_id)
+    jobs.mark_output_delivered(db, out["id"], "stored")
+    jobs.transition(db, job_id, JobState.RESULT_RECEIVED, JobState.DELIVERED)
+    return job_id
+
+
+def test_resend_to_pacs_makes_delivered_results_pending_again(db: Database, tmp_path: Path) -> None:
+    job_id = _delivered_job(db, tmp_path)
+    assert jobs.resend_results(db, tmp_path, job_id, actor="gui:anna") == 1
+    assert jobs.job(db, job_id)["state"] == "result_received"
+    assert [o["state"] for o in jobs.outputs(db, job_id)] == ["pending"]
+    last = db.query("SELECT detail, actor FROM audit_events ORDER BY id DESC LIMIT 1")[0]
+    assert last == {"detail": "resend to PACS (1 object(s))", "actor": "gui:anna"}
+    with pytest.raises(jobs.InvalidTransitionError, match="only delivered jobs"):
+        jobs.resend_results(db, tmp_path, job_id, actor="gui:anna")
+    jobs.transition(db, job_id, JobState.RESULT_RECEIVED, JobState.DELIVERED)
+    (tmp_path / "work" / "sc.dcm").unlink()  # retention removed the results
+    with pytest.raises(FileNotFoundError, match="retention"):
+        jobs.resend_results(db, tmp_path, job_id, actor="gui:anna")
+    assert jobs.job(db, job_id)["state"] == "delivered"
+
+
+def test_route_to_another_algorithm_by_hand(db: Database) -> None:
+    rec = _record(db, _inst("1.2.3.1.1"), idle=0)
+    with pytest.raises(jobs.InvalidTransitionError, match="receiving"):
+        jobs.route_to_algorithm(db, rec.study_id, "ct-lung-volume", actor="gui:piet")
+    jobs.mark_complete(db, rec.study_id)
+    jobs.route_study(db, rec.study_id, [], "no route matches")
+    job_id = jobs.route_to_algorithm(db, rec.study_id, "ct-lung-volume", actor="gui:piet")
+    assert jobs.job(db, job_id)["state"] == "queued"
+    assert jobs.job(db, job_id)["route"] == "(by hand)"
+    study = db.query("SELECT state, reason FROM studies")[0]
+    assert study == {"state": "routed", "reason": None}
+    with pytest.raises(jobs.InvalidTransitionError, match="retry it"):
+        jobs.route_to_algorithm(db, rec.study_id, "ct-lung-volume", actor="gui:piet")
+    with pytest.raises(KeyError):
+        jobs.route_to_algorithm(db, 999, "ct-lung-volume", actor="gui:piet")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import threading
 from pathlib import Path
 
@@ -11,7 +12,14 @@ import pytest
 from aifi_app.store import audit_log, jobs
 from aifi_app.store.changes import DataVersion
 from aifi_app.store.database import Database
-from aifi_app.store.queue_view import queue_rows, timeline
+from aifi_app.store.queue_view import (
+    QueueDiffer,
+    instances,
+    outputs,
+    positive_findings,
+    queue_rows,
+    timeline,
+)
 from aifi_app.store.receiving import ReceivedInstance, record_instance
 from aifi_app.store.states import JobState
 
@@ -104,3 +112,51 @@ def test_audit_log_filters_and_exports_csv(db: Database, tmp_path: Path) -> None
     with out.open(encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     assert rows[0]["event"] == "state_changed" and rows[0]["at"].endswith("+00:00")
+
+
+def _deliver(db: Database, job_id: int, result: dict[str, object] | None = None) -> None:
+    for to in (JobState.PSEUDONYMISED, JobState.SUBMITTED):
+        jobs.transition(db, job_id, JobState(jobs.job(db, job_id)["state"]), to)
+    jobs.transition(
+        db,
+        job_id,
+        JobState.SUBMITTED,
+        JobState.RESULT_RECEIVED,
+        result_json=json.dumps(result or {"findings": []}),
+    )
+    jobs.transition(db, job_id, JobState.RESULT_RECEIVED, JobState.DELIVERED)
+
+
+def test_differ_sends_only_changes_and_finds_new_results(db: Database) -> None:
+    first_job = _job(db, "1.2.3")
+    differ = QueueDiffer()
+    baseline = differ.update(queue_rows(db))
+    assert baseline.first and len(baseline.added) == 1 and baseline.newly_resulted == ()
+    assert differ.update(queue_rows(db)).changed == ()  # nothing changed: nothing sent
+    positive = {"findings": [{"label": "Pneumonia suspected", "positive": True}]}
+    _deliver(db, first_job, positive)
+    second_job = _job(db, "1.2.4")
+    _deliver(db, second_job, {"findings": [{"label": "No pneumonia", "positive": False}]})
+    delta = differ.update(queue_rows(db))
+    assert [r.job_id for r in delta.changed] == [first_job]
+    assert [r.job_id for r in delta.added] == [second_job]
+    assert {r.job_id for r in delta.newly_resulted} == {first_job, second_job}
+    assert delta.summary.job_states == {"delivered": 2}
+    assert positive_findings(db, [first_job, second_job]) == {first_job: ("Pneumonia suspected",)}
+    gone = differ.update([])
+    assert set(gone.removed) == {("job", first_job), ("job", second_job)}
+
+
+def test_instances_and_outputs_of_a_job(db: Database) -> None:
+    job_id = _job(db, "1.2.3")
+    (line,) = instances(db, jobs.job(db, job_id)["study_id"])
+    assert (line.series, line.size, line.calling_ae) == (1, 100, "MOD")
+    assert "1.2.3" not in repr(line)  # no UIDs of the original study
+    with db.transaction() as conn:
+        jobs.add_outputs_in(
+            conn,
+            job_id,
+            [jobs.PlannedOutput("sc", "1.2.9.1", "1.2.840.10008.5.1.4.1.1.7", "work/1/sc.dcm")],
+        )
+    (out,) = outputs(db, job_id)
+    assert (out.kind, out.state, out.path) == ("sc", "pending", "work/1/sc.dcm")
