@@ -32,7 +32,7 @@ def test_verdicts_are_kept_as_history_and_the_newest_counts(db: Database) -> Non
     feedback.record(db, 1, Verdict.AGREE, "jdv")
     latest = feedback.latest(db, 1)
     assert latest is not None and (latest.verdict, latest.who) == (Verdict.AGREE, "jdv")
-    first, second = feedback.history(db, 1)
+    first, _second = feedback.history(db, 1)
     assert (first.verdict, first.comment) == (Verdict.FALSE_POSITIVE, "nothing there")
     events = db.query("SELECT category, event, job_id, detail, actor FROM audit_events")
     assert events[0] == {
@@ -55,11 +55,8 @@ def test_refusals(db: Database) -> None:
             feedback.record(db, 1, Verdict.AGREE, who)
     with pytest.raises(FeedbackError, match="longer"):
         feedback.record(db, 1, Verdict.AGREE, "MB", "x" * 2001)
-    with pytest.raises(Exception, match="CHECK"):
-        with db.transaction() as conn:
-            conn.execute(
-                "INSERT INTO feedback (job_id, verdict, who, at) VALUES (1, 'maybe', 'MB', 0)"
-            )
+    with pytest.raises(Exception, match="CHECK"), db.transaction() as conn:
+        conn.execute("INSERT INTO feedback (job_id, verdict, who, at) VALUES (1, 'maybe', 'MB', 0)")
     assert feedback.history(db, 1) == []
 
 
