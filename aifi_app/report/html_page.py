@@ -79,7 +79,7 @@ def _key_figures(f: Figures) -> str:
         ("delivered", str(len(delivered))),
         ("rejected", str(sum(1 for j in f.jobs if j.state == "rejected"))),
         ("failed", str(sum(1 for j in f.jobs if j.state == "failed"))),
-        ("median turnaround", "-" if median is None else f"{median:.1f} s"),
+        ("median turnaround, all", "-" if median is None else f"{median:.1f} s"),
         ("service availability", "-" if service is None else f"{100 * service:.2f} %"),
         ("jobs judged", f"{judged}"),
     ]

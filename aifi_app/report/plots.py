@@ -12,6 +12,7 @@ from pathlib import Path
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from aifi_app.evaluation.stats import Proportion
 from aifi_app.report.figures import Figures
@@ -59,6 +60,7 @@ def draw_volume(ax: Axes, f: Figures) -> None:
     step = max(1, len(days) // 10)
     ax.set_xticks(x[::step], [d.strftime("%d-%m") for d in days][::step])
     ax.set_ylabel("jobs")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize="small")
 
 
@@ -76,7 +78,10 @@ def draw_availability(ax: Axes, f: Figures) -> None:
     colours = ["tab:green" if p >= 99 else "tab:orange" if p >= 95 else "tab:red" for p in percent]
     ax.barh(y, percent, color=colours)
     for i, p in enumerate(percent):
-        ax.text(min(p, 98), i, f"{p:.1f} %", va="center", ha="right", color="white")
+        if p >= 20:
+            ax.text(p - 1, i, f"{p:.1f} %", va="center", ha="right", color="white")
+        else:
+            ax.text(p + 1, i, f"{p:.1f} %", va="center", ha="left", color="black")
     ax.set_yticks(y, [label for label, _ in shown])
     ax.set_xlim(0, 100)
     ax.set_xlabel("percent of the observed time")
