@@ -8,6 +8,7 @@ from PySide6.QtWidgets import QApplication, QLabel, QMainWindow, QMenu, QTabWidg
 
 from aifi_app.gui.audit_screen import AuditScreen
 from aifi_app.gui.background import Background
+from aifi_app.gui.dashboard_screen import DashboardScreen
 from aifi_app.gui.nodes_screen import NodesScreen
 from aifi_app.gui.queue_feed import QueueFeed
 from aifi_app.gui.queue_model import QueueTableModel
@@ -41,6 +42,8 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.queue, "")
         self.tabs.addTab(self.audit, "")
         self.tabs.addTab(self.nodes, "")
+        self.dashboard = DashboardScreen(appliance.db, self.work)
+        self.tabs.addTab(self.dashboard, "")
         self.tabs.currentChanged.connect(self._tab_changed)
         self.setCentralWidget(self.tabs)
         self.counts = QLabel()
@@ -105,6 +108,7 @@ class MainWindow(QMainWindow):
         self.tabs.setTabText(0, self.tr("Queue"))
         self.tabs.setTabText(1, self.tr("Audit log"))
         self.tabs.setTabText(2, self.tr("Nodes"))
+        self.tabs.setTabText(self.tabs.indexOf(self.dashboard), self.tr("Dashboard"))
         self.file_menu.setTitle(self.tr("&File"))
         self.export_action.setText(self.tr("Export audit log…"))
         self.quit_action.setText(self.tr("&Quit (stops receiving studies)"))
@@ -128,6 +132,8 @@ class MainWindow(QMainWindow):
     def _tab_changed(self, index: int) -> None:
         if self.tabs.widget(index) is self.audit:
             self.audit.reload()
+        if self.tabs.widget(index) is self.dashboard and self.dashboard.figures is None:
+            self.dashboard.reload()
 
     def _show_counts(self) -> None:
         jobs = [r for r in self._rows if r.job_id is not None]

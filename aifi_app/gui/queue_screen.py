@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from aifi_app.gui.background import Background
+from aifi_app.gui.feedback_panel import FeedbackPanel
 from aifi_app.gui.queue_model import (
     REASON,
     RECEIVED,
@@ -150,6 +151,8 @@ class QueueScreen(QWidget):
         detail_layout.addWidget(self.summary)
         detail_layout.addWidget(self.timeline, 1)
         detail_layout.addLayout(buttons)
+        self.feedback = FeedbackPanel(db, reader, actions)
+        detail_layout.addWidget(self.feedback)
         detail_layout.addWidget(self.message)
 
         splitter = QSplitter(Qt.Orientation.Vertical)
@@ -321,6 +324,7 @@ class QueueScreen(QWidget):
             is_job and state in {s.value for s in jobs.CANCELLABLE_JOB_STATES}
         )
         self.process_now_button.setEnabled(r is not None and state == "receiving")
+        self.feedback.show_job(r.job_id if r is not None else None, state)
 
     def _load_timeline(self) -> None:
         r = self._current

@@ -115,9 +115,10 @@ def draw_agreement(ax: Axes, f: Figures) -> None:
         for x, n in zip(xs, ns, strict=True):
             ax.text(x, 2, f"n={n}", ha="center", fontsize="x-small", color="white")
     ax.set_xticks(range(len(f.accuracy)), [a.algorithm_id for a in f.accuracy])
-    ax.set_ylim(0, 105)
+    ax.set_ylim(0, 125)
+    ax.set_yticks(range(0, 101, 20))
     ax.set_ylabel("percent")
-    ax.legend(fontsize="small", loc="lower right")
+    ax.legend(fontsize="small", loc="upper center", ncols=3)
 
 
 PLOTS: dict[str, Draw] = {

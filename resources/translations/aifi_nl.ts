@@ -2,6 +2,39 @@
 <!DOCTYPE TS>
 <TS version="2.1" language="nl_NL">
 <context>
+    <name>AccuracyTableModel</name>
+    <message>
+        <location filename="../../aifi_app/gui/accuracy_model.py" line="66"/>
+        <source>Algorithm</source>
+        <translation>Algoritme</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/accuracy_model.py" line="67"/>
+        <source>Judged</source>
+        <translation>Beoordeeld</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/accuracy_model.py" line="68"/>
+        <source>Agreement</source>
+        <translation>Overeenstemming</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/accuracy_model.py" line="69"/>
+        <source>PPV</source>
+        <translation>PVW</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/accuracy_model.py" line="70"/>
+        <source>Sensitivity*</source>
+        <translation>Sensitiviteit*</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/accuracy_model.py" line="71"/>
+        <source>Unsure</source>
+        <translation>Onzeker</translation>
+    </message>
+</context>
+<context>
     <name>AuditScreen</name>
     <message>
         <location filename="../../aifi_app/gui/audit_screen.py" line="139"/>
@@ -99,6 +132,134 @@
     </message>
 </context>
 <context>
+    <name>DashboardScreen</name>
+    <message>
+        <location filename="../../aifi_app/gui/dashboard_screen.py" line="128"/>
+        <source>Chosen period</source>
+        <translation>Gekozen periode</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/dashboard_screen.py" line="130"/>
+        <source>Last %1 days</source>
+        <translation>Laatste %1 dagen</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/dashboard_screen.py" line="133"/>
+        <source>From</source>
+        <translation>Van</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/dashboard_screen.py" line="134"/>
+        <source>to</source>
+        <translation>tot en met</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/dashboard_screen.py" line="135"/>
+        <source>Refresh</source>
+        <translation>Vernieuwen</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/dashboard_screen.py" line="136"/>
+        <source>Write report…</source>
+        <translation>Rapport schrijven…</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/dashboard_screen.py" line="140"/>
+        <source>Days are UTC days. Turnaround: last image received to results in PACS. Agreement, PPV and sensitivity rest on the verdicts given in the queue, with 95 % intervals (Wilson) and the number of jobs. *Sensitivity counts only reported misses, so it is an upper bound.</source>
+        <translation>Dagen zijn UTC-dagen. Doorlooptijd: laatste beeld ontvangen tot resultaten in het PACS. Overeenstemming, PVW (positief voorspellende waarde) en sensitiviteit berusten op de oordelen in de wachtrij, met 95%-intervallen (Wilson) en het aantal taken. *Sensitiviteit telt alleen gemelde missers en is dus een bovengrens.</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/dashboard_screen.py" line="175"/>
+        <source>Computing…</source>
+        <translation>Berekenen…</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/dashboard_screen.py" line="191"/>
+        <source>Could not compute the figures: %1</source>
+        <translation>De cijfers konden niet worden berekend: %1</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/dashboard_screen.py" line="198"/>
+        <source>Turnaround per algorithm</source>
+        <translation>Doorlooptijd per algoritme</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/dashboard_screen.py" line="199"/>
+        <source>seconds from the last image to the results in PACS</source>
+        <translation>seconden van het laatste beeld tot de resultaten in het PACS</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/dashboard_screen.py" line="202"/>
+        <source>Jobs per day</source>
+        <translation>Taken per dag</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/dashboard_screen.py" line="202"/>
+        <source>jobs</source>
+        <translation>taken</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/dashboard_screen.py" line="203"/>
+        <source>Availability</source>
+        <translation>Beschikbaarheid</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/dashboard_screen.py" line="203"/>
+        <source>percent of the observed time</source>
+        <translation>procent van de waargenomen tijd</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/dashboard_screen.py" line="204"/>
+        <source>Agreement with people&apos;s verdicts</source>
+        <translation>Overeenstemming met de oordelen van gebruikers</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/dashboard_screen.py" line="204"/>
+        <source>percent</source>
+        <translation>procent</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/dashboard_screen.py" line="210"/>
+        <source>agreement</source>
+        <translation>overeenstemming</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/dashboard_screen.py" line="211"/>
+        <source>PPV</source>
+        <translation>PVW</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/dashboard_screen.py" line="212"/>
+        <source>sensitivity*</source>
+        <translation>sensitiviteit*</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/dashboard_screen.py" line="213"/>
+        <source>service</source>
+        <translation>dienst</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/dashboard_screen.py" line="244"/>
+        <source>%1 jobs · %2 delivered · %3 rejected · %4 failed · median turnaround %5 · service availability %6 · %7 judged</source>
+        <translation>%1 taken · %2 afgeleverd · %3 afgewezen · %4 mislukt · mediane doorlooptijd %5 · beschikbaarheid dienst %6 · %7 beoordeeld</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/dashboard_screen.py" line="259"/>
+        <source>Write the report into</source>
+        <translation>Schrijf het rapport in</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/dashboard_screen.py" line="268"/>
+        <source>Writing the report…</source>
+        <translation>Rapport wordt geschreven…</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/dashboard_screen.py" line="274"/>
+        <source>Report written: %1</source>
+        <translation>Rapport geschreven: %1</translation>
+    </message>
+</context>
+<context>
     <name>Events</name>
     <message>
         <location filename="../../aifi_app/gui/states.py" line="48"/>
@@ -192,79 +353,137 @@
     </message>
 </context>
 <context>
+    <name>FeedbackPanel</name>
+    <message>
+        <location filename="../../aifi_app/gui/feedback_panel.py" line="80"/>
+        <source>Agree</source>
+        <translation>Akkoord</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/feedback_panel.py" line="81"/>
+        <source>Disagree: false positive</source>
+        <translation>Oneens: fout-positief</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/feedback_panel.py" line="82"/>
+        <source>Disagree: missed finding</source>
+        <translation>Oneens: bevinding gemist</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/feedback_panel.py" line="83"/>
+        <source>Unsure</source>
+        <translation>Onzeker</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/feedback_panel.py" line="87"/>
+        <source>Your verdict on the result</source>
+        <translation>Uw oordeel over het resultaat</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/feedback_panel.py" line="90"/>
+        <source>Comment (optional; no patient data)</source>
+        <translation>Opmerking (optioneel; geen patiëntgegevens)</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/feedback_panel.py" line="91"/>
+        <source>Initials</source>
+        <translation>Initialen</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/feedback_panel.py" line="130"/>
+        <source>No verdict yet.</source>
+        <translation>Nog geen oordeel.</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/feedback_panel.py" line="134"/>
+        <source>Last verdict: %1 (%2, %3)</source>
+        <translation>Laatste oordeel: %1 (%2, %3)</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/feedback_panel.py" line="157"/>
+        <source>Not recorded: %1</source>
+        <translation>Niet vastgelegd: %1</translation>
+    </message>
+</context>
+<context>
     <name>MainWindow</name>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="104"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="107"/>
         <source>AIFI Appliance</source>
         <translation>AIFI Appliance</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="105"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="108"/>
         <source>Queue</source>
         <translation>Wachtrij</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="106"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="109"/>
         <source>Audit log</source>
         <translation>Auditlog</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="107"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="110"/>
         <source>Nodes</source>
         <translation>Nodes</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="108"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="111"/>
+        <source>Dashboard</source>
+        <translation>Dashboard</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/main_window.py" line="112"/>
         <source>&amp;File</source>
         <translation>&amp;Bestand</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="109"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="113"/>
         <source>Export audit log…</source>
         <translation>Auditlog exporteren…</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="110"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="114"/>
         <source>&amp;Quit (stops receiving studies)</source>
         <translation>&amp;Afsluiten (stopt met ontvangen van onderzoeken)</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="111"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="115"/>
         <source>&amp;View</source>
         <translation>Beel&amp;d</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="112"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="116"/>
         <source>Language</source>
         <translation>Taal</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="113"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="117"/>
         <source>Keep running in the tray when closed</source>
         <translation>Bij sluiten actief blijven in het systeemvak</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="114"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="118"/>
         <source>Show the window</source>
         <translation>Venster tonen</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="140"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="146"/>
         <source>all well</source>
         <translation>alles in orde</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="141"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="147"/>
         <source>warnings</source>
         <translation>waarschuwingen</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="142"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="148"/>
         <source>failures</source>
         <translation>storingen</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="146"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="152"/>
         <source>%1 on port %2 · %3 busy · %4 delivered · %5 failed · %6</source>
         <translation>%1 op poort %2 · %3 bezig · %4 afgeleverd · %5 mislukt · %6</translation>
     </message>
@@ -391,138 +610,138 @@
 <context>
     <name>QueueScreen</name>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="193"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="196"/>
         <source>State:</source>
         <translation>Status:</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="194"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="197"/>
         <source>Algorithm:</source>
         <translation>Algoritme:</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="196"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="199"/>
         <source>Search description, modality, algorithm, reason, job number…</source>
         <translation>Zoek op omschrijving, modaliteit, algoritme, reden, taaknummer…</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="201"/>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="227"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="204"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="239"/>
         <source>All</source>
         <translation>Alle</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="202"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="205"/>
         <source>Needs attention</source>
         <translation>Vraagt aandacht</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="212"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="215"/>
         <source>Any time</source>
         <translation>Altijd</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="213"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="216"/>
         <source>Today</source>
         <translation>Vandaag</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="214"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="217"/>
         <source>Last 7 days</source>
         <translation>Afgelopen 7 dagen</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="217"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="220"/>
         <source>Details</source>
         <translation>Details</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="218"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="221"/>
         <source>Time</source>
         <translation>Tijd</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="218"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="221"/>
         <source>Event</source>
         <translation>Gebeurtenis</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="218"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="221"/>
         <source>Detail</source>
         <translation>Toelichting</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="219"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="222"/>
         <source>Retry</source>
         <translation>Opnieuw proberen</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="220"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="223"/>
         <source>Cancel job</source>
         <translation>Taak annuleren</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="221"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="224"/>
         <source>Process now</source>
         <translation>Nu verwerken</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="228"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="240"/>
         <source>All senders</source>
         <translation>Alle verzenders</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="290"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="303"/>
         <source>Select a study or job to see its timeline.</source>
         <translation>Kies een onderzoek of taak om het verloop te zien.</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="294"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="307"/>
         <source>Study %1</source>
         <translation>Onderzoek %1</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="295"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="308"/>
         <source>job %1</source>
         <translation>taak %1</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="297"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="310"/>
         <source>%1 instance(s) from %2</source>
         <translation>%1 beeld(en) van %2</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="305"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="318"/>
         <source>Reason: %1</source>
         <translation>Reden: %1</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="354"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="368"/>
         <source>Job %1 is %2 again.</source>
         <translation>Taak %1 is weer %2.</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="367"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="381"/>
         <source>Job %1 is cancelled.</source>
         <translation>Taak %1 is geannuleerd.</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="382"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="396"/>
         <source>Study %1 will be processed now.</source>
         <translation>Onderzoek %1 wordt nu verwerkt.</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="384"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="398"/>
         <source>Study %1 is no longer receiving.</source>
         <translation>Onderzoek %1 wordt niet meer ontvangen.</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="389"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="403"/>
         <source>Working…</source>
         <translation>Bezig…</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="397"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="411"/>
         <source>Not done: %1</source>
         <translation>Niet uitgevoerd: %1</translation>
     </message>
