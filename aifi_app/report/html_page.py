@@ -39,7 +39,8 @@ NOTES = (
     "than PPV. Intervals are Wilson score 95 % intervals; n is the count each rests on. "
     "Service availability counts from start to stop events; a run that ended without a stop "
     "(a crash) counts until its last recorded activity. A remote node counts as down from a "
-    "failed contact until the next successful one. This report holds no patient "
+    "failed contact (delivery, submission or C-ECHO test) until the next successful one. "
+    "This report holds no patient "
     "identifiers: only job ids, algorithm ids, node names, device values, cleaned "
     "descriptions, counts and times."
 )
