@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from aifi_app.evaluation.period import Period
 from aifi_app.pseudonymise.clean_descriptors import clean_descriptor
@@ -48,10 +49,17 @@ class JobRecord:
     kernel: str = ""
     protocol: str = ""
     body_part: str = ""
+    memo: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
+    """Figures derived from the record, computed once (see :func:`timing.job_stages`)."""
 
     @property
     def delivered_at(self) -> float | None:
         return self.state_times.get("delivered") if self.state == "delivered" else None
+
+
+@lru_cache(maxsize=4096)
+def _cleaned(text: str) -> str:
+    return clean_descriptor(text, "LO")
 
 
 def polarity_of(result_json: str | None) -> str:
@@ -117,7 +125,7 @@ def load(db: Database, period: Period) -> list[JobRecord]:
                 state=str(r[3]),
                 site=str(r[4]),
                 modality=str(r[5]),
-                study_description=clean_descriptor(str(r[6] or ""), "LO"),
+                study_description=_cleaned(str(r[6] or "")),
                 first_received_at=float(r[7]),
                 last_received_at=float(r[8]),
                 completed_at=None if r[9] is None else float(r[9]),

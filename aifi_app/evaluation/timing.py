@@ -51,7 +51,15 @@ def _between(start: float | None, end: float | None) -> float | None:
 
 
 def job_stages(job: JobRecord) -> dict[str, float | None]:
-    """Each stage's duration in seconds for one job (None: did not apply or not reached)."""
+    """Each stage's duration in seconds for one job (None: did not apply or not reached).
+    Computed once per record; do not change the dictionary returned."""
+    found = job.memo.get("stages")
+    if found is None:
+        found = job.memo["stages"] = _job_stages(job)
+    return found  # type: ignore[return-value]
+
+
+def _job_stages(job: JobRecord) -> dict[str, float | None]:
     st = job.stage_times
     pseudo = st.get(stage_times.PSEUDONYMISE)
     model = _span(st, stage_times.MODEL)

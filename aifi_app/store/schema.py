@@ -140,6 +140,7 @@ MIGRATIONS: tuple[str, ...] = (
         series_description TEXT NOT NULL DEFAULT '',
         body_part TEXT NOT NULL DEFAULT ''
     );
+    CREATE INDEX studies_first_received ON studies (first_received_at);
     """,
     # evaluation: a person's verdict on a job's result (kept as a history; the newest counts)
     """
