@@ -49,11 +49,7 @@ def _receive(app: Appliance, tmp_path: Path, n: int, **header: object) -> None:
     ds = chest_radiograph(demo_patient(n), phantom_chest())
     for keyword, value in header.items():
         setattr(ds, keyword, value)
-    path = write(ds, tmp_path / "in")
-    target = app.node.incoming / "x.dcm"
-    app.node.incoming.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(path.read_bytes())
-    app.node.accept_file(target, "MODALITY", str(ds.SOPInstanceUID))
+    _receive_ds(app, tmp_path, ds)
 
 
 def _drain(app: Appliance) -> None:
@@ -109,3 +105,54 @@ def test_unreachable_pacs_is_a_failed_check_and_a_rejection_keeps_its_input(
     rejected = job_inputs.of_job(app.db, rows[1]["id"])
     assert rejected is not None and rejected.manufacturer == "AIFI demo"
     app.db.close()
+
+
+def test_remote_vendor_stages_and_checks(tmp_path: Path, pacs: DemoPacs) -> None:
+    from aifi_app.dicom_node.storage_scu import Peer
+    from tests.helpers.vendor_simulator import VendorSimulator
+    from tests.pipeline.test_remote_dicom import _app, _run_until_finished, _study
+
+    vendor = VendorSimulator(tmp_path / "vendor", delay=0.5)
+    app = _app(tmp_path, pacs, vendor.port, timeout=30)
+    app.node.start()
+    vendor.reply_to = Peer("AIFI", "127.0.0.1", app.node.port)
+    try:
+        _receive_ds(app, tmp_path, _study())
+        job = _run_until_finished(app)
+    finally:
+        app.node.stop()
+        vendor.stop()
+    assert job["state"] == "delivered", job["reason"]
+    found = stage_times.of_job(app.db, 1)
+    assert set(found) == {"pseudonymise", "submit", "vendor", "reidentify", "deliver"}
+    # the simulated vendor waits 0.5 s before it answers
+    assert found["vendor"][1] - found["vendor"][0] >= 0.5
+    assert found["submit"][1] <= found["vendor"][0] + 0.01
+    checks = [(c.node, c.kind, c.ok) for c in node_checks.between(app.db, 0, now() + 1)]
+    assert checks == [("vendor", "submission", True), ("pacs", "delivery", True)]
+    day = utc_day(now())
+    (record,) = records.load(app.db, Period.days(day, day))
+    stages = timing.job_stages(record)
+    assert stages["model"] == found["vendor"][1] - found["vendor"][0]
+    assert stages["build_results"] is None and stages["submit"] is not None
+    app.db.close()
+
+
+def test_unreachable_vendor_is_a_failed_submission_check(tmp_path: Path, pacs: DemoPacs) -> None:
+    from tests.pipeline.test_remote_dicom import _app, _run_until_finished, _study
+
+    app = _app(tmp_path, pacs, free_port(), timeout=30)
+    _receive_ds(app, tmp_path, _study())
+    assert _run_until_finished(app)["state"] == "failed"
+    (check,) = node_checks.between(app.db, 0, now() + 1)
+    assert (check.node, check.kind, check.ok) == ("vendor", "submission", False)
+    assert check.detail.startswith("vendor node not reachable")
+    app.db.close()
+
+
+def _receive_ds(app: Appliance, tmp_path: Path, ds) -> None:  # type: ignore[no-untyped-def]
+    path = write(ds, tmp_path / "in")
+    target = app.node.incoming / "x.dcm"
+    app.node.incoming.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(path.read_bytes())
+    app.node.accept_file(target, "MODALITY", str(ds.SOPInstanceUID))
