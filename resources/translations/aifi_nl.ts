@@ -347,7 +347,22 @@
         <translation>appliance gestopt</translation>
     </message>
     <message>
+        <location filename="../../aifi_app/gui/states.py" line="65"/>
+        <source>verdict on the result</source>
+        <translation>oordeel over het resultaat</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="66"/>
+        <source>node reachable</source>
+        <translation>node bereikbaar</translation>
+    </message>
+    <message>
         <location filename="../../aifi_app/gui/states.py" line="67"/>
+        <source>node not reachable</source>
+        <translation>node niet bereikbaar</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="70"/>
         <source>late instances received</source>
         <translation>late beelden ontvangen</translation>
     </message>
