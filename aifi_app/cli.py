@@ -10,6 +10,7 @@ import logging.handlers
 import signal
 import sys
 import threading
+from datetime import date
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -140,6 +141,57 @@ def cmd_retry(args: argparse.Namespace) -> int:
         print(str(exc).strip("'\""), file=sys.stderr)
         return 1
     print(f"job {args.job_id} is {state} again")
+    return 0
+
+
+VERDICT_WORDS = {
+    "agree": "agree",
+    "false-positive": "false_positive",
+    "missed": "missed",
+    "unsure": "unsure",
+}
+
+
+def cmd_feedback(args: argparse.Namespace) -> int:
+    from aifi_app.store.feedback import FeedbackError, Verdict, current_user, record
+
+    try:
+        found = record(
+            _open_db(args),
+            args.job_id,
+            Verdict(VERDICT_WORDS[args.verdict]),
+            args.who or current_user(),
+            args.comment or "",
+        )
+    except FeedbackError as exc:
+        print(f"aifi-app: {exc}", file=sys.stderr)
+        return 1
+    print(f"job {found.job_id}: {args.verdict} recorded for {found.who}")
+    return 0
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from exc
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import time
+
+    from aifi_app.evaluation.period import Period
+    from aifi_app.report.figures import compute
+    from aifi_app.report.html_page import write_report
+
+    try:
+        period = Period.days(args.from_day, args.to_day)
+    except ValueError as exc:
+        print(f"aifi-app: {exc}", file=sys.stderr)
+        return 2
+    figures = compute(_open_db(args), period, now=time.time())
+    path = write_report(figures, Path(args.out))
+    print(f"report of {len(figures.jobs)} job(s), {period.label()}: {path}")
     return 0
 
 
@@ -434,6 +486,32 @@ def build_parser() -> argparse.ArgumentParser:
     common(retry)
     retry.add_argument("job_id", type=int)
     retry.set_defaults(func=cmd_retry)
+
+    fb = sub.add_parser(
+        "feedback",
+        help="record a verdict on a job's result",
+        description="Record a person's verdict on job JOB's result: agree, false-positive"
+        " (a finding that is not there), missed (a finding the algorithm missed) or unsure.",
+    )
+    common(fb)
+    fb.add_argument("job_id", type=int, metavar="JOB")
+    fb.add_argument("verdict", choices=list(VERDICT_WORDS))
+    fb.add_argument("--comment", help="optional comment (kept locally, never in a report)")
+    fb.add_argument("--who", help="your initials (default: the operating-system user)")
+    fb.set_defaults(func=cmd_feedback)
+
+    rep = sub.add_parser(
+        "report",
+        help="write the evaluation report (HTML with plots, and CSV files)",
+        description="Write the evaluation of the days FROM to TO (UTC, both included):"
+        " turnaround, availability, agreement and input variation, as report.html with"
+        " its plots and one CSV file per table. Holds no patient identifiers.",
+    )
+    common(rep)
+    rep.add_argument("--from", dest="from_day", type=_day, required=True, metavar="DATE")
+    rep.add_argument("--to", dest="to_day", type=_day, required=True, metavar="DATE")
+    rep.add_argument("--out", required=True, metavar="DIR", help="folder to write into")
+    rep.set_defaults(func=cmd_report)
 
     echo = sub.add_parser("echo", help="verify a DICOM node with C-ECHO")
     echo.add_argument("node", metavar="AET@HOST:PORT")

@@ -18,6 +18,7 @@ from aifi_app.algorithms.signing import TrustPolicy
 from aifi_app.config.settings import Settings
 from aifi_app.dicom_node.storage_scp import NodeConfig, StorageNode
 from aifi_app.pipeline.dispatcher import Dispatcher
+from aifi_app.pipeline.node_monitor import NodeMonitor
 from aifi_app.pipeline.processing import JobProcessor
 from aifi_app.pipeline.remote_dicom import RemoteDicomStep
 from aifi_app.pipeline.remote_dicomweb import RemoteDicomwebStep
@@ -97,6 +98,7 @@ class Appliance:
             },
         )
         self.dispatcher = Dispatcher(self.db, self.data_dir, lambda: self.settings)
+        self.node_monitor = NodeMonitor(self.db, lambda: self.settings)
         self.worker = Worker(
             self.db,
             self.data_dir,
@@ -153,12 +155,14 @@ class Appliance:
             audit.record(conn, "service", "started", detail=f"data in {self.data_dir}")
         self.worker.start()
         self.dispatcher.start()
+        self.node_monitor.start()
         self.node.start()
 
     def stop(self) -> None:
         self.node.stop()
         self.worker.stop()
         self.dispatcher.stop()
+        self.node_monitor.stop()
         with self.db.transaction() as conn:
             audit.record(conn, "service", "stopped")
         self.db.close()

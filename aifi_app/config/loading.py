@@ -186,6 +186,8 @@ def validate(settings: Settings) -> None:
         settings.delivery.retry_max_seconds < settings.delivery.retry_initial_seconds
     ):
         raise ConfigError("delivery: retry_initial_seconds > 0 and <= retry_max_seconds needed")
+    if settings.delivery.node_check_seconds < 0:
+        raise ConfigError("delivery: node_check_seconds must be 0 (off) or more")
     for i, key in enumerate(settings.algorithms.trusted_vendor_keys):
         try:
             parse_public_key(key)

@@ -193,6 +193,13 @@ class DeliverySettings:
     timeout_seconds: float = field(
         default=60.0, metadata=_doc("Network timeout of one send (connect, DIMSE, ACSE).")
     )
+    node_check_seconds: float = field(
+        default=300.0,
+        metadata=_doc(
+            "Every this many seconds each DICOM remote node is tested with C-ECHO, for its "
+            "availability figures; 0: only real deliveries and submissions count."
+        ),
+    )
 
 
 @dataclass(frozen=True)

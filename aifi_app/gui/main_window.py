@@ -20,6 +20,7 @@ from aifi_app.admin_access import AdminSession, NoPassphraseError
 from aifi_app.gui.algorithms_screen import AlgorithmsScreen
 from aifi_app.gui.audit_screen import AuditScreen
 from aifi_app.gui.background import Background
+from aifi_app.gui.dashboard_screen import DashboardScreen
 from aifi_app.gui.garbage import freeze_start_up_objects
 from aifi_app.gui.nodes_screen import NodesScreen
 from aifi_app.gui.queue_feed import QueueFeed
@@ -88,6 +89,8 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.audit, "")
         self.tabs.addTab(self.nodes, "")
         self.tabs.addTab(self.algorithms, "")
+        self.dashboard = DashboardScreen(appliance.db, self.work)
+        self.tabs.addTab(self.dashboard, "")
         self.tabs.currentChanged.connect(self._tab_changed)
         self.setCentralWidget(self.tabs)
         self.counts = QLabel()
@@ -172,6 +175,7 @@ class MainWindow(QMainWindow):
         self.tabs.setTabText(1, self.tr("Audit log"))
         self.tabs.setTabText(2, self.tr("Nodes"))
         self.tabs.setTabText(3, self.tr("Algorithms"))
+        self.tabs.setTabText(self.tabs.indexOf(self.dashboard), self.tr("Dashboard"))
         self.file_menu.setTitle(self.tr("&File"))
         self.export_action.setText(self.tr("Export audit log…"))
         self.quit_action.setText(self.tr("&Quit (stops receiving studies)"))
@@ -277,6 +281,8 @@ class MainWindow(QMainWindow):
             current = self.queue.current_row
             self.algorithms.set_study(current.study_id if current else None)
             self.algorithms.reload()
+        elif self.tabs.widget(index) is self.dashboard and self.dashboard.figures is None:
+            self.dashboard.reload()
 
     def _show_counts(self) -> None:
         states = self._summary.job_states

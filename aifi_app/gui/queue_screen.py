@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
 )
 
 from aifi_app.gui.background import Background
+from aifi_app.gui.feedback_panel import FeedbackPanel
 from aifi_app.gui.queue_model import (
     ATTENTION_FILTER,
     REASON,
@@ -214,6 +215,8 @@ class QueueScreen(QWidget):
         detail_layout.addWidget(self.detail_tabs, 1)
         detail_layout.addLayout(buttons)
         detail_layout.addLayout(self.detail_extras)
+        self.feedback = FeedbackPanel(db, reader, actions)
+        self.detail_extras.addWidget(self.feedback)
         detail_layout.addWidget(self.message)
 
         splitter = QSplitter(Qt.Orientation.Vertical)
@@ -441,6 +444,7 @@ class QueueScreen(QWidget):
         can_route = r is not None and (is_job or state == "no_match") and bool(choices)
         self.route_choice.setEnabled(can_route)
         self.route_button.setEnabled(can_route)
+        self.feedback.show_job(r.job_id if r is not None else None, state)
         self.current_changed.emit(r)
 
     def _load_timeline(self) -> None:

@@ -62,6 +62,9 @@ def event_name(event: str) -> str:
         "association_rejected": QCoreApplication.translate("Events", "connection refused"),
         "started": QCoreApplication.translate("Events", "appliance started"),
         "stopped": QCoreApplication.translate("Events", "appliance stopped"),
+        "verdict": QCoreApplication.translate("Events", "verdict on the result"),
+        "node_reachable": QCoreApplication.translate("Events", "node reachable"),
+        "node_unreachable": QCoreApplication.translate("Events", "node not reachable"),
     }
     if event.startswith("late_instances_"):
         return QCoreApplication.translate("Events", "late instances received")

@@ -18,7 +18,7 @@ from aifi_app.config.settings import Settings
 from aifi_app.dicom_node.storage_scu import AssociationFailed, Peer, send_files
 from aifi_app.failpoints import failpoint
 from aifi_app.pipeline.background_loop import BackgroundLoop
-from aifi_app.store import audit, jobs
+from aifi_app.store import audit, jobs, node_checks, stage_times
 from aifi_app.store.database import Database, now
 from aifi_app.store.states import JobState, OutputState
 
@@ -61,13 +61,15 @@ class Dispatcher(BackgroundLoop):
             peer = Peer(node.ae_title, node.host, node.port)
             calling = settings.delivery.calling_ae_title or settings.node.ae_title
             try:
-                outcomes = send_files(
-                    peer,
-                    [self.data_dir / o["path"] for o in pending],
-                    calling_ae_title=calling,
-                    timeout=settings.delivery.timeout_seconds,
-                )
+                with stage_times.timed(self.db, job_id, stage_times.DELIVER):
+                    outcomes = send_files(
+                        peer,
+                        [self.data_dir / o["path"] for o in pending],
+                        calling_ae_title=calling,
+                        timeout=settings.delivery.timeout_seconds,
+                    )
             except (AssociationFailed, OSError) as exc:
+                node_checks.record(self.db, node.name, node_checks.DELIVERY, False, str(exc))
                 self._wait(job_id, f"PACS not reachable: {exc}", settings)
                 return
             failpoint("delivery.after_send")
@@ -82,6 +84,13 @@ class Dispatcher(BackgroundLoop):
                     error = f"{peer.ae_title} answered {status} {outcome.error}".strip()
                     jobs.record_output_failure(self.db, out["id"], error)
                     failures.append(f"{out['kind']}: {error}")
+            node_checks.record(
+                self.db,
+                node.name,
+                node_checks.DELIVERY,
+                not failures,
+                "; ".join(failures) or f"{len(pending)} object(s) stored",
+            )
             if failures:
                 self._wait(job_id, "; ".join(failures), settings)
                 return

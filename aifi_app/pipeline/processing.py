@@ -51,14 +51,15 @@ from aifi_app.results import (
     build_secondary_capture,
     build_segmentation,
 )
-from aifi_app.store import jobs
-from aifi_app.store.database import Database
+from aifi_app.store import job_inputs, jobs, stage_times
+from aifi_app.store.database import Database, now
 from aifi_app.store.jobs import PlannedOutput
 from aifi_app.store.states import JobState
 
 log = logging.getLogger(__name__)
 
 _SELECTION_TAGS = [*HEADER_TAGS, "InstanceNumber", "ImagePositionPatient"]
+_INPUT_TAGS = list(job_inputs.HEADER_TAGS)
 SC_SERIES_NUMBER = 9901
 SR_SERIES_NUMBER = 9902
 SEG_SERIES_NUMBER = 9903
@@ -200,14 +201,32 @@ class JobProcessor:
         )
 
     # --- steps --------------------------------------------------------------------------
+    def record_input(self, job_id: int, path: Path | None = None) -> None:
+        """Record the job's input header values (the evaluation's input variation) from
+        ``path``, by default the first instance the job's study received."""
+        if path is None:
+            row = self.db.conn.execute(
+                "SELECT i.path FROM instances i JOIN jobs j ON j.study_id = i.study_id"
+                " WHERE j.id = ? ORDER BY i.id LIMIT 1",
+                (job_id,),
+            ).fetchone()
+            if row is None:
+                return
+            path = self.data_dir / row[0]
+        header = dcmread(path, stop_before_pixels=True, specific_tags=_INPUT_TAGS)
+        job_inputs.record(self.db, job_id, job_inputs.from_header(header))
+
     def pseudonymise(self, job_id: int) -> None:
         """queued -> pseudonymised (or rejected)."""
+        started = now()
         try:
             ctx = self.context(job_id)
             paths = self.select_images(ctx)
         except JobRejected as exc:
+            self.record_input(job_id)
             jobs.transition(self.db, job_id, JobState.QUEUED, JobState.REJECTED, reason=str(exc))
             return
+        self.record_input(job_id, paths[0] if paths else None)
         mappings: list[tuple[str, str, str]] = []
         pseudonymiser = self.pseudonymiser(ctx, mappings)
         work = self.work_dir(job_id)
@@ -225,6 +244,7 @@ class JobProcessor:
                 return
             durable_write(work / f"{n:05d}.dcm", _dataset_bytes(pseudonymised))
         failpoint("processing.after_pseudonymised_files")
+        stage_times.record(self.db, job_id, stage_times.PSEUDONYMISE, started, now())
         with self.db.transaction() as conn:
             conn.executemany(
                 "INSERT INTO pseudonyms (pseudonym, kind, original) VALUES (?, ?, ?)"
@@ -260,12 +280,14 @@ class JobProcessor:
             )
         images: list[Dataset] = [dcmread(p) for p in sorted(self.work_dir(job_id).glob("*.dcm"))]
         try:
-            result = self._runners.get(ctx.package).run(images)
+            with stage_times.timed(self.db, job_id, stage_times.MODEL):
+                result = self._runners.get(ctx.package).run(images)
         except InferenceError as exc:
             jobs.transition(self.db, job_id, JobState.SUBMITTED, JobState.FAILED, reason=str(exc))
             return
         try:
-            planned = self.build_results(ctx, result, images)
+            with stage_times.timed(self.db, job_id, stage_times.BUILD):
+                planned = self.build_results(ctx, result, images)
         except ResultQuarantined as exc:
             jobs.transition(self.db, job_id, JobState.SUBMITTED, JobState.FAILED, reason=str(exc))
             return
@@ -292,11 +314,14 @@ class JobProcessor:
             raise RuntimeError(f"no remote step configured for {ctx.package.runner.kind} runners")
         work = self.work_dir(ctx.job_id)
         if from_state == JobState.PSEUDONYMISED:
-            step.send(ctx.job_id, ctx.package, work)
+            with stage_times.timed(self.db, ctx.job_id, stage_times.SUBMIT):
+                step.send(ctx.job_id, ctx.package, work)
             return
         returned = step.collect(ctx.job_id, ctx.package, work)
         if returned is None:
             return
+        submitted_at = float(jobs.job(self.db, ctx.job_id)["updated_at"])
+        stage_times.record(self.db, ctx.job_id, stage_times.VENDOR, submitted_at, now())
         vendor_objects = [(_object_kind(str(ds.SOPClassUID)), ds) for ds in returned]
         try:
             planned = self.reidentify_and_write(ctx, vendor_objects)
@@ -397,6 +422,12 @@ class JobProcessor:
         Raises :class:`ResultQuarantined` when one refers to anything outside the job's
         study and patient; that object is kept in the quarantine folder, none is written.
         """
+        with stage_times.timed(self.db, ctx.job_id, stage_times.REIDENTIFY):
+            return self._reidentify_and_write(ctx, objects)
+
+    def _reidentify_and_write(
+        self, ctx: JobContext, objects: Sequence[tuple[str, Dataset]]
+    ) -> list[PlannedOutput]:
         original_header = dcmread(self._instance_paths(ctx)[0], stop_before_pixels=True)
         scope = self.result_scope(ctx, original_header)
         restored_all: list[tuple[str, Dataset]] = []

@@ -21,7 +21,7 @@ from pydicom import Dataset, dcmread
 from aifi_app.algorithms.package import AlgorithmPackage, RemoteDicomSpec
 from aifi_app.config.settings import Settings
 from aifi_app.dicom_node.storage_scu import AssociationFailed, Peer, send_files
-from aifi_app.store import jobs
+from aifi_app.store import jobs, node_checks
 from aifi_app.store.database import Database, now
 from aifi_app.store.states import JobState, StudyState
 
@@ -101,8 +101,16 @@ class RemoteDicomStep:
     def send(self, job_id: int, package: AlgorithmPackage, work_dir: Path) -> None:
         """pseudonymised -> submitted (or failed, with the reason)."""
         settings = self._settings()
+        spec = package.runner
+        assert isinstance(spec, RemoteDicomSpec)
         try:
             peer = peer_for(package, settings)
+        except SubmissionFailed as exc:
+            jobs.transition(
+                self.db, job_id, JobState.PSEUDONYMISED, JobState.FAILED, reason=str(exc)
+            )
+            return
+        try:
             what = submit(
                 sorted(work_dir.glob("*.dcm")),
                 peer,
@@ -110,12 +118,12 @@ class RemoteDicomStep:
                 timeout=settings.delivery.timeout_seconds,
             )
         except SubmissionFailed as exc:
+            node_checks.record(self.db, spec.node, node_checks.SUBMISSION, False, str(exc))
             jobs.transition(
                 self.db, job_id, JobState.PSEUDONYMISED, JobState.FAILED, reason=str(exc)
             )
             return
-        spec = package.runner
-        assert isinstance(spec, RemoteDicomSpec)
+        node_checks.record(self.db, spec.node, node_checks.SUBMISSION, True, what)
         jobs.transition(
             self.db,
             job_id,

@@ -110,4 +110,49 @@ MIGRATIONS: tuple[str, ...] = (
     );
     INSERT INTO algorithm_generation (id, generation) VALUES (1, 0);
     """,
+    # evaluation: how long each stage of a job took (the parts the audit's state changes do
+    # not separate), each check of a remote node (delivery, submission), and the header
+    # values a job's input had (scanner, slice thickness, kernel, protocol; no patient data)
+    """
+    CREATE TABLE job_stage_times (
+        job_id INTEGER NOT NULL REFERENCES jobs (id),
+        stage TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        finished_at REAL NOT NULL,
+        PRIMARY KEY (job_id, stage)
+    ) WITHOUT ROWID;
+    CREATE TABLE node_checks (
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        node TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        ok INTEGER NOT NULL,
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX node_checks_at ON node_checks (at);
+    CREATE TABLE job_inputs (
+        job_id INTEGER PRIMARY KEY REFERENCES jobs (id),
+        manufacturer TEXT NOT NULL DEFAULT '',
+        model TEXT NOT NULL DEFAULT '',
+        slice_thickness REAL,
+        kernel TEXT NOT NULL DEFAULT '',
+        protocol TEXT NOT NULL DEFAULT '',
+        series_description TEXT NOT NULL DEFAULT '',
+        body_part TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX studies_first_received ON studies (first_received_at);
+    """,
+    # evaluation: a person's verdict on a job's result (kept as a history; the newest counts)
+    """
+    CREATE TABLE feedback (
+        id INTEGER PRIMARY KEY,
+        job_id INTEGER NOT NULL REFERENCES jobs (id),
+        verdict TEXT NOT NULL
+            CHECK (verdict IN ('agree', 'false_positive', 'missed', 'unsure')),
+        comment TEXT NOT NULL DEFAULT '',
+        who TEXT NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE INDEX feedback_job ON feedback (job_id, at);
+    """,
 )

@@ -2,200 +2,233 @@
 <!DOCTYPE TS>
 <TS version="2.1" language="nl_NL">
 <context>
-    <name>AlgorithmsScreen</name>
+    <name>AccuracyTableModel</name>
     <message>
-        <location filename="../../aifi_app/gui/algorithms_screen.py" line="212"/>
-        <source>Algorithm packages</source>
-        <translation>Algoritmepakketten</translation>
-    </message>
-    <message>
-        <location filename="../../aifi_app/gui/algorithms_screen.py" line="215"/>
-        <source>Id</source>
-        <translation>Id</translation>
-    </message>
-    <message>
-        <location filename="../../aifi_app/gui/algorithms_screen.py" line="216"/>
-        <source>Name</source>
-        <translation>Naam</translation>
-    </message>
-    <message>
-        <location filename="../../aifi_app/gui/algorithms_screen.py" line="217"/>
-        <source>Vendor</source>
-        <translation>Leverancier</translation>
-    </message>
-    <message>
-        <location filename="../../aifi_app/gui/algorithms_screen.py" line="218"/>
-        <source>Version</source>
-        <translation>Versie</translation>
-    </message>
-    <message>
-        <location filename="../../aifi_app/gui/algorithms_screen.py" line="219"/>
-        <source>State</source>
-        <translation>Status</translation>
-    </message>
-    <message>
-        <location filename="../../aifi_app/gui/algorithms_screen.py" line="220"/>
-        <source>Signed by</source>
-        <translation>Ondertekend door</translation>
-    </message>
-    <message>
-        <location filename="../../aifi_app/gui/algorithms_screen.py" line="221"/>
-        <source>Source</source>
-        <translation>Bron</translation>
-    </message>
-    <message>
-        <location filename="../../aifi_app/gui/algorithms_screen.py" line="224"/>
-        <source>Install from file…</source>
-        <translation>Installeren uit bestand…</translation>
-    </message>
-    <message>
-        <location filename="../../aifi_app/gui/algorithms_screen.py" line="225"/>
-        <source>Enable</source>
-        <translation>Inschakelen</translation>
-    </message>
-    <message>
-        <location filename="../../aifi_app/gui/algorithms_screen.py" line="226"/>
-        <source>Disable</source>
-        <translation>Uitschakelen</translation>
-    </message>
-    <message>
-        <location filename="../../aifi_app/gui/algorithms_screen.py" line="227"/>
-        <source>Remove</source>
-        <translation>Verwijderen</translation>
-    </message>
-    <message>
-        <location filename="../../aifi_app/gui/algorithms_screen.py" line="228"/>
-        <source>Routing rules</source>
-        <translation>Routeringsregels</translation>
-    </message>
-    <message>
-        <location filename="../../aifi_app/gui/algorithms_screen.py" line="229"/>
-        <location filename="../../aifi_app/gui/algorithms_screen.py" line="232"/>
-        <source>Route</source>
-        <translation>Route</translation>
-    </message>
-    <message>
-        <location filename="../../aifi_app/gui/algorithms_screen.py" line="229"/>
+        <location filename="../../aifi_app/gui/accuracy_model.py" line="66"/>
         <source>Algorithm</source>
         <translation>Algoritme</translation>
     </message>
     <message>
+        <location filename="../../aifi_app/gui/accuracy_model.py" line="67"/>
+        <source>Judged</source>
+        <translation>Beoordeeld</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/accuracy_model.py" line="68"/>
+        <source>Agreement</source>
+        <translation>Overeenstemming</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/accuracy_model.py" line="69"/>
+        <source>PPV</source>
+        <translation>PVW</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/accuracy_model.py" line="70"/>
+        <source>Sensitivity*</source>
+        <translation>Sensitiviteit*</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/accuracy_model.py" line="71"/>
+        <source>Unsure</source>
+        <translation>Onzeker</translation>
+    </message>
+</context>
+<context>
+    <name>AlgorithmsScreen</name>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="215"/>
+        <source>Algorithm packages</source>
+        <translation>Algoritmepakketten</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="218"/>
+        <source>Id</source>
+        <translation>Id</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="219"/>
+        <source>Name</source>
+        <translation>Naam</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="220"/>
+        <source>Vendor</source>
+        <translation>Leverancier</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="221"/>
+        <source>Version</source>
+        <translation>Versie</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="222"/>
+        <source>State</source>
+        <translation>Status</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="223"/>
+        <source>Signed by</source>
+        <translation>Ondertekend door</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="224"/>
+        <source>Source</source>
+        <translation>Bron</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="227"/>
+        <source>Install from file…</source>
+        <translation>Installeren uit bestand…</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="228"/>
+        <source>Enable</source>
+        <translation>Inschakelen</translation>
+    </message>
+    <message>
         <location filename="../../aifi_app/gui/algorithms_screen.py" line="229"/>
+        <source>Disable</source>
+        <translation>Uitschakelen</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="230"/>
+        <source>Remove</source>
+        <translation>Verwijderen</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="231"/>
+        <source>Routing rules</source>
+        <translation>Routeringsregels</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="232"/>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="235"/>
+        <source>Route</source>
+        <translation>Route</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="232"/>
+        <source>Algorithm</source>
+        <translation>Algoritme</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="232"/>
         <source>Criteria</source>
         <translation>Criteria</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/algorithms_screen.py" line="230"/>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="233"/>
         <source>Study number in the queue:</source>
         <translation>Onderzoeksnummer in de wachtrij:</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/algorithms_screen.py" line="231"/>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="234"/>
         <source>Test the rules on this study</source>
         <translation>Regels testen op dit onderzoek</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/algorithms_screen.py" line="232"/>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="235"/>
         <source>Would it run?</source>
         <translation>Zou het draaien?</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/algorithms_screen.py" line="232"/>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="235"/>
         <source>Why</source>
         <translation>Waarom</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/algorithms_screen.py" line="264"/>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="267"/>
         <source>unusable</source>
         <translation>onbruikbaar</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/algorithms_screen.py" line="266"/>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="269"/>
         <source>enabled</source>
         <translation>ingeschakeld</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/algorithms_screen.py" line="266"/>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="269"/>
         <source>disabled</source>
         <translation>uitgeschakeld</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/algorithms_screen.py" line="267"/>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="270"/>
         <source>unsigned</source>
         <translation>niet ondertekend</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/algorithms_screen.py" line="294"/>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="297"/>
         <source>Install an algorithm package</source>
         <translation>Een algoritmepakket installeren</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/algorithms_screen.py" line="294"/>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="297"/>
         <source>Packages (*.zip)</source>
         <translation>Pakketten (*.zip)</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/algorithms_screen.py" line="311"/>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="314"/>
         <source>Installed: %1.</source>
         <translation>Geïnstalleerd: %1.</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/algorithms_screen.py" line="324"/>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="327"/>
         <source>%1 is enabled.</source>
         <translation>%1 is ingeschakeld.</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/algorithms_screen.py" line="326"/>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="329"/>
         <source>%1 is disabled.</source>
         <translation>%1 is uitgeschakeld.</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/algorithms_screen.py" line="338"/>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="341"/>
         <source>%1 is removed.</source>
         <translation>%1 is verwijderd.</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/algorithms_screen.py" line="344"/>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="347"/>
         <source>Working…</source>
         <translation>Bezig…</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/algorithms_screen.py" line="351"/>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="354"/>
         <source>Not done: %1</source>
         <translation>Niet uitgevoerd: %1</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/algorithms_screen.py" line="374"/>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="377"/>
         <source>Reading study %1…</source>
         <translation>Onderzoek %1 wordt gelezen…</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/algorithms_screen.py" line="389"/>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="392"/>
         <source>yes: %1</source>
         <translation>ja: %1</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/algorithms_screen.py" line="389"/>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="392"/>
         <source>no</source>
         <translation>nee</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/algorithms_screen.py" line="396"/>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="399"/>
         <source>Study %1 would go to: %2.</source>
         <translation>Onderzoek %1 zou gaan naar: %2.</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/algorithms_screen.py" line="398"/>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="401"/>
         <source>Study %1 would get no algorithm.</source>
         <translation>Onderzoek %1 zou geen algoritme krijgen.</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/algorithms_screen.py" line="400"/>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="403"/>
         <source>There are no routing rules.</source>
         <translation>Er zijn geen routeringsregels.</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/algorithms_screen.py" line="405"/>
+        <location filename="../../aifi_app/gui/algorithms_screen.py" line="408"/>
         <source>Cannot test: %1</source>
         <translation>Testen niet mogelijk: %1</translation>
     </message>
@@ -298,6 +331,134 @@
     </message>
 </context>
 <context>
+    <name>DashboardScreen</name>
+    <message>
+        <location filename="../../aifi_app/gui/dashboard_screen.py" line="128"/>
+        <source>Chosen period</source>
+        <translation>Gekozen periode</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/dashboard_screen.py" line="130"/>
+        <source>Last %1 days</source>
+        <translation>Laatste %1 dagen</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/dashboard_screen.py" line="133"/>
+        <source>From</source>
+        <translation>Van</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/dashboard_screen.py" line="134"/>
+        <source>to</source>
+        <translation>tot en met</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/dashboard_screen.py" line="135"/>
+        <source>Refresh</source>
+        <translation>Vernieuwen</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/dashboard_screen.py" line="136"/>
+        <source>Write report…</source>
+        <translation>Rapport schrijven…</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/dashboard_screen.py" line="140"/>
+        <source>Days are UTC days. Turnaround: last image received to results in PACS. Agreement, PPV and sensitivity rest on the verdicts given in the queue, with 95 % intervals (Wilson) and the number of jobs. *Sensitivity counts only reported misses, so it is an upper bound.</source>
+        <translation>Dagen zijn UTC-dagen. Doorlooptijd: laatste beeld ontvangen tot resultaten in het PACS. Overeenstemming, PVW (positief voorspellende waarde) en sensitiviteit berusten op de oordelen in de wachtrij, met 95%-intervallen (Wilson) en het aantal taken. *Sensitiviteit telt alleen gemelde missers en is dus een bovengrens.</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/dashboard_screen.py" line="175"/>
+        <source>Computing…</source>
+        <translation>Berekenen…</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/dashboard_screen.py" line="191"/>
+        <source>Could not compute the figures: %1</source>
+        <translation>De cijfers konden niet worden berekend: %1</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/dashboard_screen.py" line="198"/>
+        <source>Turnaround per algorithm</source>
+        <translation>Doorlooptijd per algoritme</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/dashboard_screen.py" line="199"/>
+        <source>seconds from the last image to the results in PACS</source>
+        <translation>seconden van het laatste beeld tot de resultaten in het PACS</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/dashboard_screen.py" line="202"/>
+        <source>Jobs per day</source>
+        <translation>Taken per dag</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/dashboard_screen.py" line="202"/>
+        <source>jobs</source>
+        <translation>taken</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/dashboard_screen.py" line="203"/>
+        <source>Availability</source>
+        <translation>Beschikbaarheid</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/dashboard_screen.py" line="203"/>
+        <source>percent of the observed time</source>
+        <translation>procent van de waargenomen tijd</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/dashboard_screen.py" line="204"/>
+        <source>Agreement with people&apos;s verdicts</source>
+        <translation>Overeenstemming met de oordelen van gebruikers</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/dashboard_screen.py" line="204"/>
+        <source>percent</source>
+        <translation>procent</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/dashboard_screen.py" line="210"/>
+        <source>agreement</source>
+        <translation>overeenstemming</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/dashboard_screen.py" line="211"/>
+        <source>PPV</source>
+        <translation>PVW</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/dashboard_screen.py" line="212"/>
+        <source>sensitivity*</source>
+        <translation>sensitiviteit*</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/dashboard_screen.py" line="213"/>
+        <source>service</source>
+        <translation>dienst</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/dashboard_screen.py" line="244"/>
+        <source>%1 jobs · %2 delivered · %3 rejected · %4 failed · median turnaround %5 · service availability %6 · %7 judged</source>
+        <translation>%1 taken · %2 afgeleverd · %3 afgewezen · %4 mislukt · mediane doorlooptijd %5 · beschikbaarheid dienst %6 · %7 beoordeeld</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/dashboard_screen.py" line="259"/>
+        <source>Write the report into</source>
+        <translation>Schrijf het rapport in</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/dashboard_screen.py" line="268"/>
+        <source>Writing the report…</source>
+        <translation>Rapport wordt geschreven…</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/dashboard_screen.py" line="274"/>
+        <source>Report written: %1</source>
+        <translation>Rapport geschreven: %1</translation>
+    </message>
+</context>
+<context>
     <name>Events</name>
     <message>
         <location filename="../../aifi_app/gui/states.py" line="48"/>
@@ -385,152 +546,225 @@
         <translation>appliance gestopt</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/states.py" line="67"/>
+        <location filename="../../aifi_app/gui/states.py" line="70"/>
         <source>late instances received</source>
         <translation>late beelden ontvangen</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="65"/>
+        <source>verdict on the result</source>
+        <translation>oordeel over het resultaat</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="66"/>
+        <source>node reachable</source>
+        <translation>node bereikbaar</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="67"/>
+        <source>node not reachable</source>
+        <translation>node niet bereikbaar</translation>
+    </message>
+</context>
+<context>
+    <name>FeedbackPanel</name>
+    <message>
+        <location filename="../../aifi_app/gui/feedback_panel.py" line="80"/>
+        <source>Agree</source>
+        <translation>Akkoord</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/feedback_panel.py" line="81"/>
+        <source>Disagree: false positive</source>
+        <translation>Oneens: fout-positief</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/feedback_panel.py" line="82"/>
+        <source>Disagree: missed finding</source>
+        <translation>Oneens: bevinding gemist</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/feedback_panel.py" line="83"/>
+        <source>Unsure</source>
+        <translation>Onzeker</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/feedback_panel.py" line="87"/>
+        <source>Your verdict on the result</source>
+        <translation>Uw oordeel over het resultaat</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/feedback_panel.py" line="90"/>
+        <source>Comment (optional; no patient data)</source>
+        <translation>Opmerking (optioneel; geen patiëntgegevens)</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/feedback_panel.py" line="91"/>
+        <source>Initials</source>
+        <translation>Initialen</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/feedback_panel.py" line="130"/>
+        <source>No verdict yet.</source>
+        <translation>Nog geen oordeel.</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/feedback_panel.py" line="134"/>
+        <source>Last verdict: %1 (%2, %3)</source>
+        <translation>Laatste oordeel: %1 (%2, %3)</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/feedback_panel.py" line="157"/>
+        <source>Not recorded: %1</source>
+        <translation>Niet vastgelegd: %1</translation>
     </message>
 </context>
 <context>
     <name>MainWindow</name>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="170"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="173"/>
         <source>AIFI Appliance</source>
         <translation>AIFI Appliance</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="171"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="174"/>
         <source>Queue</source>
         <translation>Wachtrij</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="172"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="175"/>
         <source>Audit log</source>
         <translation>Auditlog</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="173"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="176"/>
         <source>Nodes</source>
         <translation>Nodes</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="174"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="177"/>
         <source>Algorithms</source>
         <translation>Algoritmes</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="175"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="179"/>
         <source>&amp;File</source>
         <translation>&amp;Bestand</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="176"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="180"/>
         <source>Export audit log…</source>
         <translation>Auditlog exporteren…</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="177"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="181"/>
         <source>&amp;Quit (stops receiving studies)</source>
         <translation>&amp;Afsluiten (stopt met ontvangen van onderzoeken)</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="178"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="182"/>
         <source>&amp;View</source>
         <translation>Beel&amp;d</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="179"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="183"/>
         <source>Language</source>
         <translation>Taal</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="180"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="184"/>
         <source>Keep running in the tray when closed</source>
         <translation>Bij sluiten actief blijven in het systeemvak</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="181"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="185"/>
         <source>Show the window</source>
         <translation>Venster tonen</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="182"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="186"/>
         <source>&amp;Administration</source>
         <translation>&amp;Beheer</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="183"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="187"/>
         <source>Unlock configuration (application manager)…</source>
         <translation>Configuratie ontgrendelen (applicatiebeheer)…</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="184"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="188"/>
         <source>Lock configuration</source>
         <translation>Configuratie vergrendelen</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="197"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="201"/>
         <source>Unlock configuration</source>
         <translation>Configuratie ontgrendelen</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="198"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="202"/>
         <source>Administrator passphrase:</source>
         <translation>Wachtwoordzin van de beheerder:</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="212"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="216"/>
         <source>Configuration unlocked.</source>
         <translation>Configuratie ontgrendeld.</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="214"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="218"/>
         <source>Wrong passphrase.</source>
         <translation>Onjuiste wachtwoordzin.</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="220"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="224"/>
         <source>No administrator passphrase is set up: run &apos;aifi-app admin set-passphrase&apos;.</source>
         <translation>Er is geen beheerderswachtwoordzin ingesteld: voer &apos;aifi-app admin set-passphrase&apos; uit.</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="223"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="227"/>
         <source>The passphrase could not be checked: %1</source>
         <translation>De wachtwoordzin kon niet worden gecontroleerd: %1</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="234"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="244"/>
         <source>Configuration locked after inactivity.</source>
         <translation>Configuratie vergrendeld na inactiviteit.</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="249"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="262"/>
         <source>Application manager (%1)</source>
         <translation>Applicatiebeheer (%1)</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="252"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="265"/>
         <source>MBB&apos;er (configuration locked)</source>
         <translation>MBB&apos;er (configuratie vergrendeld)</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="280"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="295"/>
         <source>all well</source>
         <translation>alles in orde</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="281"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="296"/>
         <source>warnings</source>
         <translation>waarschuwingen</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="282"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="297"/>
         <source>failures</source>
         <translation>storingen</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="286"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="301"/>
         <source>%1 on port %2 · %3 busy · %4 delivered · %5 failed · %6</source>
         <translation>%1 op poort %2 · %3 bezig · %4 afgeleverd · %5 mislukt · %6</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/main_window.py" line="178"/>
+        <source>Dashboard</source>
+        <translation>Dashboard</translation>
     </message>
 </context>
 <context>
@@ -763,238 +997,238 @@
 <context>
     <name>QueueScreen</name>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="257"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="261"/>
         <source>State:</source>
         <translation>Status:</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="258"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="262"/>
         <source>Algorithm:</source>
         <translation>Algoritme:</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="260"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="264"/>
         <source>Search description, modality, algorithm, reason, job number…</source>
         <translation>Zoek op omschrijving, modaliteit, algoritme, reden, taaknummer…</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="265"/>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="328"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="269"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="332"/>
         <source>All</source>
         <translation>Alle</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="266"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="270"/>
         <source>Needs attention</source>
         <translation>Vraagt aandacht</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="276"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="280"/>
         <source>Any time</source>
         <translation>Altijd</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="277"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="281"/>
         <source>Today</source>
         <translation>Vandaag</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="278"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="282"/>
         <source>Last 7 days</source>
         <translation>Afgelopen 7 dagen</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="281"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="285"/>
         <source>Details</source>
         <translation>Details</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="282"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="286"/>
         <source>Time</source>
         <translation>Tijd</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="282"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="286"/>
         <source>Event</source>
         <translation>Gebeurtenis</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="282"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="286"/>
         <source>Detail</source>
         <translation>Toelichting</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="283"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="287"/>
         <source>Retry</source>
         <translation>Opnieuw proberen</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="284"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="288"/>
         <source>Cancel job</source>
         <translation>Taak annuleren</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="285"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="289"/>
         <source>Process now</source>
         <translation>Nu verwerken</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="286"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="290"/>
         <source>Resend to PACS</source>
         <translation>Opnieuw naar PACS sturen</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="287"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="291"/>
         <source>Send to this algorithm</source>
         <translation>Naar dit algoritme sturen</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="288"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="292"/>
         <source>Timeline</source>
         <translation>Tijdlijn</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="289"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="293"/>
         <source>Instances</source>
         <translation>Beelden</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="290"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="294"/>
         <source>Result</source>
         <translation>Resultaat</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="293"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="297"/>
         <source>Series</source>
         <translation>Serie</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="294"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="298"/>
         <source>Kind</source>
         <translation>Soort</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="295"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="299"/>
         <source>Size</source>
         <translation>Grootte</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="296"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="300"/>
         <source>Received</source>
         <translation>Ontvangen</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="297"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="301"/>
         <source>From</source>
         <translation>Van</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="300"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="304"/>
         <source>Object</source>
         <translation>Object</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="300"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="304"/>
         <source>State</source>
         <translation>Status</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="300"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="304"/>
         <source>Sent</source>
         <translation>Verzonden</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="329"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="333"/>
         <source>All senders</source>
         <translation>Alle verzenders</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="410"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="414"/>
         <source>Select a study or job to see its timeline.</source>
         <translation>Kies een onderzoek of taak om het verloop te zien.</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="414"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="418"/>
         <source>Study %1</source>
         <translation>Onderzoek %1</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="415"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="419"/>
         <source>job %1</source>
         <translation>taak %1</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="417"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="421"/>
         <source>%1 instance(s) from %2</source>
         <translation>%1 beeld(en) van %2</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="425"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="429"/>
         <source>Reason: %1</source>
         <translation>Reden: %1</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="496"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="501"/>
         <source>sent</source>
         <translation>verzonden</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="496"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="501"/>
         <source>to send</source>
         <translation>te verzenden</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="508"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="515"/>
         <source>Loading the preview…</source>
         <translation>Voorbeeld wordt geladen…</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="522"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="531"/>
         <source>No preview: %1</source>
         <translation>Geen voorbeeld: %1</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="524"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="533"/>
         <source>No result image.</source>
         <translation>Geen resultaatbeeld.</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="571"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="580"/>
         <source>Job %1 is %2 again.</source>
         <translation>Taak %1 is weer %2.</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="584"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="593"/>
         <source>Job %1 is cancelled.</source>
         <translation>Taak %1 is geannuleerd.</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="599"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="608"/>
         <source>Study %1 will be processed now.</source>
         <translation>Onderzoek %1 wordt nu verwerkt.</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="601"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="610"/>
         <source>Study %1 is no longer receiving.</source>
         <translation>Onderzoek %1 wordt niet meer ontvangen.</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="613"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="622"/>
         <source>%1 result object(s) of job %2 will be sent to the PACS again.</source>
         <translation>%1 resultaatobject(en) van taak %2 worden opnieuw naar het PACS gestuurd.</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="627"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="636"/>
         <source>Study %1 goes to %2 as job %3.</source>
         <translation>Onderzoek %1 gaat naar %2 als taak %3.</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="635"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="644"/>
         <source>Working…</source>
         <translation>Bezig…</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_screen.py" line="643"/>
+        <location filename="../../aifi_app/gui/queue_screen.py" line="652"/>
         <source>Not done: %1</source>
         <translation>Niet uitgevoerd: %1</translation>
     </message>
@@ -1002,37 +1236,37 @@
 <context>
     <name>QueueTableModel</name>
     <message>
-        <location filename="../../aifi_app/gui/queue_model.py" line="352"/>
+        <location filename="../../aifi_app/gui/queue_model.py" line="362"/>
         <source>Received</source>
         <translation>Ontvangen</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_model.py" line="353"/>
+        <location filename="../../aifi_app/gui/queue_model.py" line="363"/>
         <source>Modality</source>
         <translation>Modaliteit</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_model.py" line="354"/>
+        <location filename="../../aifi_app/gui/queue_model.py" line="364"/>
         <source>Study description</source>
         <translation>Onderzoeksomschrijving</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_model.py" line="355"/>
+        <location filename="../../aifi_app/gui/queue_model.py" line="365"/>
         <source>Algorithm</source>
         <translation>Algoritme</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_model.py" line="356"/>
+        <location filename="../../aifi_app/gui/queue_model.py" line="366"/>
         <source>State</source>
         <translation>Status</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_model.py" line="357"/>
+        <location filename="../../aifi_app/gui/queue_model.py" line="367"/>
         <source>Time in stage</source>
         <translation>Tijd in deze stap</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_model.py" line="358"/>
+        <location filename="../../aifi_app/gui/queue_model.py" line="368"/>
         <source>Reason</source>
         <translation>Reden</translation>
     </message>

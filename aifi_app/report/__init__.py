@@ -1,0 +1,1 @@
+"""The evaluation report: figures, CSV tables, plots and an HTML page. Qt-free."""
