@@ -23,6 +23,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         "orthanc": ("Orthanc", "Orthanc is not installed (apt install orthanc)"),
         "dcmtk": ("storescu", "DCMTK is not installed (apt install dcmtk)"),
         "dicom3tools": ("dciodvfy", "dicom3tools is not installed (apt install dicom3tools)"),
+        "msitools": ("wixl", "msitools is not installed (apt install msitools wixl osslsigncode)"),
+        "wine": ("wine", "Wine is not installed (apt install wine wine64)"),
     }
     # CI sets AIFI_REQUIRE_TOOLS=1: there a missing tool fails the run instead of skipping
     required = os.environ.get("AIFI_REQUIRE_TOOLS") == "1"
