@@ -96,9 +96,10 @@ def build(args: argparse.Namespace) -> Path:
         with_service=runtime is not None,
     )
     wxs.write_text(msi_wxs.generate(opts, files), encoding="utf-8")
-    args.out.mkdir(parents=True, exist_ok=True)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
     suffix = "" if runtime is not None else "-no-runtime"
-    msi = args.out / f"aifi-appliance-{version}{suffix}.msi"
+    out: Path = args.out
+    msi = out / f"aifi-appliance-{version}{suffix}.msi"
     unsigned = msi.with_suffix(".unsigned.msi") if args.sign_pkcs12 else msi
     print(f"== wixl -> {unsigned}")
     subprocess.run(["wixl", "-a", "x64", "-o", str(unsigned), str(wxs)], check=True)

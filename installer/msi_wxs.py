@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -164,7 +165,11 @@ def generate(opts: WxsOptions, files: list[PurePosixPath]) -> str:
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(wix, encoding="unicode")
 
 
-def _service(component, directory, opts: WxsOptions) -> None:  # type: ignore[no-untyped-def]
+def _service(
+    component: Callable[[ET.Element, str], ET.Element],
+    directory: Callable[[PurePosixPath], ET.Element],
+    opts: WxsOptions,
+) -> None:
     """The optional Windows service (``INSTALL_SERVICE=1``): ``aifi-app serve`` headless.
 
     Its executable is a copy of the runtime's python.exe under its own name (a service's
