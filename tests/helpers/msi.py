@@ -30,6 +30,17 @@ INSTALLER = REPO / "installer"
 MSI_TOOLS = ("wixl", "msiinfo", "msiextract", "msibuild", "osslsigncode")
 
 
+@dataclass
+class Build:
+    """One MSI built by the tests (tests/installer/conftest.py)."""
+
+    msi: Path
+    version: str
+    payload: Path
+    ca_file: Path
+    log: str
+
+
 def installer_modules():  # type: ignore[no-untyped-def]
     """installer/'s modules (a folder of scripts, not a package)."""
     if str(INSTALLER) not in sys.path:

@@ -9,24 +9,14 @@ the same command without --lock and with python.org's runtime (installer/README.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.helpers.msi import installer_modules, make_pki, stand_in_runtime
+from tests.helpers.msi import Build, installer_modules, make_pki, stand_in_runtime
 
 REDUCED = ("keyring", "pywin32-ctypes", "jaraco-classes", "jaraco-context", "jaraco-functools",
            "more-itertools")  # fmt: skip
-
-
-@dataclass
-class Build:
-    msi: Path
-    version: str
-    payload: Path
-    ca_file: Path
-    log: str
 
 
 def reduced_lock(target: Path) -> Path:
@@ -80,4 +70,5 @@ def msi_builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Build]:
         v = payload.msi_version(version or payload.project_version())
         builds[key] = Build(root / "dist" / f"aifi-appliance-{v}.msi", v, work / "payload",
                             pki.ca_file, out.getvalue())  # fmt: skip
+    del os.environ["AIFI_TEST_PFX_PASSWORD"]
     return builds

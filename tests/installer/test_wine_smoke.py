@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.msi import installer_modules, msi_table
-from tests.installer.conftest import Build
+from tests.helpers.msi import Build, installer_modules, msi_table
 
 _, _, payload_mod, wxs = installer_modules()
 pytestmark = [pytest.mark.msitools, pytest.mark.wine, pytest.mark.slow]
