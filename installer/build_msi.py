@@ -42,7 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--wheels", type=Path, help="cached folder of the pinned wheels")
     p.add_argument("--lock", type=Path, default=msi_payload.LOCK, help=argparse.SUPPRESS)
     p.add_argument("--version", help="MSI version instead of the project's (tests, rebuilds)")
-    p.add_argument("--work", type=Path, help="work folder (default: a temporary one)")
+    p.add_argument(
+        "--work", type=Path, help="work folder, kept: wheels, payload, .wxs (default: temporary)"
+    )
     p.add_argument(
         "--ca-file",
         type=Path,
@@ -65,7 +67,14 @@ def build(args: argparse.Namespace) -> Path:
         raise SystemExit("--runtime ZIP (or --runtime none) is required")
     runtime = None if args.runtime == "none" else Path(args.runtime)
     version = msi_payload.msi_version(args.version or msi_payload.project_version())
-    work = args.work or Path(tempfile.mkdtemp(prefix="aifi-msi-"))
+    if args.work is None:  # a temporary work folder, removed afterwards
+        with tempfile.TemporaryDirectory(prefix="aifi-msi-") as tmp:
+            args.work = Path(tmp)
+            try:
+                return build(args)
+            finally:
+                args.work = None
+    work: Path = args.work
     work.mkdir(parents=True, exist_ok=True)
     wheels_dir = args.wheels or work / "wheels"
 
