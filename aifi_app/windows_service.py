@@ -59,6 +59,7 @@ def run_service(argv: list[str]) -> int:  # pragma: no cover - Windows only
     from ctypes import wintypes
 
     from aifi_app.cli import _settings, serve
+    from aifi_app.config.loading import ConfigError
 
     advapi32: Any = ctypes.WinDLL("advapi32", use_last_error=True)  # type: ignore[attr-defined]
 
@@ -99,7 +100,8 @@ def run_service(argv: list[str]) -> int:  # pragma: no cover - Windows only
         )
         status.dwWin32ExitCode = ERROR_SERVICE_SPECIFIC_ERROR if exit_code else NO_ERROR
         status.dwServiceSpecificExitCode = exit_code
-        status.dwCheckPoint += 1
+        pending = state in (SERVICE_START_PENDING, SERVICE_STOP_PENDING)
+        status.dwCheckPoint = status.dwCheckPoint + 1 if pending else 0
         advapi32.SetServiceStatus(handle[0], ctypes.byref(status))
 
     def handler(control: int, event_type: int, event_data: Any, context: Any) -> int:
@@ -116,8 +118,14 @@ def run_service(argv: list[str]) -> int:  # pragma: no cover - Windows only
             result["code"] = 5
             return
         report(SERVICE_START_PENDING)
-        args = serve_arguments(argv)
-        _console_to_file(_settings(args).data_dir)
+        try:
+            args = serve_arguments(argv)
+            _console_to_file(_settings(args).data_dir)
+        except (ConfigError, OSError, SystemExit) as exc:
+            log.error("the service cannot start: %s", exc)
+            result["code"] = 2
+            report(SERVICE_STOPPED, 2)
+            return
         worker = threading.Thread(target=lambda: result.update(code=serve(args, stop)))
         worker.start()
         report(SERVICE_RUNNING)
