@@ -16,6 +16,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from aifi_app import __version__
+from aifi_app.config.installer_values import installer_defaults
 from aifi_app.config.loading import ConfigError, load_settings, parse_node_address, with_overrides
 from aifi_app.config.settings import Settings, settings_reference
 from aifi_app.pseudonymise.profile_options import ProfileOption
@@ -47,7 +48,7 @@ def _setup_logging(level: str, data_dir: Path | None) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    settings = load_settings(Path(args.config) if args.config else None)
+    settings = load_settings(Path(args.config) if args.config else None, installer_defaults())
     return with_overrides(
         settings,
         data_dir=getattr(args, "data_dir", None),
@@ -59,12 +60,6 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from aifi_app.secrets import KeyringUnavailableError
-    from aifi_app.service import Appliance
-
-    settings = _settings(args)
-    _setup_logging(args.log_level, settings.data_dir)
-    faulthandler.enable()
     stop = threading.Event()
 
     def _on_signal(signum: int, frame: FrameType | None) -> None:
@@ -73,6 +68,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
+    return serve(args, stop)
+
+
+def serve(args: argparse.Namespace, stop: threading.Event) -> int:
+    """Run the appliance headless until ``stop`` is set (a signal, or the Windows service
+    control manager: :mod:`aifi_app.windows_service`)."""
+    from aifi_app.secrets import KeyringUnavailableError
+    from aifi_app.service import Appliance
+
+    settings = _settings(args)
+    _setup_logging(args.log_level, settings.data_dir)
+    faulthandler.enable()
     try:
         appliance = Appliance(settings)
     except KeyringUnavailableError as exc:

@@ -29,6 +29,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             "/usr/share/orthanc/plugins/libOrthancDicomWeb.so",
             "Orthanc's DICOMweb plugin is not installed (apt install orthanc-dicomweb)",
         ),
+        "msitools": ("wixl", "msitools is not installed (apt install msitools wixl osslsigncode)"),
+        "wine": ("wine", "Wine is not installed (apt install wine wine64)"),
     }
     # CI sets AIFI_REQUIRE_TOOLS=1: there a missing tool fails the run instead of skipping
     required = os.environ.get("AIFI_REQUIRE_TOOLS") == "1"

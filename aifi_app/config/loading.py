@@ -99,17 +99,27 @@ def settings_from_mapping(raw: dict[str, Any]) -> Settings:
     return settings
 
 
-def load_settings(path: Path | None) -> Settings:
-    """Read and validate a settings file; ``None`` gives the built-in defaults."""
-    if path is None:
-        return settings_from_mapping({})
-    try:
-        with path.open("rb") as fh:
-            raw = tomllib.load(fh)
-    except OSError as exc:
-        raise ConfigError(f"cannot read settings file {path}: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"settings file {path} is not valid TOML: {exc}") from exc
+def load_settings(
+    path: Path | None, machine_defaults: dict[str, dict[str, Any]] | None = None
+) -> Settings:
+    """Read and validate a settings file; ``None`` gives the built-in defaults.
+
+    ``machine_defaults`` (tables of settings, e.g. what the Windows installer was given:
+    :mod:`aifi_app.config.installer_values`) stand below the file: a key the file sets wins.
+    """
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with path.open("rb") as fh:
+                raw = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError(f"cannot read settings file {path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"settings file {path} is not valid TOML: {exc}") from exc
+    for table, values in (machine_defaults or {}).items():
+        section = raw.setdefault(table, {})
+        if isinstance(section, dict):
+            raw[table] = {**values, **section}
     return settings_from_mapping(raw)
 
 
