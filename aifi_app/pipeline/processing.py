@@ -42,9 +42,13 @@ from aifi_app.pseudonymise import (
     reidentify,
 )
 from aifi_app.results import (
+    build_key_object_selection,
     build_measurement_report,
+    build_presentation_state,
     build_secondary_capture,
     build_segmentation,
+    images_per_presentation_state,
+    key_image_uids,
 )
 from aifi_app.store import jobs
 from aifi_app.store.database import Database
@@ -57,6 +61,8 @@ _SELECTION_TAGS = [*HEADER_TAGS, "InstanceNumber", "ImagePositionPatient"]
 SC_SERIES_NUMBER = 9901
 SR_SERIES_NUMBER = 9902
 SEG_SERIES_NUMBER = 9903
+GSPS_SERIES_NUMBER = 9904
+KO_SERIES_NUMBER = 9905
 
 
 class JobRejected(Exception):
@@ -77,6 +83,12 @@ class JobContext:
 
 
 def _object_kind(sop_class_uid: str) -> str:
+    if sop_class_uid == "1.2.840.10008.5.1.4.1.1.88.59":
+        return "ko"
+    if sop_class_uid == "1.2.840.10008.5.1.4.1.1.11.1":
+        return "gsps"
+    if sop_class_uid == "1.2.840.10008.5.1.4.1.1.104.1":
+        return "pdf"
     if sop_class_uid.startswith("1.2.840.10008.5.1.4.1.1.88."):
         return "sr"
     if sop_class_uid.startswith("1.2.840.10008.5.1.4.1.1.7"):
@@ -314,6 +326,8 @@ class JobProcessor:
             ctx.package.identity.version,
         )
         built: list[tuple[str, Dataset]] = []
+        device_observer = derived_uid(self._secret, "device", ctx.package.identity.algorithm_id)
+        tracking_base = derived_uid(self._secret, *key, "tracking")
         if "sc" in ctx.package.result_objects:
             sc_series = derived_uid(self._secret, *key, "sc-series")
             for n, finding in enumerate(result.findings, start=1):
@@ -343,10 +357,9 @@ class JobProcessor:
                         sop_instance_uid=derived_uid(self._secret, *key, "sr"),
                         series_number=SR_SERIES_NUMBER,
                         instance_number=1,
-                        device_observer_uid=derived_uid(
-                            self._secret, "device", ctx.package.identity.algorithm_id
-                        ),
+                        device_observer_uid=device_observer,
                         software_version=__version__,
+                        tracking_base_uid=tracking_base,
                     ),
                 )
             )
@@ -367,6 +380,40 @@ class JobProcessor:
                         ),
                     )
                 )
+        if "gsps" in ctx.package.result_objects and result.regions:
+            gsps_series = derived_uid(self._secret, *key, "gsps-series")
+            groups = images_per_presentation_state(result, images)
+            for n, group in enumerate(groups, start=1):
+                built.append(
+                    (
+                        "gsps",
+                        build_presentation_state(
+                            group,
+                            result,
+                            series_instance_uid=gsps_series,
+                            sop_instance_uid=derived_uid(self._secret, *key, "gsps", str(n)),
+                            series_number=GSPS_SERIES_NUMBER,
+                            instance_number=n,
+                            tracking_base_uid=tracking_base,
+                            software_version=__version__,
+                        ),
+                    )
+                )
+        if "ko" in ctx.package.result_objects and key_image_uids(result):
+            built.append(
+                (
+                    "ko",
+                    build_key_object_selection(
+                        images,
+                        result,
+                        series_instance_uid=derived_uid(self._secret, *key, "ko-series"),
+                        sop_instance_uid=derived_uid(self._secret, *key, "ko"),
+                        series_number=KO_SERIES_NUMBER,
+                        instance_number=1,
+                        device_observer_uid=device_observer,
+                    ),
+                )
+            )
         return self.reidentify_and_write(ctx, built)
 
     def reidentify_and_write(
