@@ -19,7 +19,7 @@ from pathlib import Path
 from pydicom import Dataset, dcmread, dcmwrite
 
 from aifi_app import __version__
-from aifi_app.algorithms.findings import AlgorithmResult
+from aifi_app.algorithms.findings import AlgorithmResult, Finding, MeasurementFinding
 from aifi_app.algorithms.input_rules import HEADER_TAGS
 from aifi_app.algorithms.package import AlgorithmPackage, RemoteDicomSpec
 from aifi_app.algorithms.runners import InferenceError, RunnerCache
@@ -50,6 +50,7 @@ from aifi_app.results import (
     images_per_presentation_state,
     key_image_uids,
 )
+from aifi_app.results.vendor_report import findings_of_vendor_report
 from aifi_app.store import jobs
 from aifi_app.store.database import Database
 from aifi_app.store.jobs import PlannedOutput
@@ -96,6 +97,16 @@ def _object_kind(sop_class_uid: str) -> str:
     if sop_class_uid == "1.2.840.10008.5.1.4.1.1.66.4":
         return "seg"
     return "dicom"
+
+
+def _findings_detail(result: AlgorithmResult) -> str:
+    """ "; its SR reports N finding(s), M positive" for a vendor result with findings."""
+    if not result.findings and not result.measurements:
+        return ""
+    positives = sum(f.positive for f in result.findings)
+    return f"; its SR reports {len(result.findings)} finding(s), {positives} positive" + (
+        f", {len(result.measurements)} measurement(s)" if result.measurements else ""
+    )
 
 
 def _dataset_bytes(ds: Dataset) -> bytes:
@@ -287,9 +298,21 @@ class JobProcessor:
         if returned is None:
             return
         vendor_objects = []
+        findings: list[Finding] = []
+        measurements: list[MeasurementFinding] = []
         for path in returned:
             ds = dcmread(path)
-            vendor_objects.append((_object_kind(str(ds.SOPClassUID)), ds))
+            kind = _object_kind(str(ds.SOPClassUID))
+            vendor_objects.append((kind, ds))
+            if kind == "sr":  # the vendor's TID 1500 findings go into our queue too
+                read = findings_of_vendor_report(ds, ctx.package.identity)
+                findings += read.findings
+                measurements += read.measurements
+        vendor_result = AlgorithmResult(
+            algorithm=ctx.package.identity,
+            findings=tuple(findings),
+            measurements=tuple(measurements),
+        )
         try:
             planned = self.reidentify_and_write(ctx, vendor_objects)
         except ResultQuarantined as exc:
@@ -304,8 +327,9 @@ class JobProcessor:
                 ctx.job_id,
                 JobState.SUBMITTED,
                 JobState.RESULT_RECEIVED,
-                detail=f"{len(planned)} result object(s) from the vendor, re-identified",
-                result_json=AlgorithmResult(algorithm=ctx.package.identity).to_json(),
+                detail=f"{len(planned)} result object(s) from the vendor, re-identified"
+                + _findings_detail(vendor_result),
+                result_json=vendor_result.to_json(),
                 next_attempt_at=None,
             )
 
