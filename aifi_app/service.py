@@ -20,6 +20,8 @@ from aifi_app.pipeline.dispatcher import Dispatcher
 from aifi_app.pipeline.processing import JobProcessor
 from aifi_app.pipeline.remote_dicom import RemoteDicomStep
 from aifi_app.pipeline.worker import Worker
+from aifi_app.ris import outbox as ris_outbox
+from aifi_app.ris.mllp_sender import RisSender
 from aifi_app.secrets import installation_secret
 from aifi_app.store import audit
 from aifi_app.store.database import Database
@@ -89,7 +91,11 @@ class Appliance:
             ),
             self.secret,
             remote=RemoteDicomStep(self.db, self.data_dir, lambda: self.settings),
+            on_result=lambda conn, job_id, package, result, header: ris_outbox.queue_for_result_in(
+                conn, job_id, package, result, header, self.settings
+            ),
         )
+        self.ris_sender = RisSender(self.db, lambda: self.settings)
         self.dispatcher = Dispatcher(self.db, self.data_dir, lambda: self.settings)
         self.worker = Worker(
             self.db,
@@ -147,12 +153,14 @@ class Appliance:
             audit.record(conn, "service", "started", detail=f"data in {self.data_dir}")
         self.worker.start()
         self.dispatcher.start()
+        self.ris_sender.start()
         self.node.start()
 
     def stop(self) -> None:
         self.node.stop()
         self.worker.stop()
         self.dispatcher.stop()
+        self.ris_sender.stop()
         with self.db.transaction() as conn:
             audit.record(conn, "service", "stopped")
         self.db.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import logging
 import shutil
+import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,11 @@ SR_SERIES_NUMBER = 9902
 SEG_SERIES_NUMBER = 9903
 GSPS_SERIES_NUMBER = 9904
 KO_SERIES_NUMBER = 9905
+
+
+ResultHook = Callable[[sqlite3.Connection, int, AlgorithmPackage, AlgorithmResult, Dataset], object]
+"""Called inside the transaction that records a job's result (job id, package, result,
+original header of the study's first image): the RIS outbox queues its HL7 messages."""
 
 
 class JobRejected(Exception):
@@ -126,6 +132,7 @@ class JobProcessor:
         runners: RunnerCache,
         secret: bytes,
         remote: RemoteDicomStep | None = None,
+        on_result: ResultHook | None = None,
     ) -> None:
         self.db = db
         self.data_dir = data_dir
@@ -133,6 +140,7 @@ class JobProcessor:
         self._runners = runners
         self._secret = secret
         self._remote = remote
+        self._on_result = on_result
 
     def warm_up(self, algorithm_ids: set[str]) -> None:
         """Load the models of these algorithms now, so that the first study does not wait
@@ -273,6 +281,7 @@ class JobProcessor:
         failpoint("processing.after_results_written")
         with self.db.transaction() as conn:
             jobs.add_outputs_in(conn, job_id, planned)
+            self._result_recorded_in(conn, ctx, result)
             positives = sum(f.positive for f in result.findings)
             detail = f"{len(result.findings)} finding(s), {positives} positive"
             if result.measurements:
@@ -322,6 +331,7 @@ class JobProcessor:
             return
         with self.db.transaction() as conn:
             jobs.add_outputs_in(conn, ctx.job_id, planned)
+            self._result_recorded_in(conn, ctx, vendor_result)
             jobs.transition_in(
                 conn,
                 ctx.job_id,
@@ -332,6 +342,13 @@ class JobProcessor:
                 result_json=vendor_result.to_json(),
                 next_attempt_at=None,
             )
+
+    def _result_recorded_in(
+        self, conn: sqlite3.Connection, ctx: JobContext, result: AlgorithmResult
+    ) -> None:
+        if self._on_result is not None:
+            header = dcmread(self._instance_paths(ctx)[0], stop_before_pixels=True)
+            self._on_result(conn, ctx.job_id, ctx.package, result, header)
 
     def is_our_pseudonym(self, uid: str) -> bool:
         """True when ``uid`` is a pseudonym this appliance issued (e.g. a vendor's results
