@@ -180,6 +180,17 @@ def cmd_settings(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_conformance(args: argparse.Namespace) -> int:
+    from aifi_app.conformance import conformance_statement
+
+    text = conformance_statement()
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        print(text, end="")
+    return 0
+
+
 def _batch_secret(args: argparse.Namespace) -> bytes:
     """The key for ``pseudonymise``: a key file, else this installation's key (keyring)."""
     if args.key_file:
@@ -421,6 +432,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     ref = sub.add_parser("settings", help="print every setting with its default")
     ref.set_defaults(func=cmd_settings)
+    conf = sub.add_parser(
+        "conformance", help="print the DICOM conformance statement (and HL7 interface)"
+    )
+    conf.add_argument("--output", help="write it to this file instead")
+    conf.set_defaults(func=cmd_conformance)
     return parser
 
 

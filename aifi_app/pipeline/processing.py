@@ -51,6 +51,7 @@ from aifi_app.results import (
     images_per_presentation_state,
     key_image_uids,
 )
+from aifi_app.results.catalog import result_object
 from aifi_app.results.vendor_report import findings_of_vendor_report
 from aifi_app.store import jobs
 from aifi_app.store.database import Database
@@ -60,11 +61,11 @@ from aifi_app.store.states import JobState
 log = logging.getLogger(__name__)
 
 _SELECTION_TAGS = [*HEADER_TAGS, "InstanceNumber", "ImagePositionPatient"]
-SC_SERIES_NUMBER = 9901
-SR_SERIES_NUMBER = 9902
-SEG_SERIES_NUMBER = 9903
-GSPS_SERIES_NUMBER = 9904
-KO_SERIES_NUMBER = 9905
+SC_SERIES_NUMBER = result_object("sc").series_number
+SR_SERIES_NUMBER = result_object("sr").series_number
+SEG_SERIES_NUMBER = result_object("seg").series_number
+GSPS_SERIES_NUMBER = result_object("gsps").series_number
+KO_SERIES_NUMBER = result_object("ko").series_number
 
 
 ResultHook = Callable[[sqlite3.Connection, int, AlgorithmPackage, AlgorithmResult, Dataset], object]
