@@ -4,6 +4,7 @@ right coordinates on the right image, and strict re-identification onto the orig
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,8 +14,15 @@ from pydicom import Dataset, dcmread
 from pydicom.uid import GrayscaleSoftcopyPresentationStateStorage
 
 from aifi_app.algorithms.findings import AlgorithmResult, CodedConcept, RegionFinding
-from aifi_app.pseudonymise import ProfileOption, Pseudonymiser, ResultScope, reidentify
+from aifi_app.pseudonymise import (
+    ProfileOption,
+    Pseudonymiser,
+    ResultScope,
+    UnknownReferenceError,
+    reidentify,
+)
 from aifi_app.results import (
+    build_key_object_selection,
     build_measurement_report,
     build_presentation_state,
     images_per_presentation_state,
@@ -221,13 +229,11 @@ class _Table:
         return self.originals.get(pseudonym)
 
 
-@pytest.mark.dicom3tools
-def test_reidentified_gsps_draws_on_the_original_image_at_the_same_coordinates(
+def _original_and_pseudonymised(
     dx_source: Dataset,
-    make_result: Callable[..., AlgorithmResult],
-    write_dicom: Callable[[Dataset, str], Path],
-    dciodvfy: Callable[[Path], list[str]],
-) -> None:
+) -> tuple[Dataset, Dataset, _Table, ResultScope]:
+    """An 'original' DX (real-looking identifiers), its pseudonymised copy, the mapping the
+    pseudonymiser recorded, and the strict scope of a job on it."""
     original = copy.deepcopy(dx_source)
     original.PatientName = "Jansen^Maria"
     original.PatientID = "PID-1234567"
@@ -238,10 +244,6 @@ def test_reidentified_gsps_draws_on_the_original_image_at_the_same_coordinates(
     options = frozenset({ProfileOption.RETAIN_LONGITUDINAL_MODIFIED_DATES})
     pseudonymiser = Pseudonymiser(b"s" * 32, options, table.record)
     pseudonymised = pseudonymiser.pseudonymise(original)
-    assert pseudonymised.SOPInstanceUID != original.SOPInstanceUID
-    box = region(pseudonymised, "box", ((5.0, 6.0), (15.0, 18.0)))
-    result = AlgorithmResult(algorithm=make_result().algorithm, regions=(box,))
-    gsps = build([pseudonymised], result)
     scope = ResultScope(
         study_uid=str(original.StudyInstanceUID),
         patient_pseudonym=pseudonymiser.patient_pseudonym(str(original.PatientID)),
@@ -250,6 +252,21 @@ def test_reidentified_gsps_draws_on_the_original_image_at_the_same_coordinates(
         study_of_instance={str(original.SOPInstanceUID): str(original.StudyInstanceUID)}.get,
         date_offset_days=pseudonymiser.date_offset_days(str(original.PatientID)),
     )
+    return original, pseudonymised, table, scope
+
+
+@pytest.mark.dicom3tools
+def test_reidentified_gsps_draws_on_the_original_image_at_the_same_coordinates(
+    dx_source: Dataset,
+    make_result: Callable[..., AlgorithmResult],
+    write_dicom: Callable[[Dataset, str], Path],
+    dciodvfy: Callable[[Path], list[str]],
+) -> None:
+    original, pseudonymised, table, scope = _original_and_pseudonymised(dx_source)
+    assert pseudonymised.SOPInstanceUID != original.SOPInstanceUID
+    box = region(pseudonymised, "box", ((5.0, 6.0), (15.0, 18.0)))
+    result = AlgorithmResult(algorithm=make_result().algorithm, regions=(box,))
+    gsps = build([pseudonymised], result)
     restored = reidentify(gsps, table.original_for, original, scope)
     path = write_dicom(restored, "gsps-restored")
     dciodvfy(path)
@@ -267,3 +284,30 @@ def test_reidentified_gsps_draws_on_the_original_image_at_the_same_coordinates(
     assert np.allclose(corners, [(5, 6), (15, 6), (15, 18), (5, 18), (5, 6)])
     assert corners[:, 0].max() <= original.Columns and corners[:, 1].max() <= original.Rows
     assert str(pseudonymised.SOPInstanceUID) not in str(loaded)
+
+
+def test_gsps_and_kos_on_an_image_not_received_are_refused(
+    dx_source: Dataset, make_result: Callable[..., AlgorithmResult]
+) -> None:
+    original, pseudonymised, table, scope = _original_and_pseudonymised(dx_source)
+    result = AlgorithmResult(
+        algorithm=make_result().algorithm,
+        regions=(region(pseudonymised, "point", ((5.0, 6.0),)),),
+    )
+    gsps = build([pseudonymised], result)
+    kos = build_key_object_selection(
+        [pseudonymised],
+        result,
+        series_instance_uid="2.25.300000000000000000000000000000000011",
+        sop_instance_uid="2.25.300000000000000000000000000000000012",
+        series_number=9905,
+        instance_number=1,
+        device_observer_uid="2.25.300000000000000000000000000000000013",
+    )
+    restored = reidentify(kos, table.original_for, original, scope)
+    refs = {str(e.value) for e in restored.iterall() if e.keyword == "ReferencedSOPInstanceUID"}
+    assert refs == {str(original.SOPInstanceUID)}
+    nowhere = dataclasses.replace(scope, study_of_instance=lambda _: None)
+    for obj in (gsps, kos):
+        with pytest.raises(UnknownReferenceError, match="instance not received"):
+            reidentify(obj, table.original_for, original, nowhere)

@@ -21,6 +21,7 @@ from aifi_app.demo import DemoPacs
 from aifi_app.ris import outbox
 from aifi_app.sample_studies import SamplePatient, chest_radiograph, phantom_chest
 from aifi_app.service import Appliance
+from aifi_app.store.status import queue_snapshot
 from tests.helpers.mllp_listener import MllpListener
 from tests.helpers.packages import make_package
 from tests.helpers.ports import free_port
@@ -133,6 +134,13 @@ def test_oru_and_priority_message_reach_the_ris_and_are_acknowledged(
     coded = next(s for s in result.segments("OBX") if str(s(2)) == "CWE")
     assert str(coded(3)) == "233604007^Pneumonia^SCT"
     assert str(coded(5)) == "52101004^Present^SCT"
+    (shown,) = queue_snapshot(app.db)["jobs"]  # what `aifi-app status --json` prints
+    assert shown["urgent"] is True
+    assert [(m["message_type"], m["state"], m["ack_code"]) for m in shown["hl7"]] == [
+        ("OMG^O19^OMG_O19", "sent", "AA"),
+        ("ORU^R01^ORU_R01", "sent", "AA"),
+    ]
+    assert "message" not in shown["hl7"][0]  # never the content
     events = [r["event"] for r in app.db.query("SELECT event FROM audit_events WHERE job_id = 1")]
     assert "urgent_finding" in events
     assert events.count("hl7_acknowledged") == 2
