@@ -108,7 +108,11 @@ class Appliance:
         node = settings.node
         allowed = tuple(
             dict.fromkeys(
-                (*node.allowed_calling_ae_titles, *(n.ae_title for n in settings.remote_nodes))
+                (
+                    *node.allowed_calling_ae_titles,
+                    # a RIS (mllp) or DICOMweb/HTTP node has no AE title to allow
+                    *(n.ae_title for n in settings.remote_nodes if n.ae_title),
+                )
             )
         )
         self._last_stored_study = -1

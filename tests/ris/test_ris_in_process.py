@@ -216,3 +216,57 @@ def test_no_ris_configured_sends_nothing_but_marks_urgent(tmp_path: Path, pacs: 
     _process(app, tmp_path)
     assert outbox.messages_of_job(app.db, 1) == []
     app.db.close()
+
+
+def test_an_urgent_finding_in_a_vendor_sr_raises_the_priority(
+    tmp_path: Path, pacs: DemoPacs
+) -> None:
+    """The vendor simulator's SR reports bone age as present; this package calls that
+    concept urgent (a stand-in for e.g. a pulmonary embolism from CINA-iPE)."""
+    from aifi_app.dicom_node.storage_scu import Peer
+    from tests.helpers.packages import make_remote_package
+    from tests.helpers.vendor_simulator import BONE_AGE, VendorSimulator
+    from tests.pipeline.test_remote_dicom import ROUTE, _run_until_finished, _study
+
+    vendor = VendorSimulator(tmp_path / "vendor", delay=0.2)
+    ris = MllpListener("ack")
+    base = _settings(tmp_path, pacs.port)
+    settings = dataclasses.replace(
+        base,
+        remote_nodes=(
+            *base.remote_nodes,
+            RemoteNode("vendor", "VENDOR_SIM", "127.0.0.1", vendor.port, role="vendor"),
+            RemoteNode("ris", host="127.0.0.1", port=ris.port, role="ris", protocol="mllp"),
+        ),
+        routes=(ROUTE,),
+        ris=RisSettings(node="ris", retry_initial_seconds=0.01, retry_max_seconds=0.02),
+    )
+    app = Appliance(settings, secret_for=lambda _: KEY)
+    urgent = (
+        f'urgent_findings = [{{ value = "{BONE_AGE.value}", scheme = "SCT", '
+        f'meaning = "{BONE_AGE.meaning}" }}]'
+    )
+    package = make_remote_package(tmp_path / "package", results_extra=urgent)
+    lifecycle.install(package, app.data_dir, app.db, TrustPolicy())
+    app.node.start()
+    vendor.reply_to = Peer("AIFI", "127.0.0.1", app.node.port)
+    try:
+        original = _study()
+        _receive(app, original, tmp_path)
+        job = _run_until_finished(app)
+        assert job["state"] == "delivered", job["reason"]
+        rows = _send_until_settled(app)
+    finally:
+        app.node.stop()
+        vendor.stop()
+        ris.stop()
+    assert app.db.query("SELECT urgent FROM jobs")[0]["urgent"] == 1
+    assert [(r["message_type"], r["state"]) for r in rows] == [
+        ("OMG^O19^OMG_O19", "sent"),
+        ("ORU^R01^ORU_R01", "sent"),
+    ]
+    (result,) = ris.of_type("ORU")
+    assert str(result.segment("PID")(3)) == str(original.PatientID)
+    coded = next(s for s in result.segments("OBX") if str(s(2)) == "CWE")
+    assert str(coded(3)) == f"{BONE_AGE.value}^{BONE_AGE.meaning}^SCT"
+    app.db.close()
