@@ -54,15 +54,19 @@ def findings_of_vendor_report(ds: Dataset, algorithm: AlgorithmIdentity) -> Algo
     ):
         return empty
     try:
-        report = hd.sr.MeasurementReport.from_sequence([ds])
-        groups = [
-            *report.get_image_measurement_groups(),
-            *report.get_planar_roi_measurement_groups(),
-            *report.get_volumetric_roi_measurement_groups(),
-        ]
+        return _read(ds, algorithm)
     except Exception as exc:  # a vendor's document we cannot read: pass it on, record nothing
         log.warning("vendor SR could not be read as TID 1500 (%s)", type(exc).__name__)
         return empty
+
+
+def _read(ds: Dataset, algorithm: AlgorithmIdentity) -> AlgorithmResult:
+    report = hd.sr.MeasurementReport.from_sequence([ds])
+    groups = [
+        *report.get_image_measurement_groups(),
+        *report.get_planar_roi_measurement_groups(),
+        *report.get_volumetric_roi_measurement_groups(),
+    ]
     evidence = _evidence(ds)
     series_of = {uid: series for uid, _, series in evidence}
     findings: list[Finding] = []
