@@ -21,6 +21,7 @@ from typing import Any
 
 import highdicom as hd
 import numpy as np
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
 from aifi_app.algorithms.findings import AlgorithmResult, CodedConcept, RegionFinding
@@ -144,6 +145,9 @@ def build_presentation_state(
     Tracking UIDs number the regions by their index in ``result.regions``, so they are
     the same as in the SR whichever group a region is drawn in.
 
+    The display pipeline is the sources': their modality LUT, their first VOI LUT or
+    window (highdicom copies it), and an INVERSE presentation LUT for MONOCHROME1.
+
     Raises ``ValueError`` when no region lies on ``sources``, a region's image is not
     greyscale, or a shape is malformed.
     """
@@ -235,7 +239,8 @@ def build_presentation_state(
         )
 
     referenced = [
-        by_uid[uid] for uid in dict.fromkeys(r.source_sop_instance_uid for _, r in indexed)
+        _with_lut_data_as_bytes(by_uid[uid])
+        for uid in dict.fromkeys(r.source_sop_instance_uid for _, r in indexed)
     ]
     description = _lo(f"{DISCLAIMER_EN}: {algorithm.name} {algorithm.version}")
     software_versions = _lo(software_version)
@@ -248,6 +253,12 @@ def build_presentation_state(
     kwargs: dict[str, Any] = {}
     if charset is not None:
         kwargs["specific_character_set"] = charset
+    if str(referenced[0].get("PhotometricInterpretation")) == "MONOCHROME1":
+        # PS3.3 C.11.6: a MONOCHROME1 image shows as intended (dense = white) through an
+        # INVERSE presentation LUT; highdicom's default is IDENTITY.
+        kwargs["presentation_lut_transformation"] = hd.PresentationLUTTransformation(
+            presentation_lut_shape=hd.PresentationLUTShapeValues.INVERSE
+        )
     gsps = hd.pr.GrayscaleSoftcopyPresentationState(
         referenced_images=referenced,
         series_instance_uid=series_instance_uid,
@@ -272,6 +283,43 @@ def build_presentation_state(
     gsps.add_new("Laterality", "CS", laterality)
     ds: Dataset = gsps
     return ds
+
+
+def _with_lut_data_as_bytes(source: Dataset) -> Dataset:
+    """``source``, or a new dataset sharing its elements whose VOI LUT Sequence holds LUT
+    Data as OW bytes: highdicom copies a VOI LUT into the presentation state only from
+    bytes, and a LUT stored as US (e.g. a CR's) reads as a list of numbers. ``source`` is
+    not modified."""
+    items = source.get("VOILUTSequence") or []
+    if all(isinstance(item.get("LUTData"), bytes | None) for item in items):
+        return source
+    copy = Dataset()
+    for element in source:
+        if element.tag != _VOI_LUT_SEQUENCE:  # a new element below: never the shared one
+            copy.add(element)
+    if hasattr(source, "file_meta"):
+        copy.file_meta = source.file_meta
+    fixed = []
+    for item in items:
+        new = Dataset()
+        for element in item:
+            if element.tag != _LUT_DATA:
+                new.add(element)
+        data = item.get("LUTData")
+        if data is not None and not isinstance(data, bytes):
+            bits = int(item.LUTDescriptor[2])
+            values = np.asarray(list(data) if not np.isscalar(data) else [data])
+            dtype = np.uint8 if bits <= 8 else np.dtype("<u2")
+            new.add_new(_LUT_DATA, "OW", values.astype(dtype).tobytes())
+        elif data is not None:
+            new.add(item[_LUT_DATA])
+        fixed.append(new)
+    copy.add(DataElement(_VOI_LUT_SEQUENCE, "SQ", fixed))
+    return copy
+
+
+_LUT_DATA = 0x00283006
+_VOI_LUT_SEQUENCE = 0x00283010
 
 
 def _laterality(source: Dataset) -> str | None:

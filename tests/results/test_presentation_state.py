@@ -311,3 +311,44 @@ def test_gsps_and_kos_on_an_image_not_received_are_refused(
     for obj in (gsps, kos):
         with pytest.raises(UnknownReferenceError, match="instance not received"):
             reidentify(obj, table.original_for, original, nowhere)
+
+
+@pytest.mark.dicom3tools
+def test_gsps_on_a_monochrome1_cr_keeps_its_voi_lut_and_inverts(
+    cr_source: Dataset,
+    make_result: Callable[..., AlgorithmResult],
+    write_dicom: Callable[[Dataset, str], Path],
+    dciodvfy: Callable[[Path], list[str]],
+) -> None:
+    """The CR's VOI LUT is stored as US (a list of numbers); highdicom needs bytes."""
+    lut = list(cr_source.VOILUTSequence[0].LUTData)
+    result = AlgorithmResult(
+        algorithm=make_result().algorithm,
+        regions=(region(cr_source, "box", ((100.0, 200.0), (900.0, 1400.0))),),
+    )
+    gsps = build([cr_source], result)
+    dciodvfy(write_dicom(gsps, "gsps-cr"))
+    assert gsps.PresentationLUTShape == "INVERSE"
+    (voi,) = gsps.SoftcopyVOILUTSequence[0].VOILUTSequence
+    assert np.array_equal(np.frombuffer(voi.LUTData, dtype="<u2"), lut)
+    assert list(cr_source.VOILUTSequence[0].LUTData) == lut  # the source is not modified
+    assert not isinstance(cr_source.VOILUTSequence[0].LUTData, bytes)
+
+
+@pytest.mark.dicom3tools
+def test_gsps_on_a_ct_slice_keeps_its_window(
+    ct_source: Dataset,
+    make_result: Callable[..., AlgorithmResult],
+    write_dicom: Callable[[Dataset, str], Path],
+    dciodvfy: Callable[[Path], list[str]],
+) -> None:
+    result = AlgorithmResult(
+        algorithm=make_result().algorithm,
+        regions=(region(ct_source, "polygon", ((10.0, 10.0), (60.0, 12.0), (30.0, 50.0))),),
+    )
+    gsps = build([ct_source], result)
+    dciodvfy(write_dicom(gsps, "gsps-ct"))
+    assert gsps.PresentationLUTShape == "IDENTITY"
+    voi = gsps.SoftcopyVOILUTSequence[0]
+    assert (float(voi.WindowCenter), float(voi.WindowWidth)) == (40.0, 400.0)
+    assert float(gsps.RescaleIntercept) == -1024.0
