@@ -23,6 +23,7 @@ import highdicom as hd
 import numpy as np
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 
 from aifi_app.algorithms.findings import AlgorithmResult, CodedConcept, RegionFinding
 from aifi_app.results.secondary_capture import (
@@ -191,7 +192,13 @@ def build_presentation_state(
     graphics: dict[tuple[str, int | None, CodedConcept], list[hd.pr.GraphicObject]] = {}
     texts: dict[tuple[str, int | None, CodedConcept], list[hd.pr.TextObject]] = {}
     for index, region in indexed:
-        key = (region.source_sop_instance_uid, region.frame_number, region.concept)
+        frame = region.frame_number
+        if (
+            frame == 1
+            and int(by_uid[region.source_sop_instance_uid].get("NumberOfFrames") or 1) == 1
+        ):
+            frame = None  # frame 1 of a single-frame image: the image itself
+        key = (region.source_sop_instance_uid, frame, region.concept)
         graphic_type, data = region_graphic(region)
         tracking_uid = region_tracking_uid(tracking_base_uid, index)
         tracking_id = region_tracking_id(algorithm.name, index, region)
@@ -259,6 +266,7 @@ def build_presentation_state(
         kwargs["presentation_lut_transformation"] = hd.PresentationLUTTransformation(
             presentation_lut_shape=hd.PresentationLUTShapeValues.INVERSE
         )
+    kwargs.update(_classic_multiframe_luts(referenced[0]))
     gsps = hd.pr.GrayscaleSoftcopyPresentationState(
         referenced_images=referenced,
         series_instance_uid=series_instance_uid,
@@ -283,6 +291,30 @@ def build_presentation_state(
     gsps.add_new("Laterality", "CS", laterality)
     ds: Dataset = gsps
     return ds
+
+
+def _classic_multiframe_luts(source: Dataset) -> dict[str, Any]:
+    """Modality and VOI LUT arguments for a multi-frame image without functional groups
+    (XA, US, multi-frame SC), whose LUTs highdicom looks for only in functional groups;
+    empty for any other image, for which highdicom copies them itself."""
+    if int(source.get("NumberOfFrames") or 1) <= 1 or "SharedFunctionalGroupsSequence" in source:
+        return {}
+    luts: dict[str, Any] = {}
+    if "RescaleSlope" in source or "RescaleIntercept" in source:
+        luts["modality_lut_transformation"] = hd.ModalityLUTTransformation(
+            rescale_intercept=float(source.get("RescaleIntercept", 0)),
+            rescale_slope=float(source.get("RescaleSlope", 1)),
+            rescale_type=str(source.get("RescaleType") or "US"),
+        )
+    if "WindowCenter" in source and "WindowWidth" in source:
+        center, width = source.WindowCenter, source.WindowWidth
+        luts["voi_lut_transformations"] = [
+            hd.pr.SoftcopyVOILUTTransformation(
+                window_center=float(center[0] if isinstance(center, MultiValue) else center),
+                window_width=float(width[0] if isinstance(width, MultiValue) else width),
+            )
+        ]
+    return luts
 
 
 def _with_lut_data_as_bytes(source: Dataset) -> Dataset:

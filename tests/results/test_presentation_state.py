@@ -352,3 +352,37 @@ def test_gsps_on_a_ct_slice_keeps_its_window(
     voi = gsps.SoftcopyVOILUTSequence[0]
     assert (float(voi.WindowCenter), float(voi.WindowWidth)) == (40.0, 400.0)
     assert float(gsps.RescaleIntercept) == -1024.0
+
+
+@pytest.mark.dicom3tools
+def test_regions_on_frames_of_a_multiframe_image_name_their_frame(
+    dx_source: Dataset,
+    make_result: Callable[..., AlgorithmResult],
+    write_dicom: Callable[[Dataset, str], Path],
+    dciodvfy: Callable[[Path], list[str]],
+) -> None:
+    multi = copy.deepcopy(dx_source)
+    multi.SOPClassUID = "1.2.840.10008.5.1.4.1.1.12.1"  # X-Ray Angiographic: multi-frame
+    multi.NumberOfFrames = 3
+    multi.PixelData = dx_source.PixelData * 3
+    first = dataclasses.replace(region(multi, "point", ((1.0, 2.0),)), frame_number=1)
+    third = dataclasses.replace(region(multi, "point", ((3.0, 4.0),)), frame_number=3)
+    result = AlgorithmResult(algorithm=make_result().algorithm, regions=(first, third))
+    gsps = build([multi], result)
+    frames = [
+        (int(a.ReferencedImageSequence[0].ReferencedFrameNumber), [float(v) for v in g.GraphicData])
+        for a in gsps.GraphicAnnotationSequence
+        for g in a.get("GraphicObjectSequence", [])
+    ]
+    assert frames == [(1, [1.0, 2.0]), (3, [3.0, 4.0])]
+    dciodvfy(write_dicom(gsps, "gsps-multiframe"))
+    # a classic multi-frame image's own rescale and window (no functional groups)
+    assert (float(gsps.RescaleSlope), float(gsps.RescaleIntercept)) == (1.0, 0.0)
+    assert float(gsps.SoftcopyVOILUTSequence[0].WindowWidth) == 256.0
+
+    # frame 1 of a single-frame image is the image itself
+    single = dataclasses.replace(region(dx_source, "point", ((1.0, 2.0),)), frame_number=1)
+    gsps = build([dx_source], AlgorithmResult(algorithm=result.algorithm, regions=(single,)))
+    assert (
+        "ReferencedFrameNumber" not in gsps.GraphicAnnotationSequence[0].ReferencedImageSequence[0]
+    )
