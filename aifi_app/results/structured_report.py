@@ -299,7 +299,12 @@ def _region_group(
         region.concept.value, region.concept.scheme, region.concept.meaning
     )
     graphic_type, data = region_graphic(region)
-    frames = None if region.frame_number is None else [region.frame_number]
+    single_frame = int(source.get("NumberOfFrames") or 1) == 1
+    frames = (
+        None
+        if region.frame_number is None or (single_frame and region.frame_number == 1)
+        else [region.frame_number]
+    )
     algorithm_id = hd.sr.AlgorithmIdentification(
         name=_lo(algorithm.name), version=_lo(algorithm.version), manufacturer=_lo(algorithm.vendor)
     )

@@ -272,3 +272,24 @@ def test_sr_refuses_a_region_on_an_unknown_image(
     )
     with pytest.raises(ValueError, match="not among the sources"):
         build([dx_source], result)
+
+
+def test_sr_regions_name_their_frame_on_multiframe_images(
+    dx_source: Dataset, make_result: MakeResult
+) -> None:
+    import dataclasses
+
+    from tests.results.test_presentation_state import region
+
+    multi = copy.deepcopy(dx_source)
+    multi.SOPClassUID = "1.2.840.10008.5.1.4.1.1.12.1"  # X-Ray Angiographic: multi-frame
+    multi.NumberOfFrames = 3
+    multi.SOPInstanceUID = "2.25.200000000000000000000000000000000099"
+    on_frame = dataclasses.replace(region(multi, "point", ((1.0, 2.0),)), frame_number=2)
+    on_single = dataclasses.replace(region(dx_source, "point", ((3.0, 4.0),)), frame_number=1)
+    sr = build(
+        [multi, dx_source],
+        AlgorithmResult(algorithm=make_result().algorithm, regions=(on_frame, on_single)),
+    )
+    refs = [e for e in sr.iterall() if e.keyword == "ReferencedFrameNumber"]
+    assert [int(e.value) for e in refs] == [2]
