@@ -140,11 +140,18 @@ def cmd_process_now(args: argparse.Namespace) -> int:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
+    from aifi_app.ris.outbox import retry_failed
     from aifi_app.store.jobs import InvalidTransitionError, retry_job
 
+    db = _open_db(args)
+    resent = retry_failed(db, args.job_id, actor="cli")
+    if resent:
+        print(f"job {args.job_id}: {resent} HL7 message(s) to the RIS queued again")
     try:
-        state = retry_job(_open_db(args), args.job_id, actor="cli")
+        state = retry_job(db, args.job_id, actor="cli")
     except (KeyError, InvalidTransitionError) as exc:
+        if resent:
+            return 0
         print(str(exc).strip("'\""), file=sys.stderr)
         return 1
     print(f"job {args.job_id} is {state} again")
@@ -229,6 +236,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_settings(args: argparse.Namespace) -> int:
     print(settings_reference())
+    return 0
+
+
+def cmd_conformance(args: argparse.Namespace) -> int:
+    from aifi_app.conformance import conformance_statement
+
+    text = conformance_statement()
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        print(text, end="")
     return 0
 
 
@@ -489,7 +507,9 @@ def build_parser() -> argparse.ArgumentParser:
     now.add_argument("study_id", type=int)
     now.set_defaults(func=cmd_process_now)
 
-    retry = sub.add_parser("retry", help="retry a failed, rejected or cancelled job")
+    retry = sub.add_parser(
+        "retry", help="retry a failed, rejected or cancelled job, and its failed HL7 messages"
+    )
     common(retry)
     retry.add_argument("job_id", type=int)
     retry.set_defaults(func=cmd_retry)
@@ -627,6 +647,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     ref = sub.add_parser("settings", help="print every setting with its default")
     ref.set_defaults(func=cmd_settings)
+    conf = sub.add_parser(
+        "conformance", help="print the DICOM conformance statement (and HL7 interface)"
+    )
+    conf.add_argument("--output", help="write it to this file instead")
+    conf.set_defaults(func=cmd_conformance)
     return parser
 
 

@@ -23,6 +23,8 @@ from aifi_app.pipeline.processing import JobProcessor
 from aifi_app.pipeline.remote_dicom import RemoteDicomStep
 from aifi_app.pipeline.remote_dicomweb import RemoteDicomwebStep
 from aifi_app.pipeline.worker import Worker
+from aifi_app.ris import outbox as ris_outbox
+from aifi_app.ris.mllp_sender import RisSender
 from aifi_app.secrets import installation_secret
 from aifi_app.store import audit
 from aifi_app.store.database import Database
@@ -96,7 +98,11 @@ class Appliance:
                 RemoteDicomSpec: RemoteDicomStep(self.db, self.data_dir, lambda: self.settings),
                 RemoteDicomwebSpec: RemoteDicomwebStep(self.db, lambda: self.settings),
             },
+            on_result=lambda conn, job_id, package, result, header: ris_outbox.queue_for_result_in(
+                conn, job_id, package, result, header, self.settings
+            ),
         )
+        self.ris_sender = RisSender(self.db, lambda: self.settings)
         self.dispatcher = Dispatcher(self.db, self.data_dir, lambda: self.settings)
         self.node_monitor = NodeMonitor(self.db, lambda: self.settings)
         self.worker = Worker(
@@ -110,7 +116,11 @@ class Appliance:
         node = settings.node
         allowed = tuple(
             dict.fromkeys(
-                (*node.allowed_calling_ae_titles, *(n.ae_title for n in settings.remote_nodes))
+                (
+                    *node.allowed_calling_ae_titles,
+                    # a RIS (mllp) or DICOMweb/HTTP node has no AE title to allow
+                    *(n.ae_title for n in settings.remote_nodes if n.ae_title),
+                )
             )
         )
         self._last_stored_study = -1
@@ -156,6 +166,7 @@ class Appliance:
         self.worker.start()
         self.dispatcher.start()
         self.node_monitor.start()
+        self.ris_sender.start()
         self.node.start()
 
     def stop(self) -> None:
@@ -163,6 +174,7 @@ class Appliance:
         self.worker.stop()
         self.dispatcher.stop()
         self.node_monitor.stop()
+        self.ris_sender.stop()
         with self.db.transaction() as conn:
             audit.record(conn, "service", "stopped")
         self.db.close()

@@ -15,6 +15,7 @@ import json
 import logging
 import re
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -24,7 +25,7 @@ from typing import Any
 import jsonschema
 from jsonschema.exceptions import best_match
 
-from aifi_app.algorithms.findings import AlgorithmIdentity, CodedConcept
+from aifi_app.algorithms.findings import AlgorithmIdentity, CodedConcept, Finding
 from aifi_app.algorithms.input_rules import Range, SeriesRules
 from aifi_app.algorithms.signing import SIGNATURE, TrustPolicy, verify_signature
 from aifi_app.pseudonymise.burned_in import BurnedInPolicy
@@ -266,6 +267,17 @@ class AlgorithmPackage:
     builtin: bool = False
     burned_in_annotation: BurnedInPolicy = BurnedInPolicy.REFUSE
     """What to do with images that may carry burned-in text (default: refuse them)."""
+    send_oru: bool = True
+    """Send an HL7 ORU^R01 with the findings to the site's RIS (when one is configured)."""
+    urgent_findings: tuple[CodedConcept, ...] = ()
+    """Finding concepts that are urgent when positive: the job is marked urgent and the
+    order's priority is raised to STAT at the RIS."""
+
+    def urgent_in(self, findings: Sequence[Finding]) -> list[Finding]:
+        """The positive findings among ``findings`` whose concept this manifest marks
+        urgent (compared by code value and scheme)."""
+        urgent = {(c.value, c.scheme) for c in self.urgent_findings}
+        return [f for f in findings if f.positive and (f.concept.value, f.concept.scheme) in urgent]
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -632,6 +644,8 @@ def load_package(
         burned_in_annotation=BurnedInPolicy(
             raw["pseudonymisation"].get("burned_in_annotation", BurnedInPolicy.REFUSE.value)
         ),
+        send_oru=bool(raw["results"].get("send_oru", True)),
+        urgent_findings=tuple(_code(c) for c in raw["results"].get("urgent_findings", [])),
     )
 
 

@@ -185,6 +185,18 @@ def validate(settings: Settings) -> None:
         _check_node(node, f"remote_nodes[{i}]")
     if settings.delivery.pacs and settings.pacs_node is None:
         raise ConfigError(f"delivery.pacs: no remote node named {settings.delivery.pacs!r}")
+    if settings.ris.node:
+        ris = settings.ris_node
+        if ris is None:
+            raise ConfigError(f"ris.node: no remote node named {settings.ris.node!r}")
+        if ris.role != "ris" or ris.protocol != "mllp":
+            raise ConfigError("ris.node: the RIS node needs role ris and protocol mllp")
+    if settings.ris.max_attempts < 1 or settings.ris.ack_timeout_seconds <= 0:
+        raise ConfigError("ris: max_attempts >= 1 and ack_timeout_seconds > 0 needed")
+    if settings.ris.retry_initial_seconds <= 0 or (
+        settings.ris.retry_max_seconds < settings.ris.retry_initial_seconds
+    ):
+        raise ConfigError("ris: retry_initial_seconds > 0 and <= retry_max_seconds needed")
     if settings.delivery.calling_ae_title:
         _check_ae(settings.delivery.calling_ae_title, "delivery.calling_ae_title")
     policies = ("follow_up", "reprocess", "record")

@@ -265,6 +265,47 @@ class AlgorithmSettings:
 
 
 @dataclass(frozen=True)
+class RisSettings:
+    """HL7 v2 messages over MLLP to the RIS (table ``[ris]``): a result (ORU^R01) per
+    job, and an order-priority change (OMG^O19) for findings a manifest marks urgent."""
+
+    node: str = field(
+        default="",
+        metadata=_doc(
+            "Name of the remote node (role ris, protocol mllp) that receives HL7 messages; "
+            "empty: no HL7 is sent."
+        ),
+    )
+    sending_application: str = field(
+        default="AIFI", metadata=_doc("MSH-3 Sending Application of our messages.")
+    )
+    sending_facility: str = field(
+        default="", metadata=_doc("MSH-4 Sending Facility, e.g. the hospital's code.")
+    )
+    receiving_application: str = field(
+        default="", metadata=_doc("MSH-5 Receiving Application (the RIS), as it expects.")
+    )
+    receiving_facility: str = field(default="", metadata=_doc("MSH-6 Receiving Facility."))
+    ack_timeout_seconds: float = field(
+        default=30.0,
+        metadata=_doc("Wait this long for the RIS's ACK (and to connect) before retrying."),
+    )
+    max_attempts: int = field(
+        default=5,
+        metadata=_doc(
+            "A message not acknowledged with AA after this many attempts fails (shown in "
+            "the queue and audit log; 'aifi-app retry' sends it again)."
+        ),
+    )
+    retry_initial_seconds: float = field(
+        default=10.0, metadata=_doc("Wait before the first resend of an unacknowledged message.")
+    )
+    retry_max_seconds: float = field(
+        default=600.0, metadata=_doc("The wait between resends doubles up to this bound.")
+    )
+
+
+@dataclass(frozen=True)
 class Settings:
     """The whole settings file."""
 
@@ -275,6 +316,7 @@ class Settings:
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
     algorithms: AlgorithmSettings = field(default_factory=AlgorithmSettings)
+    ris: RisSettings = field(default_factory=RisSettings)
 
     @property
     def data_dir(self) -> Path:
@@ -287,6 +329,10 @@ class Settings:
     def pacs_node(self) -> RemoteNode | None:
         return self.remote_node(self.delivery.pacs) if self.delivery.pacs else None
 
+    @property
+    def ris_node(self) -> RemoteNode | None:
+        return self.remote_node(self.ris.node) if self.ris.node else None
+
 
 SECTIONS: dict[str, type[Any]] = {
     "node": NodeSettings,
@@ -294,6 +340,7 @@ SECTIONS: dict[str, type[Any]] = {
     "delivery": DeliverySettings,
     "storage": StorageSettings,
     "algorithms": AlgorithmSettings,
+    "ris": RisSettings,
 }
 ARRAYS: dict[str, type[Any]] = {"remote_nodes": RemoteNode, "routes": Route}
 

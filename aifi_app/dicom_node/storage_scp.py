@@ -51,6 +51,10 @@ _HEADER_TAGS = [
 ]
 
 
+MAX_ASSOCIATIONS = 16
+"""Concurrent associations the node accepts; more are rejected (transient)."""
+
+
 @dataclass(frozen=True)
 class NodeConfig:
     ae_title: str
@@ -117,7 +121,7 @@ class StorageNode:
         ae.network_timeout = self.config.network_timeout_seconds
         ae.acse_timeout = self.config.network_timeout_seconds
         ae.dimse_timeout = self.config.network_timeout_seconds
-        ae.maximum_associations = 16
+        ae.maximum_associations = MAX_ASSOCIATIONS
         # An empty list would let everybody in (pynetdicom's meaning); we let nobody in.
         ae.require_calling_aet = list(self.config.allowed_calling_ae_titles) or ["-NONE ALLOWED-"]
         if not self.config.allowed_calling_ae_titles:

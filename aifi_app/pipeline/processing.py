@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import logging
 import shutil
+import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Protocol
 from pydicom import Dataset, dcmread, dcmwrite
 
 from aifi_app import __version__
-from aifi_app.algorithms.findings import AlgorithmResult
+from aifi_app.algorithms.findings import AlgorithmResult, Finding, MeasurementFinding
 from aifi_app.algorithms.input_rules import HEADER_TAGS
 from aifi_app.algorithms.package import (
     REMOTE_SPECS,
@@ -47,10 +48,16 @@ from aifi_app.pseudonymise import (
     reidentify,
 )
 from aifi_app.results import (
+    build_key_object_selection,
     build_measurement_report,
+    build_presentation_state,
     build_secondary_capture,
     build_segmentation,
+    images_per_presentation_state,
+    key_image_uids,
 )
+from aifi_app.results.catalog import result_object
+from aifi_app.results.vendor_report import findings_of_vendor_report
 from aifi_app.store import job_inputs, jobs, stage_times
 from aifi_app.store.database import Database, now
 from aifi_app.store.jobs import PlannedOutput
@@ -60,9 +67,16 @@ log = logging.getLogger(__name__)
 
 _SELECTION_TAGS = [*HEADER_TAGS, "InstanceNumber", "ImagePositionPatient"]
 _INPUT_TAGS = list(job_inputs.HEADER_TAGS)
-SC_SERIES_NUMBER = 9901
-SR_SERIES_NUMBER = 9902
-SEG_SERIES_NUMBER = 9903
+SC_SERIES_NUMBER = result_object("sc").series_number
+SR_SERIES_NUMBER = result_object("sr").series_number
+SEG_SERIES_NUMBER = result_object("seg").series_number
+GSPS_SERIES_NUMBER = result_object("gsps").series_number
+KO_SERIES_NUMBER = result_object("ko").series_number
+
+
+ResultHook = Callable[[sqlite3.Connection, int, AlgorithmPackage, AlgorithmResult, Dataset], object]
+"""Called inside the transaction that records a job's result (job id, package, result,
+original header of the study's first image): the RIS outbox queues its HL7 messages."""
 
 
 class JobRejected(Exception):
@@ -97,6 +111,12 @@ class JobContext:
 
 
 def _object_kind(sop_class_uid: str) -> str:
+    if sop_class_uid == "1.2.840.10008.5.1.4.1.1.88.59":
+        return "ko"
+    if sop_class_uid == "1.2.840.10008.5.1.4.1.1.11.1":
+        return "gsps"
+    if sop_class_uid == "1.2.840.10008.5.1.4.1.1.104.1":
+        return "pdf"
     if sop_class_uid.startswith("1.2.840.10008.5.1.4.1.1.88."):
         return "sr"
     if sop_class_uid.startswith("1.2.840.10008.5.1.4.1.1.7"):
@@ -104,6 +124,16 @@ def _object_kind(sop_class_uid: str) -> str:
     if sop_class_uid == "1.2.840.10008.5.1.4.1.1.66.4":
         return "seg"
     return "dicom"
+
+
+def _findings_detail(result: AlgorithmResult) -> str:
+    """ "; its SR reports N finding(s), M positive" for a vendor result with findings."""
+    if not result.findings and not result.measurements:
+        return ""
+    positives = sum(f.positive for f in result.findings)
+    return f"; its SR reports {len(result.findings)} finding(s), {positives} positive" + (
+        f", {len(result.measurements)} measurement(s)" if result.measurements else ""
+    )
 
 
 def _dataset_bytes(ds: Dataset) -> bytes:
@@ -123,6 +153,7 @@ class JobProcessor:
         runners: RunnerCache,
         secret: bytes,
         remote: Mapping[type, RemoteStep] | None = None,
+        on_result: ResultHook | None = None,
     ) -> None:
         self.db = db
         self.data_dir = data_dir
@@ -131,6 +162,7 @@ class JobProcessor:
         self._secret = secret
         self._remote = dict(remote or {})
         """The remote step per runner spec type (RemoteDicomSpec, RemoteDicomwebSpec)."""
+        self._on_result = on_result
 
     def warm_up(self, algorithm_ids: set[str]) -> None:
         """Load the models of these algorithms now, so that the first study does not wait
@@ -294,6 +326,7 @@ class JobProcessor:
         failpoint("processing.after_results_written")
         with self.db.transaction() as conn:
             jobs.add_outputs_in(conn, job_id, planned)
+            self._result_recorded_in(conn, ctx, result)
             positives = sum(f.positive for f in result.findings)
             detail = f"{len(result.findings)} finding(s), {positives} positive"
             if result.measurements:
@@ -322,7 +355,21 @@ class JobProcessor:
             return
         submitted_at = float(jobs.job(self.db, ctx.job_id)["updated_at"])
         stage_times.record(self.db, ctx.job_id, stage_times.VENDOR, submitted_at, now())
-        vendor_objects = [(_object_kind(str(ds.SOPClassUID)), ds) for ds in returned]
+        vendor_objects = []
+        findings: list[Finding] = []
+        measurements: list[MeasurementFinding] = []
+        for ds in returned:
+            kind = _object_kind(str(ds.SOPClassUID))
+            vendor_objects.append((kind, ds))
+            if kind == "sr":  # the vendor's TID 1500 findings go into our queue too
+                read = findings_of_vendor_report(ds, ctx.package.identity)
+                findings += read.findings
+                measurements += read.measurements
+        vendor_result = AlgorithmResult(
+            algorithm=ctx.package.identity,
+            findings=tuple(findings),
+            measurements=tuple(measurements),
+        )
         try:
             planned = self.reidentify_and_write(ctx, vendor_objects)
         except ResultQuarantined as exc:
@@ -332,15 +379,24 @@ class JobProcessor:
             return
         with self.db.transaction() as conn:
             jobs.add_outputs_in(conn, ctx.job_id, planned)
+            self._result_recorded_in(conn, ctx, vendor_result)
             jobs.transition_in(
                 conn,
                 ctx.job_id,
                 JobState.SUBMITTED,
                 JobState.RESULT_RECEIVED,
-                detail=f"{len(planned)} result object(s) from the vendor, re-identified",
-                result_json=AlgorithmResult(algorithm=ctx.package.identity).to_json(),
+                detail=f"{len(planned)} result object(s) from the vendor, re-identified"
+                + _findings_detail(vendor_result),
+                result_json=vendor_result.to_json(),
                 next_attempt_at=None,
             )
+
+    def _result_recorded_in(
+        self, conn: sqlite3.Connection, ctx: JobContext, result: AlgorithmResult
+    ) -> None:
+        if self._on_result is not None:
+            header = dcmread(self._instance_paths(ctx)[0], stop_before_pixels=True)
+            self._on_result(conn, ctx.job_id, ctx.package, result, header)
 
     def is_our_pseudonym(self, uid: str) -> bool:
         """True when ``uid`` is a pseudonym this appliance issued (e.g. a vendor's results
@@ -359,6 +415,8 @@ class JobProcessor:
             ctx.package.identity.version,
         )
         built: list[tuple[str, Dataset]] = []
+        device_observer = derived_uid(self._secret, "device", ctx.package.identity.algorithm_id)
+        tracking_base = derived_uid(self._secret, *key, "tracking")
         if "sc" in ctx.package.result_objects:
             sc_series = derived_uid(self._secret, *key, "sc-series")
             for n, finding in enumerate(result.findings, start=1):
@@ -388,10 +446,9 @@ class JobProcessor:
                         sop_instance_uid=derived_uid(self._secret, *key, "sr"),
                         series_number=SR_SERIES_NUMBER,
                         instance_number=1,
-                        device_observer_uid=derived_uid(
-                            self._secret, "device", ctx.package.identity.algorithm_id
-                        ),
+                        device_observer_uid=device_observer,
                         software_version=__version__,
+                        tracking_base_uid=tracking_base,
                     ),
                 )
             )
@@ -412,6 +469,40 @@ class JobProcessor:
                         ),
                     )
                 )
+        if "gsps" in ctx.package.result_objects and result.regions:
+            gsps_series = derived_uid(self._secret, *key, "gsps-series")
+            groups = images_per_presentation_state(result, images)
+            for n, group in enumerate(groups, start=1):
+                built.append(
+                    (
+                        "gsps",
+                        build_presentation_state(
+                            group,
+                            result,
+                            series_instance_uid=gsps_series,
+                            sop_instance_uid=derived_uid(self._secret, *key, "gsps", str(n)),
+                            series_number=GSPS_SERIES_NUMBER,
+                            instance_number=n,
+                            tracking_base_uid=tracking_base,
+                            software_version=__version__,
+                        ),
+                    )
+                )
+        if "ko" in ctx.package.result_objects and key_image_uids(result):
+            built.append(
+                (
+                    "ko",
+                    build_key_object_selection(
+                        images,
+                        result,
+                        series_instance_uid=derived_uid(self._secret, *key, "ko-series"),
+                        sop_instance_uid=derived_uid(self._secret, *key, "ko"),
+                        series_number=KO_SERIES_NUMBER,
+                        instance_number=1,
+                        device_observer_uid=device_observer,
+                    ),
+                )
+            )
         return self.reidentify_and_write(ctx, built)
 
     def reidentify_and_write(

@@ -119,6 +119,8 @@ OWN_DATE_KEYWORDS: Final = frozenset(
         "SeriesDate",
         "ObservationDateTime",
         "ContributionDateTime",
+        # a presentation state's own creation date (GSPS)
+        "PresentationCreationDate",
     }
 )
 """Dates the result builder sets to the time the result was made (never shifted)."""

@@ -14,6 +14,11 @@ passes in. Content:
   decision threshold as algorithm parameter, the source image, a qualitative evaluation
   "<concept> = Present/Absent" (SCT 52101004 / 272519000, CID 240) and a measurement
   "Probability" (DCM 122157) of the score in UCUM "1" (no units) referencing the image;
+* per region one TID 1410 planar ROI group: the region as SCOORD (a box or polygon as a
+  closed POLYLINE, a point as a POINT, PIXEL coordinates) on the referenced source image
+  (and frame), the region's tracking identifier and UID (:func:`region_tracking_uid`, the
+  same as in the GSPS), finding type, algorithm, "<concept> = Present" and, where the
+  algorithm gave one, the probability;
 * all sources as evidence (Current Requested Procedure Evidence Sequence).
 """
 
@@ -32,6 +37,12 @@ from aifi_app.algorithms.findings import (
     AlgorithmResult,
     Finding,
     MeasurementFinding,
+    RegionFinding,
+)
+from aifi_app.results.presentation_state import (
+    region_graphic,
+    region_tracking_id,
+    region_tracking_uid,
 )
 from aifi_app.results.secondary_capture import (
     algorithm_contributing_equipment,
@@ -68,18 +79,22 @@ def build_measurement_report(
     device_observer_uid: str,
     manufacturer: str = "AIFI Appliance",
     software_version: str,
+    tracking_base_uid: str | None = None,
 ) -> Dataset:
     """Build a Comprehensive SR (TID 1500) reporting every finding of ``result``.
 
     Promises: the document is COMPLETE, FINAL and UNVERIFIED, in the study of
     ``sources`` with the given series/SOP UIDs and numbers, SeriesDescription
     "AI result: <algorithm name>", one measurement group per finding in the order of
-    ``result.findings``, and all ``sources`` recorded as evidence. Tracking UIDs derive
-    from ``sop_instance_uid``, so the same arguments always give the same UIDs (only
-    creation dates and times differ). ``sources`` are not modified.
+    ``result.findings``, then one per measurement, then one planar ROI group per region,
+    and all ``sources`` recorded as evidence. Tracking UIDs derive from
+    ``sop_instance_uid`` (regions': from ``tracking_base_uid``, default the same), so
+    the same arguments always give the same UIDs (only creation dates and times differ).
+    ``sources`` are not modified.
 
     Raises ``ValueError`` when ``sources`` is empty, spans more than one study,
-    ``result`` has no findings, or a finding's source image is not among ``sources``.
+    ``result`` has no findings, measurements or regions, or a finding's or region's
+    source image is not among ``sources``.
 
     Thread: any thread (pure CPU, a few ms).
     """
@@ -88,7 +103,7 @@ def build_measurement_report(
     studies = {str(source.StudyInstanceUID) for source in sources}
     if len(studies) != 1:
         raise ValueError(f"sources span {len(studies)} studies; one report per study")
-    if not result.findings and not result.measurements:
+    if not result.findings and not result.measurements and not result.regions:
         raise ValueError("TID 1500 needs at least one measurement group; result is empty")
     by_uid = {str(source.SOPInstanceUID): source for source in sources}
     algorithm = result.algorithm
@@ -101,10 +116,15 @@ def build_measurement_report(
         _quantity_group(len(groups) + index, measurement, algorithm, by_uid, sop_instance_uid)
         for index, measurement in enumerate(result.measurements)
     ]
+    base = tracking_base_uid or sop_instance_uid
+    regions = [
+        _region_group(index, region, algorithm, by_uid, base)
+        for index, region in enumerate(result.regions)
+    ]
     report = hd.sr.MeasurementReport(
         observation_context=_observation_context(algorithm, device_observer_uid),
         procedure_reported=procedure_reported_for(sources),
-        imaging_measurements=groups,
+        imaging_measurements=[*groups, *regions],
     )
 
     series_description = _lo(f"AI result: {algorithm.name}")
@@ -261,6 +281,59 @@ def _quantity_group(
         algorithm_id=algorithm_id,
         source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(s) for s in sources],
         measurements=[quantity],
+    )
+
+
+def _region_group(
+    index: int,
+    region: RegionFinding,
+    algorithm: AlgorithmIdentity,
+    by_uid: dict[str, Dataset],
+    tracking_base_uid: str,
+) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations:
+    """One TID 1410 group for a region marked on one image (SCOORD on that image)."""
+    source = by_uid.get(region.source_sop_instance_uid)
+    if source is None:
+        raise ValueError(f"region {region.label!r} references an image not among the sources")
+    concept = hd.sr.CodedConcept(
+        region.concept.value, region.concept.scheme, region.concept.meaning
+    )
+    graphic_type, data = region_graphic(region)
+    single_frame = int(source.get("NumberOfFrames") or 1) == 1
+    frames = (
+        None
+        if region.frame_number is None or (single_frame and region.frame_number == 1)
+        else [region.frame_number]
+    )
+    algorithm_id = hd.sr.AlgorithmIdentification(
+        name=_lo(algorithm.name), version=_lo(algorithm.version), manufacturer=_lo(algorithm.vendor)
+    )
+    measurements = []
+    if region.score is not None:
+        measurements.append(
+            hd.sr.Measurement(
+                name=PROBABILITY,
+                value=float(region.score),
+                unit=NO_UNITS,
+                algorithm_id=algorithm_id,
+            )
+        )
+    return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(
+            uid=region_tracking_uid(tracking_base_uid, index),
+            identifier=region_tracking_id(algorithm.name, index, region),
+        ),
+        referenced_region=hd.sr.ImageRegion(
+            graphic_type=graphic_type,
+            graphic_data=data,
+            source_image=hd.sr.SourceImageForRegion.from_source_image(
+                source, referenced_frame_numbers=frames
+            ),
+        ),
+        finding_type=concept,
+        algorithm_id=algorithm_id,
+        qualitative_evaluations=[hd.sr.QualitativeEvaluation(name=concept, value=PRESENT)],
+        measurements=measurements or None,
     )
 
 

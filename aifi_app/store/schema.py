@@ -155,4 +155,25 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX feedback_job ON feedback (job_id, at);
     """,
+    # issue 5: HL7 messages to the RIS (a persistent outbox) and urgent jobs
+    """
+    CREATE TABLE ris_outbox (
+        id INTEGER PRIMARY KEY,
+        job_id INTEGER NOT NULL REFERENCES jobs (id),
+        kind TEXT NOT NULL,
+        message_type TEXT NOT NULL,
+        control_id TEXT NOT NULL UNIQUE,
+        message TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL,
+        last_error TEXT,
+        ack_code TEXT,
+        created_at REAL NOT NULL,
+        sent_at REAL
+    );
+    CREATE INDEX ris_outbox_due ON ris_outbox (state, next_attempt_at);
+    CREATE INDEX ris_outbox_job ON ris_outbox (job_id);
+    ALTER TABLE jobs ADD COLUMN urgent INTEGER NOT NULL DEFAULT 0;
+    """,
 )

@@ -33,7 +33,7 @@ def queue_snapshot(db: Database, *, limit: int = 500) -> dict[str, Any]:
     )
     jobs = db.query(
         "SELECT j.id, j.study_id, j.algorithm_id, j.route, j.state, j.reason, j.attempts,"
-        " j.next_attempt_at, j.created_at, j.updated_at,"
+        " j.next_attempt_at, j.created_at, j.updated_at, j.urgent,"
         " s.last_received_at AS study_last_received_at"
         " FROM jobs j JOIN studies s ON s.id = j.study_id ORDER BY j.id DESC LIMIT ?",
         (limit,),
@@ -55,8 +55,18 @@ def queue_snapshot(db: Database, *, limit: int = 500) -> dict[str, Any]:
             (min(j["id"] for j in jobs),),
         ):
             outputs[int(out["job_id"])].append(out)
+    hl7: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    if jobs:
+        for msg in db.query(
+            "SELECT job_id, message_type, control_id, state, attempts, ack_code, last_error,"
+            " sent_at FROM ris_outbox WHERE job_id >= ? ORDER BY id",
+            (min(j["id"] for j in jobs),),
+        ):
+            hl7[int(msg["job_id"])].append(msg)
     finished = {"delivered", "rejected", "failed", "cancelled"}
     for j in jobs:
+        j["urgent"] = bool(j["urgent"])
+        j["hl7"] = hl7.get(j["id"], [])
         evs = events.get(j["id"], [])
         stages = _stage_seconds(evs, t)
         if j["state"] in finished:

@@ -74,6 +74,13 @@ convolution_kernels = ["B30f"]
         ("[[remote_nodes]]\nname='r'\nprotocol='mllp'\nport=2575", "mllp node needs a host"),
         ("[[remote_nodes]]\nname='r'\nprotocol='dicomweb'\nurl='x.org'", "not an http"),
         ("[[remote_nodes]]\nname='r'\nhost='h'\nport=104", "ae_title: '' is not a valid"),
+        ("[ris]\nnode = 'nowhere'", "ris.node: no remote node named"),
+        (
+            "[ris]\nnode='p'\n[[remote_nodes]]\nname='p'\nae_title='P'\nhost='h'\nport=104",
+            "ris.node: the RIS node needs role ris and protocol mllp",
+        ),
+        ("[ris]\nmax_attempts = 0", "ris: max_attempts >= 1"),
+        ("[ris]\nretry_initial_seconds = 10\nretry_max_seconds = 1", "ris: retry_initial"),
     ],
 )
 def test_bad_settings_name_the_key(tmp_path: Path, text: str, message: str) -> None:

@@ -107,13 +107,20 @@ objects = ["sc", "sr"]
 """
 
 
-def make_remote_package(dest: Path, *, node: str = "vendor", timeout: float = 30.0) -> Path:
-    """A remote DICOM-node package whose runner is the settings' node ``node``."""
+def make_remote_package(
+    dest: Path, *, node: str = "vendor", timeout: float = 30.0, results_extra: str = ""
+) -> Path:
+    """A remote DICOM-node package whose runner is the settings' node ``node``
+    (``results_extra``: more lines for its ``[results]`` table)."""
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
     (dest / "MODEL_CARD.md").write_text("# Simulated vendor gateway\n")
     text = REMOTE_MANIFEST.replace("{node}", node).replace("{timeout}", str(timeout))
+    if results_extra:
+        text = text.replace(
+            'objects = ["sc", "sr"]\n', f'objects = ["sc", "sr"]\n{results_extra}\n'
+        )
     (dest / "manifest.toml").write_text(text)
     rehash(dest)
     return dest

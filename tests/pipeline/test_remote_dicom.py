@@ -12,15 +12,17 @@ import pytest
 from pydicom import dcmread
 
 from aifi_app.algorithms import lifecycle
+from aifi_app.algorithms.findings import AlgorithmResult
 from aifi_app.algorithms.signing import TrustPolicy
 from aifi_app.config.settings import CompletionSettings, RemoteNode, Route
 from aifi_app.demo import DemoPacs
 from aifi_app.dicom_node.storage_scu import Peer
 from aifi_app.sample_studies import SamplePatient, chest_radiograph, phantom_chest
 from aifi_app.service import Appliance
+from aifi_app.store import jobs
 from tests.helpers.packages import make_remote_package
 from tests.helpers.ports import free_port
-from tests.helpers.vendor_simulator import VendorSimulator
+from tests.helpers.vendor_simulator import BONE_AGE, VendorSimulator
 from tests.pipeline.test_chain_in_process import KEY, _receive, _settings
 
 PATIENT = SamplePatient("de Boer^Sem", "PID5566", "20160405", "M", "ACC7788")
@@ -106,6 +108,13 @@ def test_round_trip_results_come_back_reidentified(tmp_path: Path, pacs: DemoPac
     events = [r["detail"] for r in app.db.query("SELECT detail FROM audit_events WHERE job_id = 1")]
     assert any("1 image(s) sent to VENDOR_SIM" in e for e in events)
     assert any("2 result object(s) from the vendor" in e for e in events)
+    # the vendor's TID 1500 findings are recorded in the queue (read with highdicom)
+    assert any("its SR reports 1 finding(s), 1 positive" in e for e in events)
+    recorded = AlgorithmResult.from_json(jobs.job(app.db, 1)["result_json"])
+    (finding,) = recorded.findings
+    assert finding.concept == BONE_AGE
+    assert finding.positive and finding.score == pytest.approx(0.9)
+    assert finding.source_sop_instance_uid == str(sent.SOPInstanceUID)  # pseudonymised space
     # the vendor's returned study is shown, never routed
     studies = app.db.query("SELECT state, reason FROM studies ORDER BY id")
     assert [s["state"] for s in studies] == ["routed", "recorded"]

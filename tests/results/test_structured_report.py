@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import highdicom as hd
@@ -213,3 +213,83 @@ def test_refuses_sources_from_two_studies(
 ) -> None:
     with pytest.raises(ValueError, match="2 studies"):
         build([dx_source, ct_source], make_result(make_finding(dx_source)))
+
+
+@pytest.mark.dicom3tools
+@pytest.mark.dcmtk
+def test_sr_records_regions_as_scoord_on_their_image(
+    dx_source: Dataset,
+    cr_source: Dataset,
+    make_finding: MakeFinding,
+    make_result: MakeResult,
+    write_dicom: Callable[[Dataset, str], Path],
+    dciodvfy: Callable[[Path], list[str]],
+    dsrdump: Callable[[Path], str],
+) -> None:
+    from tests.results.test_presentation_state import FRACTURE, NODULE, region
+
+    base = make_result(make_finding(dx_source, score=0.8))
+    result = AlgorithmResult(
+        algorithm=base.algorithm,
+        findings=base.findings,
+        regions=(
+            region(dx_source, "box", ((3.0, 4.0), (10.0, 12.0))),
+            region(cr_source, "point", ((100.0, 200.0),), NODULE, "Nodule", None),
+        ),
+    )
+    sr = build([dx_source, cr_source], result)
+    path = write_dicom(sr, "sr-regions")
+    dciodvfy(path)
+    dump = dsrdump(path)
+    assert "(POLYLINE,3/4,10/4,10/12,3/12,3/4)" in dump
+    assert "(POINT,100/200)" in dump
+    assert f'({FRACTURE.value},SCT,"Fracture")' in dump
+    assert 'Tracking Identifier")="CXR Pneumonia Detector region 1: Fracture suspected' in dump
+    assert dump.count('"Tracking Unique Identifier"') == 3  # one finding, two regions
+
+    # each SCOORD is selected from its own image
+    def scoords(items: Sequence[Dataset]) -> list[Dataset]:
+        found = []
+        for item in items:
+            if item.get("ValueType") == "SCOORD":
+                found.append(item)
+            found += scoords(item.get("ContentSequence", []))
+        return found
+
+    assert [
+        s.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID
+        for s in scoords(sr.ContentSequence)
+    ] == [dx_source.SOPInstanceUID, cr_source.SOPInstanceUID]
+
+
+def test_sr_refuses_a_region_on_an_unknown_image(
+    dx_source: Dataset, cr_source: Dataset, make_result: MakeResult
+) -> None:
+    from tests.results.test_presentation_state import region
+
+    result = AlgorithmResult(
+        algorithm=make_result().algorithm, regions=(region(cr_source, "point", ((1.0, 1.0),)),)
+    )
+    with pytest.raises(ValueError, match="not among the sources"):
+        build([dx_source], result)
+
+
+def test_sr_regions_name_their_frame_on_multiframe_images(
+    dx_source: Dataset, make_result: MakeResult
+) -> None:
+    import dataclasses
+
+    from tests.results.test_presentation_state import region
+
+    multi = copy.deepcopy(dx_source)
+    multi.SOPClassUID = "1.2.840.10008.5.1.4.1.1.12.1"  # X-Ray Angiographic: multi-frame
+    multi.NumberOfFrames = 3
+    multi.SOPInstanceUID = "2.25.200000000000000000000000000000000099"
+    on_frame = dataclasses.replace(region(multi, "point", ((1.0, 2.0),)), frame_number=2)
+    on_single = dataclasses.replace(region(dx_source, "point", ((3.0, 4.0),)), frame_number=1)
+    sr = build(
+        [multi, dx_source],
+        AlgorithmResult(algorithm=make_result().algorithm, regions=(on_frame, on_single)),
+    )
+    refs = [e for e in sr.iterall() if e.keyword == "ReferencedFrameNumber"]
+    assert [int(e.value) for e in refs] == [2]
