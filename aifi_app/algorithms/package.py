@@ -573,8 +573,8 @@ def _check_output(runner: Any, output: Any, raw: dict[str, Any], where: str) -> 
         return
     if isinstance(runner, (OnnxRunnerSpec, KServeV2Spec)):
         allowed = {
-            FindingSpec: {"sc", "sr"},
-            BoxesSpec: {"sc", "sr"},
+            FindingSpec: {"sc", "sr", "ko"},
+            BoxesSpec: {"sc", "sr", "gsps", "ko"},
             MeasurementSpec: {"sr"},
             MaskSpec: {"seg"},
         }.get(type(output))

@@ -2,15 +2,14 @@
 stored under the original study, valid (dciodvfy, dsrdump), and the GSPS draws on the
 original image where the algorithm marked its region.
 
-The algorithm is the built-in ONNX model (real inference) under another id, whose result
-a test runner extends with one box region on the image it classified, as a detection
-model would report it (issue 4 makes the local runner report regions itself)."""
+The algorithm is a small ONNX detection model (real inference with onnxruntime) that
+reports one box on the 16 x 16 model input; the local runner scales it back to the
+source image's pixels."""
 
 from __future__ import annotations
 
 import dataclasses
 import io
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,64 +17,44 @@ import pytest
 from pydicom import Dataset, dcmread
 
 from aifi_app.algorithms import lifecycle
-from aifi_app.algorithms.findings import AlgorithmResult, CodedConcept, RegionFinding
-from aifi_app.algorithms.package import AlgorithmPackage
-from aifi_app.algorithms.runners import Runner, RunnerCache
 from aifi_app.algorithms.signing import TrustPolicy
 from aifi_app.config.settings import RemoteNode, Route, Settings
 from aifi_app.sample_studies import chest_radiograph, demo_patient, phantom_chest
 from aifi_app.service import Appliance
 from aifi_app.store import jobs
 from aifi_app.store.states import JobState
-from tests.helpers.packages import make_package
+from tests.helpers.onnx_models import constant_boxes_model, make_onnx_package
 from tests.helpers.tools import dciodvfy_errors, dsrdump
 from tests.pipeline.test_chain_in_process import KEY, _drain, _receive, _settings
 
 pytestmark = [pytest.mark.orthanc, pytest.mark.dcmtk, pytest.mark.dicom3tools]
 
-OPACITY = CodedConcept("128309007", "SCT", "Radiographic opacity")
-OBJECTS = 'objects = ["sc", "sr", "gsps", "ko"]'
+OPACITY_BOXES = """[output]
+kind = "boxes"
+code = { value = "128309007", scheme = "SCT", meaning = "Radiographic opacity" }
+label = "Opacity"
+score_threshold = 0.5
+positive_label = "Opacity suspected"
+negative_label = "No opacity detected"
+"""
+OBJECTS = '["sc", "sr", "gsps", "ko"]'
 
 
-class _BoxAdded:
-    def __init__(self, runner: Runner) -> None:
-        self.runner = runner
-
-    def run(self, images: Sequence[Dataset]) -> AlgorithmResult:
-        result = self.runner.run(images)
-        image = images[0]
-        columns, rows = int(image.Columns), int(image.Rows)
-        box = RegionFinding(
-            concept=OPACITY,
-            label="Opacity (0.77)",
-            shape="box",
-            points=((columns * 0.25, rows * 0.5), (columns * 0.5, rows * 0.75)),
-            source_sop_instance_uid=str(image.SOPInstanceUID),
-            source_sop_class_uid=str(image.SOPClassUID),
-            source_series_instance_uid=str(image.SeriesInstanceUID),
-            score=0.77,
-        )
-        return dataclasses.replace(result, regions=(box,))
-
-
-class BoxRunners(RunnerCache):
-    def get(self, package: AlgorithmPackage) -> Runner:
-        return _BoxAdded(super().get(package))
-
-
-def test_sr_gsps_and_kos_land_under_the_original_study(
-    tmp_path: Path, orthanc_factory, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_sr_gsps_and_kos_land_under_the_original_study(tmp_path: Path, orthanc_factory) -> None:
     orthanc = orthanc_factory({"aifi": ("AIFI", "127.0.0.1", 104)})
-    monkeypatch.setattr("aifi_app.service.RunnerCache", BoxRunners)
     settings: Settings = dataclasses.replace(
         _settings(tmp_path, orthanc.dicom_port),
         remote_nodes=(RemoteNode("pacs", orthanc.aet, "127.0.0.1", orthanc.dicom_port),),
         routes=(Route(name="boxes", algorithm="boxes-cxr", modalities=("CR", "DX")),),
     )
     app = Appliance(settings, secret_for=lambda _: KEY)
-    package = make_package(
-        tmp_path / "pkg", package_id="boxes-cxr", replace={'objects = ["sc", "sr"]': OBJECTS}
+    package = make_onnx_package(
+        tmp_path / "pkg",
+        constant_boxes_model([[4, 8, 8, 12, 0.77]]),  # fractions 0.25, 0.5, 0.5, 0.75
+        output_name="boxes",
+        output=OPACITY_BOXES,
+        objects=OBJECTS,
+        package_id="boxes-cxr",
     )
     lifecycle.install(package, app.data_dir, app.db, TrustPolicy())
     original = chest_radiograph(demo_patient(7), phantom_chest())
