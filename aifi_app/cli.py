@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import faulthandler
 import json
 import logging
@@ -59,7 +60,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from aifi_app.secrets import KeyringUnavailableError
-    from aifi_app.service import Appliance
+    from aifi_app.service import Appliance, ServiceConfigError
 
     settings = _settings(args)
     _setup_logging(args.log_level, settings.data_dir)
@@ -77,6 +78,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except KeyringUnavailableError as exc:
         log.error("%s", exc)
         return 3
+    except ServiceConfigError as exc:
+        log.error("%s", exc)
+        return 2
     appliance.start()
     print(
         f"aifi-app {__version__} serving as {settings.node.ae_title} on "
@@ -144,11 +148,24 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
 
 def cmd_echo(args: argparse.Namespace) -> int:
-    from aifi_app.dicom_node.storage_scu import AssociationFailed, Peer, echo
+    from aifi_app.dicom_node.peers import dicom_peer
+    from aifi_app.dicom_node.storage_scu import AssociationFailed, echo
 
-    node = parse_node_address(args.node, name="peer")
+    settings = _settings(args)
+    if "@" in args.node:
+        node = dataclasses.replace(
+            parse_node_address(args.node, name="peer"),
+            tls=args.tls,
+            ca_file=args.ca_file or "",
+        )
+    else:
+        found = settings.remote_node(args.node)
+        if found is None:
+            raise ConfigError(f"no remote node named {args.node!r} in the settings")
+        node = found
+    calling = args.calling or settings.delivery.calling_ae_title or settings.node.ae_title
     try:
-        status = echo(Peer(node.ae_title, node.host, node.port), calling_ae_title=args.calling)
+        status = echo(dicom_peer(node, settings.node), calling_ae_title=calling)
     except AssociationFailed as exc:
         print(f"C-ECHO failed: {exc}", file=sys.stderr)
         return 1
@@ -342,8 +359,13 @@ def build_parser() -> argparse.ArgumentParser:
     retry.set_defaults(func=cmd_retry)
 
     echo = sub.add_parser("echo", help="verify a DICOM node with C-ECHO")
-    echo.add_argument("node", metavar="AET@HOST:PORT")
-    echo.add_argument("--calling", default="AIFI", metavar="AET")
+    common(echo)
+    echo.add_argument(
+        "node", metavar="AET@HOST:PORT|NAME", help="an address, or a remote node's name"
+    )
+    echo.add_argument("--calling", metavar="AET", help="calling AE title (default: own)")
+    echo.add_argument("--tls", action="store_true", help="DICOM TLS (with an address)")
+    echo.add_argument("--ca-file", metavar="PEM", help="CA certificates to verify the peer")
     echo.set_defaults(func=cmd_echo)
 
     demo = sub.add_parser("demo", help="run the whole chain on sample studies")

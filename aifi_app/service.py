@@ -15,7 +15,9 @@ from aifi_app.algorithms.lifecycle import PackageCatalog
 from aifi_app.algorithms.runners import RunnerCache
 from aifi_app.algorithms.signing import TrustPolicy
 from aifi_app.config.settings import Settings
+from aifi_app.dicom_node.peers import listener_tls_context
 from aifi_app.dicom_node.storage_scp import NodeConfig, StorageNode
+from aifi_app.net.tls import TlsConfigError
 from aifi_app.pipeline.dispatcher import Dispatcher
 from aifi_app.pipeline.processing import JobProcessor
 from aifi_app.pipeline.remote_dicom import RemoteDicomStep
@@ -55,6 +57,10 @@ def installation_id(db: Database) -> str:
         new = str(uuid.uuid4())
         conn.execute("INSERT INTO installation (key, value) VALUES ('id', ?)", (new,))
         return new
+
+
+class ServiceConfigError(RuntimeError):
+    """The settings cannot be used to start (e.g. an unreadable TLS key); says which."""
 
 
 class Appliance:
@@ -106,6 +112,10 @@ class Appliance:
             )
         )
         self._last_stored_study = -1
+        try:
+            tls_context = listener_tls_context(node)
+        except TlsConfigError as exc:
+            raise ServiceConfigError(f"node.tls: {exc}") from exc
         self.node = StorageNode(
             NodeConfig(
                 ae_title=node.ae_title,
@@ -114,6 +124,10 @@ class Appliance:
                 allowed_calling_ae_titles=allowed,
                 max_pdu_size=node.max_pdu_size,
                 network_timeout_seconds=node.network_timeout_seconds,
+                calling_ae_addresses=node.calling_ae_addresses,
+                tls_context=tls_context,
+                tls_port=node.tls_port,
+                plain_tcp=node.plain_tcp,
             ),
             self.db,
             self.data_dir,

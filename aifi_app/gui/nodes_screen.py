@@ -23,8 +23,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from aifi_app.config.settings import RemoteNode, Settings
-from aifi_app.dicom_node.storage_scu import AssociationFailed, Peer, echo
+from aifi_app.config.settings import NodeSettings, RemoteNode, Settings
+from aifi_app.dicom_node.peers import dicom_peer
+from aifi_app.dicom_node.storage_scu import AssociationFailed, echo
 from aifi_app.gui.background import Background
 
 
@@ -35,12 +36,18 @@ class EchoResult:
     error: str = ""
 
 
-def run_echo(node: RemoteNode, calling_ae_title: str, timeout: float = 10.0) -> EchoResult:
-    """Worker thread: C-ECHO the node; never raises for network trouble."""
+def run_echo(
+    node: RemoteNode,
+    calling_ae_title: str,
+    timeout: float = 10.0,
+    own: NodeSettings | None = None,
+) -> EchoResult:
+    """Worker thread: C-ECHO the node (over DICOM TLS when the node says so, with ``own``
+    certificate); never raises for network trouble."""
     start = time.monotonic()
     try:
         status = echo(
-            Peer(node.ae_title, node.host, node.port),
+            dicom_peer(node, own or NodeSettings()),
             calling_ae_title=calling_ae_title,
             timeout=timeout,
         )
@@ -158,7 +165,12 @@ class NodesScreen(QWidget):
         )
         calling = self._settings.delivery.calling_ae_title or self._settings.node.ae_title
         self._network.submit(
-            run_echo, node, calling, on_done=lambda r: self._show_result(row, node, r)
+            run_echo,
+            node,
+            calling,
+            10.0,
+            self._settings.node,
+            on_done=lambda r: self._show_result(row, node, r),
         )
 
     def _show_result(self, row: int, node: RemoteNode, r: EchoResult) -> None:
