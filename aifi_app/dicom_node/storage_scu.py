@@ -80,7 +80,39 @@ def _check_reachable(peer: Peer, timeout: float) -> None:
             tls.close()
 
 
-def _no_association(peer: Peer, assoc: Any) -> AssociationFailed:
+def _tls_refusal(peer: Peer, timeout: float) -> str | None:
+    """Why the peer refused our TLS connection after the handshake, if it did.
+
+    With TLS 1.3 a client's handshake completes before the server has checked the client
+    certificate; a server that refuses it says so in an alert that arrives afterwards.
+    Looked for only once an association failed, so a good link pays nothing.
+    """
+    assert peer.tls is not None
+    try:
+        with (
+            socket.create_connection((peer.host, peer.port), timeout=timeout) as raw,
+            peer.tls.wrap_socket(raw, server_hostname=peer.host) as tls,
+        ):
+            tls.settimeout(min(timeout, 2.0))
+            tls.recv(1)
+    except ssl.SSLError as exc:
+        return describe_tls_error(exc)
+    except OSError:
+        return None
+    return None
+
+
+def _no_association(peer: Peer, assoc: Any, timeout: float) -> AssociationFailed:
+    # pynetdicom leaves the socket of an association aborted by a TLS alert open
+    left = getattr(getattr(assoc.dul, "socket", None), "socket", None)
+    if isinstance(left, socket.socket):
+        with contextlib.suppress(OSError):
+            left.close()
+    where = f"{peer.ae_title}@{peer.host}:{peer.port}"
+    if not assoc.is_rejected and peer.tls is not None:
+        refusal = _tls_refusal(peer, timeout)
+        if refusal is not None:
+            return AssociationFailed(f"TLS with {where} failed: {refusal}")
     why = "rejected" if assoc.is_rejected else "aborted" if assoc.is_aborted else "no answer"
     return AssociationFailed(f"no association with {peer.ae_title}@{peer.host}:{peer.port} ({why})")
 
@@ -120,7 +152,7 @@ def send_files(
         tls_args=peer.tls_args,
     )
     if not assoc.is_established:
-        raise _no_association(peer, assoc)
+        raise _no_association(peer, assoc, timeout)
     outcomes: list[SendOutcome] = []
     try:
         for path in paths:
@@ -159,7 +191,7 @@ def echo(peer: Peer, *, calling_ae_title: str, timeout: float = 10.0) -> int:
         tls_args=peer.tls_args,
     )
     if not assoc.is_established:
-        raise _no_association(peer, assoc)
+        raise _no_association(peer, assoc, timeout)
     try:
         rsp = assoc.send_c_echo()
         status = rsp.get("Status") if rsp else None

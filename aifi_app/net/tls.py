@@ -113,6 +113,8 @@ def describe_tls_error(exc: BaseException) -> str:
             return "the client does not speak TLS (plain TCP to the TLS port)"
         if "peer_did_not_return_a_certificate" in reason:
             return "the client sent no certificate, and one is required"
+        if "certificate_required" in reason:
+            return "the peer requires our client certificate (none configured or not accepted)"
         if "alert" in reason:
             return f"the peer refused our certificate or the connection ({exc.reason})"
         return f"TLS error ({exc.reason or type(exc).__name__})"

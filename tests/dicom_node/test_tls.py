@@ -328,3 +328,32 @@ def test_wait_readable_sees_bytes_already_decrypted(pki: Pki) -> None:
             ready = wait_readable(client, [], 5.0)
             assert ready == [client]
             assert client.recv(64) == b"second"
+
+
+@pytest.mark.dcmtk
+def test_configured_remote_node_with_tls_is_reached_with_our_certificate(
+    storescp_tls: tuple[int, Path], pki: Pki
+) -> None:
+    from aifi_app.config.settings import NodeSettings, RemoteNode
+    from aifi_app.dicom_node.peers import dicom_peer
+
+    port, _ = storescp_tls
+    remote = RemoteNode(
+        name="PACS",
+        ae_title="PACS",
+        host="127.0.0.1",
+        port=port,
+        tls=True,
+        ca_file=str(pki.ca.certificate_file),
+    )
+    own = NodeSettings(
+        tls_certificate_file=str(pki.node.certificate), tls_key_file=str(pki.node.key)
+    )
+    assert echo(dicom_peer(remote, own), calling_ae_title="AIFI") == 0
+    # without our certificate storescp (which requires one) refuses the handshake
+    with pytest.raises(AssociationFailed, match=r"TLS with PACS@127\.0\.0\.1"):
+        echo(dicom_peer(remote, NodeSettings()), calling_ae_title="AIFI")
+    broken = RemoteNode(name="PACS", ae_title="PACS", host="127.0.0.1", port=port, tls=True,
+                        ca_file="/nonexistent/ca.pem")  # fmt: skip
+    with pytest.raises(AssociationFailed, match="cannot be set up"):
+        dicom_peer(broken, own)
