@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import faulthandler
+import getpass
 import json
 import logging
 import logging.handlers
@@ -56,6 +57,43 @@ def _settings(args: argparse.Namespace) -> Settings:
         pacs=getattr(args, "pacs", None),
         allow=tuple(getattr(args, "allow", None) or ()),
     )
+
+
+def cli_actor() -> str:
+    """Who ran the command, for the audit log: ``cli:<OS user>``."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # pragma: no cover - no user name in this environment
+        return "cli"
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from aifi_app.store import audit_chain, audit_log
+
+    db = _open_db(args)
+    if args.action == "verify":
+        report = audit_chain.verify(db.conn)
+        if report.ok:
+            print(f"audit log verified: {report.reason}")
+            return 0
+        print(f"audit log BROKEN at row {report.broken_at}: {report.reason}", file=sys.stderr)
+        return 1
+    rows = audit_log.entries(db, limit=-1, oldest_first=True)
+    out = Path(args.output)
+    write = audit_log.write_jsonl if args.format == "jsonl" else audit_log.write_csv
+    count = write(rows, out)
+    with db.transaction() as conn:
+        from aifi_app.store import audit
+
+        audit.record(
+            conn,
+            "audit",
+            "exported",
+            detail=f"{count} rows as {args.format} to {out.name}",
+            actor=cli_actor(),
+        )
+    print(f"{count} audit rows written to {out}")
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -128,7 +166,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_process_now(args: argparse.Namespace) -> int:
     from aifi_app.store.jobs import process_now
 
-    if process_now(_open_db(args), args.study_id, actor="cli"):
+    if process_now(_open_db(args), args.study_id, actor=cli_actor()):
         print(f"study {args.study_id} will be processed now")
         return 0
     print(f"study {args.study_id} is not receiving", file=sys.stderr)
@@ -139,7 +177,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
     from aifi_app.store.jobs import InvalidTransitionError, retry_job
 
     try:
-        state = retry_job(_open_db(args), args.job_id, actor="cli")
+        state = retry_job(_open_db(args), args.job_id, actor=cli_actor())
     except (KeyError, InvalidTransitionError) as exc:
         print(str(exc).strip("'\""), file=sys.stderr)
         return 1
@@ -226,19 +264,21 @@ def cmd_algorithms(args: argparse.Namespace) -> int:
         if action == "list":
             return _list_algorithms(catalog, as_json=args.json)
         if action == "install":
-            package, previous = lifecycle.install(Path(args.target), settings.data_dir, db, trust)
+            package, previous = lifecycle.install(
+                Path(args.target), settings.data_dir, db, trust, actor=cli_actor()
+            )
             ident = package.identity
             what = f"updated from {previous} to" if previous else "installed"
             signer = f"signed by {package.signed_by}" if package.signed_by else "unsigned"
             print(f"{ident.algorithm_id} {what} {ident.version} ({ident.vendor}; {signer})")
             return 0
         if action == "remove":
-            lifecycle.remove(args.target, settings.data_dir, db)
+            lifecycle.remove(args.target, settings.data_dir, db, actor=cli_actor())
             print(f"{args.target} removed")
             return 0
         if args.target not in catalog.known_ids():
             raise PackageError(f"no usable algorithm package {args.target}")
-        algorithm_state.set_enabled(db, args.target, action == "enable", actor="cli")
+        algorithm_state.set_enabled(db, args.target, action == "enable", actor=cli_actor())
         print(f"{args.target} {action}d")
         return 0
     except PackageError as exc:
@@ -425,6 +465,17 @@ def build_parser() -> argparse.ArgumentParser:
         common(p)
         p.add_argument("target", metavar=target)
         p.set_defaults(func=cmd_algorithms)
+
+    audit_cmd = sub.add_parser("audit", help="verify or export the audit log")
+    audit_sub = audit_cmd.add_subparsers(dest="action", required=True)
+    verify = audit_sub.add_parser("verify", help="check the hash chain; exit 1 if broken")
+    common(verify)
+    verify.set_defaults(func=cmd_audit)
+    export = audit_sub.add_parser("export", help="write every row (with its hashes)")
+    common(export)
+    export.add_argument("--format", choices=["csv", "jsonl"], default="csv")
+    export.add_argument("--output", required=True, metavar="FILE")
+    export.set_defaults(func=cmd_audit)
 
     gui = sub.add_parser("gui", help="open the desktop application (the default command)")
     common(gui)
