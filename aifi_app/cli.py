@@ -30,8 +30,11 @@ log = logging.getLogger("aifi_app")
 def _setup_logging(level: str, data_dir: Path | None) -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if data_dir is not None:
-        logs = data_dir / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
+        from aifi_app.file_modes import private_dir, restrict_umask
+
+        restrict_umask()  # logs, like the data, readable by the service's account only
+        private_dir(data_dir)
+        logs = private_dir(data_dir / "logs")
         handlers.append(
             logging.handlers.RotatingFileHandler(
                 logs / "aifi-app.log", maxBytes=10_000_000, backupCount=5, encoding="utf-8"
@@ -140,12 +143,19 @@ def _open_db(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from aifi_app import health
     from aifi_app.store.status import queue_snapshot
 
-    snap = queue_snapshot(_open_db(args), limit=args.limit)
+    settings = _settings(args)
+    db = _open_db(args)
+    snap = queue_snapshot(db, limit=args.limit)
+    snap["health"] = health.check(db, settings.data_dir)
+    code = int(snap["health"]["exit_code"])
     if args.json:
         print(json.dumps(snap, indent=2, sort_keys=True))
-        return 0
+        return code
+    reasons = "; ".join(snap["health"]["reasons"])
+    print(f"health: {snap['health']['status']}" + (f" ({reasons})" if reasons else ""))
     print(f"studies: {snap['counts']['studies']}  jobs: {snap['counts']['jobs']}")
     for j in snap["jobs"]:
         reason = f"  ({j['reason']})" if j["reason"] else ""
@@ -160,7 +170,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 f"study {s['id']:>5}  {s['modality']:<4} {s['instance_count']:>5} instance(s) "
                 f"{s['state']}{reason}"
             )
-    return 0
+    return code
 
 
 def cmd_process_now(args: argparse.Namespace) -> int:

@@ -15,8 +15,11 @@ from aifi_app.algorithms.lifecycle import PackageCatalog
 from aifi_app.algorithms.runners import RunnerCache
 from aifi_app.algorithms.signing import TrustPolicy
 from aifi_app.config.settings import Settings
+from aifi_app.crash import CrashHandler
 from aifi_app.dicom_node.peers import listener_tls_context
 from aifi_app.dicom_node.storage_scp import NodeConfig, StorageNode
+from aifi_app.file_modes import private_dir, restrict_umask, tighten_tree
+from aifi_app.health import Heartbeat
 from aifi_app.net.tls import TlsConfigError
 from aifi_app.pipeline.dispatcher import Dispatcher
 from aifi_app.pipeline.processing import JobProcessor
@@ -32,11 +35,10 @@ DATABASE_FILE = "aifi.sqlite3"
 
 
 def open_database(data_dir: Path) -> Database:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        data_dir.chmod(0o700)
-    except OSError:  # pragma: no cover
-        log.warning("could not restrict permissions of the data directory")
+    """The queue database; the data directory and everything the process creates are
+    private to the service's account (:mod:`aifi_app.file_modes`)."""
+    restrict_umask()
+    private_dir(data_dir)
     return Database(data_dir / DATABASE_FILE)
 
 
@@ -73,6 +75,7 @@ class Appliance:
         self.settings = settings
         self.data_dir = settings.data_dir
         self.db = open_database(self.data_dir)
+        tighten_tree(self.data_dir)
         self.secret = secret_for(installation_id(self.db))
         self.catalog = PackageCatalog(
             self.db, self.data_dir, settings.algorithms.package_dirs, trust_policy(settings)
@@ -112,6 +115,8 @@ class Appliance:
             )
         )
         self._last_stored_study = -1
+        self.crash_handler = CrashHandler(self.data_dir, self._audit_crash)
+        self.heartbeat = Heartbeat(self.data_dir, lambda: self.settings)
         try:
             tls_context = listener_tls_context(node)
         except TlsConfigError as exc:
@@ -156,17 +161,25 @@ class Appliance:
         ]
         return min(own) if own else self.settings.completion.idle_seconds
 
+    def _audit_crash(self, detail: str) -> None:
+        with self.db.transaction() as conn:
+            audit.record(conn, "service", "crash", detail=detail)
+
     def start(self) -> None:
+        self.crash_handler.install()
         with self.db.transaction() as conn:
             audit.record(conn, "service", "started", detail=f"data in {self.data_dir}")
         self.worker.start()
         self.dispatcher.start()
         self.node.start()
+        self.heartbeat.start()
 
     def stop(self) -> None:
+        self.heartbeat.stop()
         self.node.stop()
         self.worker.stop()
         self.dispatcher.stop()
         with self.db.transaction() as conn:
             audit.record(conn, "service", "stopped")
+        self.crash_handler.uninstall()
         self.db.close()
