@@ -6,7 +6,10 @@ own process. Start and stop from one thread; everything else runs on its own thr
 
 from __future__ import annotations
 
+import getpass
+import json
 import logging
+import sqlite3
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +17,7 @@ from pathlib import Path
 from aifi_app.algorithms.lifecycle import PackageCatalog
 from aifi_app.algorithms.runners import RunnerCache
 from aifi_app.algorithms.signing import TrustPolicy
+from aifi_app.config.changes import describe_changes, flatten
 from aifi_app.config.settings import Settings
 from aifi_app.crash import CrashHandler
 from aifi_app.dicom_node.peers import listener_tls_context
@@ -59,6 +63,14 @@ def installation_id(db: Database) -> str:
         new = str(uuid.uuid4())
         conn.execute("INSERT INTO installation (key, value) VALUES ('id', ?)", (new,))
         return new
+
+
+def service_actor() -> str:
+    """The account the service runs under, for the audit log: ``service:<OS user>``."""
+    try:
+        return f"service:{getpass.getuser()}"
+    except (KeyError, OSError):  # pragma: no cover - no user name in this environment
+        return "service"
 
 
 class ServiceConfigError(RuntimeError):
@@ -165,10 +177,31 @@ class Appliance:
         with self.db.transaction() as conn:
             audit.record(conn, "service", "crash", detail=detail)
 
+    def _record_settings(self, conn: sqlite3.Connection) -> None:
+        """Audit what changed in the settings since the last start (who: the OS user)."""
+        current = flatten(self.settings)
+        row = conn.execute("SELECT value FROM installation WHERE key = 'settings'").fetchone()
+        previous: dict[str, str] | None = json.loads(row[0]) if row is not None else None
+        if previous == current:
+            return
+        detail = describe_changes(previous, current) if previous is not None else "first start"
+        audit.record(conn, "config", "settings_changed", detail=detail, actor=service_actor())
+        conn.execute(
+            "INSERT OR REPLACE INTO installation (key, value) VALUES ('settings', ?)",
+            (json.dumps(current, sort_keys=True),),
+        )
+
     def start(self) -> None:
         self.crash_handler.install()
         with self.db.transaction() as conn:
-            audit.record(conn, "service", "started", detail=f"data in {self.data_dir}")
+            audit.record(
+                conn,
+                "service",
+                "started",
+                detail=f"data in {self.data_dir}",
+                actor=service_actor(),
+            )
+            self._record_settings(conn)
         self.worker.start()
         self.dispatcher.start()
         self.node.start()
