@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import stat
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -61,11 +62,14 @@ def test_everything_under_data_dir_is_private_after_a_study(tmp_path: Path) -> N
         target = app.node.incoming / "x.dcm"
         target.write_bytes(path.read_bytes())
         app.node.accept_file(target, "MODALITY", str(ds.SOPInstanceUID))
-        for _ in range(20):
-            if not (app.worker.run_once() | app.dispatcher.run_once()):
+        app.worker.wake()  # the running worker and dispatcher take it from here
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            states = [j["state"] for j in app.db.query("SELECT state FROM jobs")]
+            if states == ["delivered"]:
                 break
-        (job,) = app.db.query("SELECT state FROM jobs")
-        assert job["state"] == "delivered"
+            time.sleep(0.1)
+        assert states == ["delivered"]
         crash = threading.Thread(target=lambda: 1 / 0, name="crasher")
         crash.start()
         crash.join()
