@@ -100,12 +100,16 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from aifi_app.crash import CrashHandler
     from aifi_app.secrets import KeyringUnavailableError
     from aifi_app.service import Appliance, ServiceConfigError
 
     settings = _settings(args)
     _setup_logging(args.log_level, settings.data_dir)
     faulthandler.enable()
+    # from here on an unhandled exception leaves a crash report (the appliance's own
+    # handler, installed while it runs, also writes the audit entry)
+    CrashHandler(settings.data_dir).install()
     stop = threading.Event()
 
     def _on_signal(signum: int, frame: FrameType | None) -> None:
@@ -131,6 +135,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         while not stop.wait(0.5):
             pass
+    except Exception as exc:  # the main loop itself failed: report (no PHI), then stop
+        appliance.crash_handler.handle(exc, "main")
+        return 70  # EX_SOFTWARE
     finally:
         appliance.stop()
     return 0
