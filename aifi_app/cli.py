@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import faulthandler
+import getpass
 import json
 import logging
 import logging.handlers
@@ -30,8 +32,11 @@ log = logging.getLogger("aifi_app")
 def _setup_logging(level: str, data_dir: Path | None) -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if data_dir is not None:
-        logs = data_dir / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
+        from aifi_app.file_modes import private_dir, restrict_umask
+
+        restrict_umask()  # logs, like the data, readable by the service's account only
+        private_dir(data_dir)
+        logs = private_dir(data_dir / "logs")
         handlers.append(
             logging.handlers.RotatingFileHandler(
                 logs / "aifi-app.log", maxBytes=10_000_000, backupCount=5, encoding="utf-8"
@@ -59,6 +64,43 @@ def _settings(args: argparse.Namespace) -> Settings:
     )
 
 
+def cli_actor() -> str:
+    """Who ran the command, for the audit log: ``cli:<OS user>``."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # pragma: no cover - no user name in this environment
+        return "cli"
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from aifi_app.store import audit_chain, audit_log
+
+    db = _open_db(args)
+    if args.action == "verify":
+        report = audit_chain.verify(db.conn)
+        if report.ok:
+            print(f"audit log verified: {report.reason}")
+            return 0
+        print(f"audit log BROKEN at row {report.broken_at}: {report.reason}", file=sys.stderr)
+        return 1
+    rows = audit_log.entries(db, limit=-1, oldest_first=True)
+    out = Path(args.output)
+    write = audit_log.write_jsonl if args.format == "jsonl" else audit_log.write_csv
+    count = write(rows, out)
+    with db.transaction() as conn:
+        from aifi_app.store import audit
+
+        audit.record(
+            conn,
+            "audit",
+            "exported",
+            detail=f"{count} rows as {args.format} to {out.name}",
+            actor=cli_actor(),
+        )
+    print(f"{count} audit rows written to {out}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     stop = threading.Event()
 
@@ -74,17 +116,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def serve(args: argparse.Namespace, stop: threading.Event) -> int:
     """Run the appliance headless until ``stop`` is set (a signal, or the Windows service
     control manager: :mod:`aifi_app.windows_service`)."""
+    from aifi_app.crash import CrashHandler
     from aifi_app.secrets import KeyringUnavailableError
-    from aifi_app.service import Appliance
+    from aifi_app.service import Appliance, ServiceConfigError
 
     settings = _settings(args)
     _setup_logging(args.log_level, settings.data_dir)
     faulthandler.enable()
+    # from here on an unhandled exception leaves a crash report (the appliance's own
+    # handler, installed while it runs, also writes the audit entry)
+    CrashHandler(settings.data_dir).install()
     try:
         appliance = Appliance(settings)
     except KeyringUnavailableError as exc:
         log.error("%s", exc)
         return 3
+    except ServiceConfigError as exc:
+        log.error("%s", exc)
+        return 2
     appliance.start()
     print(
         f"aifi-app {__version__} serving as {settings.node.ae_title} on "
@@ -94,6 +143,9 @@ def serve(args: argparse.Namespace, stop: threading.Event) -> int:
     try:
         while not stop.wait(0.5):
             pass
+    except Exception as exc:  # the main loop itself failed: report (no PHI), then stop
+        appliance.crash_handler.handle(exc, "main")
+        return 70  # EX_SOFTWARE
     finally:
         appliance.stop()
     return 0
@@ -106,12 +158,19 @@ def _open_db(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from aifi_app import health
     from aifi_app.store.status import queue_snapshot
 
-    snap = queue_snapshot(_open_db(args), limit=args.limit)
+    settings = _settings(args)
+    db = _open_db(args)
+    snap = queue_snapshot(db, limit=args.limit)
+    snap["health"] = health.check(db, settings.data_dir)
+    code = int(snap["health"]["exit_code"])
     if args.json:
         print(json.dumps(snap, indent=2, sort_keys=True))
-        return 0
+        return code
+    reasons = "; ".join(snap["health"]["reasons"])
+    print(f"health: {snap['health']['status']}" + (f" ({reasons})" if reasons else ""))
     print(f"studies: {snap['counts']['studies']}  jobs: {snap['counts']['jobs']}")
     for j in snap["jobs"]:
         reason = f"  ({j['reason']})" if j["reason"] else ""
@@ -126,13 +185,13 @@ def cmd_status(args: argparse.Namespace) -> int:
                 f"study {s['id']:>5}  {s['modality']:<4} {s['instance_count']:>5} instance(s) "
                 f"{s['state']}{reason}"
             )
-    return 0
+    return code
 
 
 def cmd_process_now(args: argparse.Namespace) -> int:
     from aifi_app.store.jobs import process_now
 
-    if process_now(_open_db(args), args.study_id, actor="cli"):
+    if process_now(_open_db(args), args.study_id, actor=cli_actor()):
         print(f"study {args.study_id} will be processed now")
         return 0
     print(f"study {args.study_id} is not receiving", file=sys.stderr)
@@ -144,11 +203,11 @@ def cmd_retry(args: argparse.Namespace) -> int:
     from aifi_app.store.jobs import InvalidTransitionError, retry_job
 
     db = _open_db(args)
-    resent = retry_failed(db, args.job_id, actor="cli")
+    resent = retry_failed(db, args.job_id, actor=cli_actor())
     if resent:
         print(f"job {args.job_id}: {resent} HL7 message(s) to the RIS queued again")
     try:
-        state = retry_job(db, args.job_id, actor="cli")
+        state = retry_job(db, args.job_id, actor=cli_actor())
     except (KeyError, InvalidTransitionError) as exc:
         if resent:
             return 0
@@ -210,11 +269,24 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_echo(args: argparse.Namespace) -> int:
-    from aifi_app.dicom_node.storage_scu import AssociationFailed, Peer, echo
+    from aifi_app.dicom_node.peers import dicom_peer
+    from aifi_app.dicom_node.storage_scu import AssociationFailed, echo
 
-    node = parse_node_address(args.node, name="peer")
+    settings = _settings(args)
+    if "@" in args.node:
+        node = dataclasses.replace(
+            parse_node_address(args.node, name="peer"),
+            tls=args.tls,
+            ca_file=args.ca_file or "",
+        )
+    else:
+        found = settings.remote_node(args.node)
+        if found is None:
+            raise ConfigError(f"no remote node named {args.node!r} in the settings")
+        node = found
+    calling = args.calling or settings.delivery.calling_ae_title or settings.node.ae_title
     try:
-        status = echo(Peer(node.ae_title, node.host, node.port), calling_ae_title=args.calling)
+        status = echo(dicom_peer(node, settings.node), calling_ae_title=calling)
     except AssociationFailed as exc:
         print(f"C-ECHO failed: {exc}", file=sys.stderr)
         return 1
@@ -351,19 +423,21 @@ def cmd_algorithms(args: argparse.Namespace) -> int:
         if action == "list":
             return _list_algorithms(catalog, as_json=args.json)
         if action == "install":
-            package, previous = lifecycle.install(Path(args.target), settings.data_dir, db, trust)
+            package, previous = lifecycle.install(
+                Path(args.target), settings.data_dir, db, trust, actor=cli_actor()
+            )
             ident = package.identity
             what = f"updated from {previous} to" if previous else "installed"
             signer = f"signed by {package.signed_by}" if package.signed_by else "unsigned"
             print(f"{ident.algorithm_id} {what} {ident.version} ({ident.vendor}; {signer})")
             return 0
         if action == "remove":
-            lifecycle.remove(args.target, settings.data_dir, db)
+            lifecycle.remove(args.target, settings.data_dir, db, actor=cli_actor())
             print(f"{args.target} removed")
             return 0
         if args.target not in catalog.known_ids():
             raise PackageError(f"no usable algorithm package {args.target}")
-        algorithm_state.set_enabled(db, args.target, action == "enable", actor="cli")
+        algorithm_state.set_enabled(db, args.target, action == "enable", actor=cli_actor())
         print(f"{args.target} {action}d")
         return 0
     except PackageError as exc:
@@ -449,7 +523,7 @@ def cmd_admin(args: argparse.Namespace) -> int:
     settings = _settings(args)
     db = open_database(settings.data_dir)
     try:
-        admin_access.set_passphrase(passphrase, db=db, actor=f"cli:{getpass.getuser()}")
+        admin_access.set_passphrase(passphrase, db=db, actor=cli_actor())
     except (admin_access.PassphraseError, KeyringUnavailableError) as exc:
         print(f"aifi-app admin: {exc}", file=sys.stderr)
         return 1
@@ -541,8 +615,13 @@ def build_parser() -> argparse.ArgumentParser:
     rep.set_defaults(func=cmd_report)
 
     echo = sub.add_parser("echo", help="verify a DICOM node with C-ECHO")
-    echo.add_argument("node", metavar="AET@HOST:PORT")
-    echo.add_argument("--calling", default="AIFI", metavar="AET")
+    common(echo)
+    echo.add_argument(
+        "node", metavar="AET@HOST:PORT|NAME", help="an address, or a remote node's name"
+    )
+    echo.add_argument("--calling", metavar="AET", help="calling AE title (default: own)")
+    echo.add_argument("--tls", action="store_true", help="DICOM TLS (with an address)")
+    echo.add_argument("--ca-file", metavar="PEM", help="CA certificates to verify the peer")
     echo.set_defaults(func=cmd_echo)
 
     demo = sub.add_parser("demo", help="run the whole chain on sample studies")
@@ -638,6 +717,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--stdin", action="store_true", help="read the passphrase from standard input"
     )
     set_pass.set_defaults(func=cmd_admin)
+
+    audit_cmd = sub.add_parser("audit", help="verify or export the audit log")
+    audit_sub = audit_cmd.add_subparsers(dest="action", required=True)
+    verify = audit_sub.add_parser("verify", help="check the hash chain; exit 1 if broken")
+    common(verify)
+    verify.set_defaults(func=cmd_audit)
+    export = audit_sub.add_parser("export", help="write every row (with its hashes)")
+    common(export)
+    export.add_argument("--format", choices=["csv", "jsonl"], default="csv")
+    export.add_argument("--output", required=True, metavar="FILE")
+    export.set_defaults(func=cmd_audit)
 
     gui = sub.add_parser("gui", help="open the desktop application (the default command)")
     common(gui)

@@ -18,8 +18,11 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
-from aifi_app.config.settings import RemoteNode
-from aifi_app.dicom_node.storage_scu import AssociationFailed, Peer, echo
+from aifi_app.config.settings import NodeSettings, RemoteNode
+from aifi_app.dicom_node.peers import dicom_peer
+from aifi_app.dicom_node.storage_scu import AssociationFailed, echo
+from aifi_app.net.https import InsecureUrlError, secure_link
+from aifi_app.net.tls import TlsConfigError
 
 
 @dataclass(frozen=True)
@@ -30,18 +33,23 @@ class CheckResult:
     """What happened, for people (English; the GUI shows it as is)."""
 
 
-def check_node(node: RemoteNode, calling_ae_title: str, timeout: float = 10.0) -> CheckResult:
+def check_node(
+    node: RemoteNode,
+    calling_ae_title: str,
+    timeout: float = 10.0,
+    own: NodeSettings | None = None,
+) -> CheckResult:
+    """Test the node over its own protocol, as the appliance would reach it: DICOM TLS and
+    HTTPS verified with the node's CA file, and our certificate from ``own`` where set."""
     start = time.monotonic()
     checks = {"dicom": _dicom, "dicomweb": _dicomweb, "http": _http, "mllp": _mllp}
-    ok, words = checks[node.protocol](node, calling_ae_title, timeout)
+    ok, words = checks[node.protocol](node, calling_ae_title, timeout, own or NodeSettings())
     return CheckResult(ok, time.monotonic() - start, words)
 
 
-def _dicom(node: RemoteNode, calling: str, timeout: float) -> tuple[bool, str]:
+def _dicom(node: RemoteNode, calling: str, timeout: float, own: NodeSettings) -> tuple[bool, str]:
     try:
-        status = echo(
-            Peer(node.ae_title, node.host, node.port), calling_ae_title=calling, timeout=timeout
-        )
+        status = echo(dicom_peer(node, own), calling_ae_title=calling, timeout=timeout)
     except (AssociationFailed, OSError) as exc:
         return False, f"C-ECHO to {node.ae_title}@{node.host}:{node.port} failed: {exc}"
     except (ValueError, RuntimeError) as exc:
@@ -51,9 +59,12 @@ def _dicom(node: RemoteNode, calling: str, timeout: float) -> tuple[bool, str]:
     return False, f"C-ECHO answered with status 0x{status:04X}"
 
 
-def _get(url: str, accept: str, timeout: float) -> tuple[int, str]:
-    request = urllib.request.Request(url, headers={"Accept": accept})  # noqa: S310 - http(s) only, checked by the loader
-    context = ssl.create_default_context()  # certificates and host names verified
+def _get(
+    node: RemoteNode, own: NodeSettings, url: str, accept: str, timeout: float
+) -> tuple[int, str]:
+    # https verified with the node's CA file; plain http only where net.https allows it
+    context: ssl.SSLContext | None = secure_link(node, own, None, url).ssl_context
+    request = urllib.request.Request(url, headers={"Accept": accept})  # noqa: S310 - http(s) only, checked above
     try:
         with urllib.request.urlopen(request, timeout=timeout, context=context) as answer:  # noqa: S310
             return int(answer.status), ""
@@ -66,28 +77,33 @@ def _web_error(url: str, exc: Exception) -> str:
     return f"no answer from {url}: {reason}"
 
 
-def _dicomweb(node: RemoteNode, calling: str, timeout: float) -> tuple[bool, str]:
+_WEB_ERRORS = (urllib.error.URLError, OSError, ValueError, InsecureUrlError, TlsConfigError)
+
+
+def _dicomweb(
+    node: RemoteNode, calling: str, timeout: float, own: NodeSettings
+) -> tuple[bool, str]:
     url = node.url.rstrip("/") + "/studies?limit=1"
     try:
-        status, reason = _get(url, "application/dicom+json", timeout)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+        status, reason = _get(node, own, url, "application/dicom+json", timeout)
+    except _WEB_ERRORS as exc:
         return False, _web_error(url, exc)
     if status in (200, 204):
         return True, f"DICOMweb search (QIDO-RS) answered with HTTP {status}"
     return False, f"DICOMweb search (QIDO-RS) answered with HTTP {status} {reason}".rstrip()
 
 
-def _http(node: RemoteNode, calling: str, timeout: float) -> tuple[bool, str]:
+def _http(node: RemoteNode, calling: str, timeout: float, own: NodeSettings) -> tuple[bool, str]:
     try:
-        status, reason = _get(node.url, "*/*", timeout)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+        status, reason = _get(node, own, node.url, "*/*", timeout)
+    except _WEB_ERRORS as exc:
         return False, _web_error(node.url, exc)
     if status < 400:
         return True, f"{node.url} answered with HTTP {status}"
     return False, f"{node.url} answered with HTTP {status} {reason}".rstrip()
 
 
-def _mllp(node: RemoteNode, calling: str, timeout: float) -> tuple[bool, str]:
+def _mllp(node: RemoteNode, calling: str, timeout: float, own: NodeSettings) -> tuple[bool, str]:
     try:
         with socket.create_connection((node.host, node.port), timeout=timeout):
             pass

@@ -6,7 +6,10 @@ own process. Start and stop from one thread; everything else runs on its own thr
 
 from __future__ import annotations
 
+import getpass
+import json
 import logging
+import sqlite3
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -15,8 +18,14 @@ from aifi_app.algorithms.lifecycle import PackageCatalog
 from aifi_app.algorithms.package import RemoteDicomSpec, RemoteDicomwebSpec
 from aifi_app.algorithms.runners import RunnerCache
 from aifi_app.algorithms.signing import TrustPolicy
+from aifi_app.config.changes import describe_changes, flatten
 from aifi_app.config.settings import Settings
+from aifi_app.crash import CrashHandler
+from aifi_app.dicom_node.peers import listener_tls_context
 from aifi_app.dicom_node.storage_scp import NodeConfig, StorageNode
+from aifi_app.file_modes import private_dir, restrict_umask, tighten_tree
+from aifi_app.health import Heartbeat
+from aifi_app.net.tls import TlsConfigError
 from aifi_app.pipeline.dispatcher import Dispatcher
 from aifi_app.pipeline.node_monitor import NodeMonitor
 from aifi_app.pipeline.processing import JobProcessor
@@ -35,11 +44,10 @@ DATABASE_FILE = "aifi.sqlite3"
 
 
 def open_database(data_dir: Path) -> Database:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        data_dir.chmod(0o700)
-    except OSError:  # pragma: no cover
-        log.warning("could not restrict permissions of the data directory")
+    """The queue database; the data directory and everything the process creates are
+    private to the service's account (:mod:`aifi_app.file_modes`)."""
+    restrict_umask()
+    private_dir(data_dir)
     return Database(data_dir / DATABASE_FILE)
 
 
@@ -62,6 +70,18 @@ def installation_id(db: Database) -> str:
         return new
 
 
+def service_actor() -> str:
+    """The account the service runs under, for the audit log: ``service:<OS user>``."""
+    try:
+        return f"service:{getpass.getuser()}"
+    except (KeyError, OSError):  # pragma: no cover - no user name in this environment
+        return "service"
+
+
+class ServiceConfigError(RuntimeError):
+    """The settings cannot be used to start (e.g. an unreadable TLS key); says which."""
+
+
 class Appliance:
     def __init__(
         self,
@@ -72,6 +92,7 @@ class Appliance:
         self.settings = settings
         self.data_dir = settings.data_dir
         self.db = open_database(self.data_dir)
+        tighten_tree(self.data_dir)
         self.secret = secret_for(installation_id(self.db))
         self.catalog = PackageCatalog(
             self.db, self.data_dir, settings.algorithms.package_dirs, trust_policy(settings)
@@ -124,6 +145,12 @@ class Appliance:
             )
         )
         self._last_stored_study = -1
+        self.crash_handler = CrashHandler(self.data_dir, self._audit_crash)
+        self.heartbeat = Heartbeat(self.data_dir, lambda: self.settings)
+        try:
+            tls_context = listener_tls_context(node)
+        except TlsConfigError as exc:
+            raise ServiceConfigError(f"node.tls: {exc}") from exc
         self.node = StorageNode(
             NodeConfig(
                 ae_title=node.ae_title,
@@ -132,6 +159,10 @@ class Appliance:
                 allowed_calling_ae_titles=allowed,
                 max_pdu_size=node.max_pdu_size,
                 network_timeout_seconds=node.network_timeout_seconds,
+                calling_ae_addresses=node.calling_ae_addresses,
+                tls_context=tls_context,
+                tls_port=node.tls_port,
+                plain_tcp=node.plain_tcp,
             ),
             self.db,
             self.data_dir,
@@ -160,16 +191,44 @@ class Appliance:
         ]
         return min(own) if own else self.settings.completion.idle_seconds
 
-    def start(self) -> None:
+    def _audit_crash(self, detail: str) -> None:
         with self.db.transaction() as conn:
-            audit.record(conn, "service", "started", detail=f"data in {self.data_dir}")
+            audit.record(conn, "service", "crash", detail=detail)
+
+    def _record_settings(self, conn: sqlite3.Connection) -> None:
+        """Audit what changed in the settings since the last start (who: the OS user)."""
+        current = flatten(self.settings)
+        row = conn.execute("SELECT value FROM installation WHERE key = 'settings'").fetchone()
+        previous: dict[str, str] | None = json.loads(row[0]) if row is not None else None
+        if previous == current:
+            return
+        detail = describe_changes(previous, current) if previous is not None else "first start"
+        audit.record(conn, "config", "settings_changed", detail=detail, actor=service_actor())
+        conn.execute(
+            "INSERT OR REPLACE INTO installation (key, value) VALUES ('settings', ?)",
+            (json.dumps(current, sort_keys=True),),
+        )
+
+    def start(self) -> None:
+        self.crash_handler.install()
+        with self.db.transaction() as conn:
+            audit.record(
+                conn,
+                "service",
+                "started",
+                detail=f"data in {self.data_dir}",
+                actor=service_actor(),
+            )
+            self._record_settings(conn)
         self.worker.start()
         self.dispatcher.start()
         self.node_monitor.start()
         self.ris_sender.start()
         self.node.start()
+        self.heartbeat.start()
 
     def stop(self) -> None:
+        self.heartbeat.stop()
         self.node.stop()
         self.worker.stop()
         self.dispatcher.stop()
@@ -177,4 +236,5 @@ class Appliance:
         self.ris_sender.stop()
         with self.db.transaction() as conn:
             audit.record(conn, "service", "stopped")
+        self.crash_handler.uninstall()
         self.db.close()

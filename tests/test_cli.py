@@ -54,9 +54,11 @@ def test_serve_with_command_line_overrides(tmp_path: Path) -> None:
         wait_for_port(port, 60)
         assert echo(Peer("AIFI_TEST", "127.0.0.1", port), calling_ae_title="MODALITY") == 0
         status = _run("status", "--json", "--data-dir", str(tmp_path / "d"), env=env)
-        assert status.returncode == 0
         snap = json.loads(status.stdout)
         assert snap["studies"] == [] and snap["jobs"] == []
+        # running; the PACS at port 1 refuses connections, which degrades it once probed
+        assert snap["health"]["status"] in ("healthy", "degraded")
+        assert status.returncode == snap["health"]["exit_code"]
     finally:
         os.kill(proc.pid, signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
@@ -64,6 +66,9 @@ def test_serve_with_command_line_overrides(tmp_path: Path) -> None:
     assert "serving as AIFI_TEST" in out
     assert (tmp_path / "d" / "aifi.sqlite3").exists()
     assert (tmp_path / "d" / "logs" / "aifi-app.log").exists()
+    # database, spool, logs, heartbeat: readable by the service's account only
+    for path in [tmp_path / "d", *(tmp_path / "d").rglob("*")]:
+        assert path.stat().st_mode & 0o077 == 0, path
 
 
 def test_serve_refuses_to_start_without_a_keyring(tmp_path: Path) -> None:

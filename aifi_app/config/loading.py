@@ -17,6 +17,7 @@ from typing import Any
 
 from aifi_app.algorithms.signing import SignatureError, parse_public_key
 from aifi_app.config.settings import ARRAYS, SECTIONS, RemoteNode, Settings
+from aifi_app.dicom_node.access import AddressRuleError, parse_address_rules
 
 _AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # PS3.5: default repertoire, no '\'
 
@@ -167,6 +168,8 @@ def _check_node(node: RemoteNode, where: str) -> None:
         scheme = node.url.split("://", 1)[0].lower() if "://" in node.url else ""
         if scheme not in ("http", "https"):
             raise ConfigError(f"{where}.url: {node.url!r} is not an http:// or https:// address")
+    if node.tls and node.protocol != "dicom":
+        raise ConfigError(f"{where}.tls: only for protocol dicom (use an https:// url)")
 
 
 def validate(settings: Settings) -> None:
@@ -176,6 +179,20 @@ def validate(settings: Settings) -> None:
         _check_port(settings.node.port, "node.port")
     for i, aet in enumerate(settings.node.allowed_calling_ae_titles):
         _check_ae(aet, f"node.allowed_calling_ae_titles[{i}]")
+    for i, entry in enumerate(settings.node.calling_ae_addresses):
+        try:
+            parse_address_rules([entry])
+        except AddressRuleError as exc:
+            raise ConfigError(f"node.calling_ae_addresses[{i}]: {exc}") from exc
+        _check_ae(entry.rpartition("@")[0].strip(), f"node.calling_ae_addresses[{i}]")
+    if settings.node.tls_port != 0:
+        _check_port(settings.node.tls_port, "node.tls_port")
+        if not settings.node.tls_certificate_file or not settings.node.tls_key_file:
+            raise ConfigError(
+                "node.tls_port: a TLS listener needs tls_certificate_file and tls_key_file"
+            )
+    if not settings.node.plain_tcp and settings.node.tls_port == 0:
+        raise ConfigError("node.plain_tcp: false needs a TLS listener (node.tls_port)")
     if settings.node.max_pdu_size < 4096:
         raise ConfigError("node.max_pdu_size: must be at least 4096 bytes")
     names = [n.name for n in settings.remote_nodes]

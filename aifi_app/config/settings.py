@@ -50,6 +50,55 @@ class NodeSettings:
             "title is rejected at association time. Remote nodes are allowed as well."
         ),
     )
+    calling_ae_addresses: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc(
+            'Ties calling AE titles to IP addresses or networks, entries "AET@10.1.2.3" or '
+            '"AET@10.1.0.0/16": a title listed here may associate only from one of its '
+            "addresses (others are rejected and audited); titles not listed from anywhere."
+        ),
+    )
+    tls_port: int = field(
+        default=0,
+        metadata=_doc(
+            "Port of the DICOM TLS listener (2762 is DICOM's well-known TLS port); 0: no TLS "
+            "listener. Needs tls_certificate_file and tls_key_file."
+        ),
+    )
+    plain_tcp: bool = field(
+        default=True,
+        metadata=_doc(
+            "Whether the plain-TCP listener on port runs; false accepts DICOM over TLS only."
+        ),
+    )
+    tls_certificate_file: str = field(
+        default="",
+        metadata=_doc(
+            "The appliance's certificate (PEM, with its chain) for the TLS listener and as "
+            "client certificate of outgoing DICOM TLS associations."
+        ),
+    )
+    tls_key_file: str = field(
+        default="",
+        metadata=_doc(
+            "Its private key (PEM), readable only by the service account. A passphrase, if "
+            "any, is read from the OS keyring entry 'tls-key-passphrase'."
+        ),
+    )
+    tls_ca_file: str = field(
+        default="",
+        metadata=_doc(
+            "CA certificates (PEM) that TLS clients' certificates must chain to; empty: the "
+            "system's trust store."
+        ),
+    )
+    tls_require_client_certificate: bool = field(
+        default=True,
+        metadata=_doc(
+            "Refuse TLS clients without a verified certificate (mutual authentication); false "
+            "makes a client certificate optional (still verified when sent)."
+        ),
+    )
     max_pdu_size: int = field(
         default=131072, metadata=_doc("Maximum PDU size the node receives, in bytes.")
     )
@@ -84,13 +133,27 @@ class RemoteNode:
             "Base URL (protocols dicomweb and http), e.g. https://vendor.example/dicom-web."
         ),
     )
+    tls: bool = field(
+        default=False,
+        metadata=_doc(
+            "Protocol dicom: associate over DICOM TLS (the node's certificate verified, ours "
+            "sent when node.tls_certificate_file is set)."
+        ),
+    )
     ca_file: str = field(
         default="",
         metadata=_doc(
-            "PEM file of the certificate authority that signed the node's HTTPS certificate "
-            "(protocols dicomweb and http); empty: the system's trusted authorities. "
-            "Certificates are always verified. A bearer token, if the node needs one, is "
-            "kept in the OS keyring: 'aifi-app nodes set-token NAME'."
+            "CA certificates (PEM) the node's certificate must chain to (DICOM TLS and "
+            "https); empty: the system's trust store. Certificates are always verified. A "
+            "bearer token, if the node needs one, is kept in the OS keyring: "
+            "'aifi-app nodes set-token NAME'."
+        ),
+    )
+    allow_plain_http: bool = field(
+        default=False,
+        metadata=_doc(
+            "Allow an http:// URL to a host other than this machine (unencrypted, "
+            "unverified); every use is audited. Off: only https://, or http:// to loopback."
         ),
     )
 

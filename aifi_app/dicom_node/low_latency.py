@@ -18,6 +18,13 @@ The two loops are copies of pynetdicom 3.0's with only the waiting changed; the 
 ``tests/dicom_node/test_low_latency.py`` pins the upstream source they were copied from,
 so a pynetdicom upgrade that changes them fails that test instead of the node.
 Everything here runs on pynetdicom's association threads.
+
+DICOM TLS: a TLS listener wraps each accepted socket without its handshake, which then
+runs on the association's own thread with the network timeout (pynetdicom's server would
+run it on the accepting thread, where one silent client holds up every other); a failed
+handshake is reported through the server's ``on_tls_refused`` hook. Waiting for data on a
+TLS socket must look at ``SSLSocket.pending()`` first: bytes already decrypted into the
+TLS buffer do not make the socket readable for ``select``.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import logging
 import queue
 import select
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -36,10 +44,13 @@ from typing import Any, cast
 
 from pynetdicom import AE, evt
 from pynetdicom._globals import MODE_ACCEPTOR
+from pynetdicom.acse import ACSE
 from pynetdicom.association import Association
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import A_ABORT_RQ
-from pynetdicom.transport import AssociationSocket, RequestHandler
+from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
+
+from aifi_app.net.tls import describe_tls_error, peer_certificate_subject
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +76,18 @@ def quickack(sock: socket.socket) -> None:
     if _HAS_QUICKACK:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+
+
+def wait_readable(sock: socket.socket, others: list[Any], timeout: float) -> list[Any]:
+    """Wait until ``sock`` (or one of ``others``) has something to read; returns those ready.
+
+    A TLS socket may hold decrypted bytes that ``select`` cannot see (the kernel's buffer
+    is empty, the TLS layer's is not): those make it ready at once.
+    """
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return [sock]
+    ready, _, _ = select.select([sock, *others], [], [], timeout)
+    return list(ready)
 
 
 class LowLatencySocket(AssociationSocket):
@@ -138,7 +161,7 @@ class LowLatencyDUL(DULServiceProvider):
             self._wake_r_wait(0.001)
             return
         try:
-            ready, _, _ = select.select([raw, self._wake_r], [], [], MAX_WAIT_SECONDS)
+            ready = wait_readable(raw, [self._wake_r], MAX_WAIT_SECONDS)
         except (OSError, ValueError):
             return  # the socket went away; the reactor notices on its next look
         if self._wake_r in ready:
@@ -210,12 +233,45 @@ class LowLatencyDUL(DULServiceProvider):
             sleep = False
 
 
+CallingAddressCheck = Callable[[str, str], str | None]
+"""(calling AE title, peer IP address) -> why the pair is refused, or None to go on."""
+
+
+class _AddressCheckingACSE(ACSE):
+    """pynetdicom's ACSE, refusing a calling AE title that calls from an address not its own.
+
+    The check runs before pynetdicom's own (calling AE title allow-list, called AE title,
+    association limit); a refusal is an A-ASSOCIATE-RJ "calling AE title not recognized",
+    and the reason is left on the association (``refusal_reason``) for the audit entry.
+    """
+
+    def _negotiate_as_acceptor(self) -> None:
+        check = cast("CallingAddressCheck | None", getattr(self.assoc, "address_check", None))
+        primitive = self.requestor.primitive
+        if check is not None and primitive is not None:
+            calling = str(primitive.calling_ae_title).strip()
+            reason = check(calling, self.requestor.address)
+            if reason is not None:
+                self.requestor.ae_title = primitive.calling_ae_title
+                cast(Any, self.assoc).refusal_reason = reason
+                self.send_reject(0x01, 0x01, 0x03)
+                evt.trigger(self.assoc, evt.EVT_REJECTED, {})
+                self.assoc.kill()
+                return
+        super()._negotiate_as_acceptor()
+
+
 class LowLatencyAssociation(Association):
     """An association whose acceptor loop blocks on its message queue instead of polling."""
 
     def __init__(self, ae: Any, mode: str) -> None:
         super().__init__(ae, mode)
         self.dul = LowLatencyDUL(self)
+        self.acse = _AddressCheckingACSE(self)
+        self.address_check: CallingAddressCheck | None = None
+        self.refusal_reason: str | None = None
+        self.tls_peer: str | None = None
+        """None on plain TCP; over TLS the peer certificate's common name ('' for none)."""
         # the timeouts live in the DUL's timers: set them again on the new one
         self.acse_timeout = self.ae.acse_timeout
         self.network_timeout = self.ae.network_timeout
@@ -277,14 +333,61 @@ class LowLatencyAssociation(Association):
                 return
 
 
+TlsRefusedHook = Callable[[str, str], None]
+"""(peer IP address, reason in words) for a TLS handshake our listener refused."""
+
+
+class LowLatencyServer(ThreadedAssociationServer):
+    """pynetdicom's threaded server; a TLS listener's handshake moves to the handler thread."""
+
+    on_tls_refused: TlsRefusedHook | None = None
+    address_check: CallingAddressCheck | None = None
+
+    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+        sock = cast(socket.socket, self.socket)
+        client, address = sock.accept()
+        if self.ssl_context:
+            client = self.ssl_context.wrap_socket(
+                client, server_side=True, do_handshake_on_connect=False
+            )
+        return client, address
+
+
 class LowLatencyRequestHandler(RequestHandler):
     """pynetdicom's request handler, making :class:`LowLatencyAssociation` acceptors."""
+
+    server: LowLatencyServer
+
+    def handle(self) -> None:
+        if isinstance(self.request, ssl.SSLSocket) and not self._tls_handshake(self.request):
+            return
+        super().handle()
+
+    def _tls_handshake(self, sock: ssl.SSLSocket) -> bool:
+        """Run the TLS handshake within the network timeout; report and close on failure."""
+        try:
+            sock.settimeout(self.ae.network_timeout)
+            sock.do_handshake()
+            sock.settimeout(None)
+        except OSError as exc:  # ssl.SSLError, a timeout or a reset
+            reason = describe_tls_error(exc)
+            log.warning("TLS handshake from %s refused: %s", self.client_address[0], reason)
+            hook = self.server.on_tls_refused
+            if hook is not None:
+                hook(str(self.client_address[0]), reason)
+            with contextlib.suppress(OSError):
+                sock.close()
+            return False
+        return True
 
     def _create_association(self) -> Association:
         """pynetdicom 3.0's ``RequestHandler._create_association`` with our classes."""
         tune_socket(self.request)
         assoc = LowLatencyAssociation(self.ae, MODE_ACCEPTOR)
         assoc._server = self.server
+        assoc.address_check = self.server.address_check
+        if isinstance(self.request, ssl.SSLSocket):
+            assoc.tls_peer = peer_certificate_subject(self.request)
 
         timestamp = datetime.strftime(datetime.now(), "%Y%m%d%H%M%S")
         assoc.name = f"AcceptorThread@{timestamp}"
@@ -312,20 +415,34 @@ class LowLatencyRequestHandler(RequestHandler):
         return assoc
 
 
-def start_server(ae: Any, address: tuple[str, int], handlers: list[Any]) -> Any:
+def start_server(
+    ae: Any,
+    address: tuple[str, int],
+    handlers: list[Any],
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    on_tls_refused: TlsRefusedHook | None = None,
+    address_check: CallingAddressCheck | None = None,
+) -> LowLatencyServer:
     """Start ``ae``'s association server with the low-latency acceptor, on its own thread.
 
-    The same as ``ae.start_server(address, block=False, evt_handlers=handlers)``, through
-    pynetdicom's public ``make_server`` and its ``request_handler`` parameter.
+    The same as ``ae.start_server(address, block=False, evt_handlers=handlers,
+    ssl_context=ssl_context)``, through pynetdicom's public ``make_server`` and its
+    ``request_handler`` parameter. ``on_tls_refused`` hears of failed TLS handshakes;
+    ``address_check`` may refuse a calling AE title calling from the wrong address.
     """
-    from pynetdicom.transport import ThreadedAssociationServer
-
-    server = ae.make_server(
-        address,
-        evt_handlers=handlers,
-        server_class=ThreadedAssociationServer,
-        request_handler=LowLatencyRequestHandler,
+    server = cast(
+        LowLatencyServer,
+        ae.make_server(
+            address,
+            evt_handlers=handlers,
+            ssl_context=ssl_context,
+            server_class=LowLatencyServer,
+            request_handler=LowLatencyRequestHandler,
+        ),
     )
+    server.on_tls_refused = on_tls_refused
+    server.address_check = address_check
     thread = threading.Thread(
         target=server.serve_forever, name=f"AcceptorServer@{address[1]}", daemon=True
     )
@@ -436,9 +553,11 @@ __all__ = [
     "LowLatencyAssociation",
     "LowLatencyDUL",
     "LowLatencyRequestHandler",
+    "LowLatencyServer",
     "LowLatencySocket",
     "RequestorOnly",
     "requestor_handlers",
     "start_server",
     "tune_socket",
+    "wait_readable",
 ]

@@ -10,6 +10,7 @@ association's thread.
 from __future__ import annotations
 
 import logging
+import ssl
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from pynetdicom import AE, _config, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from aifi_app.dicom_node import low_latency
+from aifi_app.dicom_node.access import CallingAddressPolicy, parse_address_rules
 from aifi_app.dicom_node.spool import durable_move
 from aifi_app.dicom_node.transfer_syntaxes import (
     ACCEPTED_TRANSFER_SYNTAXES,
@@ -63,6 +65,14 @@ class NodeConfig:
     allowed_calling_ae_titles: tuple[str, ...]
     max_pdu_size: int
     network_timeout_seconds: float
+    calling_ae_addresses: tuple[str, ...] = ()
+    """``AET@address`` / ``AET@network`` pairs (:mod:`aifi_app.dicom_node.access`)."""
+    tls_context: ssl.SSLContext | None = None
+    """DICOM TLS listener's context (:func:`aifi_app.net.tls.server_context`); None: no TLS."""
+    tls_port: int = 2762
+    """Port of the TLS listener (when ``tls_context`` is set; 0: any free port)."""
+    plain_tcp: bool = True
+    """Whether the plain-TCP listener on ``port`` runs (False: TLS only)."""
 
 
 class StoreRefused(Exception):
@@ -101,6 +111,7 @@ class StorageNode:
         self._late_policy = late_policy
         self._on_stored = on_stored
         self._server: Any = None
+        self._tls_server: Any = None
         self._recorder = GroupRecorder(db)
 
     # --- life cycle -------------------------------------------------------------------
@@ -134,27 +145,56 @@ class StorageNode:
             (evt.EVT_C_ECHO, self._handle_echo),
             (evt.EVT_REJECTED, self._handle_rejected),
         ]
-        self._server = low_latency.start_server(
-            ae, (self.config.bind_address, self.config.port), handlers
-        )
-        log.info(
-            "DICOM node %s listening on %s:%d",
-            self.config.ae_title,
-            self.config.bind_address,
-            self.config.port,
-        )
+        address_check = CallingAddressPolicy(parse_address_rules(self.config.calling_ae_addresses))
+        if self.config.plain_tcp:
+            self._server = low_latency.start_server(
+                ae,
+                (self.config.bind_address, self.config.port),
+                handlers,
+                address_check=address_check,
+            )
+            log.info(
+                "DICOM node %s listening on %s:%d",
+                self.config.ae_title,
+                self.config.bind_address,
+                self.port,
+            )
+        if self.config.tls_context is not None:
+            self._tls_server = low_latency.start_server(
+                ae,
+                (self.config.bind_address, self.config.tls_port),
+                handlers,
+                ssl_context=self.config.tls_context,
+                on_tls_refused=self._handle_tls_refused,
+                address_check=address_check,
+            )
+            log.info(
+                "DICOM node %s listening with TLS on %s:%d",
+                self.config.ae_title,
+                self.config.bind_address,
+                self.tls_port,
+            )
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server = None
+        for server in (self._server, self._tls_server):
+            if server is not None:
+                server.shutdown()
+                server.server_close()
+        self._server = self._tls_server = None
 
     @property
     def port(self) -> int:
-        """The port actually bound (useful when configured as 0)."""
+        """The plain-TCP port actually bound (useful when configured as 0)."""
         if self._server is None:
             return self.config.port
         return int(self._server.server_address[1])
+
+    @property
+    def tls_port(self) -> int:
+        """The TLS port actually bound."""
+        if self._tls_server is None:
+            return self.config.tls_port
+        return int(self._tls_server.server_address[1])
 
     # --- handlers (association threads) --------------------------------------------------
     def _handle_echo(self, event: Any) -> int:
@@ -162,15 +202,29 @@ class StorageNode:
 
     def _handle_rejected(self, event: Any) -> None:
         calling = str(event.assoc.requestor.ae_title).strip()
-        log.warning("association from calling AE %r rejected", calling)
-        with self.db.transaction() as conn:
-            audit.record(
-                conn,
-                "security",
-                "association_rejected",
-                detail=f"calling AE {calling!r} from {event.assoc.requestor.address} "
-                "is not allowed",
-            )
+        address = event.assoc.requestor.address
+        reason = getattr(event.assoc, "refusal_reason", None)
+        if reason is None:
+            reason = f"calling AE {calling!r} from {address} is not allowed"
+        log.warning("association from calling AE %r rejected: %s", calling, reason)
+        self._audit_security("association_rejected", self._over(event.assoc, reason))
+
+    def _handle_tls_refused(self, address: str, reason: str) -> None:
+        self._audit_security("tls_refused", f"TLS connection from {address} refused: {reason}")
+
+    @staticmethod
+    def _over(assoc: Any, detail: str) -> str:
+        tls_peer = getattr(assoc, "tls_peer", None)
+        if tls_peer is None:
+            return detail
+        return f"{detail} (over TLS, certificate {tls_peer or 'none'!r})"
+
+    def _audit_security(self, event: str, detail: str) -> None:
+        try:
+            with self.db.transaction() as conn:
+                audit.record(conn, "security", event, detail=detail)
+        except Exception as exc:
+            log_fault(log, "could not write the audit event %s", exc, event)
 
     def _handle_store(self, event: Any) -> int:
         calling = str(event.assoc.requestor.ae_title).strip()

@@ -292,7 +292,14 @@ class NodesScreen(QWidget):
             .replace("%3", where)
         )
         calling = self._settings.delivery.calling_ae_title or self._settings.node.ae_title
-        self._network.submit(check_node, node, calling, on_done=lambda r: self._tested(node, r))
+        self._network.submit(
+            check_node,
+            node,
+            calling,
+            10.0,
+            self._settings.node,
+            on_done=lambda r: self._tested(node, r),
+        )
 
     def _tested(self, node: RemoteNode, r: CheckResult) -> None:
         ms = str(round(r.seconds * 1000))

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from aifi_app.config.settings import Settings
-from aifi_app.dicom_node.storage_scu import AssociationFailed, Peer, send_files
+from aifi_app.dicom_node.peers import dicom_peer
+from aifi_app.dicom_node.storage_scu import AssociationFailed, send_files
 from aifi_app.failpoints import failpoint
 from aifi_app.pipeline.background_loop import BackgroundLoop
 from aifi_app.store import audit, jobs, node_checks, stage_times
@@ -58,9 +59,9 @@ class Dispatcher(BackgroundLoop):
             if node is None:
                 self._wait(job_id, "no PACS configured: results wait", settings)
                 return
-            peer = Peer(node.ae_title, node.host, node.port)
             calling = settings.delivery.calling_ae_title or settings.node.ae_title
             try:
+                peer = dicom_peer(node, settings.node)
                 with stage_times.timed(self.db, job_id, stage_times.DELIVER):
                     outcomes = send_files(
                         peer,

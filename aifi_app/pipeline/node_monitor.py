@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from aifi_app.config.settings import RemoteNode, Settings
-from aifi_app.dicom_node.storage_scu import AssociationFailed, Peer, echo
+from aifi_app.config.settings import NodeSettings, RemoteNode, Settings
+from aifi_app.dicom_node.peers import dicom_peer
+from aifi_app.dicom_node.storage_scu import AssociationFailed, echo
 from aifi_app.pipeline.background_loop import BackgroundLoop
 from aifi_app.store import audit, node_checks
 from aifi_app.store.database import Database, now
@@ -21,10 +22,17 @@ from aifi_app.store.database import Database, now
 log = logging.getLogger(__name__)
 
 
-def check_node(db: Database, node: RemoteNode, calling_ae_title: str, timeout: float) -> bool:
-    """C-ECHO one node and record the check; True when it answered success."""
-    peer = Peer(node.ae_title, node.host, node.port)
+def check_node(
+    db: Database,
+    node: RemoteNode,
+    calling_ae_title: str,
+    timeout: float,
+    own: NodeSettings | None = None,
+) -> bool:
+    """C-ECHO one node (over DICOM TLS where the node says so) and record the check; True
+    when it answered success."""
     try:
+        peer = dicom_peer(node, own or NodeSettings())
         status = echo(peer, calling_ae_title=calling_ae_title, timeout=timeout)
     except (AssociationFailed, OSError) as exc:
         ok, detail = False, str(exc)
@@ -69,5 +77,6 @@ class NodeMonitor(BackgroundLoop):
             if self.stopping:
                 break
             if node.protocol == "dicom":
-                check_node(self.db, node, calling, min(10.0, settings.delivery.timeout_seconds))
+                timeout = min(10.0, settings.delivery.timeout_seconds)
+                check_node(self.db, node, calling, timeout, settings.node)
         return False

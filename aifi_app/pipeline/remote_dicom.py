@@ -20,6 +20,7 @@ from pydicom import Dataset, dcmread
 
 from aifi_app.algorithms.package import AlgorithmPackage, RemoteDicomSpec
 from aifi_app.config.settings import Settings
+from aifi_app.dicom_node.peers import dicom_peer
 from aifi_app.dicom_node.storage_scu import AssociationFailed, Peer, send_files
 from aifi_app.store import jobs, node_checks
 from aifi_app.store.database import Database, now
@@ -41,7 +42,10 @@ def peer_for(package: AlgorithmPackage, settings: Settings) -> Peer:
     node = settings.remote_node(spec.node)
     if node is None:
         raise SubmissionFailed(f"no remote node named {spec.node!r} in the settings")
-    return Peer(node.ae_title, node.host, node.port)
+    try:
+        return dicom_peer(node, settings.node)
+    except AssociationFailed as exc:
+        raise SubmissionFailed(str(exc)) from exc
 
 
 def submit(paths: list[Path], peer: Peer, *, calling_ae_title: str, timeout: float) -> str:

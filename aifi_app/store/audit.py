@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 
+from aifi_app.store import audit_chain
 from aifi_app.store.database import now
 
 
@@ -23,9 +24,13 @@ def record(
     detail: str = "",
     actor: str = "system",
 ) -> None:
-    """Append one audit event, inside the caller's transaction."""
-    conn.execute(
+    """Append one audit event, inside the caller's transaction, chained to the one before
+    (:mod:`aifi_app.store.audit_chain`)."""
+    cursor = conn.execute(
         "INSERT INTO audit_events (at, category, event, study_id, job_id, from_state, to_state,"
         " detail, actor) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (now(), category, event, study_id, job_id, from_state, to_state, detail, actor),
     )
+    if cursor.lastrowid is None:  # pragma: no cover - sqlite always gives the rowid
+        raise RuntimeError("the audit row got no id")
+    audit_chain.append(conn, cursor.lastrowid)

@@ -19,6 +19,7 @@ from typing import Any
 
 import sqlite_utils
 
+from aifi_app.store import audit_chain
 from aifi_app.store.schema import MIGRATIONS
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class Database:
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         migrate(self.conn)
+        audit_chain.chain_legacy_rows(self.conn)
         try:
             path.chmod(0o600)
         except OSError:  # pragma: no cover - e.g. a file system without permissions

@@ -176,4 +176,19 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX ris_outbox_job ON ris_outbox (job_id);
     ALTER TABLE jobs ADD COLUMN urgent INTEGER NOT NULL DEFAULT 0;
     """,
+    # audit log chained by hashes: each row carries the previous row's hash and its own
+    # (SHA-256 over the previous hash and the row's canonical content, see store/audit.py).
+    # Rows written before this migration are chained by the code on first open, up to
+    # legacy_until only, so that a row slipped in later without a hash cannot be chained.
+    """
+    ALTER TABLE audit_events ADD COLUMN prev_hash TEXT;
+    ALTER TABLE audit_events ADD COLUMN hash TEXT;
+    CREATE TABLE audit_chain (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        legacy_until INTEGER NOT NULL,
+        head_id INTEGER NOT NULL DEFAULT 0,
+        head_hash TEXT NOT NULL DEFAULT ''
+    );
+    INSERT INTO audit_chain (id, legacy_until) SELECT 1, COALESCE(MAX(id), 0) FROM audit_events;
+    """,
 )

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from aifi_app.config import ConfigError, load_settings, parse_node_address, with_overrides
+from aifi_app.config.loading import settings_from_mapping
 from aifi_app.config.settings import BUILTIN_ROUTES, settings_reference
 
 REPO = Path(__file__).resolve().parents[2]
@@ -132,3 +134,28 @@ def test_bad_node_address(text: str) -> None:
 def test_readme_documents_every_setting() -> None:
     readme = (REPO / "README.md").read_text()
     assert settings_reference() in readme, "README's settings table is stale: run aifi-app settings"
+
+
+@pytest.mark.parametrize(
+    ("node", "message"),
+    [
+        ({"calling_ae_addresses": ["CT1@nowhere"]}, "node.calling_ae_addresses[0]"),
+        ({"calling_ae_addresses": ["A\\\\B@10.0.0.1"]}, "not a valid AE title"),
+        ({"tls_port": 2762}, "needs tls_certificate_file and tls_key_file"),
+        ({"tls_port": 70000, "tls_certificate_file": "c", "tls_key_file": "k"}, "tls_port"),
+        ({"plain_tcp": False}, "needs a TLS listener"),
+    ],
+)
+def test_security_settings_are_checked(node: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        settings_from_mapping({"node": node})
+
+
+def test_tls_only_for_dicom_nodes() -> None:
+    raw = {
+        "remote_nodes": [
+            {"name": "V", "protocol": "http", "url": "https://vendor.example", "tls": True}
+        ]
+    }
+    with pytest.raises(ConfigError, match=r"remote_nodes\[0\]\.tls"):
+        settings_from_mapping(raw)

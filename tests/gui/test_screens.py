@@ -69,8 +69,10 @@ def test_audit_log_filters_and_exports(qtbot, make_appliance, make_window, tmp_p
     window = make_window(appliance)
     window.tabs.setCurrentWidget(window.audit)
     audit = window.audit
-    qtbot.waitUntil(lambda: audit.model.rowCount() >= 1, timeout=10_000)
-    assert audit.model.index(0, 2).data() == "started"
+    qtbot.waitUntil(lambda: audit.model.rowCount() >= 2, timeout=10_000)
+    # the newest first: the first start's settings record, then the start itself
+    events = [audit.model.index(i, 2).data() for i in range(audit.model.rowCount())]
+    assert events[:2] == ["settings_changed", "started"]
     with pytest.raises(KeyError):
         jobs.retry_job(appliance.db, 1, actor="x")
     audit.search.setText("no such thing")

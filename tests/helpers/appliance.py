@@ -113,18 +113,23 @@ class ApplianceProcess:
         assert self.proc is not None
         return self.proc.wait(timeout)
 
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "aifi_app", *args, "--config", str(self.config)],
             capture_output=True,
             text=True,
             env=self.env,
             timeout=60,
-            check=True,
+            check=check,
         )
 
     def status(self) -> dict[str, Any]:
-        out: dict[str, Any] = json.loads(self.cli("status", "--json").stdout)
+        """``status --json``; its exit code is the health (0 healthy, 1 degraded, 2 down)."""
+        proc = self.cli("status", "--json", check=False)
+        if proc.returncode not in (0, 1, 2) or not proc.stdout:
+            raise AssertionError(f"status failed ({proc.returncode}): {proc.stderr[-2000:]}")
+        out: dict[str, Any] = json.loads(proc.stdout)
+        assert out["health"]["exit_code"] == proc.returncode
         return out
 
     def wait_for(

@@ -1,0 +1,1 @@
+"""Network security shared by every link: TLS contexts for DICOM and HTTPS."""
