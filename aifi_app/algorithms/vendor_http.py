@@ -10,6 +10,7 @@ from typing import Any
 import requests
 
 from aifi_app.config.settings import RemoteNode
+from aifi_app.net.https import InsecureUrlError, check_url
 from aifi_app.secrets import KeyringUnavailableError, node_token
 
 
@@ -29,7 +30,14 @@ class _NodeSession(requests.Session):
 
 
 def session_for(node: RemoteNode) -> requests.Session:
-    """A session for ``node``: certificates verified, its bearer token (if any) set."""
+    """A session for ``node``: certificates verified, its bearer token (if any) set.
+
+    Plain http is refused unless it goes to this machine or the node sets
+    ``allow_plain_http`` (:func:`aifi_app.net.https.check_url`)."""
+    try:
+        check_url(node.url, allow_plain_http=node.allow_plain_http)
+    except InsecureUrlError as exc:
+        raise VendorHttpError(f"{node.name}: {exc}") from exc
     session = _NodeSession()
     session.verify = node.ca_file or True
     try:

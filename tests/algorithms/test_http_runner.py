@@ -177,6 +177,16 @@ def test_certificate_of_another_ca_is_refused(
     assert vendor.requests == [] and vendor.received == []  # nothing was sent
 
 
+def test_plain_http_to_another_machine_is_refused(tmp_path: Path, original: Dataset) -> None:
+    loaded = load_package(make_http_package(tmp_path / "package"))
+    node = RemoteNode("vendor-api", protocol="http", url="http://vendor.example/ai", role="vendor")
+    runner = HttpRunner(loaded, lambda: Settings(remote_nodes=(node,)))
+    with pytest.raises(InferenceError) as caught:
+        runner.run([_pseudonymised(original)])
+    assert "plain http to another machine" in str(caught.value)
+    assert "allow_plain_http" in str(caught.value)
+
+
 def test_no_answer_in_time(tmp_path: Path, tls: TlsFiles, original: Dataset) -> None:
     vendor = HttpVendor(tls, token=TOKEN, answer=ANSWER, mode="slow", slow_seconds=3)
     reason = _failure(tmp_path, vendor, tls.ca_file, _pseudonymised(original), timeout=0.5)
