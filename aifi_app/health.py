@@ -24,6 +24,7 @@ import logging
 import os
 import shutil
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -44,11 +45,17 @@ LOW_DISK_BYTES = 5 * 1024**3
 
 
 def _write_atomically(path: Path, record: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(record, f)
-    tmp.replace(path)
+    # a temporary file of its own per writer: the heartbeat thread and a beat at stop (or
+    # a test's) may write at the same moment
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:  # mkstemp: mode 0600
+            json.dump(record, f)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _pacs_reachable(settings: Settings, timeout: float = 3.0) -> bool | None:
