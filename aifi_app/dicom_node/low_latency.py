@@ -27,6 +27,7 @@ import logging
 import queue
 import select
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -65,6 +66,23 @@ def quickack(sock: socket.socket) -> None:
     if _HAS_QUICKACK:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+
+
+def bound_send_time(sock: socket.socket, seconds: float | None) -> None:
+    """Make a write that the peer leaves blocked give up after ``seconds`` (SO_SNDTIMEO).
+
+    pynetdicom writes on a blocking socket without a timeout: a peer that accepts the
+    association and then stops reading would block the upper layer's thread in ``send``
+    for ever, and with it the association's abort after a DIMSE timeout (it waits for
+    that thread). With the bound, the write fails, pynetdicom treats it as the transport
+    closing (Evt17), and the association ends.
+    """
+    if seconds is None or seconds <= 0:
+        return
+    whole = int(seconds)
+    timeval = struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
 
 
 class LowLatencySocket(AssociationSocket):
@@ -283,6 +301,7 @@ class LowLatencyRequestHandler(RequestHandler):
     def _create_association(self) -> Association:
         """pynetdicom 3.0's ``RequestHandler._create_association`` with our classes."""
         tune_socket(self.request)
+        bound_send_time(self.request, self.ae.network_timeout)
         assoc = LowLatencyAssociation(self.ae, MODE_ACCEPTOR)
         assoc._server = self.server
 
@@ -402,6 +421,7 @@ class LowLatencyAE(AE):
         sock = LowLatencySocket(assoc, address=address)
         if sock.socket is not None:
             tune_socket(sock.socket)
+            bound_send_time(sock.socket, self.network_timeout)
         sock.tls_args = tls_args
         return sock
 
