@@ -98,12 +98,15 @@ def _open_db(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from aifi_app.service import disk_guard
     from aifi_app.store.status import queue_snapshot
 
-    snap = queue_snapshot(_open_db(args), limit=args.limit)
+    snap = queue_snapshot(_open_db(args), limit=args.limit, disk=disk_guard(_settings(args)))
     if args.json:
         print(json.dumps(snap, indent=2, sort_keys=True))
         return 0
+    for warning in snap["warnings"]:
+        print(f"WARNING: {warning}")
     print(f"studies: {snap['counts']['studies']}  jobs: {snap['counts']['jobs']}")
     for j in snap["jobs"]:
         reason = f"  ({j['reason']})" if j["reason"] else ""

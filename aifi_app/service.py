@@ -23,6 +23,7 @@ from aifi_app.pipeline.worker import Worker
 from aifi_app.secrets import installation_secret
 from aifi_app.store import audit
 from aifi_app.store.database import Database
+from aifi_app.store.disk_space import DiskFloor, DiskGuard
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,12 @@ def installation_id(db: Database) -> str:
         new = str(uuid.uuid4())
         conn.execute("INSERT INTO installation (key, value) VALUES ('id', ?)", (new,))
         return new
+
+
+def disk_guard(settings: Settings) -> DiskGuard:
+    """The free-space floor of the data volume, from the ``[storage]`` settings."""
+    floor = DiskFloor(settings.storage.min_free_mb, settings.storage.min_free_percent)
+    return DiskGuard(settings.data_dir, floor)
 
 
 class Appliance:
@@ -106,6 +113,7 @@ class Appliance:
             )
         )
         self._last_stored_study = -1
+        self.disk_guard = disk_guard(settings)
         self.node = StorageNode(
             NodeConfig(
                 ae_title=node.ae_title,
@@ -120,6 +128,7 @@ class Appliance:
             idle_seconds_for=self.idle_seconds_for,
             late_policy=settings.completion.late_instance_policy,
             on_stored=self._instance_stored,
+            disk_guard=self.disk_guard,
         )
 
     def _instance_stored(self, study_id: int) -> None:

@@ -186,6 +186,10 @@ def validate(settings: Settings) -> None:
         settings.delivery.retry_max_seconds < settings.delivery.retry_initial_seconds
     ):
         raise ConfigError("delivery: retry_initial_seconds > 0 and <= retry_max_seconds needed")
+    if settings.storage.min_free_mb < 0:
+        raise ConfigError("storage.min_free_mb: must not be negative")
+    if not 0 <= settings.storage.min_free_percent < 100:
+        raise ConfigError("storage.min_free_percent: must be at least 0 and below 100")
     for i, key in enumerate(settings.algorithms.trusted_vendor_keys):
         try:
             parse_public_key(key)
