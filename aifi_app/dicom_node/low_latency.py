@@ -226,6 +226,25 @@ class LowLatencyDUL(DULServiceProvider):
 
             self.state_machine.do_action(event)
             sleep = False
+            if event == "Evt17":
+                self._peer_closed_before_request()
+
+    def _peer_closed_before_request(self) -> None:
+        """End the wait of an acceptor whose peer closed before its A-ASSOCIATE-RQ came.
+
+        pynetdicom's acceptor waits up to the ACSE timeout for the request even when the
+        connection is already gone, and holds one of the node's association slots all that
+        while: a few connections that send garbage and close (the fuzz campaign's raw
+        cases) kept modalities out ("local limit exceeded") for a minute. ``None`` is what
+        that wait returns on its timeout; the association then ends at once.
+        """
+        assoc = self.assoc
+        if (
+            assoc.is_acceptor
+            and getattr(assoc.requestor, "primitive", None) is None
+            and self.to_user_queue.empty()
+        ):
+            cast(Any, self.to_user_queue).put(None)
 
 
 class LowLatencyAssociation(Association):

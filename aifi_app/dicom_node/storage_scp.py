@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from pydicom import dcmread
-from pydicom.errors import InvalidDicomError
 from pynetdicom import AE, _config, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
@@ -255,7 +254,10 @@ class StorageNode:
             sop_uid = ds.get("SOPInstanceUID")
             transfer_syntax = str(ds.file_meta.TransferSyntaxUID)
             sop_class = str(ds.get("SOPClassUID") or ds.file_meta.MediaStorageSOPClassUID)
-        except (InvalidDicomError, OSError, ValueError, KeyError, EOFError) as exc:
+        except Exception as exc:
+            # whatever a malformed data set makes the parser raise (InvalidDicomError,
+            # ValueError, a RecursionError for sequences nested thousands deep, ...) means
+            # we cannot understand it: 0xC000, not an internal error (fuzz campaign)
             raise StoreRefused(
                 CANNOT_UNDERSTAND, f"data set cannot be parsed ({type(exc).__name__})"
             ) from exc
