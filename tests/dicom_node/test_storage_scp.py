@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -205,3 +206,21 @@ def test_store_crossing_the_floor_gets_out_of_resources_and_nothing_kept(
     assert "below the floor" in refused.value.reason
     assert not (node.spool / str(ds.StudyInstanceUID)).exists()
     assert node.db.query("SELECT COUNT(*) AS n FROM instances")[0]["n"] == 0
+
+
+def test_connections_closed_before_their_request_hold_no_association_slot(
+    node: StorageNode,
+) -> None:
+    # more than the node's 16 association slots, each closed after half a request; without
+    # the fix each held its slot for the ACSE timeout (30 s here)
+    for _ in range(40):
+        with socket.create_connection(("127.0.0.1", node.port)) as sock:
+            sock.sendall(b"\x01\x00\x00\x00\x00\xcd\x00\x01")  # A-ASSOCIATE-RQ, cut short
+    deadline = time.monotonic() + 5  # far below the ACSE timeout: the slots were freed
+    while True:
+        try:
+            assert echo(_peer(node), calling_ae_title="MODALITY", timeout=5) == 0
+            return
+        except AssociationFailed:
+            assert time.monotonic() < deadline, "association slots are still held"
+            time.sleep(0.2)
