@@ -38,3 +38,22 @@ def test_unreadable_volume_counts_as_below_the_floor(tmp_path: Path) -> None:
     guard = DiskGuard(tmp_path / "missing", DiskFloor(min_free_mb=1))
     assert guard.shortfall() is not None
     assert guard.status()["below_floor"] is True
+
+
+def test_status_snapshot_carries_the_disk_warning(tmp_path: Path) -> None:
+    from aifi_app.store.database import Database
+    from aifi_app.store.status import queue_snapshot
+
+    db = Database(tmp_path / "q.db")
+    try:
+        low = DiskGuard(tmp_path, DiskFloor(min_free_mb=100), lambda p: DiskReading(MIB, MIB * 10))
+        snap = queue_snapshot(db, disk=low)
+        assert snap["disk"]["below_floor"] is True
+        assert snap["warnings"] == [snap["disk"]["warning"]]
+        fine = DiskGuard(
+            tmp_path, DiskFloor(min_free_mb=1), lambda p: DiskReading(MIB * 5, MIB * 10)
+        )
+        assert queue_snapshot(db, disk=fine)["warnings"] == []
+        assert "disk" not in queue_snapshot(db)  # callers that do not ask
+    finally:
+        db.close()
