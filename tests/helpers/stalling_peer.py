@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from pynetdicom import AE, evt
+from pynetdicom import AE, _config, evt
 from pynetdicom.pdu import P_DATA_TF
 from pynetdicom.presentation import AllStoragePresentationContexts
 
@@ -36,6 +36,10 @@ class StallingPeer:
         self._release = threading.Event()
         self._stalled: set[int] = set()
         self._lock = threading.Lock()
+        # receive into memory: pynetdicom leaves the temporary file of a chunked receive
+        # open when the association is aborted mid-transfer, as these stalls end
+        self._chunked = _config.STORE_RECV_CHUNKED_DATASET
+        _config.STORE_RECV_CHUNKED_DATASET = False
         ae = AE(ae_title=ae_title)
         ae.supported_contexts = AllStoragePresentationContexts
         ae.network_timeout = 300
@@ -72,3 +76,4 @@ class StallingPeer:
     def stop(self) -> None:
         self._release.set()
         self._server.shutdown()
+        _config.STORE_RECV_CHUNKED_DATASET = self._chunked
