@@ -159,11 +159,12 @@ def _open_db(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 def cmd_status(args: argparse.Namespace) -> int:
     from aifi_app import health
+    from aifi_app.service import disk_guard
     from aifi_app.store.status import queue_snapshot
 
     settings = _settings(args)
     db = _open_db(args)
-    snap = queue_snapshot(db, limit=args.limit)
+    snap = queue_snapshot(db, limit=args.limit, disk=disk_guard(settings))
     snap["health"] = health.check(db, settings.data_dir)
     code = int(snap["health"]["exit_code"])
     if args.json:
@@ -171,6 +172,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         return code
     reasons = "; ".join(snap["health"]["reasons"])
     print(f"health: {snap['health']['status']}" + (f" ({reasons})" if reasons else ""))
+    for warning in snap["warnings"]:
+        print(f"WARNING: {warning}")
     print(f"studies: {snap['counts']['studies']}  jobs: {snap['counts']['jobs']}")
     for j in snap["jobs"]:
         reason = f"  ({j['reason']})" if j["reason"] else ""

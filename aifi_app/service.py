@@ -37,6 +37,7 @@ from aifi_app.ris.mllp_sender import RisSender
 from aifi_app.secrets import installation_secret
 from aifi_app.store import audit
 from aifi_app.store.database import Database
+from aifi_app.store.disk_space import DiskFloor, DiskGuard
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,12 @@ def service_actor() -> str:
 
 class ServiceConfigError(RuntimeError):
     """The settings cannot be used to start (e.g. an unreadable TLS key); says which."""
+
+
+def disk_guard(settings: Settings) -> DiskGuard:
+    """The free-space floor of the data volume, from the ``[storage]`` settings."""
+    floor = DiskFloor(settings.storage.min_free_mb, settings.storage.min_free_percent)
+    return DiskGuard(settings.data_dir, floor)
 
 
 class Appliance:
@@ -151,6 +158,7 @@ class Appliance:
             tls_context = listener_tls_context(node)
         except TlsConfigError as exc:
             raise ServiceConfigError(f"node.tls: {exc}") from exc
+        self.disk_guard = disk_guard(settings)
         self.node = StorageNode(
             NodeConfig(
                 ae_title=node.ae_title,
@@ -169,6 +177,7 @@ class Appliance:
             idle_seconds_for=self.idle_seconds_for,
             late_policy=settings.completion.late_instance_policy,
             on_stored=self._instance_stored,
+            disk_guard=self.disk_guard,
         )
 
     def _instance_stored(self, study_id: int) -> None:

@@ -227,6 +227,10 @@ def validate(settings: Settings) -> None:
         raise ConfigError("delivery: retry_initial_seconds > 0 and <= retry_max_seconds needed")
     if settings.delivery.node_check_seconds < 0:
         raise ConfigError("delivery: node_check_seconds must be 0 (off) or more")
+    if settings.storage.min_free_mb < 0:
+        raise ConfigError("storage.min_free_mb: must not be negative")
+    if not 0 <= settings.storage.min_free_percent < 100:
+        raise ConfigError("storage.min_free_percent: must be at least 0 and below 100")
     for i, key in enumerate(settings.algorithms.trusted_vendor_keys):
         try:
             parse_public_key(key)

@@ -283,6 +283,20 @@ class StorageSettings:
             "spool after this many days; 0 keeps them forever. Queue and audit entries stay."
         ),
     )
+    min_free_mb: float = field(
+        default=500.0,
+        metadata=_doc(
+            "Free-space floor of the data volume in MB: below it new associations are refused "
+            "(transient, local limit exceeded) and C-STOREs answered Out of Resources (0xA700); "
+            "status and the GUI warn. 0 turns this bound off."
+        ),
+    )
+    min_free_percent: float = field(
+        default=0.0,
+        metadata=_doc(
+            "The same floor as a percentage of the data volume; the larger of the two applies."
+        ),
+    )
 
 
 @dataclass(frozen=True)

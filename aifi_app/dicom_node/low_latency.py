@@ -35,6 +35,7 @@ import queue
 import select
 import socket
 import ssl
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -88,6 +89,23 @@ def wait_readable(sock: socket.socket, others: list[Any], timeout: float) -> lis
         return [sock]
     ready, _, _ = select.select([sock, *others], [], [], timeout)
     return list(ready)
+
+
+def bound_send_time(sock: socket.socket, seconds: float | None) -> None:
+    """Make a write that the peer leaves blocked give up after ``seconds`` (SO_SNDTIMEO).
+
+    pynetdicom writes on a blocking socket without a timeout: a peer that accepts the
+    association and then stops reading would block the upper layer's thread in ``send``
+    for ever, and with it the association's abort after a DIMSE timeout (it waits for
+    that thread). With the bound, the write fails, pynetdicom treats it as the transport
+    closing (Evt17), and the association ends.
+    """
+    if seconds is None or seconds <= 0:
+        return
+    whole = int(seconds)
+    timeval = struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
 
 
 class LowLatencySocket(AssociationSocket):
@@ -231,6 +249,25 @@ class LowLatencyDUL(DULServiceProvider):
 
             self.state_machine.do_action(event)
             sleep = False
+            if event == "Evt17":
+                self._peer_closed_before_request()
+
+    def _peer_closed_before_request(self) -> None:
+        """End the wait of an acceptor whose peer closed before its A-ASSOCIATE-RQ came.
+
+        pynetdicom's acceptor waits up to the ACSE timeout for the request even when the
+        connection is already gone, and holds one of the node's association slots all that
+        while: a few connections that send garbage and close (the fuzz campaign's raw
+        cases) kept modalities out ("local limit exceeded") for a minute. ``None`` is what
+        that wait returns on its timeout; the association then ends at once.
+        """
+        assoc = self.assoc
+        if (
+            assoc.is_acceptor
+            and getattr(assoc.requestor, "primitive", None) is None
+            and self.to_user_queue.empty()
+        ):
+            cast(Any, self.to_user_queue).put(None)
 
 
 CallingAddressCheck = Callable[[str, str], str | None]
@@ -383,6 +420,7 @@ class LowLatencyRequestHandler(RequestHandler):
     def _create_association(self) -> Association:
         """pynetdicom 3.0's ``RequestHandler._create_association`` with our classes."""
         tune_socket(self.request)
+        bound_send_time(self.request, self.ae.network_timeout)
         assoc = LowLatencyAssociation(self.ae, MODE_ACCEPTOR)
         assoc._server = self.server
         assoc.address_check = self.server.address_check
@@ -519,6 +557,7 @@ class LowLatencyAE(AE):
         sock = LowLatencySocket(assoc, address=address)
         if sock.socket is not None:
             tune_socket(sock.socket)
+            bound_send_time(sock.socket, self.network_timeout)
         sock.tls_args = tls_args
         return sock
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 import logging
 import ssl
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydicom import dcmread
-from pydicom.errors import InvalidDicomError
 from pynetdicom import AE, _config, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
@@ -33,9 +33,13 @@ from aifi_app.failpoints import failpoint
 from aifi_app.fault_logging import log_fault
 from aifi_app.store import audit
 from aifi_app.store.database import Database
+from aifi_app.store.disk_space import DiskGuard
 from aifi_app.store.receiving import GroupRecorder, ReceivedInstance
 
 log = logging.getLogger(__name__)
+
+# A-ASSOCIATE-RJ: rejected-transient, service provider (presentation), local limit exceeded
+REJECT_TRANSIENT, SOURCE_PRESENTATION, LOCAL_LIMIT_EXCEEDED = 0x02, 0x03, 0x02
 
 # C-STORE statuses (PS3.4 Table B.2-1)
 SUCCESS = 0x0000
@@ -101,6 +105,7 @@ class StorageNode:
         idle_seconds_for: Callable[[str], float],
         late_policy: str,
         on_stored: Callable[[int], None] = lambda study_id: None,
+        disk_guard: DiskGuard | None = None,
     ) -> None:
         self.config = config
         self.db = db
@@ -113,6 +118,7 @@ class StorageNode:
         self._server: Any = None
         self._tls_server: Any = None
         self._recorder = GroupRecorder(db)
+        self._disk = disk_guard
 
     # --- life cycle -------------------------------------------------------------------
     def start(self) -> None:
@@ -141,6 +147,7 @@ class StorageNode:
         for sop_class in STORAGE_SOP_CLASSES:
             ae.add_supported_context(sop_class, list(ACCEPTED_TRANSFER_SYNTAXES))
         handlers: list[Any] = [
+            (evt.EVT_REQUESTED, self._handle_requested),
             (evt.EVT_C_STORE, self._handle_store),
             (evt.EVT_C_ECHO, self._handle_echo),
             (evt.EVT_REJECTED, self._handle_rejected),
@@ -199,6 +206,39 @@ class StorageNode:
     # --- handlers (association threads) --------------------------------------------------
     def _handle_echo(self, event: Any) -> int:
         return SUCCESS
+
+    def _handle_requested(self, event: Any) -> None:
+        """Refuse a new association while the data volume is below its free-space floor.
+
+        A transient rejection: the modality keeps the study and tries again later, as it
+        does when the node is busy. Refused before the calling AE title is checked, so an
+        unknown caller learns nothing more than that we are full.
+        """
+        shortfall = self._disk.shortfall() if self._disk is not None else None
+        if shortfall is None:
+            return
+        assoc = event.assoc
+        calling = str(assoc.requestor.primitive.calling_ae_title).strip()
+        log.error("association from %s refused: %s", calling, shortfall)
+        try:
+            with self.db.transaction() as conn:
+                audit.record(
+                    conn,
+                    "receive",
+                    "association_refused",
+                    detail=f"calling AE {calling!r}: {shortfall} (A-ASSOCIATE-RJ, transient, "
+                    "local limit exceeded)",
+                )
+        except Exception as exc:  # a full disk may refuse the audit write too
+            log_fault(log, "could not write the audit event for a refused association", exc)
+        assoc.acse.send_reject(REJECT_TRANSIENT, SOURCE_PRESENTATION, LOCAL_LIMIT_EXCEEDED)
+        # let the upper layer put the A-ASSOCIATE-RJ on the wire (state 13: awaiting the
+        # peer's close) before the association is ended
+        deadline = time.monotonic() + 2.0
+        while assoc.dul.state_machine.current_state != "Sta13" and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assoc.is_rejected = True
+        assoc.kill()
 
     def _handle_rejected(self, event: Any) -> None:
         calling = str(event.assoc.requestor.ae_title).strip()
@@ -272,7 +312,10 @@ class StorageNode:
             sop_uid = ds.get("SOPInstanceUID")
             transfer_syntax = str(ds.file_meta.TransferSyntaxUID)
             sop_class = str(ds.get("SOPClassUID") or ds.file_meta.MediaStorageSOPClassUID)
-        except (InvalidDicomError, OSError, ValueError, KeyError, EOFError) as exc:
+        except Exception as exc:
+            # whatever a malformed data set makes the parser raise (InvalidDicomError,
+            # ValueError, a RecursionError for sequences nested thousands deep, ...) means
+            # we cannot understand it: 0xC000, not an internal error (fuzz campaign)
             raise StoreRefused(
                 CANNOT_UNDERSTAND, f"data set cannot be parsed ({type(exc).__name__})"
             ) from exc
@@ -287,6 +330,10 @@ class StorageNode:
             )
         if not _valid_uid(affected_sop_instance_uid):
             raise StoreRefused(DATA_SET_DOES_NOT_MATCH_SOP_CLASS, "SOP Instance UID is invalid")
+        shortfall = self._disk.shortfall() if self._disk is not None else None
+        if shortfall is not None:
+            # nothing has reached the spool or the queue yet; the sender keeps the instance
+            raise StoreRefused(OUT_OF_RESOURCES, shortfall)
         relative = Path("spool") / str(study_uid) / f"{affected_sop_instance_uid}.dcm"
         try:
             size = durable_move(tmp, self.data_dir / relative)

@@ -216,6 +216,10 @@ def non_table_action(tag: int, vr: str, options: frozenset[ProfileOption]) -> Ac
     if is_removed_group(tag):
         return Action.REMOVE
     keyword = keyword_for_tag(tag)
+    if not keyword:
+        # not in the data dictionary: nothing says what it holds (a malformed stream can
+        # make one out of other elements' bytes; found by the fuzz campaign)
+        return Action.REMOVE
     if keyword in SAFE_NON_TABLE_KEYWORDS:
         return Action.KEEP
     if keyword in REMOVED_NON_TABLE_KEYWORDS:

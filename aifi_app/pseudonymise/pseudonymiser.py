@@ -46,7 +46,11 @@ from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 
 from aifi_app.pseudonymise.actions import Action, action_table
-from aifi_app.pseudonymise.burned_in import BurnedInPolicy, check_burned_in
+from aifi_app.pseudonymise.burned_in import (
+    BurnedInAnnotationRefused,
+    BurnedInPolicy,
+    check_burned_in,
+)
 from aifi_app.pseudonymise.clean_descriptors import CLEANED_VRS, clean_value
 from aifi_app.pseudonymise.date_shift import shift_da, shift_dt
 from aifi_app.pseudonymise.dummy_values import MAX_LENGTH_BY_VR, dummy_value
@@ -68,6 +72,7 @@ from aifi_app.pseudonymise.profile_options import (
     ProfileOption,
     sorted_options,
 )
+from aifi_app.pseudonymise.value_checks import malformed_text
 
 PseudonymCallback = Callable[[str, str, str], None]
 """``on_pseudonym(kind, original, pseudonym)``."""
@@ -106,6 +111,11 @@ RAW_COPY_VRS: Final = frozenset(
 """VRs whose kept raw elements (explicit VR only: an implicit-VR element may be written in
 another encoding than it was read) are copied without decoding: never SQ (items must be
 processed), UN (may hide a sequence) or an ambiguous VR (resolved by conversion)."""
+
+MAX_SEQUENCE_DEPTH: Final = 64
+"""Deeper nesting is refused: real objects (SR trees included) stay far below it, and a
+data set nested thousands deep exhausted the stack and memory when written (found by the
+fuzz campaign in ``tests/pseudonymise/test_fuzz_pseudonymiser.py``)."""
 
 METHOD_DESCRIPTION: Final = "AIFI Appliance PS3.15 Annex E Basic Profile"
 
@@ -168,7 +178,14 @@ class Pseudonymiser:
         burned-in text and the burned-in policy refuses it (see :mod:`.burned_in`), and
         :class:`PseudonymisationError` (naming only an element tag) on any other failure.
         """
-        check_burned_in(ds, self.burned_in)
+        try:
+            check_burned_in(ds, self.burned_in)
+        except BurnedInAnnotationRefused:
+            raise
+        except Exception as exc:  # a malformed header (found by the fuzz campaign)
+            raise PseudonymisationError(
+                f"pseudonymisation failed reading the header ({type(exc).__name__})"
+            ) from None
         run = _Run(self, ds, counts)
         try:
             out = run.dataset(ds)
@@ -220,6 +237,7 @@ class _Run:
         self.owner = owner
         self.counts = counts
         self.current_tag = 0
+        self.depth = 0
         self.reported: set[tuple[str, str]] = set()
         sop_class = ds.get("SOPClassUID")
         self.lookup = owner._table.for_sop_class(str(sop_class) if sop_class else None)
@@ -273,6 +291,11 @@ class _Run:
                 action = self.owner._non_table_action(tag, vr)
             new = self._keyed_identifier(source, tag, vr, action)
             label = "keyed identifier" if new is not None else action.name.lower()
+            if new is None and action is Action.KEEP and malformed_text(raw, vr):
+                # its value runs on into other elements' bytes: never copy it
+                if self.counts is not None:
+                    self.counts["malformed removed"] += 1
+                continue
             if (
                 new is None
                 and action is Action.KEEP
@@ -348,11 +371,15 @@ class _Run:
         if vr == "SQ":
             if action is Action.EMPTY:
                 return DataElement(tag, "SQ", Sequence())
+            self.depth += 1
+            if self.depth > MAX_SEQUENCE_DEPTH:
+                raise ValueError(f"sequences nested deeper than {MAX_SEQUENCE_DEPTH}")
             items = [self.dataset(item) for item in element.value]
+            self.depth -= 1
             self.current_tag = tag
             return DataElement(tag, "SQ", Sequence(items))
         if action is Action.KEEP:
-            return copy_element(element)
+            return None if malformed_text(element, vr) else copy_element(element)
         if action is Action.EMPTY:
             return DataElement(tag, vr, empty_value_for_VR(vr))
         if action is Action.SHIFT_DATE:

@@ -10,6 +10,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from aifi_app.store.database import Database, now
+from aifi_app.store.disk_space import DiskGuard
 
 
 def _stage_seconds(events: list[dict[str, Any]], until: float) -> dict[str, float]:
@@ -22,8 +23,14 @@ def _stage_seconds(events: list[dict[str, Any]], until: float) -> dict[str, floa
     return {k: round(v, 3) for k, v in stages.items()}
 
 
-def queue_snapshot(db: Database, *, limit: int = 500) -> dict[str, Any]:
-    """Studies and jobs (newest first), with states, reasons and time per stage."""
+def queue_snapshot(
+    db: Database, *, limit: int = 500, disk: DiskGuard | None = None
+) -> dict[str, Any]:
+    """Studies and jobs (newest first), with states, reasons and time per stage.
+
+    With ``disk``, also the data volume's free space against its floor (``disk``) and the
+    warnings a monitor or the GUI should show (``warnings``, a list of sentences).
+    """
     t = now()
     studies = db.query(
         "SELECT id, episode, kind, state, calling_ae, modality, instance_count, received_bytes,"
@@ -76,7 +83,12 @@ def queue_snapshot(db: Database, *, limit: int = 500) -> dict[str, Any]:
         last_received = j.pop("study_last_received_at")
         if j["state"] == "delivered":
             j["turnaround_seconds"] = round(j["updated_at"] - last_received, 3)
+    extra: dict[str, Any] = {}
+    if disk is not None:
+        extra["disk"] = disk.status()
+        extra["warnings"] = [extra["disk"]["warning"]] if extra["disk"]["warning"] else []
     return {
+        **extra,
         "generated_at": t,
         "schema_version": db.schema_version(),
         "counts": {

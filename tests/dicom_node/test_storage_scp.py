@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,10 +14,11 @@ from pydicom.uid import JPEGBaseline8Bit, RLELossless
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
-from aifi_app.dicom_node.storage_scp import NodeConfig, StorageNode
+from aifi_app.dicom_node.storage_scp import NodeConfig, StorageNode, StoreRefused
 from aifi_app.dicom_node.storage_scu import AssociationFailed, Peer, echo, send_files
 from aifi_app.sample_studies import chest_radiograph, demo_patient, phantom_chest, write
 from aifi_app.store.database import Database
+from aifi_app.store.disk_space import MIB, DiskFloor, DiskGuard, DiskReading
 from tests.helpers.ports import free_port
 from tests.helpers.tools import ECHOSCU, dcmtk_env, storescu
 
@@ -147,3 +149,78 @@ def test_verification_only_association(node: StorageNode) -> None:
     assert assoc.is_established
     assert assoc.send_c_echo().Status == 0
     assoc.release()
+
+
+@pytest.fixture
+def low_disk_node(tmp_path: Path) -> Iterator[tuple[StorageNode, list[DiskReading]]]:
+    """A node whose free-space reading the test sets (the real-filesystem case is in
+    tests/integration/test_disk_floor.py)."""
+    db = Database(tmp_path / "data" / "q.db")
+    readings = [DiskReading(10 * MIB, 1000 * MIB)]
+    n = StorageNode(
+        NodeConfig("AIFI", "127.0.0.1", free_port(), ("MODALITY", "STORESCU"), 131072, 30),
+        db,
+        tmp_path / "data",
+        idle_seconds_for=lambda m: 30.0,
+        late_policy="follow_up",
+        disk_guard=DiskGuard(tmp_path, DiskFloor(min_free_mb=100), reader=lambda p: readings[-1]),
+    )
+    n.start()
+    yield n, readings
+    n.stop()
+    db.close()
+
+
+def test_below_the_disk_floor_associations_are_refused_transient(
+    low_disk_node: tuple[StorageNode, list[DiskReading]], tmp_path: Path
+) -> None:
+    node, readings = low_disk_node
+    path = write(chest_radiograph(demo_patient(1), phantom_chest()), tmp_path / "out")
+    refused = storescu([path], node.port, check=False)
+    assert refused.returncode != 0
+    out = refused.stdout + refused.stderr
+    assert "Rejected Transient" in out and "Local Limit Exceeded" in out
+    assert node.db.query("SELECT COUNT(*) AS n FROM instances")[0]["n"] == 0
+    assert list(node.incoming.iterdir()) == []
+    (event,) = node.db.query("SELECT detail FROM audit_events WHERE event = 'association_refused'")
+    assert "STORESCU" in event["detail"] and "below the floor of 100 MB" in event["detail"]
+
+    readings.append(DiskReading(500 * MIB, 1000 * MIB))  # space was freed
+    storescu([path], node.port)
+    assert node.db.query("SELECT COUNT(*) AS n FROM instances")[0]["n"] == 1
+
+
+def test_store_crossing_the_floor_gets_out_of_resources_and_nothing_kept(
+    low_disk_node: tuple[StorageNode, list[DiskReading]], tmp_path: Path
+) -> None:
+    node, readings = low_disk_node
+    readings.append(DiskReading(500 * MIB, 1000 * MIB))
+    ds = chest_radiograph(demo_patient(1), phantom_chest())
+    path = write(ds, tmp_path / "out")
+    target = node.incoming / "x.dcm"
+    target.write_bytes(path.read_bytes())
+    readings.append(DiskReading(10 * MIB, 1000 * MIB))  # the volume filled during the association
+    with pytest.raises(StoreRefused) as refused:
+        node.accept_file(target, "MODALITY", str(ds.SOPInstanceUID))
+    assert refused.value.status == 0xA700
+    assert "below the floor" in refused.value.reason
+    assert not (node.spool / str(ds.StudyInstanceUID)).exists()
+    assert node.db.query("SELECT COUNT(*) AS n FROM instances")[0]["n"] == 0
+
+
+def test_connections_closed_before_their_request_hold_no_association_slot(
+    node: StorageNode,
+) -> None:
+    # more than the node's 16 association slots, each closed after half a request; without
+    # the fix each held its slot for the ACSE timeout (30 s here)
+    for _ in range(40):
+        with socket.create_connection(("127.0.0.1", node.port)) as sock:
+            sock.sendall(b"\x01\x00\x00\x00\x00\xcd\x00\x01")  # A-ASSOCIATE-RQ, cut short
+    deadline = time.monotonic() + 5  # far below the ACSE timeout: the slots were freed
+    while True:
+        try:
+            assert echo(_peer(node), calling_ae_title="MODALITY", timeout=5) == 0
+            return
+        except AssociationFailed:
+            assert time.monotonic() < deadline, "association slots are still held"
+            time.sleep(0.2)

@@ -33,6 +33,7 @@ class ApplianceProcess:
         idle_seconds: float = 1.0,
         extra_toml: str = "",
         port: int | None = None,
+        storage_toml: str = "",
     ) -> None:
         self.workdir = workdir
         self.data_dir = workdir / "data"
@@ -48,6 +49,7 @@ class ApplianceProcess:
             f"idle_seconds = {idle_seconds}",
             "[storage]",
             f'data_dir = "{self.data_dir}"',
+            storage_toml,
             "[delivery]",
             "retry_initial_seconds = 0.5",
             "retry_max_seconds = 2.0",

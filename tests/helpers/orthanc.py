@@ -62,7 +62,7 @@ class Orthanc:
         }
         self.config_path = workdir / "orthanc.json"
         self.config_path.write_text(json.dumps(config))
-        self.log = (workdir / "orthanc.log").open("w")
+        self.log_path = workdir / "orthanc.log"
         if dicomweb and not Path(DICOMWEB_PLUGIN).is_file():
             raise RuntimeError("Orthanc's DICOMweb plugin is not installed (orthanc-dicomweb)")
         self.dicomweb_url = f"http://127.0.0.1:{self.http_port}/dicom-web"
@@ -72,18 +72,23 @@ class Orthanc:
         without it, as a stock installation does)."""
 
     def start(self) -> Orthanc:
-        self.proc = subprocess.Popen(
+        """Start it (again, after :meth:`stop`: same ports, same storage)."""
+        with self.log_path.open("a") as log:
+            self.proc = self._popen(log)
+        wait_for_port(self.http_port, 60)
+        wait_for_port(self.dicom_port, 60)
+        return self
+
+    def _popen(self, log: Any) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
             [str(ORTHANC), str(self.config_path)],
-            stdout=self.log,
+            stdout=log,
             stderr=subprocess.STDOUT,
             env={
                 **{k: v for k, v in os.environ.items() if k != "TCP_NODELAY"},
                 **({"TCP_NODELAY": "1"} if self.nodelay else {}),
             },
         )
-        wait_for_port(self.http_port, 60)
-        wait_for_port(self.dicom_port, 60)
-        return self
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -94,7 +99,6 @@ class Orthanc:
                 os.kill(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
         self.proc = None
-        self.log.close()
 
     def get(self, path: str) -> Any:
         url = f"http://127.0.0.1:{self.http_port}{path}"

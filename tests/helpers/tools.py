@@ -56,3 +56,32 @@ def dsrdump(path: Path) -> str:
         [str(DSRDUMP), str(path)], capture_output=True, text=True, timeout=60, check=True
     )
     return proc.stdout
+
+
+def start_storescu_verbose(
+    files: Sequence[Path], port: int, *, called: str = "AIFI", calling: str = "STORESCU"
+) -> subprocess.Popen[str]:
+    """Start DCMTK storescu -v in the background; read its acknowledgements with
+    :func:`acknowledged_files` once it has ended."""
+    args = [str(STORESCU), "-v", "-aet", calling, "-aec", called, "-nh", "127.0.0.1", str(port)]
+    return subprocess.Popen(
+        [*args, *map(str, files)],
+        env=dcmtk_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def acknowledged_files(storescu_output: str) -> set[Path]:
+    """The files for which storescu -v reported a C-STORE response with status Success."""
+    acked: set[Path] = set()
+    current: Path | None = None
+    for line in storescu_output.splitlines():
+        if line.startswith("I: Sending file: "):
+            current = Path(line.removeprefix("I: Sending file: ").strip())
+        elif line.startswith("I: Received Store Response") and current is not None:
+            if line.strip().endswith("(Success)"):
+                acked.add(current)
+            current = None
+    return acked

@@ -215,3 +215,41 @@ def test_result_referencing_the_unknown_is_quarantined_never_sent(
     assert not list(pacs.folder.glob("*.dcm"))
     assert not list((app.data_dir / "results").rglob("*.dcm"))
     app.db.close()
+
+
+@pytest.mark.parametrize("mode", ["no_response", "no_read"])
+def test_stalling_pacs_times_out_and_retries_on_a_new_association(
+    tmp_path: Path, mode: str
+) -> None:
+    from tests.helpers.stalling_peer import StallingPeer
+
+    peer = StallingPeer(mode, ae_title="DEMO_PACS")
+    try:
+        settings = _settings(tmp_path, peer.port)
+        settings = dataclasses.replace(
+            settings, delivery=dataclasses.replace(settings.delivery, timeout_seconds=1.0)
+        )
+        app = Appliance(settings, secret_for=lambda _: KEY)
+        _receive(app, chest_radiograph(demo_patient(5), phantom_chest()), tmp_path)
+        app.worker.run_once()
+        (job,) = app.db.query("SELECT * FROM jobs")
+        app.dispatcher.deliver(job["id"])  # returns: the stall ends in a timeout and an abort
+        row = jobs.job(app.db, job["id"])
+        assert row["state"] == "result_received"
+        assert row["attempts"] == 1
+        assert "DEMO_PACS answered no response" in row["reason"]
+        outputs = jobs.outputs(app.db, job["id"])
+        assert [o["state"] for o in outputs] == ["pending", "pending"]
+        assert all(o["attempts"] == 1 and o["last_error"] for o in outputs)
+        (event,) = app.db.query("SELECT detail FROM audit_events WHERE event = 'retry_scheduled'")
+        assert "no response" in event["detail"]
+        assert peer.stalled_associations == 1
+
+        peer.healthy = True
+        app.dispatcher.deliver(job["id"])
+        assert jobs.job(app.db, job["id"])["state"] == "delivered"
+        assert sorted(peer.stored) == sorted(o["sop_instance_uid"] for o in outputs)
+        assert peer.stalled_associations == 1  # the retry was a new association
+        app.db.close()
+    finally:
+        peer.stop()
