@@ -45,6 +45,10 @@ class _ActivityWatch(QObject):
         return False
 
 
+DISK_CHECK_MS = 30_000
+"""How often the window reads the data volume's free space."""
+
+
 class MainWindow(QMainWindow):
     """Runs with a started :class:`Appliance`; :meth:`shut_down` stops the threads it uses."""
 
@@ -95,6 +99,16 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.tabs)
         self.counts = QLabel()
         self.statusBar().addPermanentWidget(self.counts)
+        self.disk_label = QLabel()
+        """Shown while the data volume is below its free-space floor (new studies refused)."""
+        self.disk_label.setStyleSheet("color: white; background: #b00020; padding: 2px 6px;")
+        self.disk_label.hide()
+        self.statusBar().addWidget(self.disk_label)
+        self._disk_timer = QTimer(self)
+        self._disk_timer.setInterval(DISK_CHECK_MS)
+        self._disk_timer.timeout.connect(self.check_disk)
+        self._disk_timer.start()
+        QTimer.singleShot(0, self.check_disk)
 
         self.file_menu = QMenu(self)
         self.export_action = QAction(self)
@@ -283,6 +297,23 @@ class MainWindow(QMainWindow):
             self.algorithms.reload()
         elif self.tabs.widget(index) is self.dashboard and self.dashboard.figures is None:
             self.dashboard.reload()
+
+    def check_disk(self) -> None:
+        """Read the data volume's free space off the GUI thread; warn below the floor."""
+        self.reader.submit(self.appliance.disk_guard.shortfall, on_done=self._show_disk)
+
+    def _show_disk(self, warning: str | None) -> None:
+        if warning is None:
+            self.disk_label.hide()
+        else:
+            self.disk_label.setText(
+                self.tr("Disk space low: %1 (new studies are refused)").replace("%1", warning)
+            )
+            self.disk_label.show()
+        if warning != self.tray.disk_warning:
+            self.tray.set_disk_warning(warning)
+            self.setWindowIcon(self.tray.window_icon())
+            self._show_counts()
 
     def _show_counts(self) -> None:
         states = self._summary.job_states

@@ -52,6 +52,9 @@ class StatusTray(QObject):
         self.icon = QSystemTrayIcon(self)
         self.icon.setContextMenu(menu)
         self.health = Health.WELL
+        self.disk_warning: str | None = None
+        """Why the data volume is below its free-space floor, or None (see set_disk_warning)."""
+        self._queue_health = Health.WELL
         self._seen: dict[tuple[str, int], str] = {}
         self._primed = False
         self.notifications: list[tuple[str, str]] = []
@@ -72,15 +75,32 @@ class StatusTray(QObject):
         return state_icon(_HEALTH_ICON[self.health])
 
     def set_health(self, health: Health) -> None:
+        """The queue's health; a disk below its floor makes "all well" a warning."""
+        self._queue_health = health
+        if health == Health.WELL and self.disk_warning is not None:
+            health = Health.WARNINGS
         self.health = health
         self.icon.setIcon(state_icon(_HEALTH_ICON[health]))
-        self.icon.setToolTip(
-            {
-                Health.WELL: self.tr("AIFI Appliance: all well"),
-                Health.WARNINGS: self.tr("AIFI Appliance: studies need attention"),
-                Health.FAILURES: self.tr("AIFI Appliance: jobs failed"),
-            }[health]
-        )
+        tip = {
+            Health.WELL: self.tr("AIFI Appliance: all well"),
+            Health.WARNINGS: self.tr("AIFI Appliance: studies need attention"),
+            Health.FAILURES: self.tr("AIFI Appliance: jobs failed"),
+        }[health]
+        if self.disk_warning is not None:
+            tip += "\n" + self.tr("Disk space low: %1").replace("%1", self.disk_warning)
+        self.icon.setToolTip(tip)
+
+    def set_disk_warning(self, warning: str | None) -> None:
+        """The data volume fell below (text) or rose above (None) the free-space floor; a
+        notification when it falls below."""
+        newly_low = warning is not None and self.disk_warning is None
+        self.disk_warning = warning
+        self.set_health(self._queue_health)
+        if newly_low and warning is not None:
+            title = self.tr("Disk space low: new studies are refused")
+            self.notifications.append((title, warning))
+            if self.icon.isVisible():
+                self.icon.showMessage(title, warning, QSystemTrayIcon.MessageIcon.Critical, 0)
 
     def update_delta(self, delta: QueueDelta) -> None:
         """What changed in the queue: new status; a notification per newly failed job."""

@@ -622,147 +622,152 @@
 <context>
     <name>MainWindow</name>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="173"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="187"/>
         <source>AIFI Appliance</source>
         <translation>AIFI Appliance</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="174"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="188"/>
         <source>Queue</source>
         <translation>Wachtrij</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="175"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="189"/>
         <source>Audit log</source>
         <translation>Auditlog</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="176"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="190"/>
         <source>Nodes</source>
         <translation>Nodes</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="177"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="191"/>
         <source>Algorithms</source>
         <translation>Algoritmes</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="179"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="193"/>
         <source>&amp;File</source>
         <translation>&amp;Bestand</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="180"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="194"/>
         <source>Export audit log…</source>
         <translation>Auditlog exporteren…</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="181"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="195"/>
         <source>&amp;Quit (stops receiving studies)</source>
         <translation>&amp;Afsluiten (stopt met ontvangen van onderzoeken)</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="182"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="196"/>
         <source>&amp;View</source>
         <translation>Beel&amp;d</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="183"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="197"/>
         <source>Language</source>
         <translation>Taal</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="184"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="198"/>
         <source>Keep running in the tray when closed</source>
         <translation>Bij sluiten actief blijven in het systeemvak</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="185"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="199"/>
         <source>Show the window</source>
         <translation>Venster tonen</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="186"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="200"/>
         <source>&amp;Administration</source>
         <translation>&amp;Beheer</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="187"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="201"/>
         <source>Unlock configuration (application manager)…</source>
         <translation>Configuratie ontgrendelen (applicatiebeheer)…</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="188"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="202"/>
         <source>Lock configuration</source>
         <translation>Configuratie vergrendelen</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="201"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="215"/>
         <source>Unlock configuration</source>
         <translation>Configuratie ontgrendelen</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="202"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="216"/>
         <source>Administrator passphrase:</source>
         <translation>Wachtwoordzin van de beheerder:</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="216"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="230"/>
         <source>Configuration unlocked.</source>
         <translation>Configuratie ontgrendeld.</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="218"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="232"/>
         <source>Wrong passphrase.</source>
         <translation>Onjuiste wachtwoordzin.</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="224"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="238"/>
         <source>No administrator passphrase is set up: run &apos;aifi-app admin set-passphrase&apos;.</source>
         <translation>Er is geen beheerderswachtwoordzin ingesteld: voer &apos;aifi-app admin set-passphrase&apos; uit.</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="227"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="241"/>
         <source>The passphrase could not be checked: %1</source>
         <translation>De wachtwoordzin kon niet worden gecontroleerd: %1</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="244"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="258"/>
         <source>Configuration locked after inactivity.</source>
         <translation>Configuratie vergrendeld na inactiviteit.</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="262"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="276"/>
         <source>Application manager (%1)</source>
         <translation>Applicatiebeheer (%1)</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="265"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="279"/>
         <source>MBB&apos;er (configuration locked)</source>
         <translation>MBB&apos;er (configuratie vergrendeld)</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="295"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="310"/>
+        <source>Disk space low: %1 (new studies are refused)</source>
+        <translation>Weinig schijfruimte: %1 (nieuwe onderzoeken worden geweigerd)</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/main_window.py" line="326"/>
         <source>all well</source>
         <translation>alles in orde</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="296"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="327"/>
         <source>warnings</source>
         <translation>waarschuwingen</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="297"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="328"/>
         <source>failures</source>
         <translation>storingen</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="301"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="332"/>
         <source>%1 on port %2 · %3 busy · %4 delivered · %5 failed · %6</source>
         <translation>%1 op poort %2 · %3 bezig · %4 afgeleverd · %5 mislukt · %6</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/main_window.py" line="178"/>
+        <location filename="../../aifi_app/gui/main_window.py" line="192"/>
         <source>Dashboard</source>
         <translation>Dashboard</translation>
     </message>
@@ -944,32 +949,32 @@
         <translation>%1 wordt getest (%2, %3)…</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="300"/>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="307"/>
         <source>Connection OK: %1 (%2 ms).</source>
         <translation>Verbinding in orde: %1 (%2 ms).</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="318"/>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="325"/>
         <source>Delete node</source>
         <translation>Node verwijderen</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="319"/>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="326"/>
         <source>Delete the remote node %1 from the settings?</source>
         <translation>De externe node %1 uit de instellingen verwijderen?</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="353"/>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="360"/>
         <source>Saving…</source>
         <translation>Opslaan…</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="364"/>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="371"/>
         <source>Saved; the appliance uses the new nodes now.</source>
         <translation>Opgeslagen; de appliance gebruikt de nieuwe nodes nu.</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="367"/>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="374"/>
         <source>Not saved: %1</source>
         <translation>Niet opgeslagen: %1</translation>
     </message>
@@ -979,17 +984,17 @@
         <translation>Geen externe nodes in het instellingenbestand.</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="301"/>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="308"/>
         <source>OK</source>
         <translation>In orde</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="303"/>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="310"/>
         <source>No connection with %1: %2</source>
         <translation>Geen verbinding met %1: %2</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/nodes_screen.py" line="305"/>
+        <location filename="../../aifi_app/gui/nodes_screen.py" line="312"/>
         <source>no connection</source>
         <translation>geen verbinding</translation>
     </message>
@@ -1342,27 +1347,37 @@
 <context>
     <name>StatusTray</name>
     <message>
-        <location filename="../../aifi_app/gui/tray.py" line="79"/>
+        <location filename="../../aifi_app/gui/tray.py" line="85"/>
         <source>AIFI Appliance: all well</source>
         <translation>AIFI Appliance: alles in orde</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/tray.py" line="80"/>
+        <location filename="../../aifi_app/gui/tray.py" line="86"/>
         <source>AIFI Appliance: studies need attention</source>
         <translation>AIFI Appliance: onderzoeken vragen aandacht</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/tray.py" line="81"/>
+        <location filename="../../aifi_app/gui/tray.py" line="87"/>
         <source>AIFI Appliance: jobs failed</source>
         <translation>AIFI Appliance: taken mislukt</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/tray.py" line="104"/>
+        <location filename="../../aifi_app/gui/tray.py" line="90"/>
+        <source>Disk space low: %1</source>
+        <translation>Weinig schijfruimte: %1</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/tray.py" line="100"/>
+        <source>Disk space low: new studies are refused</source>
+        <translation>Weinig schijfruimte: nieuwe onderzoeken worden geweigerd</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/tray.py" line="124"/>
         <source>Job %1 failed</source>
         <translation>Taak %1 mislukt</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/tray.py" line="113"/>
+        <location filename="../../aifi_app/gui/tray.py" line="133"/>
         <source>Urgent finding in job %1</source>
         <translation>Urgente bevinding in taak %1</translation>
     </message>

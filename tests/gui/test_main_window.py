@@ -283,3 +283,36 @@ def test_roles_unlock_checks_the_passphrase_and_locks_when_idle(  # type: ignore
         )
     ]
     assert events == ["admin_unlock_refused", "admin_unlocked", "admin_locked"]
+
+
+def test_disk_below_its_floor_warns_in_the_window_and_the_tray(  # type: ignore[no-untyped-def]
+    qtbot, make_appliance, make_window
+) -> None:
+    from aifi_app.store.disk_space import DiskFloor, DiskGuard, DiskReading
+
+    appliance = make_appliance()
+    free = {"bytes": 10 * 1024**3}
+    appliance.disk_guard = DiskGuard(
+        appliance.data_dir,
+        DiskFloor(min_free_mb=500),
+        reader=lambda _path: DiskReading(free["bytes"], 100 * 1024**3),
+    )
+    window = make_window(appliance)
+    window.show()
+    window.check_disk()
+    qtbot.waitUntil(lambda: window.tray.health == "well", timeout=10_000)
+    assert window.disk_label.isHidden()
+
+    free["bytes"] = 100 * 1024**2  # 100 MB free, the floor is 500 MB
+    window.check_disk()
+    qtbot.waitUntil(lambda: window.disk_label.isVisible(), timeout=10_000)
+    assert "below the floor of 500 MB" in window.disk_label.text()
+    assert window.tray.health == "warnings"
+    assert window.tray.notifications[-1][0].startswith("Disk space low")
+    assert "Disk space low" in window.tray.icon.toolTip()
+
+    free["bytes"] = 10 * 1024**3
+    window.check_disk()
+    qtbot.waitUntil(lambda: window.disk_label.isHidden(), timeout=10_000)
+    assert window.tray.health == "well"
+    assert len([n for n in window.tray.notifications if "Disk" in n[0]]) == 1
