@@ -17,7 +17,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from aifi_app.gui.background import Background
 from aifi_app.store.changes import DataVersion
 from aifi_app.store.database import Database
-from aifi_app.store.queue_view import QueueDelta, QueueDiffer, positive_findings, queue_rows
+from aifi_app.store.queue_view import QueueDelta, QueueDiffer, queue_rows, urgent_findings
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class QueueFeed(QObject):
         delta = self._differ.update(queue_rows(self._db))
         if delta.newly_resulted:
             ids = [r.job_id for r in delta.newly_resulted if r.job_id is not None]
-            labels = positive_findings(self._db, ids)
+            labels = urgent_findings(self._db, ids)
             urgent = tuple(
                 (r, labels[r.job_id])
                 for r in delta.newly_resulted

@@ -1,5 +1,6 @@
 """The tray icon: overall status at a glance, and desktop notifications when a job fails
-or a result with a positive (urgent) finding arrives."""
+or a result with an urgent finding arrives (a positive finding the algorithm's manifest
+lists in ``urgent_findings``)."""
 
 from __future__ import annotations
 

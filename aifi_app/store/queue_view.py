@@ -146,8 +146,8 @@ class QueueDelta:
     newly_resulted: tuple[QueueRow, ...] = ()
     """Jobs that have their results now and did not before (none in the first delta)."""
     urgent: tuple[tuple[QueueRow, tuple[str, ...]], ...] = ()
-    """Of those, the jobs with positive findings, with the findings' labels (filled in by
-    the reader with :func:`positive_findings`)."""
+    """Of those, the urgent jobs, with their positive findings' labels (filled in by the
+    reader with :func:`urgent_findings`)."""
 
     def __bool__(self) -> bool:
         return bool(self.removed or self.changed or self.added)
@@ -272,12 +272,16 @@ def outputs(db: Database, job_id: int) -> list[OutputLine]:
     ]
 
 
-def positive_findings(db: Database, job_ids: list[int]) -> dict[int, tuple[str, ...]]:
-    """The labels of the positive findings in these jobs' results (jobs without any are
-    left out): what a desktop notification about an urgent finding says."""
+def urgent_findings(db: Database, job_ids: list[int]) -> dict[int, tuple[str, ...]]:
+    """The labels of the positive findings of those of these jobs that are urgent (a
+    positive finding the algorithm's manifest lists in ``urgent_findings``; the job's
+    ``urgent`` flag, set with its result): what a desktop notification says. Jobs that are
+    not urgent are left out."""
     found: dict[int, tuple[str, ...]] = {}
     for job_id in job_ids:
-        row = db.conn.execute("SELECT result_json FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        row = db.conn.execute(
+            "SELECT result_json FROM jobs WHERE id = ? AND urgent = 1", (job_id,)
+        ).fetchone()
         if row is None or not row[0]:
             continue
         try:
@@ -289,6 +293,5 @@ def positive_findings(db: Database, job_ids: list[int]) -> dict[int, tuple[str, 
             for f in findings
             if isinstance(f, dict) and f.get("positive") is True
         )
-        if labels:
-            found[job_id] = labels
+        found[job_id] = labels or ("urgent finding",)
     return found

@@ -83,17 +83,25 @@ def test_urgent_finding_notifies(qtbot, make_appliance, make_window) -> None:  #
             " updated_at) VALUES (7, 1, 'pneumonia-cxr', 'chest', 'submitted', ?, ?)",
             (t, t),
         )
+        conn.execute(
+            "INSERT INTO jobs (id, study_id, algorithm_id, route, state, created_at,"
+            " updated_at) VALUES (8, 1, 'cina-ipe', 'ct-pe', 'submitted', ?, ?)",
+            (t, t),
+        )
+    # job 7: a positive finding the manifest does not call urgent (no notification);
+    # job 8: one it does (the job's urgent flag is set with its result)
     finding = {"findings": [{"label": "Pneumonia suspected", "positive": True}]}
     jobs.transition(
-        db,
-        7,
-        JobState.SUBMITTED,
-        JobState.RESULT_RECEIVED,
-        result_json=json.dumps(finding),
+        db, 7, JobState.SUBMITTED, JobState.RESULT_RECEIVED, result_json=json.dumps(finding)
     )
+    pe = {"findings": [{"label": "Pulmonary embolism suspected", "positive": True}]}
+    with db.transaction() as conn:
+        conn.execute("UPDATE jobs SET urgent = 1 WHERE id = 8")
+    jobs.transition(db, 8, JobState.SUBMITTED, JobState.RESULT_RECEIVED, result_json=json.dumps(pe))
     qtbot.waitUntil(
-        lambda: any(title == "Urgent finding in job 7" for title, _ in window.tray.notifications),
+        lambda: any(title == "Urgent finding in job 8" for title, _ in window.tray.notifications),
         timeout=10_000,
     )
     text = next(t for title, t in window.tray.notifications if title.startswith("Urgent"))
-    assert "Pneumonia suspected" in text
+    assert "Pulmonary embolism suspected" in text
+    assert not any("job 7" in title for title, _ in window.tray.notifications)

@@ -16,9 +16,9 @@ from aifi_app.store.queue_view import (
     QueueDiffer,
     instances,
     outputs,
-    positive_findings,
     queue_rows,
     timeline,
+    urgent_findings,
 )
 from aifi_app.store.receiving import ReceivedInstance, record_instance
 from aifi_app.store.states import JobState
@@ -142,7 +142,11 @@ def test_differ_sends_only_changes_and_finds_new_results(db: Database) -> None:
     assert [r.job_id for r in delta.added] == [second_job]
     assert {r.job_id for r in delta.newly_resulted} == {first_job, second_job}
     assert delta.summary.job_states == {"delivered": 2}
-    assert positive_findings(db, [first_job, second_job]) == {first_job: ("Pneumonia suspected",)}
+    # a positive finding is not urgent by itself: only one the manifest lists (jobs.urgent)
+    assert urgent_findings(db, [first_job, second_job]) == {}
+    with db.transaction() as conn:
+        conn.execute("UPDATE jobs SET urgent = 1 WHERE id = ?", (first_job,))
+    assert urgent_findings(db, [first_job, second_job]) == {first_job: ("Pneumonia suspected",)}
     gone = differ.update([])
     assert set(gone.removed) == {("job", first_job), ("job", second_job)}
 
