@@ -42,6 +42,18 @@ def private_dir(path: Path) -> Path:
     return path
 
 
+def is_open(path: Path) -> bool:
+    """Whether ``path`` exists with group or other permissions (POSIX): a data directory
+    from before the appliance kept its files private, whose contents need
+    :func:`tighten_tree` once."""
+    if os.name != "posix":
+        return False
+    try:
+        return bool(path.lstat().st_mode & 0o077)
+    except OSError:
+        return False
+
+
 def tighten_tree(root: Path) -> int:
     """Remove group and other permissions from everything under ``root`` (POSIX); returns
     how many entries were changed. Symbolic links are left alone."""

@@ -23,7 +23,7 @@ from aifi_app.config.settings import Settings
 from aifi_app.crash import CrashHandler
 from aifi_app.dicom_node.peers import listener_tls_context
 from aifi_app.dicom_node.storage_scp import NodeConfig, StorageNode
-from aifi_app.file_modes import private_dir, restrict_umask, tighten_tree
+from aifi_app.file_modes import is_open, private_dir, restrict_umask, tighten_tree
 from aifi_app.health import Heartbeat
 from aifi_app.net.tls import TlsConfigError
 from aifi_app.pipeline.dispatcher import Dispatcher
@@ -98,8 +98,13 @@ class Appliance:
     ) -> None:
         self.settings = settings
         self.data_dir = settings.data_dir
+        # the whole tree is walked only when the folder itself is still open (an older
+        # installation's data): since then the umask keeps every new file private, and a
+        # walk over a large spool at every start would only slow the start down
+        legacy = is_open(self.data_dir)
         self.db = open_database(self.data_dir)
-        tighten_tree(self.data_dir)
+        if legacy:
+            tighten_tree(self.data_dir)
         self.secret = secret_for(installation_id(self.db))
         self.catalog = PackageCatalog(
             self.db, self.data_dir, settings.algorithms.package_dirs, trust_policy(settings)

@@ -32,7 +32,7 @@ from aifi_app.algorithms.package import (
     MeasurementSpec,
 )
 from aifi_app.algorithms.vendor_http import VendorHttpError, http_failure_words, session_for
-from aifi_app.config.settings import RemoteNode, Settings
+from aifi_app.config.settings import NodeUnusableError, RemoteNode, Settings
 
 
 def _part10(ds: Dataset) -> bytes:
@@ -81,15 +81,10 @@ class HttpRunner:
         self._settings = settings
 
     def node(self) -> RemoteNode:
-        node = self._settings().remote_node(self.spec.node)
-        if node is None:
-            raise InferenceError(f"no remote node named {self.spec.node!r} in the settings")
-        if node.protocol != "http":
-            raise InferenceError(
-                f"remote node {node.name!r} has protocol {node.protocol};"
-                " this package needs an http node"
-            )
-        return node
+        try:
+            return self._settings().remote_node_of(self.spec.node, "http")
+        except NodeUnusableError as exc:
+            raise InferenceError(str(exc)) from exc
 
     def post(self, node: RemoteNode, images: Sequence[Dataset]) -> requests.Response:
         spec = self.spec

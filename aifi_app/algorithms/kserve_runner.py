@@ -28,7 +28,7 @@ from aifi_app.algorithms.findings import AlgorithmResult
 from aifi_app.algorithms.onnx_runner import InferenceError, map_output, model_input
 from aifi_app.algorithms.package import AlgorithmPackage, KServeV2Spec
 from aifi_app.algorithms.vendor_http import VendorHttpError, http_failure_words, session_for
-from aifi_app.config.settings import RemoteNode, Settings
+from aifi_app.config.settings import NodeUnusableError, RemoteNode, Settings
 
 _DTYPES = {
     "FP32": np.float32,
@@ -52,15 +52,10 @@ class KServeV2Runner:
         self._settings = settings
 
     def node(self) -> RemoteNode:
-        node = self._settings().remote_node(self.spec.node)
-        if node is None:
-            raise InferenceError(f"no remote node named {self.spec.node!r} in the settings")
-        if node.protocol != "http":
-            raise InferenceError(
-                f"remote node {node.name!r} has protocol {node.protocol};"
-                " an inference server is an http node"
-            )
-        return node
+        try:
+            return self._settings().remote_node_of(self.spec.node, "http")
+        except NodeUnusableError as exc:
+            raise InferenceError(str(exc)) from exc
 
     def infer_url(self, node: RemoteNode) -> str:
         url = f"{node.url.rstrip('/')}/v2/models/{self.spec.model_name}"

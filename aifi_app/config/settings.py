@@ -28,6 +28,10 @@ def default_data_dir() -> Path:
     return (Path(xdg) if xdg else Path.home() / ".local" / "share") / "aifi-appliance"
 
 
+class NodeUnusableError(ValueError):
+    """A runner's remote node is missing from the settings or has the wrong protocol."""
+
+
 @dataclass(frozen=True)
 class NodeSettings:
     """The appliance's own DICOM node (table ``[node]``)."""
@@ -401,6 +405,20 @@ class Settings:
 
     def remote_node(self, name: str) -> RemoteNode | None:
         return next((n for n in self.remote_nodes if n.name == name), None)
+
+    def remote_node_of(self, name: str, protocol: str) -> RemoteNode:
+        """The remote node a package's runner names; :class:`NodeUnusableError` (reason
+        in words) when there is none of that name or it speaks another protocol."""
+        node = self.remote_node(name)
+        if node is None:
+            raise NodeUnusableError(f"no remote node named {name!r} in the settings")
+        if node.protocol != protocol:
+            article = "an" if protocol in ("http", "mllp") else "a"
+            raise NodeUnusableError(
+                f"remote node {name!r} has protocol {node.protocol};"
+                f" this package needs {article} {protocol} node"
+            )
+        return node
 
     @property
     def pacs_node(self) -> RemoteNode | None:

@@ -14,6 +14,8 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Qt, Signal
 
+from aifi_app.fault_logging import log_fault
+
 log = logging.getLogger(__name__)
 
 Callback = Callable[[Any], None]
@@ -59,7 +61,7 @@ class Background:
             if on_error is not None:
                 on_error(exc)
             else:
-                log.error("background work failed", exc_info=exc)
+                log_fault(log, "background work failed", exc)
         elif on_done is not None:
             on_done(future.result())
 

@@ -14,6 +14,7 @@ import logging
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from aifi_app.fault_logging import log_fault
 from aifi_app.gui.background import Background
 from aifi_app.store.changes import DataVersion
 from aifi_app.store.database import Database
@@ -87,4 +88,4 @@ class QueueFeed(QObject):
 
     def _failed(self, exc: BaseException) -> None:
         self._in_flight = False
-        log.error("reading the queue failed", exc_info=exc)
+        log_fault(log, "reading the queue failed", exc)

@@ -24,7 +24,7 @@ from pydicom import Dataset, dcmread
 
 from aifi_app.algorithms.package import AlgorithmPackage, RemoteDicomwebSpec
 from aifi_app.algorithms.vendor_http import VendorHttpError, http_failure_words, session_for
-from aifi_app.config.settings import RemoteNode, Settings
+from aifi_app.config.settings import NodeUnusableError, RemoteNode, Settings
 from aifi_app.store import jobs
 from aifi_app.store.database import Database, now
 from aifi_app.store.states import JobState
@@ -48,15 +48,10 @@ def _spec(package: AlgorithmPackage) -> RemoteDicomwebSpec:
 
 
 def node_for(package: AlgorithmPackage, settings: Settings) -> RemoteNode:
-    name = _spec(package).node
-    node = settings.remote_node(name)
-    if node is None:
-        raise DicomwebFailed(f"no remote node named {name!r} in the settings")
-    if node.protocol != "dicomweb":
-        raise DicomwebFailed(
-            f"remote node {name!r} has protocol {node.protocol}; this package needs a dicomweb node"
-        )
-    return node
+    try:
+        return settings.remote_node_of(_spec(package).node, "dicomweb")
+    except NodeUnusableError as exc:
+        raise DicomwebFailed(str(exc)) from exc
 
 
 def make_client(node: RemoteNode, request_timeout: float) -> DICOMwebClient:

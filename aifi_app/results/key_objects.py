@@ -20,11 +20,10 @@ from aifi_app.results.secondary_capture import (
     algorithm_contributing_equipment,
     character_set_for,
     copy_study_context,
+    lo_value,
 )
 
 __all__ = ["build_key_object_selection", "key_image_uids"]
-
-_LO_MAX = 64
 
 
 def key_image_uids(result: AlgorithmResult) -> list[str]:
@@ -70,9 +69,9 @@ def build_key_object_selection(
     algorithm = result.algorithm
     device = hd.sr.DeviceObserverIdentifyingAttributes(
         uid=device_observer_uid,
-        name=_lo(algorithm.name),
-        manufacturer_name=_lo(algorithm.vendor),
-        model_name=_lo(algorithm.algorithm_id),
+        name=lo_value(algorithm.name),
+        manufacturer_name=lo_value(algorithm.vendor),
+        model_name=lo_value(algorithm.algorithm_id),
     )
     description = (
         f"AI result, not a diagnosis: {algorithm.name} {algorithm.version} "
@@ -99,15 +98,11 @@ def build_key_object_selection(
         series_number=series_number,
         sop_instance_uid=sop_instance_uid,
         instance_number=instance_number,
-        manufacturer=_lo(manufacturer),
+        manufacturer=lo_value(manufacturer),
         contributing_equipment=[equipment],
         **kwargs,
     )
-    kos.SeriesDescription = _lo(f"AI key images: {algorithm.name}")
+    kos.SeriesDescription = lo_value(f"AI key images: {algorithm.name}")
     copy_study_context(key_images[0], kos)
     ds: Dataset = kos
     return ds
-
-
-def _lo(text: str) -> str:
-    return text.replace("\\", "/").strip()[:_LO_MAX]

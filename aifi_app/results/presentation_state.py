@@ -29,6 +29,8 @@ from aifi_app.algorithms.findings import AlgorithmResult, CodedConcept, RegionFi
 from aifi_app.results.secondary_capture import (
     algorithm_contributing_equipment,
     character_set_for,
+    image_laterality,
+    lo_value,
 )
 
 DISCLAIMER_EN = "AI RESULT - NOT A DIAGNOSIS"
@@ -46,7 +48,6 @@ __all__ = [
 LABEL_LAYER_SUFFIX = " TXT"
 """Suffix of a concept's text-label layer name (its outline layer has none)."""
 _CS_MAX = 16
-_LO_MAX = 64
 # CIELab display colours per layer (yellow outlines, white labels): visible on grey images.
 _OUTLINE_COLOUR = hd.color.CIELabColor(97.1, -21.6, 94.5)
 _LABEL_COLOUR = hd.color.CIELabColor(100.0, 0.0, 0.0)
@@ -63,7 +64,7 @@ def region_tracking_uid(tracking_base_uid: str, index: int) -> str:
 
 def region_tracking_id(algorithm_name: str, index: int, region: RegionFinding) -> str:
     """The readable tracking identifier of a region (LO, at most 64 characters)."""
-    return _lo(f"{algorithm_name} region {index + 1}: {region.label}")
+    return lo_value(f"{algorithm_name} region {index + 1}: {region.label}")
 
 
 def layer_name_for(concept: CodedConcept, number: int) -> str:
@@ -177,13 +178,13 @@ def build_presentation_state(
             hd.pr.GraphicLayer(
                 layer_name=name,
                 order=2 * number - 1,
-                description=_lo(f"AI {algorithm.name}: {concept.meaning} (outlines)"),
+                description=lo_value(f"AI {algorithm.name}: {concept.meaning} (outlines)"),
                 display_color=_OUTLINE_COLOUR,
             ),
             hd.pr.GraphicLayer(
                 layer_name=name + LABEL_LAYER_SUFFIX,
                 order=2 * number,
-                description=_lo(f"AI {algorithm.name}: {concept.meaning} (labels)"),
+                description=lo_value(f"AI {algorithm.name}: {concept.meaning} (labels)"),
                 display_color=_LABEL_COLOUR,
             ),
         )
@@ -214,7 +215,7 @@ def build_presentation_state(
         anchor = (float(data[0][0]), float(data[0][1]))
         texts.setdefault(key, []).append(
             hd.pr.TextObject(
-                text_value=_lo(region.label),
+                text_value=lo_value(region.label),
                 units="PIXEL",
                 anchor_point=anchor,
                 anchor_point_visible=True,
@@ -249,8 +250,8 @@ def build_presentation_state(
         _with_lut_data_as_bytes(by_uid[uid])
         for uid in dict.fromkeys(r.source_sop_instance_uid for _, r in indexed)
     ]
-    description = _lo(f"{DISCLAIMER_EN}: {algorithm.name} {algorithm.version}")
-    software_versions = _lo(software_version)
+    description = lo_value(f"{DISCLAIMER_EN}: {algorithm.name} {algorithm.version}")
+    software_versions = lo_value(software_version)
     equipment = algorithm_contributing_equipment(algorithm)
     charset = character_set_for(
         referenced[0],
@@ -273,8 +274,8 @@ def build_presentation_state(
         series_number=series_number,
         sop_instance_uid=sop_instance_uid,
         instance_number=instance_number,
-        manufacturer=_lo(manufacturer),
-        manufacturer_model_name=_lo(algorithm.algorithm_id),
+        manufacturer=lo_value(manufacturer),
+        manufacturer_model_name=lo_value(algorithm.algorithm_id),
         software_versions=software_versions,
         device_serial_number="0",
         content_label="AI_RESULT",
@@ -285,9 +286,9 @@ def build_presentation_state(
         contributing_equipment=[equipment],
         **kwargs,
     )
-    gsps.SeriesDescription = _lo(f"AI result: {algorithm.name}")
+    gsps.SeriesDescription = lo_value(f"AI result: {algorithm.name}")
     # General Series Laterality is Type 2C: the source's when it has one, else empty.
-    laterality = _laterality(referenced[0])
+    laterality = image_laterality(referenced[0])
     gsps.add_new("Laterality", "CS", laterality)
     ds: Dataset = gsps
     return ds
@@ -352,15 +353,3 @@ def _with_lut_data_as_bytes(source: Dataset) -> Dataset:
 
 _LUT_DATA = 0x00283006
 _VOI_LUT_SEQUENCE = 0x00283010
-
-
-def _laterality(source: Dataset) -> str | None:
-    for keyword in ("ImageLaterality", "Laterality"):
-        value = str(source.get(keyword, "") or "").strip().upper()
-        if value in ("L", "R"):
-            return value
-    return None
-
-
-def _lo(text: str) -> str:
-    return text.replace("\\", "/").strip()[:_LO_MAX]

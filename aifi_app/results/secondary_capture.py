@@ -171,7 +171,7 @@ def build_secondary_capture(
     image = _fit_size(display)
     pixels = _with_banner(image, _banner_lines(algorithm, finding))
 
-    series_description = _lo(f"AI result: {algorithm.name}")
+    series_description = lo_value(f"AI result: {algorithm.name}")
     image_comments = f"{DISCLAIMER}. {_finding_sentence(algorithm, finding)}"
     inverted = ", inverted" if source.get("PhotometricInterpretation") == "MONOCHROME1" else ""
     derivation = _st(
@@ -181,7 +181,10 @@ def build_secondary_capture(
         f"result of the AI algorithm {algorithm.name} {algorithm.version} "
         f"({algorithm.vendor}). {DISCLAIMER}."
     )
-    software_versions = [_lo(software_version), _lo(f"{algorithm.name} {algorithm.version}")]
+    software_versions = [
+        lo_value(software_version),
+        lo_value(f"{algorithm.name} {algorithm.version}"),
+    ]
     algorithm_equipment = algorithm_contributing_equipment(algorithm)
     charset = character_set_for(
         source,
@@ -190,7 +193,7 @@ def build_secondary_capture(
     )
 
     orientation = _patient_orientation(source)
-    laterality = _laterality(source)
+    laterality = image_laterality(source)
     kwargs: dict[str, Any] = {}
     if charset is not None:
         kwargs["specific_character_set"] = charset
@@ -204,7 +207,7 @@ def build_secondary_capture(
         series_number=series_number,
         sop_instance_uid=sop_instance_uid,
         instance_number=instance_number,
-        manufacturer=_lo(manufacturer),
+        manufacturer=lo_value(manufacturer),
         laterality=laterality,
         # highdicom wants single letters here; the exact (possibly oblique, or unknown
         # and then empty: type 2 in the SC IOD) orientation is set below.
@@ -225,7 +228,7 @@ def build_secondary_capture(
     copy_study_context(source, sc)
 
     sc.ConversionType = "WSD"
-    sc.SecondaryCaptureDeviceManufacturer = _lo(manufacturer)
+    sc.SecondaryCaptureDeviceManufacturer = lo_value(manufacturer)
     sc.SecondaryCaptureDeviceSoftwareVersions = software_versions
     sc.BurnedInAnnotation = "YES"
     sc.ImageComments = image_comments
@@ -285,11 +288,11 @@ def algorithm_contributing_equipment(algorithm: AlgorithmIdentity) -> hd.Contrib
     Thread: any thread.
     """
     return hd.ContributingEquipment(
-        manufacturer=_lo(algorithm.vendor) or "unknown",
+        manufacturer=lo_value(algorithm.vendor) or "unknown",
         purpose_of_reference=codes.DCM.ProcessingEquipment,
-        manufacturer_model_name=_lo(algorithm.name),
-        software_versions=_lo(algorithm.version),
-        device_serial_number=_lo(algorithm.algorithm_id),
+        manufacturer_model_name=lo_value(algorithm.name),
+        software_versions=lo_value(algorithm.version),
+        device_serial_number=lo_value(algorithm.algorithm_id),
         contribution_description=_st(
             f"AI algorithm {algorithm.name} {algorithm.version} that produced this result"
         ),
@@ -496,7 +499,8 @@ def _dominant_letters(orientation: tuple[str, str] | None) -> tuple[str, str]:
     return orientation[0][0], orientation[1][0]
 
 
-def _laterality(source: Dataset) -> str | None:
+def image_laterality(source: Dataset) -> str | None:
+    """L or R from the image's (or series') laterality; None otherwise."""
     for keyword in ("ImageLaterality", "Laterality"):
         value = str(source.get(keyword, "") or "").strip().upper()
         if value in ("L", "R"):
@@ -515,7 +519,8 @@ def _source_image_item(source: Dataset) -> Dataset:
     return item
 
 
-def _lo(text: str) -> str:
+def lo_value(text: str) -> str:
+    """``text`` as a Long String (LO) value: no backslash (the value separator), 64 characters."""
     return text.replace("\\", "/").strip()[:_LO_MAX]
 
 

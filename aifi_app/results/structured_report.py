@@ -48,6 +48,7 @@ from aifi_app.results.secondary_capture import (
     algorithm_contributing_equipment,
     character_set_for,
     copy_study_context,
+    lo_value,
 )
 
 __all__ = [
@@ -64,8 +65,6 @@ PROBABILITY = hd.sr.CodedConcept.from_code(codes.DCM.Probability)
 NO_UNITS = hd.sr.CodedConcept.from_code(codes.UCUM.NoUnits)
 PRESENT = hd.sr.CodedConcept.from_code(codes.SCT.Present)
 ABSENT = hd.sr.CodedConcept.from_code(codes.SCT.Absent)
-
-_LO_MAX = 64
 
 
 def build_measurement_report(
@@ -127,8 +126,11 @@ def build_measurement_report(
         imaging_measurements=[*groups, *regions],
     )
 
-    series_description = _lo(f"AI result: {algorithm.name}")
-    software_versions = [_lo(software_version), _lo(f"{algorithm.name} {algorithm.version}")]
+    series_description = lo_value(f"AI result: {algorithm.name}")
+    software_versions = [
+        lo_value(software_version),
+        lo_value(f"{algorithm.name} {algorithm.version}"),
+    ]
     equipment = algorithm_contributing_equipment(algorithm)
     charset = character_set_for(
         sources[0],
@@ -145,7 +147,7 @@ def build_measurement_report(
         series_number=series_number,
         sop_instance_uid=sop_instance_uid,
         instance_number=instance_number,
-        manufacturer=_lo(manufacturer),
+        manufacturer=lo_value(manufacturer),
         is_complete=True,
         is_final=True,
         is_verified=False,
@@ -189,9 +191,9 @@ def _observation_context(
 ) -> hd.sr.ObservationContext:
     device = hd.sr.DeviceObserverIdentifyingAttributes(
         uid=device_observer_uid,
-        name=_lo(algorithm.name),
-        manufacturer_name=_lo(algorithm.vendor),
-        model_name=_lo(algorithm.algorithm_id),
+        name=lo_value(algorithm.name),
+        manufacturer_name=lo_value(algorithm.vendor),
+        model_name=lo_value(algorithm.algorithm_id),
     )
     return hd.sr.ObservationContext(
         observer_device_context=hd.sr.ObserverContext(
@@ -216,10 +218,10 @@ def _measurement_group(
         identifier=f"{algorithm.name} finding {index + 1}: {finding.label}",
     )
     algorithm_id = hd.sr.AlgorithmIdentification(
-        name=_lo(algorithm.name),
-        version=_lo(algorithm.version),
+        name=lo_value(algorithm.name),
+        version=lo_value(algorithm.version),
         parameters=[f"decision threshold {finding.threshold:.4g}"],
-        manufacturer=_lo(algorithm.vendor),
+        manufacturer=lo_value(algorithm.vendor),
     )
     evaluation = hd.sr.QualitativeEvaluation(
         name=concept, value=PRESENT if finding.positive else ABSENT
@@ -256,10 +258,10 @@ def _quantity_group(
         measurement.concept.value, measurement.concept.scheme, measurement.concept.meaning
     )
     algorithm_id = hd.sr.AlgorithmIdentification(
-        name=_lo(algorithm.name),
-        version=_lo(algorithm.version),
-        parameters=[_lo(measurement.method)],
-        manufacturer=_lo(algorithm.vendor),
+        name=lo_value(algorithm.name),
+        version=lo_value(algorithm.version),
+        parameters=[lo_value(measurement.method)],
+        manufacturer=lo_value(algorithm.vendor),
     )
     quantity = hd.sr.Measurement(
         name=hd.sr.CodedConcept(
@@ -275,7 +277,7 @@ def _quantity_group(
     return hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
             uid=_derived_uid(sop_instance_uid, f"measurement-{index}"),
-            identifier=_lo(f"{algorithm.name}: {measurement.label}"),
+            identifier=lo_value(f"{algorithm.name}: {measurement.label}"),
         ),
         finding_type=concept,
         algorithm_id=algorithm_id,
@@ -306,7 +308,9 @@ def _region_group(
         else [region.frame_number]
     )
     algorithm_id = hd.sr.AlgorithmIdentification(
-        name=_lo(algorithm.name), version=_lo(algorithm.version), manufacturer=_lo(algorithm.vendor)
+        name=lo_value(algorithm.name),
+        version=lo_value(algorithm.version),
+        manufacturer=lo_value(algorithm.vendor),
     )
     measurements = []
     if region.score is not None:
@@ -340,7 +344,3 @@ def _region_group(
 def _derived_uid(base_uid: str, part: str) -> str:
     """A 2.25 UID (PS3.5 B.2) that depends only on ``base_uid`` and ``part``."""
     return f"2.25.{uuid.uuid5(uuid.NAMESPACE_OID, f'{base_uid}/{part}').int}"
-
-
-def _lo(text: str) -> str:
-    return text.replace("\\", "/").strip()[:_LO_MAX]
