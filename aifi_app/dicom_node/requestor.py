@@ -78,6 +78,12 @@ _PDU_NAMES = {
     0x06: "A-RELEASE-RP",
     0x07: "A-ABORT",
 }
+_CONTEXT_RESULTS = {  # PS3.8 9.3.3.2
+    1: "user rejection",
+    2: "no reason given",
+    3: "SOP class not supported",
+    4: "transfer syntax not supported",
+}
 _PDU_HEADER = struct.Struct(">BBL")
 _PDV_HEADER = struct.Struct(">BBLLBB")  # PDU type, reserved, PDU length, PDV length, id, flags
 _DIMSE_NO_DATA_SET = 0x0101
@@ -124,7 +130,8 @@ class Link:
     accepted: dict[tuple[str, str], int]
     """(abstract syntax, transfer syntax) -> accepted presentation context ID."""
     refused: dict[tuple[str, str], str]
-    """(abstract syntax, transfer syntax) -> why the peer did not accept it, in words."""
+    """(abstract syntax, transfer syntax) -> why the peer did not accept it, in words
+    (``"SOP class not supported"``)."""
     _rx: bytearray = field(default_factory=bytearray)
     open: bool = True
 
@@ -378,11 +385,11 @@ def _take_acceptance(link: Link, ac: A_ASSOCIATE_AC, ids: dict[tuple[str, str], 
     for pair, context_id in ids.items():
         item = results.get(context_id)
         if item is None:
-            link.refused[pair] = "the peer did not answer our proposal"
+            link.refused[pair] = "not answered"
         elif item.result != 0:
-            link.refused[pair] = f"refused by the peer: {item.result_str.lower()}"
+            link.refused[pair] = _CONTEXT_RESULTS.get(item.result or 0, f"result {item.result}")
         elif str(item.transfer_syntax) != pair[1]:
-            link.refused[pair] = "the peer chose another transfer syntax"
+            link.refused[pair] = "another transfer syntax chosen"
         else:
             link.accepted[pair] = context_id
     peer_max = ac.user_information.maximum_length if ac.user_information else None
@@ -431,7 +438,7 @@ def _rejection(rj: A_ASSOCIATE_RJ) -> str:
         result = "permanent" if rj.result == 1 else "transient"
     except ValueError:
         return f"result {rj.result}, source {rj.source}, reason {rj.reason_diagnostic}"
-    return f"{reason.lower()}, {result}"
+    return f"{reason[:1].lower()}{reason[1:]}, {result}"
 
 
 def command_set(message: DIMSEMessage) -> bytes:

@@ -107,7 +107,9 @@ class _Sender:
         pair = (file.sop_class, file.syntax)
         context_id = self.link.accepted.get(pair)
         if context_id is None:
-            return SendOutcome(path, None, f"not sent: {self.link.refused[pair]}")
+            return SendOutcome(
+                path, None, f"not sent: the peer does not accept it ({self.link.refused[pair]})"
+            )
         ready = self._take(file)
         if isinstance(ready, str):
             return SendOutcome(path, None, ready)
@@ -168,7 +170,7 @@ def echo(peer: Peer, *, calling_ae_title: str, timeout: float = 10.0) -> int:
     context_id = link.accepted.get(pair)
     if context_id is None:
         link.release()
-        raise AssociationFailed(f"{peer.where} does not verify ({link.refused[pair]})")
+        raise AssociationFailed(f"{peer.where} does not accept verification ({link.refused[pair]})")
     request = C_ECHO()
     request.MessageID = 1
     request.AffectedSOPClassUID = Verification
