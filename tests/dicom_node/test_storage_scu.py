@@ -329,3 +329,14 @@ def test_a_release_left_unanswered_does_not_hold_the_send(tmp_path: Path) -> Non
     assert [o.status for o in outcomes] == [0, 0]
     assert scripted.received[-1] == 0x05  # our A-RELEASE-RQ
     assert len(scripted.stored) == 2
+
+
+def test_a_release_collision_is_answered(tmp_path: Path) -> None:
+    scripted = ScriptedPeer("release_collision")
+    try:
+        files = _cts(tmp_path, 1)
+        outcomes = _send_guarded(Peer("SCRIPTED", "127.0.0.1", scripted.port), files, 30)
+    finally:
+        scripted.stop()
+    assert [o.status for o in outcomes] == [0]
+    assert scripted.received[-2:] == [0x05, 0x06]  # our A-RELEASE-RQ, then our A-RELEASE-RP

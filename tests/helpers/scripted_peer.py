@@ -5,7 +5,9 @@ pynetdicom builds and reads its PDUs; the script decides what it sends:
 - ``"oversized"``: accepts, reads a whole C-STORE, then answers with a P-DATA-TF larger
   than the maximum PDU length the requestor announced;
 - ``"silent_release"``: stores every instance (success), and never answers the
-  A-RELEASE-RQ (the connection stays open until :meth:`stop`).
+  A-RELEASE-RQ (the connection stays open until :meth:`stop`);
+- ``"release_collision"``: stores every instance, and answers an A-RELEASE-RQ with one of
+  its own (both sides release at once), then with its A-RELEASE-RP once it has ours.
 
 ``received`` lists the PDU types that reached it, in order.
 """
@@ -35,7 +37,7 @@ OUR_MAX_PDU = 16384
 
 class ScriptedPeer:
     def __init__(self, script: str, ae_title: str = "SCRIPTED") -> None:
-        if script not in ("oversized", "silent_release"):
+        if script not in ("oversized", "silent_release", "release_collision"):
             raise ValueError(script)
         self.script = script
         self.ae_title = ae_title
@@ -82,6 +84,11 @@ class ScriptedPeer:
         conn.sendall(_accept_all(rq))
         while not self._stop.is_set():
             pdu_type, pdu = self._read_pdu(conn)
+            if pdu_type == 0x05 and self.script == "release_collision":
+                conn.sendall(bytes([0x05, 0, 0, 0, 0, 4, 0, 0, 0, 0]))
+                if self._read_pdu(conn)[0] == 0x06:
+                    conn.sendall(bytes([0x06, 0, 0, 0, 0, 4, 0, 0, 0, 0]))
+                continue
             if pdu_type != 0x04:
                 continue  # a release (left unanswered) or an abort: wait for stop
             command = self._whole_store(conn, pdu)
