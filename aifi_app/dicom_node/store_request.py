@@ -35,6 +35,11 @@ BLOCK_BYTES = 4 << 20
 LOW_PRIORITY = 0x0002  # what pynetdicom's send_c_store proposes
 _MESSAGE_ID_TAG = bytes.fromhex("00001001") + struct.pack("<L", 2)  # (0000,0110) US
 _INSTANCE_UID_TAG = bytes.fromhex("00000010")  # (0000,1000)
+_META_UIDS = {
+    "MediaStorageSOPClassUID": 0x00020002,
+    "MediaStorageSOPInstanceUID": 0x00020003,
+    "TransferSyntaxUID": 0x00020010,
+}
 
 
 @dataclass(frozen=True)
@@ -53,20 +58,25 @@ def instance_file(path: Path) -> InstanceFile | str:
         meta, offset = split_dataset(path)
     except Exception as exc:  # pydicom raises many types for a file that is not DICOM
         return f"unreadable file ({type(exc).__name__})"
-    missing = [
-        kw
-        for kw in ("MediaStorageSOPClassUID", "MediaStorageSOPInstanceUID", "TransferSyntaxUID")
-        if not meta.get(kw)
-    ]
+    # the raw values: converting the elements to pydicom's types costs as much as the read
+    values = {kw: _text(meta.get_item(tag)) for kw, tag in _META_UIDS.items()}
+    missing = [kw for kw, value in values.items() if not value]
     if missing:
         return f"file meta without {', '.join(missing)}"
     return InstanceFile(
         path,
-        str(meta.MediaStorageSOPClassUID),
-        str(meta.MediaStorageSOPInstanceUID),
-        str(meta.TransferSyntaxUID),
+        values["MediaStorageSOPClassUID"],
+        values["MediaStorageSOPInstanceUID"],
+        values["TransferSyntaxUID"],
         offset,
     )
+
+
+def _text(element: object) -> str:
+    value = getattr(element, "value", None)
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    return str(value or "").strip("\0 ")
 
 
 def pynetdicom_store_command(sop_class: str, sop_instance: str, message_id: int) -> bytes:
