@@ -1,41 +1,47 @@
 """Sending instances to a remote node (C-STORE SCU) and verifying nodes (C-ECHO SCU).
 
 Runs on the calling thread and blocks until the association ends. Every instance's
-status is checked; the caller decides what to retry.
+status is checked; the caller decides what to retry. The association is our own lean
+requestor (:mod:`aifi_app.dicom_node.requestor`, which says why we do not use
+pynetdicom's); each file is sent as stored, with its own transfer syntax, read once
+(:mod:`aifi_app.dicom_node.store_request`). While the peer works on one instance, the
+next one is read from disk.
 """
 
 from __future__ import annotations
 
-import contextlib
+import itertools
 import logging
-import socket
-import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from pydicom import dcmread
-from pynetdicom import _config
+from pydicom.uid import ImplicitVRLittleEndian
+from pynetdicom.dimse_messages import C_ECHO_RQ
+from pynetdicom.dimse_primitives import C_ECHO
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
-from aifi_app.dicom_node.low_latency import LowLatencyAE, requestor_handlers
-from aifi_app.net.tls import describe_tls_error
+from aifi_app.dicom_node.requestor import (
+    AssociationFailed,
+    Link,
+    LinkLost,
+    Peer,
+    UnreadableFile,
+    associate,
+    command_set,
+)
+from aifi_app.dicom_node.store_request import (
+    InstanceFile,
+    Prepared,
+    StoreCommands,
+    instance_file,
+    prepare,
+)
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class Peer:
-    ae_title: str
-    host: str
-    port: int
-    tls: ssl.SSLContext | None = None
-    """DICOM TLS (:func:`aifi_app.net.tls.client_context`); None: plain TCP."""
-
-    @property
-    def tls_args(self) -> tuple[ssl.SSLContext, str] | None:
-        return (self.tls, self.host) if self.tls is not None else None
+C_STORE_RSP = 0x8001
+C_ECHO_RSP = 0x8030
 
 
 @dataclass(frozen=True)
@@ -51,153 +57,136 @@ class SendOutcome:
         return self.status is not None and (self.status == 0 or self.status >> 12 == 0xB)
 
 
-class AssociationFailed(ConnectionError):
-    """No association: peer down, refused, or not answering within the timeout."""
-
-
-def _check_reachable(peer: Peer, timeout: float) -> None:
-    """Fail fast, with the reason in words, when nothing accepts TCP connections there,
-    or (DICOM TLS) when the TLS handshake fails: an unverifiable certificate, a peer that
-    refuses ours, or one that does not speak TLS.
-
-    Also keeps pynetdicom's connect path (which leaks its socket when the connection is
-    refused, and logs a TLS failure only as a traceback) out of these cases.
-    """
-    where = f"{peer.ae_title}@{peer.host}:{peer.port}"
-    try:
-        raw = socket.create_connection((peer.host, peer.port), timeout=timeout)
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise AssociationFailed(f"cannot connect to {where} ({reason})") from exc
-    with raw:
-        if peer.tls is None:
-            return
-        try:
-            tls = peer.tls.wrap_socket(raw, server_hostname=peer.host)
-        except OSError as exc:
-            raise AssociationFailed(f"TLS with {where} failed: {describe_tls_error(exc)}") from exc
-        with contextlib.suppress(OSError):
-            tls.close()
-
-
-def _tls_refusal(peer: Peer, timeout: float) -> str | None:
-    """Why the peer refused our TLS connection after the handshake, if it did.
-
-    With TLS 1.3 a client's handshake completes before the server has checked the client
-    certificate; a server that refuses it says so in an alert that arrives afterwards.
-    Looked for only once an association failed, so a good link pays nothing.
-    """
-    assert peer.tls is not None
-    try:
-        with (
-            socket.create_connection((peer.host, peer.port), timeout=timeout) as raw,
-            peer.tls.wrap_socket(raw, server_hostname=peer.host) as tls,
-        ):
-            tls.settimeout(min(timeout, 2.0))
-            tls.recv(1)
-    except ssl.SSLError as exc:
-        return describe_tls_error(exc)
-    except OSError:
-        return None
-    return None
-
-
-def _no_association(peer: Peer, assoc: Any, timeout: float) -> AssociationFailed:
-    # pynetdicom leaves the socket of an association aborted by a TLS alert open
-    left = getattr(getattr(assoc.dul, "socket", None), "socket", None)
-    if isinstance(left, socket.socket):
-        with contextlib.suppress(OSError):
-            left.close()
-    where = f"{peer.ae_title}@{peer.host}:{peer.port}"
-    if not assoc.is_rejected and peer.tls is not None:
-        refusal = _tls_refusal(peer, timeout)
-        if refusal is not None:
-            return AssociationFailed(f"TLS with {where} failed: {refusal}")
-    why = "rejected" if assoc.is_rejected else "aborted" if assoc.is_aborted else "no answer"
-    return AssociationFailed(f"no association with {peer.ae_title}@{peer.host}:{peer.port} ({why})")
-
-
-def _ae(calling_ae_title: str, timeout: float) -> LowLatencyAE:
-    ae = LowLatencyAE(ae_title=calling_ae_title)
-    ae.acse_timeout = timeout
-    ae.dimse_timeout = timeout
-    ae.network_timeout = timeout
-    ae.connection_timeout = timeout
-    ae.maximum_pdu_size = 131072
-    return ae
-
-
 def send_files(
     peer: Peer, paths: Sequence[Path], *, calling_ae_title: str, timeout: float = 60.0
 ) -> list[SendOutcome]:
     """C-STORE each file (as stored, with its own transfer syntax) over one association.
 
-    Raises :class:`AssociationFailed` when no association can be made.
+    Returns an outcome per file, in order: a file that cannot be read, or whose kind the
+    peer did not accept, fails alone. Raises :class:`AssociationFailed` when no association
+    can be made. ``timeout`` bounds each wait: for the association, for the peer to take
+    our data, for each response, and for the release.
     """
-    _check_reachable(peer, timeout)
-    ae = _ae(calling_ae_title, timeout)
-    contexts: set[tuple[str, str]] = set()
-    for path in paths:
-        meta = dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"]).file_meta
-        contexts.add((str(meta.MediaStorageSOPClassUID), str(meta.TransferSyntaxUID)))
-    for sop_class, syntax in sorted(contexts):
-        ae.add_requested_context(sop_class, [syntax])
-    # stream each file from disk in PDU-sized pieces instead of decoding it into memory
-    _config.STORE_SEND_CHUNKED_DATASET = True
-    assoc = ae.associate(
-        peer.host,
-        peer.port,
-        ae_title=peer.ae_title,
-        evt_handlers=requestor_handlers(),
-        tls_args=peer.tls_args,
-    )
-    if not assoc.is_established:
-        raise _no_association(peer, assoc, timeout)
-    outcomes: list[SendOutcome] = []
+    files = [instance_file(path) for path in paths]
+    contexts = sorted({(f.sop_class, f.syntax) for f in files if isinstance(f, InstanceFile)})
+    if not contexts:
+        return [SendOutcome(path, None, str(f)) for path, f in zip(paths, files, strict=True)]
+    link = associate(peer, calling_ae_title=calling_ae_title, contexts=contexts, timeout=timeout)
+    sender = _Sender(link, files)
     try:
-        for path in paths:
-            if not assoc.is_established:
-                outcomes.append(SendOutcome(path, None, "association ended"))
-                continue
-            try:
-                rsp = assoc.send_c_store(path)
-            except (OSError, ValueError, RuntimeError) as exc:
-                outcomes.append(SendOutcome(path, None, f"{type(exc).__name__}"))
-                continue
-            status = rsp.get("Status") if rsp else None
-            outcomes.append(
-                SendOutcome(
-                    path,
-                    int(status) if status is not None else None,
-                    "" if status is not None else "no response (timeout or abort)",
-                )
-            )
+        outcomes = [sender.store(n, path) for n, path in enumerate(paths)]
+    except BaseException:
+        link.abort()
+        raise
     finally:
-        if assoc.is_established:
-            assoc.release()
+        sender.close()
+    if link.open:
+        link.release()
     return outcomes
+
+
+class _Sender:
+    """C-STORE one file after the other on ``link``, reading the next while the peer
+    works on the current one."""
+
+    def __init__(self, link: Link, files: Sequence[InstanceFile | str]) -> None:
+        self.link = link
+        self.files = files
+        self.commands = StoreCommands()
+        self.message_id = 0
+        self.ahead: Prepared | str | None = None
+        self.ahead_of: InstanceFile | None = None
+
+    def store(self, n: int, path: Path) -> SendOutcome:
+        """Send the ``n``-th file (at ``path``)."""
+        file = self.files[n]
+        if isinstance(file, str):
+            return SendOutcome(path, None, file)
+        if not self.link.open:
+            return SendOutcome(path, None, "association ended")
+        pair = (file.sop_class, file.syntax)
+        context_id = self.link.accepted.get(pair)
+        if context_id is None:
+            return SendOutcome(
+                path, None, f"not sent: the peer does not accept it ({self.link.refused[pair]})"
+            )
+        ready = self._take(file)
+        if isinstance(ready, str):
+            return SendOutcome(path, None, ready)
+        try:
+            self.link.send_message(context_id, ready.command, ready.blocks(), ready.size)
+            ready.close()
+            self._read_ahead(n + 1)
+            response = self.link.read_response(ready.message_id, C_STORE_RSP)
+        except UnreadableFile as exc:  # nothing of it was sent: the association goes on
+            return SendOutcome(path, None, str(exc))
+        except LinkLost as exc:
+            log.warning("C-STORE to %s: %s; association aborted", self.link.peer.where, exc)
+            self.link.abort()
+            return SendOutcome(path, None, _lost(exc))
+        finally:
+            ready.close()
+        return SendOutcome(path, int(response.Status))
+
+    def _take(self, file: InstanceFile) -> Prepared | str:
+        if self.ahead is not None and self.ahead_of is file:
+            ready, self.ahead, self.ahead_of = self.ahead, None, None
+            return ready
+        self._drop_ahead()
+        return prepare(file, self._next_id(), self.commands)
+
+    def _read_ahead(self, start: int) -> None:
+        """Prepare the next file that will be sent, if any."""
+        for file in itertools.islice(self.files, start, None):
+            if isinstance(file, InstanceFile):
+                if (file.sop_class, file.syntax) in self.link.accepted:
+                    self.ahead = prepare(file, self._next_id(), self.commands)
+                    self.ahead_of = file
+                return
+
+    def _next_id(self) -> int:
+        self.message_id = self.message_id % 0xFFFF + 1
+        return self.message_id
+
+    def _drop_ahead(self) -> None:
+        if isinstance(self.ahead, Prepared):
+            self.ahead.close()
+        self.ahead = self.ahead_of = None
+
+    def close(self) -> None:
+        self._drop_ahead()
+
+
+def _lost(exc: LinkLost) -> str:
+    if isinstance(exc.__cause__, TimeoutError):
+        return "no response (timeout or abort)"
+    return f"no response: {exc}"
 
 
 def echo(peer: Peer, *, calling_ae_title: str, timeout: float = 10.0) -> int:
     """C-ECHO the peer; returns the status (0 is success). Raises AssociationFailed."""
-    _check_reachable(peer, timeout)
-    ae = _ae(calling_ae_title, timeout)
-    ae.add_requested_context(Verification)
-    assoc = ae.associate(
-        peer.host,
-        peer.port,
-        ae_title=peer.ae_title,
-        evt_handlers=requestor_handlers(),
-        tls_args=peer.tls_args,
-    )
-    if not assoc.is_established:
-        raise _no_association(peer, assoc, timeout)
+    pair = (str(Verification), str(ImplicitVRLittleEndian))
+    link = associate(peer, calling_ae_title=calling_ae_title, contexts=[pair], timeout=timeout)
+    context_id = link.accepted.get(pair)
+    if context_id is None:
+        link.release()
+        raise AssociationFailed(f"{peer.where} does not accept verification ({link.refused[pair]})")
+    request = C_ECHO()
+    request.MessageID = 1
+    request.AffectedSOPClassUID = Verification
+    message = C_ECHO_RQ()
+    message.primitive_to_message(request)
     try:
-        rsp = assoc.send_c_echo()
-        status = rsp.get("Status") if rsp else None
-        if status is None:
-            raise AssociationFailed("no C-ECHO response")
-        return int(status)
-    finally:
-        if assoc.is_established:
-            assoc.release()
+        link.send_message(context_id, command_set(message))
+        response = link.read_response(1, C_ECHO_RSP)
+    except LinkLost as exc:
+        link.abort()
+        raise AssociationFailed(f"no C-ECHO response from {peer.where} ({exc})") from exc
+    except BaseException:
+        link.abort()
+        raise
+    link.release()
+    return int(response.Status)
+
+
+__all__ = ["AssociationFailed", "Peer", "SendOutcome", "echo", "send_files"]
