@@ -284,7 +284,10 @@ class StorageAssociation:
 
     # --- association establishment ------------------------------------------------------
     def _negotiate(self) -> bool:
-        pdu_type, body = self._reader.read(ul.ASSOCIATION_PDU_LIMIT)
+        try:
+            pdu_type, body = self._reader.read(ul.ASSOCIATION_PDU_LIMIT)
+        except ul.PduTimeout as exc:  # ARTIM expired: close, without an A-ABORT (AA-2)
+            raise ul.UpperLayerError("no A-ASSOCIATE-RQ within the timeout", None) from exc
         if pdu_type != ul.A_ASSOCIATE_RQ:
             raise ul.UpperLayerError(
                 f"PDU type 0x{pdu_type:02X} before an A-ASSOCIATE-RQ", ul.REASON_UNEXPECTED_PDU
@@ -304,7 +307,8 @@ class StorageAssociation:
 
         refused = self._service.refuse_association(calling, self._address)
         if refused is not None:
-            self._reject(request, REJECT_LOCAL_LIMIT_EXCEEDED)
+            self._reject(REJECT_LOCAL_LIMIT_EXCEEDED)
+            self._await_close()
             return False
         reason = None
         rejection = REJECT_CALLING_AE_NOT_RECOGNIZED
@@ -316,8 +320,9 @@ class StorageAssociation:
             reason = f"association limit ({self._slots.limit}) reached"
             rejection = REJECT_LOCAL_LIMIT_EXCEEDED
         if reason is not None:
-            self._reject(request, rejection)
+            self._reject(rejection)
             self._service.association_rejected(calling, self._address, reason, self._tls_peer)
+            self._await_close()
             return False
 
         rq_roles: dict[Any, tuple[bool | None, bool | None]] = {}
@@ -359,13 +364,13 @@ class StorageAssociation:
         )
         return True
 
-    def _reject(self, request: A_ASSOCIATE, rejection: tuple[int, int, int]) -> None:
+    def _reject(self, rejection: tuple[int, int, int]) -> None:
         primitive = A_ASSOCIATE()
         primitive.result, primitive.result_source, primitive.diagnostic = rejection
         rj = pdu_classes.A_ASSOCIATE_RJ()
         rj.from_primitive(primitive)
-        self._send(rj.encode())
-        self._await_close()
+        self._send_quietly(rj.encode())
+        self._leave_slot()
 
     # --- established ----------------------------------------------------------------------
     def _serve(self) -> None:
