@@ -61,6 +61,10 @@ _HEADER_TAGS = [
 MAX_ASSOCIATIONS = 16
 """Concurrent associations the node accepts; more are rejected (transient)."""
 
+IMPLEMENTATION_CLASS_UID = PYNETDICOM_IMPLEMENTATION_UID
+"""Sent in the A-ASSOCIATE-AC: pynetdicom's, whose PDU and DIMSE encoders the node uses."""
+IMPLEMENTATION_VERSION_NAME = PYNETDICOM_IMPLEMENTATION_VERSION
+
 
 @dataclass(frozen=True)
 class NodeConfig:
@@ -144,8 +148,8 @@ class StorageNode:
                 t.strip() for t in self.config.allowed_calling_ae_titles
             ),
             supported_contexts=supported_contexts(contexts),
-            implementation_class_uid=PYNETDICOM_IMPLEMENTATION_UID,
-            implementation_version_name=PYNETDICOM_IMPLEMENTATION_VERSION,
+            implementation_class_uid=IMPLEMENTATION_CLASS_UID,
+            implementation_version_name=IMPLEMENTATION_VERSION_NAME,
             incoming=self.incoming,
             address_check=CallingAddressPolicy(
                 parse_address_rules(self.config.calling_ae_addresses)
