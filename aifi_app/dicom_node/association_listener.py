@@ -70,6 +70,7 @@ class AssociationListener:
                 if self._stopping.is_set():
                     return
                 log.warning("accepting a connection failed (%s)", type(exc).__name__)
+                self._stopping.wait(_ACCEPT_POLL_SECONDS)  # e.g. out of file descriptors
                 continue
             thread = threading.Thread(
                 target=self._handle, args=(conn, str(address[0])), name="DicomAssociation"

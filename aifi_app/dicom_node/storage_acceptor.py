@@ -75,6 +75,9 @@ C_ECHO_RQ: Final = 0x0030
 C_ECHO_RSP: Final = 0x8030
 NO_DATA_SET: Final = 0x0101
 
+PDATA_SLACK: Final = 4
+"""A P-DATA-TF may be up to this many times our maximum PDU length before we abort."""
+
 _PREAMBLE: Final = b"\x00" * 128 + b"DICM"
 _GROUP_LENGTH = struct.Struct("<HHLL")
 _names = itertools.count()
@@ -369,12 +372,15 @@ class StorageAssociation:
         primitive.result, primitive.result_source, primitive.diagnostic = rejection
         rj = pdu_classes.A_ASSOCIATE_RJ()
         rj.from_primitive(primitive)
+        self._leave_slot()  # before the peer can hear of it and call again
         self._send_quietly(rj.encode())
-        self._leave_slot()
 
     # --- established ----------------------------------------------------------------------
     def _serve(self) -> None:
-        limit = self._settings.max_pdu_size or ul.UNLIMITED_PDATA_LIMIT
+        # A P-DATA-TF longer than the maximum we announced breaks PS3.8, but some senders
+        # overshoot it a little and pynetdicom's acceptor took them: we take up to four
+        # times it (memory stays bounded) and abort beyond that.
+        limit = PDATA_SLACK * self._settings.max_pdu_size or ul.UNLIMITED_PDATA_LIMIT
         read = self._reader.read
         while True:
             pdu_type, body = read(limit)
@@ -383,6 +389,7 @@ class StorageAssociation:
             elif pdu_type == ul.A_RELEASE_RQ:
                 if self._incoming is not None or self._command_bytes:
                     log.warning("association from %s released mid-message", self._calling)
+                self._leave_slot()  # before the peer can hear of it and call again
                 self._send(ul.RELEASE_RP)
                 self._await_close()
                 return
