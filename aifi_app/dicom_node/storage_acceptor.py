@@ -17,8 +17,10 @@ written first from the command and the presentation context.
 pynetdicom and pydicom still do what they are good at and what is not per PDU: decoding
 the A-ASSOCIATE-RQ and encoding the A-ASSOCIATE-AC/RJ and A-ABORT/A-RELEASE-RP
 (:mod:`pynetdicom.pdu`), presentation context and SCP/SCU role negotiation
-(:func:`pynetdicom.presentation.negotiate_as_acceptor`), the DIMSE command sets (small
-implicit VR little endian data sets, :mod:`pynetdicom.dsutils`) and the file meta.
+(:func:`pynetdicom.presentation.negotiate_as_acceptor`) and decoding the peer's DIMSE
+command sets (:mod:`pynetdicom.dsutils`). Our two fixed-layout encodings per instance, the
+file meta and the response, are packed directly (:mod:`aifi_app.dicom_node.command_sets`,
+tested byte for byte against pydicom's), which saves 1.5 ms of pydicom per instance.
 
 The upper layer's states collapse to: awaiting the A-ASSOCIATE-RQ (ARTIM: the network
 timeout), established (the network timeout between reads is the idle timer), and after
@@ -35,7 +37,6 @@ import itertools
 import logging
 import os
 import socket
-import struct
 import sys
 import threading
 from collections.abc import Callable
@@ -45,9 +46,8 @@ from pathlib import Path
 from typing import Any, Final, Protocol, cast
 
 from pydicom.dataset import Dataset
-from pydicom.uid import UID
 from pynetdicom import pdu as pdu_classes
-from pynetdicom.dsutils import create_file_meta, decode, encode, encode_file_meta
+from pynetdicom.dsutils import decode
 from pynetdicom.pdu_primitives import (
     A_ASSOCIATE,
     ImplementationClassUIDNotification,
@@ -57,6 +57,7 @@ from pynetdicom.pdu_primitives import (
 )
 from pynetdicom.presentation import PresentationContext, negotiate_as_acceptor
 
+from aifi_app.dicom_node import command_sets
 from aifi_app.dicom_node import upper_layer as ul
 from aifi_app.fault_logging import log_fault
 
@@ -70,16 +71,17 @@ REJECT_LOCAL_LIMIT_EXCEEDED: Final = (0x02, 0x03, 0x02)
 
 # DIMSE command fields (PS3.7 Annex E)
 C_STORE_RQ: Final = 0x0001
-C_STORE_RSP: Final = 0x8001
 C_ECHO_RQ: Final = 0x0030
-C_ECHO_RSP: Final = 0x8030
-NO_DATA_SET: Final = 0x0101
+C_STORE_RSP, C_ECHO_RSP, NO_DATA_SET = (
+    command_sets.C_STORE_RSP,
+    command_sets.C_ECHO_RSP,
+    command_sets.NO_DATA_SET,
+)
 
 PDATA_SLACK: Final = 4
 """A P-DATA-TF may be up to this many times our maximum PDU length before we abort."""
 
 _PREAMBLE: Final = b"\x00" * 128 + b"DICM"
-_GROUP_LENGTH = struct.Struct("<HHLL")
 _names = itertools.count()
 
 
@@ -457,15 +459,15 @@ class StorageAssociation:
             self._command = command
             self._command_bytes = bytearray()
             context = self._accepted[context_id]
-            meta = create_file_meta(
-                sop_class_uid=UID(str(command.get("AffectedSOPClassUID") or "")),
-                sop_instance_uid=UID(str(command.get("AffectedSOPInstanceUID") or "")),
-                transfer_syntax=context.transfer_syntax[0],
-                implementation_uid=UID(self._settings.implementation_class_uid),
-                implementation_version=self._settings.implementation_version_name,
+            meta = command_sets.file_meta(
+                str(command.get("AffectedSOPClassUID") or ""),
+                str(command.get("AffectedSOPInstanceUID") or ""),
+                str(context.transfer_syntax[0]),
+                self._settings.implementation_class_uid,
+                self._settings.implementation_version_name,
             )
             try:
-                self._incoming = _Incoming(self._settings.incoming, encode_file_meta(meta))
+                self._incoming = _Incoming(self._settings.incoming, meta)
             except OSError:
                 log.error("cannot create a file for a received data set (disk)")
                 self._incoming = _Discarded(self._settings.incoming / "-")
@@ -490,17 +492,13 @@ class StorageAssociation:
     def _respond(
         self, context_id: int, field: int, message_id: int, request: Dataset, status: int
     ) -> None:
-        rsp = Dataset()
-        rsp.AffectedSOPClassUID = request.get("AffectedSOPClassUID", "")
-        rsp.CommandField = field
-        rsp.MessageIDBeingRespondedTo = message_id
-        rsp.CommandDataSetType = NO_DATA_SET
-        rsp.Status = status
-        if field == C_STORE_RSP:
-            rsp.AffectedSOPInstanceUID = request.get("AffectedSOPInstanceUID", "")
-        body = encode(rsp, True, True)
-        assert body is not None
-        command = _GROUP_LENGTH.pack(0x0000, 0x0000, 4, len(body)) + body
+        command = command_sets.response(
+            field,
+            message_id,
+            status,
+            str(request.get("AffectedSOPClassUID") or ""),
+            str(request.get("AffectedSOPInstanceUID") or "") if field == C_STORE_RSP else None,
+        )
         self._command_bytes = bytearray()
         self._context_id = None
         self._command = None
