@@ -48,8 +48,9 @@ import os
 import socket
 import sys
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
 from typing import Any, Final, Protocol, cast
@@ -154,6 +155,9 @@ class AcceptorSettings:
     incoming: Path
     """Where data sets are written while they arrive (on the spool's file system)."""
     address_check: CallingAddressCheck | None = None
+    negotiations: NegotiationCache = field(
+        default_factory=lambda: NegotiationCache(), compare=False
+    )
 
 
 def supported_contexts(abstract_syntaxes: dict[str, list[str]]) -> tuple[PresentationContext, ...]:
@@ -219,6 +223,95 @@ class _Incoming:
             self.close()
         with contextlib.suppress(OSError):
             self.path.unlink()
+
+
+@dataclass(frozen=True)
+class Negotiated:
+    """What an A-ASSOCIATE-RQ comes to: its caller, the contexts we accept, our AC."""
+
+    calling_ae: str
+    peer_max_pdu: int
+    accepted: dict[int, PresentationContext]
+    proposed: int
+    accept_pdu: bytes
+    """The A-ASSOCIATE-AC to send if the association is not rejected."""
+
+
+def negotiate(request_pdu: bytes, settings: AcceptorSettings) -> Negotiated:
+    """Decode an A-ASSOCIATE-RQ, negotiate its contexts and roles, encode our AC (pynetdicom)."""
+    try:
+        rq = pdu_classes.A_ASSOCIATE_RQ()
+        rq.decode(request_pdu)
+        request = rq.to_primitive()
+        calling = str(request.calling_ae_title).strip()
+    except Exception as exc:
+        raise ul.UpperLayerError(
+            f"A-ASSOCIATE-RQ cannot be decoded ({type(exc).__name__})",
+            ul.REASON_INVALID_PARAMETER,
+        ) from exc
+    peer_max_pdu = 0
+    rq_roles: dict[Any, tuple[bool | None, bool | None]] = {}
+    for item in request.user_information:
+        if isinstance(item, MaximumLengthNotification):
+            peer_max_pdu = int(item.maximum_length_received or 0)
+        elif isinstance(item, SCP_SCU_RoleSelectionNegotiation):
+            rq_roles[item.sop_class_uid] = (item.scu_role, item.scp_role)
+    results, ac_roles = negotiate_as_acceptor(
+        request.presentation_context_definition_list,
+        list(settings.supported_contexts),
+        rq_roles or None,
+    )
+    accept = A_ASSOCIATE()
+    accept.application_context_name = APPLICATION_CONTEXT_NAME
+    accept.calling_ae_title = request.calling_ae_title
+    accept.called_ae_title = request.called_ae_title
+    accept.result = 0x00
+    accept.result_source = 0x01
+    accept.presentation_context_definition_results_list = results
+    max_length = MaximumLengthNotification()
+    max_length.maximum_length_received = settings.max_pdu_size
+    class_uid = ImplementationClassUIDNotification()
+    class_uid.implementation_class_uid = settings.implementation_class_uid
+    version = ImplementationVersionNameNotification()
+    version.implementation_version_name = settings.implementation_version_name
+    accept.user_information = [max_length, class_uid, version, *ac_roles]
+    ac = pdu_classes.A_ASSOCIATE_AC()
+    ac.from_primitive(accept)
+    return Negotiated(
+        calling_ae=calling,
+        peer_max_pdu=peer_max_pdu,
+        accepted={int(cx.context_id): cx for cx in results if cx.result == 0 and cx.context_id},
+        proposed=len(results),
+        accept_pdu=ac.encode(),
+    )
+
+
+class NegotiationCache:
+    """The last requests' negotiations, by the request's bytes.
+
+    pynetdicom's decoding and encoding validate every UID: a request proposing 128
+    contexts (DCMTK ``storescu``'s default) costs about 20 ms. A modality sends the same
+    request for each association, and the outcome depends on nothing else (the calling
+    AE title and address checks run for every association), so it is worked out once.
+    """
+
+    def __init__(self, size: int = 64) -> None:
+        self._size = size
+        self._entries: OrderedDict[bytes, Negotiated] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def negotiate(self, request_pdu: bytes, settings: AcceptorSettings) -> Negotiated:
+        with self._lock:
+            found = self._entries.get(request_pdu)
+            if found is not None:
+                self._entries.move_to_end(request_pdu)
+                return found
+        negotiated = negotiate(request_pdu, settings)
+        with self._lock:
+            self._entries[request_pdu] = negotiated
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+        return negotiated
 
 
 class StorageAssociation:
@@ -309,18 +402,9 @@ class StorageAssociation:
             raise ul.UpperLayerError(
                 f"PDU type 0x{pdu_type:02X} before an A-ASSOCIATE-RQ", ul.REASON_UNEXPECTED_PDU
             )
-        try:
-            rq = pdu_classes.A_ASSOCIATE_RQ()
-            rq.decode(self._reader.header() + bytes(body))
-            request = rq.to_primitive()
-            calling = str(request.calling_ae_title).strip()
-        except Exception as exc:
-            raise ul.UpperLayerError(
-                f"A-ASSOCIATE-RQ cannot be decoded ({type(exc).__name__})",
-                ul.REASON_INVALID_PARAMETER,
-            ) from exc
-        self._calling = calling
         settings = self._settings
+        negotiated = settings.negotiations.negotiate(self._reader.header() + bytes(body), settings)
+        calling = self._calling = negotiated.calling_ae
 
         refused = self._service.refuse_association(calling, self._address)
         if refused is not None:
@@ -342,42 +426,14 @@ class StorageAssociation:
             self._await_close()
             return False
 
-        rq_roles: dict[Any, tuple[bool | None, bool | None]] = {}
-        for item in request.user_information:
-            if isinstance(item, MaximumLengthNotification):
-                self._peer_max_pdu = int(item.maximum_length_received or 0)
-            elif isinstance(item, SCP_SCU_RoleSelectionNegotiation):
-                rq_roles[item.sop_class_uid] = (item.scu_role, item.scp_role)
-        results, ac_roles = negotiate_as_acceptor(
-            request.presentation_context_definition_list,
-            list(settings.supported_contexts),
-            rq_roles or None,
-        )
-        self._accepted = {
-            int(cx.context_id): cx for cx in results if cx.result == 0x00 and cx.context_id
-        }
-        accept = A_ASSOCIATE()
-        accept.application_context_name = APPLICATION_CONTEXT_NAME
-        accept.calling_ae_title = request.calling_ae_title
-        accept.called_ae_title = request.called_ae_title
-        accept.result = 0x00
-        accept.result_source = 0x01
-        accept.presentation_context_definition_results_list = results
-        max_length = MaximumLengthNotification()
-        max_length.maximum_length_received = settings.max_pdu_size
-        class_uid = ImplementationClassUIDNotification()
-        class_uid.implementation_class_uid = settings.implementation_class_uid
-        version = ImplementationVersionNameNotification()
-        version.implementation_version_name = settings.implementation_version_name
-        accept.user_information = [max_length, class_uid, version, *ac_roles]
-        ac = pdu_classes.A_ASSOCIATE_AC()
-        ac.from_primitive(accept)
-        self._send(ac.encode())
+        self._peer_max_pdu = negotiated.peer_max_pdu
+        self._accepted = negotiated.accepted
+        self._send(negotiated.accept_pdu)
         log.info(
             "association from %s accepted (%d of %d contexts)",
             calling,
             len(self._accepted),
-            len(results),
+            negotiated.proposed,
         )
         return True
 

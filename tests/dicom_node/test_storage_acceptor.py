@@ -509,3 +509,36 @@ def test_dcmtk_storescu_with_small_pdus_and_echoscu(
         capture_output=True,
         timeout=30,
     )
+
+
+def test_the_same_request_is_negotiated_once_and_still_checked_each_time(
+    make_node: Callable[..., Node],
+) -> None:
+    node = make_node()
+    cache = node.settings.negotiations
+    first = RawPeer(node.listener.port).associate([(CTImageStorage, SYNTAXES)])
+    again = RawPeer(node.listener.port).associate([(CTImageStorage, SYNTAXES)])
+    assert first.result == again.result == 0
+    assert len(cache._entries) == 1  # the second was the first's negotiation
+    other = RawPeer(node.listener.port).associate([(MRImageStorage, SYNTAXES)])
+    assert other.result == 0 and len(cache._entries) == 2
+    node.service.refuse = "below the floor"  # the policy is not cached with it
+    refused = RawPeer(node.listener.port).associate([(CTImageStorage, SYNTAXES)])
+    assert (refused.result, refused.result_source, refused.diagnostic) == (2, 3, 2)
+
+
+def test_large_instances_are_written_back_while_they_arrive(
+    make_node: Callable[..., Node], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aifi_app.dicom_node import storage_acceptor
+
+    monkeypatch.setattr(storage_acceptor, "WRITEBACK_AFTER_BYTES", 4096)
+    node = make_node(max_pdu=4096)
+    ae = AE("SCU")
+    ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
+    ds = next(ct_series(demo_patient(3), 1, size=128))  # 32 KiB of pixels
+    assoc = ae.associate("127.0.0.1", node.listener.port, ae_title="NODE")
+    assert assoc.send_c_store(ds).Status == 0
+    assoc.release()
+    (kept,) = [dcmread(BytesIO(d)) for _, _, d in node.service.stored if d]
+    assert kept.PixelData == ds.PixelData
