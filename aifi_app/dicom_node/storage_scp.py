@@ -62,7 +62,7 @@ MAX_ASSOCIATIONS = 16
 """Concurrent associations the node accepts; more are rejected (transient)."""
 
 IMPLEMENTATION_CLASS_UID = PYNETDICOM_IMPLEMENTATION_UID
-"""Sent in the A-ASSOCIATE-AC: pynetdicom's, whose PDU and DIMSE encoders the node uses."""
+"""Sent in the A-ASSOCIATE-AC: pynetdicom's, whose PDU classes the node's acceptor uses."""
 IMPLEMENTATION_VERSION_NAME = PYNETDICOM_IMPLEMENTATION_VERSION
 
 
