@@ -89,8 +89,6 @@ class AssociationListener:
                 tls = self._handshake(conn, address)
                 if tls is None:
                     return
-                with self._lock:
-                    self._open[threading.current_thread()] = tls
                 conn, tls_peer = tls, peer_certificate_subject(tls)
             self._serve(conn, address, tls_peer)
         finally:
@@ -107,6 +105,8 @@ class AssociationListener:
             tls = self._ssl_context.wrap_socket(
                 conn, server_side=True, do_handshake_on_connect=False
             )
+            with self._lock:  # stop() cuts this one (``conn`` is now detached)
+                self._open[threading.current_thread()] = tls
             tls.settimeout(self._timeout)
             tls.do_handshake()
         except OSError as exc:  # ssl.SSLError, a timeout or a reset
