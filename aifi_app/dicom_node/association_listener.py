@@ -102,10 +102,10 @@ class AssociationListener:
         assert self._ssl_context is not None
         tls: ssl.SSLSocket | None = None
         try:
-            tls = self._ssl_context.wrap_socket(
-                conn, server_side=True, do_handshake_on_connect=False
-            )
-            with self._lock:  # stop() cuts this one (``conn`` is now detached)
+            with self._lock:  # stop() cuts ``conn`` before this, the TLS socket after
+                tls = self._ssl_context.wrap_socket(
+                    conn, server_side=True, do_handshake_on_connect=False
+                )
                 self._open[threading.current_thread()] = tls
             tls.settimeout(self._timeout)
             tls.do_handshake()

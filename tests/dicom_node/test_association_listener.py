@@ -108,6 +108,10 @@ def test_stop_cuts_a_connection_still_in_its_handshake(
     )
     with socket.create_connection(("127.0.0.1", listener.port), timeout=5) as silent:
         silent.sendall(b"\x16\x03\x01")  # the start of a ClientHello, then nothing
+        deadline = time.monotonic() + 10
+        while not any(t.name == "DicomAssociation" for t in threading.enumerate()):
+            assert time.monotonic() < deadline, "the connection was not accepted"
+            time.sleep(0.01)
         before = set(threading.enumerate())
         listener.stop(wait_seconds=30)
         # the handshake was cut (not left to its 600 s timeout) and its thread ended
