@@ -74,8 +74,22 @@ def conformance_statement() -> str:
     )
     add("| called AE title | not checked |")
     add(
+        f"| implementation class UID, version name (SCP) | "
+        f"`{storage_scp.IMPLEMENTATION_CLASS_UID}`, `{storage_scp.IMPLEMENTATION_VERSION_NAME}` |"
+    )
+    add(
+        "| SCP/SCU role selection, asynchronous operations, extended negotiation (SCP) | "
+        "not acknowledged: the default roles (the caller SCU, the node SCP), one operation "
+        "at a time |"
+    )
+    add(
+        "| PDUs sent (SCP) | never longer than the caller's maximum PDU length (responses "
+        "are split to fit) |"
+    )
+    add(
         f"| network, ACSE and DIMSE timeout (default; `node.network_timeout_seconds`) | "
-        f"{node.network_timeout_seconds:g} s |"
+        f"{node.network_timeout_seconds:g} s (SCP: a connection without an "
+        "A-ASSOCIATE-RQ within it is closed, an association idle for it is aborted) |"
     )
     add(
         "| SCU associations | one per delivery attempt; calling AE title "

@@ -1,1 +1,1 @@
-"""The DICOM node: Storage and Verification SCP, Storage and Verification SCU (pynetdicom)."""
+"""The DICOM node: Storage and Verification SCP (our own acceptor) and SCU (pynetdicom)."""

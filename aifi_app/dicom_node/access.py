@@ -1,11 +1,11 @@
 """Which calling AE title may associate from which address.
 
-The node's allow-list of calling AE titles is enforced by pynetdicom
-(``require_calling_aet``). On top of it a title can be tied to IP addresses or networks
-(setting ``node.calling_ae_addresses``, entries ``"AET@address"`` or ``"AET@network/bits"``):
-a title with entries may call only from one of them; a title without any may call from
-anywhere, as before. A spoofed AE title from the wrong machine is then refused at
-association time, before any data is sent.
+The node's allow-list of calling AE titles is enforced by its acceptor
+(:mod:`aifi_app.dicom_node.storage_acceptor`). On top of it a title can be tied to IP
+addresses or networks (setting ``node.calling_ae_addresses``, entries ``"AET@address"`` or
+``"AET@network/bits"``): a title with entries may call only from one of them; a title
+without any may call from anywhere, as before. A spoofed AE title from the wrong machine
+is then refused at association time, before any data is sent.
 """
 
 from __future__ import annotations

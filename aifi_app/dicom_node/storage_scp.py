@@ -1,30 +1,34 @@
 """The appliance's own DICOM node: Verification and Storage SCP.
 
-The C-STORE handler is thin (pynetdicom's advice): the data set is streamed to a file in
-the spool's ``incoming`` folder while it arrives (pynetdicom's chunked receive), then the
-handler checks its header, moves it durably into the spool and records it in the queue,
-and only then answers success. It never waits for downstream work. Handlers run on the
-association's thread.
+Each association runs on a thread of its own (:mod:`aifi_app.dicom_node.storage_acceptor`,
+accepted by :mod:`aifi_app.dicom_node.association_listener`): the data set is written to
+a file in the data volume's ``incoming`` folder while it arrives, then :meth:`StorageNode.store`
+checks its header, moves it durably into the spool and records it in the queue, and only
+then is success answered. It never waits for downstream work.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
-import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from pydicom import dcmread
-from pynetdicom import AE, _config, evt
+from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
-from aifi_app.dicom_node import low_latency
 from aifi_app.dicom_node.access import CallingAddressPolicy, parse_address_rules
+from aifi_app.dicom_node.association_listener import AssociationListener
 from aifi_app.dicom_node.spool import durable_move
+from aifi_app.dicom_node.storage_acceptor import (
+    AcceptorSettings,
+    AssociationSlots,
+    StorageAssociation,
+    supported_contexts,
+)
 from aifi_app.dicom_node.transfer_syntaxes import (
     ACCEPTED_TRANSFER_SYNTAXES,
     STORAGE_SOP_CLASSES,
@@ -37,9 +41,6 @@ from aifi_app.store.disk_space import DiskGuard
 from aifi_app.store.receiving import GroupRecorder, ReceivedInstance
 
 log = logging.getLogger(__name__)
-
-# A-ASSOCIATE-RJ: rejected-transient, service provider (presentation), local limit exceeded
-REJECT_TRANSIENT, SOURCE_PRESENTATION, LOCAL_LIMIT_EXCEEDED = 0x02, 0x03, 0x02
 
 # C-STORE statuses (PS3.4 Table B.2-1)
 SUCCESS = 0x0000
@@ -59,6 +60,10 @@ _HEADER_TAGS = [
 
 MAX_ASSOCIATIONS = 16
 """Concurrent associations the node accepts; more are rejected (transient)."""
+
+IMPLEMENTATION_CLASS_UID = PYNETDICOM_IMPLEMENTATION_UID
+"""Sent in the A-ASSOCIATE-AC: pynetdicom's, whose PDU classes the node's acceptor uses."""
+IMPLEMENTATION_VERSION_NAME = PYNETDICOM_IMPLEMENTATION_VERSION
 
 
 @dataclass(frozen=True)
@@ -94,7 +99,7 @@ def _valid_uid(value: object) -> bool:
 
 
 class StorageNode:
-    """Runs the Storage/Verification SCP on its own threads (pynetdicom's server)."""
+    """Runs the Storage/Verification SCP on its own threads (one per association)."""
 
     def __init__(
         self,
@@ -115,8 +120,9 @@ class StorageNode:
         self._idle_seconds_for = idle_seconds_for
         self._late_policy = late_policy
         self._on_stored = on_stored
-        self._server: Any = None
-        self._tls_server: Any = None
+        self._server: AssociationListener | None = None
+        self._tls_server: AssociationListener | None = None
+        self._slots = AssociationSlots(MAX_ASSOCIATIONS)
         self._recorder = GroupRecorder(db)
         self._disk = disk_guard
 
@@ -129,36 +135,34 @@ class StorageNode:
             # a transfer cut off by a crash: its sender never got a success status and
             # will send it again, so the partial file is not data we hold
             leftover.unlink(missing_ok=True)
-        # pynetdicom streams each received data set to a NamedTemporaryFile; keep those on
-        # the data volume so that moving one into the spool is a rename, not a copy.
-        tempfile.tempdir = str(self.incoming)
-        _config.STORE_RECV_CHUNKED_DATASET = True
-        ae = AE(ae_title=self.config.ae_title)
-        ae.maximum_pdu_size = self.config.max_pdu_size
-        ae.network_timeout = self.config.network_timeout_seconds
-        ae.acse_timeout = self.config.network_timeout_seconds
-        ae.dimse_timeout = self.config.network_timeout_seconds
-        ae.maximum_associations = MAX_ASSOCIATIONS
-        # An empty list would let everybody in (pynetdicom's meaning); we let nobody in.
-        ae.require_calling_aet = list(self.config.allowed_calling_ae_titles) or ["-NONE ALLOWED-"]
         if not self.config.allowed_calling_ae_titles:
             log.warning("no calling AE titles are allowed: every association will be rejected")
-        ae.add_supported_context(Verification)
+        contexts = {str(Verification): [str(ts) for ts in ACCEPTED_TRANSFER_SYNTAXES]}
         for sop_class in STORAGE_SOP_CLASSES:
-            ae.add_supported_context(sop_class, list(ACCEPTED_TRANSFER_SYNTAXES))
-        handlers: list[Any] = [
-            (evt.EVT_REQUESTED, self._handle_requested),
-            (evt.EVT_C_STORE, self._handle_store),
-            (evt.EVT_C_ECHO, self._handle_echo),
-            (evt.EVT_REJECTED, self._handle_rejected),
-        ]
-        address_check = CallingAddressPolicy(parse_address_rules(self.config.calling_ae_addresses))
+            contexts[sop_class] = [str(ts) for ts in ACCEPTED_TRANSFER_SYNTAXES]
+        settings = AcceptorSettings(
+            ae_title=self.config.ae_title,
+            max_pdu_size=self.config.max_pdu_size,
+            timeout=self.config.network_timeout_seconds,
+            allowed_calling_ae_titles=frozenset(
+                t.strip() for t in self.config.allowed_calling_ae_titles
+            ),
+            supported_contexts=supported_contexts(contexts),
+            implementation_class_uid=IMPLEMENTATION_CLASS_UID,
+            implementation_version_name=IMPLEMENTATION_VERSION_NAME,
+            incoming=self.incoming,
+            address_check=CallingAddressPolicy(
+                parse_address_rules(self.config.calling_ae_addresses)
+            ),
+        )
+
+        def serve(sock: socket.socket, address: str, tls_peer: str | None) -> None:
+            StorageAssociation(sock, address, settings, self, self._slots, tls_peer=tls_peer).run()
+
+        timeout = self.config.network_timeout_seconds
         if self.config.plain_tcp:
-            self._server = low_latency.start_server(
-                ae,
-                (self.config.bind_address, self.config.port),
-                handlers,
-                address_check=address_check,
+            self._server = AssociationListener(
+                (self.config.bind_address, self.config.port), serve, timeout=timeout
             )
             log.info(
                 "DICOM node %s listening on %s:%d",
@@ -167,13 +171,12 @@ class StorageNode:
                 self.port,
             )
         if self.config.tls_context is not None:
-            self._tls_server = low_latency.start_server(
-                ae,
+            self._tls_server = AssociationListener(
                 (self.config.bind_address, self.config.tls_port),
-                handlers,
+                serve,
+                timeout=timeout,
                 ssl_context=self.config.tls_context,
                 on_tls_refused=self._handle_tls_refused,
-                address_check=address_check,
             )
             log.info(
                 "DICOM node %s listening with TLS on %s:%d",
@@ -185,8 +188,7 @@ class StorageNode:
     def stop(self) -> None:
         for server in (self._server, self._tls_server):
             if server is not None:
-                server.shutdown()
-                server.server_close()
+                server.stop()
         self._server = self._tls_server = None
 
     @property
@@ -194,20 +196,17 @@ class StorageNode:
         """The plain-TCP port actually bound (useful when configured as 0)."""
         if self._server is None:
             return self.config.port
-        return int(self._server.server_address[1])
+        return self._server.port
 
     @property
     def tls_port(self) -> int:
         """The TLS port actually bound."""
         if self._tls_server is None:
             return self.config.tls_port
-        return int(self._tls_server.server_address[1])
+        return self._tls_server.port
 
-    # --- handlers (association threads) --------------------------------------------------
-    def _handle_echo(self, event: Any) -> int:
-        return SUCCESS
-
-    def _handle_requested(self, event: Any) -> None:
+    # --- the association's requests (its own thread; storage_acceptor.StorageService) ---
+    def refuse_association(self, calling_ae: str, address: str) -> str | None:
         """Refuse a new association while the data volume is below its free-space floor.
 
         A transient rejection: the modality keeps the study and tries again later, as it
@@ -216,48 +215,31 @@ class StorageNode:
         """
         shortfall = self._disk.shortfall() if self._disk is not None else None
         if shortfall is None:
-            return
-        assoc = event.assoc
-        calling = str(assoc.requestor.primitive.calling_ae_title).strip()
-        log.error("association from %s refused: %s", calling, shortfall)
+            return None
+        log.error("association from %s refused: %s", calling_ae, shortfall)
         try:
             with self.db.transaction() as conn:
                 audit.record(
                     conn,
                     "receive",
                     "association_refused",
-                    detail=f"calling AE {calling!r}: {shortfall} (A-ASSOCIATE-RJ, transient, "
+                    detail=f"calling AE {calling_ae!r}: {shortfall} (A-ASSOCIATE-RJ, transient, "
                     "local limit exceeded)",
                 )
         except Exception as exc:  # a full disk may refuse the audit write too
             log_fault(log, "could not write the audit event for a refused association", exc)
-        assoc.acse.send_reject(REJECT_TRANSIENT, SOURCE_PRESENTATION, LOCAL_LIMIT_EXCEEDED)
-        # let the upper layer put the A-ASSOCIATE-RJ on the wire (state 13: awaiting the
-        # peer's close) before the association is ended
-        deadline = time.monotonic() + 2.0
-        while assoc.dul.state_machine.current_state != "Sta13" and time.monotonic() < deadline:
-            time.sleep(0.001)
-        assoc.is_rejected = True
-        assoc.kill()
+        return shortfall
 
-    def _handle_rejected(self, event: Any) -> None:
-        calling = str(event.assoc.requestor.ae_title).strip()
-        address = event.assoc.requestor.address
-        reason = getattr(event.assoc, "refusal_reason", None)
-        if reason is None:
-            reason = f"calling AE {calling!r} from {address} is not allowed"
-        log.warning("association from calling AE %r rejected: %s", calling, reason)
-        self._audit_security("association_rejected", self._over(event.assoc, reason))
+    def association_rejected(
+        self, calling_ae: str, address: str, reason: str, tls_peer: str | None
+    ) -> None:
+        log.warning("association from calling AE %r rejected: %s", calling_ae, reason)
+        if tls_peer is not None:
+            reason = f"{reason} (over TLS, certificate {tls_peer or 'none'!r})"
+        self._audit_security("association_rejected", reason)
 
     def _handle_tls_refused(self, address: str, reason: str) -> None:
         self._audit_security("tls_refused", f"TLS connection from {address} refused: {reason}")
-
-    @staticmethod
-    def _over(assoc: Any, detail: str) -> str:
-        tls_peer = getattr(assoc, "tls_peer", None)
-        if tls_peer is None:
-            return detail
-        return f"{detail} (over TLS, certificate {tls_peer or 'none'!r})"
 
     def _audit_security(self, event: str, detail: str) -> None:
         try:
@@ -266,23 +248,26 @@ class StorageNode:
         except Exception as exc:
             log_fault(log, "could not write the audit event %s", exc, event)
 
-    def _handle_store(self, event: Any) -> int:
-        calling = str(event.assoc.requestor.ae_title).strip()
-        tmp = Path(event.dataset_path)
+    def store(self, path: Path | None, calling_ae: str, sop_instance_uid: str) -> int:
+        """Keep one received instance (the file at ``path``); the C-STORE status to send."""
         try:
-            study_id = self.accept_file(tmp, calling, str(event.request.AffectedSOPInstanceUID))
+            if path is None:
+                raise StoreRefused(OUT_OF_RESOURCES, "the received data set cannot be written")
+            study_id = self.accept_file(path, calling_ae, sop_instance_uid)
         except StoreRefused as exc:
-            log.error("C-STORE from %s refused (0x%04X): %s", calling, exc.status, exc.reason)
-            self._audit_refusal(calling, exc)
-            tmp.unlink(missing_ok=True)
+            log.error("C-STORE from %s refused (0x%04X): %s", calling_ae, exc.status, exc.reason)
+            self._audit_refusal(calling_ae, exc)
+            if path is not None:
+                path.unlink(missing_ok=True)
             return exc.status
         except Exception as exc:
-            # never let pynetdicom log the exception itself: its message may quote the data
-            log_fault(log, "C-STORE from %s failed unexpectedly", exc, calling)
+            # never log the exception itself: its message may quote the data
+            log_fault(log, "C-STORE from %s failed unexpectedly", exc, calling_ae)
             self._audit_refusal(
-                calling, StoreRefused(OUT_OF_RESOURCES, f"internal error ({type(exc).__name__})")
+                calling_ae, StoreRefused(OUT_OF_RESOURCES, f"internal error ({type(exc).__name__})")
             )
-            tmp.unlink(missing_ok=True)
+            if path is not None:
+                path.unlink(missing_ok=True)
             return OUT_OF_RESOURCES
         self._on_stored(study_id)
         return SUCCESS

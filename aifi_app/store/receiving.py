@@ -1,6 +1,6 @@
 """Recording received instances: which study episode they belong to, and late arrivals.
 
-Called on a pynetdicom association thread after the instance's file is durably on disk;
+Called on the DICOM node's association thread after the instance's file is durably on disk;
 the C-STORE success status is sent only after :func:`record_instance` has committed.
 """
 

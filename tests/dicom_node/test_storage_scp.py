@@ -224,3 +224,19 @@ def test_connections_closed_before_their_request_hold_no_association_slot(
         except AssociationFailed:
             assert time.monotonic() < deadline, "association slots are still held"
             time.sleep(0.2)
+
+
+def test_the_accept_names_the_implementation_of_the_conformance_statement(
+    node: StorageNode,
+) -> None:
+    from aifi_app.dicom_node import storage_scp
+
+    ae = AE(ae_title="MODALITY")
+    ae.add_requested_context(Verification)
+    ae.maximum_pdu_size = 0
+    assoc = ae.associate("127.0.0.1", node.port, ae_title="AIFI")
+    assert assoc.is_established
+    assert assoc.acceptor.implementation_class_uid == storage_scp.IMPLEMENTATION_CLASS_UID
+    assert assoc.acceptor.implementation_version_name == storage_scp.IMPLEMENTATION_VERSION_NAME
+    assert assoc.acceptor.maximum_length == node.config.max_pdu_size
+    assoc.release()
