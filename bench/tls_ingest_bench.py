@@ -1,7 +1,5 @@
 """Receiving over DICOM TLS against plain TCP: DCMTK storescu (TCP_NODELAY=1) sends the
-same CT slices to our node's plain port and its TLS port (certificates made at run time),
-and once more to the TLS port with the low-latency reader's wait blind to decrypted bytes
-waiting in the TLS buffer (``select`` only: the trap ``wait_readable`` avoids).
+same CT slices to our node's plain port and its TLS port (certificates made at run time).
 
     .venv/bin/python bench/tls_ingest_bench.py --slices 100
 """
@@ -9,17 +7,14 @@ waiting in the TLS buffer (``select`` only: the trap ``wait_readable`` avoids).
 from __future__ import annotations
 
 import argparse
-import select
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from aifi_app.dicom_node import low_latency
 from aifi_app.dicom_node.storage_scp import NodeConfig, StorageNode
 from aifi_app.net.tls import TlsIdentity, server_context
 from aifi_app.store.database import Database
@@ -28,11 +23,6 @@ from tests.helpers.phi_corpus import write_ct
 from tests.helpers.pki import CertificateAuthority
 from tests.helpers.ports import free_port
 from tests.helpers.tools import STORESCU, dcmtk_env
-
-
-def _select_only(sock: Any, others: list[Any], timeout: float) -> list[Any]:
-    ready, _, _ = select.select([sock, *others], [], [], timeout)
-    return list(ready)
 
 
 def _send(files: list[Path], port: int, tls: list[str]) -> float:
@@ -62,11 +52,7 @@ def main() -> None:
         )
         tls = ["+tls", str(client.key), str(client.certificate), "+cf", str(ca.certificate_file)]
         results = []
-        for label, blind in (
-            ("plain TCP", False),
-            ("DICOM TLS", False),
-            ("TLS, select only", True),
-        ):
+        for label in ("plain TCP", "DICOM TLS"):
             data = tmp / f"data-{len(results)}"
             db = Database(data / "q.db")
             node = StorageNode(
@@ -74,9 +60,6 @@ def main() -> None:
                            tls_context=context, tls_port=0),
                 db, data, idle_seconds_for=lambda m: 300.0, late_policy="follow_up",
             )  # fmt: skip
-            saved = low_latency.wait_readable
-            if blind:
-                low_latency.wait_readable = _select_only  # type: ignore[assignment]
             node.start()
             try:
                 if label == "plain TCP":
@@ -86,7 +69,6 @@ def main() -> None:
             finally:
                 node.stop()
                 db.close()
-                low_latency.wait_readable = saved  # type: ignore[assignment]
             results.append((label, seconds))
         print(f"{args.slices} CT slices 512x512, {mb:.0f} MB, DCMTK storescu -> our node")
         for label, seconds in results:

@@ -16,7 +16,7 @@ import ssl
 import threading
 from collections.abc import Callable
 
-from aifi_app.dicom_node.low_latency import tune_socket
+from aifi_app.dicom_node.tcp_options import tune_socket
 from aifi_app.net.tls import describe_tls_error, peer_certificate_subject
 
 log = logging.getLogger(__name__)

@@ -20,11 +20,10 @@ PDU classes and primitives, the AC/RJ/ABORT PDUs are decoded by them, and DIMSE 
 sets are built with its message classes and encoded/decoded with ``pynetdicom.dsutils``.
 
 The socket gets TCP_NODELAY, and TCP_QUICKACK re-armed before each read
-(:func:`~aifi_app.dicom_node.low_latency.quickack`): hospitals run DCMTK and Orthanc with
+(:func:`~aifi_app.dicom_node.tcp_options.quickack`): hospitals run DCMTK and Orthanc with
 Nagle's algorithm on, and a response that waits for our delayed acknowledgement costs
 40 ms a file. Every socket operation is bounded by the association's timeout (the socket's
-own timeout mode; :func:`~aifi_app.dicom_node.low_latency.bound_send_time` is for the
-blocking sockets pynetdicom uses), so a peer that stops reading (send), never answers
+own timeout mode), so a peer that stops reading (send), never answers
 (DIMSE, ACSE) or never confirms the release ends the association with an error instead of
 a hang.
 
@@ -57,7 +56,7 @@ from pynetdicom.pdu_primitives import (
 )
 from pynetdicom.presentation import PresentationContext
 
-from aifi_app.dicom_node.low_latency import quickack, tune_socket
+from aifi_app.dicom_node.tcp_options import quickack, tune_socket
 from aifi_app.net.tls import describe_tls_error
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ through a NamedTemporaryFile and announced by events. Measured on a 100-slice CT
 DCMTK ``storescu`` (``python -m bench --quick --only ingest``) that came to about 10 ms an
 instance, where DCMTK's ``storescp`` needs 2.5 ms and a durable store (file fsync, queue
 commit) about 1.5 ms: most of our time went to those per-PDU hand-offs, even after
-:mod:`aifi_app.dicom_node.low_latency` removed pynetdicom's polling sleeps. Here one
+our earlier subclasses of its loops had removed pynetdicom's polling sleeps. Here one
 thread reads whole PDUs with blocking ``recv_into`` into one reused buffer
 (:mod:`aifi_app.dicom_node.upper_layer`), parses each P-DATA-TF in place and writes the
 data set's fragments straight to the instance's file, whose file meta (pydicom) was

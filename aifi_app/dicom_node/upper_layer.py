@@ -21,7 +21,7 @@ from typing import Final
 
 from pynetdicom import pdu as pdu_classes
 
-from aifi_app.dicom_node.low_latency import quickack
+from aifi_app.dicom_node.tcp_options import quickack
 
 A_ASSOCIATE_RQ: Final = 0x01
 A_ASSOCIATE_AC: Final = 0x02

@@ -20,7 +20,6 @@ import pytest
 from pydicom import dcmread
 
 from aifi_app import secrets
-from aifi_app.dicom_node.low_latency import wait_readable
 from aifi_app.dicom_node.storage_scp import NodeConfig, StorageNode
 from aifi_app.dicom_node.storage_scu import AssociationFailed, Peer, echo, send_files
 from aifi_app.net.tls import (
@@ -303,34 +302,6 @@ def test_missing_files_are_named(tmp_path: Path) -> None:
         server_context(missing, ca_file=None, require_client_certificate=False)
 
 
-def test_wait_readable_sees_bytes_already_decrypted(pki: Pki) -> None:
-    """Two messages in one TLS record: after reading the first, the second is in the TLS
-    buffer and the kernel's is empty; ``select`` alone would wait out its timeout."""
-    server_ctx = server_context(_identity(pki.node), ca_file=None, require_client_certificate=False)
-    client_ctx = client_context(ca_file=pki.ca.certificate_file, identity=None)
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        raw_client = socket.create_connection(listener.getsockname())
-        raw_server, _ = listener.accept()
-        import threading
-
-        holder: list[ssl.SSLSocket] = []
-        t = threading.Thread(
-            target=lambda: holder.append(server_ctx.wrap_socket(raw_server, server_side=True))
-        )
-        t.start()
-        client = client_ctx.wrap_socket(raw_client, server_hostname="127.0.0.1")
-        t.join(10)
-        (server,) = holder
-        with client, server:
-            server.sendall(b"first-second")  # one record
-            assert client.recv(6) == b"first-"
-            assert client.pending() > 0
-            ready = wait_readable(client, [], 5.0)
-            assert ready == [client]
-            assert client.recv(64) == b"second"
-
-
-@pytest.mark.dcmtk
 def test_configured_remote_node_with_tls_is_reached_with_our_certificate(
     storescp_tls: tuple[int, Path], pki: Pki
 ) -> None:
