@@ -67,6 +67,8 @@ log = logging.getLogger(__name__)
 
 _SELECTION_TAGS = [*HEADER_TAGS, "InstanceNumber", "ImagePositionPatient"]
 _INPUT_TAGS = list(job_inputs.HEADER_TAGS)
+_DEFER_BYTES = 64 * 1024
+"""Elements larger than this (pixel data) are read from a job's image files on first use."""
 SC_SERIES_NUMBER = result_object("sc").series_number
 SR_SERIES_NUMBER = result_object("sr").series_number
 SEG_SERIES_NUMBER = result_object("seg").series_number
@@ -310,7 +312,11 @@ class JobProcessor:
                     f"{where} {ctx.package.runner.kind} runner, {identity.name} {identity.version}"
                 ),
             )
-        images: list[Dataset] = [dcmread(p) for p in sorted(self.work_dir(job_id).glob("*.dcm"))]
+        # pixel data is read when a runner asks for it, not all at once: a 500-slice CT
+        # would otherwise hold 260 MB here (the lung volume decodes slice by slice)
+        images: list[Dataset] = [
+            dcmread(p, defer_size=_DEFER_BYTES) for p in sorted(self.work_dir(job_id).glob("*.dcm"))
+        ]
         try:
             with stage_times.timed(self.db, job_id, stage_times.MODEL):
                 result = self._runners.get(ctx.package).run(images)
