@@ -32,6 +32,7 @@ from aifi_app.algorithms.package import (
 from aifi_app.algorithms.runners import InferenceError, RunnerCache
 from aifi_app.dicom_node.spool import durable_write
 from aifi_app.failpoints import failpoint
+from aifi_app.pipeline.durable_batch import DurableBatch
 from aifi_app.pipeline.input_selection import (
     Image,
     InputNotConforming,
@@ -47,17 +48,7 @@ from aifi_app.pseudonymise import (
     ResultScope,
     reidentify,
 )
-from aifi_app.results import (
-    build_key_object_selection,
-    build_measurement_report,
-    build_presentation_state,
-    build_secondary_capture,
-    build_segmentation,
-    images_per_presentation_state,
-    key_image_uids,
-)
 from aifi_app.results.catalog import result_object
-from aifi_app.results.vendor_report import findings_of_vendor_report
 from aifi_app.store import job_inputs, jobs, stage_times
 from aifi_app.store.database import Database, now
 from aifi_app.store.jobs import PlannedOutput
@@ -266,17 +257,20 @@ class JobProcessor:
         work = self.work_dir(job_id)
         if work.exists():
             shutil.rmtree(work)  # left by an interrupted attempt
-        for n, path in enumerate(paths):
-            original = dcmread(path)
-            try:
-                pseudonymised = pseudonymiser.pseudonymise(original)
-            except BurnedInAnnotationRefused as exc:
-                shutil.rmtree(work, ignore_errors=True)
-                jobs.transition(
-                    self.db, job_id, JobState.QUEUED, JobState.REJECTED, reason=str(exc)
-                )
-                return
-            durable_write(work / f"{n:05d}.dcm", _dataset_bytes(pseudonymised))
+        with DurableBatch() as batch:  # on disk before the state change records them
+            for n, path in enumerate(paths):
+                original = dcmread(path)
+                try:
+                    pseudonymised = pseudonymiser.pseudonymise(original)
+                except BurnedInAnnotationRefused as exc:
+                    batch.close()
+                    shutil.rmtree(work, ignore_errors=True)
+                    jobs.transition(
+                        self.db, job_id, JobState.QUEUED, JobState.REJECTED, reason=str(exc)
+                    )
+                    return
+                batch.write(work / f"{n:05d}.dcm", _dataset_bytes(pseudonymised))
+            batch.sync()
         failpoint("processing.after_pseudonymised_files")
         stage_times.record(self.db, job_id, stage_times.PSEUDONYMISE, started, now())
         with self.db.transaction() as conn:
@@ -359,6 +353,8 @@ class JobProcessor:
         returned = step.collect(ctx.job_id, ctx.package, work)
         if returned is None:
             return
+        from aifi_app.results.vendor_report import findings_of_vendor_report  # highdicom
+
         submitted_at = float(jobs.job(self.db, ctx.job_id)["updated_at"])
         stage_times.record(self.db, ctx.job_id, stage_times.VENDOR, submitted_at, now())
         vendor_objects = []
@@ -413,6 +409,17 @@ class JobProcessor:
         self, ctx: JobContext, result: AlgorithmResult, images: list[Dataset]
     ) -> list[PlannedOutput]:
         """Build, re-identify and durably write the job's result objects."""
+        # the builders import highdicom: on first use, not before the service listens
+        from aifi_app.results import (
+            build_key_object_selection,
+            build_measurement_report,
+            build_presentation_state,
+            build_secondary_capture,
+            build_segmentation,
+            images_per_presentation_state,
+            key_image_uids,
+        )
+
         by_uid = {str(ds.SOPInstanceUID): ds for ds in images}
         key = (
             ctx.study_uid,
