@@ -9,7 +9,6 @@ make the same files again), so nothing is lost and nothing doubles.
 
 from __future__ import annotations
 
-import io
 import logging
 import shutil
 import sqlite3
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from pydicom import Dataset, dcmread, dcmwrite
+from pydicom import Dataset, dcmread
 
 from aifi_app import __version__
 from aifi_app.algorithms.findings import AlgorithmResult, Finding, MeasurementFinding
@@ -32,13 +31,13 @@ from aifi_app.algorithms.package import (
 from aifi_app.algorithms.runners import InferenceError, RunnerCache
 from aifi_app.dicom_node.spool import durable_write
 from aifi_app.failpoints import failpoint
-from aifi_app.pipeline.durable_batch import DurableBatch
 from aifi_app.pipeline.input_selection import (
     Image,
     InputNotConforming,
     group_series,
     select_images,
 )
+from aifi_app.pipeline.parallel_pseudonymise import dataset_bytes, pseudonymise_all
 from aifi_app.pipeline.uids import derived_uid
 from aifi_app.pseudonymise import (
     BurnedInAnnotationRefused,
@@ -127,12 +126,6 @@ def _findings_detail(result: AlgorithmResult) -> str:
     return f"; its SR reports {len(result.findings)} finding(s), {positives} positive" + (
         f", {len(result.measurements)} measurement(s)" if result.measurements else ""
     )
-
-
-def _dataset_bytes(ds: Dataset) -> bytes:
-    buffer = io.BytesIO()
-    dcmwrite(buffer, ds, enforce_file_format=True)
-    return buffer.getvalue()
 
 
 class JobProcessor:
@@ -252,25 +245,18 @@ class JobProcessor:
             jobs.transition(self.db, job_id, JobState.QUEUED, JobState.REJECTED, reason=str(exc))
             return
         self.record_input(job_id, paths[0] if paths else None)
-        mappings: list[tuple[str, str, str]] = []
-        pseudonymiser = self.pseudonymiser(ctx, mappings)
+        pseudonymiser = self.pseudonymiser(ctx, [])
         work = self.work_dir(job_id)
         if work.exists():
             shutil.rmtree(work)  # left by an interrupted attempt
-        with DurableBatch() as batch:  # on disk before the state change records them
-            for n, path in enumerate(paths):
-                original = dcmread(path)
-                try:
-                    pseudonymised = pseudonymiser.pseudonymise(original)
-                except BurnedInAnnotationRefused as exc:
-                    batch.close()
-                    shutil.rmtree(work, ignore_errors=True)
-                    jobs.transition(
-                        self.db, job_id, JobState.QUEUED, JobState.REJECTED, reason=str(exc)
-                    )
-                    return
-                batch.write(work / f"{n:05d}.dcm", _dataset_bytes(pseudonymised))
-            batch.sync()
+        try:
+            mappings = pseudonymise_all(
+                self._secret, pseudonymiser.options, pseudonymiser.burned_in, work, paths
+            )
+        except BurnedInAnnotationRefused as exc:
+            shutil.rmtree(work, ignore_errors=True)
+            jobs.transition(self.db, job_id, JobState.QUEUED, JobState.REJECTED, reason=str(exc))
+            return
         failpoint("processing.after_pseudonymised_files")
         stage_times.record(self.db, job_id, stage_times.PSEUDONYMISE, started, now())
         with self.db.transaction() as conn:
@@ -542,7 +528,7 @@ class JobProcessor:
                 )
             except ReidentificationError as exc:
                 path = self.quarantine_dir(ctx.job_id) / f"{n:02d}-{kind}.dcm"
-                durable_write(path, _dataset_bytes(ds))
+                durable_write(path, dataset_bytes(ds))
                 log.warning("job %d: result %s quarantined: %s", ctx.job_id, kind, exc)
                 raise ResultQuarantined(
                     f"result {kind} refused and quarantined, never sent: {exc}"
@@ -551,7 +537,7 @@ class JobProcessor:
         out_dir = self.result_dir(ctx.job_id)
         for n, (kind, restored) in enumerate(restored_all, start=1):
             relative = out_dir.relative_to(self.data_dir) / f"{n:02d}-{kind}.dcm"
-            durable_write(self.data_dir / relative, _dataset_bytes(restored))
+            durable_write(self.data_dir / relative, dataset_bytes(restored))
             planned.append(
                 PlannedOutput(
                     kind,
