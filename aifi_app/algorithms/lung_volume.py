@@ -137,6 +137,7 @@ def lung_mask(
     from scipy.sparse.csgraph import connected_components
 
     offsets: list[int] = []  # the first node number of each slice's components
+    counts: list[int] = []  # how many components each slice has
     sizes: list[npt.NDArray[np.int64]] = []  # voxels per node
     on_border: list[npt.NDArray[np.int64]] = []  # nodes touching the in-plane border
     sources: list[npt.NDArray[np.int64]] = []  # edges between nodes of adjacent slices
@@ -148,6 +149,7 @@ def lung_mask(
         labels, count = ndimage.label(plane)
         offset = nodes - 1  # local label k is node offset + k
         offsets.append(offset)
+        counts.append(count)
         sizes.append(np.bincount(labels.ravel(), minlength=count + 1)[1:])
         edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
         on_border.append(np.unique(edge[edge > 0]).astype(np.int64) + offset)
@@ -182,9 +184,12 @@ def lung_mask(
     node_in_lung = in_lung[component]
     node_in_lung[0] = False
     for n, plane in enumerate(air):
-        labels, count = ndimage.label(plane)  # the same labels as in the first pass
-        lookup = node_in_lung[offsets[n] : offsets[n] + count + 1].copy()
+        lookup = node_in_lung[offsets[n] : offsets[n] + counts[n] + 1].copy()
         lookup[0] = False
+        if not lookup.any():  # no lung in this slice: no need to label it again
+            plane[...] = False
+            continue
+        labels, _ = ndimage.label(plane)  # the same labels as in the first pass
         plane[...] = lookup[labels]
     if not keep:
         return air

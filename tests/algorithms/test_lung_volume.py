@@ -117,6 +117,20 @@ def test_slice_by_slice_labelling_equals_labelling_the_volume(seed: int) -> None
     np.testing.assert_array_equal(got, expected)
 
 
+def test_slices_without_lung_are_cleared() -> None:
+    """Slices whose air is all too small or on the border hold no lung afterwards."""
+    rng = np.random.default_rng(9)
+    air = rng.random((12, 20, 24)) < 0.2  # specks only (below the size floor)
+    air[4:8, 5:15, 5:19] = True  # the one large inner component
+    air[4:8, 9:11, 9:11] = False  # with a hole, filled in the mask
+    air[[3, 8]] = False  # no specks joining it through the slices next to it
+    settings = LungVolumeSettings(keep_components=2, min_component_ml=0.05)
+    got = lung_mask(air.copy(), 0.001, settings)
+    np.testing.assert_array_equal(got, _reference_mask(air.copy(), 0.001, settings))
+    assert not got[:4].any() and not got[8:].any()
+    assert got[4:8, 9:11, 9:11].all()
+
+
 def test_no_air_gives_an_empty_mask() -> None:
     air = np.zeros((3, 8, 8), dtype=bool)
     assert not lung_mask(air, 1.0, LungVolumeSettings()).any()
