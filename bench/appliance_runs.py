@@ -120,7 +120,7 @@ def end_to_end_ct(work: Path, ct: list[Path], runs: int) -> list[Row]:
     ).start()
     try:
         times, models = [], []
-        for n in range(runs + 1):  # the first (70 slices) starts scipy, highdicom, the fork server
+        for n in range(runs + 1):  # the first (70 slices) loads scipy and highdicom
             # a fresh CT (new UIDs) each run: the same one again would be a late episode
             study = data.make_ct(work / f"e2e-ct-{n}", len(ct) if n else 70)
             study_uid = str(_study_uid(study[0]))

@@ -10,8 +10,10 @@ for files that may be missing. Keyed pseudonyms make the files the same whicheve
 wrote them.
 
 Small studies (a radiograph) are done in the calling thread: starting processes would
-cost more than it saves. Processes come from a fork server (preloaded with the
-pseudonymiser) where the platform has one, else they are spawned.
+cost more than it saves. The processes are spawned (a fresh interpreter each, ~0.5 s to
+import pydicom and the pseudonymiser, in parallel): forking the service's threads is
+unsafe, and a fork server's socket would live under the process's temporary folder,
+which the DICOM node points into the data folder (``tempfile.tempdir``).
 Thread: the caller's (the worker thread); processes for the time of one call.
 """
 
@@ -82,19 +84,11 @@ def pseudonymise_part(
 
 def processes_for(images: int) -> int:
     """How many processes pseudonymise a study of ``images`` images (1: this thread).
-    Without a fork server (Windows) always 1: spawned processes would need the service's
-    own executable set up for them (a Windows service runs under pythonservice.exe)."""
-    if images < PARALLEL_FROM_IMAGES or "forkserver" not in multiprocessing.get_all_start_methods():
+    On Windows always 1: spawned processes would need the service's own executable set up
+    for them (a Windows service runs under pythonservice.exe)."""
+    if images < PARALLEL_FROM_IMAGES or os.name == "nt":
         return 1
     return max(1, min(MAX_PROCESSES, os.cpu_count() or 1))
-
-
-def _context() -> multiprocessing.context.BaseContext:
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["aifi_app.pipeline.parallel_pseudonymise"])
-        return context
-    return multiprocessing.get_context("spawn")  # only when asked for processes explicitly
 
 
 def pseudonymise_all(
@@ -114,7 +108,9 @@ def pseudonymise_all(
     size = -(-len(sources) // count)
     starts = range(0, len(sources), size)
     try:
-        with ProcessPoolExecutor(max_workers=len(starts), mp_context=_context()) as pool:
+        with ProcessPoolExecutor(
+            max_workers=len(starts), mp_context=multiprocessing.get_context("spawn")
+        ) as pool:
             futures = [
                 pool.submit(
                     pseudonymise_part,
@@ -131,6 +127,7 @@ def pseudonymise_all(
             for future in futures:
                 mappings += future.result()  # the first part's failure is raised here
         return mappings
-    except BrokenProcessPool as exc:  # a process could not start, or died (memory)
+    except (BrokenProcessPool, OSError) as exc:  # a process could not start, or died
+        # (memory); an error of the files themselves comes again in this thread
         log_fault(log, "pseudonymising in worker processes failed; doing it in this thread", exc)
         return pseudonymise_part(secret, options, burned_in, work, 0, sources)
