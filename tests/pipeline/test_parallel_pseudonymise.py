@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 
+from aifi_app.pipeline import parallel_pseudonymise
 from aifi_app.pipeline.parallel_pseudonymise import (
     PARALLEL_FROM_IMAGES,
     processes_for,
@@ -59,3 +60,29 @@ def test_small_studies_stay_in_this_thread() -> None:
     assert processes_for(2) == 1
     assert processes_for(PARALLEL_FROM_IMAGES - 1) == 1
     assert processes_for(500) == max(1, min(4, os.cpu_count() or 1))
+
+
+def test_processes_that_cannot_start_leave_the_work_to_this_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A pool that cannot start (no processes left, say) is logged and the study is
+    pseudonymised here instead, the same files."""
+
+    class NoProcesses:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            raise OSError(11, "Resource temporarily unavailable")
+
+    sources = _ct(tmp_path / "in", 5)
+    expected = pseudonymise_all(
+        KEY, OPTIONS, BurnedInPolicy.REFUSE, tmp_path / "one", sources, processes=1
+    )
+    monkeypatch.setattr(parallel_pseudonymise, "ProcessPoolExecutor", NoProcesses)
+    got = pseudonymise_all(
+        KEY, OPTIONS, BurnedInPolicy.REFUSE, tmp_path / "w", sources, processes=2
+    )
+    assert sorted(got) == sorted(expected)
+    for n in range(5):
+        assert (
+            work_file(tmp_path / "w", n).read_bytes() == work_file(tmp_path / "one", n).read_bytes()
+        )
+    assert "doing it in this thread" in caplog.text
