@@ -234,11 +234,14 @@ class Appliance:
                 actor=service_actor(),
             )
             self._record_settings(conn)
+        # the node first: the worker's first act is loading the routes' models (ONNX
+        # Runtime's import alone takes 0.1-0.6 s), which would hold the GIL while the node
+        # opens its port; studies that arrive before the worker runs wait in the queue
+        self.node.start()
         self.worker.start()
         self.dispatcher.start()
         self.node_monitor.start()
         self.ris_sender.start()
-        self.node.start()
         self.heartbeat.start()
 
     def stop(self) -> None:

@@ -175,6 +175,7 @@ def main() -> None:
             rows += send(work, ct, runs)
         if "e2e" in sections:
             rows += appliance_runs.end_to_end(work, rx, runs)
+            rows += appliance_runs.end_to_end_ct(work, ct, runs)
         if "memory" in sections:
             rows += appliance_runs.memory(work, ct)
         if "startup" in sections:

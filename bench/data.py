@@ -4,16 +4,38 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from pydicom.uid import generate_uid
 
 from aifi_app.sample_studies import chest_radiograph, ct_series, demo_patient, phantom_chest
 
 
+def phantom_chest_slice(n: int, slices: int, size: int = 512) -> np.ndarray:
+    """Slice ``n`` of a synthetic chest CT (stored values, HU + 1024): air around an
+    elliptic body (40 HU) holding two ellipsoid lungs (-850 HU) with a vessel each, plus
+    noise; the lungs span the middle 80 % of the slices, so the lung volume is real."""
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    rng = np.random.default_rng(n)
+    hu = np.full((size, size), -1000.0, dtype=np.float32)
+    hu[((x - 0.5) / 0.44) ** 2 + ((y - 0.5) / 0.34) ** 2 <= 1] = 40.0
+    z = (n + 0.5) / slices  # 0..1 along the patient axis
+    half = 0.4 * (1 - ((z - 0.5) / 0.4) ** 2) if abs(z - 0.5) < 0.4 else 0.0
+    for cx in (0.3, 0.7):
+        if half > 0:
+            lung = ((x - cx) / (0.15 * half**0.5)) ** 2 + ((y - 0.5) / (0.24 * half**0.5)) ** 2
+            hu[lung <= 1] = -850.0
+            hu[(x - cx) ** 2 + (y - 0.5) ** 2 <= 0.0002] = 40.0
+    hu += rng.normal(0, 20, hu.shape).astype(np.float32)
+    return (hu + 1024).astype(np.int16)
+
+
 def make_ct(folder: Path, slices: int) -> list[Path]:
-    """A CT of ``slices`` 512x512 16-bit uncompressed images (about 0.5 MB each)."""
+    """A chest CT of ``slices`` 512x512 16-bit uncompressed images (about 0.5 MB each),
+    with lungs the ct-lung-volume package measures (:func:`phantom_chest_slice`)."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for ds in ct_series(demo_patient(1), slices, size=512):
+        ds.PixelData = phantom_chest_slice(ds.InstanceNumber - 1, slices).tobytes()
         path = folder / f"{ds.InstanceNumber:04d}.dcm"
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)

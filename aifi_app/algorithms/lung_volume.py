@@ -23,18 +23,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from pydicom import Dataset
 from pydicom.pixels.processing import apply_modality_lut
+from pydicom.pixels.utils import pixel_array
 
 from aifi_app.algorithms.findings import AlgorithmResult, MeasurementFinding, SegmentationMask
 from aifi_app.algorithms.onnx_runner import InferenceError
 from aifi_app.algorithms.package import AlgorithmPackage, MeasurementSpec
 
 log = logging.getLogger(__name__)
+
+PIXEL_DATA = 0x7FE00010
 
 
 @dataclass(frozen=True)
@@ -75,44 +79,127 @@ def _slice_spacing_mm(ordered: Sequence[Dataset], positions: Sequence[float]) ->
     raise InferenceError("slice spacing unknown (no positions, spacing or thickness)")
 
 
-def lung_mask(
-    hu: npt.NDArray[np.float32], voxel_ml: float, settings: LungVolumeSettings
-) -> npt.NDArray[np.bool_]:
-    """The lung mask of a (slices, rows, columns) HU volume."""
-    from scipy import ndimage  # imported on first use: it costs the idle service ~30 MB
+def _stored_pixels(ds: Dataset) -> npt.NDArray[Any]:
+    """One slice's stored values. A dataset read with its pixel data deferred (as the
+    pipeline reads a job's images) is decoded from its file, so that its pixel data is not
+    kept in the dataset: the slices' pixel data are never all in memory at once."""
+    element = ds.get_item(PIXEL_DATA, keep_deferred=True)
+    filename = getattr(ds, "filename", None)
+    if element is not None and element.value is None and isinstance(filename, (str, Path)):
+        return pixel_array(filename)
+    array: npt.NDArray[Any] = ds.pixel_array
+    return array
 
-    air = (hu >= settings.lower_hu) & (hu <= settings.upper_hu)
-    labels, count = ndimage.label(air)
-    if count == 0:
-        return np.zeros_like(air)
-    border = np.unique(
-        np.concatenate(
-            [
-                labels[:, 0, :].ravel(),
-                labels[:, -1, :].ravel(),
-                labels[:, :, 0].ravel(),
-                labels[:, :, -1].ravel(),
-            ]
-        )
+
+def air_mask(ordered: Sequence[Dataset], settings: LungVolumeSettings) -> npt.NDArray[np.bool_]:
+    """The (slices, rows, columns) mask of air-like voxels (``lower_hu <= HU <= upper_hu``),
+    made slice by slice: only this boolean volume is held, never the HU volume (a float
+    copy of 500 slices of 512 x 512 would take 0.5 to 1 GB)."""
+    first = ordered[0]
+    air = np.empty((len(ordered), int(first.Rows), int(first.Columns)), dtype=bool)
+    for n, ds in enumerate(ordered):
+        hu = apply_modality_lut(_stored_pixels(ds), ds)
+        if hu.shape != air.shape[1:]:
+            raise ValueError(f"slice {n + 1} is {hu.shape}, not {air.shape[1:]}")
+        np.logical_and(hu >= settings.lower_hu, hu <= settings.upper_hu, out=air[n])
+    return air
+
+
+def _overlap_pairs(
+    previous: npt.NDArray[np.int32], current: npt.NDArray[np.int32], counts: tuple[int, int]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The (previous, current) label pairs of two adjacent slices' 2-D components that
+    share a voxel position (connected across the slices)."""
+    both = (previous > 0) & (current > 0)
+    width = counts[1] + 1
+    keys = previous[both].astype(np.int64) * width + current[both]
+    if (counts[0] + 1) * width <= 1 << 24:
+        present = np.flatnonzero(np.bincount(keys, minlength=(counts[0] + 1) * width))
+    else:  # very many components: sort instead of counting
+        present = np.unique(keys)
+    return present // width, present % width
+
+
+def lung_mask(
+    air: npt.NDArray[np.bool_], voxel_ml: float, settings: LungVolumeSettings
+) -> npt.NDArray[np.bool_]:
+    """The lung mask of a (slices, rows, columns) air mask, made in place (``air`` is
+    returned as the lung mask).
+
+    The 3-D components (6-connectivity) are found slice by slice: each slice's 2-D
+    components (4-connectivity), joined through the voxels they share with the previous
+    slice (a graph's connected components). This needs memory for one slice's labels,
+    where labelling the volume at once needs a 32-bit label per voxel (1 GB for 500 slices
+    of 512 x 512).
+    """
+    from scipy import ndimage  # imported on first use: it costs the idle service ~30 MB
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    offsets: list[int] = []  # the first node number of each slice's components
+    counts: list[int] = []  # how many components each slice has
+    sizes: list[npt.NDArray[np.int64]] = []  # voxels per node
+    on_border: list[npt.NDArray[np.int64]] = []  # nodes touching the in-plane border
+    sources: list[npt.NDArray[np.int64]] = []  # edges between nodes of adjacent slices
+    targets: list[npt.NDArray[np.int64]] = []
+    nodes = 1  # node 0: not air
+    previous: npt.NDArray[np.int32] | None = None
+    previous_count = 0
+    for plane in air:
+        labels, count = ndimage.label(plane)
+        offset = nodes - 1  # local label k is node offset + k
+        offsets.append(offset)
+        counts.append(count)
+        sizes.append(np.bincount(labels.ravel(), minlength=count + 1)[1:])
+        edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+        on_border.append(np.unique(edge[edge > 0]).astype(np.int64) + offset)
+        if previous is not None and count and previous_count:
+            before, after = _overlap_pairs(previous, labels, (previous_count, count))
+            sources.append(before + offsets[-2])
+            targets.append(after + offset)
+        nodes += count
+        previous, previous_count = labels, count
+    if nodes == 1:
+        return air
+    graph = coo_matrix(
+        (
+            np.ones(sum(len(s) for s in sources), dtype=np.int8),
+            (
+                np.concatenate([np.zeros(0, np.int64), *sources]),
+                np.concatenate([np.zeros(0, np.int64), *targets]),
+            ),
+        ),
+        shape=(nodes, nodes),
     )
-    sizes = np.bincount(labels.ravel(), minlength=count + 1)
-    sizes[0] = 0
-    sizes[border] = 0
-    sizes[sizes * voxel_ml < settings.min_component_ml] = 0
-    keep = [int(i) for i in np.argsort(sizes)[::-1][: settings.keep_components] if sizes[i] > 0]
-    lookup = np.zeros(count + 1, dtype=bool)
-    lookup[keep] = True
-    mask: npt.NDArray[np.bool_] = lookup[labels]
+    _, component = connected_components(graph, directed=False)
+    node_sizes = np.concatenate([np.zeros(1, np.int64), *sizes])
+    component_sizes = np.bincount(component, weights=node_sizes).astype(np.int64)
+    component_sizes[component[0]] = 0  # node 0 (not air) is a component of its own
+    component_sizes[component[np.concatenate(on_border)]] = 0
+    component_sizes[component_sizes * voxel_ml < settings.min_component_ml] = 0
+    ranked = np.argsort(component_sizes, kind="stable")[::-1]
+    keep = [int(c) for c in ranked[: settings.keep_components] if component_sizes[c] > 0]
+    in_lung = np.zeros(len(component_sizes), dtype=bool)
+    in_lung[keep] = True
+    node_in_lung = in_lung[component]
+    node_in_lung[0] = False
+    for n, plane in enumerate(air):
+        lookup = node_in_lung[offsets[n] : offsets[n] + counts[n] + 1].copy()
+        lookup[0] = False
+        if not lookup.any():  # no lung in this slice: no need to label it again
+            plane[...] = False
+            continue
+        labels, _ = ndimage.label(plane)  # the same labels as in the first pass
+        plane[...] = lookup[labels]
     if not keep:
-        return mask
+        return air
     # fill holes only within the lungs' bounding box (most of each slice is outside)
-    rows = np.flatnonzero(mask.any(axis=(0, 2)))
-    cols = np.flatnonzero(mask.any(axis=(0, 1)))
+    rows = np.flatnonzero(air.any(axis=(0, 2)))
+    cols = np.flatnonzero(air.any(axis=(0, 1)))
     box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-    for n in np.flatnonzero(mask.any(axis=(1, 2))):
-        mask[n][box] = ndimage.binary_fill_holes(mask[n][box])
-    out: npt.NDArray[np.bool_] = mask
-    return out
+    for k in np.flatnonzero(air.any(axis=(1, 2))):
+        air[k][box] = ndimage.binary_fill_holes(air[k][box])
+    return air
 
 
 class LungVolumeRunner:
@@ -140,10 +227,10 @@ class LungVolumeRunner:
         dz = _slice_spacing_mm(ordered, [positions[int(i)] for i in order])
         voxel_ml = float(spacing[0]) * float(spacing[1]) * dz / 1000.0
         try:
-            hu = np.stack([apply_modality_lut(ds.pixel_array, ds) for ds in ordered])
+            air = air_mask(ordered, self.settings)
         except ValueError as exc:
             raise InferenceError(f"slices differ in size or cannot be decoded ({exc})") from exc
-        mask = lung_mask(hu.astype(np.float32), voxel_ml, self.settings)
+        mask = lung_mask(air, voxel_ml, self.settings)
         volume = round(float(mask.sum()) * voxel_ml, 1)
         out = self.output
         measurement = MeasurementFinding(

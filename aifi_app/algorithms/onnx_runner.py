@@ -12,7 +12,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
-import onnxruntime as ort
 from PIL import Image
 from pydicom import Dataset
 from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut
@@ -153,6 +152,10 @@ class OnnxRunner:
             raise InferenceError(f"{package.identity.algorithm_id} is not an ONNX package")
         self.package = package
         self.spec: OnnxRunnerSpec = package.runner
+        # imported on first use: ONNX Runtime takes 0.1-0.6 s to import, which the service's
+        # start would otherwise spend before it accepts associations
+        import onnxruntime as ort
+
         options = ort.SessionOptions()
         if threads > 0:
             options.intra_op_num_threads = threads
@@ -176,6 +179,8 @@ class OnnxRunner:
         """The model's raw output for a batch, stopped after the package's inference
         timeout (ONNX Runtime's ``RunOptions.terminate``, set from a timer thread; the
         session stays usable)."""
+        import onnxruntime as ort  # loaded already: __init__ imported it
+
         limit = self.package.inference_timeout_seconds
         options = ort.RunOptions()
         timer = threading.Timer(limit, setattr, args=(options, "terminate", True))

@@ -9,7 +9,6 @@ make the same files again), so nothing is lost and nothing doubles.
 
 from __future__ import annotations
 
-import io
 import logging
 import shutil
 import sqlite3
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from pydicom import Dataset, dcmread, dcmwrite
+from pydicom import Dataset, dcmread
 
 from aifi_app import __version__
 from aifi_app.algorithms.findings import AlgorithmResult, Finding, MeasurementFinding
@@ -38,6 +37,7 @@ from aifi_app.pipeline.input_selection import (
     group_series,
     select_images,
 )
+from aifi_app.pipeline.parallel_pseudonymise import dataset_bytes, pseudonymise_all
 from aifi_app.pipeline.uids import derived_uid
 from aifi_app.pseudonymise import (
     BurnedInAnnotationRefused,
@@ -47,17 +47,7 @@ from aifi_app.pseudonymise import (
     ResultScope,
     reidentify,
 )
-from aifi_app.results import (
-    build_key_object_selection,
-    build_measurement_report,
-    build_presentation_state,
-    build_secondary_capture,
-    build_segmentation,
-    images_per_presentation_state,
-    key_image_uids,
-)
 from aifi_app.results.catalog import result_object
-from aifi_app.results.vendor_report import findings_of_vendor_report
 from aifi_app.store import job_inputs, jobs, stage_times
 from aifi_app.store.database import Database, now
 from aifi_app.store.jobs import PlannedOutput
@@ -67,6 +57,8 @@ log = logging.getLogger(__name__)
 
 _SELECTION_TAGS = [*HEADER_TAGS, "InstanceNumber", "ImagePositionPatient"]
 _INPUT_TAGS = list(job_inputs.HEADER_TAGS)
+_DEFER_BYTES = 64 * 1024
+"""Elements larger than this (pixel data) are read from a job's image files on first use."""
 SC_SERIES_NUMBER = result_object("sc").series_number
 SR_SERIES_NUMBER = result_object("sr").series_number
 SEG_SERIES_NUMBER = result_object("seg").series_number
@@ -134,12 +126,6 @@ def _findings_detail(result: AlgorithmResult) -> str:
     return f"; its SR reports {len(result.findings)} finding(s), {positives} positive" + (
         f", {len(result.measurements)} measurement(s)" if result.measurements else ""
     )
-
-
-def _dataset_bytes(ds: Dataset) -> bytes:
-    buffer = io.BytesIO()
-    dcmwrite(buffer, ds, enforce_file_format=True)
-    return buffer.getvalue()
 
 
 class JobProcessor:
@@ -259,22 +245,18 @@ class JobProcessor:
             jobs.transition(self.db, job_id, JobState.QUEUED, JobState.REJECTED, reason=str(exc))
             return
         self.record_input(job_id, paths[0] if paths else None)
-        mappings: list[tuple[str, str, str]] = []
-        pseudonymiser = self.pseudonymiser(ctx, mappings)
+        pseudonymiser = self.pseudonymiser(ctx, [])
         work = self.work_dir(job_id)
         if work.exists():
             shutil.rmtree(work)  # left by an interrupted attempt
-        for n, path in enumerate(paths):
-            original = dcmread(path)
-            try:
-                pseudonymised = pseudonymiser.pseudonymise(original)
-            except BurnedInAnnotationRefused as exc:
-                shutil.rmtree(work, ignore_errors=True)
-                jobs.transition(
-                    self.db, job_id, JobState.QUEUED, JobState.REJECTED, reason=str(exc)
-                )
-                return
-            durable_write(work / f"{n:05d}.dcm", _dataset_bytes(pseudonymised))
+        try:
+            mappings = pseudonymise_all(
+                self._secret, pseudonymiser.options, pseudonymiser.burned_in, work, paths
+            )
+        except BurnedInAnnotationRefused as exc:
+            shutil.rmtree(work, ignore_errors=True)
+            jobs.transition(self.db, job_id, JobState.QUEUED, JobState.REJECTED, reason=str(exc))
+            return
         failpoint("processing.after_pseudonymised_files")
         stage_times.record(self.db, job_id, stage_times.PSEUDONYMISE, started, now())
         with self.db.transaction() as conn:
@@ -310,7 +292,11 @@ class JobProcessor:
                     f"{where} {ctx.package.runner.kind} runner, {identity.name} {identity.version}"
                 ),
             )
-        images: list[Dataset] = [dcmread(p) for p in sorted(self.work_dir(job_id).glob("*.dcm"))]
+        # pixel data is read when a runner asks for it, not all at once: a 500-slice CT
+        # would otherwise hold 260 MB here (the lung volume decodes slice by slice)
+        images: list[Dataset] = [
+            dcmread(p, defer_size=_DEFER_BYTES) for p in sorted(self.work_dir(job_id).glob("*.dcm"))
+        ]
         try:
             with stage_times.timed(self.db, job_id, stage_times.MODEL):
                 result = self._runners.get(ctx.package).run(images)
@@ -353,6 +339,8 @@ class JobProcessor:
         returned = step.collect(ctx.job_id, ctx.package, work)
         if returned is None:
             return
+        from aifi_app.results.vendor_report import findings_of_vendor_report  # highdicom
+
         submitted_at = float(jobs.job(self.db, ctx.job_id)["updated_at"])
         stage_times.record(self.db, ctx.job_id, stage_times.VENDOR, submitted_at, now())
         vendor_objects = []
@@ -407,6 +395,17 @@ class JobProcessor:
         self, ctx: JobContext, result: AlgorithmResult, images: list[Dataset]
     ) -> list[PlannedOutput]:
         """Build, re-identify and durably write the job's result objects."""
+        # the builders import highdicom: on first use, not before the service listens
+        from aifi_app.results import (
+            build_key_object_selection,
+            build_measurement_report,
+            build_presentation_state,
+            build_secondary_capture,
+            build_segmentation,
+            images_per_presentation_state,
+            key_image_uids,
+        )
+
         by_uid = {str(ds.SOPInstanceUID): ds for ds in images}
         key = (
             ctx.study_uid,
@@ -529,7 +528,7 @@ class JobProcessor:
                 )
             except ReidentificationError as exc:
                 path = self.quarantine_dir(ctx.job_id) / f"{n:02d}-{kind}.dcm"
-                durable_write(path, _dataset_bytes(ds))
+                durable_write(path, dataset_bytes(ds))
                 log.warning("job %d: result %s quarantined: %s", ctx.job_id, kind, exc)
                 raise ResultQuarantined(
                     f"result {kind} refused and quarantined, never sent: {exc}"
@@ -538,7 +537,7 @@ class JobProcessor:
         out_dir = self.result_dir(ctx.job_id)
         for n, (kind, restored) in enumerate(restored_all, start=1):
             relative = out_dir.relative_to(self.data_dir) / f"{n:02d}-{kind}.dcm"
-            durable_write(self.data_dir / relative, _dataset_bytes(restored))
+            durable_write(self.data_dir / relative, dataset_bytes(restored))
             planned.append(
                 PlannedOutput(
                     kind,

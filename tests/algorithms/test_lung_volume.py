@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
-from pydicom import Dataset
+from pydicom import Dataset, dcmread
 
-from aifi_app.algorithms.lung_volume import LungVolumeRunner
+from aifi_app.algorithms.lung_volume import LungVolumeRunner, LungVolumeSettings, lung_mask
 from aifi_app.algorithms.onnx_runner import InferenceError
 from aifi_app.algorithms.package import builtin_package_dir, load_package
 from aifi_app.algorithms.runners import RunnerCache
@@ -76,3 +77,88 @@ def test_needs_one_series_with_spacing() -> None:
     images[0].SeriesInstanceUID = "1.2.3"
     with pytest.raises(InferenceError, match="one series"):
         runner.run(images)
+
+
+def _reference_mask(air: np.ndarray, voxel_ml: float, settings: LungVolumeSettings) -> np.ndarray:
+    """The method labelled on the whole volume at once (6-connectivity), as it was
+    before the slice-by-slice labelling: the reference the latter must equal."""
+    from scipy import ndimage
+
+    labels, count = ndimage.label(air)
+    border = np.unique(
+        np.concatenate([labels[:, 0].ravel(), labels[:, -1].ravel()]).tolist()
+        + np.concatenate([labels[:, :, 0].ravel(), labels[:, :, -1].ravel()]).tolist()
+    )
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)
+    sizes[0] = 0
+    sizes[border] = 0
+    sizes[sizes * voxel_ml < settings.min_component_ml] = 0
+    keep = [i for i in range(1, count + 1) if sizes[i] > 0]
+    keep = sorted(keep, key=lambda i: -sizes[i])[: settings.keep_components]
+    mask = np.isin(labels, keep)
+    for n in range(len(mask)):
+        mask[n] = ndimage.binary_fill_holes(mask[n]) if keep else mask[n]
+    return mask
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_slice_by_slice_labelling_equals_labelling_the_volume(seed: int) -> None:
+    """Random air (below the percolation threshold: many components that merge and split
+    across slices, some touching the border, some too small) gives the mask that
+    labelling the whole volume at once gives."""
+    rng = np.random.default_rng(seed)
+    air = rng.random((12, 20, 24)) < 0.25
+    air[:, 6:14, 6:18] |= rng.random((12, 8, 12)) < 0.3  # denser inside
+    # every component of at least 3 voxels is kept: no ties to break
+    settings = LungVolumeSettings(keep_components=10**6, min_component_ml=0.003)
+    expected = _reference_mask(air.copy(), 0.001, settings)
+    got = lung_mask(air.copy(), 0.001, settings)
+    assert expected.any()
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_slices_without_lung_are_cleared() -> None:
+    """Slices whose air is all too small or on the border hold no lung afterwards."""
+    rng = np.random.default_rng(9)
+    air = rng.random((12, 20, 24)) < 0.2  # specks only (below the size floor)
+    air[4:8, 5:15, 5:19] = True  # the one large inner component
+    air[4:8, 9:11, 9:11] = False  # with a hole, filled in the mask
+    air[[3, 8]] = False  # no specks joining it through the slices next to it
+    settings = LungVolumeSettings(keep_components=2, min_component_ml=0.05)
+    got = lung_mask(air.copy(), 0.001, settings)
+    np.testing.assert_array_equal(got, _reference_mask(air.copy(), 0.001, settings))
+    assert not got[:4].any() and not got[8:].any()
+    assert got[4:8, 9:11, 9:11].all()
+
+
+def test_no_air_gives_an_empty_mask() -> None:
+    air = np.zeros((3, 8, 8), dtype=bool)
+    assert not lung_mask(air, 1.0, LungVolumeSettings()).any()
+
+
+def test_slices_read_from_files_are_decoded_from_them_not_kept(tmp_path: Path) -> None:
+    """The pipeline reads a job's images with their pixel data deferred; the runner
+    decodes each slice from its file and leaves the datasets without pixel data, so a
+    large CT's pixel data is never all in memory; the volume is the same."""
+    hu, lungs = phantom_volume()
+    paths = []
+    for ds in phantom_series(hu):
+        paths.append(tmp_path / f"{ds.InstanceNumber:03d}.dcm")
+        ds.save_as(paths[-1], enforce_file_format=True)
+    deferred = [dcmread(p, defer_size=1024) for p in paths]
+    runner = RunnerCache().get(_package())
+    result = runner.run(deferred)
+    assert result == runner.run([dcmread(p) for p in paths])
+    expected_ml = lungs.sum() * SPACING * SPACING * THICKNESS / 1000
+    assert result.measurements[0].value == pytest.approx(expected_ml, abs=0.1)
+    for ds in deferred:
+        assert ds.get_item(0x7FE00010, keep_deferred=True).value is None
+
+
+def test_slices_of_different_sizes_are_refused() -> None:
+    hu, _ = phantom_volume()
+    images = list(phantom_series(hu))
+    images[3].Rows = SIZE // 2
+    images[3].PixelData = images[3].PixelData[: len(images[3].PixelData) // 2]
+    with pytest.raises(InferenceError, match="differ in size"):
+        RunnerCache().get(_package()).run(images)

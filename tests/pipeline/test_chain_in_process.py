@@ -190,9 +190,9 @@ def test_result_referencing_the_unknown_is_quarantined_never_sent(
     from pydicom import Dataset
     from pydicom.sequence import Sequence
 
-    from aifi_app.pipeline import processing
+    from aifi_app import results  # the pipeline takes its builders from here on use
 
-    build = processing.build_measurement_report
+    build = results.build_measurement_report
 
     def leaky_report(*args, **kwargs):  # type: ignore[no-untyped-def]
         sr = build(*args, **kwargs)
@@ -202,7 +202,7 @@ def test_result_referencing_the_unknown_is_quarantined_never_sent(
         sr.ReferencedInstanceSequence = Sequence([reference])
         return sr
 
-    monkeypatch.setattr(processing, "build_measurement_report", leaky_report)
+    monkeypatch.setattr(results, "build_measurement_report", leaky_report)
     app = Appliance(_settings(tmp_path, pacs.port), secret_for=lambda _: KEY)
     _receive(app, chest_radiograph(demo_patient(1), phantom_chest()), tmp_path)
     _drain(app)

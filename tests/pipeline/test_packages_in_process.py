@@ -14,6 +14,7 @@ from aifi_app.algorithms import lifecycle
 from aifi_app.algorithms.signing import TrustPolicy
 from aifi_app.config.settings import Route, Settings
 from aifi_app.demo import DemoPacs
+from aifi_app.pipeline import parallel_pseudonymise
 from aifi_app.sample_studies import chest_radiograph, demo_patient, phantom_chest
 from aifi_app.service import Appliance
 from aifi_app.store import algorithm_state
@@ -93,7 +94,14 @@ def _lung_app(tmp_path: Path, pacs: DemoPacs) -> Appliance:
     return Appliance(settings, secret_for=lambda _: KEY)
 
 
-def test_ct_lung_volume_reports_a_measurement(tmp_path: Path, pacs: DemoPacs) -> None:
+@pytest.mark.parametrize("in_processes", [False, True])
+def test_ct_lung_volume_reports_a_measurement(
+    tmp_path: Path, pacs: DemoPacs, monkeypatch: pytest.MonkeyPatch, in_processes: bool
+) -> None:
+    """The whole chain; the CT pseudonymised in this thread, or in worker processes as a
+    large CT is (its 24 slices count as large here)."""
+    if in_processes:
+        monkeypatch.setattr(parallel_pseudonymise, "PARALLEL_FROM_IMAGES", 2)
     app = _lung_app(tmp_path, pacs)
     hu, lungs = phantom_volume()
     sources = list(phantom_series(hu))

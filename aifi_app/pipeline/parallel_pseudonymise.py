@@ -1,0 +1,133 @@
+"""Pseudonymising a job's images into its work folder, on every CPU core for a large study.
+
+Reading, pseudonymising and writing a 500-slice CT takes seconds and holds the GIL, so
+threads do not help; worker processes do. The images are split into one contiguous part
+per process; each writes its files (``00000.dcm``... by the image's place in the job, as
+one process would) and makes them durable, and returns the pseudonym mappings it made.
+The caller records the mappings and the state change only after every part is done, so
+a crash or a failed part leaves the step to be done again, as before: nothing is recorded
+for files that may be missing. Keyed pseudonyms make the files the same whichever process
+wrote them.
+
+Small studies (a radiograph) are done in the calling thread: starting processes would
+cost more than it saves. The processes are spawned (a fresh interpreter each, ~0.5 s to
+import pydicom and the pseudonymiser, in parallel): forking the service's threads is
+unsafe, and a fork server's socket would live under the process's temporary folder,
+which the DICOM node points into the data folder (``tempfile.tempdir``).
+Thread: the caller's (the worker thread); processes for the time of one call.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import multiprocessing
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+from pydicom import Dataset, dcmread, dcmwrite
+
+from aifi_app.fault_logging import log_fault
+from aifi_app.pipeline.durable_batch import DurableBatch
+from aifi_app.pseudonymise import BurnedInPolicy, ProfileOption, Pseudonymiser
+
+log = logging.getLogger(__name__)
+
+Mapping = tuple[str, str, str]
+"""(kind, original, pseudonym), as a :class:`Pseudonymiser` reports them."""
+
+PARALLEL_FROM_IMAGES = 64
+"""Studies with at least this many images are pseudonymised in worker processes."""
+MAX_PROCESSES = 4
+
+
+def dataset_bytes(ds: Dataset) -> bytes:
+    """``ds`` as a DICOM file (Part 10, file meta included)."""
+    buffer = io.BytesIO()
+    dcmwrite(buffer, ds, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def work_file(work: Path, n: int) -> Path:
+    """The pseudonymised copy of a job's ``n``-th image (0-based)."""
+    return work / f"{n:05d}.dcm"
+
+
+def pseudonymise_part(
+    secret: bytes,
+    options: frozenset[ProfileOption],
+    burned_in: BurnedInPolicy,
+    work: Path,
+    first: int,
+    sources: Sequence[Path],
+) -> list[Mapping]:
+    """Pseudonymise ``sources`` (the job's images ``first``, ``first + 1``...) into
+    ``work`` durably; the mappings made. Raises ``BurnedInAnnotationRefused`` as the
+    pseudonymiser does (files already written stay: the caller removes the folder)."""
+    mappings: list[Mapping] = []
+    pseudonymiser = Pseudonymiser(
+        secret,
+        options,
+        on_pseudonym=lambda kind, original, pseudonym: mappings.append((kind, original, pseudonym)),
+        burned_in=burned_in,
+    )
+    with DurableBatch() as batch:
+        for n, path in enumerate(sources, start=first):
+            pseudonymised = pseudonymiser.pseudonymise(dcmread(path))
+            batch.write(work_file(work, n), dataset_bytes(pseudonymised))
+        batch.sync()
+    return mappings
+
+
+def processes_for(images: int) -> int:
+    """How many processes pseudonymise a study of ``images`` images (1: this thread).
+    On Windows always 1: spawned processes would need the service's own executable set up
+    for them (a Windows service runs under pythonservice.exe)."""
+    if images < PARALLEL_FROM_IMAGES or os.name == "nt":
+        return 1
+    return max(1, min(MAX_PROCESSES, os.cpu_count() or 1))
+
+
+def pseudonymise_all(
+    secret: bytes,
+    options: frozenset[ProfileOption],
+    burned_in: BurnedInPolicy,
+    work: Path,
+    sources: Sequence[Path],
+    processes: int | None = None,
+) -> list[Mapping]:
+    """Pseudonymise the job's images ``sources`` into ``work`` (``work_file(work, n)``
+    for the ``n``-th), durably; the mappings made, in no particular order. ``processes``
+    defaults to :func:`processes_for`."""
+    count = processes_for(len(sources)) if processes is None else processes
+    if count <= 1:
+        return pseudonymise_part(secret, options, burned_in, work, 0, sources)
+    size = -(-len(sources) // count)
+    starts = range(0, len(sources), size)
+    try:
+        with ProcessPoolExecutor(
+            max_workers=len(starts), mp_context=multiprocessing.get_context("spawn")
+        ) as pool:
+            futures = [
+                pool.submit(
+                    pseudonymise_part,
+                    secret,
+                    options,
+                    burned_in,
+                    work,
+                    start,
+                    list(sources[start : start + size]),
+                )
+                for start in starts
+            ]
+            mappings: list[Mapping] = []
+            for future in futures:
+                mappings += future.result()  # the first part's failure is raised here
+        return mappings
+    except (BrokenProcessPool, OSError) as exc:  # a process could not start, or died
+        # (memory); an error of the files themselves comes again in this thread
+        log_fault(log, "pseudonymising in worker processes failed; doing it in this thread", exc)
+        return pseudonymise_part(secret, options, burned_in, work, 0, sources)
