@@ -132,12 +132,18 @@ def _only_padding_after(fp: BinaryIO, end: int, size: int, little_endian: bool) 
 
 
 def _copy_range(source: BinaryIO, target: BinaryIO, offset: int, length: int) -> None:
-    source.seek(offset)
+    """Append ``length`` bytes of ``source`` from ``offset`` to ``target`` (kernel side
+    where it can). Both files are buffered Python objects whose descriptors need not be
+    where the objects are (a seek within the read buffer moves no descriptor): the copy
+    names both offsets explicitly and never uses a descriptor's own position."""
     target.flush()
+    out_at = target.tell()
     copied = 0
     try:
         while copied < length:
-            n = os.copy_file_range(source.fileno(), target.fileno(), length - copied)
+            n = os.copy_file_range(
+                source.fileno(), target.fileno(), length - copied, offset + copied, out_at + copied
+            )
             if n == 0:
                 break
             copied += n
@@ -145,7 +151,7 @@ def _copy_range(source: BinaryIO, target: BinaryIO, offset: int, length: int) ->
         pass
     if copied < length:
         source.seek(offset + copied)
-        target.seek(0, os.SEEK_END)
+        target.seek(out_at + copied)
         remaining = length - copied
         while remaining:
             block = source.read(min(remaining, 1 << 20))
@@ -153,8 +159,7 @@ def _copy_range(source: BinaryIO, target: BinaryIO, offset: int, length: int) ->
                 raise OSError("input file ended inside Pixel Data")
             target.write(block)
             remaining -= len(block)
-    else:
-        target.seek(0, os.SEEK_END)
+    target.seek(out_at + length)
 
 
 def pseudonymise_file(

@@ -99,6 +99,27 @@ def test_fast_path_equals_the_plain_path(corpus: Path, tmp_path: Path) -> None:
         assert dcmread(fast).PixelData == dcmread(source).PixelData
 
 
+def test_fast_path_copies_the_right_bytes_of_files_larger_than_the_read_buffer(
+    tmp_path: Path,
+) -> None:
+    """Real-sized images: the header is read through a buffer that runs ahead of where
+    Pixel Data starts, so the raw copy must not start where the descriptor happens to be
+    (it did, and wrote a broken file, before the copy named its offsets)."""
+    pseudonymiser = Pseudonymiser(SECRET, frozenset())
+    sources = [
+        *write_ct(tmp_path / "ct", 2, size=512),
+        *write_dx(tmp_path / "dx", 1, rows=600, columns=500),
+    ]
+    for source in sources:
+        fast = tmp_path / "fast.dcm"
+        assert pseudonymise_file(pseudonymiser, source, fast)
+        buffer = io.BytesIO()
+        pydicom.dcmwrite(
+            buffer, pseudonymiser.pseudonymise(dcmread(source)), enforce_file_format=True
+        )
+        assert fast.read_bytes() == buffer.getvalue(), source.name
+
+
 def test_uids_stay_consistent_within_study_and_series(corpus: Path, tmp_path: Path) -> None:
     pseudonymise_tree(Pseudonymiser(SECRET, frozenset()), corpus, tmp_path / "out")
     cts = [dcmread(p) for p in sorted((tmp_path / "out" / "ct").glob("*.dcm"))]
