@@ -40,11 +40,20 @@ class DurableBatch:
 
     def write(self, path: Path, data: bytes) -> None:
         """Write ``path`` now (its folder made if needed); it is on disk after :meth:`sync`."""
+        self.folder(path)
+        with path.open("wb") as fh:
+            fh.write(data)
+        self.written(path)
+
+    def folder(self, path: Path) -> None:
+        """Make ``path``'s folder if needed (for a file the caller writes itself)."""
         if path.parent not in self._folders:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._folders.add(path.parent)
-        with path.open("wb") as fh:
-            fh.write(data)
+
+    def written(self, path: Path) -> None:
+        """``path``, written and closed by the caller in a folder made by :meth:`folder`,
+        is on disk after :meth:`sync`."""
         self._pending.append(self._pool.submit(_fsync, path))
 
     def sync(self) -> None:

@@ -12,8 +12,12 @@ wrote them.
 Small studies (a radiograph) are done in the calling thread: starting processes would
 cost more than it saves. The processes are spawned (a fresh interpreter each, ~0.5 s to
 import pydicom and the pseudonymiser, in parallel): forking the service's threads is
-unsafe, and a fork server's socket would live under the process's temporary folder,
-which the DICOM node points into the data folder (``tempfile.tempdir``).
+unsafe.
+
+Each file goes through the fast engine of :func:`aifi_app.pseudonymise.batch.pseudonymise_file`:
+the header is read and pseudonymised, and the Pixel Data element is copied from the
+source file byte for byte by the kernel, never decoded (the same bytes as decoding the
+whole file and writing it again, which the tests compare).
 Thread: the caller's (the worker thread); processes for the time of one call.
 """
 
@@ -28,11 +32,12 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from pydicom import Dataset, dcmread, dcmwrite
+from pydicom import Dataset, dcmwrite
 
 from aifi_app.fault_logging import log_fault
 from aifi_app.pipeline.durable_batch import DurableBatch
 from aifi_app.pseudonymise import BurnedInPolicy, ProfileOption, Pseudonymiser
+from aifi_app.pseudonymise.batch import pseudonymise_file
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +81,10 @@ def pseudonymise_part(
     )
     with DurableBatch() as batch:
         for n, path in enumerate(sources, start=first):
-            pseudonymised = pseudonymiser.pseudonymise(dcmread(path))
-            batch.write(work_file(work, n), dataset_bytes(pseudonymised))
+            target = work_file(work, n)
+            batch.folder(target)
+            pseudonymise_file(pseudonymiser, path, target)
+            batch.written(target)
         batch.sync()
     return mappings
 

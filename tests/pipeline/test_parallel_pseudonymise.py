@@ -15,8 +15,13 @@ from aifi_app.pipeline.parallel_pseudonymise import (
     pseudonymise_all,
     work_file,
 )
-from aifi_app.pseudonymise import BurnedInAnnotationRefused, BurnedInPolicy, ProfileOption
-from aifi_app.sample_studies import ct_series, demo_patient, write
+from aifi_app.pseudonymise import (
+    BurnedInAnnotationRefused,
+    BurnedInPolicy,
+    ProfileOption,
+    Pseudonymiser,
+)
+from aifi_app.sample_studies import chest_radiograph, ct_series, demo_patient, phantom_chest, write
 
 KEY = b"k" * 32
 OPTIONS = frozenset({ProfileOption.RETAIN_LONGITUDINAL_MODIFIED_DATES})
@@ -46,6 +51,19 @@ def test_processes_give_byte_identical_files_and_the_same_mappings(tmp_path: Pat
     assert not any(
         b"DEMO^PATIENT" in work_file(tmp_path / "three", n).read_bytes() for n in range(11)
     )
+
+
+def test_files_are_those_of_decoding_and_writing_each_image_whole(tmp_path: Path) -> None:
+    """The header-only engine (Pixel Data copied raw) writes exactly the bytes that the
+    full path writes: every image read by pydicom, pseudonymised and written again."""
+    sources = _ct(tmp_path / "in", 3) + [
+        write(chest_radiograph(demo_patient(4), phantom_chest(64)), tmp_path / "in")
+    ]
+    pseudonymise_all(KEY, OPTIONS, BurnedInPolicy.REFUSE, tmp_path / "fast", sources, processes=1)
+    whole = Pseudonymiser(KEY, OPTIONS, burned_in=BurnedInPolicy.REFUSE)
+    for n, source in enumerate(sources):
+        expected = parallel_pseudonymise.dataset_bytes(whole.pseudonymise(dcmread(source)))
+        assert work_file(tmp_path / "fast", n).read_bytes() == expected
 
 
 def test_a_refused_image_in_a_worker_process_refuses_the_study(tmp_path: Path) -> None:
