@@ -118,6 +118,22 @@ def leaky_files(out: Path, paths: list[Path]) -> tuple[int, int]:
     return leaky, missing
 
 
+def broken_files(out: Path, paths: list[Path]) -> int:
+    """Outputs that pydicom cannot read or whose Pixel Data differs from the input's (an
+    output that leaks nothing is no use if its image is not the image)."""
+    broken = 0
+    for path in paths:
+        target = out / path.name
+        if not target.exists():
+            continue
+        try:
+            intact = pydicom.dcmread(target).PixelData == pydicom.dcmread(path).PixelData
+        except Exception:
+            intact = False
+        broken += not intact
+    return broken
+
+
 def make_corpus(root: Path, ct: int, dx: int) -> list[Path]:
     stamp = root / f".corpus-{ct}-{dx}"
     if not stamp.exists():
@@ -149,7 +165,7 @@ def main() -> int:
     print(f"corpus: {len(paths)} instances in {root} ({time.perf_counter() - start:.1f} s)")
     best: dict[str, float] = {}
     best_cpu: dict[str, float] = {}
-    found: dict[str, tuple[int, int]] = {}
+    found: dict[str, tuple[int, int, int]] = {}
     for round_number in range(args.rounds):
         shift = round_number % len(args.tools)
         for name in args.tools[shift:] + args.tools[:shift]:
@@ -163,7 +179,7 @@ def main() -> int:
             best[name] = min(seconds, best.get(name, seconds))
             best_cpu[name] = min(cpu, best_cpu.get(name, cpu))
             if name not in found:
-                found[name] = leaky_files(out, paths)
+                found[name] = (*leaky_files(out, paths), broken_files(out, paths))
             shutil.rmtree(out, ignore_errors=True)
     rates = {name: len(paths) / seconds for name, seconds in best.items()}
     cpu_rates = {name: len(paths) / seconds for name, seconds in best_cpu.items()}
@@ -172,14 +188,14 @@ def main() -> int:
     ours_cpu = cpu_rates.get("aifi (ours)")
     print(
         f"{'tool':26} {'seconds':>8} {'inst/s':>8} {'ours x':>7}"
-        f" {'cpu i/s':>8} {'ours x':>7} {'leaky':>6} {'missing':>7}"
+        f" {'cpu i/s':>8} {'ours x':>7} {'leaky':>6} {'missing':>7} {'broken':>6}"
     )
-    for name, seconds, rate, leaky, missing in rows:
+    for name, seconds, rate, leaky, missing, broken in rows:
         ratio = f"{ours_rate / rate:.2f}" if ours_rate else "-"
         cpu_ratio = f"{ours_cpu / cpu_rates[name]:.2f}" if ours_cpu else "-"
         print(
             f"{name:26} {seconds:8.2f} {rate:8.1f} {ratio:>7}"
-            f" {cpu_rates[name]:8.1f} {cpu_ratio:>7} {leaky:6d} {missing:7d}"
+            f" {cpu_rates[name]:8.1f} {cpu_ratio:>7} {leaky:6d} {missing:7d} {broken:6d}"
         )
     peers = {name: rates[name] for name in PEERS if name in rates}
     if ours_rate and ours_cpu and peers:
