@@ -142,6 +142,12 @@ def end_to_end_ct(work: Path, ct: list[Path], runs: int) -> list[Row]:
             if n:
                 times.append(elapsed)
                 models.append(_latest_stage_seconds(app.data_dir, "model"))
+                stages = {s: _latest_stage_seconds(app.data_dir, s) for s in _CT_STAGES}
+                print(
+                    f"  CT run {n}: {elapsed:.2f} s after the last instance; "
+                    + ", ".join(f"{s} {t:.2f} s" for s, t in stages.items()),
+                    flush=True,
+                )
     finally:
         app.stop()
         orthanc.stop()
@@ -153,6 +159,10 @@ def end_to_end_ct(work: Path, ct: list[Path], runs: int) -> list[Row]:
             None,
         )
     ]
+
+
+_CT_STAGES = ("pseudonymise", "model", "build_results", "reidentify", "deliver")
+"""The stages a local algorithm's job records (``aifi_app/store/stage_times.py``)."""
 
 
 def _latest_stage_seconds(data_dir: Path, stage: str) -> float:
