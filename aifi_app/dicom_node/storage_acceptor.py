@@ -69,6 +69,7 @@ from pynetdicom.presentation import PresentationContext, negotiate_as_acceptor
 
 from aifi_app.dicom_node import command_sets
 from aifi_app.dicom_node import upper_layer as ul
+from aifi_app.dicom_node.header_scan import HEAD_BYTES
 from aifi_app.fault_logging import log_fault
 
 log = logging.getLogger(__name__)
@@ -128,10 +129,17 @@ class StorageService(Protocol):
     ) -> None:
         """A request that was rejected (permanent or over the limit); audits it."""
 
-    def store(self, path: Path | None, calling_ae: str, sop_instance_uid: str) -> int:
+    def store(
+        self,
+        path: Path | None,
+        calling_ae: str,
+        sop_instance_uid: str,
+        start: DataSetStart | None = None,
+    ) -> int:
         """Keep the instance in the file at ``path`` (or remove it); the C-STORE status.
 
         ``path`` None: the data set arrived but could not be written (disk); audit it.
+        ``start``: the data set's beginning, in memory (None: read the file).
         """
 
 
@@ -191,19 +199,42 @@ WRITEBACK_AFTER_BYTES = 1 << 20
 (0: never). Only large instances reach it: for them the final fsync then waits less."""
 
 
+@dataclass(frozen=True)
+class DataSetStart:
+    """A received data set's transfer syntax and first bytes, kept in memory."""
+
+    transfer_syntax: str
+    head: bytes
+    complete: bool
+    """``head`` is the whole data set."""
+
+
 class _Incoming:
     """One data set being written to its file while it arrives."""
 
-    def __init__(self, folder: Path, file_meta: bytes) -> None:
+    def __init__(self, folder: Path, file_meta: bytes, transfer_syntax: str) -> None:
         self.path = folder / f"{os.getpid()}-{threading.get_ident()}-{next(_names)}.dcm"
         self.fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self.transfer_syntax = transfer_syntax
+        self.head = bytearray()
+        """The data set's first :data:`HEAD_BYTES` (for :func:`scan_header`)."""
+        self.data_set_bytes = -len(_PREAMBLE) - len(file_meta)
         self._unflushed = 0
         self.write(_PREAMBLE + file_meta)
+
+    def start(self) -> DataSetStart:
+        """The data set's beginning, as received (after the last fragment)."""
+        return DataSetStart(
+            self.transfer_syntax, bytes(self.head), len(self.head) == self.data_set_bytes
+        )
 
     def write(self, data: bytes | memoryview) -> None:
         fd = self.fd
         assert fd is not None
         view = memoryview(data)
+        if self.data_set_bytes >= 0 and len(self.head) < HEAD_BYTES:
+            self.head += view[: HEAD_BYTES - len(self.head)]
+        self.data_set_bytes += len(view)
         self._unflushed += len(view)
         while view:
             written = os.write(fd, view)
@@ -526,16 +557,16 @@ class StorageAssociation:
         elif field == C_STORE_RQ and has_data_set:
             self._command = command
             self._command_bytes = bytearray()
-            context = self._accepted[context_id]
+            transfer_syntax = str(self._accepted[context_id].transfer_syntax[0])
             meta = command_sets.file_meta(
                 str(command.get("AffectedSOPClassUID") or ""),
                 str(command.get("AffectedSOPInstanceUID") or ""),
-                str(context.transfer_syntax[0]),
+                transfer_syntax,
                 self._settings.implementation_class_uid,
                 self._settings.implementation_version_name,
             )
             try:
-                self._incoming = _Incoming(self._settings.incoming, meta)
+                self._incoming = _Incoming(self._settings.incoming, meta, transfer_syntax)
             except OSError:
                 log.error("cannot create a file for a received data set (disk)")
                 self._incoming = _Discarded(self._settings.incoming / "-")
@@ -554,7 +585,9 @@ class StorageAssociation:
             status = self._service.store(None, self._calling, sop_instance_uid)
         else:
             incoming.close()
-            status = self._service.store(incoming.path, self._calling, sop_instance_uid)
+            status = self._service.store(
+                incoming.path, self._calling, sop_instance_uid, incoming.start()
+            )
         self._respond(context_id, C_STORE_RSP, int(command.MessageID), command, status)
 
     def _respond(
