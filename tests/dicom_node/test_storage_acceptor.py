@@ -579,3 +579,32 @@ def test_only_the_data_sets_first_bytes_are_kept_in_memory(
     assert len(start.head) == 1000 and not start.complete
     meta_end = 132 + 12 + dcmread(BytesIO(data)).file_meta.FileMetaInformationGroupLength
     assert data[meta_end : meta_end + 1000] == start.head
+
+
+def test_the_same_request_arriving_at_once_is_negotiated_once(
+    make_node: Callable[..., Node], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aifi_app.dicom_node import storage_acceptor
+
+    calls: list[bytes] = []
+    real = storage_acceptor.negotiate
+
+    def slow_negotiate(request_pdu: bytes, settings: AcceptorSettings) -> object:
+        calls.append(request_pdu)
+        time.sleep(0.3)  # long enough for the other associations to bring theirs
+        return real(request_pdu, settings)
+
+    monkeypatch.setattr(storage_acceptor, "negotiate", slow_negotiate)
+    node = make_node()
+    results: list[int] = []
+
+    def associate() -> None:
+        results.append(RawPeer(node.listener.port).associate([(CTImageStorage, SYNTAXES)]).result)
+
+    threads = [threading.Thread(target=associate) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert results == [0, 0, 0, 0]
+    assert len(calls) == 1
