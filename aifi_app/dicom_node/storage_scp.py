@@ -3,8 +3,10 @@
 Each association runs on a thread of its own (:mod:`aifi_app.dicom_node.storage_acceptor`,
 accepted by :mod:`aifi_app.dicom_node.association_listener`): the data set is written to
 a file in the data volume's ``incoming`` folder while it arrives, then :meth:`StorageNode.store`
-checks its header, moves it durably into the spool and records it in the queue, and only
-then is success answered. It never waits for downstream work.
+checks its header (scanned from the data set's first bytes in memory,
+:mod:`aifi_app.dicom_node.header_scan`, or read with pydicom where that cannot tell),
+moves it durably into the spool and records it in the queue, and only then is success
+answered. It never waits for downstream work.
 """
 
 from __future__ import annotations
