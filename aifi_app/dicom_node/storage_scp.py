@@ -3,8 +3,10 @@
 Each association runs on a thread of its own (:mod:`aifi_app.dicom_node.storage_acceptor`,
 accepted by :mod:`aifi_app.dicom_node.association_listener`): the data set is written to
 a file in the data volume's ``incoming`` folder while it arrives, then :meth:`StorageNode.store`
-checks its header, moves it durably into the spool and records it in the queue, and only
-then is success answered. It never waits for downstream work.
+checks its header (scanned from the data set's first bytes in memory,
+:mod:`aifi_app.dicom_node.header_scan`, or read with pydicom where that cannot tell),
+moves it durably into the spool and records it in the queue, and only then is success
+answered. It never waits for downstream work.
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from aifi_app.dicom_node.access import CallingAddressPolicy, parse_address_rules
 from aifi_app.dicom_node.association_listener import AssociationListener
+from aifi_app.dicom_node.header_scan import scan_header
 from aifi_app.dicom_node.spool import durable_move
 from aifi_app.dicom_node.storage_acceptor import (
     AcceptorSettings,
     AssociationSlots,
+    DataSetStart,
     StorageAssociation,
     supported_contexts,
 )
@@ -91,6 +95,60 @@ class StoreRefused(Exception):
         super().__init__(reason)
         self.status = status
         self.reason = reason
+
+
+@dataclass(frozen=True)
+class _HeaderValues:
+    """What :meth:`StorageNode.accept_file` checks and records of an instance."""
+
+    study_uid: object
+    series_uid: object
+    sop_uid: object
+    """None: absent; else as pydicom gives it (a MultiValue for several values)."""
+    transfer_syntax: str
+    sop_class: str
+    modality: str
+    study_description: str
+
+
+def _scanned_header(start: DataSetStart | None) -> _HeaderValues | None:
+    """The header from the data set's beginning in memory, or None: read the file."""
+    if start is None:
+        return None
+    header = scan_header(start.head, start.transfer_syntax, start.complete)
+    if header is None or not header.sop_class_uid:
+        return None  # (without a SOP Class UID pydicom's reading of the file meta decides)
+    return _HeaderValues(
+        study_uid=header.study_instance_uid,
+        series_uid=header.series_instance_uid,
+        sop_uid=header.sop_instance_uid,
+        transfer_syntax=start.transfer_syntax,
+        sop_class=header.sop_class_uid,
+        modality=header.modality or "",
+        study_description=header.study_description or "",
+    )
+
+
+def _read_header(path: Path) -> _HeaderValues:
+    """The header read from the file with pydicom; StoreRefused (0xC000) if it cannot be."""
+    try:
+        ds = dcmread(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
+        return _HeaderValues(
+            study_uid=ds.get("StudyInstanceUID"),
+            series_uid=ds.get("SeriesInstanceUID"),
+            sop_uid=ds.get("SOPInstanceUID"),
+            transfer_syntax=str(ds.file_meta.TransferSyntaxUID),
+            sop_class=str(ds.get("SOPClassUID") or ds.file_meta.MediaStorageSOPClassUID),
+            modality=str(ds.get("Modality") or ""),
+            study_description=str(ds.get("StudyDescription") or ""),
+        )
+    except Exception as exc:
+        # whatever a malformed data set makes the parser raise (InvalidDicomError,
+        # ValueError, a RecursionError for sequences nested thousands deep, ...) means
+        # we cannot understand it: 0xC000, not an internal error (fuzz campaign)
+        raise StoreRefused(
+            CANNOT_UNDERSTAND, f"data set cannot be parsed ({type(exc).__name__})"
+        ) from exc
 
 
 def _valid_uid(value: object) -> bool:
@@ -248,12 +306,18 @@ class StorageNode:
         except Exception as exc:
             log_fault(log, "could not write the audit event %s", exc, event)
 
-    def store(self, path: Path | None, calling_ae: str, sop_instance_uid: str) -> int:
+    def store(
+        self,
+        path: Path | None,
+        calling_ae: str,
+        sop_instance_uid: str,
+        start: DataSetStart | None = None,
+    ) -> int:
         """Keep one received instance (the file at ``path``); the C-STORE status to send."""
         try:
             if path is None:
                 raise StoreRefused(OUT_OF_RESOURCES, "the received data set cannot be written")
-            study_id = self.accept_file(path, calling_ae, sop_instance_uid)
+            study_id = self.accept_file(path, calling_ae, sop_instance_uid, start)
         except StoreRefused as exc:
             log.error("C-STORE from %s refused (0x%04X): %s", calling_ae, exc.status, exc.reason)
             self._audit_refusal(calling_ae, exc)
@@ -285,25 +349,25 @@ class StorageNode:
             log_fault(log, "could not write the audit event for a refused C-STORE", audit_exc)
 
     # --- the work ----------------------------------------------------------------------
-    def accept_file(self, tmp: Path, calling_ae: str, affected_sop_instance_uid: str) -> int:
+    def accept_file(
+        self,
+        tmp: Path,
+        calling_ae: str,
+        affected_sop_instance_uid: str,
+        start: DataSetStart | None = None,
+    ) -> int:
         """Check, durably keep and record one received instance; returns its study's row id.
 
+        ``start``: the data set's beginning in memory, scanned for the header values
+        (:func:`scan_header`); where that cannot tell, the file is read with pydicom.
         Raises :class:`StoreRefused` with the status to send when it cannot be kept.
         """
-        try:
-            ds = dcmread(tmp, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
-            study_uid = ds.get("StudyInstanceUID")
-            series_uid = ds.get("SeriesInstanceUID")
-            sop_uid = ds.get("SOPInstanceUID")
-            transfer_syntax = str(ds.file_meta.TransferSyntaxUID)
-            sop_class = str(ds.get("SOPClassUID") or ds.file_meta.MediaStorageSOPClassUID)
-        except Exception as exc:
-            # whatever a malformed data set makes the parser raise (InvalidDicomError,
-            # ValueError, a RecursionError for sequences nested thousands deep, ...) means
-            # we cannot understand it: 0xC000, not an internal error (fuzz campaign)
-            raise StoreRefused(
-                CANNOT_UNDERSTAND, f"data set cannot be parsed ({type(exc).__name__})"
-            ) from exc
+        header = _scanned_header(start) or _read_header(tmp)
+        study_uid = header.study_uid
+        series_uid = header.series_uid
+        sop_uid = header.sop_uid
+        transfer_syntax = header.transfer_syntax
+        sop_class = header.sop_class
         if not _valid_uid(study_uid) or not _valid_uid(series_uid):
             raise StoreRefused(
                 DATA_SET_DOES_NOT_MATCH_SOP_CLASS, "Study or Series Instance UID missing or invalid"
@@ -327,7 +391,7 @@ class StorageNode:
                 OUT_OF_RESOURCES, f"cannot write to the spool: {exc.strerror}"
             ) from exc
         failpoint("receive.after_move")
-        modality = str(ds.get("Modality") or "")
+        modality = header.modality or ""
         try:
             recorded = self._recorder.record(
                 ReceivedInstance(
@@ -337,7 +401,7 @@ class StorageNode:
                     sop_class_uid=sop_class,
                     transfer_syntax=transfer_syntax,
                     modality=modality,
-                    study_description=str(ds.get("StudyDescription") or ""),
+                    study_description=header.study_description or "",
                     path=relative.as_posix(),
                     size=size,
                     calling_ae=calling_ae,

@@ -1,10 +1,14 @@
-"""The hand-packed file meta and responses are byte for byte what pydicom writes."""
+"""The hand-packed file meta and responses are byte for byte what pydicom writes; a
+request's command set is read as pydicom decodes it (or left to pydicom)."""
 
 from __future__ import annotations
 
+import warnings
 from io import BytesIO
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
@@ -77,3 +81,87 @@ def test_c_echo_response_is_what_pydicom_writes() -> None:
         }
     )
     assert command_sets.response(command_sets.C_ECHO_RSP, 7, 0, "1.2.840.10008.1.1") == expected
+
+
+def _pydicom_command(data: bytes) -> command_sets.Command | None:
+    """What pydicom decodes (None: it raised or warned)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            return command_sets._decode_command(data)
+    except Exception:
+        return None
+
+
+_UID_TEXTS = st.one_of(
+    st.sampled_from([*UIDS, CT, "", "1.2.", "01.2", "1..2", "1.2\\3.4", " 1.2", "1.2 "]),
+    st.from_regex(r"[0-9.]{1,70}", fullmatch=True),
+    st.text(max_size=20),
+)
+
+
+@st.composite
+def command_bytes(draw: st.DrawFn) -> bytes:
+    """A C-STORE/C-ECHO request as a sender encodes it, or with odd values, or mutated."""
+    ds = Dataset()
+    for keyword in ("AffectedSOPClassUID", "AffectedSOPInstanceUID"):
+        if draw(st.booleans()):
+            ds.add_new(keyword, "UI", None)
+            ds[keyword]._value = draw(_UID_TEXTS)
+    for keyword in ("CommandField", "MessageID", "CommandDataSetType"):
+        if draw(st.integers(0, 9)):
+            ds.add_new(keyword, "US", draw(st.sampled_from([1, 0x30, 0x0101, 0, 7, 65535])))
+    if draw(st.booleans()):
+        ds.Priority = 0
+    if draw(st.booleans()):
+        ds.MoveOriginatorApplicationEntityTitle = "MOVER"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            data = bytearray(encode(ds, True, True) or b"")
+    except Exception:
+        data = bytearray()
+    for position, value in draw(st.lists(st.tuples(st.integers(0, 400), st.integers(0, 255)))):
+        if position < len(data):
+            data[position] = value
+    cut = draw(st.integers(0, len(data)))
+    return bytes(data[:cut]) if draw(st.integers(0, 3)) == 0 else bytes(data)
+
+
+@settings(
+    max_examples=400,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(command_bytes())
+def test_a_command_set_is_read_as_pydicom_decodes_it_or_left_to_pydicom(data: bytes) -> None:
+    scanned = command_sets._scan_command(data)
+    if scanned is not None:
+        assert scanned == _pydicom_command(data)
+
+
+@pytest.mark.parametrize("instance", UIDS)
+def test_a_senders_c_store_request_is_read_without_pydicom(instance: str) -> None:
+    request = Dataset()
+    request.AffectedSOPClassUID = CT
+    request.CommandField = 0x0001
+    request.MessageID = 7
+    request.Priority = 0
+    request.CommandDataSetType = 0x0000
+    request.AffectedSOPInstanceUID = instance
+    data = encode(request, True, True)
+    assert data is not None
+    expected = command_sets.Command(0x0001, 7, True, CT, instance)
+    assert command_sets._scan_command(data) == expected
+    assert command_sets.read_command(data) == expected == _pydicom_command(data)
+
+
+def test_a_command_set_missing_its_command_field_cannot_be_read() -> None:
+    request = Dataset()
+    request.MessageID = 7
+    request.CommandDataSetType = 0x0101
+    data = encode(request, True, True)
+    assert data is not None
+    with pytest.raises(AttributeError):
+        command_sets.read_command(data)

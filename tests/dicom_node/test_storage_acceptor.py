@@ -41,6 +41,7 @@ from aifi_app.dicom_node.association_listener import AssociationListener
 from aifi_app.dicom_node.storage_acceptor import (
     AcceptorSettings,
     AssociationSlots,
+    DataSetStart,
     StorageAssociation,
     supported_contexts,
 )
@@ -58,6 +59,7 @@ class Service:
 
     def __init__(self) -> None:
         self.stored: list[tuple[str, str, bytes | None]] = []
+        self.starts: list[DataSetStart | None] = []
         self.rejected: list[str] = []
         self.refuse: str | None = None
         self.status = 0x0000
@@ -70,7 +72,14 @@ class Service:
     ) -> None:
         self.rejected.append(reason)
 
-    def store(self, path: Path | None, calling_ae: str, sop_instance_uid: str) -> int:
+    def store(
+        self,
+        path: Path | None,
+        calling_ae: str,
+        sop_instance_uid: str,
+        start: DataSetStart | None = None,
+    ) -> int:
+        self.starts.append(start)
         data = path.read_bytes() if path is not None else None
         if path is not None:
             path.unlink()
@@ -267,6 +276,12 @@ def test_pynetdicom_scu_stores_over_many_pdus_echoes_and_releases(
     assert [k.PixelData for k in kept] == [s.PixelData for s in slices]
     meta = kept[0].file_meta
     assert meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    # the data set's beginning came along in memory: here the whole data set, as written
+    for start, (_, _, data) in zip(node.service.starts, node.service.stored, strict=True):
+        assert start is not None and data is not None
+        assert start.transfer_syntax == ExplicitVRLittleEndian
+        assert start.complete and data.endswith(start.head)
+        assert len(data) - len(start.head) == 132 + 12 + meta.FileMetaInformationGroupLength
     assert meta.MediaStorageSOPClassUID == CTImageStorage
     assert meta.MediaStorageSOPInstanceUID == slices[0].SOPInstanceUID
     assert meta.ImplementationClassUID == OUR_UID
@@ -542,3 +557,54 @@ def test_large_instances_are_written_back_while_they_arrive(
     assoc.release()
     (kept,) = [dcmread(BytesIO(d)) for _, _, d in node.service.stored if d]
     assert kept.PixelData == ds.PixelData
+
+
+def test_only_the_data_sets_first_bytes_are_kept_in_memory(
+    make_node: Callable[..., Node], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aifi_app.dicom_node import storage_acceptor
+
+    monkeypatch.setattr(storage_acceptor, "HEAD_BYTES", 1000)
+    node = make_node(max_pdu=4096)
+    ae = AE("SCU")
+    ae.add_requested_context(CTImageStorage, ImplicitVRLittleEndian)
+    ds = next(ct_series(demo_patient(4), 1, size=64))
+    assoc = ae.associate("127.0.0.1", node.listener.port, ae_title="NODE")
+    assert assoc.send_c_store(ds).Status == 0
+    assoc.release()
+    ((_, _, data),) = node.service.stored
+    (start,) = node.service.starts
+    assert data is not None and start is not None
+    assert start.transfer_syntax == ImplicitVRLittleEndian
+    assert len(start.head) == 1000 and not start.complete
+    meta_end = 132 + 12 + dcmread(BytesIO(data)).file_meta.FileMetaInformationGroupLength
+    assert data[meta_end : meta_end + 1000] == start.head
+
+
+def test_the_same_request_arriving_at_once_is_negotiated_once(
+    make_node: Callable[..., Node], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aifi_app.dicom_node import storage_acceptor
+
+    calls: list[bytes] = []
+    real = storage_acceptor.negotiate
+
+    def slow_negotiate(request_pdu: bytes, settings: AcceptorSettings) -> object:
+        calls.append(request_pdu)
+        time.sleep(0.3)  # long enough for the other associations to bring theirs
+        return real(request_pdu, settings)
+
+    monkeypatch.setattr(storage_acceptor, "negotiate", slow_negotiate)
+    node = make_node()
+    results: list[int] = []
+
+    def associate() -> None:
+        results.append(RawPeer(node.listener.port).associate([(CTImageStorage, SYNTAXES)]).result)
+
+    threads = [threading.Thread(target=associate) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert results == [0, 0, 0, 0]
+    assert len(calls) == 1
