@@ -13,9 +13,9 @@ Studies below ``PARALLEL_FROM_IMAGES`` are done in the calling thread: starting 
 would cost more than it saves. Measured on the 2-core development machine (one core busy
 with other work) with the fast engine, bench CT slices 512x512: 100 slices 0.51 s in this
 thread against 1.01 s in two processes; 500 slices 2.52 s against 2.67 s. The processes
-pay off only for large studies on a machine with more idle cores. The processes are spawned (a fresh interpreter each, ~0.5 s to
-import pydicom and the pseudonymiser, in parallel): forking the service's threads is
-unsafe.
+pay off only for large studies on a machine with more idle cores. The processes are
+spawned (a fresh interpreter each, ~0.5 s to import pydicom and the pseudonymiser, in
+parallel): forking the service's threads is unsafe.
 
 Each file goes through the fast engine of :func:`aifi_app.pseudonymise.batch.pseudonymise_file`:
 the header is read and pseudonymised, and the Pixel Data element is copied from the

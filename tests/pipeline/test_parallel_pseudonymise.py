@@ -56,9 +56,8 @@ def test_processes_give_byte_identical_files_and_the_same_mappings(tmp_path: Pat
 def test_files_are_those_of_decoding_and_writing_each_image_whole(tmp_path: Path) -> None:
     """The header-only engine (Pixel Data copied raw) writes exactly the bytes that the
     full path writes: every image read by pydicom, pseudonymised and written again."""
-    sources = _ct(tmp_path / "in", 3) + [
-        write(chest_radiograph(demo_patient(4), phantom_chest(64)), tmp_path / "in")
-    ]
+    radiograph = chest_radiograph(demo_patient(4), phantom_chest(64))
+    sources = [*_ct(tmp_path / "in", 3), write(radiograph, tmp_path / "in")]
     pseudonymise_all(KEY, OPTIONS, BurnedInPolicy.REFUSE, tmp_path / "fast", sources, processes=1)
     whole = Pseudonymiser(KEY, OPTIONS, burned_in=BurnedInPolicy.REFUSE)
     for n, source in enumerate(sources):
