@@ -37,6 +37,7 @@ import logging
 import socket
 import ssl
 import struct
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from io import BytesIO
@@ -68,6 +69,8 @@ UNLIMITED_PEER_PDU = 1 << 20
 """PDU size we use with a peer that announces no maximum (0)."""
 MAX_CONTROL_PDU = 1 << 20
 """The largest association-control PDU (AC, RJ, ...) we read."""
+ABORT_WAIT_SECONDS = 1.0
+"""How long an A-ABORT we sent waits for the peer to close the connection (ARTIM)."""
 IOV_MAX = 1024  # Linux's limit on buffers in one sendmsg
 
 _PDATA = 0x04
@@ -283,11 +286,23 @@ class Link:
             self.close()
 
     def abort(self) -> None:
-        """A-ABORT (as service user, best effort within a short wait), then close."""
+        """A-ABORT (as service user), then close once the peer has closed, or after at
+        most ``ABORT_WAIT_SECONDS``.
+
+        PS3.8 (AA-1, state 13): whoever sends the A-ABORT waits for the peer to close the
+        connection, under the ARTIM timer. Closing at once while the peer's data is still
+        unread makes the kernel reset the connection, and a reset can throw away our
+        A-ABORT before the peer has read it; so what the peer still sends is read and
+        dropped until it closes.
+        """
         if self.open:
             with contextlib.suppress(OSError):
-                self.sock.settimeout(min(self.timeout, 1.0))
+                wait = min(self.timeout, ABORT_WAIT_SECONDS)
+                self.sock.settimeout(wait)
                 self.sock.sendall(bytes([0x07, 0, 0, 0, 0, 4, 0, 0, 0, 0]))
+                deadline = time.monotonic() + wait
+                while time.monotonic() < deadline and self.sock.recv(65536):
+                    pass
         self.close()
 
     def close(self) -> None:
