@@ -37,6 +37,17 @@ def concurrent_storescu(groups: list[list[Path]], port: int, called: str) -> flo
     return elapsed
 
 
+def send_study(paths: list[Path], port: int, called: str) -> None:
+    """DCMTK storescu (TCP_NODELAY=1) sends ``paths`` over one association."""
+    subprocess.run(
+        [STORESCU, "-aet", "STORESCU", "-aec", called, "-nh", "127.0.0.1", str(port)]
+        + [str(p) for p in paths],
+        env=dcmtk_env(True),
+        check=True,
+        capture_output=True,
+    )
+
+
 def ingest(workdir: Path, groups: list[list[Path]]) -> float:
     """Seconds for storescu (one association per group) to store into a fresh appliance."""
     shutil.rmtree(workdir, ignore_errors=True)
@@ -66,14 +77,7 @@ def end_to_end(work: Path, rx: list[Path], runs: int) -> list[Row]:
         for n in range(runs + 1):  # the first run warms the model up and counts the results
             study = data.make_radiograph_study(work / f"e2e-study-{n}", size=1024)
             study_uid = str(_study_uid(study[0]))
-            subprocess.run(
-                [STORESCU, "-aet", "STORESCU", "-aec", app.ae_title, "-nh", "127.0.0.1"]
-                + [str(app.port)]
-                + [str(p) for p in study],
-                env=dcmtk_env(True),
-                check=True,
-                capture_output=True,
-            )
+            send_study(study, app.port, app.ae_title)
             sent = time.perf_counter()
             if n == 0:
                 app.wait_for(all_jobs("delivered", 1), what="the first job to be delivered")
@@ -124,14 +128,7 @@ def end_to_end_ct(work: Path, ct: list[Path], runs: int) -> list[Row]:
             # a fresh CT (new UIDs) each run: the same one again would be a late episode
             study = data.make_ct(work / f"e2e-ct-{n}", len(ct) if n else 70)
             study_uid = str(_study_uid(study[0]))
-            subprocess.run(
-                [STORESCU, "-aet", "STORESCU", "-aec", app.ae_title, "-nh", "127.0.0.1"]
-                + [str(app.port)]
-                + [str(p) for p in study],
-                env=dcmtk_env(True),
-                check=True,
-                capture_output=True,
-            )
+            send_study(study, app.port, app.ae_title)
             sent = time.perf_counter()
             while len(_find(orthanc, study_uid)) < 2:  # its SR and its SEG
                 if time.perf_counter() - sent > 600:

@@ -57,6 +57,7 @@ from pynetdicom.pdu_primitives import (
 )
 from pynetdicom.presentation import PresentationContext
 
+from aifi_app.dicom_node import upper_layer as ul
 from aifi_app.dicom_node.tcp_options import quickack, tune_socket
 from aifi_app.net.tls import describe_tls_error
 
@@ -73,18 +74,6 @@ ABORT_WAIT_SECONDS = 1.0
 """How long an A-ABORT we sent waits for the peer to close the connection (ARTIM)."""
 IOV_MAX = 1024  # Linux's limit on buffers in one sendmsg
 
-_PDATA = 0x04
-_RELEASE_RQ = bytes([0x05, 0, 0, 0, 0, 4, 0, 0, 0, 0])
-_RELEASE_RP = bytes([0x06, 0, 0, 0, 0, 4, 0, 0, 0, 0])
-_PDU_NAMES = {
-    0x01: "A-ASSOCIATE-RQ",
-    0x02: "A-ASSOCIATE-AC",
-    0x03: "A-ASSOCIATE-RJ",
-    0x04: "P-DATA-TF",
-    0x05: "A-RELEASE-RQ",
-    0x06: "A-RELEASE-RP",
-    0x07: "A-ABORT",
-}
 _CONTEXT_RESULTS = {  # PS3.8 9.3.3.2
     1: "user rejection",
     2: "no reason given",
@@ -209,7 +198,7 @@ class Link:
         self._fill(6)
         pdu_type, _, length = _PDU_HEADER.unpack_from(self._rx)
         if length > limit:
-            name = _PDU_NAMES.get(pdu_type, f"PDU of type 0x{pdu_type:02X}")
+            name = ul.PDU_NAMES.get(pdu_type, f"PDU of type 0x{pdu_type:02X}")
             raise LinkLost(f"the peer sent a {name} of {length} bytes, over our maximum of {limit}")
         self._fill(6 + length)
         pdu = bytes(self._rx[: 6 + length])
@@ -237,12 +226,12 @@ class Link:
         command = bytearray()
         while True:
             pdu_type, pdu = self.read_pdu(limit=OUR_MAX_PDU)
-            if pdu_type == 0x07:
+            if pdu_type == ul.A_ABORT:
                 abort = A_ABORT_RQ()
                 abort.decode(pdu)
                 raise LinkLost(f"aborted by the peer ({abort.source_str}: {abort.reason_str})")
-            if pdu_type != _PDATA:
-                name = _PDU_NAMES.get(pdu_type, f"0x{pdu_type:02X}")
+            if pdu_type != ul.P_DATA_TF:
+                name = ul.PDU_NAMES.get(pdu_type, f"0x{pdu_type:02X}")
                 raise LinkLost(f"the peer sent an unexpected {name}")
             pdata = P_DATA_TF()
             pdata.decode(pdu)
@@ -273,13 +262,13 @@ class Link:
     def release(self) -> None:
         """A-RELEASE-RQ, then wait (within the timeout) for the A-RELEASE-RP; always closes."""
         try:
-            self._send([_RELEASE_RQ])
+            self._send([ul.RELEASE_RQ])
             while True:
                 pdu_type, _ = self.read_pdu(limit=OUR_MAX_PDU)
-                if pdu_type in (0x06, 0x07):  # released, or aborted
+                if pdu_type in (ul.A_RELEASE_RP, ul.A_ABORT):  # released, or aborted
                     return
-                if pdu_type == 0x05:  # release collision: the requestor answers first (AR-9)
-                    self._send([_RELEASE_RP])
+                if pdu_type == ul.A_RELEASE_RQ:  # a collision: the requestor answers first (AR-9)
+                    self._send([ul.RELEASE_RP])
         except LinkLost as exc:
             log.warning("release of the association with %s: %s", self.peer.where, exc)
         finally:
@@ -299,7 +288,7 @@ class Link:
             with contextlib.suppress(OSError):
                 wait = min(self.timeout, ABORT_WAIT_SECONDS)
                 self.sock.settimeout(wait)
-                self.sock.sendall(bytes([0x07, 0, 0, 0, 0, 4, 0, 0, 0, 0]))
+                self.sock.sendall(ul.encode_abort(ul.SOURCE_SERVICE_USER, 0))
                 deadline = time.monotonic() + wait
                 while time.monotonic() < deadline and self.sock.recv(65536):
                     pass
@@ -353,19 +342,19 @@ def associate(
             why = describe_tls_error(exc.__cause__)
             raise AssociationFailed(f"TLS with {where} failed: {why}") from exc
         raise _no_association(peer, str(exc), timeout) from exc
-    if pdu_type == 0x03:
+    if pdu_type == ul.A_ASSOCIATE_RJ:
         rj = A_ASSOCIATE_RJ()
         rj.decode(pdu)
         link.close()
         raise AssociationFailed(f"no association with {where} (rejected: {_rejection(rj)})")
-    if pdu_type == 0x07:
+    if pdu_type == ul.A_ABORT:
         abort = A_ABORT_RQ()
         abort.decode(pdu)
         link.close()
         raise _no_association(peer, f"aborted: {abort.source_str}, {abort.reason_str}", timeout)
-    if pdu_type != 0x02:
+    if pdu_type != ul.A_ASSOCIATE_AC:
         link.abort()
-        name = _PDU_NAMES.get(pdu_type, f"0x{pdu_type:02X}")
+        name = ul.PDU_NAMES.get(pdu_type, f"0x{pdu_type:02X}")
         raise AssociationFailed(f"no association with {where} (the peer answered {name})")
     ac = A_ASSOCIATE_AC()
     ac.decode(pdu)
@@ -468,7 +457,7 @@ def command_set(message: DIMSEMessage) -> bytes:
 
 
 def _pdv_header(context_id: int, length: int, flags: int) -> bytes:
-    return _PDV_HEADER.pack(_PDATA, 0, length + 6, length + 2, context_id, flags)
+    return _PDV_HEADER.pack(ul.P_DATA_TF, 0, length + 6, length + 2, context_id, flags)
 
 
 def _sendmsg_all(sock: socket.socket, buffers: list[bytes | memoryview]) -> None:

@@ -177,5 +177,16 @@ def encode_abort(source: int, reason: int) -> bytes:
     return pdu.encode()
 
 
+RELEASE_RQ: Final = pdu_classes.A_RELEASE_RQ().encode()
+"""The A-RELEASE-RQ PDU (always the same bytes)."""
 RELEASE_RP: Final = pdu_classes.A_RELEASE_RP().encode()
 """The A-RELEASE-RP PDU (always the same bytes)."""
+PDU_NAMES: Final = {
+    A_ASSOCIATE_RQ: "A-ASSOCIATE-RQ",
+    A_ASSOCIATE_AC: "A-ASSOCIATE-AC",
+    A_ASSOCIATE_RJ: "A-ASSOCIATE-RJ",
+    P_DATA_TF: "P-DATA-TF",
+    A_RELEASE_RQ: "A-RELEASE-RQ",
+    A_RELEASE_RP: "A-RELEASE-RP",
+    A_ABORT: "A-ABORT",
+}
