@@ -10,13 +10,12 @@ never the answer's content (it may echo what was sent).
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import requests
-from pydicom import Dataset, dcmwrite
+from pydicom import Dataset
 
 from aifi_app.algorithms.findings import (
     AlgorithmResult,
@@ -31,14 +30,14 @@ from aifi_app.algorithms.package import (
     HttpRunnerSpec,
     MeasurementSpec,
 )
-from aifi_app.algorithms.vendor_http import VendorHttpError, http_failure_words, session_for
-from aifi_app.config.settings import NodeUnusableError, RemoteNode, Settings
-
-
-def _part10(ds: Dataset) -> bytes:
-    buffer = io.BytesIO()
-    dcmwrite(buffer, ds, enforce_file_format=True)
-    return buffer.getvalue()
+from aifi_app.algorithms.vendor_http import (
+    VendorHttpError,
+    http_failure_words,
+    http_node,
+    session_for,
+)
+from aifi_app.config.settings import RemoteNode, Settings
+from aifi_app.part10 import part10_bytes
 
 
 class _Answer:
@@ -81,10 +80,7 @@ class HttpRunner:
         self._settings = settings
 
     def node(self) -> RemoteNode:
-        try:
-            return self._settings().remote_node_of(self.spec.node, "http")
-        except NodeUnusableError as exc:
-            raise InferenceError(str(exc)) from exc
+        return http_node(self._settings, self.spec.node)
 
     def post(self, node: RemoteNode, images: Sequence[Dataset]) -> requests.Response:
         spec = self.spec
@@ -104,13 +100,13 @@ class HttpRunner:
                         )
                     response = session.post(
                         url,
-                        data=_part10(images[0]),
+                        data=part10_bytes(images[0]),
                         headers={"Content-Type": "application/dicom"},
                         timeout=timeout,
                     )
                 else:
                     files = [
-                        (spec.upload_field, (f"{n:05d}.dcm", _part10(ds), "application/dicom"))
+                        (spec.upload_field, (f"{n:05d}.dcm", part10_bytes(ds), "application/dicom"))
                         for n, ds in enumerate(images)
                     ]
                     response = session.post(url, files=files, timeout=timeout)

@@ -27,8 +27,13 @@ from pydicom import Dataset
 from aifi_app.algorithms.findings import AlgorithmResult
 from aifi_app.algorithms.onnx_runner import InferenceError, map_output, model_input
 from aifi_app.algorithms.package import AlgorithmPackage, KServeV2Spec
-from aifi_app.algorithms.vendor_http import VendorHttpError, http_failure_words, session_for
-from aifi_app.config.settings import NodeUnusableError, RemoteNode, Settings
+from aifi_app.algorithms.vendor_http import (
+    VendorHttpError,
+    http_failure_words,
+    http_node,
+    session_for,
+)
+from aifi_app.config.settings import RemoteNode, Settings
 
 _DTYPES = {
     "FP32": np.float32,
@@ -52,10 +57,7 @@ class KServeV2Runner:
         self._settings = settings
 
     def node(self) -> RemoteNode:
-        try:
-            return self._settings().remote_node_of(self.spec.node, "http")
-        except NodeUnusableError as exc:
-            raise InferenceError(str(exc)) from exc
+        return http_node(self._settings, self.spec.node)
 
     def infer_url(self, node: RemoteNode) -> str:
         url = f"{node.url.rstrip('/')}/v2/models/{self.spec.model_name}"

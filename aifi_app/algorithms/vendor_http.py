@@ -5,11 +5,13 @@ only the node's name and address, the HTTP status, or the operating system's rea
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import requests
 
-from aifi_app.config.settings import RemoteNode
+from aifi_app.algorithms.onnx_runner import InferenceError
+from aifi_app.config.settings import NodeUnusableError, RemoteNode, Settings
 from aifi_app.net.https import InsecureUrlError, check_url
 from aifi_app.secrets import KeyringUnavailableError, node_token
 
@@ -27,6 +29,15 @@ class _NodeSession(requests.Session):
         if isinstance(self.verify, str):
             settings["verify"] = self.verify
         return settings
+
+
+def http_node(settings: Callable[[], Settings], name: str) -> RemoteNode:
+    """The HTTP(S) node ``name`` in the current settings; :class:`InferenceError` when it
+    is missing or unusable (looked up per run: the settings may have changed)."""
+    try:
+        return settings().remote_node_of(name, "http")
+    except NodeUnusableError as exc:
+        raise InferenceError(str(exc)) from exc
 
 
 def session_for(node: RemoteNode) -> requests.Session:

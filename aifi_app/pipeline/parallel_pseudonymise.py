@@ -26,7 +26,6 @@ Thread: the caller's (the worker thread); processes for the time of one call.
 
 from __future__ import annotations
 
-import io
 import logging
 import multiprocessing
 import os
@@ -34,8 +33,6 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-
-from pydicom import Dataset, dcmwrite
 
 from aifi_app.fault_logging import log_fault
 from aifi_app.pipeline.durable_batch import DurableBatch
@@ -50,13 +47,6 @@ Mapping = tuple[str, str, str]
 PARALLEL_FROM_IMAGES = 256
 """Studies with at least this many images are pseudonymised in worker processes."""
 MAX_PROCESSES = 4
-
-
-def dataset_bytes(ds: Dataset) -> bytes:
-    """``ds`` as a DICOM file (Part 10, file meta included)."""
-    buffer = io.BytesIO()
-    dcmwrite(buffer, ds, enforce_file_format=True)
-    return buffer.getvalue()
 
 
 def work_file(work: Path, n: int) -> Path:

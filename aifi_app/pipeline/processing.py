@@ -31,13 +31,14 @@ from aifi_app.algorithms.package import (
 from aifi_app.algorithms.runners import InferenceError, RunnerCache
 from aifi_app.dicom_node.spool import durable_write
 from aifi_app.failpoints import failpoint
+from aifi_app.part10 import part10_bytes
 from aifi_app.pipeline.input_selection import (
     Image,
     InputNotConforming,
     group_series,
     select_images,
 )
-from aifi_app.pipeline.parallel_pseudonymise import dataset_bytes, pseudonymise_all
+from aifi_app.pipeline.parallel_pseudonymise import pseudonymise_all
 from aifi_app.pipeline.uids import derived_uid
 from aifi_app.pseudonymise import (
     BurnedInAnnotationRefused,
@@ -528,7 +529,7 @@ class JobProcessor:
                 )
             except ReidentificationError as exc:
                 path = self.quarantine_dir(ctx.job_id) / f"{n:02d}-{kind}.dcm"
-                durable_write(path, dataset_bytes(ds))
+                durable_write(path, part10_bytes(ds))
                 log.warning("job %d: result %s quarantined: %s", ctx.job_id, kind, exc)
                 raise ResultQuarantined(
                     f"result {kind} refused and quarantined, never sent: {exc}"
@@ -537,7 +538,7 @@ class JobProcessor:
         out_dir = self.result_dir(ctx.job_id)
         for n, (kind, restored) in enumerate(restored_all, start=1):
             relative = out_dir.relative_to(self.data_dir) / f"{n:02d}-{kind}.dcm"
-            durable_write(self.data_dir / relative, dataset_bytes(restored))
+            durable_write(self.data_dir / relative, part10_bytes(restored))
             planned.append(
                 PlannedOutput(
                     kind,

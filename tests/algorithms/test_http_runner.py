@@ -26,8 +26,8 @@ from aifi_app.pseudonymise import Pseudonymiser
 from aifi_app.sample_studies import SamplePatient, chest_radiograph, phantom_chest
 from aifi_app.secrets import set_node_token
 from aifi_app.service import Appliance
+from tests.helpers.file_keyring import file_keyring
 from tests.helpers.http_vendor import HttpVendor
-from tests.helpers.keyring_file import file_keyring
 from tests.helpers.packages import HTTP_MEASUREMENT, make_http_package
 from tests.helpers.tls_ca import TlsFiles, make_ca
 

@@ -18,7 +18,7 @@ from aifi_app.algorithms.runners import RunnerCache
 from aifi_app.config.settings import RemoteNode, Settings
 from aifi_app.pseudonymise import Pseudonymiser
 from aifi_app.sample_studies import SamplePatient, chest_radiograph, phantom_chest
-from tests.helpers.keyring_file import file_keyring
+from tests.helpers.file_keyring import file_keyring
 from tests.helpers.packages import make_package, rehash
 from tests.helpers.v2_inference_server import V2InferenceServer
 

@@ -1,4 +1,5 @@
-"""An in-process file keyring for tests (keyrings.alt), restored afterwards."""
+"""A file keyring in a test's own folder (keyrings.alt), restored afterwards: for in-process
+tests that store secrets (a CI machine has no Secret Service); never for production."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from keyrings.alt.file import PlaintextKeyring
 
 @contextmanager
 def file_keyring(folder: Path) -> Iterator[PlaintextKeyring]:
+    """Use a plaintext keyring file under ``folder`` while the block runs."""
     before = keyring.get_keyring()
     backend = PlaintextKeyring()
+    folder.mkdir(parents=True, exist_ok=True)
     backend.file_path = str(folder / "keyring_pass.cfg")  # type: ignore[misc]
     keyring.set_keyring(backend)
     try:

@@ -20,7 +20,7 @@ from aifi_app.demo import DemoPacs
 from aifi_app.sample_studies import SamplePatient, chest_radiograph, phantom_chest
 from aifi_app.service import Appliance
 from tests.helpers.dicomweb_vendor import DicomwebVendor
-from tests.helpers.keyring_file import file_keyring
+from tests.helpers.file_keyring import file_keyring
 from tests.helpers.packages import make_dicomweb_package
 from tests.helpers.ports import free_port
 from tests.pipeline.test_chain_in_process import KEY, _receive, _settings

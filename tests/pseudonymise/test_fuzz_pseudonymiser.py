@@ -19,7 +19,7 @@ from collections import Counter
 from hypothesis import HealthCheck, given, settings
 from pydicom import dcmread
 
-from aifi_app.pipeline.parallel_pseudonymise import dataset_bytes
+from aifi_app.part10 import part10_bytes
 from aifi_app.pseudonymise.burned_in import BurnedInAnnotationRefused
 from aifi_app.pseudonymise.profile_options import ProfileOption
 from aifi_app.pseudonymise.pseudonymiser import PseudonymisationError, Pseudonymiser
@@ -47,7 +47,7 @@ def _process(data: bytes) -> str:
     except (PseudonymisationError, BurnedInAnnotationRefused):
         return "pseudonymiser refused"
     try:
-        written = dataset_bytes(out)
+        written = part10_bytes(out)
     except Exception as exc:
         # e.g. no SOP Class UID left to write file meta from; the worker fails the job
         return f"write refused ({type(exc).__name__})"
