@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from aifi_app.demo import DemoPacs
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 PNEUMONIAMNIST = SHARED_DATA / "pneumoniamnist" / "pneumoniamnist_28.npz"
@@ -58,3 +60,11 @@ def orthanc_factory(tmp_path: Path) -> Iterator[object]:
     yield make
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def pacs(tmp_path: Path) -> Iterator[DemoPacs]:
+    """The demo PACS (a pynetdicom Storage SCP) for in-process chain tests; stopped after."""
+    server = DemoPacs(tmp_path / "pacs")
+    yield server
+    server.stop()

@@ -4,7 +4,6 @@ deliver, and delivery retries while the PACS is down."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,13 +35,6 @@ def _settings(tmp_path: Path, pacs_port: int) -> Settings:
         delivery=DeliverySettings(pacs="pacs", retry_initial_seconds=0.01, retry_max_seconds=0.02),
         storage=StorageSettings(data_dir=str(tmp_path / "data")),
     )
-
-
-@pytest.fixture
-def pacs(tmp_path: Path) -> Iterator[DemoPacs]:
-    server = DemoPacs(tmp_path / "pacs")
-    yield server
-    server.stop()
 
 
 def _receive(app: Appliance, ds, tmp_path: Path) -> int:  # type: ignore[no-untyped-def]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,13 +25,6 @@ from tests.helpers.onnx_models import (
 )
 from tests.helpers.tools import dciodvfy_errors
 from tests.pipeline.test_chain_in_process import KEY, _drain, _receive, _settings
-
-
-@pytest.fixture
-def pacs(tmp_path: Path) -> Iterator[DemoPacs]:
-    server = DemoPacs(tmp_path / "pacs")
-    yield server
-    server.stop()
 
 
 def _app(tmp_path: Path, pacs: DemoPacs, package: Path) -> Appliance:

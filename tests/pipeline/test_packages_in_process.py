@@ -25,13 +25,6 @@ from tests.pipeline.test_chain_in_process import KEY, _drain, _receive, _setting
 VENDOR_ROUTE = Route(name="vendor", algorithm="vendor-cxr", modalities=("CR", "DX"))
 
 
-@pytest.fixture
-def pacs(tmp_path: Path) -> Iterator[DemoPacs]:
-    server = DemoPacs(tmp_path / "pacs")
-    yield server
-    server.stop()
-
-
 def _app(tmp_path: Path, pacs: DemoPacs) -> Appliance:
     settings: Settings = dataclasses.replace(_settings(tmp_path, pacs.port), routes=(VENDOR_ROUTE,))
     return Appliance(settings, secret_for=lambda _: KEY)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,13 +26,6 @@ from tests.pipeline.test_chain_in_process import KEY, _receive, _settings
 
 PATIENT = SamplePatient("de Boer^Sem", "PID5566", "20160405", "M", "ACC7788")
 ROUTE = Route(name="bone age", algorithm="bonexpert-remote", modalities=("CR", "DX"))
-
-
-@pytest.fixture
-def pacs(tmp_path: Path) -> Iterator[DemoPacs]:
-    server = DemoPacs(tmp_path / "pacs")
-    yield server
-    server.stop()
 
 
 def _app(tmp_path: Path, pacs: DemoPacs, vendor_port: int, timeout: float) -> Appliance:

@@ -31,13 +31,6 @@ PATIENT = SamplePatient("van Dijk^Noor", "PID7781", "20150912", "F", "ACC9912")
 ROUTE = Route(name="bone age web", algorithm="bonexpert-web", modalities=("CR", "DX"))
 
 
-@pytest.fixture
-def pacs(tmp_path: Path) -> Iterator[DemoPacs]:
-    server = DemoPacs(tmp_path / "pacs")
-    yield server
-    server.stop()
-
-
 @pytest.fixture(autouse=True)
 def keyring_in_tmp(tmp_path: Path) -> Iterator[None]:
     with file_keyring(tmp_path / "keyring"):

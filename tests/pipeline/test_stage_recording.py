@@ -3,10 +3,7 @@ node checks (in-process worker and dispatcher, a real pynetdicom stand-in PACS).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from aifi_app.config.settings import (
     CompletionSettings,
@@ -36,13 +33,6 @@ def _settings(tmp_path: Path, pacs_port: int) -> Settings:
         delivery=DeliverySettings(pacs="pacs", retry_initial_seconds=0.01, retry_max_seconds=0.02),
         storage=StorageSettings(data_dir=str(tmp_path / "data")),
     )
-
-
-@pytest.fixture
-def pacs(tmp_path: Path) -> Iterator[DemoPacs]:
-    server = DemoPacs(tmp_path / "pacs")
-    yield server
-    server.stop()
 
 
 def _receive(app: Appliance, tmp_path: Path, n: int, **header: object) -> None:

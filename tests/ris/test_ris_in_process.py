@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,13 +35,6 @@ PATIENT = SamplePatient(
 )
 URGENT = """objects = ["sc", "sr"]
 urgent_findings = [{ value = "233604007", scheme = "SCT", meaning = "Pneumonia" }]"""
-
-
-@pytest.fixture
-def pacs(tmp_path: Path) -> Iterator[DemoPacs]:
-    server = DemoPacs(tmp_path / "pacs")
-    yield server
-    server.stop()
 
 
 def _app(tmp_path: Path, pacs: DemoPacs, ris_port: int, **ris: object) -> Appliance:
