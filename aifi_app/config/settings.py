@@ -284,7 +284,9 @@ class StorageSettings:
         default=7.0,
         metadata=_doc(
             "Received images of studies whose every job is finished are removed from the "
-            "spool after this many days; 0 keeps them forever. Queue and audit entries stay."
+            "spool after this many days, and the text of HL7 messages sent or failed that "
+            "long ago (it holds patient identifiers); 0 keeps them forever. Queue and audit "
+            "entries stay."
         ),
     )
     min_free_mb: float = field(

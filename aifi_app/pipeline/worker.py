@@ -21,6 +21,7 @@ from aifi_app.pipeline import routing
 from aifi_app.pipeline.background_loop import BackgroundLoop
 from aifi_app.pipeline.processing import JobProcessor
 from aifi_app.pipeline.retention import sweep_spool
+from aifi_app.ris import outbox
 from aifi_app.store import audit, jobs
 from aifi_app.store.database import Database, now
 from aifi_app.store.states import JobState
@@ -91,7 +92,9 @@ class Worker(BackgroundLoop):
                     return did
         if now() - self._last_retention > RETENTION_INTERVAL_SECONDS:
             self._last_retention = now()
-            sweep_spool(self.db, self.data_dir, self._settings().storage.retention_days)
+            retention_days = self._settings().storage.retention_days
+            sweep_spool(self.db, self.data_dir, retention_days)
+            outbox.purge_content(self.db, retention_days)
         return did
 
     def _run_algorithm(self, job_id: int, *, state: JobState) -> None:

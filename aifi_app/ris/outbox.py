@@ -6,7 +6,9 @@ restart loses none and sends none twice over a completed ACK. A priority message
 the PACS (job delivered), so that the radiologist can open what the RIS announces.
 Rows move pending -> sent, or pending -> failed after the site's maximum attempts;
 :func:`retry_failed` puts failed ones back. Messages hold the original identifiers the
-RIS needs; they stay in the database (like the pseudonym mapping) and are never logged.
+RIS needs; they are never logged, and :func:`purge_content` blanks the text of messages
+that are done (acknowledged or failed) once the spool's retention period has passed: the
+row (type, control ID, state, ACK) stays for the queue and the audit trail.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ __all__ = [
     "due",
     "messages_of_job",
     "next_due_at",
+    "purge_content",
     "queue_for_result_in",
     "record_attempt_failed",
     "record_sent",
@@ -216,7 +219,7 @@ def retry_failed(db: Database, job_id: int, actor: str) -> int:
     with db.transaction() as conn:
         cur = conn.execute(
             "UPDATE ris_outbox SET state = ?, attempts = 0, next_attempt_at = ?"
-            " WHERE job_id = ? AND state = ?",
+            " WHERE job_id = ? AND state = ? AND message != ''",  # purged ones cannot go
             (PENDING, now(), job_id, FAILED),
         )
         if cur.rowcount:
@@ -227,6 +230,30 @@ def retry_failed(db: Database, job_id: int, actor: str) -> int:
                 job_id=job_id,
                 detail=f"{cur.rowcount} HL7 message(s) queued again",
                 actor=actor,
+            )
+        return int(cur.rowcount)
+
+
+def purge_content(db: Database, retention_days: float) -> int:
+    """Blank the text of messages acknowledged or failed more than ``retention_days`` ago
+    (it holds the patient's identifiers); returns how many. 0 days keeps everything.
+    Pending messages keep theirs until they are sent or fail."""
+    if retention_days <= 0:
+        return 0
+    cutoff = now() - retention_days * 86400
+    with db.transaction() as conn:
+        cur = conn.execute(
+            "UPDATE ris_outbox SET message = '' WHERE state IN (?, ?) AND message != ''"
+            " AND COALESCE(sent_at, next_attempt_at) < ?",
+            (SENT, FAILED, cutoff),
+        )
+        if cur.rowcount:
+            audit.record(
+                conn,
+                "retention",
+                "hl7_content_removed",
+                detail=f"the text of {cur.rowcount} HL7 message(s) removed after "
+                f"{retention_days:g} day(s)",
             )
         return int(cur.rowcount)
 
