@@ -24,11 +24,13 @@ from typing import Any
 
 from PySide6.QtCore import (
     QAbstractTableModel,
+    QCoreApplication,
     QModelIndex,
     QObject,
     QPersistentModelIndex,
     Qt,
 )
+from PySide6.QtGui import QBrush, QColor, QFont
 
 from aifi_app.gui.states import ATTENTION, duration_text, state_background, state_icon, state_name
 from aifi_app.store.queue_view import QueueDelta, QueueDiffer, QueueRow, RowKey
@@ -39,7 +41,7 @@ SORT_ROLE = Qt.ItemDataRole.UserRole + 2
 
 AnyIndex = QModelIndex | QPersistentModelIndex
 
-RECEIVED, MODALITY, DESCRIPTION, ALGORITHM, STATE, IN_STAGE, REASON = range(7)
+RECEIVED, MODALITY, DESCRIPTION, ALGORITHM, STATE, IN_STAGE, PRIORITY, HL7, REASON = range(9)
 
 ATTENTION_FILTER = "attention"
 ALL_STATES = (
@@ -57,6 +59,8 @@ ALL_STATES = (
     "failed",
     "cancelled",
 )
+URGENT_COLOUR = "#b00020"
+"""Text colour of an urgent job's priority and of HL7 messages that failed."""
 BULK = 200
 """Above this many inserted or moved rows at once, one reset is cheaper than row signals."""
 
@@ -85,6 +89,7 @@ class QueueFilter:
         algorithm, sender, since, text = self.algorithm, self.sender, self.since, self.text
         # the state's name in the current language counts as text too
         named = frozenset(s for s in ALL_STATES if text and text in state_name(s).casefold())
+        urgent_word = bool(text) and text in urgent_name().casefold()
 
         def accepts(r: QueueRow) -> bool:
             return (
@@ -92,10 +97,20 @@ class QueueFilter:
                 and (not algorithm or r.algorithm == algorithm)
                 and (not sender or r.calling_ae == sender)
                 and (since is None or r.received_at >= since)
-                and (not text or text in r.search_text or r.state in named)
+                and (
+                    not text
+                    or text in r.search_text
+                    or r.state in named
+                    or (urgent_word and r.urgent)
+                )
             )
 
         return accepts
+
+
+def urgent_name() -> str:
+    """ "Urgent" in the current language (the Priority column, and a search word)."""
+    return QCoreApplication.translate("QueueTableModel", "Urgent")
 
 
 class _Descending:
@@ -365,6 +380,8 @@ class QueueTableModel(QAbstractTableModel):
             self.tr("Algorithm"),
             self.tr("State"),
             self.tr("Time in stage"),
+            self.tr("Priority"),
+            self.tr("RIS"),
             self.tr("Reason"),
         )[section]
 
@@ -381,6 +398,14 @@ class QueueTableModel(QAbstractTableModel):
             return r
         if role == Qt.ItemDataRole.DecorationRole and col == STATE:
             return state_icon(r.state)
+        if role == Qt.ItemDataRole.ForegroundRole and (
+            (col == PRIORITY and r.urgent) or (col == HL7 and r.hl7 == "failed")
+        ):
+            return QBrush(QColor(URGENT_COLOUR))
+        if role == Qt.ItemDataRole.FontRole and col == PRIORITY and r.urgent:
+            font = QFont()
+            font.setBold(True)
+            return font
         if role == Qt.ItemDataRole.BackgroundRole and r.state in ATTENTION:
             return state_background(r.state)
         if role == Qt.ItemDataRole.ToolTipRole and col in (STATE, REASON) and r.reason:
@@ -404,7 +429,20 @@ class QueueTableModel(QAbstractTableModel):
             return state_name(r.state)
         if col == IN_STAGE:
             return duration_text(self._now - r.stage_since)
+        if col == PRIORITY:
+            return urgent_name() if r.urgent else ""
+        if col == HL7:
+            return self._hl7_words(r.hl7)
         return r.reason
+
+    def _hl7_words(self, state: str) -> str:
+        if state == "sent":
+            return self.tr("Acknowledged")
+        if state == "pending":
+            return self.tr("Waiting")
+        if state == "failed":
+            return self.tr("Failed")
+        return ""
 
     def _sort_key(self, r: QueueRow, col: int) -> Any:
         if col == RECEIVED:
@@ -413,4 +451,6 @@ class QueueTableModel(QAbstractTableModel):
             return -r.stage_since  # longest in its stage first when descending
         if col == STATE:
             return r.state
+        if col == PRIORITY:
+            return r.urgent  # urgent first when descending
         return self._display(r, col).casefold()

@@ -33,6 +33,12 @@ class QueueRow:
     reason: str
     instance_count: int
     calling_ae: str
+    urgent: bool = False
+    """A positive finding the algorithm's manifest calls urgent (the order's priority was
+    raised)."""
+    hl7: str = ""
+    """Where the job's HL7 messages to the RIS stand, the worst of them: "" (none),
+    "failed", "pending" or "sent" (acknowledged)."""
     search_text: str = field(init=False, compare=False, repr=False)
     """The row's words, case-folded, for free-text search (built once, on the reading thread)."""
 
@@ -46,6 +52,7 @@ class QueueRow:
             self.reason,
             self.calling_ae,
             f"#{self.job_id}" if self.job_id is not None else "",
+            "urgent" if self.urgent else "",
         )
         object.__setattr__(self, "search_text", " ".join(words).casefold())
 
@@ -67,7 +74,8 @@ def queue_rows(db: Database, *, limit: int = DEFAULT_LIMIT) -> list[QueueRow]:
     for r in db.conn.execute(
         "SELECT j.id, j.study_id, s.first_received_at, s.modality, s.study_description,"
         " j.algorithm_id, j.route, j.state, j.updated_at, j.reason, s.instance_count,"
-        " s.calling_ae FROM jobs j JOIN studies s ON s.id = j.study_id"
+        " s.calling_ae, j.urgent, (SELECT group_concat(DISTINCT o.state) FROM ris_outbox o"
+        " WHERE o.job_id = j.id) FROM jobs j JOIN studies s ON s.id = j.study_id"
         " ORDER BY j.id DESC LIMIT ?",
         (limit,),
     ):
@@ -86,6 +94,8 @@ def queue_rows(db: Database, *, limit: int = DEFAULT_LIMIT) -> list[QueueRow]:
                 reason=r[9] or "",
                 instance_count=r[10],
                 calling_ae=r[11],
+                urgent=bool(r[12]),
+                hl7=_worst_hl7_state(r[13]),
             )
         )
     for r in db.conn.execute(
@@ -113,6 +123,17 @@ def queue_rows(db: Database, *, limit: int = DEFAULT_LIMIT) -> list[QueueRow]:
             )
         )
     return rows
+
+
+_HL7_STATES = ("failed", "pending", "sent")
+"""The outbox's message states, the one that most needs a person first."""
+
+
+def _worst_hl7_state(states: str | None) -> str:
+    """ "failed" when any of a job's messages failed, else "pending", else "sent"; "" when
+    it has none (``states``: the outbox states, comma-separated)."""
+    found = set((states or "").split(","))
+    return next((s for s in _HL7_STATES if s in found), "")
 
 
 RowKey = tuple[str, int]

@@ -1241,39 +1241,69 @@
 <context>
     <name>QueueTableModel</name>
     <message>
-        <location filename="../../aifi_app/gui/queue_model.py" line="362"/>
+        <location filename="../../aifi_app/gui/queue_model.py" line="113"/>
+        <source>Urgent</source>
+        <translation>Spoed</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_model.py" line="377"/>
         <source>Received</source>
         <translation>Ontvangen</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_model.py" line="363"/>
+        <location filename="../../aifi_app/gui/queue_model.py" line="378"/>
         <source>Modality</source>
         <translation>Modaliteit</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_model.py" line="364"/>
+        <location filename="../../aifi_app/gui/queue_model.py" line="379"/>
         <source>Study description</source>
         <translation>Onderzoeksomschrijving</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_model.py" line="365"/>
+        <location filename="../../aifi_app/gui/queue_model.py" line="380"/>
         <source>Algorithm</source>
         <translation>Algoritme</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_model.py" line="366"/>
+        <location filename="../../aifi_app/gui/queue_model.py" line="381"/>
         <source>State</source>
         <translation>Status</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_model.py" line="367"/>
+        <location filename="../../aifi_app/gui/queue_model.py" line="382"/>
         <source>Time in stage</source>
         <translation>Tijd in deze stap</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/queue_model.py" line="368"/>
+        <location filename="../../aifi_app/gui/queue_model.py" line="383"/>
+        <source>Priority</source>
+        <translation>Prioriteit</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_model.py" line="384"/>
+        <source>RIS</source>
+        <translation>RIS</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_model.py" line="385"/>
         <source>Reason</source>
         <translation>Reden</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_model.py" line="440"/>
+        <source>Acknowledged</source>
+        <translation>Bevestigd</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_model.py" line="442"/>
+        <source>Waiting</source>
+        <translation>Wachtend</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/queue_model.py" line="444"/>
+        <source>Failed</source>
+        <translation>Mislukt</translation>
     </message>
 </context>
 <context>
@@ -1347,37 +1377,37 @@
 <context>
     <name>StatusTray</name>
     <message>
-        <location filename="../../aifi_app/gui/tray.py" line="85"/>
+        <location filename="../../aifi_app/gui/tray.py" line="86"/>
         <source>AIFI Appliance: all well</source>
         <translation>AIFI Appliance: alles in orde</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/tray.py" line="86"/>
+        <location filename="../../aifi_app/gui/tray.py" line="87"/>
         <source>AIFI Appliance: studies need attention</source>
         <translation>AIFI Appliance: onderzoeken vragen aandacht</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/tray.py" line="87"/>
+        <location filename="../../aifi_app/gui/tray.py" line="88"/>
         <source>AIFI Appliance: jobs failed</source>
         <translation>AIFI Appliance: taken mislukt</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/tray.py" line="90"/>
+        <location filename="../../aifi_app/gui/tray.py" line="91"/>
         <source>Disk space low: %1</source>
         <translation>Weinig schijfruimte: %1</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/tray.py" line="100"/>
+        <location filename="../../aifi_app/gui/tray.py" line="101"/>
         <source>Disk space low: new studies are refused</source>
         <translation>Weinig schijfruimte: nieuwe onderzoeken worden geweigerd</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/tray.py" line="124"/>
+        <location filename="../../aifi_app/gui/tray.py" line="125"/>
         <source>Job %1 failed</source>
         <translation>Taak %1 mislukt</translation>
     </message>
     <message>
-        <location filename="../../aifi_app/gui/tray.py" line="133"/>
+        <location filename="../../aifi_app/gui/tray.py" line="134"/>
         <source>Urgent finding in job %1</source>
         <translation>Urgente bevinding in taak %1</translation>
     </message>

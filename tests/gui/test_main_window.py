@@ -14,7 +14,7 @@ from PySide6.QtCore import Qt
 
 from aifi_app.demo import DemoPacs
 from aifi_app.dicom_node.storage_scu import Peer, send_files
-from aifi_app.gui.queue_model import REASON, STATE
+from aifi_app.gui.queue_model import PRIORITY, REASON, STATE
 from aifi_app.sample_studies import (
     chest_radiograph,
     ct_series,
@@ -237,6 +237,7 @@ def test_language_switch_and_screenshots(qtbot, make_appliance, make_window, tmp
                 shots[path.name] = path.stat().st_size
             window.tabs.setCurrentIndex(0)
         assert window.queue_model.headerData(STATE, Qt.Orientation.Horizontal) == "Status"
+        assert window.queue_model.headerData(PRIORITY, Qt.Orientation.Horizontal) == "Prioriteit"
         shown = {window.queue_model.index(i, STATE).data() for i in range(model.rowCount())}
         assert shown == {"afgeleverd", "geen passend algoritme"}
         assert all(size > 10_000 for size in shots.values()), shots

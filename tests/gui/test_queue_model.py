@@ -9,8 +9,11 @@ from PySide6.QtCore import Qt
 from aifi_app.gui.queue_model import (
     ALGORITHM,
     ATTENTION_FILTER,
+    HL7,
+    PRIORITY,
     RECEIVED,
     STATE,
+    URGENT_COLOUR,
     QueueTableModel,
 )
 from aifi_app.store.queue_view import QueueRow
@@ -138,3 +141,40 @@ def test_updates_keep_order_and_filter(qtmodeltester) -> None:  # type: ignore[n
         assert [model.row_at(i).job_id for i in range(model.rowCount())] == expected()
     model.set_text("")
     assert model.rowCount() == len(rows) == model.total()
+
+
+def test_urgent_jobs_and_hl7_states_are_shown_sorted_and_found(qtmodeltester) -> None:  # type: ignore[no-untyped-def]
+    model = QueueTableModel()
+    model.apply(
+        [
+            _row(1, "delivered", hl7="sent"),
+            _row(2, "delivered", urgent=True, hl7="failed"),
+            _row(3, "queued"),
+            _row(4, "delivered", urgent=True, hl7="pending"),
+        ]
+    )
+    qtmodeltester.check(model)
+    assert model.headerData(PRIORITY, Qt.Orientation.Horizontal) == "Priority"
+    assert model.headerData(HL7, Qt.Orientation.Horizontal) == "RIS"
+    model.sort(PRIORITY, Qt.SortOrder.DescendingOrder)  # urgent first
+    assert [model.row_at(i).job_id for i in range(2)] == [4, 2]
+    cells = {
+        model.row_at(i).job_id: (model.display_text(i, PRIORITY), model.display_text(i, HL7))
+        for i in range(model.rowCount())
+    }
+    assert cells == {
+        1: ("", "Acknowledged"),
+        2: ("Urgent", "Failed"),
+        3: ("", ""),
+        4: ("Urgent", "Waiting"),
+    }
+    urgent = model.index(0, PRIORITY)
+    assert urgent.data(Qt.ItemDataRole.FontRole).bold()
+    assert urgent.data(Qt.ItemDataRole.ForegroundRole).color().name() == URGENT_COLOUR
+    assert model.index(2, PRIORITY).data(Qt.ItemDataRole.FontRole) is None
+    model.set_text("urg")
+    assert sorted(model.row_at(i).job_id or 0 for i in range(model.rowCount())) == [2, 4]
+    # a job whose result raised the priority later: the row changes in place
+    model.apply([_row(1, "delivered", hl7="sent"), _row(3, "delivered", urgent=True)])
+    assert sorted(model.row_at(i).job_id or 0 for i in range(model.rowCount())) == [3]
+    qtmodeltester.check(model)

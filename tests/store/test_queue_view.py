@@ -65,6 +65,34 @@ def test_rows_show_jobs_and_studies_without_jobs(db: Database) -> None:
     assert rows[("study", waiting)].job_id is None
 
 
+def _hl7(db: Database, job_id: int, control: str, state: str) -> None:
+    with db.transaction() as conn:
+        conn.execute(
+            "INSERT INTO ris_outbox (job_id, kind, message_type, control_id, message, state,"
+            " next_attempt_at, created_at) VALUES (?, 'result', 'ORU^R01^ORU_R01', ?, 'x', ?,"
+            " 0, 0)",
+            (job_id, control, state),
+        )
+
+
+def test_rows_show_urgency_and_the_worst_hl7_state(db: Database) -> None:
+    quiet, sent, failed = _job(db, "1.2.3"), _job(db, "1.2.4"), _job(db, "1.2.5")
+    with db.transaction() as conn:
+        conn.execute("UPDATE jobs SET urgent = 1 WHERE id = ?", (failed,))
+    _hl7(db, sent, "A1", "sent")
+    _hl7(db, failed, "B1", "sent")
+    _hl7(db, failed, "B2", "failed")
+    _hl7(db, failed, "B3", "pending")
+    rows = {r.job_id: r for r in queue_rows(db)}
+    assert (rows[quiet].urgent, rows[quiet].hl7) == (False, "")
+    assert (rows[sent].urgent, rows[sent].hl7) == (False, "sent")
+    assert (rows[failed].urgent, rows[failed].hl7) == (True, "failed")
+    assert "urgent" in rows[failed].search_text and "urgent" not in rows[sent].search_text
+    with db.transaction() as conn:
+        conn.execute("UPDATE ris_outbox SET state = 'pending' WHERE control_id = 'B2'")
+    assert {r.job_id: r for r in queue_rows(db)}[failed].hl7 == "pending"
+
+
 def test_timeline_holds_the_study_and_job_events(db: Database) -> None:
     job_id = _job(db, "1.2.3")
     jobs.transition(db, job_id, JobState.QUEUED, JobState.FAILED, reason="model crashed")
