@@ -378,7 +378,7 @@ def test_a_measurement_without_its_segment_references_its_images(
         CodedConcept("10200004", "SCT", "Liver"),
         "Liver",
         result.segmentations[0].source_sop_instance_uids,
-        result.segmentations[0].mask,
+        result.segmentations[0].packed,
     )
     unrelated = SegmentReference("2.25.91", "2.25.92", 1, other)
     for segments in ([], [unrelated]):
