@@ -32,7 +32,7 @@ from aifi_app.algorithms.package import (
 from aifi_app.algorithms.runners import InferenceError, RunnerCache
 from aifi_app.dicom_node.spool import durable_write
 from aifi_app.failpoints import failpoint
-from aifi_app.part10 import part10_bytes
+from aifi_app.part10 import part10_bytes, write_part10_durably
 from aifi_app.pipeline.input_selection import (
     Image,
     InputNotConforming,
@@ -559,7 +559,7 @@ class JobProcessor:
         out_dir = self.result_dir(ctx.job_id)
         for n, (kind, restored) in enumerate(restored_all, start=1):
             relative = out_dir.relative_to(self.data_dir) / f"{n:02d}-{kind}.dcm"
-            durable_write(self.data_dir / relative, part10_bytes(restored))
+            write_part10_durably(self.data_dir / relative, restored)
             planned.append(
                 PlannedOutput(
                     kind,

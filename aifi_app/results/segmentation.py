@@ -102,6 +102,7 @@ def build_segmentation(
     ]
     if len(frame_order) != int(seg.NumberOfFrames):
         raise ValueError("highdicom made frames without a source image")
+    del seg.PixelData  # the stand-in's frames (as large as the mask's): freed first
     seg.PixelData = packed.pixel_data(frame_order)
     shared = seg.get("SharedFunctionalGroupsSequence")
     if "PatientOrientation" not in seg and not (shared and "PlaneOrientationSequence" in shared[0]):
