@@ -177,6 +177,22 @@ def _latest_stage_seconds(data_dir: Path, stage: str) -> float:
     return float(row[0])
 
 
+def _stage_at(data_dir: Path, moment: float) -> str:
+    """The recorded stage(s) of the newest job in progress at ``moment`` (``time.time()``),
+    or where the moment lies before, between or after them."""
+    uri = f"file:{data_dir / 'aifi.sqlite3'}?mode=ro"
+    with closing(sqlite3.connect(uri, uri=True)) as conn:
+        rows = conn.execute(
+            "SELECT stage, started_at, finished_at FROM job_stage_times"
+            " WHERE job_id = (SELECT MAX(job_id) FROM job_stage_times) ORDER BY started_at"
+        ).fetchall()
+    inside = [str(r[0]) for r in rows if r[1] <= moment <= r[2]]
+    if inside:
+        return " in ".join(reversed(inside))
+    before = [str(r[0]) for r in rows if r[2] < moment]
+    return f"the time after {before[-1]}" if before else "receiving (before pseudonymise)"
+
+
 def _study_uid(path: Path) -> object:
     from pydicom import dcmread
 
@@ -216,6 +232,12 @@ def memory(work: Path, ct: list[Path]) -> list[Row]:
         if snap["jobs"][0]["state"] != "delivered":
             raise RuntimeError(f"the CT's job failed: {snap['jobs'][0]}")
         peak = app.peak_rss_bytes()
+        stage = _stage_at(app.data_dir, tree.root_peak_at)
+        print(
+            f"  memory: service's largest sampled RSS {tree.root_peak_bytes / 1e6:.0f} MB"
+            f" during {stage}",
+            flush=True,
+        )
     finally:
         app.stop()
         orthanc.stop()
@@ -228,7 +250,7 @@ def memory(work: Path, ct: list[Path]) -> list[Row]:
             unit="MB",
         ),
         Row(
-            f"peak RSS, same, service + children ({tree.peak_processes} processes at most)",
+            f"peak RSS, service + children (<= {tree.peak_processes})",
             tree.peak_bytes / 1e6,
             f"largest child {tree.child_hwm_bytes / 1e6:.0f} MB",
             None,

@@ -11,6 +11,7 @@ Linux only (reads ``/proc``).
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from types import TracebackType
 
@@ -52,7 +53,9 @@ class TreePeak:
 
     ``peak_bytes``: the largest sum of VmRSS over the tree seen at one sample;
     ``peak_processes``: the most processes in the tree at one sample;
-    ``child_hwm_bytes``: the highest VmHWM any descendant reported.
+    ``child_hwm_bytes``: the highest VmHWM any descendant reported;
+    ``root_peak_bytes`` / ``root_peak_at``: the largest VmRSS of the process itself that
+    a sample saw and when (``time.time()``), to tell which stage of a job it fell in.
     """
 
     def __init__(self, pid: int, interval: float = 0.02) -> None:
@@ -61,12 +64,16 @@ class TreePeak:
         self.peak_bytes = 0
         self.peak_processes = 0
         self.child_hwm_bytes = 0
+        self.root_peak_bytes = 0
+        self.root_peak_at = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tree-peak", daemon=True)
 
     def sample(self) -> None:
         children = descendants(self.pid)
-        total = _status_kb(self.pid, "VmRSS")
+        total = root = _status_kb(self.pid, "VmRSS")
+        if root * 1024 > self.root_peak_bytes:
+            self.root_peak_bytes, self.root_peak_at = root * 1024, time.time()
         for child in children:
             total += _status_kb(child, "VmRSS")
             self.child_hwm_bytes = max(self.child_hwm_bytes, _status_kb(child, "VmHWM") * 1024)

@@ -305,7 +305,7 @@ def test_sr_regions_name_their_frame_on_multiframe_images(
     assert [int(e.value) for e in refs] == [2]
 
 
-def _lung_volume(series: list[Dataset], algorithm: AlgorithmIdentity) -> AlgorithmResult:
+def lung_volume_result(series: list[Dataset], algorithm: AlgorithmIdentity) -> AlgorithmResult:
     """A lung volume measured on ``series``, with the lung mask it was measured on."""
     measurement = MeasurementFinding(
         concept=LUNG,
@@ -332,7 +332,7 @@ def test_a_segmented_measurement_references_its_segment_not_every_image(
     dciodvfy: Callable[[Path], list[str]],
     dsrdump: Callable[[Path], str],
 ) -> None:
-    result = _lung_volume(ct_series, algorithm)
+    result = lung_volume_result(ct_series, algorithm)
     seg_uid, seg_series = SEG_UIDS["sop_instance_uid"], SEG_UIDS["series_instance_uid"]
     segment = SegmentReference(str(seg_uid), str(seg_series), 1, result.segmentations[0])
     path = write_dicom(build(ct_series, result, segments=[segment]), "lung-sr")
@@ -373,7 +373,7 @@ def test_a_segmented_measurement_references_its_segment_not_every_image(
 def test_a_measurement_without_its_segment_references_its_images(
     ct_series: list[Dataset], algorithm: AlgorithmIdentity
 ) -> None:
-    result = _lung_volume(ct_series, algorithm)
+    result = lung_volume_result(ct_series, algorithm)
     other = SegmentationMask(
         CodedConcept("10200004", "SCT", "Liver"),
         "Liver",
