@@ -35,6 +35,7 @@ from pydicom.pixels.utils import pixel_array
 from aifi_app.algorithms.findings import AlgorithmResult, MeasurementFinding, SegmentationMask
 from aifi_app.algorithms.onnx_runner import InferenceError
 from aifi_app.algorithms.package import AlgorithmPackage, MeasurementSpec
+from aifi_app.algorithms.packed_mask import PackedFrames
 
 log = logging.getLogger(__name__)
 
@@ -91,17 +92,17 @@ def _stored_pixels(ds: Dataset) -> npt.NDArray[Any]:
     return array
 
 
-def air_mask(ordered: Sequence[Dataset], settings: LungVolumeSettings) -> npt.NDArray[np.bool_]:
+def air_mask(ordered: Sequence[Dataset], settings: LungVolumeSettings) -> PackedFrames:
     """The (slices, rows, columns) mask of air-like voxels (``lower_hu <= HU <= upper_hu``),
-    made slice by slice: only this boolean volume is held, never the HU volume (a float
-    copy of 500 slices of 512 x 512 would take 0.5 to 1 GB)."""
+    made slice by slice and kept bit-packed: never the HU volume (a float copy of 500
+    slices of 512 x 512 would take 0.5 to 1 GB), nor a byte per voxel (131 MB)."""
     first = ordered[0]
-    air = np.empty((len(ordered), int(first.Rows), int(first.Columns)), dtype=bool)
+    air = PackedFrames(len(ordered), int(first.Rows), int(first.Columns))
     for n, ds in enumerate(ordered):
         hu = apply_modality_lut(_stored_pixels(ds), ds)
-        if hu.shape != air.shape[1:]:
-            raise ValueError(f"slice {n + 1} is {hu.shape}, not {air.shape[1:]}")
-        np.logical_and(hu >= settings.lower_hu, hu <= settings.upper_hu, out=air[n])
+        if hu.shape != (air.rows, air.columns):
+            raise ValueError(f"slice {n + 1} is {hu.shape}, not {(air.rows, air.columns)}")
+        air.set_frame(n, (hu >= settings.lower_hu) & (hu <= settings.upper_hu))
     return air
 
 
@@ -120,11 +121,9 @@ def _overlap_pairs(
     return present // width, present % width
 
 
-def lung_mask(
-    air: npt.NDArray[np.bool_], voxel_ml: float, settings: LungVolumeSettings
-) -> npt.NDArray[np.bool_]:
+def lung_mask(air: PackedFrames, voxel_ml: float, settings: LungVolumeSettings) -> PackedFrames:
     """The lung mask of a (slices, rows, columns) air mask, made in place (``air`` is
-    returned as the lung mask).
+    returned as the lung mask); one slice at a time is unpacked.
 
     The 3-D components (6-connectivity) are found slice by slice: each slice's 2-D
     components (4-connectivity), joined through the voxels they share with the previous
@@ -145,8 +144,8 @@ def lung_mask(
     nodes = 1  # node 0: not air
     previous: npt.NDArray[np.int32] | None = None
     previous_count = 0
-    for plane in air:
-        labels, count = ndimage.label(plane)
+    for n in range(air.frames):
+        labels, count = ndimage.label(air.frame(n))
         offset = nodes - 1  # local label k is node offset + k
         offsets.append(offset)
         counts.append(count)
@@ -183,22 +182,28 @@ def lung_mask(
     in_lung[keep] = True
     node_in_lung = in_lung[component]
     node_in_lung[0] = False
-    for n, plane in enumerate(air):
+    rows = np.zeros(air.rows, dtype=bool)  # rows and columns that hold any lung
+    cols = np.zeros(air.columns, dtype=bool)
+    for n in range(air.frames):
         lookup = node_in_lung[offsets[n] : offsets[n] + counts[n] + 1].copy()
         lookup[0] = False
         if not lookup.any():  # no lung in this slice: no need to label it again
-            plane[...] = False
+            air.clear_frame(n)
             continue
-        labels, _ = ndimage.label(plane)  # the same labels as in the first pass
-        plane[...] = lookup[labels]
-    if not keep:
+        labels, _ = ndimage.label(air.frame(n))  # the same labels as in the first pass
+        plane = lookup[labels]
+        rows |= plane.any(axis=1)
+        cols |= plane.any(axis=0)
+        air.set_frame(n, plane)
+    if not keep or not rows.any():
         return air
     # fill holes only within the lungs' bounding box (most of each slice is outside)
-    rows = np.flatnonzero(air.any(axis=(0, 2)))
-    cols = np.flatnonzero(air.any(axis=(0, 1)))
-    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-    for k in np.flatnonzero(air.any(axis=(1, 2))):
-        air[k][box] = ndimage.binary_fill_holes(air[k][box])
+    row_at, col_at = np.flatnonzero(rows), np.flatnonzero(cols)
+    box = (slice(row_at[0], row_at[-1] + 1), slice(col_at[0], col_at[-1] + 1))
+    for k in np.flatnonzero(air.frames_set()):
+        plane = air.frame(int(k))
+        plane[box] = ndimage.binary_fill_holes(plane[box])
+        air.set_frame(int(k), plane)
     return air
 
 
@@ -231,7 +236,7 @@ class LungVolumeRunner:
         except ValueError as exc:
             raise InferenceError(f"slices differ in size or cannot be decoded ({exc})") from exc
         mask = lung_mask(air, voxel_ml, self.settings)
-        volume = round(float(mask.sum()) * voxel_ml, 1)
+        volume = round(float(mask.count()) * voxel_ml, 1)
         out = self.output
         measurement = MeasurementFinding(
             concept=out.concept,
@@ -252,7 +257,7 @@ class LungVolumeRunner:
             concept=out.concept,
             label="Lung",
             source_sop_instance_uids=measurement.source_sop_instance_uids,
-            mask=mask,
+            packed=mask,
         )
         return AlgorithmResult(
             algorithm=self.package.identity,

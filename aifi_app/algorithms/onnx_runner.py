@@ -389,9 +389,9 @@ def segmentation(
             img = Image.fromarray(np.ascontiguousarray(heat), mode="F")
             heat = np.asarray(img.resize((columns, rows), _RESAMPLING[spec.resample]))
         frames.append(heat >= spec.threshold)
-    return SegmentationMask(
-        concept=spec.concept,
-        label=spec.label,
-        source_sop_instance_uids=tuple(str(ds.SOPInstanceUID) for ds in images),
-        mask=np.stack(frames).astype(bool),
+    return SegmentationMask.from_array(
+        spec.concept,
+        spec.label,
+        tuple(str(ds.SOPInstanceUID) for ds in images),
+        np.stack(frames).astype(bool),
     )

@@ -9,6 +9,7 @@ make the same files again), so nothing is lost and nothing doubles.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import sqlite3
@@ -31,7 +32,7 @@ from aifi_app.algorithms.package import (
 from aifi_app.algorithms.runners import InferenceError, RunnerCache
 from aifi_app.dicom_node.spool import durable_write
 from aifi_app.failpoints import failpoint
-from aifi_app.part10 import part10_bytes
+from aifi_app.part10 import part10_bytes, write_part10_durably
 from aifi_app.pipeline.input_selection import (
     Image,
     InputNotConforming,
@@ -406,6 +407,7 @@ class JobProcessor:
             images_per_presentation_state,
             key_image_uids,
         )
+        from aifi_app.results.structured_report import SegmentReference
 
         by_uid = {str(ds.SOPInstanceUID): ds for ds in images}
         key = (
@@ -435,6 +437,20 @@ class JobProcessor:
                         ),
                     )
                 )
+        # the SEGs' UIDs are derived, so the SR can reference their segments before they exist
+        segments = (
+            [
+                SegmentReference(
+                    sop_instance_uid=derived_uid(self._secret, *key, "seg", str(n)),
+                    series_instance_uid=derived_uid(self._secret, *key, "seg-series"),
+                    segment_number=1,
+                    mask=segmentation,
+                )
+                for n, segmentation in enumerate(result.segmentations, start=1)
+            ]
+            if "seg" in ctx.package.result_objects
+            else []
+        )
         if "sr" in ctx.package.result_objects:
             built.append(
                 (
@@ -449,26 +465,26 @@ class JobProcessor:
                         device_observer_uid=device_observer,
                         software_version=__version__,
                         tracking_base_uid=tracking_base,
+                        segments=segments,
                     ),
                 )
             )
-        if "seg" in ctx.package.result_objects:
-            for n, segmentation in enumerate(result.segmentations, start=1):
-                built.append(
-                    (
-                        "seg",
-                        build_segmentation(
-                            images,
-                            segmentation,
-                            ctx.package.identity,
-                            series_instance_uid=derived_uid(self._secret, *key, "seg-series"),
-                            sop_instance_uid=derived_uid(self._secret, *key, "seg", str(n)),
-                            series_number=SEG_SERIES_NUMBER,
-                            instance_number=n,
-                            software_version=__version__,
-                        ),
-                    )
+        for n, segment in enumerate(segments, start=1):
+            built.append(
+                (
+                    "seg",
+                    build_segmentation(
+                        images,
+                        segment.mask,
+                        ctx.package.identity,
+                        series_instance_uid=segment.series_instance_uid,
+                        sop_instance_uid=segment.sop_instance_uid,
+                        series_number=SEG_SERIES_NUMBER,
+                        instance_number=n,
+                        software_version=__version__,
+                    ),
                 )
+            )
         if "gsps" in ctx.package.result_objects and result.regions:
             gsps_series = derived_uid(self._secret, *key, "gsps-series")
             groups = images_per_presentation_state(result, images)
@@ -520,7 +536,12 @@ class JobProcessor:
         self, ctx: JobContext, objects: Sequence[tuple[str, Dataset]]
     ) -> list[PlannedOutput]:
         original_header = dcmread(self._instance_paths(ctx)[0], stop_before_pixels=True)
-        scope = self.result_scope(ctx, original_header)
+        siblings = frozenset(
+            str(ds.get(keyword) or "")
+            for _, ds in objects
+            for keyword in ("SOPInstanceUID", "SeriesInstanceUID")
+        ) - {""}
+        scope = dataclasses.replace(self.result_scope(ctx, original_header), sibling_uids=siblings)
         restored_all: list[tuple[str, Dataset]] = []
         for n, (kind, ds) in enumerate(objects, start=1):
             try:
@@ -538,7 +559,7 @@ class JobProcessor:
         out_dir = self.result_dir(ctx.job_id)
         for n, (kind, restored) in enumerate(restored_all, start=1):
             relative = out_dir.relative_to(self.data_dir) / f"{n:02d}-{kind}.dcm"
-            durable_write(self.data_dir / relative, part10_bytes(restored))
+            write_part10_durably(self.data_dir / relative, restored)
             planned.append(
                 PlannedOutput(
                     kind,

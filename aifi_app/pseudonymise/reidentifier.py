@@ -15,6 +15,10 @@ With a :class:`ResultScope` (as the pipeline always passes) re-identification is
 * every mapped Study Instance UID must be the job's study, and every mapped referenced
   instance must belong to it (``scope.study_of_instance``), else
   :class:`PatientMixError`; a referenced instance the store does not know is unknown;
+* a UID the mapping does not know may be one of ``scope.sibling_uids``: the SOP Instance
+  and Series Instance UIDs of the other result objects re-identified with this one (an SR
+  referencing the SEG made for the same result); it is kept, not mapped (the sibling is
+  checked itself, and is refused with it);
 * Patient ID at any depth must be empty or the job's patient pseudonym, and Accession
   Number / Study ID must map back to the job's originals, else :class:`PatientMixError`;
 * dates (DA, DT) other than the restored ones and the result's own creation dates
@@ -145,6 +149,9 @@ class ResultScope:
     study_id: str
     study_of_instance: InstanceStudy
     date_offset_days: int | None
+    sibling_uids: frozenset[str] = frozenset()
+    """The own SOP Instance and Series Instance UIDs of the results re-identified together
+    with this one, which it may reference."""
 
 
 class ReidentificationError(Exception):
@@ -253,6 +260,8 @@ class _Rebuild:
             return uid
         original = self.original_for(uid)
         where = self._where(element.tag)
+        if original is None and uid in self.scope.sibling_uids:
+            return uid
         if original is None:
             raise UnknownReferenceError(f"result references a UID unknown to the mapping {where}")
         if element.keyword == "StudyInstanceUID" and original != self.scope.study_uid:

@@ -45,9 +45,12 @@ RESULT_OBJECTS: tuple[ResultObjectKind, ...] = (
         "one per job with findings, measurements or regions",
         "TID 1500 Measurement Report: the algorithm as device observer; per finding a "
         "TID 1501 group (tracking identifier and UID, finding type, algorithm name and "
-        "version, Present/Absent, probability); per measurement a TID 1501 group; per "
-        "region a TID 1410 group with an SCOORD (PIXEL) on the source image; sources as "
-        "evidence",
+        "version, Present/Absent, probability); per measurement a TID 1501 group on its "
+        "source images, or, for a measurement of a structure the job also delivers as a "
+        "SEG (the CT lung volume), a TID 1411 group referencing the SEG's segment "
+        "(Referenced Segment, Source Series for Segmentation; as IHE AIR recommends); per "
+        "region a TID 1410 group with an SCOORD (PIXEL) on the source image; sources, and "
+        "a referenced SEG, as evidence",
     ),
     ResultObjectKind(
         "seg",
@@ -55,7 +58,8 @@ RESULT_OBJECTS: tuple[ResultObjectKind, ...] = (
         "Segmentation Storage",
         9903,
         "one per mask",
-        "binary segmentation, one segment, in the source series' frame of reference",
+        "binary segmentation, one segment, in the source series' frame of reference; one "
+        "frame per source image that holds any of the mask",
     ),
     ResultObjectKind(
         "gsps",

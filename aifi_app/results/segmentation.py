@@ -3,6 +3,16 @@
 Built with highdicom from the pseudonymised source images (one frame per source slice
 that holds any of the mask), in the sources' study and frame of reference; the caller
 passes the series and SOP UIDs. Thread: any (pure CPU).
+
+The mask stays bit-packed (:class:`~aifi_app.algorithms.packed_mask.PackedFrames`):
+highdicom's Segmentation takes the mask as one array of a byte per pixel (131 MB for a
+500-slice CT, the service's largest allocation), so it gets a stand-in that costs no
+memory, a read-only all-set view of one frame broadcast over the frames that hold any
+of the mask (with their source images), and builds every attribute and per-frame
+functional group from that; its Pixel Data is then replaced by the mask's own packed
+frames, in the order highdicom put the frames (each frame's source image names it). A
+BINARY Segmentation stores its frames exactly as they are packed here, so no frame is
+ever unpacked.
 """
 
 from __future__ import annotations
@@ -42,9 +52,18 @@ def build_segmentation(
         ordered = [by_uid[uid] for uid in segmentation.source_sop_instance_uids]
     except KeyError as exc:
         raise ValueError(f"segmentation references an image not among the sources: {exc}") from None
-    mask = np.asarray(segmentation.mask, dtype=bool)
-    if mask.shape[0] != len(ordered):
-        raise ValueError(f"mask has {mask.shape[0]} frames for {len(ordered)} source images")
+    packed = segmentation.packed
+    if packed.frames != len(ordered):
+        raise ValueError(f"mask has {packed.frames} frames for {len(ordered)} source images")
+    index_of = {uid: n for n, uid in enumerate(segmentation.source_sop_instance_uids)}
+    if len(index_of) != len(ordered):
+        raise ValueError("segmentation names a source image twice")
+    held = [int(n) for n in np.flatnonzero(packed.frames_set())]
+    # all frames empty: highdicom keeps them all (a SEG has at least one frame)
+    stand_in = np.broadcast_to(
+        np.full((1, packed.rows, packed.columns), 1 if held else 0, dtype=np.uint8),
+        (len(held) or len(ordered), packed.rows, packed.columns),
+    )
     concept = segmentation.concept
     description = hd.seg.SegmentDescription(
         segment_number=1,
@@ -59,9 +78,10 @@ def build_segmentation(
         ),
     )
     seg = hd.seg.Segmentation(
-        source_images=ordered,
-        pixel_array=mask.view(np.uint8),  # not a copy (a 500-slice mask is 130 MB)
+        source_images=[ordered[n] for n in held] if held else ordered,
+        pixel_array=stand_in,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        omit_empty_frames=False,  # the stand-in's frames are those that hold the mask
         segment_descriptions=[description],
         series_instance_uid=series_instance_uid,
         series_number=series_number,
@@ -74,6 +94,16 @@ def build_segmentation(
         series_description=f"AI result: {algorithm.name}"[:64],
         contributing_equipment=[algorithm_contributing_equipment(algorithm)],
     )
+    frame_order = [
+        index_of[
+            str(item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID)
+        ]
+        for item in seg.PerFrameFunctionalGroupsSequence
+    ]
+    if len(frame_order) != int(seg.NumberOfFrames):
+        raise ValueError("highdicom made frames without a source image")
+    del seg.PixelData  # the stand-in's frames (as large as the mask's): freed first
+    seg.PixelData = packed.pixel_data(frame_order)
     shared = seg.get("SharedFunctionalGroupsSequence")
     if "PatientOrientation" not in seg and not (shared and "PlaneOrientationSequence" in shared[0]):
         # projection images (DX, CR) have no plane orientation: General Image then needs

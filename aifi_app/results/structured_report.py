@@ -14,18 +14,27 @@ passes in. Content:
   decision threshold as algorithm parameter, the source image, a qualitative evaluation
   "<concept> = Present/Absent" (SCT 52101004 / 272519000, CID 240) and a measurement
   "Probability" (DCM 122157) of the score in UCUM "1" (no units) referencing the image;
+* per measurement of a segmented structure for which the same result also gets a SEG
+  (``segments``): one TID 1411 volumetric ROI group that references the SEG's segment
+  ("Referenced Segment", DCM 121191, with the source series as "Source series for
+  segmentation", as IHE AIR recommends) instead of every source image: the SEG already
+  names each of its frames' sources, and a 500-slice CT's 500 image references made up
+  most of the document's size and build time; other measurements: a TID 1501 group that
+  references their source images;
 * per region one TID 1410 planar ROI group: the region as SCOORD (a box or polygon as a
   closed POLYLINE, a point as a POINT, PIXEL coordinates) on the referenced source image
   (and frame), the region's tracking identifier and UID (:func:`region_tracking_uid`, the
   same as in the GSPS), finding type, algorithm, "<concept> = Present" and, where the
   algorithm gave one, the probability;
-* all sources as evidence (Current Requested Procedure Evidence Sequence).
+* all sources, and the referenced SEGs, as evidence (Current Requested Procedure
+  Evidence Sequence).
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import highdicom as hd
@@ -38,6 +47,7 @@ from aifi_app.algorithms.findings import (
     Finding,
     MeasurementFinding,
     RegionFinding,
+    SegmentationMask,
 )
 from aifi_app.results.presentation_state import (
     region_graphic,
@@ -54,6 +64,8 @@ from aifi_app.results.secondary_capture import (
 __all__ = [
     "PLAIN_CHEST_XRAY",
     "PROBABILITY",
+    "SEGMENTATION_STORAGE",
+    "SegmentReference",
     "build_measurement_report",
     "procedure_reported_for",
 ]
@@ -65,6 +77,31 @@ PROBABILITY = hd.sr.CodedConcept.from_code(codes.DCM.Probability)
 NO_UNITS = hd.sr.CodedConcept.from_code(codes.UCUM.NoUnits)
 PRESENT = hd.sr.CodedConcept.from_code(codes.SCT.Present)
 ABSENT = hd.sr.CodedConcept.from_code(codes.SCT.Absent)
+SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
+_Group = (
+    hd.sr.MeasurementsAndQualitativeEvaluations
+    | hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations
+    | hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations
+)
+
+
+@dataclass(frozen=True)
+class SegmentReference:
+    """A segment of a Segmentation made for the same result (built before or after the
+    SR: only its UIDs are needed), and the mask it encodes."""
+
+    sop_instance_uid: str
+    series_instance_uid: str
+    segment_number: int
+    mask: SegmentationMask
+
+    def measures(self, measurement: MeasurementFinding) -> bool:
+        """True when ``measurement`` is of this segment: the same structure on the same
+        source images."""
+        return (
+            measurement.concept == self.mask.concept
+            and measurement.source_sop_instance_uids == self.mask.source_sop_instance_uids
+        )
 
 
 def build_measurement_report(
@@ -79,6 +116,7 @@ def build_measurement_report(
     manufacturer: str = "AIFI Appliance",
     software_version: str,
     tracking_base_uid: str | None = None,
+    segments: Sequence[SegmentReference] = (),
 ) -> Dataset:
     """Build a Comprehensive SR (TID 1500) reporting every finding of ``result``.
 
@@ -86,7 +124,9 @@ def build_measurement_report(
     ``sources`` with the given series/SOP UIDs and numbers, SeriesDescription
     "AI result: <algorithm name>", one measurement group per finding in the order of
     ``result.findings``, then one per measurement, then one planar ROI group per region,
-    and all ``sources`` recorded as evidence. Tracking UIDs derive from
+    and all ``sources`` recorded as evidence. A measurement that one of ``segments``
+    :meth:`~SegmentReference.measures` is a TID 1411 group referencing that segment (the
+    SEG is then evidence too), any other a TID 1501 group. Tracking UIDs derive from
     ``sop_instance_uid`` (regions': from ``tracking_base_uid``, default the same), so
     the same arguments always give the same UIDs (only creation dates and times differ).
     ``sources`` are not modified.
@@ -107,14 +147,24 @@ def build_measurement_report(
     by_uid = {str(source.SOPInstanceUID): source for source in sources}
     algorithm = result.algorithm
 
-    groups = [
+    groups: list[_Group] = [
         _measurement_group(index, finding, algorithm, _source_of(finding, by_uid), sop_instance_uid)
         for index, finding in enumerate(result.findings)
     ]
-    groups += [
-        _quantity_group(len(groups) + index, measurement, algorithm, by_uid, sop_instance_uid)
-        for index, measurement in enumerate(result.measurements)
-    ]
+    referenced: list[SegmentReference] = []
+    for measurement in result.measurements:
+        segment = next((s for s in segments if s.measures(measurement)), None)
+        if segment is None:
+            groups.append(
+                _quantity_group(len(groups), measurement, algorithm, by_uid, sop_instance_uid)
+            )
+        else:
+            groups.append(
+                _segment_volume_group(
+                    len(groups), measurement, algorithm, by_uid, segment, sop_instance_uid
+                )
+            )
+            referenced.append(segment)
     base = tracking_base_uid or sop_instance_uid
     regions = [
         _region_group(index, region, algorithm, by_uid, base)
@@ -141,7 +191,7 @@ def build_measurement_report(
     if charset is not None:
         kwargs["specific_character_set"] = charset
     sr = hd.sr.ComprehensiveSR(
-        evidence=list(sources),
+        evidence=[*sources, *(_segmentation_evidence(sources[0], s) for s in referenced)],
         content=report,
         series_instance_uid=series_instance_uid,
         series_number=series_number,
@@ -257,6 +307,23 @@ def _quantity_group(
     concept = hd.sr.CodedConcept(
         measurement.concept.value, measurement.concept.scheme, measurement.concept.meaning
     )
+    algorithm_id, quantity = _algorithm_and_quantity(measurement, algorithm)
+    sources = [by_uid[u] for u in measurement.source_sop_instance_uids]
+    return hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(
+            uid=_derived_uid(sop_instance_uid, f"measurement-{index}"),
+            identifier=lo_value(f"{algorithm.name}: {measurement.label}"),
+        ),
+        finding_type=concept,
+        algorithm_id=algorithm_id,
+        source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(s) for s in sources],
+        measurements=[quantity],
+    )
+
+
+def _algorithm_and_quantity(
+    measurement: MeasurementFinding, algorithm: AlgorithmIdentity
+) -> tuple[hd.sr.AlgorithmIdentification, hd.sr.Measurement]:
     algorithm_id = hd.sr.AlgorithmIdentification(
         name=lo_value(algorithm.name),
         version=lo_value(algorithm.version),
@@ -273,17 +340,53 @@ def _quantity_group(
         ),
         algorithm_id=algorithm_id,
     )
-    sources = [by_uid[u] for u in measurement.source_sop_instance_uids]
-    return hd.sr.MeasurementsAndQualitativeEvaluations(
+    return algorithm_id, quantity
+
+
+def _segment_volume_group(
+    index: int,
+    measurement: MeasurementFinding,
+    algorithm: AlgorithmIdentity,
+    by_uid: dict[str, Dataset],
+    segment: SegmentReference,
+    sop_instance_uid: str,
+) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
+    """One TID 1411 group for a measured quantity of a segment (e.g. the lung volume of
+    the lung segment), referencing the segment and its source series."""
+    missing = [u for u in measurement.source_sop_instance_uids if u not in by_uid]
+    if missing:
+        raise ValueError(f"measurement {measurement.label!r} references images not among sources")
+    series = {str(by_uid[u].SeriesInstanceUID) for u in measurement.source_sop_instance_uids}
+    if len(series) != 1:
+        raise ValueError(f"measurement {measurement.label!r} spans {len(series)} series")
+    algorithm_id, quantity = _algorithm_and_quantity(measurement, algorithm)
+    return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
             uid=_derived_uid(sop_instance_uid, f"measurement-{index}"),
             identifier=lo_value(f"{algorithm.name}: {measurement.label}"),
         ),
-        finding_type=concept,
+        referenced_segment=hd.sr.ReferencedSegment(
+            sop_class_uid=SEGMENTATION_STORAGE,
+            sop_instance_uid=segment.sop_instance_uid,
+            segment_number=segment.segment_number,
+            source_series=hd.sr.SourceSeriesForSegmentation(series.pop()),
+        ),
+        finding_type=hd.sr.CodedConcept(
+            measurement.concept.value, measurement.concept.scheme, measurement.concept.meaning
+        ),
         algorithm_id=algorithm_id,
-        source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(s) for s in sources],
         measurements=[quantity],
     )
+
+
+def _segmentation_evidence(source: Dataset, segment: SegmentReference) -> Dataset:
+    """What the evidence lists of a referenced SEG (in the sources' study)."""
+    ds = Dataset()
+    ds.StudyInstanceUID = source.StudyInstanceUID
+    ds.SeriesInstanceUID = segment.series_instance_uid
+    ds.SOPClassUID = SEGMENTATION_STORAGE
+    ds.SOPInstanceUID = segment.sop_instance_uid
+    return ds
 
 
 def _region_group(

@@ -10,7 +10,8 @@ queue shows them and urgent ones raise the order's priority (HL7 to the RIS).
   "Probability" measurement when the vendor gave one, else 1.0 (positive) or 0.0, with
   threshold 0.5, and the label "<concept>: <value>";
 * any other numeric measurement becomes a :class:`MeasurementFinding` of the group's
-  finding type.
+  finding type, on the group's source images, or for a TID 1411 group that references a
+  segment, the evidence's images of the segment's source series.
 
 The references stay in the space the vendor saw (pseudonymised UIDs), like our own
 findings. A document that is not a readable TID 1500 report gives no findings.
@@ -72,9 +73,11 @@ def _read(ds: Dataset, algorithm: AlgorithmIdentity) -> AlgorithmResult:
     findings: list[Finding] = []
     measurements: list[MeasurementFinding] = []
     for group in groups:
-        sources = [
-            (uid, cls, series_of.get(uid, "")) for uid, cls, _ in _group_sources(group)
-        ] or evidence[:1]
+        sources = (
+            [(uid, cls, series_of.get(uid, "")) for uid, cls, _ in _group_sources(group)]
+            or _segment_source_series(group, evidence)
+            or evidence[:1]
+        )
         uid, cls, series = sources[0] if sources else ("", "", "")
         probability: float | None = None
         others = []
@@ -140,6 +143,20 @@ def _group_sources(
         ref = source.referenced_sop_instance_uid
         found.append((str(ref), str(source.referenced_sop_class_uid), ""))
     return found
+
+
+def _segment_source_series(
+    group: Any, evidence: list[tuple[str, str, str]]
+) -> list[tuple[str, str, str]]:
+    """For a TID 1411 group that references a segment with its source series (as our own
+    SRs do): the evidence's instances of that series."""
+    segment = getattr(group, "referenced_segment", None)
+    series = [
+        str(item.UID)
+        for item in segment or []
+        if getattr(item, "ValueType", "") == "UIDREF" and "UID" in item
+    ]
+    return [e for e in evidence if series and e[2] == series[0]]
 
 
 def _evidence(ds: Dataset) -> list[tuple[str, str, str]]:

@@ -12,6 +12,7 @@ from pydicom import Dataset, dcmread
 from aifi_app.algorithms.lung_volume import LungVolumeRunner, LungVolumeSettings, lung_mask
 from aifi_app.algorithms.onnx_runner import InferenceError
 from aifi_app.algorithms.package import builtin_package_dir, load_package
+from aifi_app.algorithms.packed_mask import PackedFrames
 from aifi_app.algorithms.runners import RunnerCache
 from aifi_app.sample_studies import ct_series, demo_patient
 
@@ -101,6 +102,11 @@ def _reference_mask(air: np.ndarray, voxel_ml: float, settings: LungVolumeSettin
     return mask
 
 
+def _lung_mask(air: np.ndarray, voxel_ml: float, settings: LungVolumeSettings) -> np.ndarray:
+    """:func:`lung_mask` on a bool array (it works on the bit-packed slices)."""
+    return lung_mask(PackedFrames.from_array(air), voxel_ml, settings).to_array()
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_slice_by_slice_labelling_equals_labelling_the_volume(seed: int) -> None:
     """Random air (below the percolation threshold: many components that merge and split
@@ -112,7 +118,7 @@ def test_slice_by_slice_labelling_equals_labelling_the_volume(seed: int) -> None
     # every component of at least 3 voxels is kept: no ties to break
     settings = LungVolumeSettings(keep_components=10**6, min_component_ml=0.003)
     expected = _reference_mask(air.copy(), 0.001, settings)
-    got = lung_mask(air.copy(), 0.001, settings)
+    got = _lung_mask(air, 0.001, settings)
     assert expected.any()
     np.testing.assert_array_equal(got, expected)
 
@@ -125,7 +131,7 @@ def test_slices_without_lung_are_cleared() -> None:
     air[4:8, 9:11, 9:11] = False  # with a hole, filled in the mask
     air[[3, 8]] = False  # no specks joining it through the slices next to it
     settings = LungVolumeSettings(keep_components=2, min_component_ml=0.05)
-    got = lung_mask(air.copy(), 0.001, settings)
+    got = _lung_mask(air, 0.001, settings)
     np.testing.assert_array_equal(got, _reference_mask(air.copy(), 0.001, settings))
     assert not got[:4].any() and not got[8:].any()
     assert got[4:8, 9:11, 9:11].all()
@@ -133,7 +139,7 @@ def test_slices_without_lung_are_cleared() -> None:
 
 def test_no_air_gives_an_empty_mask() -> None:
     air = np.zeros((3, 8, 8), dtype=bool)
-    assert not lung_mask(air, 1.0, LungVolumeSettings()).any()
+    assert not _lung_mask(air, 1.0, LungVolumeSettings()).any()
 
 
 def test_slices_read_from_files_are_decoded_from_them_not_kept(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from aifi_app.service import Appliance
 from aifi_app.store import algorithm_state
 from tests.algorithms.test_lung_volume import phantom_series, phantom_volume
 from tests.helpers.packages import make_package
+from tests.helpers.tools import dciodvfy_errors
 from tests.pipeline.test_chain_in_process import KEY, _drain, _receive, _settings
 
 VENDOR_ROUTE = Route(name="vendor", algorithm="vendor-cxr", modalities=("CR", "DX"))
@@ -87,6 +88,7 @@ def _lung_app(tmp_path: Path, pacs: DemoPacs) -> Appliance:
     return Appliance(settings, secret_for=lambda _: KEY)
 
 
+@pytest.mark.dicom3tools
 @pytest.mark.parametrize("in_processes", [False, True])
 def test_ct_lung_volume_reports_a_measurement(
     tmp_path: Path, pacs: DemoPacs, monkeypatch: pytest.MonkeyPatch, in_processes: bool
@@ -103,9 +105,23 @@ def test_ct_lung_volume_reports_a_measurement(
     _drain(app)
     (job,) = app.db.query("SELECT state, reason FROM jobs")
     assert job["state"] == "delivered", job["reason"]
-    by_modality = {d.Modality: d for d in (dcmread(p) for p in pacs.folder.glob("*.dcm"))}
+    delivered = sorted(pacs.folder.glob("*.dcm"))
+    for path in delivered:  # the re-identified SR and SEG as the PACS got them
+        assert dciodvfy_errors(path) == [], path.name
+    by_modality = {d.Modality: d for d in (dcmread(p) for p in delivered)}
     assert set(by_modality) == {"SR", "SEG"}
     sr, seg = by_modality["SR"], by_modality["SEG"]
+    # the SR's volume is of the SEG's lung segment (TID 1411), not of 24 listed images
+    images = [item for item in _walk(sr) if item.get("ValueType") == "IMAGE"]
+    assert [i.ReferencedSOPSequence[0].ReferencedSOPInstanceUID for i in images] == [
+        seg.SOPInstanceUID
+    ]
+    evidence = {
+        instance.ReferencedSOPInstanceUID
+        for series in sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence
+        for instance in series.ReferencedSOPSequence
+    }
+    assert evidence == {seg.SOPInstanceUID} | {str(s.SOPInstanceUID) for s in sources}
     # the segmentation lies in the original study and frame of reference, on its slices
     assert seg.StudyInstanceUID == sources[0].StudyInstanceUID
     assert seg.FrameOfReferenceUID == sources[0].FrameOfReferenceUID

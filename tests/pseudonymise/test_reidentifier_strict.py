@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from pydicom import Dataset
 from pydicom.sequence import Sequence
@@ -89,6 +91,30 @@ def test_unknown_uid_is_refused() -> None:
     ].ReferencedSOPInstanceUID = "2.25.1234"
     with pytest.raises(UnknownReferenceError, match=r"\(0008,1155\)"):
         reidentify(result, table.original_for, header, scope)
+
+
+def test_a_reference_to_a_sibling_result_is_kept_and_nothing_else() -> None:
+    """An SR may reference the SEG re-identified with it (its UIDs are the SEG's own, in
+    no mapping); the same reference is refused when the SEG is not among the siblings."""
+    header, _, result, table, scope = _setup()
+    seg_instance, seg_series = "2.25.4242", "2.25.4243"
+    reference = result.ContentSequence[0].ContentSequence[0].ReferencedSOPSequence[0]
+    reference.ReferencedSOPInstanceUID = seg_instance
+    evidence = result.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0]
+    evidence.SeriesInstanceUID = seg_series
+    evidence.ReferencedSOPSequence[0].ReferencedSOPInstanceUID = seg_instance
+    with_seg = dataclasses.replace(scope, sibling_uids=frozenset({seg_instance, seg_series}))
+    out = reidentify(result, table.original_for, header, with_seg)
+    restored = out.ContentSequence[0].ContentSequence[0].ReferencedSOPSequence[0]
+    assert restored.ReferencedSOPInstanceUID == seg_instance
+    restored_evidence = out.CurrentRequestedProcedureEvidenceSequence[0]
+    assert restored_evidence.StudyInstanceUID == ORIGINAL["study"]
+    assert restored_evidence.ReferencedSeriesSequence[0].SeriesInstanceUID == seg_series
+    with pytest.raises(UnknownReferenceError, match=r"\(0008,1155\)|\(0020,000E\)"):
+        reidentify(result, table.original_for, header, scope)
+    only_series = dataclasses.replace(scope, sibling_uids=frozenset({seg_series}))
+    with pytest.raises(UnknownReferenceError, match=r"\(0008,1155\)"):
+        reidentify(result, table.original_for, header, only_series)
 
 
 def test_reference_to_an_instance_not_received_is_refused() -> None:

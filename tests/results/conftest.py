@@ -252,6 +252,25 @@ def ct_source() -> Dataset:
     return _make_ct_source()
 
 
+def _make_ct_series(slices: int) -> list[Dataset]:
+    """``slices`` slices of one CT series, 5 mm apart (the CT source, new instance UIDs)."""
+    series = []
+    for n in range(slices):
+        ds = _make_ct_source()
+        ds.SOPInstanceUID = _uid(f"ct-series-instance-{n}")
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.InstanceNumber = n + 1
+        ds.ImagePositionPatient = [-125.0, -125.0, 40.0 + 5.0 * n]
+        series.append(ds)
+    return series
+
+
+@pytest.fixture
+def ct_series() -> list[Dataset]:
+    """Four slices of one CT series (:func:`_make_ct_source`, 5 mm apart)."""
+    return _make_ct_series(4)
+
+
 ALGORITHM = AlgorithmIdentity(
     algorithm_id="cxr-pneumonia",
     name="CXR Pneumonia Detector",

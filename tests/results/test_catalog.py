@@ -39,7 +39,7 @@ def test_every_kind_is_built_with_the_sop_class_of_the_table(
         findings=(finding,),
         regions=(region(dx_source, "point", ((3.0, 3.0),)),),
     )
-    mask = SegmentationMask(
+    mask = SegmentationMask.from_array(
         CodedConcept("39607008", "SCT", "Lung"),
         "Lung",
         (str(ct_source.SOPInstanceUID),),

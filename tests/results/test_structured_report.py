@@ -12,8 +12,18 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import ComprehensiveSRStorage
 
-from aifi_app.algorithms.findings import AlgorithmIdentity, AlgorithmResult, CodedConcept, Finding
+from aifi_app.algorithms.findings import (
+    AlgorithmIdentity,
+    AlgorithmResult,
+    CodedConcept,
+    Finding,
+    MeasurementFinding,
+    SegmentationMask,
+)
 from aifi_app.results import build_measurement_report
+from aifi_app.results.structured_report import SegmentReference
+from tests.results.test_segmentation import LUNG, SEG_UIDS, lung_mask
+from tests.results.test_segmentation import build as build_seg
 
 MakeFinding = Callable[..., Finding]
 MakeResult = Callable[..., AlgorithmResult]
@@ -293,3 +303,97 @@ def test_sr_regions_name_their_frame_on_multiframe_images(
     )
     refs = [e for e in sr.iterall() if e.keyword == "ReferencedFrameNumber"]
     assert [int(e.value) for e in refs] == [2]
+
+
+def lung_volume_result(series: list[Dataset], algorithm: AlgorithmIdentity) -> AlgorithmResult:
+    """A lung volume measured on ``series``, with the lung mask it was measured on."""
+    measurement = MeasurementFinding(
+        concept=LUNG,
+        quantity=CodedConcept("118565006", "SCT", "Volume"),
+        value=3120.5,
+        unit=CodedConcept("ml", "UCUM", "milliliter"),
+        method="HU threshold -1024 to -320",
+        source_series_instance_uid=str(series[0].SeriesInstanceUID),
+        source_sop_instance_uids=tuple(str(ds.SOPInstanceUID) for ds in series),
+        source_sop_class_uid=str(series[0].SOPClassUID),
+        label="Lung volume 3120 ml",
+    )
+    return AlgorithmResult(
+        algorithm=algorithm, measurements=(measurement,), segmentations=(lung_mask(series),)
+    )
+
+
+@pytest.mark.dicom3tools
+@pytest.mark.dcmtk
+def test_a_segmented_measurement_references_its_segment_not_every_image(
+    ct_series: list[Dataset],
+    algorithm: AlgorithmIdentity,
+    write_dicom: Callable[[Dataset, str], Path],
+    dciodvfy: Callable[[Path], list[str]],
+    dsrdump: Callable[[Path], str],
+) -> None:
+    result = lung_volume_result(ct_series, algorithm)
+    seg_uid, seg_series = SEG_UIDS["sop_instance_uid"], SEG_UIDS["series_instance_uid"]
+    segment = SegmentReference(str(seg_uid), str(seg_series), 1, result.segmentations[0])
+    path = write_dicom(build(ct_series, result, segments=[segment]), "lung-sr")
+    dciodvfy(path)
+    dump = dsrdump(path)
+    assert "Referenced Segment" in dump
+    source_series = f'"Source Series for Segmentation")="{ct_series[0].SeriesInstanceUID}"'
+    assert source_series in dump
+    sr = dcmread(path)
+    (group,) = hd.sr.ComprehensiveSR.from_dataset(
+        sr
+    ).content.get_volumetric_roi_measurement_groups()
+    (volume,) = group.get_measurements()
+    assert volume.value == pytest.approx(3120.5)
+    assert volume.unit.value == "ml"
+    referenced = group.referenced_segment
+    assert referenced is not None
+    segment_item, series_item = referenced
+    assert segment_item.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == seg_uid
+    assert segment_item.ReferencedSOPSequence[0].ReferencedSegmentNumber == 1
+    assert ct_series[0].SeriesInstanceUID == series_item.UID
+    # the content references no source image; the evidence lists the sources and the SEG
+    images = [item for item in _content_items(sr) if item.ValueType == "IMAGE"]
+    assert [i.ReferencedSOPSequence[0].ReferencedSOPInstanceUID for i in images] == [seg_uid]
+    (study,) = sr.CurrentRequestedProcedureEvidenceSequence
+    evidence = {
+        (series.SeriesInstanceUID, instance.ReferencedSOPInstanceUID)
+        for series in study.ReferencedSeriesSequence
+        for instance in series.ReferencedSOPSequence
+    }
+    assert evidence == {(seg_series, seg_uid)} | {
+        (ds.SeriesInstanceUID, ds.SOPInstanceUID) for ds in ct_series
+    }
+    # the SEG it names is valid with these UIDs
+    dciodvfy(write_dicom(build_seg(ct_series, result.segmentations[0], algorithm), "lung-seg"))
+
+
+def test_a_measurement_without_its_segment_references_its_images(
+    ct_series: list[Dataset], algorithm: AlgorithmIdentity
+) -> None:
+    result = lung_volume_result(ct_series, algorithm)
+    other = SegmentationMask(
+        CodedConcept("10200004", "SCT", "Liver"),
+        "Liver",
+        result.segmentations[0].source_sop_instance_uids,
+        result.segmentations[0].packed,
+    )
+    unrelated = SegmentReference("2.25.91", "2.25.92", 1, other)
+    for segments in ([], [unrelated]):
+        sr = build(ct_series, result, segments=segments)
+        report = hd.sr.ComprehensiveSR.from_dataset(sr).content
+        assert not report.get_volumetric_roi_measurement_groups()
+        (group,) = report.get_image_measurement_groups()
+        assert [i.referenced_sop_instance_uid for i in group.source_images] == [
+            ds.SOPInstanceUID for ds in ct_series
+        ]
+
+
+def _content_items(ds: Dataset) -> list[Dataset]:
+    found = []
+    for item in ds.get("ContentSequence", []):
+        found.append(item)
+        found += _content_items(item)
+    return found

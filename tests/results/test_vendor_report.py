@@ -8,7 +8,10 @@ from pydicom import Dataset
 
 from aifi_app.algorithms.findings import AlgorithmIdentity, AlgorithmResult, Finding
 from aifi_app.results import build_measurement_report
+from aifi_app.results.structured_report import SegmentReference
 from aifi_app.results.vendor_report import findings_of_vendor_report
+from tests.results.test_structured_report import build as _build_sr
+from tests.results.test_structured_report import lung_volume_result
 
 VENDOR = AlgorithmIdentity("vendor-x", "Vendor X", "2.1", "Vendor X B.V.")
 
@@ -76,3 +79,22 @@ def test_measurements_are_read_and_other_documents_give_nothing(
     broken = _report([ct_source], AlgorithmResult(algorithm=VENDOR, measurements=(volume,)))
     del broken.ContentSequence[-1].ContentSequence  # an unreadable measurement group
     assert findings_of_vendor_report(broken, VENDOR).findings == ()
+
+
+def test_a_segment_volume_is_read_on_the_segments_source_series(
+    ct_series: list[Dataset], algorithm: AlgorithmIdentity
+) -> None:
+    """A TID 1411 group referencing a SEG's segment (as our CT reports do): its
+    measurement is on the evidence's images of the segment's source series."""
+    result = lung_volume_result(ct_series, algorithm)
+    segment = SegmentReference("2.25.4242", "2.25.4243", 1, result.segmentations[0])
+    report = _build_sr(ct_series, result, segments=[segment])
+    (volume,) = findings_of_vendor_report(report, algorithm).measurements
+    (expected,) = result.measurements
+    assert (volume.value, volume.unit, volume.concept) == (
+        expected.value,
+        expected.unit,
+        expected.concept,
+    )
+    assert volume.source_sop_instance_uids == expected.source_sop_instance_uids
+    assert volume.source_series_instance_uid == expected.source_series_instance_uid

@@ -1,0 +1,160 @@
+"""The CT's result stage on its own: model output -> SR and SEG built, re-identified, written.
+
+    .venv/bin/python bench/ct_results_bench.py [--slices 500]
+
+In one process, as the service's worker thread does it: a synthetic chest CT
+(``bench/data.py``) is received into an in-process appliance routed to the bundled
+``ct-lung-volume``, pseudonymised, and then ``JobProcessor.run_algorithm`` runs (the lung
+volume, then the SR and the SEG built, re-identified and written durably). highdicom's
+tables are loaded first, as in a service that has built a result before. Prints the
+job's recorded stage times, then per step of the result stage (each builder, each
+re-identification, each file written) its wall-clock and CPU seconds (CPU: the worker
+thread's own, steadier on a shared machine) and the resident memory before and after
+it, and the peak resident memory during ``run_algorithm`` (sampled every 20 ms, and the
+process's VmHWM, reset before it). Linux only (``/proc``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import data
+
+
+def _status_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--slices", type=int, default=500)
+    args = parser.parse_args()
+
+    from pydicom import dcmread
+
+    import aifi_app.pipeline.processing as processing
+    import aifi_app.results as results
+    from aifi_app.config.settings import (
+        CompletionSettings,
+        NodeSettings,
+        Route,
+        Settings,
+        StorageSettings,
+    )
+    from aifi_app.service import Appliance
+    from aifi_app.store import jobs
+    from aifi_app.store.states import JobState
+
+    with tempfile.TemporaryDirectory(prefix="aifi-ct-results-") as tmp:
+        work = Path(tmp)
+        ct = data.make_ct(work / "ct", args.slices)
+        settings = Settings(
+            node=NodeSettings(port=0),
+            completion=CompletionSettings(idle_seconds=0.0),
+            storage=StorageSettings(data_dir=str(work / "data")),
+            routes=(Route(name="ct", algorithm="ct-lung-volume", modalities=("CT",)),),
+        )
+        app = Appliance(settings, secret_for=lambda _: b"k" * 32)
+        app.node.incoming.mkdir(parents=True, exist_ok=True)
+        for path in ct:
+            uid = dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
+            target = app.node.incoming / "x.dcm"
+            shutil.copyfile(path, target)
+            app.node.accept_file(target, "MODALITY", str(uid.SOPInstanceUID))
+        for study_id in jobs.due_studies(app.db):
+            jobs.mark_complete(app.db, study_id)
+        for study_id in jobs.complete_studies(app.db):
+            app.worker.route(study_id)
+        (job_id,) = [int(r["id"]) for r in app.db.query("SELECT id FROM jobs")]
+        app.processor.pseudonymise(job_id)
+
+        from highdicom import _standard_utils  # as a service that built a result before
+
+        _standard_utils.get_module_attribute_map()
+        _standard_utils.get_iod_module_map()
+
+        steps: list[tuple[str, float, float, float, float]] = []
+
+        def timed(module: Any, name: str) -> None:
+            function: Callable[..., Any] = getattr(module, name)
+
+            @functools.wraps(function)
+            def wrapper(*a: Any, **k: Any) -> Any:
+                wall, cpu, rss = time.perf_counter(), time.thread_time(), _status_mb("VmRSS")
+                try:
+                    return function(*a, **k)
+                finally:
+                    steps.append(
+                        (
+                            name,
+                            time.perf_counter() - wall,
+                            time.thread_time() - cpu,
+                            rss,
+                            _status_mb("VmRSS"),
+                        )
+                    )
+
+            setattr(module, name, wrapper)
+
+        for name in ("build_measurement_report", "build_segmentation"):
+            getattr(results, name)  # loaded on first use (PEP 562)
+            timed(results, name)
+        # (part10_bytes and durable_write: how results were written before 2026-11-29)
+        for name in ("reidentify", "write_part10_durably", "part10_bytes", "durable_write"):
+            if hasattr(processing, name):
+                timed(processing, name)
+
+        peak = [0.0]
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.wait(0.02):
+                peak[0] = max(peak[0], _status_mb("VmRSS"))
+
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM
+        before = _status_mb("VmRSS")
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        started = time.perf_counter()
+        app.processor.run_algorithm(job_id, JobState.PSEUDONYMISED)
+        elapsed = time.perf_counter() - started
+        stop.set()
+        sampler.join()
+        state = app.db.query("SELECT state, reason FROM jobs")[0]
+        stages = app.db.query(
+            "SELECT stage, finished_at - started_at AS seconds FROM job_stage_times"
+            " WHERE job_id = ? ORDER BY started_at",
+            (job_id,),
+        )
+        app.db.close()
+    if state["state"] != JobState.RESULT_RECEIVED:
+        print(f"job ended {state['state']}: {state['reason']}")
+        return 1
+    print(f"CT {args.slices} slices; run_algorithm {elapsed:.2f} s")
+    print("stages: " + ", ".join(f"{r['stage']} {r['seconds']:.2f} s" for r in stages))
+    print(f"{'step':<26} {'wall s':>7} {'cpu s':>7} {'RSS before':>11} {'after MB':>9}")
+    for name, wall, cpu, rss_before, rss_after in steps:
+        print(f"{name:<26} {wall:7.3f} {cpu:7.3f} {rss_before:11.0f} {rss_after:9.0f}")
+    print(
+        f"resident memory: {before:.0f} MB before run_algorithm, peak {peak[0]:.0f} MB sampled,"
+        f" VmHWM {_status_mb('VmHWM'):.0f} MB"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,46 @@
+"""The bench's process-tree memory sampler sees a grandchild's memory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from bench.process_tree import TreePeak, descendants
+
+MB = 1_000_000
+# a child that starts a grandchild holding 60 MB (touched), says "ready" and waits
+GRANDCHILD = "b = bytearray(60_000_000); print('ready', flush=True); input()"
+CHILD = (
+    "import subprocess, sys; "
+    f"p = subprocess.Popen([sys.executable, '-c', {GRANDCHILD!r}], stdin=subprocess.PIPE, "
+    "stdout=subprocess.PIPE, text=True); "
+    "print(p.stdout.readline().strip(), p.pid, flush=True); input(); p.communicate('')"
+)
+
+
+def test_tree_peak_counts_descendants_memory() -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None
+        ready, grandchild = child.stdout.readline().split()
+        assert ready == "ready"
+        assert {child.pid, int(grandchild)} <= set(descendants(os.getpid()))
+        with TreePeak(os.getpid(), interval=60) as tree:  # samples on entry and exit
+            pass
+        assert tree.peak_processes >= 3
+        assert tree.child_hwm_bytes >= 60 * MB
+        assert tree.peak_bytes >= 60 * MB + _rss_bytes(os.getpid())
+    finally:
+        child.communicate("\n", timeout=30)
+    assert int(grandchild) not in descendants(os.getpid())
+
+
+def _rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
