@@ -28,6 +28,7 @@ from aifi_app.health import Heartbeat
 from aifi_app.net.tls import TlsConfigError
 from aifi_app.pipeline.dispatcher import Dispatcher
 from aifi_app.pipeline.node_monitor import NodeMonitor
+from aifi_app.pipeline.pre_pseudonymise import PrePseudonymiser
 from aifi_app.pipeline.processing import JobProcessor
 from aifi_app.pipeline.remote_dicom import RemoteDicomStep
 from aifi_app.pipeline.remote_dicomweb import RemoteDicomwebStep
@@ -135,6 +136,16 @@ class Appliance:
                 conn, job_id, package, result, header, self.settings
             ),
         )
+        self.pre_pseudonymiser = PrePseudonymiser(
+            self.db,
+            self.data_dir,
+            lambda: self.settings,
+            self.catalog.enabled,
+            self.secret,
+            is_our_pseudonym=self.processor.is_our_pseudonym,
+            disk_short=lambda: self.disk_guard.shortfall(),
+        )
+        self.processor.prepared = self.pre_pseudonymiser
         self.ris_sender = RisSender(self.db, lambda: self.settings)
         self.dispatcher = Dispatcher(self.db, self.data_dir, lambda: self.settings)
         self.node_monitor = NodeMonitor(self.db, lambda: self.settings)
@@ -195,6 +206,7 @@ class Appliance:
         if study_id != self._last_stored_study:
             self._last_stored_study = study_id
             self.worker.wake()
+            self.pre_pseudonymiser.wake()
 
     def idle_seconds_for(self, modality: str) -> float:
         """The completion idle time: the shortest of the routes that may take this modality."""
@@ -239,6 +251,7 @@ class Appliance:
         # opens its port; studies that arrive before the worker runs wait in the queue
         self.node.start()
         self.worker.start()
+        self.pre_pseudonymiser.start()
         self.dispatcher.start()
         self.node_monitor.start()
         self.ris_sender.start()
@@ -247,6 +260,7 @@ class Appliance:
     def stop(self) -> None:
         self.heartbeat.stop()
         self.node.stop()
+        self.pre_pseudonymiser.stop()
         self.worker.stop()
         self.dispatcher.stop()
         self.node_monitor.stop()

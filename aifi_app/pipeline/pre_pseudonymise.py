@@ -1,0 +1,363 @@
+"""Pseudonymising a study while it is still arriving, so that its job finds the work done.
+
+A background loop (thread ``aifi-prepseudo``) looks for instances of studies in
+``receiving`` that have no pre-made file yet, in batches of :data:`BATCH` instances. For
+each series it evaluates the routes' rules on the series' first instance (as the worker
+will on completion) and pre-makes the instance for the pseudonymisation options of every
+algorithm the study will probably go to (see :mod:`aifi_app.pipeline.premade` for the
+cache and its rules). A series no route takes gets a row that says so and no file.
+
+The pseudonymising itself runs in one spawned child process at the lowest CPU priority
+(``nice 19``), started on first use and kept: pydicom's header work holds the GIL, and a
+thread in the service would take the GIL from the DICOM node's receive threads, which
+is exactly the time the study arrives; a low-priority process takes only CPU left
+over (on a 2-core machine, the core the receiver does not use), and the receiver never
+waits for it. The files are written, flushed and renamed in the child; the rows are
+committed here. On Windows (a service under pythonservice.exe cannot spawn the same way)
+and in tests the work is done in this thread instead.
+
+A job that starts pseudonymising calls :meth:`PrePseudonymiser.settle` first: it waits
+for a batch of its study still in the child (at most one; the loop starts no new batch
+for a study once it left ``receiving``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import multiprocessing
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+from pydicom import Dataset, dcmread
+
+from aifi_app.algorithms.input_rules import HEADER_TAGS
+from aifi_app.algorithms.package import AlgorithmPackage
+from aifi_app.config.settings import Settings
+from aifi_app.dicom_node.spool import fsync_dir
+from aifi_app.failpoints import failpoint
+from aifi_app.fault_logging import log_fault
+from aifi_app.pipeline import premade, routing
+from aifi_app.pipeline.background_loop import BackgroundLoop
+from aifi_app.pipeline.durable_batch import DurableBatch
+from aifi_app.pipeline.premade import SelectionHeaders, SourceInstance
+from aifi_app.pseudonymise import BurnedInAnnotationRefused, BurnedInPolicy, ProfileOption
+from aifi_app.pseudonymise.batch import pseudonymise_file
+from aifi_app.pseudonymise.pseudonymiser import Pseudonymiser
+from aifi_app.store.database import Database, now
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+BATCH = 16
+"""Instances per batch: small, so that a job waits little for the batch in flight."""
+POLL_SECONDS = 0.2
+"""How often the loop looks for new instances while a study is receiving (it is woken
+when a new study starts)."""
+IDLE_SECONDS = 2.0
+SELECTION_TAGS = [*HEADER_TAGS, "InstanceNumber", "ImagePositionPatient"]
+"""The tags a job's image selection reads (kept in memory per instance)."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One set of pseudonymisation options an instance is pre-made for."""
+
+    key: str
+    options: frozenset[ProfileOption]
+    burned_in: BurnedInPolicy
+
+
+@dataclass(frozen=True)
+class Made:
+    instance_id: int
+    outcome: str
+    mappings: list[tuple[str, str, str]]
+    size: int
+
+
+def make_files(
+    secret: bytes,
+    options: frozenset[ProfileOption],
+    burned_in: BurnedInPolicy,
+    items: Sequence[tuple[int, str, str]],
+) -> list[Made]:
+    """Pseudonymise each (instance id, source, target) durably into ``target`` (written
+    under a temporary name, flushed, renamed, folder flushed). A refused or failed
+    instance gets no file. Runs in the child process (or this thread)."""
+    made: list[Made] = []
+    done: list[tuple[Path, Path]] = []
+    sink: list[list[tuple[str, str, str]]] = [[]]  # the current instance's mappings
+    pseudonymiser = Pseudonymiser(
+        secret,
+        options,
+        on_pseudonym=lambda k, o, p: sink[0].append((k, o, p)),
+        burned_in=burned_in,
+    )
+    with DurableBatch() as batch:
+        for instance_id, source, target in items:
+            sink[0] = []
+            final = Path(target)
+            temporary = final.with_suffix(".tmp")
+            batch.folder(temporary)
+            try:
+                pseudonymise_file(pseudonymiser, Path(source), temporary)
+            except (BurnedInAnnotationRefused, Exception):
+                # refused (burned-in text), unreadable, not DICOM: no file; the job's own
+                # step meets the same and reports it
+                temporary.unlink(missing_ok=True)
+                made.append(Made(instance_id, premade.REFUSED, [], 0))
+                continue
+            batch.written(temporary)
+            done.append((temporary, final))
+            made.append(Made(instance_id, premade.MADE, sink[0], temporary.stat().st_size))
+        batch.sync()
+    for temporary, final in done:
+        temporary.replace(final)
+    for folder in {final.parent for _, final in done}:
+        fsync_dir(folder)
+    return made
+
+
+def selection_headers(paths: Sequence[str]) -> list[Dataset | None]:
+    """The selection tags of each file (None where it cannot be read)."""
+    out: list[Dataset | None] = []
+    for path in paths:
+        try:
+            out.append(dcmread(path, stop_before_pixels=True, specific_tags=SELECTION_TAGS))
+        except Exception:
+            out.append(None)
+    return out
+
+
+def _lower_priority() -> None:
+    """The child's initializer: the lowest CPU priority, so that receiving comes first."""
+    with contextlib.suppress(AttributeError, OSError):  # not on this OS
+        os.nice(19)
+
+
+class PrePseudonymiser(BackgroundLoop):
+    thread_name = "aifi-prepseudo"
+
+    def __init__(
+        self,
+        db: Database,
+        data_dir: Path,
+        settings: Callable[[], Settings],
+        packages: Callable[[], dict[str, AlgorithmPackage]],
+        secret: bytes,
+        *,
+        is_our_pseudonym: Callable[[str], bool],
+        disk_short: Callable[[], str | None] = lambda: None,
+        in_child: bool | None = None,
+    ) -> None:
+        """``in_child``: pseudonymise in a low-priority child process (default: everywhere
+        but Windows). ``disk_short`` says why the disk is too full (then nothing is made)."""
+        super().__init__()
+        self.db = db
+        self.data_dir = data_dir
+        self._settings = settings
+        self._packages = packages
+        self._secret = secret
+        self._is_our_pseudonym = is_our_pseudonym
+        self._disk_short = disk_short
+        self._in_child = (os.name != "nt") if in_child is None else in_child
+        self._pool: ProcessPoolExecutor | None = None
+        self.headers = SelectionHeaders()
+        self._plans: dict[tuple[int, str], list[Plan]] = {}
+        self._skip_studies: dict[int, bool] = {}
+        self._busy = threading.Condition()
+        self._busy_study: int | None = None
+        self._receiving = False
+
+    # --- the loop ---------------------------------------------------------------------
+    def before_loop(self) -> None:
+        try:
+            for study_id in premade.stray_folders(self.db, self.data_dir):
+                premade.remove_study(self.db, self.data_dir, study_id)
+        except Exception as exc:
+            log_fault(log, "could not remove stray pre-made files", exc)
+
+    def idle_wait(self) -> float:
+        return POLL_SECONDS if self._receiving else IDLE_SECONDS
+
+    def stop(self, timeout: float = 30.0) -> None:
+        super().stop(timeout)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    def run_once(self) -> bool:
+        self.clean()
+        sources = self._next_batch()
+        if not sources:
+            return False
+        if self._disk_short() is not None:
+            return False  # the disk guard refuses new studies meanwhile; nothing cached
+        self.make(sources)
+        return True
+
+    def clean(self) -> None:
+        """Remove the pre-made files no job will take any more."""
+        studies = premade.removable_studies(self.db)
+        for study_id in studies:
+            premade.remove_study(self.db, self.data_dir, study_id)
+        self.headers.forget_studies(studies)
+        done = [
+            s
+            for s in self._skip_studies
+            if not self.db.query("SELECT 1 FROM studies WHERE id = ? AND state = 'receiving'", (s,))
+        ]
+        for study_id in done:
+            self._skip_studies.pop(study_id, None)
+            self._plans = {k: v for k, v in self._plans.items() if k[0] != study_id}
+
+    def settle(self, study_id: int, timeout: float = 10.0) -> None:
+        """Wait until no batch of ``study_id`` is being made (called by a job's step)."""
+        with self._busy:
+            self._busy.wait_for(lambda: self._busy_study != study_id, timeout)
+
+    # --- one batch --------------------------------------------------------------------
+    def _next_batch(self) -> list[tuple[SourceInstance, str]]:
+        rows = self.db.query(
+            "SELECT i.id, i.study_id, i.series_uid, i.path, i.received_at"
+            " FROM instances i JOIN studies s ON s.id = i.study_id"
+            " WHERE s.state = 'receiving' AND s.kind != 'record' AND NOT EXISTS"
+            " (SELECT 1 FROM premade_files p WHERE p.instance_id = i.id"
+            " AND p.received_at = i.received_at) ORDER BY i.id LIMIT ?",
+            (BATCH,),
+        )
+        self._receiving = bool(
+            rows or self.db.query("SELECT 1 FROM studies WHERE state = 'receiving' LIMIT 1")
+        )
+        if rows:
+            study = int(rows[0]["study_id"])  # one study per batch: settle waits for it
+            rows = [r for r in rows if int(r["study_id"]) == study]
+        return [
+            (
+                SourceInstance(
+                    int(r["id"]), int(r["study_id"]), Path(r["path"]), float(r["received_at"])
+                ),
+                str(r["series_uid"]),
+            )
+            for r in rows
+        ]
+
+    def plans(self, study_id: int, series_uid: str, header: Dataset | None) -> list[Plan]:
+        """The option sets to pre-make a series' instances for (cached per series)."""
+        cached = self._plans.get((study_id, series_uid))
+        if cached is not None:
+            return cached
+        if self._skip_study(study_id) or header is None:
+            plans: list[Plan] = []
+        else:
+            decisions = routing.evaluate(self._settings().routes, [header])
+            packages = self._packages()
+            by_key: dict[str, Plan] = {}
+            for decision in decisions:
+                package = packages.get(decision.route.algorithm) if decision.matched else None
+                if package is None:
+                    continue
+                options = frozenset(
+                    ProfileOption[name.upper()] for name in package.pseudonymisation_options
+                )
+                burned_in = package.burned_in_annotation
+                key = premade.options_key(self._secret, options, burned_in)
+                by_key[key] = Plan(key, options, burned_in)
+            plans = list(by_key.values())
+        self._plans[(study_id, series_uid)] = plans
+        return plans
+
+    def _skip_study(self, study_id: int) -> bool:
+        """True for a study that is not routed (objects returned into a pseudonymised study)."""
+        skip = self._skip_studies.get(study_id)
+        if skip is None:
+            row = self.db.query("SELECT study_uid FROM studies WHERE id = ?", (study_id,))
+            skip = not row or self._is_our_pseudonym(str(row[0]["study_uid"]))
+            self._skip_studies[study_id] = skip
+        return skip
+
+    def make(self, batch: Sequence[tuple[SourceInstance, str]]) -> None:
+        """Pre-make one batch (one study's instances) and record it."""
+        study_id = batch[0][0].study_id
+        with self._busy:
+            self._busy_study = study_id
+        try:
+            self._make(batch)
+        finally:
+            with self._busy:
+                self._busy_study = None
+                self._busy.notify_all()
+
+    def _make(self, batch: Sequence[tuple[SourceInstance, str]]) -> None:
+        sources = [s for s, _ in batch]
+        paths = [str(self.data_dir / s.path) for s in sources]
+        headers = self._call(selection_headers, paths)
+        by_plan: dict[str, tuple[Plan, list[SourceInstance]]] = {}
+        rows: list[tuple[int, str, int, float, str, int, str]] = []
+        for (source, series_uid), header in zip(batch, headers, strict=True):
+            if header is not None:
+                self.headers.put(source, header)
+            plans = self.plans(source.study_id, series_uid, header)
+            if not plans:
+                rows.append(
+                    (source.instance_id, "", source.study_id, source.received_at,
+                     premade.NO_ROUTE, 0, "[]")
+                )  # fmt: skip
+            for plan in plans:
+                by_plan.setdefault(plan.key, (plan, []))[1].append(source)
+        for key, (plan, items) in by_plan.items():
+            made = self._call(
+                make_files,
+                self._secret,
+                plan.options,
+                plan.burned_in,
+                [
+                    (
+                        s.instance_id,
+                        str(self.data_dir / s.path),
+                        str(premade.premade_file(self.data_dir, s.study_id, key, s.instance_id)),
+                    )
+                    for s in items
+                ],
+            )
+            received = {s.instance_id: s for s in items}
+            for m in made:
+                s = received[m.instance_id]
+                rows.append(
+                    (m.instance_id, key, s.study_id, s.received_at, m.outcome, m.size,
+                     json.dumps(m.mappings))
+                )  # fmt: skip
+        failpoint("prepseudo.before_recorded")
+        with self.db.transaction() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO premade_files (instance_id, options_key, study_id,"
+                " received_at, outcome, size, mappings, made_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(*r, now()) for r in rows],
+            )
+
+    def _call(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """``fn`` in the child process (started on first use; started again after it
+        died), or in this thread."""
+        if not self._in_child:
+            return fn(*args, **kwargs)
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_lower_priority,
+            )
+        try:
+            return self._pool.submit(fn, *args, **kwargs).result()
+        except BrokenProcessPool:
+            self._pool = None
+            raise
