@@ -250,8 +250,8 @@ class Appliance:
         # Runtime's import alone takes 0.1-0.6 s), which would hold the GIL while the node
         # opens its port; studies that arrive before the worker runs wait in the queue
         self.node.start()
+        self.pre_pseudonymiser.start()  # empties its cache before the worker looks at it
         self.worker.start()
-        self.pre_pseudonymiser.start()
         self.dispatcher.start()
         self.node_monitor.start()
         self.ris_sender.start()

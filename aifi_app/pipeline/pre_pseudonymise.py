@@ -24,7 +24,6 @@ for a study once it left ``receiving``).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import multiprocessing
 import os
@@ -41,17 +40,15 @@ from pydicom import Dataset, dcmread
 from aifi_app.algorithms.input_rules import HEADER_TAGS
 from aifi_app.algorithms.package import AlgorithmPackage
 from aifi_app.config.settings import Settings
-from aifi_app.dicom_node.spool import fsync_dir
 from aifi_app.failpoints import failpoint
 from aifi_app.fault_logging import log_fault
 from aifi_app.pipeline import premade, routing
 from aifi_app.pipeline.background_loop import BackgroundLoop
-from aifi_app.pipeline.durable_batch import DurableBatch
-from aifi_app.pipeline.premade import SelectionHeaders, SourceInstance
-from aifi_app.pseudonymise import BurnedInAnnotationRefused, BurnedInPolicy, ProfileOption
+from aifi_app.pipeline.premade import Entry, PremadeIndex, SourceInstance
+from aifi_app.pseudonymise import BurnedInPolicy, ProfileOption
 from aifi_app.pseudonymise.batch import pseudonymise_file
 from aifi_app.pseudonymise.pseudonymiser import Pseudonymiser
-from aifi_app.store.database import Database, now
+from aifi_app.store.database import Database
 
 log = logging.getLogger(__name__)
 
@@ -91,11 +88,17 @@ def make_files(
     burned_in: BurnedInPolicy,
     items: Sequence[tuple[int, str, str]],
 ) -> list[Made]:
-    """Pseudonymise each (instance id, source, target) durably into ``target`` (written
-    under a temporary name, flushed, renamed, folder flushed). A refused or failed
-    instance gets no file. Runs in the child process (or this thread)."""
+    """Pseudonymise each (instance id, source, target) into ``target`` (written under a
+    temporary name, then renamed). A refused or failed instance gets no file. Runs in the
+    child process (or this thread).
+
+    The files are not flushed here: an fsync while the study arrives stalls the DICOM
+    node's own fsyncs on the same disk (measured: the receiver paused long enough for a
+    0.1 s idle timer to split a 500-slice CT), so they are only handed to the kernel's
+    writeback (``POSIX_FADV_DONTNEED`` starts it without waiting). The job flushes the
+    files it takes (by then mostly written back: cheap), and the cache is emptied at
+    every start, so a file torn by a power cut is never used."""
     made: list[Made] = []
-    done: list[tuple[Path, Path]] = []
     sink: list[list[tuple[str, str, str]]] = [[]]  # the current instance's mappings
     pseudonymiser = Pseudonymiser(
         secret,
@@ -103,29 +106,42 @@ def make_files(
         on_pseudonym=lambda k, o, p: sink[0].append((k, o, p)),
         burned_in=burned_in,
     )
-    with DurableBatch() as batch:
-        for instance_id, source, target in items:
-            sink[0] = []
-            final = Path(target)
-            temporary = final.with_suffix(".tmp")
-            batch.folder(temporary)
-            try:
-                pseudonymise_file(pseudonymiser, Path(source), temporary)
-            except (BurnedInAnnotationRefused, Exception):
-                # refused (burned-in text), unreadable, not DICOM: no file; the job's own
-                # step meets the same and reports it
-                temporary.unlink(missing_ok=True)
-                made.append(Made(instance_id, premade.REFUSED, [], 0))
-                continue
-            batch.written(temporary)
-            done.append((temporary, final))
-            made.append(Made(instance_id, premade.MADE, sink[0], temporary.stat().st_size))
-        batch.sync()
-    for temporary, final in done:
+    for instance_id, source, target in items:
+        sink[0] = []
+        final = Path(target)
+        temporary = final.with_suffix(".tmp")
+        temporary.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            pseudonymise_file(pseudonymiser, Path(source), temporary)
+        except Exception:
+            # refused (burned-in text), unreadable, not DICOM: no file; the job's own
+            # step meets the same and reports it
+            temporary.unlink(missing_ok=True)
+            made.append(Made(instance_id, premade.REFUSED, [], 0))
+            continue
+        if os.environ.get("XFADVISE"):
+            _start_writeback(temporary)
         temporary.replace(final)
-    for folder in {final.parent for _, final in done}:
-        fsync_dir(folder)
+        made.append(Made(instance_id, premade.MADE, sink[0], final.stat().st_size))
     return made
+
+
+def _start_writeback(path: Path) -> None:
+    """Ask the kernel to start writing ``path`` to disk now, without waiting for it."""
+    advise = getattr(os, "posix_fadvise", None)
+    if advise is None:  # Windows
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        advise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _warm() -> None:
+    """Nothing: submitted once so that the child imports its modules before a study."""
 
 
 def selection_headers(paths: Sequence[str]) -> list[Dataset | None]:
@@ -172,7 +188,7 @@ class PrePseudonymiser(BackgroundLoop):
         self._disk_short = disk_short
         self._in_child = (os.name != "nt") if in_child is None else in_child
         self._pool: ProcessPoolExecutor | None = None
-        self.headers = SelectionHeaders()
+        self.index = PremadeIndex(data_dir)
         self._plans: dict[tuple[int, str], list[Plan]] = {}
         self._skip_studies: dict[int, bool] = {}
         self._busy = threading.Condition()
@@ -180,12 +196,25 @@ class PrePseudonymiser(BackgroundLoop):
         self._receiving = False
 
     # --- the loop ---------------------------------------------------------------------
-    def before_loop(self) -> None:
+    def start(self) -> None:
+        """Empty the cache (files of an earlier run may be torn by a power cut: they are
+        made again), then start the loop. Call before the worker starts."""
+        self.purge()
+        super().start()
+
+    def purge(self) -> None:
+        """Remove every pre-made file."""
         try:
-            for study_id in premade.stray_folders(self.db, self.data_dir):
-                premade.remove_study(self.db, self.data_dir, study_id)
+            self.index.purge()
         except Exception as exc:
-            log_fault(log, "could not remove stray pre-made files", exc)
+            log_fault(log, "could not empty the pre-made files", exc)
+
+    def before_loop(self) -> None:
+        if self._in_child:  # the child imports pydicom and the pseudonymiser now, at
+            try:  # the lowest priority, not when the first study arrives
+                self._call(_warm)
+            except Exception as exc:
+                log_fault(log, "the pre-pseudonymising process did not start", exc)
 
     def idle_wait(self) -> float:
         return POLL_SECONDS if self._receiving else IDLE_SECONDS
@@ -198,6 +227,9 @@ class PrePseudonymiser(BackgroundLoop):
 
     def run_once(self) -> bool:
         self.clean()
+        if not self._settings().completion.pseudonymise_while_receiving:
+            self._receiving = False
+            return False
         sources = self._next_batch()
         if not sources:
             return False
@@ -208,10 +240,8 @@ class PrePseudonymiser(BackgroundLoop):
 
     def clean(self) -> None:
         """Remove the pre-made files no job will take any more."""
-        studies = premade.removable_studies(self.db)
-        for study_id in studies:
-            premade.remove_study(self.db, self.data_dir, study_id)
-        self.headers.forget_studies(studies)
+        for study_id in premade.removable_studies(self.db, self.index.studies()):
+            self.index.remove_study(study_id)
         done = [
             s
             for s in self._skip_studies
@@ -228,29 +258,27 @@ class PrePseudonymiser(BackgroundLoop):
 
     # --- one batch --------------------------------------------------------------------
     def _next_batch(self) -> list[tuple[SourceInstance, str]]:
+        """Up to :data:`BATCH` instances of one receiving study not handled yet (read only:
+        nothing here writes to the queue while a study arrives)."""
         rows = self.db.query(
             "SELECT i.id, i.study_id, i.series_uid, i.path, i.received_at"
             " FROM instances i JOIN studies s ON s.id = i.study_id"
-            " WHERE s.state = 'receiving' AND s.kind != 'record' AND NOT EXISTS"
-            " (SELECT 1 FROM premade_files p WHERE p.instance_id = i.id"
-            " AND p.received_at = i.received_at) ORDER BY i.id LIMIT ?",
-            (BATCH,),
+            " WHERE s.state = 'receiving' AND s.kind != 'record' ORDER BY i.id"
         )
-        self._receiving = bool(
-            rows or self.db.query("SELECT 1 FROM studies WHERE state = 'receiving' LIMIT 1")
-        )
-        if rows:
-            study = int(rows[0]["study_id"])  # one study per batch: settle waits for it
-            rows = [r for r in rows if int(r["study_id"]) == study]
-        return [
-            (
-                SourceInstance(
-                    int(r["id"]), int(r["study_id"]), Path(r["path"]), float(r["received_at"])
-                ),
-                str(r["series_uid"]),
+        self._receiving = bool(rows)
+        batch: list[tuple[SourceInstance, str]] = []
+        for r in rows:
+            source = SourceInstance(
+                int(r["id"]), int(r["study_id"]), Path(r["path"]), float(r["received_at"])
             )
-            for r in rows
-        ]
+            if self.index.handled(source.instance_id, source.received_at):
+                continue
+            if batch and source.study_id != batch[0][0].study_id:
+                break  # one study per batch: a job's settle waits for it
+            batch.append((source, str(r["series_uid"])))
+            if len(batch) == BATCH:
+                break
+        return batch
 
     def plans(self, study_id: int, series_uid: str, header: Dataset | None) -> list[Plan]:
         """The option sets to pre-make a series' instances for (cached per series)."""
@@ -300,19 +328,15 @@ class PrePseudonymiser(BackgroundLoop):
 
     def _make(self, batch: Sequence[tuple[SourceInstance, str]]) -> None:
         sources = [s for s, _ in batch]
-        paths = [str(self.data_dir / s.path) for s in sources]
-        headers = self._call(selection_headers, paths)
+        headers = self._call(selection_headers, [str(self.data_dir / s.path) for s in sources])
         by_plan: dict[str, tuple[Plan, list[SourceInstance]]] = {}
-        rows: list[tuple[int, str, int, float, str, int, str]] = []
+        entries: dict[int, dict[str, Entry]] = {s.instance_id: {} for s in sources}
         for (source, series_uid), header in zip(batch, headers, strict=True):
-            if header is not None:
-                self.headers.put(source, header)
             plans = self.plans(source.study_id, series_uid, header)
             if not plans:
-                rows.append(
-                    (source.instance_id, "", source.study_id, source.received_at,
-                     premade.NO_ROUTE, 0, "[]")
-                )  # fmt: skip
+                entries[source.instance_id][""] = Entry(
+                    source.study_id, source.received_at, premade.NO_ROUTE, 0, ()
+                )
             for plan in plans:
                 by_plan.setdefault(plan.key, (plan, []))[1].append(source)
         for key, (plan, items) in by_plan.items():
@@ -333,17 +357,12 @@ class PrePseudonymiser(BackgroundLoop):
             received = {s.instance_id: s for s in items}
             for m in made:
                 s = received[m.instance_id]
-                rows.append(
-                    (m.instance_id, key, s.study_id, s.received_at, m.outcome, m.size,
-                     json.dumps(m.mappings))
-                )  # fmt: skip
+                entries[m.instance_id][key] = Entry(
+                    s.study_id, s.received_at, m.outcome, m.size, tuple(m.mappings)
+                )
         failpoint("prepseudo.before_recorded")
-        with self.db.transaction() as conn:
-            conn.executemany(
-                "INSERT OR REPLACE INTO premade_files (instance_id, options_key, study_id,"
-                " received_at, outcome, size, mappings, made_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(*r, now()) for r in rows],
-            )
+        for source, header in zip(sources, headers, strict=True):
+            self.index.put(source, header, entries[source.instance_id])
 
     def _call(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         """``fn`` in the child process (started on first use; started again after it

@@ -4,29 +4,32 @@ while a study is still arriving, and that a job's pseudonymisation step takes fr
 A pre-made file is the exact file the job's step would write for one received instance
 with one set of pseudonymisation options (keyed pseudonyms and derived UIDs make it so),
 so a job links it into its work folder instead of pseudonymising the instance again.
-It is only a cache: a file is used when its row in ``premade_files`` names the same
-instance, the same received copy of it (``received_at``: a resent instance is made
-again) and the same options key, and its file is there; anything else is pseudonymised
-at job time as before.
+It is only a cache, kept for the life of the service process: the index is in memory
+(:class:`PremadeIndex`), and the folder is emptied at every start, so files made before
+a crash or power cut (not flushed to disk, possibly torn) are never used; the study's
+instances are made again, or pseudonymised by the job. An entry is used when it names
+the same instance, the same received copy of it (``received_at``: a resent instance is
+made again) and the same options key, and its file is there.
+
+The cache writes nothing to the queue database: a write transaction from this side
+while a study arrives made the DICOM node's own commits wait for the lock (SQLite's
+busy handler sleeps in steps of up to 100 ms), long enough for a 0.1 s idle timer to
+split a CT in two.
 
 Files lie in ``premade/<study id>/<options key>/<instance id>.dcm`` under the data
 folder: numbers and a keyed hash only, never a UID or a name. Each is written under a
-temporary name, flushed to disk and then renamed, and its row is committed only after
-that, so a committed row never names a torn file, and a file that is made again replaces
-the old one's name without touching a copy a job has already linked.
-
-The rows also carry the pseudonym mappings (kind, original, pseudonym) the file made,
-which the job records in ``pseudonyms`` when it uses the file; they are removed with
-the files once the study has left ``receiving``/``complete`` and no job of it waits to
-be pseudonymised (a study that got no route included).
+temporary name and then renamed, so a file that is made again replaces the old one's
+name without touching a copy a job has already linked. The entries also carry the
+pseudonym mappings (kind, original, pseudonym) each file made, which the job records in
+``pseudonyms`` when it uses the file. Files and entries are removed once the study has
+left ``receiving``/``complete`` and no job of it waits to be pseudonymised (a study that
+got no route included).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import json
-import logging
 import os
 import shutil
 import threading
@@ -39,8 +42,6 @@ from pydicom import Dataset
 from aifi_app import __version__
 from aifi_app.pseudonymise import BurnedInPolicy, ProfileOption
 from aifi_app.store.database import Database
-
-log = logging.getLogger(__name__)
 
 PREMADE_DIR = "premade"
 MADE = "made"
@@ -85,109 +86,114 @@ class Premade:
     mappings: tuple[Mapping, ...]
 
 
-def lookup(
-    db: Database, data_dir: Path, sources: Sequence[SourceInstance], key: str
-) -> dict[int, Premade]:
-    """The usable pre-made files of ``sources`` for the options ``key``, by instance id."""
-    if not sources:
-        return {}
-    wanted = {s.instance_id: s for s in sources}
-    found: dict[int, Premade] = {}
-    rows = db.query(
-        "SELECT instance_id, study_id, received_at, mappings FROM premade_files"
-        " WHERE options_key = ? AND outcome = ?"
-        " AND instance_id IN (SELECT value FROM json_each(?))",
-        (key, MADE, json.dumps(list(wanted))),
-    )
-    for row in rows:
-        source = wanted[int(row["instance_id"])]
-        if float(row["received_at"]) != source.received_at:
-            continue  # made from an earlier copy of a resent instance
-        path = premade_file(data_dir, int(row["study_id"]), key, source.instance_id)
-        if path.is_file():
-            mappings = tuple((str(k), str(o), str(p)) for k, o, p in json.loads(row["mappings"]))
-            found[source.instance_id] = Premade(path, mappings)
-    return found
+@dataclass(frozen=True)
+class Entry:
+    """What the pre-pseudonymiser did with one instance for one options key."""
+
+    study_id: int
+    received_at: float
+    outcome: str
+    size: int
+    mappings: tuple[Mapping, ...]
 
 
 def link_into(premade: Path, target: Path) -> None:
     """Put the pre-made file at ``target`` (a hard link; a copy where links fail). The
-    file is already on disk; the caller makes the folder entry durable."""
+    caller makes the file and its folder entry durable. Raises OSError when the pre-made
+    file is gone."""
     try:
         os.link(premade, target)
+    except FileNotFoundError:
+        raise
     except OSError:
         shutil.copyfile(premade, target)
 
 
-def removable_studies(db: Database) -> list[int]:
-    """Studies whose pre-made files no job will take any more."""
-    rows = db.query(
-        "SELECT DISTINCT p.study_id FROM premade_files p JOIN studies s ON s.id = p.study_id"
-        " WHERE s.state NOT IN ('receiving', 'complete') AND NOT EXISTS"
-        " (SELECT 1 FROM jobs j WHERE j.study_id = s.id AND j.state = 'queued')"
-    )
-    return [int(r["study_id"]) for r in rows]
-
-
-def remove_study(db: Database, data_dir: Path, study_id: int) -> None:
-    """Remove a study's pre-made files and their rows (files first: a crash in between
-    leaves rows whose files are gone, which are never used and removed next time)."""
-    shutil.rmtree(study_dir(data_dir, study_id), ignore_errors=True)
-    with db.transaction() as conn:
-        conn.execute("DELETE FROM premade_files WHERE study_id = ?", (study_id,))
-
-
-def stray_folders(db: Database, data_dir: Path) -> list[int]:
-    """Study folders under ``premade/`` that no job will take (e.g. files made just before
-    a crash, whose rows were never committed, of a study finished since)."""
-    root = data_dir / PREMADE_DIR
-    if not root.is_dir():
-        return []
-    stray = []
-    for entry in root.iterdir():
-        if not entry.name.isdigit():
-            continue
-        study_id = int(entry.name)
-        row = db.query(
+def removable_studies(db: Database, study_ids: Iterable[int]) -> list[int]:
+    """Those of ``study_ids`` whose pre-made files no job will take any more (read only)."""
+    out = []
+    for study_id in study_ids:
+        keep = db.query(
             "SELECT 1 FROM studies s WHERE s.id = ? AND (s.state IN ('receiving', 'complete')"
             " OR EXISTS (SELECT 1 FROM jobs j WHERE j.study_id = s.id AND j.state = 'queued'))",
             (study_id,),
         )
-        if not row:
-            stray.append(study_id)
-    return stray
+        if not keep:
+            out.append(study_id)
+    return out
 
 
-def cache_bytes(db: Database) -> int:
-    """Bytes the pre-made files take now (as recorded)."""
-    row = db.query("SELECT COALESCE(SUM(size), 0) AS n FROM premade_files")
-    return int(row[0]["n"])
+class PremadeIndex:
+    """The cache's index, in memory: (instance id, options key) -> :class:`Entry`, and
+    the files under ``data_dir/premade``. Thread-safe (the pre-pseudonymiser fills it,
+    the worker's job step reads it)."""
 
-
-class SelectionHeaders:
-    """The selection headers (a few tags, read while pre-making) of received instances,
-    kept in memory so that a job's image selection need not read hundreds of files again.
-    Keyed by (instance id, received at); never written anywhere. Thread-safe."""
-
-    def __init__(self) -> None:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
         self._lock = threading.Lock()
-        self._by_instance: dict[tuple[int, float], tuple[int, Dataset]] = {}
+        self._entries: dict[tuple[int, str], Entry] = {}
+        self._done: dict[int, tuple[int, float, Dataset | None]] = {}
+        """instance id -> (study id, received_at of the copy handled for every key of its
+        plan, its selection tags as read then)."""
 
-    def put(self, source: SourceInstance, header: Dataset) -> None:
+    def purge(self) -> None:
+        """Remove every file and entry (at start: files of an earlier run are not used)."""
         with self._lock:
-            self._by_instance[(source.instance_id, source.received_at)] = (
-                source.study_id,
-                header,
-            )
+            self._entries.clear()
+            self._done.clear()
+        shutil.rmtree(self.data_dir / PREMADE_DIR, ignore_errors=True)
 
-    def get(self, instance_id: int, received_at: float) -> Dataset | None:
+    def handled(self, instance_id: int, received_at: float) -> bool:
         with self._lock:
-            found = self._by_instance.get((instance_id, received_at))
-        return None if found is None else found[1]
+            done = self._done.get(instance_id)
+        return done is not None and done[1] == received_at
 
-    def forget_studies(self, study_ids: Iterable[int]) -> None:
-        drop = set(study_ids)
-        if not drop:
-            return
+    def put(
+        self, source: SourceInstance, header: Dataset | None, entries: dict[str, Entry]
+    ) -> None:
+        """Record what was done for one received copy of an instance, per options key, and
+        its selection tags (``header``: None when they could not be read)."""
         with self._lock:
-            self._by_instance = {k: v for k, v in self._by_instance.items() if v[0] not in drop}
+            for key, entry in entries.items():
+                self._entries[(source.instance_id, key)] = entry
+            self._done[source.instance_id] = (source.study_id, source.received_at, header)
+
+    def lookup(self, sources: Sequence[SourceInstance], key: str) -> dict[int, Premade]:
+        """The usable pre-made files of ``sources`` for the options ``key``, by instance id."""
+        found: dict[int, Premade] = {}
+        with self._lock:
+            entries = [(s, self._entries.get((s.instance_id, key))) for s in sources]
+        for source, entry in entries:
+            if entry is None or entry.outcome != MADE:
+                continue
+            if entry.received_at != source.received_at:
+                continue  # made from an earlier copy of a resent instance
+            path = premade_file(self.data_dir, entry.study_id, key, source.instance_id)
+            if path.is_file():
+                found[source.instance_id] = Premade(path, entry.mappings)
+        return found
+
+    def header(self, instance_id: int, received_at: float) -> Dataset | None:
+        """The selection tags read while pre-making this copy of the instance, if any."""
+        with self._lock:
+            done = self._done.get(instance_id)
+        return done[2] if done is not None and done[1] == received_at else None
+
+    def studies(self) -> set[int]:
+        with self._lock:
+            return {study_id for study_id, _, _ in self._done.values()}
+
+    def remove_study(self, study_id: int) -> None:
+        """Forget a study's entries and remove its files."""
+        with self._lock:
+            for k in [k for k, e in self._entries.items() if e.study_id == study_id]:
+                del self._entries[k]
+            for i in [i for i, d in self._done.items() if d[0] == study_id]:
+                del self._done[i]
+        shutil.rmtree(study_dir(self.data_dir, study_id), ignore_errors=True)
+
+    def stats(self) -> tuple[int, int]:
+        """(files, bytes) the cache holds now."""
+        with self._lock:
+            made = [e for e in self._entries.values() if e.outcome == MADE]
+        return len(made), sum(e.size for e in made)

@@ -221,11 +221,11 @@ class JobProcessor:
     def _select(self, ctx: JobContext, instances: Sequence[SourceInstance]) -> list[SourceInstance]:
         """The selected instances, in order; the selection headers kept in memory while
         the study arrived are used where they are (the files are read otherwise)."""
-        kept = self.prepared.headers if self.prepared is not None else None
+        kept = self.prepared.index if self.prepared is not None else None
         images = []
         by_path: dict[Path, SourceInstance] = {}
         for instance in instances:
-            header = kept.get(instance.instance_id, instance.received_at) if kept else None
+            header = kept.header(instance.instance_id, instance.received_at) if kept else None
             if header is None:
                 header = dcmread(
                     instance.path, stop_before_pixels=True, specific_tags=_SELECTION_TAGS
@@ -283,7 +283,7 @@ class JobProcessor:
         self.record_input(job_id, selected[0].path if selected else None)
         pseudonymiser = self.pseudonymiser(ctx, [])
         key = premade.options_key(self._secret, pseudonymiser.options, pseudonymiser.burned_in)
-        ready = premade.lookup(self.db, self.data_dir, selected, key)
+        ready = self.prepared.index.lookup(selected, key) if self.prepared is not None else {}
         work = self.work_dir(job_id)
         if work.exists():
             shutil.rmtree(work)  # left by an interrupted attempt
@@ -297,9 +297,14 @@ class JobProcessor:
                     continue
                 target = work_file(work, n)
                 batch.folder(target)
-                premade.link_into(made.path, target)  # already on disk
+                try:
+                    premade.link_into(made.path, target)
+                except OSError:  # removed meanwhile: pseudonymised now instead
+                    rest.append((n, instance.path))
+                    continue
+                batch.written(target)  # mostly written back already: a cheap flush
                 mappings += made.mappings
-            batch.sync()  # the folder's entries
+            batch.sync()
         try:
             mappings += pseudonymise_numbered(
                 self._secret, pseudonymiser.options, pseudonymiser.burned_in, work, rest

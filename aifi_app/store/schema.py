@@ -191,21 +191,4 @@ MIGRATIONS: tuple[str, ...] = (
     );
     INSERT INTO audit_chain (id, legacy_until) SELECT 1, COALESCE(MAX(id), 0) FROM audit_events;
     """,
-    # pre-made pseudonymised files (pipeline/premade.py): made while a study arrives, one
-    # per instance and options key, with the mappings they made; a cache, removed once no
-    # job of the study waits to be pseudonymised
-    """
-    CREATE TABLE premade_files (
-        instance_id INTEGER NOT NULL REFERENCES instances (id),
-        options_key TEXT NOT NULL,
-        study_id INTEGER NOT NULL REFERENCES studies (id),
-        received_at REAL NOT NULL,
-        outcome TEXT NOT NULL,
-        size INTEGER NOT NULL,
-        mappings TEXT NOT NULL,
-        made_at REAL NOT NULL,
-        PRIMARY KEY (instance_id, options_key)
-    ) WITHOUT ROWID;
-    CREATE INDEX premade_files_study ON premade_files (study_id);
-    """,
 )

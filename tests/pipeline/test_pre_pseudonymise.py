@@ -150,7 +150,7 @@ def test_premade_files_make_the_same_work_folder_as_pseudonymising_at_completion
     assert mappings <= _pseudonyms(app)
     pre.run_once()  # the job has its files: the cache goes
     assert not (app.data_dir / premade.PREMADE_DIR / str(study_id)).exists()
-    assert not app.db.query("SELECT 1 FROM premade_files")
+    assert pre.index.stats() == (0, 0)
     app.db.close()
 
 
@@ -197,13 +197,13 @@ def test_a_study_that_gets_no_route_leaves_no_cache(tmp_path: Path) -> None:
         study_id = _receive(app, ds, tmp_path)
     _premake(pre)
     assert not list((app.data_dir / premade.PREMADE_DIR).rglob("*.dcm"))
-    rows = app.db.query("SELECT DISTINCT outcome FROM premade_files")
-    assert [r["outcome"] for r in rows] == [premade.NO_ROUTE]
+    assert pre.index.studies() == {study_id}  # handled: nothing to make
+    assert pre.index.stats() == (0, 0)
     assert jobs.process_now(app.db, study_id, "test")
     app.worker.run_once()
     assert app.db.query("SELECT state FROM studies")[0]["state"] == "no_match"
     pre.run_once()
-    assert not app.db.query("SELECT 1 FROM premade_files")
+    assert not pre.index.studies()
     assert not (app.data_dir / premade.PREMADE_DIR / str(study_id)).exists()
     app.db.close()
 
@@ -216,8 +216,7 @@ def test_a_burned_in_refusal_is_left_to_the_job(tmp_path: Path) -> None:
     for ds in images:
         study_id = _receive(app, ds, tmp_path)
     _premake(pre)
-    refused = app.db.query("SELECT instance_id FROM premade_files WHERE outcome = 'refused'")
-    assert len(refused) == 1
+    assert pre.index.stats()[0] == len(images) - 1  # the refused one has no file
     job_id = _complete_and_pseudonymise(app, study_id)
     job = jobs.job(app.db, job_id)
     assert job["state"] == JobState.REJECTED
@@ -282,36 +281,47 @@ def test_pre_making_in_the_low_priority_child_process(tmp_path: Path) -> None:
         app.db.close()
 
 
-_CRASHING_PASS = """
+_CRASHING_RUN = """
 import sys
 from pathlib import Path
 sys.path[:0] = {paths!r}
-from tests.pipeline.test_pre_pseudonymise import _app
+from tests.pipeline.test_pre_pseudonymise import _app, _complete_and_pseudonymise, _premake
 app, pre = _app(Path({tmp!r}))
-pre.run_once()
+_premake(pre)
+_complete_and_pseudonymise(app, {study_id})
 """
 
 
-def test_a_crash_before_the_cache_is_recorded_loses_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "point", ["prepseudo.before_recorded", "processing.after_pseudonymised_files"]
+)
+def test_a_crash_loses_nothing_and_the_work_folder_is_the_same(tmp_path: Path, point: str) -> None:
     app, pre = _app(tmp_path)
     images = _study(thin=20)
     study_id = 0
     for ds in images:
         study_id = _receive(app, ds, tmp_path)
     app.db.close()
-    script = textwrap.dedent(_CRASHING_PASS).format(paths=sys.path, tmp=str(tmp_path))
-    env = {**os.environ, "AIFI_FAILPOINTS": "prepseudo.before_recorded"}
+    script = textwrap.dedent(_CRASHING_RUN).format(
+        paths=sys.path, tmp=str(tmp_path), study_id=study_id
+    )
+    env = {**os.environ, "AIFI_FAILPOINTS": point}
     done = subprocess.run(
         [sys.executable, "-c", script], env=env, cwd=Path.cwd(), capture_output=True, timeout=120
     )
     assert done.returncode == -9, done.stderr.decode()[-2000:]  # killed at the point
     app, pre = _app(tmp_path)
-    assert list((app.data_dir / premade.PREMADE_DIR).rglob("*.dcm"))  # files, no rows
-    assert not app.db.query("SELECT 1 FROM premade_files")
-    pre.before_loop()  # the study still receives: its files stay, and are made again
-    _premake(pre)
-    job_id = _complete_and_pseudonymise(app, study_id)
-    assert _linked(app, job_id) == len(images)
+    assert list((app.data_dir / premade.PREMADE_DIR).rglob("*.dcm"))  # made before the crash
+    pre.purge()  # as every start does: whatever an earlier run made is not used
+    assert not (app.data_dir / premade.PREMADE_DIR).exists()
+    queued = jobs.jobs_in_state(app.db, JobState.QUEUED)
+    if queued:  # the job's step is done again, from the received files
+        (job_id,) = queued
+        app.processor.pseudonymise(job_id)
+    else:
+        _premake(pre)
+        job_id = _complete_and_pseudonymise(app, study_id)
+    assert jobs.job(app.db, job_id)["state"] == JobState.PSEUDONYMISED
     expected, mappings = _reference(app, job_id, tmp_path / "reference")
     _same_files(sorted(app.processor.work_dir(job_id).glob("*.dcm")), expected)
     assert mappings <= _pseudonyms(app)
