@@ -142,7 +142,6 @@ class Appliance:
             lambda: self.settings,
             self.catalog.enabled,
             self.secret,
-            is_our_pseudonym=self.processor.is_our_pseudonym,
             disk_short=lambda: self.disk_guard.shortfall(),
         )
         self.processor.prepared = self.pre_pseudonymiser

@@ -1,47 +1,55 @@
-"""Pre-made pseudonymised files: the cache that the background pre-pseudonymiser fills
-while a study is still arriving, and that a job's pseudonymisation step takes from.
+"""Pre-made pseudonymised files: the cache that the pre-pseudonymiser fills while a study
+is still arriving (:mod:`aifi_app.pipeline.pre_pseudonymise`), and that a job's
+pseudonymisation step takes from.
 
 A pre-made file is the exact file the job's step would write for one received instance
 with one set of pseudonymisation options (keyed pseudonyms and derived UIDs make it so),
 so a job links it into its work folder instead of pseudonymising the instance again.
-It is only a cache, kept for the life of the service process: the index is in memory
-(:class:`PremadeIndex`), and the folder is emptied at every start, so files made before
-a crash or power cut (not flushed to disk, possibly torn) are never used; the study's
-instances are made again, or pseudonymised by the job. An entry is used when it names
-the same instance, the same received copy of it (``received_at``: a resent instance is
-made again) and the same options key, and its file is there.
+It is only a cache: the folder is emptied at every start of the service, so files made
+before a crash or power cut (not flushed to disk, possibly torn) are never used; the
+study's instances are made again, or pseudonymised by the job. An entry is used when it
+names the same instance, the same received copy of it (``received_at``: a resent
+instance is pseudonymised by the job) and the same options key, and its file is there.
 
-The cache writes nothing to the queue database: a write transaction from this side
-while a study arrives made the DICOM node's own commits wait for the lock (SQLite's
-busy handler sleeps in steps of up to 100 ms), long enough for a 0.1 s idle timer to
-split a CT in two.
+The cache writes nothing to the queue database: a write transaction from the
+pre-pseudonymiser while a study arrives would make the DICOM node's commits wait for
+the lock. Its index is files instead, one per batch, written (under a temporary name,
+then renamed) after the batch's files: ``premade/<study id>/index-<first id>.json``
+holds per instance its received copy, its selection tags (for the job's image
+selection) and per options key the outcome, the file's size and the pseudonym mappings
+(kind, original, pseudonym) the file made, which the job records in ``pseudonyms`` when
+it uses the file. ``premade/<study id>/busy`` exists while a batch is being made.
 
 Files lie in ``premade/<study id>/<options key>/<instance id>.dcm`` under the data
-folder: numbers and a keyed hash only, never a UID or a name. Each is written under a
-temporary name and then renamed, so a file that is made again replaces the old one's
-name without touching a copy a job has already linked. The entries also carry the
-pseudonym mappings (kind, original, pseudonym) each file made, which the job records in
-``pseudonyms`` when it uses the file. Files and entries are removed once the study has
-left ``receiving``/``complete`` and no job of it waits to be pseudonymised (a study that
-got no route included).
+folder: numbers and a keyed hash only, never a UID or a name (the index files hold
+patient data, as the received files beside them do; they are removed with them). Each
+file is written under a temporary name and then renamed, so a file that is made again
+replaces the old one's name without touching a copy a job has already linked. Files and
+index are removed once the study has left ``receiving``/``complete`` and no job of it
+waits to be pseudonymised (a study that got no route included).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
 import shutil
-import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 from pydicom import Dataset
 
 from aifi_app import __version__
 from aifi_app.pseudonymise import BurnedInPolicy, ProfileOption
-from aifi_app.store.database import Database
+
+
+class Reader(Protocol):
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> Sequence[Any]: ...
+
 
 PREMADE_DIR = "premade"
 MADE = "made"
@@ -68,6 +76,26 @@ def study_dir(data_dir: Path, study_id: int) -> Path:
 
 def premade_file(data_dir: Path, study_id: int, key: str, instance_id: int) -> Path:
     return study_dir(data_dir, study_id) / key / f"{instance_id}.dcm"
+
+
+def busy_file(data_dir: Path, study_id: int) -> Path:
+    return study_dir(data_dir, study_id) / "busy"
+
+
+def write_index(data_dir: Path, study_id: int, instances: list[dict[str, Any]]) -> None:
+    """Write one batch's index file (after its files); see the module's description."""
+    path = study_dir(data_dir, study_id) / f"index-{instances[0]['id']}.json"
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps({"instances": instances}))
+    temporary.replace(path)
+
+
+def remove_study(data_dir: Path, study_id: int) -> None:
+    shutil.rmtree(study_dir(data_dir, study_id), ignore_errors=True)
+
+
+def remove_all(data_dir: Path) -> None:
+    shutil.rmtree(data_dir / PREMADE_DIR, ignore_errors=True)
 
 
 @dataclass(frozen=True)
@@ -109,7 +137,7 @@ def link_into(premade: Path, target: Path) -> None:
         shutil.copyfile(premade, target)
 
 
-def removable_studies(db: Database, study_ids: Iterable[int]) -> list[int]:
+def removable_studies(db: Reader, study_ids: Iterable[int]) -> list[int]:
     """Those of ``study_ids`` whose pre-made files no job will take any more (read only)."""
     out = []
     for study_id in study_ids:
@@ -124,46 +152,42 @@ def removable_studies(db: Database, study_ids: Iterable[int]) -> list[int]:
 
 
 class PremadeIndex:
-    """The cache's index, in memory: (instance id, options key) -> :class:`Entry`, and
-    the files under ``data_dir/premade``. Thread-safe (the pre-pseudonymiser fills it,
-    the worker's job step reads it)."""
+    """What was pre-made for some studies, read from their index files at job time:
+    (instance id, options key) -> :class:`Entry`, and the instances' selection tags."""
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
-        self._lock = threading.Lock()
         self._entries: dict[tuple[int, str], Entry] = {}
-        self._done: dict[int, tuple[int, float, Dataset | None]] = {}
-        """instance id -> (study id, received_at of the copy handled for every key of its
-        plan, its selection tags as read then)."""
+        self._headers: dict[int, tuple[float, dict[str, Any] | None]] = {}
 
-    def purge(self) -> None:
-        """Remove every file and entry (at start: files of an earlier run are not used)."""
-        with self._lock:
-            self._entries.clear()
-            self._done.clear()
-        shutil.rmtree(self.data_dir / PREMADE_DIR, ignore_errors=True)
-
-    def handled(self, instance_id: int, received_at: float) -> bool:
-        with self._lock:
-            done = self._done.get(instance_id)
-        return done is not None and done[1] == received_at
-
-    def put(
-        self, source: SourceInstance, header: Dataset | None, entries: dict[str, Entry]
-    ) -> None:
-        """Record what was done for one received copy of an instance, per options key, and
-        its selection tags (``header``: None when they could not be read)."""
-        with self._lock:
-            for key, entry in entries.items():
-                self._entries[(source.instance_id, key)] = entry
-            self._done[source.instance_id] = (source.study_id, source.received_at, header)
+    @classmethod
+    def load(cls, data_dir: Path, study_ids: Iterable[int]) -> PremadeIndex:
+        index = cls(data_dir)
+        for study_id in study_ids:
+            for path in sorted(study_dir(data_dir, study_id).glob("index-*.json")):
+                try:
+                    instances = json.loads(path.read_text())["instances"]
+                except (OSError, ValueError, KeyError):
+                    continue  # removed meanwhile, or unreadable: those are made by the job
+                for item in instances:
+                    instance_id = int(item["id"])
+                    received_at = float(item["received_at"])
+                    index._headers[instance_id] = (received_at, item["header"])
+                    for key, made in item["made"].items():
+                        index._entries[(instance_id, key)] = Entry(
+                            study_id,
+                            received_at,
+                            str(made["outcome"]),
+                            int(made["size"]),
+                            tuple((str(k), str(o), str(p)) for k, o, p in made["mappings"]),
+                        )
+        return index
 
     def lookup(self, sources: Sequence[SourceInstance], key: str) -> dict[int, Premade]:
         """The usable pre-made files of ``sources`` for the options ``key``, by instance id."""
         found: dict[int, Premade] = {}
-        with self._lock:
-            entries = [(s, self._entries.get((s.instance_id, key))) for s in sources]
-        for source, entry in entries:
+        for source in sources:
+            entry = self._entries.get((source.instance_id, key))
             if entry is None or entry.outcome != MADE:
                 continue
             if entry.received_at != source.received_at:
@@ -175,25 +199,12 @@ class PremadeIndex:
 
     def header(self, instance_id: int, received_at: float) -> Dataset | None:
         """The selection tags read while pre-making this copy of the instance, if any."""
-        with self._lock:
-            done = self._done.get(instance_id)
-        return done[2] if done is not None and done[1] == received_at else None
-
-    def studies(self) -> set[int]:
-        with self._lock:
-            return {study_id for study_id, _, _ in self._done.values()}
-
-    def remove_study(self, study_id: int) -> None:
-        """Forget a study's entries and remove its files."""
-        with self._lock:
-            for k in [k for k, e in self._entries.items() if e.study_id == study_id]:
-                del self._entries[k]
-            for i in [i for i, d in self._done.items() if d[0] == study_id]:
-                del self._done[i]
-        shutil.rmtree(study_dir(self.data_dir, study_id), ignore_errors=True)
+        found = self._headers.get(instance_id)
+        if found is None or found[0] != received_at or found[1] is None:
+            return None
+        return Dataset.from_json(found[1])
 
     def stats(self) -> tuple[int, int]:
-        """(files, bytes) the cache holds now."""
-        with self._lock:
-            made = [e for e in self._entries.values() if e.outcome == MADE]
+        """(files, bytes) made, as the index says."""
+        made = [e for e in self._entries.values() if e.outcome == MADE]
         return len(made), sum(e.size for e in made)

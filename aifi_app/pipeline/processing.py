@@ -218,10 +218,14 @@ class JobProcessor:
         """
         return [s.path for s in self._select(ctx, self._instances(ctx))]
 
-    def _select(self, ctx: JobContext, instances: Sequence[SourceInstance]) -> list[SourceInstance]:
-        """The selected instances, in order; the selection headers kept in memory while
-        the study arrived are used where they are (the files are read otherwise)."""
-        kept = self.prepared.index if self.prepared is not None else None
+    def _select(
+        self,
+        ctx: JobContext,
+        instances: Sequence[SourceInstance],
+        kept: premade.PremadeIndex | None = None,
+    ) -> list[SourceInstance]:
+        """The selected instances, in order; the selection tags read while the study
+        arrived (``kept``) are used where they are (the files are read otherwise)."""
         images = []
         by_path: dict[Path, SourceInstance] = {}
         for instance in instances:
@@ -273,9 +277,12 @@ class JobProcessor:
         started = now()
         try:
             ctx = self.context(job_id)
+            instances = self._instances(ctx)
+            kept = None
             if self.prepared is not None:
                 self.prepared.settle(ctx.study_id)
-            selected = self._select(ctx, self._instances(ctx))
+                kept = self.prepared.index({i.study_id for i in instances})
+            selected = self._select(ctx, instances, kept)
         except JobRejected as exc:
             self.record_input(job_id)
             jobs.transition(self.db, job_id, JobState.QUEUED, JobState.REJECTED, reason=str(exc))
@@ -283,7 +290,7 @@ class JobProcessor:
         self.record_input(job_id, selected[0].path if selected else None)
         pseudonymiser = self.pseudonymiser(ctx, [])
         key = premade.options_key(self._secret, pseudonymiser.options, pseudonymiser.burned_in)
-        ready = self.prepared.index.lookup(selected, key) if self.prepared is not None else {}
+        ready = kept.lookup(selected, key) if kept is not None else {}
         work = self.work_dir(job_id)
         if work.exists():
             shutil.rmtree(work)  # left by an interrupted attempt

@@ -4,11 +4,13 @@ resent instances, studies without a route and crashes lose nothing and leak noth
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -53,7 +55,6 @@ def _app(
         lambda: app.settings,
         app.catalog.enabled,
         KEY,
-        is_our_pseudonym=app.processor.is_our_pseudonym,
         in_child=False,
     )
     app.processor.prepared = pre
@@ -150,7 +151,7 @@ def test_premade_files_make_the_same_work_folder_as_pseudonymising_at_completion
     assert mappings <= _pseudonyms(app)
     pre.run_once()  # the job has its files: the cache goes
     assert not (app.data_dir / premade.PREMADE_DIR / str(study_id)).exists()
-    assert pre.index.stats() == (0, 0)
+    assert pre.index({study_id}).stats() == (0, 0)
     app.db.close()
 
 
@@ -197,13 +198,11 @@ def test_a_study_that_gets_no_route_leaves_no_cache(tmp_path: Path) -> None:
         study_id = _receive(app, ds, tmp_path)
     _premake(pre)
     assert not list((app.data_dir / premade.PREMADE_DIR).rglob("*.dcm"))
-    assert pre.index.studies() == {study_id}  # handled: nothing to make
-    assert pre.index.stats() == (0, 0)
+    assert pre.index({study_id}).stats() == (0, 0)  # looked at: nothing to make
     assert jobs.process_now(app.db, study_id, "test")
     app.worker.run_once()
     assert app.db.query("SELECT state FROM studies")[0]["state"] == "no_match"
     pre.run_once()
-    assert not pre.index.studies()
     assert not (app.data_dir / premade.PREMADE_DIR / str(study_id)).exists()
     app.db.close()
 
@@ -216,7 +215,7 @@ def test_a_burned_in_refusal_is_left_to_the_job(tmp_path: Path) -> None:
     for ds in images:
         study_id = _receive(app, ds, tmp_path)
     _premake(pre)
-    assert pre.index.stats()[0] == len(images) - 1  # the refused one has no file
+    assert pre.index({study_id}).stats()[0] == len(images) - 1  # the refused one: no file
     job_id = _complete_and_pseudonymise(app, study_id)
     job = jobs.job(app.db, job_id)
     assert job["state"] == JobState.REJECTED
@@ -238,7 +237,7 @@ def test_cache_names_and_logs_hold_no_patient_data(
     _complete_and_pseudonymise(app, study_id)
     for path in (app.data_dir / premade.PREMADE_DIR).rglob("*"):
         for part in path.relative_to(app.data_dir / premade.PREMADE_DIR).parts:
-            stem = part.removesuffix(".dcm")
+            stem = part.removesuffix(".dcm").removesuffix(".json").removeprefix("index-")
             assert stem.isdigit() or (len(stem) == 16 and int(stem, 16) >= 0), part
     first = images[0]
     secrets_ = [
@@ -257,21 +256,20 @@ def test_cache_names_and_logs_hold_no_patient_data(
 def test_pre_making_in_the_low_priority_child_process(tmp_path: Path) -> None:
     app, _ = _app(tmp_path)
     pre = PrePseudonymiser(
-        app.db,
-        app.data_dir,
-        lambda: app.settings,
-        app.catalog.enabled,
-        KEY,
-        is_our_pseudonym=app.processor.is_our_pseudonym,
-        in_child=True,
+        app.db, app.data_dir, lambda: app.settings, app.catalog.enabled, KEY, in_child=True
     )
     app.processor.prepared = pre
+    pre.start()
     try:
         images = _study(thin=20)
         study_id = 0
         for ds in images:
             study_id = _receive(app, ds, tmp_path)
-        _premake(pre)
+        pre.wake()
+        for _ in range(600):  # the child starts (an interpreter, pydicom) and makes them
+            if pre.index({study_id}).stats()[0] == len(images):
+                break
+            time.sleep(0.1)
         job_id = _complete_and_pseudonymise(app, study_id)
         assert _linked(app, job_id) == len(images)
         expected, _ = _reference(app, job_id, tmp_path / "reference")
@@ -325,4 +323,36 @@ def test_a_crash_loses_nothing_and_the_work_folder_is_the_same(tmp_path: Path, p
     expected, mappings = _reference(app, job_id, tmp_path / "reference")
     _same_files(sorted(app.processor.work_dir(job_id).glob("*.dcm")), expected)
     assert mappings <= _pseudonyms(app)
+    app.db.close()
+
+
+@pytest.mark.parametrize("case", ["switched off", "disk short"])
+def test_nothing_is_made_when_switched_off_or_the_disk_is_short(tmp_path: Path, case: str) -> None:
+    app, _ = _app(tmp_path)
+    if case == "switched off":
+        app.settings = dataclasses.replace(
+            app.settings,
+            completion=dataclasses.replace(
+                app.settings.completion, pseudonymise_while_receiving=False
+            ),
+        )
+    pre = PrePseudonymiser(
+        app.db,
+        app.data_dir,
+        lambda: app.settings,
+        app.catalog.enabled,
+        KEY,
+        disk_short=lambda: "free disk space is below the floor" if case == "disk short" else None,
+        in_child=False,
+    )
+    app.processor.prepared = pre
+    images = _study(thin=20)
+    study_id = 0
+    for ds in images:
+        study_id = _receive(app, ds, tmp_path)
+    assert not pre.run_once()
+    assert not (app.data_dir / premade.PREMADE_DIR).exists()
+    job_id = _complete_and_pseudonymise(app, study_id)  # the job does it all, as before
+    expected, _ = _reference(app, job_id, tmp_path / "reference")
+    _same_files(sorted(app.processor.work_dir(job_id).glob("*.dcm")), expected)
     app.db.close()
