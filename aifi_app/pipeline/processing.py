@@ -294,6 +294,7 @@ class JobProcessor:
         work = self.work_dir(job_id)
         if work.exists():
             shutil.rmtree(work)  # left by an interrupted attempt
+        selected_at = now()
         mappings: list[tuple[str, str, str]] = []
         rest: list[tuple[int, Path]] = []
         with DurableBatch() as batch:
@@ -309,17 +310,33 @@ class JobProcessor:
                 except OSError:  # removed meanwhile: pseudonymised now instead
                     rest.append((n, instance.path))
                     continue
-                batch.written(target)  # mostly written back already: a cheap flush
+                batch.written(target)  # flushed in the background meanwhile
                 mappings += made.mappings
-            batch.sync()
-        try:
-            mappings += pseudonymise_numbered(
-                self._secret, pseudonymiser.options, pseudonymiser.burned_in, work, rest
-            )
-        except BurnedInAnnotationRefused as exc:
-            shutil.rmtree(work, ignore_errors=True)
-            jobs.transition(self.db, job_id, JobState.QUEUED, JobState.REJECTED, reason=str(exc))
-            return
+            linked_at = now()
+            try:
+                mappings += pseudonymise_numbered(
+                    self._secret, pseudonymiser.options, pseudonymiser.burned_in, work, rest
+                )
+            except BurnedInAnnotationRefused as exc:
+                shutil.rmtree(work, ignore_errors=True)
+                jobs.transition(
+                    self.db, job_id, JobState.QUEUED, JobState.REJECTED, reason=str(exc)
+                )
+                return
+            made_at = now()
+            batch.sync()  # the linked files on disk too
+        log.info(
+            "job %d: %d image(s) linked from those made while the study arrived, %d"
+            " pseudonymised now; selection %.2f s, links %.2f s, pseudonymising %.2f s,"
+            " flush %.2f s",
+            job_id,
+            len(selected) - len(rest),
+            len(rest),
+            selected_at - started,
+            linked_at - selected_at,
+            made_at - linked_at,
+            now() - made_at,
+        )
         failpoint("processing.after_pseudonymised_files")
         stage_times.record(self.db, job_id, stage_times.PSEUDONYMISE, started, now())
         with self.db.transaction() as conn:
@@ -328,7 +345,8 @@ class JobProcessor:
                 " ON CONFLICT (pseudonym) DO NOTHING",
                 {(p, k, o) for k, o, p in mappings},
             )
-            premade_count = f", {len(ready)} of them made while the study arrived" if ready else ""
+            linked = len(selected) - len(rest)
+            premade_count = f", {linked} of them made while the study arrived" if linked else ""
             jobs.transition_in(
                 conn,
                 job_id,
