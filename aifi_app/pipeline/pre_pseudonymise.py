@@ -398,7 +398,8 @@ def _child_main(db_path: str, data_dir: str, secret: bytes, inbox: Any, parent_p
                 return
             if isinstance(message, PlanConfig):
                 config = message
-            continue  # a wake-up or a new config: look again at once
+            wait = 0.0  # a wake-up or a new config: look again at once
+            continue
         except queue.Empty:
             pass
         try:
