@@ -143,6 +143,7 @@ class Appliance:
             self.catalog.enabled,
             self.secret,
             disk_short=lambda: self.disk_guard.shortfall(),
+            disk_floor=lambda: self.disk_guard.floor,
         )
         self.processor.prepared = self.pre_pseudonymiser
         self.ris_sender = RisSender(self.db, lambda: self.settings)

@@ -55,6 +55,7 @@ from aifi_app.pseudonymise import BurnedInPolicy, ProfileOption
 from aifi_app.pseudonymise.batch import pseudonymise_file
 from aifi_app.pseudonymise.pseudonymiser import Pseudonymiser
 from aifi_app.store.database import Database
+from aifi_app.store.disk_space import DiskFloor, read_disk
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,10 @@ SETTLE_SECONDS = 0.2
 """The longest a job waits for a batch of its study being made (about one batch on an
 idle core; a batch the child, starved of CPU, has not finished by then is done by the
 job itself, which costs less than waiting)."""
+NO_FLOOR = DiskFloor()
+RESERVE_BYTES = 1 << 30
+"""Free space kept above the disk floor before anything is pre-made (1 GiB): the cache
+is an optimisation and must never take the space received instances need."""
 SELECTION_TAGS = [*HEADER_TAGS, "InstanceNumber", "ImagePositionPatient"]
 """The tags a job's image selection reads (kept with the pre-made files per instance)."""
 
@@ -84,12 +89,19 @@ class PlanConfig:
     routes: tuple[Route, ...]
     packages: tuple[tuple[str, tuple[str, ...], str], ...]
     """(algorithm id, pseudonymisation options, burned-in policy) of the enabled packages."""
+    floor: DiskFloor = NO_FLOOR
+    """The data volume's free-space floor; nothing is made within :data:`RESERVE_BYTES`
+    of it, so that the cache never makes the node refuse an instance."""
 
 
 def plan_config(
-    settings: Settings, packages: dict[str, AlgorithmPackage], disk_short: str | None
+    settings: Settings,
+    packages: dict[str, AlgorithmPackage],
+    disk_short: str | None,
+    floor: DiskFloor = NO_FLOOR,
 ) -> PlanConfig:
     return PlanConfig(
+        floor=floor,
         active=settings.completion.pseudonymise_while_receiving and disk_short is None,
         routes=tuple(settings.routes),
         packages=tuple(
@@ -200,7 +212,7 @@ def selection_headers(paths: Sequence[str]) -> list[Dataset | None]:
 
 
 def _lower_priority() -> None:
-    """The child's initializer: the lowest CPU priority, so that receiving comes first."""
+    """The child's first act: the lowest CPU priority, so that receiving comes first."""
     with contextlib.suppress(AttributeError, OSError):  # not on this OS
         os.nice(19)
 
@@ -229,7 +241,8 @@ class PreLoop:
     def run_once(self) -> bool:
         """One pass; True when it made a batch."""
         self.clean()
-        if not self._config().active:
+        config = self._config()
+        if not config.active or not self._room(config.floor):
             self.receiving = False
             return False
         batch = self._next_batch()
@@ -237,6 +250,14 @@ class PreLoop:
             return False
         self.make(batch)
         return True
+
+    def _room(self, floor: DiskFloor) -> bool:
+        """True when the data volume has :data:`RESERVE_BYTES` to spare above the floor."""
+        try:
+            reading = read_disk(self.data_dir)
+        except OSError:
+            return False
+        return reading.free_bytes >= floor.floor_bytes(reading.total_bytes) + RESERVE_BYTES
 
     def clean(self) -> None:
         """Remove the pre-made files no job will take any more (and forget the studies)."""
@@ -425,10 +446,12 @@ class PrePseudonymiser(BackgroundLoop):
         secret: bytes,
         *,
         disk_short: Callable[[], str | None] = lambda: None,
+        disk_floor: Callable[[], DiskFloor] = DiskFloor,
         in_child: bool | None = None,
     ) -> None:
         """``in_child``: run the loop in a low-priority child process (default: everywhere
-        but Windows). ``disk_short`` says why the disk is too full (then nothing is made)."""
+        but Windows). ``disk_short`` says why the disk is too full (then nothing is made);
+        ``disk_floor`` is the floor the node keeps (nothing is made close to it)."""
         super().__init__()
         self.db = db
         self.data_dir = data_dir
@@ -436,6 +459,7 @@ class PrePseudonymiser(BackgroundLoop):
         self._packages = packages
         self._secret = secret
         self._disk_short = disk_short
+        self._disk_floor = disk_floor
         self._in_child = (os.name != "nt") if in_child is None else in_child
         self._config = PlanConfig(active=False, routes=(), packages=())  # set at start
         self._work = PreLoop(db, data_dir, secret, lambda: self._config)
@@ -443,7 +467,9 @@ class PrePseudonymiser(BackgroundLoop):
         self._inbox: Any = None
 
     def _current_config(self) -> PlanConfig:
-        return plan_config(self._settings(), self._packages(), self._disk_short())
+        return plan_config(
+            self._settings(), self._packages(), self._disk_short(), self._disk_floor()
+        )
 
     # --- life ---------------------------------------------------------------------------
     def start(self) -> None:

@@ -30,6 +30,7 @@ from aifi_app.pipeline.pre_pseudonymise import PrePseudonymiser
 from aifi_app.sample_studies import ct_series, demo_patient, write
 from aifi_app.service import Appliance
 from aifi_app.store import jobs
+from aifi_app.store.disk_space import DiskFloor
 from aifi_app.store.states import JobState
 
 KEY = b"p" * 32
@@ -326,7 +327,7 @@ def test_a_crash_loses_nothing_and_the_work_folder_is_the_same(tmp_path: Path, p
     app.db.close()
 
 
-@pytest.mark.parametrize("case", ["switched off", "disk short"])
+@pytest.mark.parametrize("case", ["switched off", "disk short", "near the floor"])
 def test_nothing_is_made_when_switched_off_or_the_disk_is_short(tmp_path: Path, case: str) -> None:
     app, _ = _app(tmp_path)
     if case == "switched off":
@@ -343,6 +344,8 @@ def test_nothing_is_made_when_switched_off_or_the_disk_is_short(tmp_path: Path, 
         app.catalog.enabled,
         KEY,
         disk_short=lambda: "free disk space is below the floor" if case == "disk short" else None,
+        # a floor of all the volume minus less than the reserve: the cache stays away
+        disk_floor=lambda: DiskFloor(min_free_percent=100 if case == "near the floor" else 0),
         in_child=False,
     )
     app.processor.prepared = pre
