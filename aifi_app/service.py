@@ -28,6 +28,7 @@ from aifi_app.health import Heartbeat
 from aifi_app.net.tls import TlsConfigError
 from aifi_app.pipeline.dispatcher import Dispatcher
 from aifi_app.pipeline.node_monitor import NodeMonitor
+from aifi_app.pipeline.pre_pseudonymise import PrePseudonymiser
 from aifi_app.pipeline.processing import JobProcessor
 from aifi_app.pipeline.remote_dicom import RemoteDicomStep
 from aifi_app.pipeline.remote_dicomweb import RemoteDicomwebStep
@@ -135,6 +136,16 @@ class Appliance:
                 conn, job_id, package, result, header, self.settings
             ),
         )
+        self.pre_pseudonymiser = PrePseudonymiser(
+            self.db,
+            self.data_dir,
+            lambda: self.settings,
+            self.catalog.enabled,
+            self.secret,
+            disk_short=lambda: self.disk_guard.shortfall(),
+            disk_floor=lambda: self.disk_guard.floor,
+        )
+        self.processor.prepared = self.pre_pseudonymiser
         self.ris_sender = RisSender(self.db, lambda: self.settings)
         self.dispatcher = Dispatcher(self.db, self.data_dir, lambda: self.settings)
         self.node_monitor = NodeMonitor(self.db, lambda: self.settings)
@@ -195,6 +206,7 @@ class Appliance:
         if study_id != self._last_stored_study:
             self._last_stored_study = study_id
             self.worker.wake()
+            self.pre_pseudonymiser.wake()
 
     def idle_seconds_for(self, modality: str) -> float:
         """The completion idle time: the shortest of the routes that may take this modality."""
@@ -238,6 +250,7 @@ class Appliance:
         # Runtime's import alone takes 0.1-0.6 s), which would hold the GIL while the node
         # opens its port; studies that arrive before the worker runs wait in the queue
         self.node.start()
+        self.pre_pseudonymiser.start()  # empties its cache before the worker looks at it
         self.worker.start()
         self.dispatcher.start()
         self.node_monitor.start()
@@ -247,6 +260,7 @@ class Appliance:
     def stop(self) -> None:
         self.heartbeat.stop()
         self.node.stop()
+        self.pre_pseudonymiser.stop()
         self.worker.stop()
         self.dispatcher.stop()
         self.node_monitor.stop()

@@ -181,6 +181,14 @@ class CompletionSettings:
             "record (kept and shown, not processed)."
         ),
     )
+    pseudonymise_while_receiving: bool = field(
+        default=True,
+        metadata=_doc(
+            "Pseudonymise a study's instances in the background (a low-priority process) "
+            "while the study still arrives, for the algorithms its routes will probably "
+            "send it to, so that its job starts from finished work."
+        ),
+    )
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,11 @@ the next file; :meth:`DurableBatch.sync` waits for them all and fsyncs their fol
 
 The files are not atomic on their own (no temporary name): the step that writes them
 removes its folder before it starts again, so a half-written file from a crash is never
-read. Thread: the caller's; one background thread per batch while it is open.
+read. Thread: the caller's; :data:`FSYNC_THREADS` background threads per batch while it
+is open: fsyncs that run at once share the file system's journal commits (ext4, measured
+here: 300 files of 0.5 MB not yet on disk took 0.99 s one after another, 0.36 s from 8
+threads), which matters when a job links hundreds of pre-made files whose data the
+kernel has not written back yet.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from pathlib import Path
 from types import TracebackType
 
 from aifi_app.dicom_node.spool import fsync_dir
+
+FSYNC_THREADS = 8
 
 
 def _fsync(path: Path) -> None:
@@ -34,7 +40,7 @@ class DurableBatch:
     """``with DurableBatch() as batch: batch.write(path, data) ...; batch.sync()``."""
 
     def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fsync")
+        self._pool = ThreadPoolExecutor(max_workers=FSYNC_THREADS, thread_name_prefix="fsync")
         self._pending: list[Future[None]] = []
         self._folders: set[Path] = set()
 

@@ -65,6 +65,20 @@ def pseudonymise_part(
     """Pseudonymise ``sources`` (the job's images ``first``, ``first + 1``...) into
     ``work`` durably; the mappings made. Raises ``BurnedInAnnotationRefused`` as the
     pseudonymiser does (files already written stay: the caller removes the folder)."""
+    return pseudonymise_items(
+        secret, options, burned_in, work, list(enumerate(sources, start=first))
+    )
+
+
+def pseudonymise_items(
+    secret: bytes,
+    options: frozenset[ProfileOption],
+    burned_in: BurnedInPolicy,
+    work: Path,
+    items: Sequence[tuple[int, Path]],
+) -> list[Mapping]:
+    """Pseudonymise each (n, source) into ``work_file(work, n)`` durably, in this thread;
+    the mappings made."""
     mappings: list[Mapping] = []
     pseudonymiser = Pseudonymiser(
         secret,
@@ -73,7 +87,7 @@ def pseudonymise_part(
         burned_in=burned_in,
     )
     with DurableBatch() as batch:
-        for n, path in enumerate(sources, start=first):
+        for n, path in items:
             target = work_file(work, n)
             batch.folder(target)
             pseudonymise_file(pseudonymiser, path, target)
@@ -102,24 +116,41 @@ def pseudonymise_all(
     """Pseudonymise the job's images ``sources`` into ``work`` (``work_file(work, n)``
     for the ``n``-th), durably; the mappings made, in no particular order. ``processes``
     defaults to :func:`processes_for`."""
-    count = processes_for(len(sources)) if processes is None else processes
+    return pseudonymise_numbered(
+        secret, options, burned_in, work, list(enumerate(sources)), processes
+    )
+
+
+def pseudonymise_numbered(
+    secret: bytes,
+    options: frozenset[ProfileOption],
+    burned_in: BurnedInPolicy,
+    work: Path,
+    items: Sequence[tuple[int, Path]],
+    processes: int | None = None,
+) -> list[Mapping]:
+    """Pseudonymise each (n, source) of ``items`` into ``work_file(work, n)``, durably
+    (the job's images that were not pre-made; all of them by default); the mappings made,
+    in no particular order. ``processes`` defaults to :func:`processes_for`."""
+    if not items:
+        return []
+    count = processes_for(len(items)) if processes is None else processes
     if count <= 1:
-        return pseudonymise_part(secret, options, burned_in, work, 0, sources)
-    size = -(-len(sources) // count)
-    starts = range(0, len(sources), size)
+        return pseudonymise_items(secret, options, burned_in, work, items)
+    size = -(-len(items) // count)
+    starts = range(0, len(items), size)
     try:
         with ProcessPoolExecutor(
             max_workers=len(starts), mp_context=multiprocessing.get_context("spawn")
         ) as pool:
             futures = [
                 pool.submit(
-                    pseudonymise_part,
+                    pseudonymise_items,
                     secret,
                     options,
                     burned_in,
                     work,
-                    start,
-                    list(sources[start : start + size]),
+                    list(items[start : start + size]),
                 )
                 for start in starts
             ]
@@ -130,4 +161,4 @@ def pseudonymise_all(
     except (BrokenProcessPool, OSError) as exc:  # a process could not start, or died
         # (memory); an error of the files themselves comes again in this thread
         log_fault(log, "pseudonymising in worker processes failed; doing it in this thread", exc)
-        return pseudonymise_part(secret, options, burned_in, work, 0, sources)
+        return pseudonymise_items(secret, options, burned_in, work, items)

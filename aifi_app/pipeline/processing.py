@@ -22,7 +22,6 @@ from pydicom import Dataset, dcmread
 
 from aifi_app import __version__
 from aifi_app.algorithms.findings import AlgorithmResult, Finding, MeasurementFinding
-from aifi_app.algorithms.input_rules import HEADER_TAGS
 from aifi_app.algorithms.package import (
     REMOTE_SPECS,
     AlgorithmPackage,
@@ -33,13 +32,17 @@ from aifi_app.algorithms.runners import InferenceError, RunnerCache
 from aifi_app.dicom_node.spool import durable_write
 from aifi_app.failpoints import failpoint
 from aifi_app.part10 import part10_bytes, write_part10_durably
+from aifi_app.pipeline import premade
+from aifi_app.pipeline.durable_batch import DurableBatch
 from aifi_app.pipeline.input_selection import (
     Image,
     InputNotConforming,
     group_series,
     select_images,
 )
-from aifi_app.pipeline.parallel_pseudonymise import pseudonymise_all
+from aifi_app.pipeline.parallel_pseudonymise import pseudonymise_numbered, work_file
+from aifi_app.pipeline.pre_pseudonymise import SELECTION_TAGS, PrePseudonymiser
+from aifi_app.pipeline.premade import SourceInstance
 from aifi_app.pipeline.uids import derived_uid
 from aifi_app.pseudonymise import (
     BurnedInAnnotationRefused,
@@ -57,7 +60,7 @@ from aifi_app.store.states import JobState
 
 log = logging.getLogger(__name__)
 
-_SELECTION_TAGS = [*HEADER_TAGS, "InstanceNumber", "ImagePositionPatient"]
+_SELECTION_TAGS = SELECTION_TAGS
 _INPUT_TAGS = list(job_inputs.HEADER_TAGS)
 _DEFER_BYTES = 64 * 1024
 """Elements larger than this (pixel data) are read from a job's image files on first use."""
@@ -151,6 +154,9 @@ class JobProcessor:
         self._remote = dict(remote or {})
         """The remote step per runner spec type (RemoteDicomSpec, RemoteDicomwebSpec)."""
         self._on_result = on_result
+        self.prepared: PrePseudonymiser | None = None
+        """The background pre-pseudonymiser, when the service runs one (set after both
+        are made: it asks this processor which UIDs are our pseudonyms)."""
 
     def warm_up(self, algorithm_ids: set[str]) -> None:
         """Load the models of these algorithms now, so that the first study does not wait
@@ -181,31 +187,58 @@ class JobProcessor:
     def result_dir(self, job_id: int) -> Path:
         return self.data_dir / "results" / str(job_id)
 
-    def _instance_paths(self, ctx: JobContext) -> list[Path]:
-        """The received files the job works on: its episode's, or the whole study's when
-        the episode is a reprocess of late instances."""
+    def _instances(self, ctx: JobContext) -> list[SourceInstance]:
+        """The received instances the job works on: its episode's, or the whole study's
+        when the episode is a reprocess of late instances."""
         if ctx.episode_kind == "reprocess":
             rows = self.db.query(
-                "SELECT i.path FROM instances i JOIN studies s ON s.id = i.study_id"
-                " WHERE s.study_uid = ? ORDER BY i.id",
+                "SELECT i.id, i.study_id, i.path, i.received_at FROM instances i"
+                " JOIN studies s ON s.id = i.study_id WHERE s.study_uid = ? ORDER BY i.id",
                 (ctx.study_uid,),
             )
         else:
             rows = self.db.query(
-                "SELECT path FROM instances WHERE study_id = ? ORDER BY id", (ctx.study_id,)
+                "SELECT i.id, i.study_id, i.path, i.received_at FROM instances i"
+                " WHERE i.study_id = ? ORDER BY i.id",
+                (ctx.study_id,),
             )
-        return [self.data_dir / r["path"] for r in rows]
+        return [
+            SourceInstance(
+                int(r["id"]), int(r["study_id"]), self.data_dir / r["path"], float(r["received_at"])
+            )
+            for r in rows
+        ]
+
+    def _instance_paths(self, ctx: JobContext) -> list[Path]:
+        """The received files the job works on (see :meth:`_instances`)."""
+        return [i.path for i in self._instances(ctx)]
 
     def select_images(self, ctx: JobContext) -> list[Path]:
         """The images the algorithm takes, by the input rules and series selection of its
         manifest; raises :class:`JobRejected` with the reason when the study does not conform.
         """
-        images = [
-            Image(path, dcmread(path, stop_before_pixels=True, specific_tags=_SELECTION_TAGS))
-            for path in self._instance_paths(ctx)
-        ]
+        return [s.path for s in self._select(ctx, self._instances(ctx))]
+
+    def _select(
+        self,
+        ctx: JobContext,
+        instances: Sequence[SourceInstance],
+        kept: premade.PremadeIndex | None = None,
+    ) -> list[SourceInstance]:
+        """The selected instances, in order; the selection tags read while the study
+        arrived (``kept``) are used where they are (the files are read otherwise)."""
+        images = []
+        by_path: dict[Path, SourceInstance] = {}
+        for instance in instances:
+            header = kept.header(instance.instance_id, instance.received_at) if kept else None
+            if header is None:
+                header = dcmread(
+                    instance.path, stop_before_pixels=True, specific_tags=_SELECTION_TAGS
+                )
+            images.append(Image(instance.path, header))
+            by_path[instance.path] = instance
         try:
-            return select_images(ctx.package.input, group_series(images))
+            return [by_path[p] for p in select_images(ctx.package.input, group_series(images))]
         except InputNotConforming as exc:
             raise JobRejected(str(exc)) from exc
 
@@ -237,42 +270,90 @@ class JobProcessor:
         job_inputs.record(self.db, job_id, job_inputs.from_header(header))
 
     def pseudonymise(self, job_id: int) -> None:
-        """queued -> pseudonymised (or rejected)."""
+        """queued -> pseudonymised (or rejected).
+
+        Images pre-made while the study arrived (:mod:`aifi_app.pipeline.pre_pseudonymise`)
+        are linked into the work folder; only the others are pseudonymised now. Either way
+        the work folder holds the same bytes."""
         started = now()
         try:
             ctx = self.context(job_id)
-            paths = self.select_images(ctx)
+            instances = self._instances(ctx)
+            kept = None
+            if self.prepared is not None:
+                self.prepared.settle(ctx.study_id)
+                kept = self.prepared.index({i.study_id for i in instances})
+            selected = self._select(ctx, instances, kept)
         except JobRejected as exc:
             self.record_input(job_id)
             jobs.transition(self.db, job_id, JobState.QUEUED, JobState.REJECTED, reason=str(exc))
             return
-        self.record_input(job_id, paths[0] if paths else None)
+        self.record_input(job_id, selected[0].path if selected else None)
         pseudonymiser = self.pseudonymiser(ctx, [])
+        key = premade.options_key(self._secret, pseudonymiser.options, pseudonymiser.burned_in)
+        ready = kept.lookup(selected, key) if kept is not None else {}
         work = self.work_dir(job_id)
         if work.exists():
             shutil.rmtree(work)  # left by an interrupted attempt
-        try:
-            mappings = pseudonymise_all(
-                self._secret, pseudonymiser.options, pseudonymiser.burned_in, work, paths
-            )
-        except BurnedInAnnotationRefused as exc:
-            shutil.rmtree(work, ignore_errors=True)
-            jobs.transition(self.db, job_id, JobState.QUEUED, JobState.REJECTED, reason=str(exc))
-            return
+        selected_at = now()
+        mappings: list[tuple[str, str, str]] = []
+        rest: list[tuple[int, Path]] = []
+        with DurableBatch() as batch:
+            for n, instance in enumerate(selected):
+                made = ready.get(instance.instance_id)
+                if made is None:
+                    rest.append((n, instance.path))
+                    continue
+                target = work_file(work, n)
+                batch.folder(target)
+                try:
+                    premade.link_into(made.path, target)
+                except OSError:  # removed meanwhile: pseudonymised now instead
+                    rest.append((n, instance.path))
+                    continue
+                batch.written(target)  # flushed in the background meanwhile
+                mappings += made.mappings
+            linked_at = now()
+            try:
+                mappings += pseudonymise_numbered(
+                    self._secret, pseudonymiser.options, pseudonymiser.burned_in, work, rest
+                )
+            except BurnedInAnnotationRefused as exc:
+                shutil.rmtree(work, ignore_errors=True)
+                jobs.transition(
+                    self.db, job_id, JobState.QUEUED, JobState.REJECTED, reason=str(exc)
+                )
+                return
+            made_at = now()
+            batch.sync()  # the linked files on disk too
+        log.info(
+            "job %d: %d image(s) linked from those made while the study arrived, %d"
+            " pseudonymised now; selection %.2f s, links %.2f s, pseudonymising %.2f s,"
+            " flush %.2f s",
+            job_id,
+            len(selected) - len(rest),
+            len(rest),
+            selected_at - started,
+            linked_at - selected_at,
+            made_at - linked_at,
+            now() - made_at,
+        )
         failpoint("processing.after_pseudonymised_files")
         stage_times.record(self.db, job_id, stage_times.PSEUDONYMISE, started, now())
         with self.db.transaction() as conn:
             conn.executemany(
                 "INSERT INTO pseudonyms (pseudonym, kind, original) VALUES (?, ?, ?)"
                 " ON CONFLICT (pseudonym) DO NOTHING",
-                [(p, k, o) for k, o, p in mappings],
+                {(p, k, o) for k, o, p in mappings},
             )
+            linked = len(selected) - len(rest)
+            premade_count = f", {linked} of them made while the study arrived" if linked else ""
             jobs.transition_in(
                 conn,
                 job_id,
                 JobState.QUEUED,
                 JobState.PSEUDONYMISED,
-                detail=f"{len(paths)} image(s) pseudonymised",
+                detail=f"{len(selected)} image(s) pseudonymised{premade_count}",
             )
 
     def run_algorithm(self, job_id: int, from_state: JobState) -> None:

@@ -52,11 +52,14 @@ def next_due_at(db: Database) -> float | None:
 
 
 def mark_complete(db: Database, study_id: int) -> bool:
-    """Receiving -> complete; False when the study was no longer receiving."""
+    """Receiving -> complete; False when the study was no longer receiving, or is no
+    longer due (an instance arrived since the caller found it due: its timer restarted)."""
     with db.transaction() as conn:
+        t = now()
         cur = conn.execute(
-            "UPDATE studies SET state = ?, completed_at = ? WHERE id = ? AND state = ?",
-            (StudyState.COMPLETE.value, now(), study_id, StudyState.RECEIVING.value),
+            "UPDATE studies SET state = ?, completed_at = ? WHERE id = ? AND state = ?"
+            " AND complete_due_at <= ?",
+            (StudyState.COMPLETE.value, t, study_id, StudyState.RECEIVING.value, t),
         )
         if cur.rowcount != 1:
             return False

@@ -70,6 +70,17 @@ def test_process_now_and_routing(db: Database) -> None:
     )
 
 
+def test_a_study_found_due_is_not_completed_after_another_instance_arrived(
+    db: Database,
+) -> None:
+    rec = _record(db, _inst("1.2.3.1.1"))
+    jobs.process_now(db, rec.study_id, actor="test")
+    assert jobs.due_studies(db) == [rec.study_id]  # the worker finds it due...
+    _record(db, _inst("1.2.3.1.2"))  # ...an instance arrives: the idle timer restarts
+    assert not jobs.mark_complete(db, rec.study_id)
+    assert db.query("SELECT state FROM studies")[0]["state"] == "receiving"
+
+
 def test_no_match_is_recorded_with_its_reason(db: Database) -> None:
     rec = _record(db, _inst("1.2.3.1.1"), idle=0)
     jobs.mark_complete(db, rec.study_id)

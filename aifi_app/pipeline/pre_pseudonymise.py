@@ -1,0 +1,550 @@
+"""Pseudonymising a study while it is still arriving, so that its job finds the work done.
+
+A loop (:class:`PreLoop`) reads the instance rows of studies in ``receiving`` that it has
+not seen yet and takes them in batches of :data:`BATCH`. For each series it evaluates
+the routes' rules on the series' first instance (as the worker will on completion) and
+pre-makes the instance for the pseudonymisation options of every algorithm the study
+will probably go to (see :mod:`aifi_app.pipeline.premade` for the cache and its rules).
+
+The loop runs in one spawned child process at the lowest CPU priority (``nice 19``),
+started with the service, with its own read-only connection to the queue database: it
+writes nothing to the queue, and the service process does nothing for it while a study
+arrives. Measured on the 2-core development machine under load (CT, 500 slices): the
+same loop as a thread of the service, even with the pseudonymising itself in a child,
+slowed the DICOM node's receiving from ~4 s to 7-11 s and left gaps of 0.1-0.5 s between
+instances, enough for a 0.1 s idle timer to split the study; pydicom's work and the
+loop's own holds the GIL the receive threads need. The service only tells the child what
+to pre-make (:class:`PlanConfig`, when the routes, packages, the setting or the disk
+guard change; a check every :data:`CONFIG_SECONDS`), wakes it for a new study, and at
+job time reads what it made (:class:`~aifi_app.pipeline.premade.PremadeIndex`). On
+Windows (a service under pythonservice.exe cannot spawn the same way) and in tests the
+loop runs as a thread of the service instead. ``[completion]
+pseudonymise_while_receiving = false`` turns it off.
+
+A job that starts pseudonymising calls :meth:`PrePseudonymiser.settle` first: it waits
+(a short while) for a batch of its study still being made; the loop starts no new batch
+for a study once it left ``receiving``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import queue
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any
+
+from pydicom import Dataset, dcmread
+
+from aifi_app.algorithms.input_rules import HEADER_TAGS
+from aifi_app.algorithms.package import AlgorithmPackage
+from aifi_app.config.settings import Route, Settings
+from aifi_app.failpoints import failpoint
+from aifi_app.fault_logging import log_fault
+from aifi_app.pipeline import premade, routing
+from aifi_app.pipeline.background_loop import BackgroundLoop
+from aifi_app.pipeline.premade import PremadeIndex, SourceInstance
+from aifi_app.pseudonymise import BurnedInPolicy, ProfileOption
+from aifi_app.pseudonymise.batch import pseudonymise_file
+from aifi_app.pseudonymise.pseudonymiser import Pseudonymiser
+from aifi_app.store.database import Database
+from aifi_app.store.disk_space import DiskFloor, read_disk
+
+log = logging.getLogger(__name__)
+
+BATCH = 24
+"""Instances per batch: small, so that a job waits little for the batch in flight (about
+0.1 s of work on an idle core), large enough to keep the loop's own work rare."""
+POLL_SECONDS = 0.2
+"""How often the loop looks for new instances while a study is receiving (it is woken
+when a new study starts)."""
+IDLE_SECONDS = 2.0
+CONFIG_SECONDS = 2.0
+"""How often the service checks whether what to pre-make changed."""
+SETTLE_SECONDS = 0.2
+"""The longest a job waits for a batch of its study being made (about one batch on an
+idle core; a batch the child, starved of CPU, has not finished by then is done by the
+job itself, which costs less than waiting)."""
+NO_FLOOR = DiskFloor()
+RESERVE_BYTES = 1 << 30
+"""Free space kept above the disk floor before anything is pre-made (1 GiB): the cache
+is an optimisation and must never take the space received instances need."""
+SELECTION_TAGS = [*HEADER_TAGS, "InstanceNumber", "ImagePositionPatient"]
+"""The tags a job's image selection reads (kept with the pre-made files per instance)."""
+
+
+@dataclass(frozen=True)
+class PlanConfig:
+    """What the loop needs to decide what to pre-make (picklable, sent to the child)."""
+
+    active: bool
+    """False when switched off or the disk guard refuses new data: nothing is made."""
+    routes: tuple[Route, ...]
+    packages: tuple[tuple[str, tuple[str, ...], str], ...]
+    """(algorithm id, pseudonymisation options, burned-in policy) of the enabled packages."""
+    floor: DiskFloor = NO_FLOOR
+    """The data volume's free-space floor; nothing is made within :data:`RESERVE_BYTES`
+    of it, so that the cache never makes the node refuse an instance."""
+
+
+def plan_config(
+    settings: Settings,
+    packages: dict[str, AlgorithmPackage],
+    disk_short: str | None,
+    floor: DiskFloor = NO_FLOOR,
+) -> PlanConfig:
+    return PlanConfig(
+        floor=floor,
+        active=settings.completion.pseudonymise_while_receiving and disk_short is None,
+        routes=tuple(settings.routes),
+        packages=tuple(
+            (
+                algorithm_id,
+                tuple(p.pseudonymisation_options),
+                p.burned_in_annotation.value,
+            )
+            for algorithm_id, p in sorted(packages.items())
+        ),
+    )
+
+
+class ReadOnlyDb:
+    """A read-only connection to the queue database (the child's own)."""
+
+    def __init__(self, path: Path) -> None:
+        self._conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        self._conn.row_factory = sqlite3.Row
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        return self._conn.execute(sql, params).fetchall()
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One set of pseudonymisation options an instance is pre-made for."""
+
+    key: str
+    options: frozenset[ProfileOption]
+    burned_in: BurnedInPolicy
+
+
+@dataclass(frozen=True)
+class Made:
+    instance_id: int
+    outcome: str
+    mappings: list[tuple[str, str, str]]
+    size: int
+
+
+def make_files(
+    secret: bytes,
+    options: frozenset[ProfileOption],
+    burned_in: BurnedInPolicy,
+    items: Sequence[tuple[int, str, str]],
+) -> list[Made]:
+    """Pseudonymise each (instance id, source, target) into ``target`` (written under a
+    temporary name, then renamed). A refused or failed instance gets no file. Runs in the
+    child process (or this thread).
+
+    The files are not flushed here: they are handed to the kernel's writeback at once
+    (``POSIX_FADV_DONTNEED`` starts it without waiting), so that by the time the job
+    flushes the files it takes (before it records them) there is little left to write.
+    An fsync per file here would make this process wait for the disk with the DICOM
+    node's own fsyncs. The cache is emptied at every start, so a file torn by a power
+    cut is never used."""
+    made: list[Made] = []
+    sink: list[list[tuple[str, str, str]]] = [[]]  # the current instance's mappings
+    pseudonymiser = Pseudonymiser(
+        secret,
+        options,
+        on_pseudonym=lambda k, o, p: sink[0].append((k, o, p)),
+        burned_in=burned_in,
+    )
+    for instance_id, source, target in items:
+        sink[0] = []
+        final = Path(target)
+        temporary = final.with_suffix(".tmp")
+        temporary.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            pseudonymise_file(pseudonymiser, Path(source), temporary)
+        except Exception:
+            # refused (burned-in text), unreadable, not DICOM: no file; the job's own
+            # step meets the same and reports it
+            temporary.unlink(missing_ok=True)
+            made.append(Made(instance_id, premade.REFUSED, [], 0))
+            continue
+        _start_writeback(temporary)
+        temporary.replace(final)
+        made.append(Made(instance_id, premade.MADE, sink[0], final.stat().st_size))
+    return made
+
+
+def _start_writeback(path: Path) -> None:
+    """Ask the kernel to start writing ``path`` to disk now, without waiting for it."""
+    advise = getattr(os, "posix_fadvise", None)
+    if advise is None:  # Windows
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        advise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def selection_headers(paths: Sequence[str]) -> list[Dataset | None]:
+    """The selection tags of each file (None where it cannot be read)."""
+    out: list[Dataset | None] = []
+    for path in paths:
+        try:
+            out.append(dcmread(path, stop_before_pixels=True, specific_tags=SELECTION_TAGS))
+        except Exception:
+            out.append(None)
+    return out
+
+
+def _lower_priority() -> None:
+    """The child's first act: the lowest CPU priority, so that receiving comes first."""
+    with contextlib.suppress(AttributeError, OSError):  # not on this OS
+        os.nice(19)
+
+
+class PreLoop:
+    """One pass at a time of the pre-pseudonymising work (in the child, or a thread)."""
+
+    def __init__(
+        self, db: premade.Reader, data_dir: Path, secret: bytes, config: Callable[[], PlanConfig]
+    ) -> None:
+        self.db = db
+        self.data_dir = data_dir
+        self._secret = secret
+        self._config = config
+        self._plans: dict[tuple[int, str], list[Plan]] = {}
+        self._skip_studies: dict[int, bool] = {}
+        self._made_studies: set[int] = set()
+        self.receiving = False
+        self._seen = 0
+        """The newest instance row read."""
+        self._pending: list[tuple[SourceInstance, str]] = []
+
+    def idle_wait(self) -> float:
+        return POLL_SECONDS if self.receiving else IDLE_SECONDS
+
+    def run_once(self) -> bool:
+        """One pass; True when it made a batch."""
+        self.clean()
+        config = self._config()
+        if not config.active or not self._room(config.floor):
+            self.receiving = False
+            return False
+        batch = self._next_batch()
+        if not batch:
+            return False
+        self.make(batch)
+        return True
+
+    def _room(self, floor: DiskFloor) -> bool:
+        """True when the data volume has :data:`RESERVE_BYTES` to spare above the floor."""
+        try:
+            reading = read_disk(self.data_dir)
+        except OSError:
+            return False
+        return reading.free_bytes >= floor.floor_bytes(reading.total_bytes) + RESERVE_BYTES
+
+    def clean(self) -> None:
+        """Remove the pre-made files no job will take any more (and forget the studies)."""
+        root = self.data_dir / premade.PREMADE_DIR
+        on_disk = (
+            {int(p.name) for p in root.iterdir() if p.name.isdigit()} if root.is_dir() else set()
+        )
+        for study_id in premade.removable_studies(self.db, on_disk | self._made_studies):
+            premade.remove_study(self.data_dir, study_id)
+            self._made_studies.discard(study_id)
+        done = [
+            s
+            for s in self._skip_studies
+            if not self.db.query("SELECT 1 FROM studies WHERE id = ? AND state = 'receiving'", (s,))
+        ]
+        for study_id in done:
+            self._skip_studies.pop(study_id, None)
+            self._plans = {k: v for k, v in self._plans.items() if k[0] != study_id}
+
+    def _next_batch(self) -> list[tuple[SourceInstance, str]]:
+        """Up to :data:`BATCH` instances of one receiving study not handled yet. Only rows
+        newer than those seen are read. A resent instance (same row, a new copy) is not
+        made again: the job pseudonymises it."""
+        rows = self.db.query(
+            "SELECT i.id, i.study_id, i.series_uid, i.path, i.received_at"
+            " FROM instances i JOIN studies s ON s.id = i.study_id"
+            " WHERE i.id > ? AND s.state = 'receiving' AND s.kind != 'record' ORDER BY i.id",
+            (self._seen,),
+        )
+        for r in rows:
+            self._seen = max(self._seen, int(r["id"]))
+            self._pending.append(
+                (
+                    SourceInstance(
+                        int(r["id"]), int(r["study_id"]), Path(r["path"]), float(r["received_at"])
+                    ),
+                    str(r["series_uid"]),
+                )
+            )
+        while self._pending:
+            study_id = self._pending[0][0].study_id
+            if self.db.query(
+                "SELECT 1 FROM studies WHERE id = ? AND state = 'receiving'", (study_id,)
+            ):
+                break
+            self._pending = [p for p in self._pending if p[0].study_id != study_id]
+        self.receiving = bool(self._pending) or bool(
+            self.db.query("SELECT 1 FROM studies WHERE state = 'receiving' LIMIT 1")
+        )
+        batch: list[tuple[SourceInstance, str]] = []
+        for item in self._pending:
+            if item[0].study_id != self._pending[0][0].study_id or len(batch) == BATCH:
+                break  # one study per batch: a job's settle waits for it
+            batch.append(item)
+        self._pending = self._pending[len(batch) :]
+        return batch
+
+    def plans(self, study_id: int, series_uid: str, header: Dataset | None) -> list[Plan]:
+        """The option sets to pre-make a series' instances for (cached per series)."""
+        cached = self._plans.get((study_id, series_uid))
+        if cached is not None:
+            return cached
+        plans: list[Plan] = []
+        if not self._skip_study(study_id) and header is not None:
+            config = self._config()
+            packages = {a: (options, burned_in) for a, options, burned_in in config.packages}
+            by_key: dict[str, Plan] = {}
+            for decision in routing.evaluate(config.routes, [header]):
+                package = packages.get(decision.route.algorithm) if decision.matched else None
+                if package is None:
+                    continue
+                options = frozenset(ProfileOption[name.upper()] for name in package[0])
+                burned_in = BurnedInPolicy(package[1])
+                key = premade.options_key(self._secret, options, burned_in)
+                by_key[key] = Plan(key, options, burned_in)
+            plans = list(by_key.values())
+        self._plans[(study_id, series_uid)] = plans
+        return plans
+
+    def _skip_study(self, study_id: int) -> bool:
+        """True for a study that is not routed (objects returned into a pseudonymised study)."""
+        skip = self._skip_studies.get(study_id)
+        if skip is None:
+            row = self.db.query(
+                "SELECT 1 FROM studies s JOIN pseudonyms p ON p.pseudonym = s.study_uid"
+                " WHERE s.id = ?",
+                (study_id,),
+            )
+            skip = bool(row)
+            self._skip_studies[study_id] = skip
+        return skip
+
+    def make(self, batch: Sequence[tuple[SourceInstance, str]]) -> None:
+        """Pre-make one batch (one study's instances) and write its index file."""
+        study_id = batch[0][0].study_id
+        busy = premade.busy_file(self.data_dir, study_id)
+        busy.parent.mkdir(parents=True, exist_ok=True)
+        busy.touch()
+        self._made_studies.add(study_id)
+        try:
+            self._make(batch)
+        finally:
+            busy.unlink(missing_ok=True)
+
+    def _make(self, batch: Sequence[tuple[SourceInstance, str]]) -> None:
+        sources = [s for s, _ in batch]
+        headers = selection_headers([str(self.data_dir / s.path) for s in sources])
+        by_plan: dict[str, tuple[Plan, list[SourceInstance]]] = {}
+        made_for: dict[int, dict[str, Any]] = {s.instance_id: {} for s in sources}
+        for (source, series_uid), header in zip(batch, headers, strict=True):
+            for plan in self.plans(source.study_id, series_uid, header):
+                by_plan.setdefault(plan.key, (plan, []))[1].append(source)
+        for key, (plan, items) in by_plan.items():
+            made = make_files(
+                self._secret,
+                plan.options,
+                plan.burned_in,
+                [
+                    (
+                        s.instance_id,
+                        str(self.data_dir / s.path),
+                        str(premade.premade_file(self.data_dir, s.study_id, key, s.instance_id)),
+                    )
+                    for s in items
+                ],
+            )
+            for m in made:
+                made_for[m.instance_id][key] = {
+                    "outcome": m.outcome,
+                    "size": m.size,
+                    "mappings": m.mappings,
+                }
+        failpoint("prepseudo.before_recorded")
+        premade.write_index(
+            self.data_dir,
+            sources[0].study_id,
+            [
+                {
+                    "id": s.instance_id,
+                    "received_at": s.received_at,
+                    "header": None if h is None else h.to_json_dict(),
+                    "made": made_for[s.instance_id],
+                }
+                for s, h in zip(sources, headers, strict=True)
+            ],
+        )
+
+
+def _child_main(db_path: str, data_dir: str, secret: bytes, inbox: Any, parent_pid: int) -> None:
+    """The child process: run the loop until told to stop or the service is gone."""
+    _lower_priority()
+    config: PlanConfig = inbox.get()
+    loop = PreLoop(ReadOnlyDb(Path(db_path)), Path(data_dir), secret, lambda: config)
+    wait = 0.0
+    while os.getppid() == parent_pid:
+        try:
+            message = inbox.get(timeout=wait) if wait else inbox.get_nowait()
+            if message is None:
+                return
+            if isinstance(message, PlanConfig):
+                config = message
+            wait = 0.0  # a wake-up or a new config: look again at once
+            continue
+        except queue.Empty:
+            pass
+        try:
+            busy = loop.run_once()
+        except Exception as exc:
+            log_fault(log, "pre-pseudonymising pass failed; retrying shortly", exc)
+            busy = False
+        wait = 0.0 if busy else loop.idle_wait()
+
+
+class PrePseudonymiser(BackgroundLoop):
+    """The service's side: starts the child (or runs the loop as this thread), keeps it
+    told what to pre-make, and reads what it made for a job."""
+
+    thread_name = "aifi-prepseudo"
+
+    def __init__(
+        self,
+        db: Database,
+        data_dir: Path,
+        settings: Callable[[], Settings],
+        packages: Callable[[], dict[str, AlgorithmPackage]],
+        secret: bytes,
+        *,
+        disk_short: Callable[[], str | None] = lambda: None,
+        disk_floor: Callable[[], DiskFloor] = DiskFloor,
+        in_child: bool | None = None,
+    ) -> None:
+        """``in_child``: run the loop in a low-priority child process (default: everywhere
+        but Windows). ``disk_short`` says why the disk is too full (then nothing is made);
+        ``disk_floor`` is the floor the node keeps (nothing is made close to it)."""
+        super().__init__()
+        self.db = db
+        self.data_dir = data_dir
+        self._settings = settings
+        self._packages = packages
+        self._secret = secret
+        self._disk_short = disk_short
+        self._disk_floor = disk_floor
+        self._in_child = (os.name != "nt") if in_child is None else in_child
+        self._config = PlanConfig(active=False, routes=(), packages=())  # set at start
+        self._work = PreLoop(db, data_dir, secret, lambda: self._config)
+        self._child: BaseProcess | None = None
+        self._inbox: Any = None
+
+    def _current_config(self) -> PlanConfig:
+        return plan_config(
+            self._settings(), self._packages(), self._disk_short(), self._disk_floor()
+        )
+
+    # --- life ---------------------------------------------------------------------------
+    def start(self) -> None:
+        """Empty the cache (files of an earlier run are never used: they may be torn by a
+        power cut), start the child, then this thread. Call before the worker starts."""
+        self.purge()
+        self._config = self._current_config()
+        if self._in_child:
+            self._start_child()
+        super().start()
+
+    def _start_child(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._inbox = context.Queue()
+        self._inbox.put(self._config)
+        self._child = context.Process(
+            target=_child_main,
+            args=(str(self.db.path), str(self.data_dir), self._secret, self._inbox, os.getpid()),
+            name="aifi-prepseudo",
+            daemon=True,
+        )
+        self._child.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        super().stop(timeout)
+        if self._child is not None:
+            with contextlib.suppress(Exception):
+                self._inbox.put(None)
+            self._child.join(5.0)
+            if self._child.is_alive():
+                self._child.terminate()
+                self._child.join(5.0)
+            self._child = None
+
+    def purge(self) -> None:
+        """Remove every pre-made file."""
+        try:
+            premade.remove_all(self.data_dir)
+        except Exception as exc:
+            log_fault(log, "could not empty the pre-made files", exc)
+
+    def wake(self, *_: object) -> None:
+        """A new study: look at it now (safe from any thread)."""
+        if self._in_child and self._inbox is not None:
+            with contextlib.suppress(Exception):
+                self._inbox.put_nowait("wake")
+        super().wake()
+
+    # --- this thread ----------------------------------------------------------------------
+    def idle_wait(self) -> float:
+        return CONFIG_SECONDS if self._in_child else self._work.idle_wait()
+
+    def run_once(self) -> bool:
+        """Child: send a changed config, start the child again if it died. Thread: one
+        pass of the loop itself."""
+        config = self._current_config()
+        changed = config != self._config
+        self._config = config
+        if not self._in_child:
+            return self._work.run_once()
+        if self._child is not None and not self._child.is_alive():
+            log.warning("the pre-pseudonymising process ended; starting it again")
+            self._start_child()
+        elif changed and self._inbox is not None:
+            self._inbox.put(config)
+        return False
+
+    # --- for a job ----------------------------------------------------------------------
+    def settle(self, study_id: int, timeout: float = SETTLE_SECONDS) -> None:
+        """Wait (at most ``timeout``) until no batch of ``study_id`` is being made."""
+        busy = premade.busy_file(self.data_dir, study_id)
+        deadline = time.monotonic() + timeout
+        while busy.exists() and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    def index(self, study_ids: set[int]) -> PremadeIndex:
+        """What was made for these studies (read from the cache's index files)."""
+        return PremadeIndex.load(self.data_dir, study_ids)

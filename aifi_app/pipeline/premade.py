@@ -1,0 +1,210 @@
+"""Pre-made pseudonymised files: the cache that the pre-pseudonymiser fills while a study
+is still arriving (:mod:`aifi_app.pipeline.pre_pseudonymise`), and that a job's
+pseudonymisation step takes from.
+
+A pre-made file is the exact file the job's step would write for one received instance
+with one set of pseudonymisation options (keyed pseudonyms and derived UIDs make it so),
+so a job links it into its work folder instead of pseudonymising the instance again.
+It is only a cache: the folder is emptied at every start of the service, so files made
+before a crash or power cut (not flushed to disk, possibly torn) are never used; the
+study's instances are made again, or pseudonymised by the job. An entry is used when it
+names the same instance, the same received copy of it (``received_at``: a resent
+instance is pseudonymised by the job) and the same options key, and its file is there.
+
+The cache writes nothing to the queue database: a write transaction from the
+pre-pseudonymiser while a study arrives would make the DICOM node's commits wait for
+the lock. Its index is files instead, one per batch, written (under a temporary name,
+then renamed) after the batch's files: ``premade/<study id>/index-<first id>.json``
+holds per instance its received copy, its selection tags (for the job's image
+selection) and per options key the outcome, the file's size and the pseudonym mappings
+(kind, original, pseudonym) the file made, which the job records in ``pseudonyms`` when
+it uses the file. ``premade/<study id>/busy`` exists while a batch is being made.
+
+Files lie in ``premade/<study id>/<options key>/<instance id>.dcm`` under the data
+folder: numbers and a keyed hash only, never a UID or a name (the index files hold
+patient data, as the received files beside them do; they are removed with them). Each
+file is written under a temporary name and then renamed, so a file that is made again
+replaces the old one's name without touching a copy a job has already linked. Files and
+index are removed once the study has left ``receiving``/``complete`` and no job of it
+waits to be pseudonymised (a study that got no route included).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import shutil
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydicom import Dataset
+
+from aifi_app import __version__
+from aifi_app.pseudonymise import BurnedInPolicy, ProfileOption
+
+
+class Reader(Protocol):
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> Sequence[Any]: ...
+
+
+PREMADE_DIR = "premade"
+MADE = "made"
+"""Outcome of a pre-made file that can be used."""
+REFUSED = "refused"
+"""The pseudonymiser refused the instance (burned-in text) or failed: the job's own step
+meets the same refusal and reports it."""
+NO_ROUTE = "none"
+"""No route is expected to take the instance's series: nothing was made (key '')."""
+
+Mapping = tuple[str, str, str]
+
+
+def options_key(secret: bytes, options: frozenset[ProfileOption], burned_in: BurnedInPolicy) -> str:
+    """A short keyed name for what decides a pseudonymised file's bytes besides its source:
+    the secret, the options, the burned-in policy and this software's version."""
+    text = "|".join([__version__, burned_in.value, *sorted(o.name for o in options)])
+    return hmac.new(secret, b"premade|" + text.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def study_dir(data_dir: Path, study_id: int) -> Path:
+    return data_dir / PREMADE_DIR / str(study_id)
+
+
+def premade_file(data_dir: Path, study_id: int, key: str, instance_id: int) -> Path:
+    return study_dir(data_dir, study_id) / key / f"{instance_id}.dcm"
+
+
+def busy_file(data_dir: Path, study_id: int) -> Path:
+    return study_dir(data_dir, study_id) / "busy"
+
+
+def write_index(data_dir: Path, study_id: int, instances: list[dict[str, Any]]) -> None:
+    """Write one batch's index file (after its files); see the module's description."""
+    path = study_dir(data_dir, study_id) / f"index-{instances[0]['id']}.json"
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps({"instances": instances}))
+    temporary.replace(path)
+
+
+def remove_study(data_dir: Path, study_id: int) -> None:
+    shutil.rmtree(study_dir(data_dir, study_id), ignore_errors=True)
+
+
+def remove_all(data_dir: Path) -> None:
+    shutil.rmtree(data_dir / PREMADE_DIR, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class SourceInstance:
+    """A received instance as the queue knows it."""
+
+    instance_id: int
+    study_id: int
+    path: Path
+    received_at: float
+
+
+@dataclass(frozen=True)
+class Premade:
+    path: Path
+    mappings: tuple[Mapping, ...]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What the pre-pseudonymiser did with one instance for one options key."""
+
+    study_id: int
+    received_at: float
+    outcome: str
+    size: int
+    mappings: tuple[Mapping, ...]
+
+
+def link_into(premade: Path, target: Path) -> None:
+    """Put the pre-made file at ``target`` (a hard link; a copy where links fail). The
+    caller makes the file and its folder entry durable. Raises OSError when the pre-made
+    file is gone."""
+    try:
+        os.link(premade, target)
+    except FileNotFoundError:
+        raise
+    except OSError:
+        shutil.copyfile(premade, target)
+
+
+def removable_studies(db: Reader, study_ids: Iterable[int]) -> list[int]:
+    """Those of ``study_ids`` whose pre-made files no job will take any more (read only)."""
+    out = []
+    for study_id in study_ids:
+        keep = db.query(
+            "SELECT 1 FROM studies s WHERE s.id = ? AND (s.state IN ('receiving', 'complete')"
+            " OR EXISTS (SELECT 1 FROM jobs j WHERE j.study_id = s.id AND j.state = 'queued'))",
+            (study_id,),
+        )
+        if not keep:
+            out.append(study_id)
+    return out
+
+
+class PremadeIndex:
+    """What was pre-made for some studies, read from their index files at job time:
+    (instance id, options key) -> :class:`Entry`, and the instances' selection tags."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self._entries: dict[tuple[int, str], Entry] = {}
+        self._headers: dict[int, tuple[float, dict[str, Any] | None]] = {}
+
+    @classmethod
+    def load(cls, data_dir: Path, study_ids: Iterable[int]) -> PremadeIndex:
+        index = cls(data_dir)
+        for study_id in study_ids:
+            for path in sorted(study_dir(data_dir, study_id).glob("index-*.json")):
+                try:
+                    instances = json.loads(path.read_text())["instances"]
+                except (OSError, ValueError, KeyError):
+                    continue  # removed meanwhile, or unreadable: those are made by the job
+                for item in instances:
+                    instance_id = int(item["id"])
+                    received_at = float(item["received_at"])
+                    index._headers[instance_id] = (received_at, item["header"])
+                    for key, made in item["made"].items():
+                        index._entries[(instance_id, key)] = Entry(
+                            study_id,
+                            received_at,
+                            str(made["outcome"]),
+                            int(made["size"]),
+                            tuple((str(k), str(o), str(p)) for k, o, p in made["mappings"]),
+                        )
+        return index
+
+    def lookup(self, sources: Sequence[SourceInstance], key: str) -> dict[int, Premade]:
+        """The usable pre-made files of ``sources`` for the options ``key``, by instance id."""
+        found: dict[int, Premade] = {}
+        for source in sources:
+            entry = self._entries.get((source.instance_id, key))
+            if entry is None or entry.outcome != MADE:
+                continue
+            if entry.received_at != source.received_at:
+                continue  # made from an earlier copy of a resent instance
+            path = premade_file(self.data_dir, entry.study_id, key, source.instance_id)
+            if path.is_file():
+                found[source.instance_id] = Premade(path, entry.mappings)
+        return found
+
+    def header(self, instance_id: int, received_at: float) -> Dataset | None:
+        """The selection tags read while pre-making this copy of the instance, if any."""
+        found = self._headers.get(instance_id)
+        if found is None or found[0] != received_at or found[1] is None:
+            return None
+        return Dataset.from_json(found[1])
+
+    def stats(self) -> tuple[int, int]:
+        """(files, bytes) made, as the index says."""
+        made = [e for e in self._entries.values() if e.outcome == MADE]
+        return len(made), sum(e.size for e in made)

@@ -1,0 +1,361 @@
+"""Pseudonymising while a study arrives: the job's work folder is the same, byte for byte,
+as pseudonymising everything at completion; only the selected series is used; late and
+resent instances, studies without a route and crashes lose nothing and leak nothing."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from pydicom import Dataset
+from pydicom.uid import generate_uid
+
+from aifi_app.config.settings import (
+    CompletionSettings,
+    NodeSettings,
+    Route,
+    Settings,
+    StorageSettings,
+)
+from aifi_app.pipeline import premade
+from aifi_app.pipeline.parallel_pseudonymise import pseudonymise_all
+from aifi_app.pipeline.pre_pseudonymise import PrePseudonymiser
+from aifi_app.sample_studies import ct_series, demo_patient, write
+from aifi_app.service import Appliance
+from aifi_app.store import jobs
+from aifi_app.store.disk_space import DiskFloor
+from aifi_app.store.states import JobState
+
+KEY = b"p" * 32
+ROUTE = Route(name="ct-lung", algorithm="ct-lung-volume", modalities=("CT",), body_parts=("CHEST",))
+
+
+def _settings(tmp_path: Path, routes: tuple[Route, ...] = (ROUTE,)) -> Settings:
+    return Settings(
+        node=NodeSettings(port=0),
+        completion=CompletionSettings(idle_seconds=3600.0),  # completes when we say so
+        storage=StorageSettings(data_dir=str(tmp_path / "data")),
+        routes=routes,
+    )
+
+
+def _app(
+    tmp_path: Path, routes: tuple[Route, ...] = (ROUTE,)
+) -> tuple[Appliance, PrePseudonymiser]:
+    app = Appliance(_settings(tmp_path, routes), secret_for=lambda _: KEY)
+    pre = PrePseudonymiser(
+        app.db,
+        app.data_dir,
+        lambda: app.settings,
+        app.catalog.enabled,
+        KEY,
+        in_child=False,
+    )
+    app.processor.prepared = pre
+    return app, pre
+
+
+def _study(thin: int = 22, thick: int = 0) -> list[Dataset]:
+    """A chest CT: a 1 mm series of ``thin`` slices and a 5 mm one of ``thick``."""
+    patient = demo_patient(7)
+    images = list(ct_series(patient, thin))
+    if thick:
+        series_uid = generate_uid()
+        for ds in ct_series(patient, thick):
+            ds.StudyInstanceUID = images[0].StudyInstanceUID
+            ds.SeriesInstanceUID = series_uid
+            ds.SliceThickness = 5.0
+            images.append(ds)
+    return images
+
+
+def _receive(app: Appliance, ds: Dataset, tmp_path: Path) -> int:
+    path = write(ds, tmp_path / "in")
+    app.node.incoming.mkdir(parents=True, exist_ok=True)
+    target = app.node.incoming / "x.dcm"
+    target.write_bytes(path.read_bytes())
+    return app.node.accept_file(target, "MODALITY", str(ds.SOPInstanceUID))
+
+
+def _premake(pre: PrePseudonymiser) -> None:
+    while pre.run_once():
+        pass
+
+
+def _complete_and_pseudonymise(app: Appliance, study_id: int) -> int:
+    """Complete the study, route it and run its job's pseudonymisation; the job id."""
+    assert jobs.process_now(app.db, study_id, "test")
+    for due in jobs.due_studies(app.db):
+        jobs.mark_complete(app.db, due)
+    for complete in jobs.complete_studies(app.db):
+        app.worker.route(complete)
+    (job_id,) = jobs.jobs_in_state(app.db, JobState.QUEUED)
+    app.processor.pseudonymise(job_id)
+    return job_id
+
+
+def _reference(
+    app: Appliance, job_id: int, folder: Path
+) -> tuple[list[Path], set[tuple[str, str, str]]]:
+    """The job's images pseudonymised all at once, as the step did before pre-making."""
+    ctx = app.processor.context(job_id)
+    pseudonymiser = app.processor.pseudonymiser(ctx, [])
+    paths = app.processor.select_images(ctx)
+    mappings = pseudonymise_all(
+        KEY, pseudonymiser.options, pseudonymiser.burned_in, folder, paths, processes=1
+    )
+    return sorted(folder.glob("*.dcm")), set(mappings)
+
+
+def _same_files(got: list[Path], expected: list[Path]) -> None:
+    assert [p.name for p in got] == [p.name for p in expected]
+    for a, b in zip(got, expected, strict=True):
+        assert a.read_bytes() == b.read_bytes(), a.name
+
+
+def _pseudonyms(app: Appliance) -> set[tuple[str, str, str]]:
+    return {
+        (r["kind"], r["original"], r["pseudonym"])
+        for r in app.db.query("SELECT kind, original, pseudonym FROM pseudonyms")
+    }
+
+
+def _linked(app: Appliance, job_id: int) -> int:
+    """How many of the job's work files are pre-made files (the same inode)."""
+    made = {p.stat().st_ino for p in (app.data_dir / premade.PREMADE_DIR).rglob("*.dcm")}
+    return sum(p.stat().st_ino in made for p in app.processor.work_dir(job_id).glob("*.dcm"))
+
+
+def test_premade_files_make_the_same_work_folder_as_pseudonymising_at_completion(
+    tmp_path: Path,
+) -> None:
+    app, pre = _app(tmp_path)
+    images = _study(thin=22)
+    study_id = 0
+    for ds in images:
+        study_id = _receive(app, ds, tmp_path)
+    _premake(pre)
+    made = list((app.data_dir / premade.PREMADE_DIR).rglob("*.dcm"))
+    assert len(made) == len(images)
+    job_id = _complete_and_pseudonymise(app, study_id)
+    assert jobs.job(app.db, job_id)["state"] == JobState.PSEUDONYMISED
+    assert _linked(app, job_id) == len(images)  # none pseudonymised again
+    expected, mappings = _reference(app, job_id, tmp_path / "reference")
+    _same_files(sorted(app.processor.work_dir(job_id).glob("*.dcm")), expected)
+    assert mappings <= _pseudonyms(app)
+    pre.run_once()  # the job has its files: the cache goes
+    assert not (app.data_dir / premade.PREMADE_DIR / str(study_id)).exists()
+    assert pre.index({study_id}).stats() == (0, 0)
+    app.db.close()
+
+
+def test_only_the_selected_series_goes_into_the_work_folder(tmp_path: Path) -> None:
+    app, pre = _app(tmp_path)
+    images = _study(thin=21, thick=23)
+    study_id = 0
+    for ds in images:
+        study_id = _receive(app, ds, tmp_path)
+    _premake(pre)
+    assert len(list((app.data_dir / premade.PREMADE_DIR).rglob("*.dcm"))) == 44
+    job_id = _complete_and_pseudonymise(app, study_id)
+    work = sorted(app.processor.work_dir(job_id).glob("*.dcm"))
+    assert len(work) == 21  # ct-lung-volume takes the thinnest series
+    expected, _ = _reference(app, job_id, tmp_path / "reference")
+    _same_files(work, expected)
+    app.db.close()
+
+
+def test_late_and_resent_instances_are_pseudonymised_at_completion(tmp_path: Path) -> None:
+    app, pre = _app(tmp_path)
+    images = _study(thin=24)
+    study_id = 0
+    for ds in images[:-1]:
+        study_id = _receive(app, ds, tmp_path)
+    _premake(pre)
+    _receive(app, images[-1], tmp_path)  # arrives after the last pass
+    images[3].ContentTime = "101010"  # a changed copy of an instance, sent again
+    _receive(app, images[3], tmp_path)
+    job_id = _complete_and_pseudonymise(app, study_id)
+    assert _linked(app, job_id) == len(images) - 2
+    expected, mappings = _reference(app, job_id, tmp_path / "reference")
+    _same_files(sorted(app.processor.work_dir(job_id).glob("*.dcm")), expected)
+    assert mappings <= _pseudonyms(app)
+    app.db.close()
+
+
+def test_a_study_that_gets_no_route_leaves_no_cache(tmp_path: Path) -> None:
+    mr_only = Route(name="mr", algorithm="ct-lung-volume", modalities=("MR",))
+    app, pre = _app(tmp_path, routes=(ROUTE, mr_only))
+    study_id = 0
+    for ds in _study(thin=20):
+        ds.BodyPartExamined = "ABDOMEN"  # the CT route needs a chest
+        study_id = _receive(app, ds, tmp_path)
+    _premake(pre)
+    assert not list((app.data_dir / premade.PREMADE_DIR).rglob("*.dcm"))
+    assert pre.index({study_id}).stats() == (0, 0)  # looked at: nothing to make
+    assert jobs.process_now(app.db, study_id, "test")
+    app.worker.run_once()
+    assert app.db.query("SELECT state FROM studies")[0]["state"] == "no_match"
+    pre.run_once()
+    assert not (app.data_dir / premade.PREMADE_DIR / str(study_id)).exists()
+    app.db.close()
+
+
+def test_a_burned_in_refusal_is_left_to_the_job(tmp_path: Path) -> None:
+    app, pre = _app(tmp_path)
+    images = _study(thin=21)
+    images[5].BurnedInAnnotation = "YES"
+    study_id = 0
+    for ds in images:
+        study_id = _receive(app, ds, tmp_path)
+    _premake(pre)
+    assert pre.index({study_id}).stats()[0] == len(images) - 1  # the refused one: no file
+    job_id = _complete_and_pseudonymise(app, study_id)
+    job = jobs.job(app.db, job_id)
+    assert job["state"] == JobState.REJECTED
+    assert "burned" in job["reason"].lower()
+    assert not app.processor.work_dir(job_id).exists()
+    app.db.close()
+
+
+def test_cache_names_and_logs_hold_no_patient_data(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    app, pre = _app(tmp_path)
+    images = _study(thin=20)
+    study_id = 0
+    for ds in images:
+        study_id = _receive(app, ds, tmp_path)
+    _premake(pre)
+    _complete_and_pseudonymise(app, study_id)
+    for path in (app.data_dir / premade.PREMADE_DIR).rglob("*"):
+        for part in path.relative_to(app.data_dir / premade.PREMADE_DIR).parts:
+            stem = part.removesuffix(".dcm").removesuffix(".json").removeprefix("index-")
+            assert stem.isdigit() or (len(stem) == 16 and int(stem, 16) >= 0), part
+    first = images[0]
+    secrets_ = [
+        str(first.PatientName),
+        str(first.PatientID),
+        str(first.StudyInstanceUID),
+        str(first.SeriesInstanceUID),
+        str(first.AccessionNumber),
+    ]
+    for record in caplog.records:
+        text = record.getMessage()
+        assert not any(s in text for s in secrets_), text
+    app.db.close()
+
+
+def test_pre_making_in_the_low_priority_child_process(tmp_path: Path) -> None:
+    app, _ = _app(tmp_path)
+    pre = PrePseudonymiser(
+        app.db, app.data_dir, lambda: app.settings, app.catalog.enabled, KEY, in_child=True
+    )
+    app.processor.prepared = pre
+    pre.start()
+    try:
+        images = _study(thin=20)
+        study_id = 0
+        for ds in images:
+            study_id = _receive(app, ds, tmp_path)
+        pre.wake()
+        for _ in range(600):  # the child starts (an interpreter, pydicom) and makes them
+            if pre.index({study_id}).stats()[0] == len(images):
+                break
+            time.sleep(0.1)
+        job_id = _complete_and_pseudonymise(app, study_id)
+        assert _linked(app, job_id) == len(images)
+        expected, _ = _reference(app, job_id, tmp_path / "reference")
+        _same_files(sorted(app.processor.work_dir(job_id).glob("*.dcm")), expected)
+    finally:
+        pre.stop()
+        app.db.close()
+
+
+_CRASHING_RUN = """
+import sys
+from pathlib import Path
+sys.path[:0] = {paths!r}
+from tests.pipeline.test_pre_pseudonymise import _app, _complete_and_pseudonymise, _premake
+app, pre = _app(Path({tmp!r}))
+_premake(pre)
+_complete_and_pseudonymise(app, {study_id})
+"""
+
+
+@pytest.mark.parametrize(
+    "point", ["prepseudo.before_recorded", "processing.after_pseudonymised_files"]
+)
+def test_a_crash_loses_nothing_and_the_work_folder_is_the_same(tmp_path: Path, point: str) -> None:
+    app, pre = _app(tmp_path)
+    images = _study(thin=20)
+    study_id = 0
+    for ds in images:
+        study_id = _receive(app, ds, tmp_path)
+    app.db.close()
+    script = textwrap.dedent(_CRASHING_RUN).format(
+        paths=sys.path, tmp=str(tmp_path), study_id=study_id
+    )
+    env = {**os.environ, "AIFI_FAILPOINTS": point}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=Path.cwd(), capture_output=True, timeout=120
+    )
+    assert done.returncode == -9, done.stderr.decode()[-2000:]  # killed at the point
+    app, pre = _app(tmp_path)
+    assert list((app.data_dir / premade.PREMADE_DIR).rglob("*.dcm"))  # made before the crash
+    pre.purge()  # as every start does: whatever an earlier run made is not used
+    assert not (app.data_dir / premade.PREMADE_DIR).exists()
+    queued = jobs.jobs_in_state(app.db, JobState.QUEUED)
+    if queued:  # the job's step is done again, from the received files
+        (job_id,) = queued
+        app.processor.pseudonymise(job_id)
+    else:
+        _premake(pre)
+        job_id = _complete_and_pseudonymise(app, study_id)
+    assert jobs.job(app.db, job_id)["state"] == JobState.PSEUDONYMISED
+    expected, mappings = _reference(app, job_id, tmp_path / "reference")
+    _same_files(sorted(app.processor.work_dir(job_id).glob("*.dcm")), expected)
+    assert mappings <= _pseudonyms(app)
+    app.db.close()
+
+
+@pytest.mark.parametrize("case", ["switched off", "disk short", "near the floor"])
+def test_nothing_is_made_when_switched_off_or_the_disk_is_short(tmp_path: Path, case: str) -> None:
+    app, _ = _app(tmp_path)
+    if case == "switched off":
+        app.settings = dataclasses.replace(
+            app.settings,
+            completion=dataclasses.replace(
+                app.settings.completion, pseudonymise_while_receiving=False
+            ),
+        )
+    pre = PrePseudonymiser(
+        app.db,
+        app.data_dir,
+        lambda: app.settings,
+        app.catalog.enabled,
+        KEY,
+        disk_short=lambda: "free disk space is below the floor" if case == "disk short" else None,
+        # a floor of all the volume minus less than the reserve: the cache stays away
+        disk_floor=lambda: DiskFloor(min_free_percent=100 if case == "near the floor" else 0),
+        in_child=False,
+    )
+    app.processor.prepared = pre
+    images = _study(thin=20)
+    study_id = 0
+    for ds in images:
+        study_id = _receive(app, ds, tmp_path)
+    assert not pre.run_once()
+    assert not (app.data_dir / premade.PREMADE_DIR).exists()
+    job_id = _complete_and_pseudonymise(app, study_id)  # the job does it all, as before
+    expected, _ = _reference(app, job_id, tmp_path / "reference")
+    _same_files(sorted(app.processor.work_dir(job_id).glob("*.dcm")), expected)
+    app.db.close()
