@@ -29,29 +29,33 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def durable_move(src: Path, dest: Path) -> int:
+def durable_move(src: Path, dest: Path, *, flushed: bool = False) -> int:
     """Move ``src`` to ``dest`` durably (replacing ``dest``); returns the file size.
 
-    When ``dest`` is new, the file gets its new name first and is flushed under it: one
-    file-system journal commit then carries both the data and the new name, and the
-    directory's own flush finds little left to do (about 0.2 ms on ext4, measured). A
-    crash before the flushes leaves at worst a file nobody has recorded (the caller
-    records it only after this returns), which the sender's resend replaces. A folder
-    made for ``dest`` has its own entry in its parent flushed too (a new study's folder
-    in ``spool``). An existing ``dest`` (a resend of a recorded instance) is only ever
-    replaced by a file that is already complete on disk.
+    The file is flushed under its old name first (``flushed``: the caller has done that,
+    e.g. with ``os.fsync`` on the descriptor it wrote with), then renamed, then the new
+    folder entry is flushed. So a file under a spool name is always complete on disk,
+    even after a power cut in the middle of a move: the start after one may record any
+    spool file the queue lost (:mod:`aifi_app.dicom_node.spool_recovery`), and a resend
+    of a recorded instance only ever replaces its file by a complete one. A folder made
+    for ``dest`` has its own entry in its parent flushed too (a new study's folder in
+    ``spool``). Measured on ext4: the same time as linking first and flushing the file
+    under its new name (one journal commit fewer, but the folder flush then has its
+    own), about 5 ms for a 0.5 MB CT slice on a busy disk either way.
     """
+    if not flushed:
+        fsync_file(src)
     created = _make_folder(dest.parent)
     try:
-        os.link(src, dest)  # never replaces: fails when dest exists
+        src.replace(dest)
     except OSError:
-        # dest exists, or a file system without hard links: flush first, then replace
-        _flush_then_replace(src, dest)
-    else:
-        # Windows will not remove a file still open elsewhere: then it goes at next start
+        # another file system, or Windows refusing to move a file still open elsewhere
+        tmp = dest.with_name(dest.name + ".part")
+        shutil.copyfile(src, tmp)
+        fsync_file(tmp)
+        tmp.replace(dest)
         with contextlib.suppress(OSError):
             src.unlink()
-        fsync_file(dest)
     fsync_dir(dest.parent)
     if created:
         fsync_dir(dest.parent.parent)  # the new folder's own entry
@@ -67,18 +71,6 @@ def _make_folder(folder: Path) -> bool:
     except FileNotFoundError:
         folder.mkdir(parents=True, exist_ok=True)
     return True
-
-
-def _flush_then_replace(src: Path, dest: Path) -> None:
-    fsync_file(src)
-    try:
-        src.replace(dest)
-    except OSError:
-        # another file system, or Windows refusing to move a file still open elsewhere
-        tmp = dest.with_name(dest.name + ".part")
-        shutil.copyfile(src, tmp)
-        fsync_file(tmp)
-        tmp.replace(dest)
 
 
 def durable_write(dest: Path, data: bytes) -> None:

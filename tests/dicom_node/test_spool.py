@@ -50,3 +50,27 @@ def test_a_new_study_folder_has_its_own_entry_flushed_once(
         durable_move(src, study / f"1.2.3.{n}.dcm")
     # the first instance made the study's folder: its entry in spool/ is flushed too
     assert flushed == [study, tmp_path / "spool", study]
+
+
+def test_the_file_is_flushed_under_its_old_name_before_it_gets_the_new_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """So that a file under a spool name is always complete on disk (spool_recovery)."""
+    events: list[str] = []
+    real_file, real_dir = spool.fsync_file, spool.fsync_dir
+    monkeypatch.setattr(
+        spool, "fsync_file", lambda p: (events.append(f"file {p.name}"), real_file(p))
+    )
+    monkeypatch.setattr(spool, "fsync_dir", lambda p: (events.append(f"dir {p.name}"), real_dir(p)))
+    study = tmp_path / "spool" / "1.2.3"
+    study.mkdir(parents=True)
+    src = tmp_path / "tmp1"
+    src.write_bytes(b"instance")
+    durable_move(src, study / "1.2.3.1.dcm")
+    assert events == ["file tmp1", "dir 1.2.3"]
+    # a file its writer flushed already is not flushed again
+    events.clear()
+    src.write_bytes(b"instance")
+    durable_move(src, study / "1.2.3.2.dcm", flushed=True)
+    assert events == ["dir 1.2.3"]
+    assert (study / "1.2.3.2.dcm").read_bytes() == b"instance"
