@@ -65,8 +65,15 @@ def begin_receiving(data_dir: Path) -> bool:
 
 
 def end_receiving(db: Database, data_dir: Path) -> None:
-    """Flush the queue's log, then remove the marker: every recorded instance is on disk."""
-    db.flush_log()
+    """Flush the queue's log, then remove the marker: every recorded instance is on disk.
+
+    If the log cannot be flushed the marker stays, and the next start checks the spool.
+    """
+    try:
+        db.flush_log()
+    except OSError as exc:
+        log_fault(log, "the queue's log cannot be flushed; the next start checks the spool", exc)
+        return
     with contextlib.suppress(FileNotFoundError):
         (data_dir / MARKER_NAME).unlink()
         fsync_dir(data_dir)

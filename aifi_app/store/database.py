@@ -117,7 +117,7 @@ class Database:
         """
         wal = self.path.with_name(self.path.name + "-wal")
         try:
-            fd = os.open(wal, os.O_RDONLY)
+            fd = os.open(wal, os.O_RDWR)  # (Windows flushes only files open for writing)
         except FileNotFoundError:
             return  # no log: every commit is in the database file, checkpointed and flushed
         try:

@@ -209,3 +209,18 @@ def test_after_stop_an_instance_is_refused_not_recorded_unflushed(
     status = stopped_node.store(target, "MODALITY", str(ds.SOPInstanceUID))
     assert status == OUT_OF_RESOURCES
     assert stopped_node.db.query("SELECT * FROM instances") == []
+
+
+def test_a_log_that_cannot_be_flushed_keeps_the_marker(
+    data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = Database(data / DB_NAME)
+    begin_receiving(data)
+
+    def failing() -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(db, "flush_log", failing)
+    end_receiving(db, data)
+    assert (data / MARKER_NAME).exists()  # the next start checks the spool
+    db.close()
