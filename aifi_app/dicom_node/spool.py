@@ -4,9 +4,12 @@ appliance tells anyone it has it."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
+import zlib
 from pathlib import Path
+from typing import Final
 
 
 def fsync_file(path: Path) -> None:
@@ -29,33 +32,96 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def durable_move(src: Path, dest: Path, *, flushed: bool = False) -> int:
+CHECKSUM_ATTRIBUTE: Final = "user.aifi.crc32"
+"""The extended attribute that labels a received file with its content's CRC-32 and size."""
+
+
+def set_checksum(fd: int, crc: int, size: int) -> bool:
+    """Label the open file with its content's CRC-32 and size; False where it cannot be
+    (no extended attributes here: Windows, or a file system without user attributes)."""
+    setxattr = getattr(os, "setxattr", None)
+    if setxattr is None:  # pragma: no cover - not on Linux
+        return False
+    try:
+        setxattr(fd, CHECKSUM_ATTRIBUTE, f"{crc:08x} {size}".encode("ascii"))
+    except OSError:
+        return False
+    return True
+
+
+def is_complete(path: Path) -> bool:
+    """Whether a spool file is whole: it has no checksum label (it was flushed before it
+    got its name) or its content matches its label. Reads the whole file if labelled."""
+    getxattr = getattr(os, "getxattr", None)
+    if getxattr is None:  # pragma: no cover - not on Linux
+        return True
+    try:
+        label = getxattr(path, CHECKSUM_ATTRIBUTE)
+    except OSError as exc:
+        if exc.errno in (errno.ENODATA, errno.ENOTSUP):
+            return True
+        raise
+    try:
+        crc_text, size_text = label.decode("ascii").split()
+        crc, size = int(crc_text, 16), int(size_text)
+    except ValueError:
+        return False
+    found, length = 0, 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            found = zlib.crc32(chunk, found)
+            length += len(chunk)
+    return length == size and found == crc
+
+
+def durable_move(src: Path, dest: Path, *, flushed: bool = False, checksummed: bool = False) -> int:
     """Move ``src`` to ``dest`` durably (replacing ``dest``); returns the file size.
 
-    The file is flushed under its old name first (``flushed``: the caller has done that,
-    e.g. with ``os.fsync`` on the descriptor it wrote with), then renamed, then the new
-    folder entry is flushed. So a file under a spool name is always complete on disk,
-    even after a power cut in the middle of a move: the start after one may record any
-    spool file the queue lost (:mod:`aifi_app.dicom_node.spool_recovery`), and a resend
-    of a recorded instance only ever replaces its file by a complete one. A folder made
-    for ``dest`` has its own entry in its parent flushed too (a new study's folder in
-    ``spool``). Measured on ext4: the same time as linking first and flushing the file
-    under its new name (one journal commit fewer, but the folder flush then has its
-    own), about 5 ms for a 0.5 MB CT slice on a busy disk either way.
+    A file under a spool name is always whole on disk, even after a power cut in the
+    middle of a move, so that the start after one may record any spool file the queue
+    lost (:mod:`aifi_app.dicom_node.spool_recovery`), in one of two ways:
+
+    - ``checksummed`` (the file carries its CRC-32 and size, :func:`set_checksum`) and
+      ``dest`` new: the file gets its new name first and is flushed under it, so one
+      file-system journal commit carries data, label and name, and the folder's flush
+      after it finds nothing left to commit. A power cut before that flush may leave the
+      name with a file not whole, which :func:`is_complete` tells (its sender never got
+      success and sends it again);
+    - otherwise the file is flushed under its old name first (``flushed``: its writer did
+      that), then renamed, then the folder is flushed: a second journal commit.
+
+    Measured on this ext4 under other processes' heavy writes (0.5 MB files, medians): the
+    first 3.3 ms file flush + 2.1 ms folder flush, the second 3.8 + 3.9 ms; on a quiet disk
+    they are about even. A folder made for ``dest`` has its own entry in its parent flushed
+    too (a new study's folder in ``spool``). An existing ``dest`` (a resend of a recorded
+    instance) is only ever replaced by a file already whole on disk.
     """
-    if not flushed:
-        fsync_file(src)
     created = _make_folder(dest.parent)
-    try:
-        src.replace(dest)
-    except OSError:
-        # another file system, or Windows refusing to move a file still open elsewhere
-        tmp = dest.with_name(dest.name + ".part")
-        shutil.copyfile(src, tmp)
-        fsync_file(tmp)
-        tmp.replace(dest)
+    linked = False
+    if checksummed and not flushed:
+        try:
+            os.link(src, dest)  # never replaces: fails when dest exists
+            linked = True
+        except OSError:
+            pass  # dest exists, or a file system without hard links: the second way
+    if linked:
+        # Windows will not remove a file still open elsewhere: then it goes at next start
         with contextlib.suppress(OSError):
             src.unlink()
+        fsync_file(dest)
+    else:
+        if not flushed:
+            fsync_file(src)
+        try:
+            src.replace(dest)
+        except OSError:
+            # another file system, or Windows refusing to move a file still open elsewhere
+            tmp = dest.with_name(dest.name + ".part")
+            shutil.copyfile(src, tmp)
+            fsync_file(tmp)
+            tmp.replace(dest)
+            with contextlib.suppress(OSError):
+                src.unlink()
     fsync_dir(dest.parent)
     if created:
         fsync_dir(dest.parent.parent)  # the new folder's own entry

@@ -17,10 +17,12 @@ files. This module finds those files again:
   Sending Application Entity Title (which the node writes). Each recovered study gets an
   audit event.
 
-Safe because a file only ever gets a spool name once it is complete on disk, and because
-the queue never forgets an instance it recorded (retention removes files, not rows); a
-file that was moved but whose C-STORE failed (the sender was told so and sends it again)
-is recorded too, which the resend then finds as already received. A clean start reads
+Safe because a spool file is either whole on disk or says that it is not (its checksum
+label, :func:`aifi_app.dicom_node.spool.is_complete`: a file the power cut caught between
+its name and its flush, whose sender got no success), and because the queue never
+forgets an instance it recorded (retention removes files, not rows); a file that was
+moved but whose C-STORE failed (the sender was told so and sends it again) is recorded
+too, which the resend then finds as already received. A clean start reads
 nothing; the check after an unclean one lists the spool (about a second for 100,000
 files).
 """
@@ -36,7 +38,7 @@ from typing import Final
 
 from pydicom import dcmread
 
-from aifi_app.dicom_node.spool import fsync_dir
+from aifi_app.dicom_node.spool import fsync_dir, is_complete
 from aifi_app.fault_logging import log_fault
 from aifi_app.store import audit
 from aifi_app.store.database import Database
@@ -125,6 +127,9 @@ def recover_unrecorded(
     unreadable = 0
     for path in files:
         try:
+            if not is_complete(path):
+                # cut short by the power cut before its flush: its sender got no success
+                raise ValueError("the file does not match its checksum")
             inst = _from_file(path, data_dir)
         except Exception as exc:  # a file we cannot read: leave it, say so
             unreadable += 1
@@ -149,8 +154,8 @@ def recover_unrecorded(
                 conn,
                 "receive",
                 "recovery_failed",
-                detail=f"{unreadable} file(s) in the spool but not in the queue cannot be "
-                "read; left in place",
+                detail=f"{unreadable} file(s) in the spool but not in the queue are not whole "
+                "or cannot be read; left in place",
             )
     recovered = sum(per_study.values())
     if files:

@@ -30,11 +30,17 @@ Write-back while the data arrives: for an instance larger than
 (``sync_file_range``, asynchronous) each time that much more arrived, so the fsync after
 the last fragment waits for less. Measured on the bench's 4 MiB radiographs: the durable
 move fell from about 5 to under 2 ms an instance, for 1-2 ms more receiving. For 0.5 MiB
-CT slices it gained nothing in wall time (12 alternating runs). After the last fragment
-the file is flushed through the descriptor it was written with, before it is closed
-(then :func:`aifi_app.dicom_node.spool.durable_move` renames it into the spool and
-flushes the folder). The file meta names the calling AE title (Sending Application
-Entity Title) and ours (Receiving), so that the file alone says where it came from
+CT slices it gained nothing in wall time (12 alternating runs).
+
+The file's CRC-32 is computed as it is written (``zlib``, outside the interpreter's lock;
+about 0.2 ms for a 0.5 MB slice) and set on it as an extended attribute after the last
+fragment (:func:`aifi_app.dicom_node.spool.set_checksum`): then
+:func:`~aifi_app.dicom_node.spool.durable_move` may give it its spool name before the one
+flush that makes data and name durable together, and a start after a power cut can still
+tell a whole file from one cut short. Where no attribute can be set (Windows, a file
+system without them) the file is flushed through its descriptor before it is closed, and
+moved after that. The file meta names the calling AE title (Sending Application Entity
+Title) and ours (Receiving), so that the file alone says where it came from
 (:mod:`aifi_app.dicom_node.spool_recovery` records it from the file after a power cut).
 
 The upper layer's states collapse to: awaiting the A-ASSOCIATE-RQ (ARTIM: the network
@@ -54,6 +60,7 @@ import os
 import socket
 import sys
 import threading
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -73,6 +80,7 @@ from pynetdicom.presentation import PresentationContext, negotiate_as_acceptor
 from aifi_app.dicom_node import command_sets
 from aifi_app.dicom_node import upper_layer as ul
 from aifi_app.dicom_node.header_scan import HEAD_BYTES
+from aifi_app.dicom_node.spool import set_checksum
 from aifi_app.fault_logging import log_fault
 
 log = logging.getLogger(__name__)
@@ -212,6 +220,8 @@ class DataSetStart:
     """``head`` is the whole data set."""
     flushed: bool = False
     """The file is complete on disk (fsynced) under its incoming name."""
+    checksummed: bool = False
+    """The file carries its CRC-32 and size (:func:`~aifi_app.dicom_node.spool.set_checksum`)."""
 
 
 class _Incoming:
@@ -225,15 +235,18 @@ class _Incoming:
         """The data set's first :data:`HEAD_BYTES` (for :func:`scan_header`)."""
         self.data_set_bytes = -len(_PREAMBLE) - len(file_meta)
         self._unflushed = 0
+        self._crc = 0
+        self._size = 0
         self.write(_PREAMBLE + file_meta)
 
-    def start(self, *, flushed: bool) -> DataSetStart:
+    def start(self, *, flushed: bool, checksummed: bool) -> DataSetStart:
         """The data set's beginning, as received (after the last fragment)."""
         return DataSetStart(
             self.transfer_syntax,
             bytes(self.head),
             len(self.head) == self.data_set_bytes,
             flushed,
+            checksummed,
         )
 
     def write(self, data: bytes | memoryview) -> None:
@@ -244,6 +257,8 @@ class _Incoming:
             self.head += view[: HEAD_BYTES - len(self.head)]
         self.data_set_bytes += len(view)
         self._unflushed += len(view)
+        self._crc = zlib.crc32(view, self._crc)
+        self._size += len(view)
         while view:
             written = os.write(fd, view)
             view = view[written:]
@@ -261,6 +276,15 @@ class _Incoming:
                     os.fsync(fd)
             finally:
                 os.close(fd)
+
+    def finish(self) -> DataSetStart:
+        """After the last fragment: label the file with its checksum (or, where that cannot
+        be, flush it) and close it; the data set's beginning. Raises OSError (disk)."""
+        fd = self.fd
+        assert fd is not None
+        checksummed = set_checksum(fd, self._crc, self._size)
+        self.close(flush=not checksummed)
+        return self.start(flushed=not checksummed, checksummed=checksummed)
 
     def discard(self) -> None:
         with contextlib.suppress(OSError):
@@ -613,18 +637,15 @@ class StorageAssociation:
         assert command is not None and incoming is not None
         self._incoming = None
         sop_instance_uid = command.sop_instance_uid
-        flushed = False
+        start = None
         if not isinstance(incoming, _Discarded):
             try:
-                incoming.close(flush=True)
-                flushed = True
+                start = incoming.finish()
             except OSError:
                 log.error("cannot write a received data set to disk")
                 incoming.discard()
-        if flushed:
-            status = self._service.store(
-                incoming.path, self._calling, sop_instance_uid, incoming.start(flushed=True)
-            )
+        if start is not None:
+            status = self._service.store(incoming.path, self._calling, sop_instance_uid, start)
         else:
             status = self._service.store(None, self._calling, sop_instance_uid)
         self._respond(context_id, C_STORE_RSP, command.message_id, command, status)

@@ -412,7 +412,10 @@ class StorageNode:
         relative = Path("spool") / str(study_uid) / f"{affected_sop_instance_uid}.dcm"
         try:
             size = durable_move(
-                tmp, self.data_dir / relative, flushed=start is not None and start.flushed
+                tmp,
+                self.data_dir / relative,
+                flushed=start is not None and start.flushed,
+                checksummed=start is not None and start.checksummed,
             )
         except OSError as exc:
             raise StoreRefused(

@@ -8,6 +8,7 @@ earlier. The tests put the database back to a copy taken before the instances ar
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 
+from aifi_app.dicom_node.spool import CHECKSUM_ATTRIBUTE, is_complete
 from aifi_app.dicom_node.spool_recovery import (
     MARKER_NAME,
     begin_receiving,
@@ -224,3 +226,40 @@ def test_a_log_that_cannot_be_flushed_keeps_the_marker(
     end_receiving(db, data)
     assert (data / MARKER_NAME).exists()  # the next start checks the spool
     db.close()
+
+
+@pytest.mark.dcmtk
+def test_a_file_the_power_cut_caught_before_its_flush_is_not_recorded(
+    data: Path, tmp_path: Path
+) -> None:
+    """Named but not whole (its sender got no success): its label tells, it stays out."""
+    before = tmp_path / "before"
+    _copy_db(data, before)
+    studies = [chest_radiograph(demo_patient(n), phantom_chest(seed=n)) for n in (6, 7)]
+    paths = [write(ds, tmp_path / f"study{n}") for n, ds in enumerate(studies)]
+    db = Database(data / DB_NAME)
+    node = _node(data, db)
+    node.start()
+    storescu(paths, node.port)
+    recorded = [r["path"] for r in db.query("SELECT path FROM instances ORDER BY path")]
+    node._server.stop()  # type: ignore[union-attr]  # the power cut (see above)
+    db.close()
+    _copy_db(before, data)
+    # each spool file carries its checksum; one is left as a cut before its flush leaves it
+    assert all(is_complete(data / p) for p in recorded)
+    assert os.getxattr(data / recorded[0], CHECKSUM_ATTRIBUTE)
+    cut = data / recorded[0]
+    with cut.open("r+b") as fh:
+        fh.truncate(cut.stat().st_size // 2)
+
+    db = Database(data / DB_NAME)
+    node = _node(data, db)
+    node.start()
+    try:
+        assert [r["path"] for r in db.query("SELECT path FROM instances")] == [recorded[1]]
+        assert cut.exists()
+        (event,) = db.query("SELECT detail FROM audit_events WHERE event = 'recovery_failed'")
+        assert "not whole" in event["detail"]
+    finally:
+        node.stop()
+        db.close()
