@@ -82,9 +82,11 @@ def _labelled(path: Path, data: bytes) -> None:
     path.write_bytes(data)
     fd = os.open(path, os.O_RDONLY)
     try:
-        assert spool.set_checksum(fd, zlib.crc32(data), len(data))
+        labelled = spool.set_checksum(fd, zlib.crc32(data), len(data))
     finally:
         os.close(fd)
+    if not labelled:
+        pytest.skip("no user extended attributes on this file system")
 
 
 def test_a_checksummed_file_gets_its_name_before_its_one_flush(
