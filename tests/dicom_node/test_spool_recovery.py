@@ -266,3 +266,45 @@ def test_a_file_the_power_cut_caught_before_its_flush_is_not_recorded(
     finally:
         node.stop()
         db.close()
+
+
+@pytest.mark.parametrize("limit", [1 << 20, 1000])
+def test_files_up_to_the_limit_carry_a_checksum_larger_ones_are_flushed_first(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limit: int
+) -> None:
+    from aifi_app.dicom_node import spool, storage_acceptor
+
+    monkeypatch.setattr(storage_acceptor, "CHECKSUM_UP_TO_BYTES", limit)
+    moves: list[dict[str, bool]] = []
+    real_move = spool.durable_move
+
+    def recording(src: Path, dest: Path, **how: bool) -> int:
+        moves.append(how)
+        return real_move(src, dest, **how)
+
+    from aifi_app.dicom_node import storage_scp
+
+    monkeypatch.setattr(storage_scp, "durable_move", recording)
+    db = Database(data / DB_NAME)
+    node = _node(data, db)
+    node.start()
+    try:
+        ds = chest_radiograph(demo_patient(8), phantom_chest())
+        path = write(ds, tmp_path / "out")
+        assert 1000 < path.stat().st_size < 1 << 20
+        (outcome,) = send_files(
+            Peer("AIFI", "127.0.0.1", node.port), [path], calling_ae_title="MODALITY"
+        )
+        assert outcome.status == 0
+        (row,) = db.query("SELECT path FROM instances")
+        labelled = CHECKSUM_ATTRIBUTE in os.listxattr(data / row["path"])
+        if limit == 1000:  # larger than the limit: flushed before it was named, no label
+            assert moves == [{"flushed": True, "checksummed": False}]
+            assert not labelled
+        elif labelled:  # (a file system without user attributes: flushed first too)
+            assert moves == [{"flushed": False, "checksummed": True}]
+        assert is_complete(data / row["path"])
+        assert dcmread(data / row["path"]) == ds
+    finally:
+        node.stop()
+        db.close()
