@@ -121,7 +121,10 @@ def conformance_statement() -> str:
     add("")
     add("## 3. Accepted presentation contexts (SCP)")
     add("")
-    add("Transfer syntaxes accepted for every storage SOP class (bytes are kept as received):")
+    add(
+        "Transfer syntaxes accepted for every storage SOP class (bytes are kept as received; the\n"
+        "file meta stored with them names the Sending and Receiving Application Entity Titles):"
+    )
     add("")
     add("| transfer syntax | UID |")
     add("| --- | --- |")

@@ -44,8 +44,16 @@ def file_meta(
     transfer_syntax_uid: str,
     implementation_class_uid: str,
     implementation_version_name: str,
+    *,
+    sending_ae_title: str = "",
+    receiving_ae_title: str = "",
 ) -> bytes:
-    """The File Meta Information (group 0002, explicit VR little endian, no preamble)."""
+    """The File Meta Information (group 0002, explicit VR little endian, no preamble).
+
+    ``sending_ae_title`` / ``receiving_ae_title``: the association's calling and called
+    AE titles (Sending / Receiving Application Entity Title, PS3.10 section 7.1); left
+    out when empty.
+    """
     elements = b"".join(
         [
             _SHORT_EXPLICIT.pack(0x0002, 0x0001, b"OB", 0) + struct.pack("<L", 2) + b"\x00\x01",
@@ -57,7 +65,10 @@ def file_meta(
                     (0x0010, b"UI", _even(transfer_syntax_uid, b"\x00")),
                     (0x0012, b"UI", _even(implementation_class_uid, b"\x00")),
                     (0x0013, b"SH", _even(implementation_version_name, b" ")),
+                    (0x0017, b"AE", _even(sending_ae_title, b" ")),
+                    (0x0018, b"AE", _even(receiving_ae_title, b" ")),
                 )
+                if value or element < 0x0017
             ),
         ]
     )

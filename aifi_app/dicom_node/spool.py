@@ -4,9 +4,12 @@ appliance tells anyone it has it."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
+import zlib
 from pathlib import Path
+from typing import Final
 
 
 def fsync_file(path: Path) -> None:
@@ -29,29 +32,96 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def durable_move(src: Path, dest: Path) -> int:
+CHECKSUM_ATTRIBUTE: Final = "user.aifi.crc32"
+"""The extended attribute that labels a received file with its content's CRC-32 and size."""
+
+
+def set_checksum(fd: int, crc: int, size: int) -> bool:
+    """Label the open file with its content's CRC-32 and size; False where it cannot be
+    (no extended attributes here: Windows, or a file system without user attributes)."""
+    setxattr = getattr(os, "setxattr", None)
+    if setxattr is None:  # pragma: no cover - not on Linux
+        return False
+    try:
+        setxattr(fd, CHECKSUM_ATTRIBUTE, f"{crc:08x} {size}".encode("ascii"))
+    except OSError:
+        return False
+    return True
+
+
+def is_complete(path: Path) -> bool:
+    """Whether a spool file is whole: it has no checksum label (it was flushed before it
+    got its name) or its content matches its label. Reads the whole file if labelled."""
+    getxattr = getattr(os, "getxattr", None)
+    if getxattr is None:  # pragma: no cover - not on Linux
+        return True
+    try:
+        label = getxattr(path, CHECKSUM_ATTRIBUTE)
+    except OSError as exc:
+        if exc.errno in (errno.ENODATA, errno.ENOTSUP):
+            return True
+        raise
+    try:
+        crc_text, size_text = label.decode("ascii").split()
+        crc, size = int(crc_text, 16), int(size_text)
+    except ValueError:
+        return False
+    found, length = 0, 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            found = zlib.crc32(chunk, found)
+            length += len(chunk)
+    return length == size and found == crc
+
+
+def durable_move(src: Path, dest: Path, *, flushed: bool = False, checksummed: bool = False) -> int:
     """Move ``src`` to ``dest`` durably (replacing ``dest``); returns the file size.
 
-    When ``dest`` is new, the file gets its new name first and is flushed under it: one
-    file-system journal commit then carries both the data and the new name, and the
-    directory's own flush finds little left to do (about 0.2 ms on ext4, measured). A
-    crash before the flushes leaves at worst a file nobody has recorded (the caller
-    records it only after this returns), which the sender's resend replaces. A folder
-    made for ``dest`` has its own entry in its parent flushed too (a new study's folder
-    in ``spool``). An existing ``dest`` (a resend of a recorded instance) is only ever
-    replaced by a file that is already complete on disk.
+    A file under a spool name is always whole on disk, even after a power cut in the
+    middle of a move, so that the start after one may record any spool file the queue
+    lost (:mod:`aifi_app.dicom_node.spool_recovery`), in one of two ways:
+
+    - ``checksummed`` (the file carries its CRC-32 and size, :func:`set_checksum`) and
+      ``dest`` new: the file gets its new name first and is flushed under it, so one
+      file-system journal commit carries data, label and name, and the folder's flush
+      after it finds nothing left to commit. A power cut before that flush may leave the
+      name with a file not whole, which :func:`is_complete` tells (its sender never got
+      success and sends it again);
+    - otherwise the file is flushed under its old name first (``flushed``: its writer did
+      that), then renamed, then the folder is flushed: a second journal commit.
+
+    Measured on this ext4 under other processes' heavy writes (0.5 MB files, medians): the
+    first 3.3 ms file flush + 2.1 ms folder flush, the second 3.8 + 3.9 ms; on a quiet disk
+    they are about even. A folder made for ``dest`` has its own entry in its parent flushed
+    too (a new study's folder in ``spool``). An existing ``dest`` (a resend of a recorded
+    instance) is only ever replaced by a file already whole on disk.
     """
     created = _make_folder(dest.parent)
-    try:
-        os.link(src, dest)  # never replaces: fails when dest exists
-    except OSError:
-        # dest exists, or a file system without hard links: flush first, then replace
-        _flush_then_replace(src, dest)
-    else:
+    linked = False
+    if checksummed and not flushed:
+        try:
+            os.link(src, dest)  # never replaces: fails when dest exists
+            linked = True
+        except OSError:
+            pass  # dest exists, or a file system without hard links: the second way
+    if linked:
         # Windows will not remove a file still open elsewhere: then it goes at next start
         with contextlib.suppress(OSError):
             src.unlink()
         fsync_file(dest)
+    else:
+        if not flushed:
+            fsync_file(src)
+        try:
+            src.replace(dest)
+        except OSError:
+            # another file system, or Windows refusing to move a file still open elsewhere
+            tmp = dest.with_name(dest.name + ".part")
+            shutil.copyfile(src, tmp)
+            fsync_file(tmp)
+            tmp.replace(dest)
+            with contextlib.suppress(OSError):
+                src.unlink()
     fsync_dir(dest.parent)
     if created:
         fsync_dir(dest.parent.parent)  # the new folder's own entry
@@ -67,18 +137,6 @@ def _make_folder(folder: Path) -> bool:
     except FileNotFoundError:
         folder.mkdir(parents=True, exist_ok=True)
     return True
-
-
-def _flush_then_replace(src: Path, dest: Path) -> None:
-    fsync_file(src)
-    try:
-        src.replace(dest)
-    except OSError:
-        # another file system, or Windows refusing to move a file still open elsewhere
-        tmp = dest.with_name(dest.name + ".part")
-        shutil.copyfile(src, tmp)
-        fsync_file(tmp)
-        tmp.replace(dest)
 
 
 def durable_write(dest: Path, data: bytes) -> None:

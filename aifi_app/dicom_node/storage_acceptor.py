@@ -30,9 +30,24 @@ Write-back while the data arrives: for an instance larger than
 (``sync_file_range``, asynchronous) each time that much more arrived, so the fsync after
 the last fragment waits for less. Measured on the bench's 4 MiB radiographs: the durable
 move fell from about 5 to under 2 ms an instance, for 1-2 ms more receiving. For 0.5 MiB
-CT slices it gained nothing in wall time (12 alternating runs), so small instances are
-left to :func:`aifi_app.dicom_node.spool.durable_move` alone: one fsync of the file under
-its spool name (data and name in one journal commit), one of the directory.
+CT slices it gained nothing in wall time (12 alternating runs).
+
+A file up to 1 MiB has its CRC-32 computed as it is written (``zlib``, outside the
+interpreter's lock; 0.2-0.5 ms for a 0.5 MB slice) and set on it as an extended attribute
+after the last fragment (:func:`aifi_app.dicom_node.spool.set_checksum`): then
+:func:`~aifi_app.dicom_node.spool.durable_move` may give it its spool name before the one
+flush that makes data and name durable together, and a start after a power cut can still
+tell a whole file from one cut short. Where no attribute can be set (Windows, a file
+system without them), and for larger files, the file is flushed through its descriptor
+before it is closed, and moved after that. Measured (in-process node, 200-slice CT,
+alternating runs; bench-like runs, 500 slices): about even with flushing every file
+first when the disk is quiet; one journal commit an instance fewer, which is what costs
+when other processes keep the disk busy (3.3 + 2.1 ms against 3.8 + 3.9 ms for file and
+folder flush, `spool.durable_move`).
+
+The file meta names the calling AE title (Sending Application Entity Title) and ours
+(Receiving), so that the file alone says where it came from
+(:mod:`aifi_app.dicom_node.spool_recovery` records it from the file after a power cut).
 
 The upper layer's states collapse to: awaiting the A-ASSOCIATE-RQ (ARTIM: the network
 timeout), established (the network timeout between reads is the idle timer), and after
@@ -51,6 +66,7 @@ import os
 import socket
 import sys
 import threading
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -70,6 +86,7 @@ from pynetdicom.presentation import PresentationContext, negotiate_as_acceptor
 from aifi_app.dicom_node import command_sets
 from aifi_app.dicom_node import upper_layer as ul
 from aifi_app.dicom_node.header_scan import HEAD_BYTES
+from aifi_app.dicom_node.spool import set_checksum
 from aifi_app.fault_logging import log_fault
 
 log = logging.getLogger(__name__)
@@ -197,6 +214,10 @@ _SYNC_FILE_RANGE_WRITE: Final = 2
 WRITEBACK_AFTER_BYTES = 1 << 20
 """Start writing a data set to disk while it arrives, each time this much more came
 (0: never). Only large instances reach it: for them the final fsync then waits less."""
+CHECKSUM_UP_TO_BYTES = WRITEBACK_AFTER_BYTES
+"""Files up to this size are checksummed and named before their one flush; larger ones
+(already mostly on disk, :data:`WRITEBACK_AFTER_BYTES`) are flushed before they are
+named, which costs less than the checksum (4 ms for a 4 MiB radiograph on a busy CPU)."""
 
 
 @dataclass(frozen=True)
@@ -207,6 +228,10 @@ class DataSetStart:
     head: bytes
     complete: bool
     """``head`` is the whole data set."""
+    flushed: bool = False
+    """The file is complete on disk (fsynced) under its incoming name."""
+    checksummed: bool = False
+    """The file carries its CRC-32 and size (:func:`~aifi_app.dicom_node.spool.set_checksum`)."""
 
 
 class _Incoming:
@@ -220,12 +245,19 @@ class _Incoming:
         """The data set's first :data:`HEAD_BYTES` (for :func:`scan_header`)."""
         self.data_set_bytes = -len(_PREAMBLE) - len(file_meta)
         self._unflushed = 0
+        self._crc: int | None = 0
+        """The CRC-32 so far; None: larger than :data:`CHECKSUM_UP_TO_BYTES`."""
+        self._size = 0
         self.write(_PREAMBLE + file_meta)
 
-    def start(self) -> DataSetStart:
+    def start(self, *, flushed: bool, checksummed: bool) -> DataSetStart:
         """The data set's beginning, as received (after the last fragment)."""
         return DataSetStart(
-            self.transfer_syntax, bytes(self.head), len(self.head) == self.data_set_bytes
+            self.transfer_syntax,
+            bytes(self.head),
+            len(self.head) == self.data_set_bytes,
+            flushed,
+            checksummed,
         )
 
     def write(self, data: bytes | memoryview) -> None:
@@ -236,6 +268,12 @@ class _Incoming:
             self.head += view[: HEAD_BYTES - len(self.head)]
         self.data_set_bytes += len(view)
         self._unflushed += len(view)
+        self._size += len(view)
+        if self._crc is not None:
+            if self._size <= CHECKSUM_UP_TO_BYTES:
+                self._crc = zlib.crc32(view, self._crc)
+            else:
+                self._crc = None
         while view:
             written = os.write(fd, view)
             view = view[written:]
@@ -244,10 +282,24 @@ class _Incoming:
             _SYNC_FILE_RANGE(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
             self._unflushed = 0
 
-    def close(self) -> None:
+    def close(self, *, flush: bool = False) -> None:
+        """Close the file; ``flush``: first flush it to disk (raises OSError if that fails)."""
         if self.fd is not None:
             fd, self.fd = self.fd, None
-            os.close(fd)
+            try:
+                if flush:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def finish(self) -> DataSetStart:
+        """After the last fragment: label the file with its checksum (or, where that cannot
+        be, flush it) and close it; the data set's beginning. Raises OSError (disk)."""
+        fd = self.fd
+        assert fd is not None
+        checksummed = self._crc is not None and set_checksum(fd, self._crc, self._size)
+        self.close(flush=not checksummed)
+        return self.start(flushed=not checksummed, checksummed=checksummed)
 
     def discard(self) -> None:
         with contextlib.suppress(OSError):
@@ -581,6 +633,8 @@ class StorageAssociation:
                 transfer_syntax,
                 self._settings.implementation_class_uid,
                 self._settings.implementation_version_name,
+                sending_ae_title=self._calling,
+                receiving_ae_title=self._settings.ae_title,
             )
             try:
                 self._incoming = _Incoming(self._settings.incoming, meta, transfer_syntax)
@@ -598,13 +652,17 @@ class StorageAssociation:
         assert command is not None and incoming is not None
         self._incoming = None
         sop_instance_uid = command.sop_instance_uid
-        if isinstance(incoming, _Discarded):
-            status = self._service.store(None, self._calling, sop_instance_uid)
+        start = None
+        if not isinstance(incoming, _Discarded):
+            try:
+                start = incoming.finish()
+            except OSError:
+                log.error("cannot write a received data set to disk")
+                incoming.discard()
+        if start is not None:
+            status = self._service.store(incoming.path, self._calling, sop_instance_uid, start)
         else:
-            incoming.close()
-            status = self._service.store(
-                incoming.path, self._calling, sop_instance_uid, incoming.start()
-            )
+            status = self._service.store(None, self._calling, sop_instance_uid)
         self._respond(context_id, C_STORE_RSP, command.message_id, command, status)
 
     def _respond(

@@ -1,7 +1,12 @@
 """The SQLite database behind the queue: connections, durability settings and migrations.
 
 WAL with ``synchronous=FULL``: a transaction that returned is on disk, even after a power
-cut. Every thread gets its own connection (SQLite connections must not be shared between
+cut. One exception, by request: :meth:`Database.connection` with ``synchronous="NORMAL"``
+(the DICOM node's recording of received instances, whose durability comes from the
+instance files themselves, :mod:`aifi_app.dicom_node.spool_recovery`): its commits reach
+the disk with the next flush of the log (anyone's ``FULL`` commit, a checkpoint, or
+:meth:`Database.flush_log`); a power cut before that loses them, never the database's
+consistency. Every thread gets its own connection (SQLite connections must not be shared between
 threads); writers take the lock up front (``BEGIN IMMEDIATE``) so that a transaction never
 fails half-way on a lock upgrade.
 """
@@ -9,11 +14,12 @@ fails half-way on a lock upgrade.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +37,17 @@ class SchemaTooNewError(RuntimeError):
     """The database was written by a newer version of the appliance."""
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+SYNCHRONOUS_MODES = ("FULL", "NORMAL")
+
+
+def _connect(path: Path, synchronous: str = "FULL") -> sqlite3.Connection:
+    if synchronous not in SYNCHRONOUS_MODES:
+        raise ValueError(f"synchronous must be one of {SYNCHRONOUS_MODES}")
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     conn.row_factory = sqlite3.Row
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
     conn.execute("PRAGMA foreign_keys = ON")
     return conn
 
@@ -87,6 +98,33 @@ class Database:
                 self._all.append(conn)
         return conn
 
+    def connection(self, synchronous: str = "FULL") -> sqlite3.Connection:
+        """A connection of its own (closed by :meth:`close`), for one user at a time.
+
+        ``synchronous="NORMAL"``: its commits are not flushed to disk (see the module's
+        description); only for data that can be recovered from elsewhere after a power cut.
+        """
+        conn = _connect(self.path, synchronous)
+        with self._lock:
+            self._all.append(conn)
+        return conn
+
+    def flush_log(self) -> None:
+        """Flush the write-ahead log to disk: every commit so far survives a power cut.
+
+        What a ``synchronous=FULL`` commit does at its end; for the commits made on a
+        ``synchronous="NORMAL"`` connection (:meth:`connection`).
+        """
+        wal = self.path.with_name(self.path.name + "-wal")
+        try:
+            fd = os.open(wal, os.O_RDWR)  # (Windows flushes only files open for writing)
+        except FileNotFoundError:
+            return  # no log: every commit is in the database file, checkpointed and flushed
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
     @property
     def utils(self) -> sqlite_utils.Database:
         """sqlite-utils' view of this thread's connection (queries returning dicts)."""
@@ -96,18 +134,9 @@ class Database:
             self._local.utils = db
         return db
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
         """One write transaction: everything inside commits together or not at all."""
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        else:
-            conn.execute("COMMIT")
+        return transaction(self.conn)
 
     def query(
         self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()
@@ -130,6 +159,19 @@ class Database:
                 conn.close()
             self._all.clear()
         self._local = threading.local()
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write transaction on ``conn`` (see :meth:`Database.transaction`)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    else:
+        conn.execute("COMMIT")
 
 
 def now() -> float:

@@ -1,7 +1,8 @@
 """Recording received instances: which study episode they belong to, and late arrivals.
 
 Called on the DICOM node's association thread after the instance's file is durably on disk;
-the C-STORE success status is sent only after :func:`record_instance` has committed.
+the C-STORE success status is sent only after the instance is recorded
+(:class:`GroupRecorder`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import threading
 from dataclasses import dataclass
 
 from aifi_app.store import audit
-from aifi_app.store.database import Database, now
+from aifi_app.store.database import Database, now, transaction
 from aifi_app.store.states import StudyState
 
 
@@ -175,6 +176,10 @@ def _record(
     return Recorded(study_id, instance_id, new_study, duplicate)
 
 
+class RecorderClosed(RuntimeError):
+    """The recorder was closed (the node stops): the instance was not recorded."""
+
+
 @dataclass
 class _Request:
     inst: ReceivedInstance
@@ -188,21 +193,33 @@ class _Request:
 class GroupRecorder:
     """Records received instances; callers that arrive together share one commit.
 
-    Every commit of the queue is a flush to disk (``synchronous=FULL``), and with several
-    associations at once that flush, not the work, is what limits receiving. Here the
-    first caller to find no commit running commits every instance queued so far in one
-    transaction (the others wait for it, or lead the next one); each caller returns only
-    once its own instance is committed, so the C-STORE success still means "on disk and
-    in the queue". One caller alone commits at once, as :func:`record_instance` does.
-    A batch that fails is retried one instance per transaction, so one bad instance
-    fails only its own C-STORE. Safe from any thread.
+    The commits are not flushed to disk (its own connection, ``synchronous=NORMAL``):
+    a flush of the queue's log cost as much as the instance file's own flush, and is not
+    what makes the instance safe. The node sends success only once the instance's file
+    is complete on disk under its spool name (:mod:`aifi_app.dicom_node.spool`); a power
+    cut that takes the last commits with it leaves those files unrecorded, and the next
+    start records them (:mod:`aifi_app.dicom_node.spool_recovery`). A process that dies
+    (SIGKILL, a crash) loses nothing: the commit is in the operating system's hands.
+
+    Callers from several associations at once share a commit: the first caller to find
+    no commit running commits every instance queued so far in one transaction (the others
+    wait for it, or lead the next one); each caller returns only once its own instance is
+    committed. A batch that fails is retried one instance per transaction, so one bad
+    instance fails only its own C-STORE. Safe from any thread.
     """
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._conn: sqlite3.Connection | None = None
         self._pending: list[_Request] = []
         self._pending_lock = threading.Lock()
         self._commit_lock = threading.Lock()
+        self._closed = False
+
+    def close(self) -> None:
+        """Take no more instances (:class:`RecorderClosed`); returns after the last commit."""
+        with self._commit_lock:
+            self._closed = True
 
     def record(self, inst: ReceivedInstance, *, idle_seconds: float, late_policy: str) -> Recorded:
         """Record ``inst``; returns once it is committed. Raises what recording raised."""
@@ -210,6 +227,10 @@ class GroupRecorder:
         with self._pending_lock:
             self._pending.append(request)
         with self._commit_lock:
+            if self._closed and not request.done:
+                with self._pending_lock:
+                    self._pending.remove(request)
+                raise RecorderClosed("the node is stopping: no more instances are recorded")
             if not request.done:
                 with self._pending_lock:
                     batch, self._pending = self._pending, []
@@ -219,9 +240,16 @@ class GroupRecorder:
         assert request.result is not None
         return request.result
 
+    def _connection(self) -> sqlite3.Connection:
+        """The recorder's own connection (used under the commit lock only)."""
+        if self._conn is None:
+            self._conn = self._db.connection(synchronous="NORMAL")
+        return self._conn
+
     def _commit(self, batch: list[_Request]) -> None:
         try:
-            with self._db.transaction() as conn:
+            conn = self._connection()
+            with transaction(conn):
                 results = [
                     _record(conn, r.inst, idle_seconds=r.idle_seconds, late_policy=r.late_policy)
                     for r in batch
@@ -232,9 +260,13 @@ class GroupRecorder:
             else:
                 for r in batch:
                     try:
-                        r.result = record_instance(
-                            self._db, r.inst, idle_seconds=r.idle_seconds, late_policy=r.late_policy
-                        )
+                        with transaction(self._connection()) as one_conn:
+                            r.result = _record(
+                                one_conn,
+                                r.inst,
+                                idle_seconds=r.idle_seconds,
+                                late_policy=r.late_policy,
+                            )
                     except Exception as one:
                         r.error = one
         else:

@@ -39,6 +39,32 @@ def test_file_meta_is_what_pydicom_writes(instance: str, version: str, syntax: s
     assert meta.file_meta.MediaStorageSOPInstanceUID == instance
 
 
+@pytest.mark.parametrize(("sending", "receiving"), [("STORESCU", "AIFI"), ("CT01", "AIFI_NODE1")])
+def test_file_meta_with_ae_titles_is_what_pydicom_writes(sending: str, receiving: str) -> None:
+    meta = create_file_meta(
+        sop_class_uid=UID(CT),
+        sop_instance_uid=UID("1.2.3.4"),
+        transfer_syntax=UID("1.2.840.10008.1.2.1"),
+        implementation_uid=UID("1.2.826.0.1.3680043.9.3811.3.0.4"),
+        implementation_version="AIFI_1",
+    )
+    meta.SendingApplicationEntityTitle = sending
+    meta.ReceivingApplicationEntityTitle = receiving
+    ours = command_sets.file_meta(
+        CT,
+        "1.2.3.4",
+        "1.2.840.10008.1.2.1",
+        "1.2.826.0.1.3680043.9.3811.3.0.4",
+        "AIFI_1",
+        sending_ae_title=sending,
+        receiving_ae_title=receiving,
+    )
+    assert ours == encode_file_meta(meta)
+    read = dcmread(BytesIO(b"\0" * 128 + b"DICM" + ours + b"\x08\x00\x16\x00UI\x02\x001\x00"))
+    assert read.file_meta.SendingApplicationEntityTitle == sending
+    assert read.file_meta.ReceivingApplicationEntityTitle == receiving
+
+
 def _pydicom_response(fields: dict[str, object]) -> bytes:
     ds = Dataset()
     for key, value in fields.items():

@@ -240,3 +240,22 @@ def test_the_accept_names_the_implementation_of_the_conformance_statement(
     assert assoc.acceptor.implementation_version_name == storage_scp.IMPLEMENTATION_VERSION_NAME
     assert assoc.acceptor.maximum_length == node.config.max_pdu_size
     assoc.release()
+
+
+@pytest.mark.parametrize(
+    ("value", "valid"),
+    [
+        ("1.2.840.10008.5.1.4.1.1.2", True),
+        ("1" * 64, True),
+        ("1" * 65, False),
+        ("", False),
+        (None, False),
+        ("1.2.a", False),
+        ("1.2\n", False),
+        ("\u0661.\u0662", False),  # digits, but not ASCII ones
+    ],
+)
+def test_uid_check_takes_only_ascii_digits_and_dots(value: str | None, valid: bool) -> None:
+    from aifi_app.dicom_node.storage_scp import _valid_uid
+
+    assert _valid_uid(value) is valid

@@ -41,3 +41,19 @@ def test_transaction_rolls_back_on_error(tmp_path: Path) -> None:
         raise RuntimeError("boom")
     assert db.query("SELECT * FROM installation") == []
     db.close()
+
+
+def test_an_own_connection_may_leave_its_commits_to_the_next_flush(tmp_path: Path) -> None:
+    db = Database(tmp_path / "q.db")
+    relaxed = db.connection(synchronous="NORMAL")
+    assert relaxed.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    assert db.connection().execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    with pytest.raises(ValueError):
+        db.connection(synchronous="OFF")
+    relaxed.execute("INSERT INTO installation (key, value) VALUES ('a', 'b')")
+    assert (tmp_path / "q.db-wal").exists()
+    db.flush_log()  # fsyncs the log (what a FULL commit does); nothing to see but no error
+    assert db.query("SELECT value FROM installation WHERE key = 'a'") == [{"value": "b"}]
+    db.close()
+    with pytest.raises(sqlite3.ProgrammingError):  # closed with the database
+        relaxed.execute("SELECT 1")

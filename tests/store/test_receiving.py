@@ -9,7 +9,7 @@ import pytest
 
 from aifi_app.store import jobs
 from aifi_app.store.database import Database
-from aifi_app.store.receiving import GroupRecorder, ReceivedInstance, Recorded
+from aifi_app.store.receiving import GroupRecorder, ReceivedInstance, Recorded, RecorderClosed
 
 
 @pytest.fixture
@@ -98,3 +98,23 @@ def test_next_due_at_is_the_earliest_receiving_study(db: Database) -> None:
     recorder.record(_inst("2.1", study="2.1"), idle_seconds=5, late_policy="follow_up")
     due = db.query("SELECT study_uid, complete_due_at FROM studies")
     assert jobs.next_due_at(db) == min(r["complete_due_at"] for r in due)
+
+
+def test_a_closed_recorder_refuses_instead_of_recording(db: Database) -> None:
+    recorder = GroupRecorder(db)
+    recorder.record(_inst("1.1"), idle_seconds=30, late_policy="follow_up")
+    recorder.close()
+    with pytest.raises(RecorderClosed):
+        recorder.record(_inst("1.2"), idle_seconds=30, late_policy="follow_up")
+    assert [r["sop_instance_uid"] for r in db.query("SELECT * FROM instances")] == ["1.1"]
+    assert recorder._pending == []
+
+
+def test_the_recorders_commits_are_left_to_the_next_flush(db: Database) -> None:
+    """Its own connection, synchronous=NORMAL (the spool file is what is flushed)."""
+    recorder = GroupRecorder(db)
+    recorder.record(_inst("1.1"), idle_seconds=30, late_policy="follow_up")
+    assert recorder._connection().execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    assert db.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL, everyone else
+    # visible to every other connection at once
+    assert [r["sop_instance_uid"] for r in db.query("SELECT * FROM instances")] == ["1.1"]
