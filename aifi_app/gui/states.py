@@ -65,6 +65,35 @@ def event_name(event: str) -> str:
         "verdict": QCoreApplication.translate("Events", "verdict on the result"),
         "node_reachable": QCoreApplication.translate("Events", "node reachable"),
         "node_unreachable": QCoreApplication.translate("Events", "node not reachable"),
+        "association_refused": QCoreApplication.translate("Events", "connection refused"),
+        "tls_refused": QCoreApplication.translate("Events", "TLS connection refused"),
+        "plain_http": QCoreApplication.translate("Events", "unencrypted HTTP allowed"),
+        "crash": QCoreApplication.translate("Events", "appliance stopped unexpectedly"),
+        "settings_changed": QCoreApplication.translate("Events", "settings changed"),
+        "remote_nodes_changed": QCoreApplication.translate("Events", "nodes changed"),
+        "admin_passphrase_set": QCoreApplication.translate("Events", "passphrase set"),
+        "admin_unlocked": QCoreApplication.translate("Events", "configuration unlocked"),
+        "admin_locked": QCoreApplication.translate("Events", "configuration locked"),
+        "installed": QCoreApplication.translate("Events", "algorithm installed"),
+        "removed": QCoreApplication.translate("Events", "algorithm removed"),
+        "enabled": QCoreApplication.translate("Events", "algorithm enabled"),
+        "disabled": QCoreApplication.translate("Events", "algorithm disabled"),
+        "exported": QCoreApplication.translate("Events", "audit log exported"),
+        "recorded": QCoreApplication.translate("Events", "recorded (late instances)"),
+        "admin_unlock_refused": QCoreApplication.translate("Events", "wrong passphrase"),
+        "instances_recovered": QCoreApplication.translate(
+            "Events", "instances recovered after an unclean stop"
+        ),
+        "recovery_failed": QCoreApplication.translate("Events", "recovery of an instance failed"),
+        "urgent_finding": QCoreApplication.translate("Events", "urgent finding"),
+        "hl7_queued": QCoreApplication.translate("Events", "HL7 message queued"),
+        "hl7_acknowledged": QCoreApplication.translate("Events", "HL7 message acknowledged"),
+        "hl7_retry_scheduled": QCoreApplication.translate("Events", "HL7 message: new attempt"),
+        "hl7_failed": QCoreApplication.translate("Events", "HL7 message failed"),
+        "hl7_retry": QCoreApplication.translate("Events", "HL7 messages queued again"),
+        "hl7_content_removed": QCoreApplication.translate(
+            "Events", "HL7 message text removed (retention)"
+        ),
     }
     if event.startswith("late_instances_"):
         return QCoreApplication.translate("Events", "late instances received")

@@ -532,6 +532,7 @@
     </message>
     <message>
         <location filename="../../aifi_app/gui/states.py" line="62"/>
+        <location filename="../../aifi_app/gui/states.py" line="68"/>
         <source>connection refused</source>
         <translation>verbinding geweigerd</translation>
     </message>
@@ -546,7 +547,127 @@
         <translation>appliance gestopt</translation>
     </message>
     <message>
+        <location filename="../../aifi_app/gui/states.py" line="69"/>
+        <source>TLS connection refused</source>
+        <translation>TLS-verbinding geweigerd</translation>
+    </message>
+    <message>
         <location filename="../../aifi_app/gui/states.py" line="70"/>
+        <source>unencrypted HTTP allowed</source>
+        <translation>onversleuteld HTTP toegestaan</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="71"/>
+        <source>appliance stopped unexpectedly</source>
+        <translation>appliance onverwacht gestopt</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="72"/>
+        <source>settings changed</source>
+        <translation>instellingen gewijzigd</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="73"/>
+        <source>nodes changed</source>
+        <translation>nodes gewijzigd</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="74"/>
+        <source>passphrase set</source>
+        <translation>wachtwoordzin ingesteld</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="75"/>
+        <source>configuration unlocked</source>
+        <translation>configuratie ontgrendeld</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="76"/>
+        <source>configuration locked</source>
+        <translation>configuratie vergrendeld</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="77"/>
+        <source>algorithm installed</source>
+        <translation>algoritme geïnstalleerd</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="78"/>
+        <source>algorithm removed</source>
+        <translation>algoritme verwijderd</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="79"/>
+        <source>algorithm enabled</source>
+        <translation>algoritme ingeschakeld</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="80"/>
+        <source>algorithm disabled</source>
+        <translation>algoritme uitgeschakeld</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="81"/>
+        <source>audit log exported</source>
+        <translation>auditlog geëxporteerd</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="82"/>
+        <source>recorded (late instances)</source>
+        <translation>vastgelegd (late beelden)</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="83"/>
+        <source>wrong passphrase</source>
+        <translation>onjuiste wachtwoordzin</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="84"/>
+        <source>instances recovered after an unclean stop</source>
+        <translation>beelden hersteld na een onverwachte stop</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="87"/>
+        <source>recovery of an instance failed</source>
+        <translation>herstel van een beeld mislukt</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="88"/>
+        <source>urgent finding</source>
+        <translation>spoedeisende bevinding</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="89"/>
+        <source>HL7 message queued</source>
+        <translation>HL7-bericht in de wachtrij</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="90"/>
+        <source>HL7 message acknowledged</source>
+        <translation>HL7-bericht bevestigd</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="91"/>
+        <source>HL7 message: new attempt</source>
+        <translation>HL7-bericht: nieuwe poging</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="92"/>
+        <source>HL7 message failed</source>
+        <translation>HL7-bericht mislukt</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="93"/>
+        <source>HL7 messages queued again</source>
+        <translation>HL7-berichten opnieuw in de wachtrij</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="94"/>
+        <source>HL7 message text removed (retention)</source>
+        <translation>HL7-berichttekst verwijderd (bewaartermijn)</translation>
+    </message>
+    <message>
+        <location filename="../../aifi_app/gui/states.py" line="99"/>
         <source>late instances received</source>
         <translation>late beelden ontvangen</translation>
     </message>
