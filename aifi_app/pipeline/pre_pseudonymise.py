@@ -48,7 +48,7 @@ from aifi_app.algorithms.package import AlgorithmPackage
 from aifi_app.config.settings import Route, Settings
 from aifi_app.failpoints import failpoint
 from aifi_app.fault_logging import log_fault
-from aifi_app.pipeline import premade, routing
+from aifi_app.pipeline import low_priority_child, premade, routing
 from aifi_app.pipeline.background_loop import BackgroundLoop
 from aifi_app.pipeline.premade import PremadeIndex, SourceInstance
 from aifi_app.pseudonymise import BurnedInPolicy, ProfileOption
@@ -209,12 +209,6 @@ def selection_headers(paths: Sequence[str]) -> list[Dataset | None]:
         except Exception:
             out.append(None)
     return out
-
-
-def _lower_priority() -> None:
-    """The child's first act: the lowest CPU priority, so that receiving comes first."""
-    with contextlib.suppress(AttributeError, OSError):  # not on this OS
-        os.nice(19)
 
 
 class PreLoop:
@@ -406,9 +400,9 @@ class PreLoop:
         )
 
 
-def _child_main(db_path: str, data_dir: str, secret: bytes, inbox: Any, parent_pid: int) -> None:
-    """The child process: run the loop until told to stop or the service is gone."""
-    _lower_priority()
+def run_child(db_path: str, data_dir: str, secret: bytes, inbox: Any, parent_pid: int) -> None:
+    """The child process (started by :func:`aifi_app.pipeline.low_priority_child.child_main`
+    at the lowest priority): run the loop until told to stop or the service is gone."""
     config: PlanConfig = inbox.get()
     loop = PreLoop(ReadOnlyDb(Path(db_path)), Path(data_dir), secret, lambda: config)
     wait = 0.0
@@ -486,7 +480,7 @@ class PrePseudonymiser(BackgroundLoop):
         self._inbox = context.Queue()
         self._inbox.put(self._config)
         self._child = context.Process(
-            target=_child_main,
+            target=low_priority_child.child_main,
             args=(str(self.db.path), str(self.data_dir), self._secret, self._inbox, os.getpid()),
             name="aifi-prepseudo",
             daemon=True,

@@ -271,6 +271,9 @@ def test_pre_making_in_the_low_priority_child_process(tmp_path: Path) -> None:
             if pre.index({study_id}).stats()[0] == len(images):
                 break
             time.sleep(0.1)
+        if hasattr(os, "getpriority"):  # the child runs at the lowest CPU priority
+            assert pre._child is not None
+            assert os.getpriority(os.PRIO_PROCESS, pre._child.pid or 0) == 19
         job_id = _complete_and_pseudonymise(app, study_id)
         assert _linked(app, job_id) == len(images)
         expected, _ = _reference(app, job_id, tmp_path / "reference")

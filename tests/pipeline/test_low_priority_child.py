@@ -1,0 +1,33 @@
+"""The pre-pseudonymising child lowers its priority before it imports anything heavy."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def _python(code: str) -> str:
+    return subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def test_the_entry_module_imports_nothing_heavy() -> None:
+    loaded = _python(
+        "import sys, aifi_app.pipeline.low_priority_child;"
+        " heavy = {'pydicom', 'numpy', 'aifi_app.pipeline.pre_pseudonymise'};"
+        " print(sorted(heavy & set(sys.modules)))"
+    )
+    assert loaded == "[]"
+
+
+@pytest.mark.skipif(not hasattr(os, "nice"), reason="no nice() on this OS")
+def test_lower_priority_gives_the_lowest_cpu_priority() -> None:
+    niceness = _python(
+        "import os; from aifi_app.pipeline.low_priority_child import lower_priority;"
+        " lower_priority(); print(os.nice(0))"
+    )
+    assert niceness == "19"
