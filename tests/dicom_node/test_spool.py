@@ -54,16 +54,22 @@ def test_a_new_study_folder_has_its_own_entry_flushed_once(
     assert flushed == [study, tmp_path / "spool", study]
 
 
-def test_the_file_is_flushed_under_its_old_name_before_it_gets_the_new_one(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """So that a file under a spool name is always complete on disk (spool_recovery)."""
+def _record_flushes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The spool's file and folder flushes, in order ("file NAME", "dir NAME"), still done."""
     events: list[str] = []
     real_file, real_dir = spool.fsync_file, spool.fsync_dir
     monkeypatch.setattr(
         spool, "fsync_file", lambda p: (events.append(f"file {p.name}"), real_file(p))
     )
     monkeypatch.setattr(spool, "fsync_dir", lambda p: (events.append(f"dir {p.name}"), real_dir(p)))
+    return events
+
+
+def test_the_file_is_flushed_under_its_old_name_before_it_gets_the_new_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """So that a file under a spool name is always complete on disk (spool_recovery)."""
+    events = _record_flushes(monkeypatch)
     study = tmp_path / "spool" / "1.2.3"
     study.mkdir(parents=True)
     src = tmp_path / "tmp1"
@@ -92,12 +98,7 @@ def _labelled(path: Path, data: bytes) -> None:
 def test_a_checksummed_file_gets_its_name_before_its_one_flush(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    events: list[str] = []
-    real_file, real_dir = spool.fsync_file, spool.fsync_dir
-    monkeypatch.setattr(
-        spool, "fsync_file", lambda p: (events.append(f"file {p.name}"), real_file(p))
-    )
-    monkeypatch.setattr(spool, "fsync_dir", lambda p: (events.append(f"dir {p.name}"), real_dir(p)))
+    events = _record_flushes(monkeypatch)
     study = tmp_path / "spool" / "1.2.3"
     study.mkdir(parents=True)
     src = tmp_path / "tmp1"
