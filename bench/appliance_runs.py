@@ -10,6 +10,7 @@ import subprocess
 import time
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 from bench import data
 from bench.peers import STORESCU, dcmtk_env, start_orthanc
@@ -192,15 +193,22 @@ _CT_STAGES = ("pseudonymise", "model", "build_results", "reidentify", "deliver")
 """The stages a local algorithm's job records (``aifi_app/store/stage_times.py``)."""
 
 
-def _latest_stage_seconds(data_dir: Path, stage: str) -> float:
-    """A stage time of the newest job that recorded it (``aifi_app/store/stage_times.py``)."""
+def _queue_rows(data_dir: Path, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+    """Rows from the service's queue database, read-only (while the service runs)."""
     uri = f"file:{data_dir / 'aifi.sqlite3'}?mode=ro"
     with closing(sqlite3.connect(uri, uri=True)) as conn:
-        row = conn.execute(
-            "SELECT finished_at - started_at FROM job_stage_times WHERE stage = ?"
-            " ORDER BY job_id DESC LIMIT 1",
-            (stage,),
-        ).fetchone()
+        return conn.execute(sql, params).fetchall()
+
+
+def _latest_stage_seconds(data_dir: Path, stage: str) -> float:
+    """A stage time of the newest job that recorded it (``aifi_app/store/stage_times.py``)."""
+    rows = _queue_rows(
+        data_dir,
+        "SELECT finished_at - started_at FROM job_stage_times WHERE stage = ?"
+        " ORDER BY job_id DESC LIMIT 1",
+        (stage,),
+    )
+    row = rows[0] if rows else None
     if row is None:
         raise RuntimeError(f"no job recorded a {stage} time")
     return float(row[0])
@@ -209,12 +217,11 @@ def _latest_stage_seconds(data_dir: Path, stage: str) -> float:
 def _stage_at(data_dir: Path, moment: float) -> str:
     """The recorded stage(s) of the newest job in progress at ``moment`` (``time.time()``),
     or where the moment lies before, between or after them."""
-    uri = f"file:{data_dir / 'aifi.sqlite3'}?mode=ro"
-    with closing(sqlite3.connect(uri, uri=True)) as conn:
-        rows = conn.execute(
-            "SELECT stage, started_at, finished_at FROM job_stage_times"
-            " WHERE job_id = (SELECT MAX(job_id) FROM job_stage_times) ORDER BY started_at"
-        ).fetchall()
+    rows = _queue_rows(
+        data_dir,
+        "SELECT stage, started_at, finished_at FROM job_stage_times"
+        " WHERE job_id = (SELECT MAX(job_id) FROM job_stage_times) ORDER BY started_at",
+    )
     inside = [str(r[0]) for r in rows if r[1] <= moment <= r[2]]
     if inside:
         return " in ".join(reversed(inside))
@@ -230,11 +237,10 @@ def _outer_seconds(stages: dict[str, float]) -> float:
 def _completion_seconds(data_dir: Path) -> float:
     """The newest study's last instance -> the worker marked it complete (idle timer
     included)."""
-    uri = f"file:{data_dir / 'aifi.sqlite3'}?mode=ro"
-    with closing(sqlite3.connect(uri, uri=True)) as conn:
-        row = conn.execute(
-            "SELECT completed_at - last_received_at FROM studies ORDER BY id DESC LIMIT 1"
-        ).fetchone()
+    rows = _queue_rows(
+        data_dir, "SELECT completed_at - last_received_at FROM studies ORDER BY id DESC LIMIT 1"
+    )
+    row = rows[0] if rows else None
     return float(row[0]) if row is not None and row[0] is not None else float("nan")
 
 

@@ -60,7 +60,6 @@ from aifi_app.store.states import JobState
 
 log = logging.getLogger(__name__)
 
-_SELECTION_TAGS = SELECTION_TAGS
 _INPUT_TAGS = list(job_inputs.HEADER_TAGS)
 _DEFER_BYTES = 64 * 1024
 """Elements larger than this (pixel data) are read from a job's image files on first use."""
@@ -233,7 +232,7 @@ class JobProcessor:
             header = kept.header(instance.instance_id, instance.received_at) if kept else None
             if header is None:
                 header = dcmread(
-                    instance.path, stop_before_pixels=True, specific_tags=_SELECTION_TAGS
+                    instance.path, stop_before_pixels=True, specific_tags=SELECTION_TAGS
                 )
             images.append(Image(instance.path, header))
             by_path[instance.path] = instance
