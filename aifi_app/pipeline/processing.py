@@ -50,7 +50,7 @@ from aifi_app.pseudonymise import (
     Pseudonymiser,
     ReidentificationError,
     ResultScope,
-    reidentify,
+    reidentify_in_place,
 )
 from aifi_app.results.catalog import result_object
 from aifi_app.store import job_inputs, jobs, stage_times
@@ -625,8 +625,9 @@ class JobProcessor:
         restored_all: list[tuple[str, Dataset]] = []
         for n, (kind, ds) in enumerate(objects, start=1):
             try:
+                # in place: checked first, so a refused result is still the pseudonymised one
                 restored_all.append(
-                    (kind, reidentify(ds, self.original_for, original_header, scope))
+                    (kind, reidentify_in_place(ds, self.original_for, original_header, scope))
                 )
             except ReidentificationError as exc:
                 path = self.quarantine_dir(ctx.job_id) / f"{n:02d}-{kind}.dcm"

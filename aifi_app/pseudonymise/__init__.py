@@ -24,6 +24,7 @@ from aifi_app.pseudonymise.reidentifier import (
     ResultScope,
     UnknownReferenceError,
     reidentify,
+    reidentify_in_place,
 )
 
 __all__ = [
@@ -45,5 +46,6 @@ __all__ = [
     "UnknownReferenceError",
     "burned_in_risk",
     "reidentify",
+    "reidentify_in_place",
     "resolve_action",
 ]
