@@ -115,7 +115,7 @@ def main() -> int:
             timed(results, name)
         # (reidentify, part10_bytes and durable_write: how results were made before 2026-11-29)
         for name in (
-            "reidentify_in_place",
+            "check_reidentification",
             "reidentify",
             "write_part10_durably",
             "part10_bytes",
@@ -123,6 +123,8 @@ def main() -> int:
         ):
             if hasattr(processing, name):
                 timed(processing, name)
+        if hasattr(processing, "CheckedResult"):
+            timed(processing.CheckedResult, "apply")  # the re-identified elements set
 
         peak = [0.0]
         stop = threading.Event()

@@ -218,6 +218,42 @@ def reidentify_in_place(
     restored and removed attributes, file meta) are replaced by the same elements
     :func:`reidentify` puts in its copy, so written out both give the same bytes.
     """
+    return check_reidentification(ds, original_for, original_header, scope).apply()
+
+
+@dataclass(frozen=True)
+class CheckedResult:
+    """A result that passed the checks, and the elements that re-identify it (from
+    :func:`check_reidentification`); nothing is changed until :meth:`apply`."""
+
+    ds: Dataset
+    original_header: Dataset
+    changes: tuple[tuple[Dataset, DataElement], ...]
+
+    def apply(self) -> Dataset:
+        """Re-identify ``ds`` in place (see :func:`reidentify_in_place`) and return it."""
+        try:
+            for target, element in self.changes:
+                target[element.tag] = element
+            _finish(self.ds, self.ds, self.original_header)
+        except Exception as exc:  # pragma: no cover - assigning checked elements does not fail
+            raise _failed(exc, 0) from None
+        return self.ds
+
+
+def check_reidentification(
+    ds: Dataset,
+    original_for: OriginalLookup,
+    original_header: Dataset,
+    scope: ResultScope | None = None,
+) -> CheckedResult:
+    """Check the result ``ds`` as :func:`reidentify` does and work out its re-identified
+    elements, changing nothing; raises what :func:`reidentify` raises.
+
+    Several results of one job are all checked before any is applied: a nested item that
+    two of them share (the same Python object) is then re-identified once, from its
+    pseudonymised values, and a refused result leaves the others pseudonymised too.
+    """
     current = [0]
     try:
         changes = _Rebuild(original_for, scope, current).changes(ds, top=True)
@@ -225,13 +261,7 @@ def reidentify_in_place(
         raise
     except Exception as exc:
         raise _failed(exc, current[0]) from None
-    try:
-        for target, element in changes:
-            target[element.tag] = element
-        _finish(ds, ds, original_header)
-    except Exception as exc:  # pragma: no cover - assigning checked elements does not fail
-        raise _failed(exc, 0) from None
-    return ds
+    return CheckedResult(ds, original_header, tuple(changes))
 
 
 def _finish(source: Dataset, out: Dataset, original_header: Dataset) -> None:

@@ -4,11 +4,13 @@ result left as it was, every UID looked up once."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections import Counter
 
 import numpy as np
 import pytest
 from pydicom import Dataset
+from pydicom.sequence import Sequence
 
 from aifi_app.algorithms.findings import AlgorithmIdentity, CodedConcept, SegmentationMask
 from aifi_app.part10 import part10_bytes
@@ -18,12 +20,13 @@ from aifi_app.pseudonymise import (
     Pseudonymiser,
     ResultScope,
     UnknownReferenceError,
+    check_reidentification,
     reidentify,
     reidentify_in_place,
 )
 from aifi_app.results import build_segmentation
 from aifi_app.sample_studies import ct_series, demo_patient
-from tests.pseudonymise.test_reidentifier import SECRET
+from tests.pseudonymise.test_reidentifier import ORIGINAL, SECRET
 from tests.pseudonymise.test_reidentifier_strict import MODIFIED, FullTable, _setup
 
 ALGORITHM = AlgorithmIdentity("ct-lung-volume", "Lung volume", "1.0.0", "AIFI")
@@ -135,3 +138,34 @@ def test_a_refused_seg_is_left_as_it_was() -> None:
     with pytest.raises(PatientMixError, match="another study"):
         reidentify_in_place(seg, table.original_for, header, scope)
     assert part10_bytes(seg) == before
+
+
+def test_an_item_two_results_share_is_re_identified_once_when_both_are_checked_first() -> None:
+    """Results of one job are all checked, then all applied (as the pipeline does): a
+    nested item that both hold (the same object) gets its UID mapped and its date
+    shifted once, as each result's copy would have it."""
+    header, image, first, table, scope = _setup()
+    second = copy.deepcopy(first)
+    shared = Dataset()
+    shared.ReferencedSOPClassUID = image.SOPClassUID
+    shared.ReferencedSOPInstanceUID = image.SOPInstanceUID
+    shared.AcquisitionDate = image.StudyDate  # shifted back by the pseudonymiser
+    first.ReferencedImageSequence = Sequence([shared])
+    second.ReferencedImageSequence = Sequence([shared])
+    scope = dataclasses.replace(
+        scope,
+        sibling_uids=frozenset(
+            str(ds[keyword].value)
+            for ds in (first, second)
+            for keyword in ("SOPInstanceUID", "SeriesInstanceUID")
+        ),
+    )
+    expected = [
+        part10_bytes(reidentify(ds, table.original_for, header, scope)) for ds in (first, second)
+    ]
+    checked = [
+        check_reidentification(ds, table.original_for, header, scope) for ds in (first, second)
+    ]
+    assert [part10_bytes(result.apply()) for result in checked] == expected
+    assert shared.ReferencedSOPInstanceUID == ORIGINAL["instance"]
+    assert shared.AcquisitionDate == header.StudyDate
