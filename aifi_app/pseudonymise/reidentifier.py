@@ -28,8 +28,8 @@ With a :class:`ResultScope` (as the pipeline always passes) re-identification is
 The exceptions name an element tag and what was wrong, never a value.
 
 :func:`reidentify` returns a re-identified copy; :func:`reidentify_in_place` changes the
-result itself (the pipeline's way: a 400-frame SEG is not copied element by element). Both
-check everything first, so a refused result is left as it was, and both give the same
+result itself (the pipeline's way: a 400-frame SEG is not copied element by element),
+after checking all of it, so a refused result is left as it was; both give the same
 bytes. Each looks a UID up once however often the result names it (a SEG names its Frame
 of Reference and Series in every frame).
 """
@@ -221,7 +221,7 @@ def reidentify_in_place(
     return check_reidentification(ds, original_for, original_header, scope).apply()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class CheckedResult:
     """A result that passed the checks, and the elements that re-identify it (from
     :func:`check_reidentification`); nothing is changed until :meth:`apply`."""
