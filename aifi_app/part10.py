@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pydicom import Dataset, dcmwrite
+from pydicom.dataelem import DataElement
 
 from aifi_app.dicom_node.spool import fsync_dir
 
@@ -22,12 +25,47 @@ def write_part10_durably(dest: Path, ds: Dataset) -> None:
     """Write ``ds`` as a DICOM file to ``dest`` atomically and durably, as
     ``spool.durable_write`` writes bytes (a temporary file, fsync, rename, the folder
     flushed), but straight into the file: a large object (a 500-frame SEG) is not held in
-    memory a second time as the file's bytes."""
+    memory a second time as the file's bytes, and its Pixel Data goes to the file as it
+    is (see :func:`large_values_buffered`)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + ".part")
-    with tmp.open("wb") as fh:
+    with tmp.open("wb") as fh, large_values_buffered(ds):
         dcmwrite(fh, ds, enforce_file_format=True)
         fh.flush()
         os.fsync(fh.fileno())
     tmp.replace(dest)
     fsync_dir(dest.parent)
+
+
+_BUFFERED_FROM_BYTES = 1 << 20
+_BUFFERABLE_VRS = frozenset({"OB", "OW", "OB or OW", "OF", "OD", "OL", "OV", "UN"})
+
+
+@contextmanager
+def large_values_buffered(ds: Dataset) -> Iterator[None]:
+    """While writing: the top-level byte values of 1 MiB or more (Pixel Data) as buffers.
+
+    pydicom encodes an element's value into a buffer of its own before it writes the
+    element, so a 13 MB Pixel Data would be in memory three times while it is written; a
+    buffered value (pydicom's ``io.BufferedIOBase`` values) is written to the file in
+    chunks. ``io.BytesIO`` over the bytes shares them (no copy). Values of odd length
+    are left as they are (pydicom writes a buffer's unpadded length). The values are put
+    back afterwards; the written bytes are the same."""
+    swapped: list[tuple[DataElement, bytes]] = []
+    try:
+        for element in ds.elements():
+            if not isinstance(element, DataElement) or element.VR not in _BUFFERABLE_VRS:
+                continue
+            value = element.value
+            # even only: pydicom gives a buffer's odd length in the header, then pads it
+            if (
+                isinstance(value, bytes)
+                and len(value) >= _BUFFERED_FROM_BYTES
+                and not len(value) % 2
+            ):
+                element.value = io.BytesIO(value)
+                swapped.append((element, value))
+        yield
+    finally:
+        for element, value in swapped:
+            element.value = value

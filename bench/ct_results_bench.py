@@ -113,10 +113,18 @@ def main() -> int:
         for name in ("build_measurement_report", "build_segmentation"):
             getattr(results, name)  # loaded on first use (PEP 562)
             timed(results, name)
-        # (part10_bytes and durable_write: how results were written before 2026-11-29)
-        for name in ("reidentify", "write_part10_durably", "part10_bytes", "durable_write"):
+        # (reidentify, part10_bytes and durable_write: how results were made before 2026-11-29)
+        for name in (
+            "check_reidentification",
+            "reidentify",
+            "write_part10_durably",
+            "part10_bytes",
+            "durable_write",
+        ):
             if hasattr(processing, name):
                 timed(processing, name)
+        if hasattr(processing, "CheckedResult"):
+            timed(processing.CheckedResult, "apply")  # the re-identified elements set
 
         peak = [0.0]
         stop = threading.Event()

@@ -7,7 +7,7 @@ from pathlib import Path
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
-from aifi_app.part10 import part10_bytes, write_part10_durably
+from aifi_app.part10 import large_values_buffered, part10_bytes, write_part10_durably
 from aifi_app.sample_studies import ct_series, demo_patient
 
 
@@ -31,3 +31,38 @@ def test_writing_again_replaces_the_file(tmp_path: Path) -> None:
     write_part10_durably(dest, first)
     write_part10_durably(dest, second)
     assert dcmread(dest).SOPInstanceUID == second.SOPInstanceUID
+
+
+def test_large_pixel_data_is_written_as_it_is_and_kept(tmp_path: Path) -> None:
+    """Pixel Data of 1 MiB and more goes to the file as a buffer: the same bytes as
+    pydicom writes from the value, with an odd length padded, and the data set keeps its
+    value (bytes, the same object) afterwards."""
+    ds = _slice()
+    ds.Rows, ds.Columns = 1025, 1023  # 2 097 150 bytes of 16-bit pixels
+    pixels = bytes(range(256)) * (1025 * 1023 * 2 // 256) + b"\x07" * (1025 * 1023 * 2 % 256)
+    ds.PixelData = pixels
+    dest = tmp_path / "big.dcm"
+    write_part10_durably(dest, ds)
+    assert dest.read_bytes() == part10_bytes(ds)
+    assert ds.PixelData is pixels
+    assert dcmread(dest).PixelData == pixels
+
+    ds.add_new(0x00091010, "OB", b"\x01" * ((1 << 20) + 1))  # odd: written padded, not buffered
+    ds.add_new(0x00090010, "LO", "AIFI TEST")
+    write_part10_durably(dest, ds)
+    assert dest.read_bytes() == part10_bytes(ds)
+    assert dcmread(dest)[0x00091010].value == b"\x01" * ((1 << 20) + 1) + b"\x00"
+
+
+def test_only_large_even_byte_values_are_buffered_while_written() -> None:
+    ds = _slice()
+    ds.PixelData = b"\x00\x01" * (1 << 19)  # 1 MiB
+    ds.add_new(0x00090010, "LO", "AIFI TEST")
+    ds.add_new(0x00091010, "OB", b"\x01" * ((1 << 20) + 1))
+    ds.add_new(0x00091011, "OB", b"\x01" * 1000)
+    with large_values_buffered(ds):
+        assert ds["PixelData"].is_buffered
+        assert not ds[0x00091010].is_buffered
+        assert not ds[0x00091011].is_buffered
+    assert not ds["PixelData"].is_buffered
+    assert ds.PixelData == b"\x00\x01" * (1 << 19)

@@ -46,11 +46,12 @@ from aifi_app.pipeline.premade import SourceInstance
 from aifi_app.pipeline.uids import derived_uid
 from aifi_app.pseudonymise import (
     BurnedInAnnotationRefused,
+    CheckedResult,
     ProfileOption,
     Pseudonymiser,
     ReidentificationError,
     ResultScope,
-    reidentify,
+    check_reidentification,
 )
 from aifi_app.results.catalog import result_object
 from aifi_app.store import job_inputs, jobs, stage_times
@@ -622,11 +623,14 @@ class JobProcessor:
             for keyword in ("SOPInstanceUID", "SeriesInstanceUID")
         ) - {""}
         scope = dataclasses.replace(self.result_scope(ctx, original_header), sibling_uids=siblings)
-        restored_all: list[tuple[str, Dataset]] = []
+        # in place, every result checked before any is changed: a refused one is still
+        # the pseudonymised one (for the quarantine), and an item two results share is
+        # re-identified once
+        checked: list[tuple[str, CheckedResult]] = []
         for n, (kind, ds) in enumerate(objects, start=1):
             try:
-                restored_all.append(
-                    (kind, reidentify(ds, self.original_for, original_header, scope))
+                checked.append(
+                    (kind, check_reidentification(ds, self.original_for, original_header, scope))
                 )
             except ReidentificationError as exc:
                 path = self.quarantine_dir(ctx.job_id) / f"{n:02d}-{kind}.dcm"
@@ -635,6 +639,7 @@ class JobProcessor:
                 raise ResultQuarantined(
                     f"result {kind} refused and quarantined, never sent: {exc}"
                 ) from exc
+        restored_all = [(kind, result.apply()) for kind, result in checked]
         planned = []
         out_dir = self.result_dir(ctx.job_id)
         for n, (kind, restored) in enumerate(restored_all, start=1):

@@ -19,11 +19,14 @@ from aifi_app.pseudonymise.pseudonymiser import (
 )
 from aifi_app.pseudonymise.reidentifier import (
     RESTORED_KEYWORDS,
+    CheckedResult,
     PatientMixError,
     ReidentificationError,
     ResultScope,
     UnknownReferenceError,
+    check_reidentification,
     reidentify,
+    reidentify_in_place,
 )
 
 __all__ = [
@@ -33,6 +36,7 @@ __all__ = [
     "ActionTable",
     "BurnedInAnnotationRefused",
     "BurnedInPolicy",
+    "CheckedResult",
     "PatientMixError",
     "ProfileCode",
     "ProfileOption",
@@ -44,6 +48,8 @@ __all__ = [
     "TagPattern",
     "UnknownReferenceError",
     "burned_in_risk",
+    "check_reidentification",
     "reidentify",
+    "reidentify_in_place",
     "resolve_action",
 ]

@@ -26,6 +26,12 @@ With a :class:`ResultScope` (as the pipeline always passes) re-identification is
   pseudonymiser shifted them back; one that cannot be parsed is refused.
 
 The exceptions name an element tag and what was wrong, never a value.
+
+:func:`reidentify` returns a re-identified copy; :func:`reidentify_in_place` changes the
+result itself (the pipeline's way: a 400-frame SEG is not copied element by element),
+after checking all of it, so a refused result is left as it was; both give the same
+bytes. Each looks a UID up once however often the result names it (a SEG names its Frame
+of Reference and Series in every frame).
 """
 
 from __future__ import annotations
@@ -187,21 +193,90 @@ def reidentify(
     try:
         out = _Rebuild(original_for, scope, current).dataset(ds, top=True)
         current[0] = 0
-        _restore_identity(out, original_header)
-        for keyword in REMOVED_KEYWORDS:
-            if keyword in out:
-                del out[keyword]
-        if hasattr(ds, "file_meta"):
-            out.file_meta = new_file_meta(ds, out.get("SOPClassUID"), out.get("SOPInstanceUID"))
+        _finish(ds, out, original_header)
         copy_encoding(ds, out)
     except ReidentificationError:
         raise
     except Exception as exc:
-        where = f" at element {BaseTag(current[0])}" if current[0] else ""
-        raise ReidentificationError(
-            f"re-identification failed{where} ({type(exc).__name__})"
-        ) from None
+        raise _failed(exc, current[0]) from None
     return out
+
+
+def reidentify_in_place(
+    ds: Dataset,
+    original_for: OriginalLookup,
+    original_header: Dataset,
+    scope: ResultScope | None = None,
+) -> Dataset:
+    """Re-identify the result ``ds`` itself and return it: what :func:`reidentify` does,
+    without copying the elements that do not change.
+
+    Every element is checked before any is changed: when the checks refuse the result
+    (:class:`ReidentificationError` and its subclasses, as :func:`reidentify` raises them),
+    ``ds`` is left exactly as it was, so the caller can keep the pseudonymised result (in
+    quarantine). The elements that change (UIs, checked identifiers and dates, the
+    restored and removed attributes, file meta) are replaced by the same elements
+    :func:`reidentify` puts in its copy, so written out both give the same bytes.
+    """
+    return check_reidentification(ds, original_for, original_header, scope).apply()
+
+
+@dataclass(frozen=True, eq=False)
+class CheckedResult:
+    """A result that passed the checks, and the elements that re-identify it (from
+    :func:`check_reidentification`); nothing is changed until :meth:`apply`."""
+
+    ds: Dataset
+    original_header: Dataset
+    changes: tuple[tuple[Dataset, DataElement], ...]
+
+    def apply(self) -> Dataset:
+        """Re-identify ``ds`` in place (see :func:`reidentify_in_place`) and return it."""
+        try:
+            for target, element in self.changes:
+                target[element.tag] = element
+            _finish(self.ds, self.ds, self.original_header)
+        except Exception as exc:  # pragma: no cover - assigning checked elements does not fail
+            raise _failed(exc, 0) from None
+        return self.ds
+
+
+def check_reidentification(
+    ds: Dataset,
+    original_for: OriginalLookup,
+    original_header: Dataset,
+    scope: ResultScope | None = None,
+) -> CheckedResult:
+    """Check the result ``ds`` as :func:`reidentify` does and work out its re-identified
+    elements, changing nothing; raises what :func:`reidentify` raises.
+
+    Several results of one job are all checked before any is applied: a nested item that
+    two of them share (the same Python object) is then re-identified once, from its
+    pseudonymised values, and a refused result leaves the others pseudonymised too.
+    """
+    current = [0]
+    try:
+        changes = _Rebuild(original_for, scope, current).changes(ds, top=True)
+    except ReidentificationError:
+        raise
+    except Exception as exc:
+        raise _failed(exc, current[0]) from None
+    return CheckedResult(ds, original_header, tuple(changes))
+
+
+def _finish(source: Dataset, out: Dataset, original_header: Dataset) -> None:
+    """Restore the identity, drop :data:`REMOVED_KEYWORDS`, renew the file meta."""
+    _restore_identity(out, original_header)
+    for keyword in REMOVED_KEYWORDS:
+        if keyword in out:
+            del out[keyword]
+    if hasattr(source, "file_meta"):
+        out.file_meta = new_file_meta(source, out.get("SOPClassUID"), out.get("SOPInstanceUID"))
+
+
+def _failed(exc: Exception, tag: int) -> ReidentificationError:
+    where = f" at element {BaseTag(tag)}" if tag else ""
+    return ReidentificationError(f"re-identification failed{where} ({type(exc).__name__})")
 
 
 class _Rebuild:
@@ -210,9 +285,28 @@ class _Rebuild:
     def __init__(
         self, original_for: OriginalLookup, scope: ResultScope | None, current: list[int]
     ) -> None:
-        self.original_for = original_for
+        self._lookup = original_for
         self.scope = scope
         self.current = current
+        self._originals: dict[str, str | None] = {}
+        self._studies: dict[str, str | None] = {}
+
+    def original_for(self, uid: str) -> str | None:
+        """The caller's lookup, once per UID."""
+        try:
+            return self._originals[uid]
+        except KeyError:
+            original = self._originals[uid] = self._lookup(uid)
+            return original
+
+    def study_of_instance(self, original_uid: str) -> str | None:
+        """The scope's lookup, once per instance."""
+        assert self.scope is not None
+        try:
+            return self._studies[original_uid]
+        except KeyError:
+            study = self._studies[original_uid] = self.scope.study_of_instance(original_uid)
+            return study
 
     def _where(self, tag: int) -> str:
         return f"at element {BaseTag(tag)}"
@@ -241,6 +335,35 @@ class _Rebuild:
                 out.add(copy_element(element))
         return out
 
+    def changes(self, source: Dataset, *, top: bool = False) -> list[tuple[Dataset, DataElement]]:
+        """The elements of ``source``, at any depth, that :meth:`dataset` would not copy
+        as they are, each with the dataset that holds it; changes nothing."""
+        found: list[tuple[Dataset, DataElement]] = []
+        self._changes(source, top, found)
+        return found
+
+    def _changes(
+        self, source: Dataset, top: bool, found: list[tuple[Dataset, DataElement]]
+    ) -> None:
+        checked = self.scope is not None
+        for raw in source.elements():
+            tag = raw.tag
+            vr = element_vr(raw)
+            if vr == "SQ":
+                self.current[0] = tag
+                for item in source[tag].value:
+                    self._changes(item, False, found)
+            elif vr == "UI":
+                self.current[0] = tag
+                element = source[tag]
+                if checked:
+                    found.append((source, self._checked_uids(element, top)))
+                else:
+                    found.append((source, _mapped_uids(element, self.original_for)))
+            elif checked and (vr in ("DA", "DT") or tag in _CHECKED_ID_TAGS):
+                self.current[0] = tag
+                found.append((source, self._checked_value(source[tag], vr, top)))
+
     def _checked_uids(self, element: DataElement, top: bool) -> DataElement:
         keyword = element.keyword
         own = keyword in OWN_UID_ANYWHERE or (top and keyword in OWN_UID_KEYWORDS)
@@ -267,7 +390,7 @@ class _Rebuild:
         if element.keyword == "StudyInstanceUID" and original != self.scope.study_uid:
             raise PatientMixError(f"result references another study {where}")
         if element.keyword in REFERENCE_KEYWORDS:
-            study = self.scope.study_of_instance(original)
+            study = self.study_of_instance(original)
             if study is None:
                 raise UnknownReferenceError(f"result references an instance not received {where}")
             if study != self.scope.study_uid:

@@ -25,6 +25,7 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
 from aifi_app.algorithms.findings import AlgorithmIdentity, SegmentationMask
+from aifi_app.results import iod_lookup_cache
 from aifi_app.results.secondary_capture import algorithm_contributing_equipment
 
 __all__ = ["build_segmentation"]
@@ -47,6 +48,7 @@ def build_segmentation(
     ``sources`` must hold every image named in ``segmentation.source_sop_instance_uids``;
     raises ``ValueError`` otherwise or when the mask does not fit them.
     """
+    iod_lookup_cache.install()  # highdicom asks it for every source image
     by_uid = {str(ds.SOPInstanceUID): ds for ds in sources}
     try:
         ordered = [by_uid[uid] for uid in segmentation.source_sop_instance_uids]
