@@ -51,8 +51,13 @@ class _Remembered:
 
 
 def install() -> None:
-    """Keep highdicom's IOD look-up answers from now on (once; safe to call again)."""
-    current = getattr(_standard_utils, _LOOKUP)
+    """Keep highdicom's IOD look-up answers from now on (once; safe to call again).
+
+    A highdicom without this private function (a later release) is left as it is: the
+    SEG is then built as highdicom builds it, only slower."""
+    current = getattr(_standard_utils, _LOOKUP, None)
+    if current is None:
+        return
     if not isinstance(current, _Remembered):
         setattr(_standard_utils, _LOOKUP, _Remembered(current))
 

@@ -52,3 +52,11 @@ def test_highdicom_still_tells_multiframe_images(sop_class: str, multiframe: boo
     ds = Dataset()
     ds.SOPClassUID = sop_class
     assert _standard_utils.is_multiframe_image(ds) is multiframe
+
+
+def test_a_highdicom_without_the_private_look_up_is_left_as_it_is(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delattr(_standard_utils, "is_attribute_in_iod")
+    iod_lookup_cache.install()  # nothing to keep answers of: no error, nothing added
+    assert not hasattr(_standard_utils, "is_attribute_in_iod")
