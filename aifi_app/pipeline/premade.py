@@ -42,6 +42,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pydicom import Dataset
+from pydicom.dataelem import DataElement
+from pydicom.jsonrep import JSON_VALUE_KEYS
 
 from aifi_app import __version__
 from aifi_app.pseudonymise import BurnedInPolicy, ProfileOption
@@ -151,6 +153,30 @@ def removable_studies(db: Reader, study_ids: Iterable[int]) -> list[int]:
     return out
 
 
+def header_from_json(header: dict[str, Any], elements: dict[str, DataElement]) -> Dataset:
+    """``Dataset.from_json(header)``, each element made once per distinct JSON value
+    (``elements``: the memo, by tag and value): the instances of a series share most of
+    their selection tags, and a job of a 500-slice CT reads 500 headers (0.4 ms each by
+    ``from_json``, a tenth of that here). The elements are shared: read only."""
+    out = Dataset()
+    for tag, mapping in header.items():
+        key = tag + repr(mapping)  # equal keys: equal JSON, the same element
+        element = elements.get(key)
+        if element is None:
+            element = _element_from_json(tag, mapping)
+            elements[key] = element
+        out.add(element)
+    return out
+
+
+def _element_from_json(tag: str, mapping: dict[str, Any]) -> DataElement:
+    """One element of a DICOM JSON data set, as ``Dataset.from_json`` makes it."""
+    keys = [k for k in JSON_VALUE_KEYS if k in mapping]
+    value_key = keys[0] if keys else None
+    value = mapping[value_key] if value_key else [""]
+    return DataElement.from_json(Dataset, tag, mapping["vr"], value, value_key)
+
+
 class PremadeIndex:
     """What was pre-made for some studies, read from their index files at job time:
     (instance id, options key) -> :class:`Entry`, and the instances' selection tags."""
@@ -159,6 +185,7 @@ class PremadeIndex:
         self.data_dir = data_dir
         self._entries: dict[tuple[int, str], Entry] = {}
         self._headers: dict[int, tuple[float, dict[str, Any] | None]] = {}
+        self._elements: dict[str, DataElement] = {}
 
     @classmethod
     def load(cls, data_dir: Path, study_ids: Iterable[int]) -> PremadeIndex:
@@ -198,11 +225,13 @@ class PremadeIndex:
         return found
 
     def header(self, instance_id: int, received_at: float) -> Dataset | None:
-        """The selection tags read while pre-making this copy of the instance, if any."""
+        """The selection tags read while pre-making this copy of the instance, if any
+        (read only: its elements are shared with other instances' headers that hold the
+        same value, see :func:`header_from_json`)."""
         found = self._headers.get(instance_id)
         if found is None or found[0] != received_at or found[1] is None:
             return None
-        return Dataset.from_json(found[1])
+        return header_from_json(found[1], self._elements)
 
     def stats(self) -> tuple[int, int]:
         """(files, bytes) made, as the index says."""

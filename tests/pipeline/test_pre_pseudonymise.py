@@ -24,9 +24,10 @@ from aifi_app.config.settings import (
     Settings,
     StorageSettings,
 )
-from aifi_app.pipeline import premade
+from aifi_app.pipeline import pre_pseudonymise, premade
 from aifi_app.pipeline.parallel_pseudonymise import pseudonymise_all
 from aifi_app.pipeline.pre_pseudonymise import PrePseudonymiser
+from aifi_app.pseudonymise import Pseudonymiser
 from aifi_app.sample_studies import ct_series, demo_patient, write
 from aifi_app.service import Appliance
 from aifi_app.store import jobs
@@ -184,6 +185,42 @@ def test_late_and_resent_instances_are_pseudonymised_at_completion(tmp_path: Pat
     _receive(app, images[3], tmp_path)
     job_id = _complete_and_pseudonymise(app, study_id)
     assert _linked(app, job_id) == len(images) - 2
+    expected, mappings = _reference(app, job_id, tmp_path / "reference")
+    _same_files(sorted(app.processor.work_dir(job_id).glob("*.dcm")), expected)
+    assert mappings <= _pseudonyms(app)
+    app.db.close()
+
+
+def test_a_batch_in_flight_stops_when_the_study_completes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The study completes while a batch is being made: the batch stops after the file
+    it is making (its job need not wait for the rest of it) and the job makes the others;
+    the work folder is the same, byte for byte."""
+    app, pre = _app(tmp_path)
+    images = _study(thin=20)
+    study_id = 0
+    for ds in images:
+        study_id = _receive(app, ds, tmp_path)
+    made: list[Path] = []
+    real = pre_pseudonymise.pseudonymise_file
+
+    def then_complete(pseudonymiser: Pseudonymiser, source: Path, target: Path) -> bool:
+        made.append(target)
+        if len(made) == 5:  # the last instance arrived meanwhile; the study completes
+            assert jobs.process_now(app.db, study_id, "test")
+            assert jobs.mark_complete(app.db, study_id)
+        return real(pseudonymiser, source, target)
+
+    monkeypatch.setattr(pre_pseudonymise, "pseudonymise_file", then_complete)
+    assert pre.run_once()
+    assert len(made) == 5 < len(images)
+    assert pre.index({study_id}).stats()[0] == 5
+    assert not premade.busy_file(app.data_dir, study_id).exists()
+    app.worker.route(study_id)
+    (job_id,) = jobs.jobs_in_state(app.db, JobState.QUEUED)
+    app.processor.pseudonymise(job_id)
+    assert _linked(app, job_id) == 5
     expected, mappings = _reference(app, job_id, tmp_path / "reference")
     _same_files(sorted(app.processor.work_dir(job_id).glob("*.dcm")), expected)
     assert mappings <= _pseudonyms(app)
