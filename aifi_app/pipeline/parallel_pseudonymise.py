@@ -41,6 +41,7 @@ from aifi_app.fault_logging import log_fault
 from aifi_app.pipeline.durable_batch import DurableBatch
 from aifi_app.pseudonymise import BurnedInPolicy, ProfileOption, Pseudonymiser
 from aifi_app.pseudonymise.batch import pseudonymise_file
+from aifi_app.pseudonymise.element_memo import ElementMemo
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +93,12 @@ def pseudonymise_items(
         on_pseudonym=lambda kind, original, pseudonym: mappings.append((kind, original, pseudonym)),
         burned_in=burned_in,
     )
+    memo = ElementMemo()
     with DurableBatch() as batch:
         for n, path in items:
             target = work_file(work, n)
             batch.folder(target)
-            pseudonymise_file(pseudonymiser, path, target)
+            pseudonymise_file(pseudonymiser, path, target, memo=memo)
             batch.written(target)
         batch.sync()
     return mappings

@@ -54,6 +54,7 @@ from aifi_app.pipeline.background_loop import BackgroundLoop
 from aifi_app.pipeline.premade import PremadeIndex, SourceInstance
 from aifi_app.pseudonymise import BurnedInPolicy, ProfileOption
 from aifi_app.pseudonymise.batch import pseudonymise_file
+from aifi_app.pseudonymise.element_memo import ElementMemo
 from aifi_app.pseudonymise.pseudonymiser import Pseudonymiser
 from aifi_app.store.database import Database
 from aifi_app.store.disk_space import DiskFloor, read_disk
@@ -150,12 +151,15 @@ def make_files(
     burned_in: BurnedInPolicy,
     items: Sequence[tuple[int, str, str]],
     keep_going: Callable[[], bool] = lambda: True,
+    memo: ElementMemo | None = None,
 ) -> list[Made]:
     """Pseudonymise each (instance id, source, target) into ``target`` (written under a
     temporary name, then renamed). A refused or failed instance gets no file. Runs in the
     child process (or this thread). ``keep_going`` is asked before each file: once it
     says no (the study completed; its job takes the rest), the files made so far are
-    returned, the others are not made.
+    returned, the others are not made. ``memo``: the loop's element memo (the instances
+    of a series share most of their header; see
+    :mod:`aifi_app.pseudonymise.element_memo`).
 
     The files are not flushed here: they are handed to the kernel's writeback at once
     (``POSIX_FADV_DONTNEED`` starts it without waiting), so that by the time the job
@@ -179,7 +183,7 @@ def make_files(
         temporary = final.with_suffix(".tmp")
         temporary.parent.mkdir(parents=True, exist_ok=True)
         try:
-            pseudonymise_file(pseudonymiser, Path(source), temporary)
+            pseudonymise_file(pseudonymiser, Path(source), temporary, memo=memo)
         except Exception:
             # refused (burned-in text), unreadable, not DICOM: no file; the job's own
             # step meets the same and reports it
@@ -234,6 +238,8 @@ class PreLoop:
         self._seen = 0
         """The newest instance row read."""
         self._pending: list[tuple[SourceInstance, str]] = []
+        self._memo = ElementMemo()
+        """Kept from batch to batch (a series arrives over many), bounded in size."""
 
     def idle_wait(self) -> float:
         return POLL_SECONDS if self.receiving else IDLE_SECONDS
@@ -394,6 +400,7 @@ class PreLoop:
                     for s in items
                 ],
                 keep_going=lambda: self._still_receiving(study_id),
+                memo=self._memo,
             )
             for m in made:
                 made_for[m.instance_id][key] = {

@@ -28,6 +28,7 @@ from aifi_app.pipeline import pre_pseudonymise, premade
 from aifi_app.pipeline.parallel_pseudonymise import pseudonymise_all
 from aifi_app.pipeline.pre_pseudonymise import PrePseudonymiser
 from aifi_app.pseudonymise import Pseudonymiser
+from aifi_app.pseudonymise.element_memo import ElementMemo
 from aifi_app.sample_studies import ct_series, demo_patient, write
 from aifi_app.service import Appliance
 from aifi_app.store import jobs
@@ -205,12 +206,14 @@ def test_a_batch_in_flight_stops_when_the_study_completes(
     made: list[Path] = []
     real = pre_pseudonymise.pseudonymise_file
 
-    def then_complete(pseudonymiser: Pseudonymiser, source: Path, target: Path) -> bool:
+    def then_complete(
+        pseudonymiser: Pseudonymiser, source: Path, target: Path, memo: ElementMemo
+    ) -> bool:
         made.append(target)
         if len(made) == 5:  # the last instance arrived meanwhile; the study completes
             assert jobs.process_now(app.db, study_id, "test")
             assert jobs.mark_complete(app.db, study_id)
-        return real(pseudonymiser, source, target)
+        return real(pseudonymiser, source, target, memo=memo)
 
     monkeypatch.setattr(pre_pseudonymise, "pseudonymise_file", then_complete)
     assert pre.run_once()
