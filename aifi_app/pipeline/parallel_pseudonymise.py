@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -86,7 +86,22 @@ def pseudonymise_items(
 ) -> list[Mapping]:
     """Pseudonymise each (n, source) into ``work_file(work, n)`` durably, in this thread;
     the mappings made."""
+    return pseudonymise_claimed(secret, options, burned_in, work, items)[0]
+
+
+def pseudonymise_claimed(
+    secret: bytes,
+    options: frozenset[ProfileOption],
+    burned_in: BurnedInPolicy,
+    work: Path,
+    items: Sequence[tuple[int, Path]],
+    claim: Callable[[int], bool] = lambda n: True,
+) -> tuple[list[Mapping], int]:
+    """As :func:`pseudonymise_items`, asking ``claim(n)`` before each item and stopping
+    at the first it refuses (another process makes it); the mappings made and how many
+    items were made."""
     mappings: list[Mapping] = []
+    done = 0
     pseudonymiser = Pseudonymiser(
         secret,
         options,
@@ -96,12 +111,15 @@ def pseudonymise_items(
     memo = ElementMemo()
     with DurableBatch() as batch:
         for n, path in items:
+            if not claim(n):
+                break
             target = work_file(work, n)
             batch.folder(target)
             pseudonymise_file(pseudonymiser, path, target, memo=memo)
             batch.written(target)
+            done += 1
         batch.sync()
-    return mappings
+    return mappings, done
 
 
 def processes_for(images: int) -> int:

@@ -138,6 +138,21 @@ class Plan:
 
 
 @dataclass(frozen=True)
+class HelpRequest:
+    """A job asks the loop to make some of its instances now (picklable, sent to the
+    child): ``items`` (instance id, source path under the data folder, received_at) in
+    order; the loop claims each before making it (:func:`premade.claim`) and stops at
+    the first the job has claimed, then writes the index file named ``request``."""
+
+    study_id: int
+    request: str
+    key: str
+    options: frozenset[ProfileOption]
+    burned_in: BurnedInPolicy
+    items: tuple[tuple[int, str, float], ...]
+
+
+@dataclass(frozen=True)
 class Made:
     instance_id: int
     outcome: str
@@ -343,6 +358,69 @@ class PreLoop:
         self._plans[(study_id, series_uid)] = plans
         return plans
 
+    def help(self, request: HelpRequest) -> None:
+        """Make the instances of ``request`` that the job has not claimed, from the first,
+        until one is claimed by the job; then write the request's index file (also when
+        nothing was made: the job waits for it)."""
+        study_id = request.study_id
+        busy = premade.busy_file(self.data_dir, study_id)
+        busy.parent.mkdir(parents=True, exist_ok=True)
+        busy.touch()
+        self._made_studies.add(study_id)
+        claimed: list[tuple[int, str, float]] = []
+        config = self._config()
+        room = config.active and self._room(config.floor)  # else: nothing, the job makes all
+
+        def claim_next() -> bool:
+            if not room:
+                return False
+            item = request.items[len(claimed)] if len(claimed) < len(request.items) else None
+            if item is None or not premade.claim(self.data_dir, study_id, request.request, item[0]):
+                return False
+            claimed.append(item)
+            return True
+
+        key = request.key
+        try:
+            made = make_files(
+                self._secret,
+                request.options,
+                request.burned_in,
+                [
+                    (
+                        instance_id,
+                        str(self.data_dir / path),
+                        str(premade.premade_file(self.data_dir, study_id, key, instance_id)),
+                    )
+                    for instance_id, path, _ in request.items
+                ],
+                keep_going=claim_next,
+                memo=self._memo,
+            )
+            received = {instance_id: at for instance_id, _, at in claimed}
+            premade.write_index(
+                self.data_dir,
+                study_id,
+                [
+                    {
+                        "id": m.instance_id,
+                        "received_at": received[m.instance_id],
+                        "header": None,
+                        "made": {
+                            request.key: {
+                                "outcome": m.outcome,
+                                "size": m.size,
+                                "mappings": m.mappings,
+                            }
+                        },
+                    }
+                    for m in made
+                ],
+                name=request.request,
+            )
+        finally:
+            busy.unlink(missing_ok=True)
+
     def _still_receiving(self, study_id: int) -> bool:
         """True while ``study_id`` is receiving: once it completes, its job waits for the
         batch in flight (:meth:`PrePseudonymiser.settle`), so the batch stops at the file
@@ -437,6 +515,11 @@ def run_child(db_path: str, data_dir: str, secret: bytes, inbox: Any, parent_pid
                 return
             if isinstance(message, PlanConfig):
                 config = message
+            elif isinstance(message, HelpRequest):
+                try:
+                    loop.help(message)
+                except Exception as exc:  # the job makes what this did not
+                    log_fault(log, "helping a job pseudonymise failed", exc)
             wait = 0.0  # a wake-up or a new config: look again at once
             continue
         except queue.Empty:
@@ -556,6 +639,19 @@ class PrePseudonymiser(BackgroundLoop):
         return False
 
     # --- for a job ----------------------------------------------------------------------
+    def request_help(self, request: HelpRequest) -> bool:
+        """Ask the child to make some of a job's instances now (see :class:`HelpRequest`);
+        False where there is no child to ask (a thread shares the job's core)."""
+        if not self._in_child or self._inbox is None:
+            return False
+        if self._child is None or not self._child.is_alive():
+            return False
+        try:
+            self._inbox.put_nowait(request)
+        except Exception:
+            return False
+        return True
+
     def settle(self, study_id: int, timeout: float = SETTLE_SECONDS) -> None:
         """Wait (at most ``timeout``) until no batch of ``study_id`` is being made."""
         busy = premade.busy_file(self.data_dir, study_id)

@@ -84,9 +84,30 @@ def busy_file(data_dir: Path, study_id: int) -> Path:
     return study_dir(data_dir, study_id) / "busy"
 
 
-def write_index(data_dir: Path, study_id: int, instances: list[dict[str, Any]]) -> None:
-    """Write one batch's index file (after its files); see the module's description."""
-    path = study_dir(data_dir, study_id) / f"index-{instances[0]['id']}.json"
+def claim(data_dir: Path, study_id: int, request: str, instance_id: int) -> bool:
+    """Take an instance of a completed study for making it now, for one help request:
+    True for the first to ask (the job or the pre-pseudonymiser helping it), False for
+    every later one."""
+    path = study_dir(data_dir, study_id) / "claims" / request / str(instance_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
+
+
+def help_index(data_dir: Path, study_id: int, request: str) -> Path:
+    """The index file a helping pass writes for its request (see :func:`write_index`)."""
+    return study_dir(data_dir, study_id) / f"index-{request}.json"
+
+
+def write_index(
+    data_dir: Path, study_id: int, instances: list[dict[str, Any]], name: str | None = None
+) -> None:
+    """Write one batch's index file (after its files); see the module's description.
+    ``name``: the file's name after ``index-`` (by default the first instance's id)."""
+    path = study_dir(data_dir, study_id) / f"index-{name or instances[0]['id']}.json"
     temporary = path.with_suffix(".tmp")
     temporary.write_text(json.dumps({"instances": instances}))
     temporary.replace(path)
@@ -192,22 +213,33 @@ class PremadeIndex:
         index = cls(data_dir)
         for study_id in study_ids:
             for path in sorted(study_dir(data_dir, study_id).glob("index-*.json")):
-                try:
-                    instances = json.loads(path.read_text())["instances"]
-                except (OSError, ValueError, KeyError):
-                    continue  # removed meanwhile, or unreadable: those are made by the job
-                for item in instances:
-                    instance_id = int(item["id"])
-                    received_at = float(item["received_at"])
-                    index._headers[instance_id] = (received_at, item["header"])
-                    for key, made in item["made"].items():
-                        index._entries[(instance_id, key)] = Entry(
-                            study_id,
-                            received_at,
-                            str(made["outcome"]),
-                            int(made["size"]),
-                            tuple((str(k), str(o), str(p)) for k, o, p in made["mappings"]),
-                        )
+                index._read(study_id, path)
+        return index
+
+    def _read(self, study_id: int, path: Path) -> None:
+        try:
+            instances = json.loads(path.read_text())["instances"]
+        except (OSError, ValueError, KeyError):
+            return  # removed meanwhile, or unreadable: those are made by the job
+        for item in instances:
+            instance_id = int(item["id"])
+            received_at = float(item["received_at"])
+            if item["header"] is not None or instance_id not in self._headers:
+                self._headers[instance_id] = (received_at, item["header"])
+            for key, made in item["made"].items():
+                self._entries[(instance_id, key)] = Entry(
+                    study_id,
+                    received_at,
+                    str(made["outcome"]),
+                    int(made["size"]),
+                    tuple((str(k), str(o), str(p)) for k, o, p in made["mappings"]),
+                )
+
+    @classmethod
+    def load_file(cls, data_dir: Path, study_id: int, path: Path) -> PremadeIndex:
+        """What one index file (a help request's) says was made."""
+        index = cls(data_dir)
+        index._read(study_id, path)
         return index
 
     def lookup(self, sources: Sequence[SourceInstance], key: str) -> dict[int, Premade]:
