@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Final
 
-from pydicom import Dataset, dcmread, dcmwrite
+from pydicom import Dataset, FileMetaDataset, dcmread, dcmwrite
 from pydicom.charset import default_encoding
 from pydicom.dataelem import RawDataElement
 from pydicom.errors import InvalidDicomError
-from pydicom.filebase import DicomFileLike
+from pydicom.filebase import DicomBytesIO, DicomFileLike
 from pydicom.filewriter import write_data_element, write_dataset, write_file_meta_info
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
@@ -252,7 +252,7 @@ def _write(ds: Dataset, target: Path) -> BinaryIO:
             implicit, little = UID(syntax).is_implicit_VR, UID(syntax).is_little_endian
             fp = DicomFileLike(out_fp)
             fp.write(b"\0" * 128 + b"DICM")
-            write_file_meta_info(fp, meta, enforce_standard=True)
+            _write_file_meta(fp, meta)
             fp.is_implicit_VR = implicit
             fp.is_little_endian = little
             if "PixelData" in ds:
@@ -269,6 +269,29 @@ def _write(ds: Dataset, target: Path) -> BinaryIO:
         out_fp.close()
         raise
     return out_fp
+
+
+_META_REQUIRED: Final = (0x00020001, 0x00020002, 0x00020003, 0x00020010, 0x00020012)
+
+
+def _write_file_meta(fp: DicomFileLike, meta: FileMetaDataset) -> None:
+    """``write_file_meta_info(fp, meta, enforce_standard=True)`` for the complete file
+    meta of :func:`~aifi_app.pseudonymise.element_copy.new_file_meta`: its elements in
+    order after their group length (explicit VR little endian), without pydicom's checks
+    and buffers (a fifth of an instance's writing); anything else goes to pydicom."""
+    tags = sorted(meta.keys())
+    if any(t not in meta for t in _META_REQUIRED) or any(t.group != 2 for t in tags):
+        write_file_meta_info(fp, meta, enforce_standard=True)
+        return
+    body = DicomBytesIO()
+    body.is_little_endian = True
+    body.is_implicit_VR = False
+    for tag in tags:
+        if tag != 0x00020000:
+            write_data_element(body, meta.get_item(tag), default_encoding)
+    value = body.getvalue()
+    fp.write(struct.pack("<HH2sHL", 2, 0, b"UL", 4, len(value)))
+    fp.write(value)
 
 
 def _write_elements(fp: DicomFileLike, ds: Dataset) -> None:
