@@ -13,6 +13,7 @@ import pydicom
 import pytest
 from pydicom import dcmread
 from pydicom.dataelem import DataElement
+from pydicom.uid import UID, ExplicitVRBigEndian, ImplicitVRLittleEndian
 
 from aifi_app.pseudonymise import ProfileOption, Pseudonymiser
 from aifi_app.pseudonymise.batch import pseudonymise_file
@@ -143,3 +144,28 @@ def test_a_private_element_follows_its_own_instance_s_private_creator(tmp_path: 
     assert _run(options, sources, tmp_path / "memo", ElementMemo()) == plain + plain
     kept = [0x00191023 in dcmread(tmp_path / "memo" / p.name) for p in sources]
     assert kept == [True, False, True]
+
+
+@pytest.mark.parametrize("syntax", [ExplicitVRBigEndian, ImplicitVRLittleEndian])
+def test_other_encodings_the_same_as_pydicom_writes_them(tmp_path: Path, syntax: UID) -> None:
+    """Big endian is memoised (its raw bytes are big endian too); implicit VR is not
+    (an element's VR comes from the dictionary), and either way the bytes are pydicom's."""
+    pseudonymiser = Pseudonymiser(SECRET, frozenset())
+    memo = ElementMemo()
+    for n, ds in enumerate(ct_series(demo_patient(3), 5, size=8)):
+        ds.file_meta.TransferSyntaxUID = syntax
+        source = tmp_path / f"{n}.dcm"
+        ds.save_as(
+            source,
+            little_endian=syntax != ExplicitVRBigEndian,
+            implicit_vr=syntax == ImplicitVRLittleEndian,
+            enforce_file_format=True,
+        )
+        for _ in range(2):
+            pseudonymise_file(pseudonymiser, source, tmp_path / "out.dcm", memo=memo)
+            buffer = io.BytesIO()
+            pydicom.dcmwrite(
+                buffer, pseudonymiser.pseudonymise(dcmread(source)), enforce_file_format=True
+            )
+            assert (tmp_path / "out.dcm").read_bytes() == buffer.getvalue(), n
+    assert (_hits(memo) > 0) == (syntax == ExplicitVRBigEndian)
