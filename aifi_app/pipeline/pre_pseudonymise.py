@@ -21,6 +21,12 @@ Windows (a service under pythonservice.exe cannot spawn the same way) and in tes
 loop runs as a thread of the service instead. ``[completion]
 pseudonymise_while_receiving = false`` turns it off.
 
+A job whose study left many instances unmade (the child at ``nice 19`` gets little CPU
+while the node receives) asks the child to make half of them (:class:`HelpRequest`,
+:meth:`PreLoop.help`): the child's interpreter is warm, so two cores work on the rest
+without a process to start; each instance is claimed before it is made, so nothing is
+made twice (see ``JobProcessor._pseudonymise_rest``).
+
 A job that starts pseudonymising calls :meth:`PrePseudonymiser.settle` first: it waits
 (a short while) for a batch of its study still being made; the loop starts no new batch
 for a study once it left ``receiving``, and a batch in flight stops after the file it is

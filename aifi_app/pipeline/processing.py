@@ -285,8 +285,9 @@ class JobProcessor:
         """queued -> pseudonymised (or rejected).
 
         Images pre-made while the study arrived (:mod:`aifi_app.pipeline.pre_pseudonymise`)
-        are linked into the work folder; only the others are pseudonymised now. Either way
-        the work folder holds the same bytes."""
+        are linked into the work folder; only the others are pseudonymised now, a large
+        remainder on two cores (:meth:`_pseudonymise_rest`). Either way the work folder
+        holds the same bytes."""
         started = now()
         try:
             ctx = self.context(job_id)
