@@ -389,10 +389,16 @@ class JobProcessor:
         from its end, one at a time, until it meets one the process has taken
         (:func:`premade.claim`), and links what the process made. Two cores, no process
         to start; whatever the process did not make (it stopped, refused an image, or is
-        slower than :data:`HELP_WAIT_SECONDS`) is made here. The same bytes either way."""
+        slower than :data:`HELP_WAIT_SECONDS`) is made here. The same bytes either way.
+        Not while another study arrives: the node's receiving needs that core."""
         args = (self._secret, pseudonymiser.options, pseudonymiser.burned_in, work)
         items = [(n, instance.path) for n, instance in rest]
-        if self.prepared is None or len(rest) < HELP_FROM_IMAGES or processes_for(len(rest)) > 1:
+        if (
+            self.prepared is None
+            or len(rest) < HELP_FROM_IMAGES
+            or processes_for(len(rest)) > 1
+            or self._receiving()  # the node needs the other core
+        ):
             return pseudonymise_numbered(*args, items), 0
         half = len(rest) // 2
         mine, theirs = rest[:half], rest[half:]
@@ -444,6 +450,10 @@ class JobProcessor:
             mappings += found.mappings
         mappings += pseudonymise_items(*args, todo)
         return mappings, len(left) - len(todo)
+
+    def _receiving(self) -> bool:
+        """True while a study is arriving (the DICOM node is receiving)."""
+        return bool(self.db.query("SELECT 1 FROM studies WHERE state = 'receiving' LIMIT 1"))
 
     def run_algorithm(self, job_id: int, from_state: JobState) -> None:
         """pseudonymised/submitted -> result_received (or failed)."""
