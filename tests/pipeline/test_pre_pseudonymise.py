@@ -218,6 +218,7 @@ def test_a_batch_in_flight_stops_when_the_study_completes(
         return real(pseudonymiser, source, target, memo=memo)
 
     monkeypatch.setattr(pre_pseudonymise, "pseudonymise_file", then_complete)
+    monkeypatch.setattr(pre_pseudonymise, "RECHECK_SECONDS", 0.0)  # asks before every file
     assert pre.run_once()
     assert len(made) == 5 < len(images)
     assert pre.index({study_id}).stats()[0] == 5
