@@ -83,8 +83,9 @@ from aifi_app.pseudonymise.profile_options import (
 from aifi_app.pseudonymise.value_checks import malformed_text
 
 PseudonymCallback = Callable[[str, str, str], None]
-Mapping = tuple[str, str, str]
 """``on_pseudonym(kind, original, pseudonym)``."""
+Mapping = tuple[str, str, str]
+"""(kind, original, pseudonym), as reported."""
 
 PATIENT_ID: Final = BaseTag(0x00100020)
 PATIENT_NAME: Final = BaseTag(0x00100010)
