@@ -9,11 +9,14 @@ a crash or a failed part leaves the step to be done again, as before: nothing is
 for files that may be missing. Keyed pseudonyms make the files the same whichever process
 wrote them.
 
-Studies below ``PARALLEL_FROM_IMAGES`` are done in the calling thread: starting processes
+Studies below ``PARALLEL_FROM_IMAGES``, and every study on a machine with fewer than
+``MIN_CPUS_FOR_PROCESSES`` cores, are done in the calling thread: starting processes
 would cost more than it saves. Measured on the 2-core development machine (one core busy
 with other work) with the fast engine, bench CT slices 512x512: 100 slices 0.51 s in this
 thread against 1.01 s in two processes; 500 slices 2.52 s against 2.67 s. The processes
-pay off only for large studies on a machine with more idle cores. The processes are
+pay off only for large studies on a machine with more idle cores. In the whole chain
+(``python -m bench --only e2e``, the CT's 228-265 images not pre-made while it arrived)
+the same held: 265 images in two processes 2.63 s, 228 in this thread 1.41 s. The processes are
 spawned (a fresh interpreter each, ~0.5 s to import pydicom and the pseudonymiser, in
 parallel): forking the service's threads is unsafe.
 
@@ -29,7 +32,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -38,6 +41,7 @@ from aifi_app.fault_logging import log_fault
 from aifi_app.pipeline.durable_batch import DurableBatch
 from aifi_app.pseudonymise import BurnedInPolicy, ProfileOption, Pseudonymiser
 from aifi_app.pseudonymise.batch import pseudonymise_file
+from aifi_app.pseudonymise.element_memo import ElementMemo
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +51,9 @@ Mapping = tuple[str, str, str]
 PARALLEL_FROM_IMAGES = 256
 """Studies with at least this many images are pseudonymised in worker processes."""
 MAX_PROCESSES = 4
+MIN_CPUS_FOR_PROCESSES = 4
+"""Fewer cores than this: always this thread (the service's own threads and the
+pre-pseudonymiser need the others; spawning costs ~0.5 s of CPU per process)."""
 
 
 def work_file(work: Path, n: int) -> Path:
@@ -79,30 +86,51 @@ def pseudonymise_items(
 ) -> list[Mapping]:
     """Pseudonymise each (n, source) into ``work_file(work, n)`` durably, in this thread;
     the mappings made."""
+    return pseudonymise_claimed(secret, options, burned_in, work, items)[0]
+
+
+def pseudonymise_claimed(
+    secret: bytes,
+    options: frozenset[ProfileOption],
+    burned_in: BurnedInPolicy,
+    work: Path,
+    items: Sequence[tuple[int, Path]],
+    claim: Callable[[int], bool] = lambda n: True,
+) -> tuple[list[Mapping], int]:
+    """As :func:`pseudonymise_items`, asking ``claim(n)`` before each item and stopping
+    at the first it refuses (another process makes it); the mappings made and how many
+    items were made."""
     mappings: list[Mapping] = []
+    done = 0
     pseudonymiser = Pseudonymiser(
         secret,
         options,
         on_pseudonym=lambda kind, original, pseudonym: mappings.append((kind, original, pseudonym)),
         burned_in=burned_in,
     )
+    memo = ElementMemo()
     with DurableBatch() as batch:
         for n, path in items:
+            if not claim(n):
+                break
             target = work_file(work, n)
             batch.folder(target)
-            pseudonymise_file(pseudonymiser, path, target)
+            pseudonymise_file(pseudonymiser, path, target, memo=memo)
             batch.written(target)
+            done += 1
         batch.sync()
-    return mappings
+    return mappings, done
 
 
 def processes_for(images: int) -> int:
-    """How many processes pseudonymise a study of ``images`` images (1: this thread).
+    """How many processes pseudonymise a study of ``images`` images (1: this thread;
+    always on a machine with fewer than :data:`MIN_CPUS_FOR_PROCESSES` cores).
     On Windows always 1: spawned processes would need the service's own executable set up
     for them (a Windows service runs under pythonservice.exe)."""
-    if images < PARALLEL_FROM_IMAGES or os.name == "nt":
+    cpus = os.cpu_count() or 1
+    if images < PARALLEL_FROM_IMAGES or os.name == "nt" or cpus < MIN_CPUS_FOR_PROCESSES:
         return 1
-    return max(1, min(MAX_PROCESSES, os.cpu_count() or 1))
+    return min(MAX_PROCESSES, cpus)
 
 
 def pseudonymise_all(

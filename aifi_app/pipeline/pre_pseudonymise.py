@@ -21,9 +21,16 @@ Windows (a service under pythonservice.exe cannot spawn the same way) and in tes
 loop runs as a thread of the service instead. ``[completion]
 pseudonymise_while_receiving = false`` turns it off.
 
+A job whose study left many instances unmade (the child at ``nice 19`` gets little CPU
+while the node receives) asks the child to make half of them (:class:`HelpRequest`,
+:meth:`PreLoop.help`): the child's interpreter is warm, so two cores work on the rest
+without a process to start; each instance is claimed before it is made, so nothing is
+made twice (see ``JobProcessor._pseudonymise_rest``).
+
 A job that starts pseudonymising calls :meth:`PrePseudonymiser.settle` first: it waits
 (a short while) for a batch of its study still being made; the loop starts no new batch
-for a study once it left ``receiving``.
+for a study once it left ``receiving``, and a batch in flight stops after the file it is
+making (the index records the files made; the job makes the others).
 """
 
 from __future__ import annotations
@@ -53,6 +60,7 @@ from aifi_app.pipeline.background_loop import BackgroundLoop
 from aifi_app.pipeline.premade import PremadeIndex, SourceInstance
 from aifi_app.pseudonymise import BurnedInPolicy, ProfileOption
 from aifi_app.pseudonymise.batch import pseudonymise_file
+from aifi_app.pseudonymise.element_memo import ElementMemo
 from aifi_app.pseudonymise.pseudonymiser import Pseudonymiser
 from aifi_app.store.database import Database
 from aifi_app.store.disk_space import DiskFloor, read_disk
@@ -72,6 +80,10 @@ SETTLE_SECONDS = 0.2
 """The longest a job waits for a batch of its study being made (about one batch on an
 idle core; a batch the child, starved of CPU, has not finished by then is done by the
 job itself, which costs less than waiting)."""
+RECHECK_SECONDS = 0.05
+"""A batch in flight asks the queue whether its study still receives at most this often,
+not before every file (~4 ms apart): one read of the queue per file is work the child
+need not do while the node writes to it."""
 NO_FLOOR = DiskFloor()
 RESERVE_BYTES = 1 << 30
 """Free space kept above the disk floor before anything is pre-made (1 GiB): the cache
@@ -136,6 +148,21 @@ class Plan:
 
 
 @dataclass(frozen=True)
+class HelpRequest:
+    """A job asks the loop to make some of its instances now (picklable, sent to the
+    child): ``items`` (instance id, source path under the data folder, received_at) in
+    order; the loop claims each before making it (:func:`premade.claim`) and stops at
+    the first the job has claimed, then writes the index file named ``request``."""
+
+    study_id: int
+    request: str
+    key: str
+    options: frozenset[ProfileOption]
+    burned_in: BurnedInPolicy
+    items: tuple[tuple[int, str, float], ...]
+
+
+@dataclass(frozen=True)
 class Made:
     instance_id: int
     outcome: str
@@ -148,10 +175,16 @@ def make_files(
     options: frozenset[ProfileOption],
     burned_in: BurnedInPolicy,
     items: Sequence[tuple[int, str, str]],
+    keep_going: Callable[[], bool] = lambda: True,
+    memo: ElementMemo | None = None,
 ) -> list[Made]:
     """Pseudonymise each (instance id, source, target) into ``target`` (written under a
     temporary name, then renamed). A refused or failed instance gets no file. Runs in the
-    child process (or this thread).
+    child process (or this thread). ``keep_going`` is asked before each file: once it
+    says no (the study completed; its job takes the rest), the files made so far are
+    returned, the others are not made. ``memo``: the loop's element memo (the instances
+    of a series share most of their header; see
+    :mod:`aifi_app.pseudonymise.element_memo`).
 
     The files are not flushed here: they are handed to the kernel's writeback at once
     (``POSIX_FADV_DONTNEED`` starts it without waiting), so that by the time the job
@@ -168,12 +201,14 @@ def make_files(
         burned_in=burned_in,
     )
     for instance_id, source, target in items:
+        if not keep_going():
+            break
         sink[0] = []
         final = Path(target)
         temporary = final.with_suffix(".tmp")
         temporary.parent.mkdir(parents=True, exist_ok=True)
         try:
-            pseudonymise_file(pseudonymiser, Path(source), temporary)
+            pseudonymise_file(pseudonymiser, Path(source), temporary, memo=memo)
         except Exception:
             # refused (burned-in text), unreadable, not DICOM: no file; the job's own
             # step meets the same and reports it
@@ -228,6 +263,9 @@ class PreLoop:
         self._seen = 0
         """The newest instance row read."""
         self._pending: list[tuple[SourceInstance, str]] = []
+        self._memo = ElementMemo()
+        self._receiving_checked: dict[int, tuple[float, bool]] = {}
+        """Kept from batch to batch (a series arrives over many), bounded in size."""
 
     def idle_wait(self) -> float:
         return POLL_SECONDS if self.receiving else IDLE_SECONDS
@@ -331,6 +369,84 @@ class PreLoop:
         self._plans[(study_id, series_uid)] = plans
         return plans
 
+    def help(self, request: HelpRequest) -> None:
+        """Make the instances of ``request`` that the job has not claimed, from the first,
+        until one is claimed by the job; then write the request's index file (also when
+        nothing was made: the job waits for it)."""
+        study_id = request.study_id
+        busy = premade.busy_file(self.data_dir, study_id)
+        busy.parent.mkdir(parents=True, exist_ok=True)
+        busy.touch()
+        self._made_studies.add(study_id)
+        claimed: list[tuple[int, str, float]] = []
+        config = self._config()
+        room = config.active and self._room(config.floor)  # else: nothing, the job makes all
+
+        def claim_next() -> bool:
+            if not room:
+                return False
+            item = request.items[len(claimed)] if len(claimed) < len(request.items) else None
+            if item is None or not premade.claim(self.data_dir, study_id, request.request, item[0]):
+                return False
+            claimed.append(item)
+            return True
+
+        key = request.key
+        try:
+            made = make_files(
+                self._secret,
+                request.options,
+                request.burned_in,
+                [
+                    (
+                        instance_id,
+                        str(self.data_dir / path),
+                        str(premade.premade_file(self.data_dir, study_id, key, instance_id)),
+                    )
+                    for instance_id, path, _ in request.items
+                ],
+                keep_going=claim_next,
+                memo=self._memo,
+            )
+            received = {instance_id: at for instance_id, _, at in claimed}
+            premade.write_index(
+                self.data_dir,
+                study_id,
+                [
+                    {
+                        "id": m.instance_id,
+                        "received_at": received[m.instance_id],
+                        "header": None,
+                        "made": {
+                            request.key: {
+                                "outcome": m.outcome,
+                                "size": m.size,
+                                "mappings": m.mappings,
+                            }
+                        },
+                    }
+                    for m in made
+                ],
+                name=request.request,
+            )
+        finally:
+            busy.unlink(missing_ok=True)
+
+    def _still_receiving(self, study_id: int) -> bool:
+        """True while ``study_id`` is receiving (as read at most :data:`RECHECK_SECONDS`
+        ago): once it completes, its job waits for the batch in flight
+        (:meth:`PrePseudonymiser.settle`), so the batch stops at the file being made
+        instead of finishing (up to :data:`BATCH` files, ~0.1 s on an idle core and
+        several times that on a busy one); the job makes the rest."""
+        checked = self._receiving_checked.get(study_id)
+        if checked is not None and time.monotonic() - checked[0] < RECHECK_SECONDS:
+            return checked[1]
+        receiving = bool(
+            self.db.query("SELECT 1 FROM studies WHERE id = ? AND state = 'receiving'", (study_id,))
+        )
+        self._receiving_checked[study_id] = (time.monotonic(), receiving)
+        return receiving
+
     def _skip_study(self, study_id: int) -> bool:
         """True for a study that is not routed (objects returned into a pseudonymised study)."""
         skip = self._skip_studies.get(study_id)
@@ -364,6 +480,7 @@ class PreLoop:
         for (source, series_uid), header in zip(batch, headers, strict=True):
             for plan in self.plans(source.study_id, series_uid, header):
                 by_plan.setdefault(plan.key, (plan, []))[1].append(source)
+        study_id = sources[0].study_id
         for key, (plan, items) in by_plan.items():
             made = make_files(
                 self._secret,
@@ -377,6 +494,8 @@ class PreLoop:
                     )
                     for s in items
                 ],
+                keep_going=lambda: self._still_receiving(study_id),
+                memo=self._memo,
             )
             for m in made:
                 made_for[m.instance_id][key] = {
@@ -413,6 +532,11 @@ def run_child(db_path: str, data_dir: str, secret: bytes, inbox: Any, parent_pid
                 return
             if isinstance(message, PlanConfig):
                 config = message
+            elif isinstance(message, HelpRequest):
+                try:
+                    loop.help(message)
+                except Exception as exc:  # the job makes what this did not
+                    log_fault(log, "helping a job pseudonymise failed", exc)
             wait = 0.0  # a wake-up or a new config: look again at once
             continue
         except queue.Empty:
@@ -532,6 +656,19 @@ class PrePseudonymiser(BackgroundLoop):
         return False
 
     # --- for a job ----------------------------------------------------------------------
+    def request_help(self, request: HelpRequest) -> bool:
+        """Ask the child to make some of a job's instances now (see :class:`HelpRequest`);
+        False where there is no child to ask (a thread shares the job's core)."""
+        if not self._in_child or self._inbox is None:
+            return False
+        if self._child is None or not self._child.is_alive():
+            return False
+        try:
+            self._inbox.put_nowait(request)
+        except Exception:
+            return False
+        return True
+
     def settle(self, study_id: int, timeout: float = SETTLE_SECONDS) -> None:
         """Wait (at most ``timeout``) until no batch of ``study_id`` is being made."""
         busy = premade.busy_file(self.data_dir, study_id)

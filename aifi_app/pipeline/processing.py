@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import shutil
 import sqlite3
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,8 +41,14 @@ from aifi_app.pipeline.input_selection import (
     group_series,
     select_images,
 )
-from aifi_app.pipeline.parallel_pseudonymise import pseudonymise_numbered, work_file
-from aifi_app.pipeline.pre_pseudonymise import SELECTION_TAGS, PrePseudonymiser
+from aifi_app.pipeline.parallel_pseudonymise import (
+    processes_for,
+    pseudonymise_claimed,
+    pseudonymise_items,
+    pseudonymise_numbered,
+    work_file,
+)
+from aifi_app.pipeline.pre_pseudonymise import SELECTION_TAGS, HelpRequest, PrePseudonymiser
 from aifi_app.pipeline.premade import SourceInstance
 from aifi_app.pipeline.uids import derived_uid
 from aifi_app.pseudonymise import (
@@ -62,6 +69,12 @@ from aifi_app.store.states import JobState
 log = logging.getLogger(__name__)
 
 _INPUT_TAGS = list(job_inputs.HEADER_TAGS)
+HELP_FROM_IMAGES = 48
+"""A job with at least this many images left to pseudonymise asks the pre-pseudonymiser's
+process to make half of them (fewer: not worth a message and a wait)."""
+HELP_WAIT_SECONDS = 2.0
+"""The longest a job waits for the images the pre-pseudonymiser's process has taken
+(it stops after the one it is making once the job reaches its images)."""
 _DEFER_BYTES = 64 * 1024
 """Elements larger than this (pixel data) are read from a job's image files on first use."""
 SC_SERIES_NUMBER = result_object("sc").series_number
@@ -273,8 +286,9 @@ class JobProcessor:
         """queued -> pseudonymised (or rejected).
 
         Images pre-made while the study arrived (:mod:`aifi_app.pipeline.pre_pseudonymise`)
-        are linked into the work folder; only the others are pseudonymised now. Either way
-        the work folder holds the same bytes."""
+        are linked into the work folder; only the others are pseudonymised now, a large
+        remainder on two cores (:meth:`_pseudonymise_rest`). Either way the work folder
+        holds the same bytes."""
         started = now()
         try:
             ctx = self.context(job_id)
@@ -297,27 +311,28 @@ class JobProcessor:
             shutil.rmtree(work)  # left by an interrupted attempt
         selected_at = now()
         mappings: list[tuple[str, str, str]] = []
-        rest: list[tuple[int, Path]] = []
+        rest: list[tuple[int, SourceInstance]] = []
         with DurableBatch() as batch:
             for n, instance in enumerate(selected):
                 made = ready.get(instance.instance_id)
                 if made is None:
-                    rest.append((n, instance.path))
+                    rest.append((n, instance))
                     continue
                 target = work_file(work, n)
                 batch.folder(target)
                 try:
                     premade.link_into(made.path, target)
                 except OSError:  # removed meanwhile: pseudonymised now instead
-                    rest.append((n, instance.path))
+                    rest.append((n, instance))
                     continue
                 batch.written(target)  # flushed in the background meanwhile
                 mappings += made.mappings
             linked_at = now()
             try:
-                mappings += pseudonymise_numbered(
-                    self._secret, pseudonymiser.options, pseudonymiser.burned_in, work, rest
+                made_now, helped = self._pseudonymise_rest(
+                    ctx, job_id, key, pseudonymiser, work, rest, batch
                 )
+                mappings += made_now
             except BurnedInAnnotationRefused as exc:
                 shutil.rmtree(work, ignore_errors=True)
                 jobs.transition(
@@ -328,11 +343,12 @@ class JobProcessor:
             batch.sync()  # the linked files on disk too
         log.info(
             "job %d: %d image(s) linked from those made while the study arrived, %d"
-            " pseudonymised now; selection %.2f s, links %.2f s, pseudonymising %.2f s,"
-            " flush %.2f s",
+            " pseudonymised now (%d of them by the pre-pseudonymiser's process);"
+            " selection %.2f s, links %.2f s, pseudonymising %.2f s, flush %.2f s",
             job_id,
             len(selected) - len(rest),
             len(rest),
+            helped,
             selected_at - started,
             linked_at - selected_at,
             made_at - linked_at,
@@ -355,6 +371,90 @@ class JobProcessor:
                 JobState.PSEUDONYMISED,
                 detail=f"{len(selected)} image(s) pseudonymised{premade_count}",
             )
+
+    def _pseudonymise_rest(
+        self,
+        ctx: JobContext,
+        job_id: int,
+        key: str,
+        pseudonymiser: Pseudonymiser,
+        work: Path,
+        rest: Sequence[tuple[int, SourceInstance]],
+        batch: DurableBatch,
+    ) -> tuple[list[tuple[str, str, str]], int]:
+        """Pseudonymise the job's images that were not pre-made (``rest``: place in the
+        job, instance) into ``work``; the mappings made, and how many the pre-pseudonymiser
+        made. From :data:`HELP_FROM_IMAGES` images on, the pre-pseudonymiser's process
+        (already running, its interpreter warm) is asked to make the second half while
+        this thread makes the first; this thread then takes the second half's images
+        from its end, one at a time, until it meets one the process has taken
+        (:func:`premade.claim`), and links what the process made. Two cores, no process
+        to start; whatever the process did not make (it stopped, refused an image, or is
+        slower than :data:`HELP_WAIT_SECONDS`) is made here. The same bytes either way.
+        Not while another study arrives: the node's receiving needs that core."""
+        args = (self._secret, pseudonymiser.options, pseudonymiser.burned_in, work)
+        items = [(n, instance.path) for n, instance in rest]
+        if (
+            self.prepared is None
+            or len(rest) < HELP_FROM_IMAGES
+            or processes_for(len(rest)) > 1
+            or self._receiving()  # the node needs the other core
+        ):
+            return pseudonymise_numbered(*args, items), 0
+        half = len(rest) // 2
+        mine, theirs = rest[:half], rest[half:]
+        request = HelpRequest(
+            ctx.study_id,
+            f"job{job_id}-{time.time_ns()}",
+            key,
+            pseudonymiser.options,
+            pseudonymiser.burned_in,
+            tuple((i.instance_id, str(i.path), i.received_at) for _, i in theirs),
+        )
+        if not self.prepared.request_help(request):
+            return pseudonymise_numbered(*args, items), 0
+        mappings = pseudonymise_items(*args, [(n, i.path) for n, i in mine])
+        instance_at = {n: i.instance_id for n, i in theirs}
+        more, stolen = pseudonymise_claimed(
+            *args,
+            [(n, i.path) for n, i in reversed(theirs)],
+            lambda n: premade.claim(self.data_dir, ctx.study_id, request.request, instance_at[n]),
+        )
+        mappings += more
+        left = theirs[: len(theirs) - stolen]  # taken by the process
+        if not left:
+            return mappings, 0
+        index = premade.help_index(self.data_dir, ctx.study_id, request.request)
+        deadline = time.monotonic() + HELP_WAIT_SECONDS
+        while not index.exists() and time.monotonic() < deadline:
+            time.sleep(0.002)
+        made = (
+            premade.PremadeIndex.load_file(self.data_dir, ctx.study_id, index).lookup(
+                [i for _, i in left], key
+            )
+            if index.exists()
+            else {}
+        )
+        todo: list[tuple[int, Path]] = []
+        for n, instance in left:
+            found = made.get(instance.instance_id)
+            target = work_file(work, n)
+            batch.folder(target)
+            try:
+                if found is None:
+                    raise FileNotFoundError
+                premade.link_into(found.path, target)
+            except OSError:  # not made (refused, failed, too slow): made here
+                todo.append((n, instance.path))
+                continue
+            batch.written(target)
+            mappings += found.mappings
+        mappings += pseudonymise_items(*args, todo)
+        return mappings, len(left) - len(todo)
+
+    def _receiving(self) -> bool:
+        """True while a study is arriving (the DICOM node is receiving)."""
+        return bool(self.db.query("SELECT 1 FROM studies WHERE state = 'receiving' LIMIT 1"))
 
     def run_algorithm(self, job_id: int, from_state: JobState) -> None:
         """pseudonymised/submitted -> result_received (or failed)."""

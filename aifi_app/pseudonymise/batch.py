@@ -25,13 +25,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Final
 
-from pydicom import Dataset, dcmread, dcmwrite
+from pydicom import Dataset, FileMetaDataset, dcmread, dcmwrite
+from pydicom.charset import default_encoding
+from pydicom.dataelem import RawDataElement
 from pydicom.errors import InvalidDicomError
-from pydicom.filebase import DicomFileLike
-from pydicom.filewriter import write_dataset, write_file_meta_info
+from pydicom.filebase import DicomBytesIO, DicomFileLike
+from pydicom.filewriter import write_data_element, write_dataset, write_file_meta_info
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
+from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
 from aifi_app.pseudonymise.burned_in import BurnedInAnnotationRefused
+from aifi_app.pseudonymise.element_memo import MEMO_VRS, ElementMemo
 from aifi_app.pseudonymise.pseudonymiser import PseudonymisationError, Pseudonymiser
 
 PIXEL_DATA: Final = 0x7FE00010
@@ -167,8 +171,13 @@ def pseudonymise_file(
     source: Path,
     target: Path,
     counts: Counter[str] | None = None,
+    memo: ElementMemo | None = None,
 ) -> bool:
     """Pseudonymise the file ``source`` into ``target``; True when pixels were copied raw.
+
+    ``memo``: one :class:`~aifi_app.pseudonymise.element_memo.ElementMemo` for the files
+    of one pass (the instances of a series share most of their header): the same bytes,
+    a fraction of the work.
 
     Raises what :meth:`Pseudonymiser.pseudonymise` raises, and pydicom's
     :class:`~pydicom.errors.InvalidDicomError` for a file that is not DICOM.
@@ -190,7 +199,7 @@ def pseudonymise_file(
             out = pseudonymiser.pseudonymise(dcmread(source, force=forced), counts)
             _write(out, target).close()
             return False
-        out = pseudonymiser.pseudonymise(header, counts)
+        out = pseudonymiser.pseudonymise(header, counts, memo)
         with _write(out, target) as out_fp:
             if tail:
                 if counts is not None:
@@ -243,18 +252,81 @@ def _write(ds: Dataset, target: Path) -> BinaryIO:
             implicit, little = UID(syntax).is_implicit_VR, UID(syntax).is_little_endian
             fp = DicomFileLike(out_fp)
             fp.write(b"\0" * 128 + b"DICM")
-            write_file_meta_info(fp, meta, enforce_standard=True)
+            _write_file_meta(fp, meta)
             fp.is_implicit_VR = implicit
             fp.is_little_endian = little
             if "PixelData" in ds:
                 ds["PixelData"].is_undefined_length = UID(syntax).is_compressed
-            write_dataset(fp, ds)
+            if (implicit, little) == ds.original_encoding and (
+                ds.original_character_set == ds._character_set
+            ):
+                _write_elements(fp, ds)
+            else:
+                write_dataset(fp, ds)  # converts the elements: ambiguous VRs, character set
         else:
             dcmwrite(out_fp, ds, enforce_file_format=complete)
     except BaseException:
         out_fp.close()
         raise
     return out_fp
+
+
+_META_REQUIRED: Final = (0x00020001, 0x00020002, 0x00020003, 0x00020010, 0x00020012)
+
+
+def _write_file_meta(fp: DicomFileLike, meta: FileMetaDataset) -> None:
+    """``write_file_meta_info(fp, meta, enforce_standard=True)`` for the complete file
+    meta of :func:`~aifi_app.pseudonymise.element_copy.new_file_meta`: its elements in
+    order after their group length (explicit VR little endian), without pydicom's checks
+    and buffers (a fifth of an instance's writing); anything else goes to pydicom."""
+    tags = sorted(meta.keys())
+    if any(t not in meta for t in _META_REQUIRED) or any(t.group != 2 for t in tags):
+        write_file_meta_info(fp, meta, enforce_standard=True)
+        return
+    body = DicomBytesIO()
+    body.is_little_endian = True
+    body.is_implicit_VR = False
+    for tag in tags:
+        if tag != 0x00020000:
+            write_data_element(body, meta.get_item(tag), default_encoding)
+    value = body.getvalue()
+    fp.write(struct.pack("<HH2sHL", 2, 0, b"UL", 4, len(value)))
+    fp.write(value)
+
+
+def _write_elements(fp: DicomFileLike, ds: Dataset) -> None:
+    """``write_dataset(fp, ds)`` for a data set written in the encoding it was read in
+    (nothing to convert): raw explicit-VR elements of a plain VR, most of a memoised
+    header (:mod:`aifi_app.pseudonymise.element_memo`), are written here as they are
+    (tag, VR, length, value; what pydicom writes for them, without its per-element
+    buffer); every other element by pydicom's ``write_data_element``."""
+    encoding = ds.get("SpecificCharacterSet", default_encoding)
+    endian = "<" if fp.is_little_endian else ">"
+    short = struct.Struct(endian + "HH2sH")
+    long = struct.Struct(endian + "HH2sHL")
+    for tag in sorted(ds.keys()):
+        if tag.element == 0 and tag.group > 6:
+            continue  # group lengths are not written (PS3.5 7.2), as pydicom does
+        element = ds.get_item(tag)
+        if (
+            isinstance(element, RawDataElement)
+            and not element.is_implicit_VR
+            and element.is_little_endian == fp.is_little_endian
+            and element.VR in MEMO_VRS
+            and isinstance(element.value, bytes)
+            and element.length != UNDEFINED_LENGTH
+        ):
+            value = element.value
+            vr = element.VR.encode("ascii")
+            if element.VR in EXPLICIT_VR_LENGTH_32:
+                fp.write(long.pack(tag.group, tag.element, vr, 0, len(value)))
+                fp.write(value)
+                continue
+            if len(value) <= 0xFFFF:
+                fp.write(short.pack(tag.group, tag.element, vr, len(value)))
+                fp.write(value)
+                continue
+        write_data_element(fp, element, encoding)
 
 
 def _files(root: Path) -> Iterator[Path]:
@@ -280,10 +352,11 @@ def pseudonymise_tree(
         raise ValueError("the output folder must not lie inside the input folder")
     paths = list(_files(in_dir))
     summary = BatchSummary(files=len(paths))
+    memo = ElementMemo()
     for done, path in enumerate(paths, start=1):
         target = out_dir / path.relative_to(in_dir)
         try:
-            raw = pseudonymise_file(pseudonymiser, path, target, summary.elements)
+            raw = pseudonymise_file(pseudonymiser, path, target, summary.elements, memo)
         except InvalidDicomError:
             summary.not_dicom += 1
             target.unlink(missing_ok=True)

@@ -60,6 +60,14 @@ from aifi_app.pseudonymise.element_copy import (
     element_vr,
     new_file_meta,
 )
+from aifi_app.pseudonymise.element_memo import (
+    ElementKey,
+    ElementMemo,
+    MemoContext,
+    Outcome,
+    context_key,
+    written_form,
+)
 from aifi_app.pseudonymise.element_policy import (
     is_numeric_private,
     kept_private_tags,
@@ -76,6 +84,8 @@ from aifi_app.pseudonymise.value_checks import malformed_text
 
 PseudonymCallback = Callable[[str, str, str], None]
 """``on_pseudonym(kind, original, pseudonym)``."""
+Mapping = tuple[str, str, str]
+"""(kind, original, pseudonym), as reported."""
 
 PATIENT_ID: Final = BaseTag(0x00100020)
 PATIENT_NAME: Final = BaseTag(0x00100010)
@@ -118,6 +128,8 @@ data set nested thousands deep exhausted the stack and memory when written (foun
 fuzz campaign in ``tests/pseudonymise/test_fuzz_pseudonymiser.py``)."""
 
 METHOD_DESCRIPTION: Final = "AIFI Appliance PS3.15 Annex E Basic Profile"
+DEIDENTIFICATION_TAGS: Final = frozenset({0x00120062, 0x00120063, 0x00120064, 0x00280303})
+"""The elements every output gets from :meth:`Pseudonymiser._add_deidentification_attributes`."""
 
 
 class PseudonymisationError(Exception):
@@ -153,6 +165,9 @@ class Pseudonymiser:
             (0x00120063, "LO", [METHOD_DESCRIPTION] + [o.code.meaning for o in selected]),
             (0x00280303, "CS", _temporal_information(self.options)),
         )
+        self._memo_identity: Final = (id(self), self._secret, self.options, self.burned_in)
+        """Keys a memo's contexts: a memo shared by two pseudonymisers keeps their
+        outcomes apart."""
 
     def uid_pseudonym(self, uid: str) -> str:
         """Return the keyed pseudonym of ``uid`` (well-known UIDs returned unchanged)."""
@@ -167,8 +182,18 @@ class Pseudonymiser:
         """Return the number of days this patient's dates are shifted back (365..3650)."""
         return date_offset_days(self._secret, patient_id)
 
-    def pseudonymise(self, ds: Dataset, counts: Counter[str] | None = None) -> Dataset:
+    def pseudonymise(
+        self,
+        ds: Dataset,
+        counts: Counter[str] | None = None,
+        memo: ElementMemo | None = None,
+    ) -> Dataset:
         """Return a new, pseudonymised dataset (with new file meta); ``ds`` is not modified.
+
+        ``memo`` (for a dataset just read from a file, none of its elements accessed yet):
+        top-level elements met before in the same context take their earlier outcome
+        instead of being processed again; the written bytes are the same (see
+        :mod:`.element_memo`).
 
         When ``counts`` is given, one count per element handled is added under its action
         (``"keep"``, ``"remove"``, ``"replace_uid"`` ...) or category (``"private removed"``,
@@ -178,6 +203,15 @@ class Pseudonymiser:
         burned-in text and the burned-in policy refuses it (see :mod:`.burned_in`), and
         :class:`PseudonymisationError` (naming only an element tag) on any other failure.
         """
+        context = None
+        snapshot: dict[BaseTag, DataElement | RawDataElement] = {}
+        if memo is not None:
+            meta = getattr(ds, "file_meta", None)
+            key = context_key(ds, None if meta is None else meta.get("TransferSyntaxUID"))
+            if key is not None:
+                context = memo.context((self._memo_identity, *key))
+                # the elements as read, before anything here converts them
+                snapshot = {tag: ds.get_item(tag) for tag in list(ds.keys())}
         try:
             check_burned_in(ds, self.burned_in)
         except BurnedInAnnotationRefused:
@@ -187,12 +221,15 @@ class Pseudonymiser:
                 f"pseudonymisation failed reading the header ({type(exc).__name__})"
             ) from None
         run = _Run(self, ds, counts)
+        if context is not None:
+            run.use_memo(context, snapshot, bool(ds.original_encoding[1]))
         try:
             out = run.dataset(ds)
             run.current_tag = 0
             self._add_deidentification_attributes(out)
-            out.file_meta = new_file_meta(ds, out.get("SOPClassUID"), out.get("SOPInstanceUID"))
             copy_encoding(ds, out)
+            run.remember(out)  # before the file meta converts SOP Class and Instance UIDs
+            out.file_meta = new_file_meta(ds, out.get("SOPClassUID"), out.get("SOPInstanceUID"))
         except Exception as exc:
             where = f" at element {BaseTag(run.current_tag)}" if run.current_tag else ""
             raise PseudonymisationError(
@@ -244,10 +281,52 @@ class _Run:
         patient_id = ds.get("PatientID")
         self.patient_id = str(patient_id) if isinstance(patient_id, str) else ""
         self.offset_days = owner.date_offset_days(self.patient_id)
+        self.memo: MemoContext | None = None
+        self.snapshot: dict[BaseTag, DataElement | RawDataElement] = {}
+        self.little_endian = True
+        self.captured: list[Mapping] | None = None
+        self.pending: list[tuple[ElementKey, BaseTag, Counter[str], list[Mapping]]] = []
+
+    # --- the memo (see .element_memo) -------------------------------------------------------
+
+    def use_memo(
+        self,
+        memo: MemoContext,
+        snapshot: dict[BaseTag, DataElement | RawDataElement],
+        little_endian: bool,
+    ) -> None:
+        self.memo = memo
+        self.snapshot = snapshot
+        self.little_endian = little_endian
+
+    def _replay(self, tag: BaseTag, outcome: Outcome, out: Dataset) -> None:
+        if outcome.element is not None:
+            out[tag] = outcome.element
+        if self.counts is not None:
+            self.counts.update(outcome.labels)
+        for mapping in outcome.mappings:
+            self._report(*mapping)
+
+    def remember(self, out: Dataset) -> None:
+        """Keep the outcomes of the elements processed in this call (``out`` complete)."""
+        if self.memo is None:
+            return
+        for key, tag, labels, mappings in self.pending:
+            if tag in DEIDENTIFICATION_TAGS:
+                continue  # replaced by ours, whatever it was
+            element = out.get_item(tag) if tag in out else None
+            written = None
+            if element is not None:
+                written = written_form(element, out, self.little_endian)
+                if written is None:
+                    continue  # not memoisable: processed on every instance
+            self.memo.store(key, Outcome(written, tuple(labels.elements()), tuple(mappings)))
 
     # --- mappings -------------------------------------------------------------------------
 
     def _report(self, kind: str, original: str, pseudonym: str) -> None:
+        if self.captured is not None:
+            self.captured.append((kind, original, pseudonym))
         callback = self.owner._on_pseudonym
         if callback is not None and (kind, original) not in self.reported:
             self.reported.add((kind, original))
@@ -271,53 +350,83 @@ class _Run:
     def dataset(self, source: Dataset) -> Dataset:
         out = Dataset()
         private_kept = self._private_kept(source)
+        memo = self.memo if self.depth == 0 else None
         for tag in list(source.keys()):
             self.current_tag = tag
             raw = source.get_item(tag)
             if raw is None:
                 continue
-            if tag.is_private:
-                kept = tag in private_kept and self._safe_private(source, tag)
-                if kept:
-                    out.add(copy_element(source[tag]))
-                if self.counts is not None:
-                    self.counts["private kept" if kept else "private removed"] += 1
+            read = self.snapshot.get(tag) if memo is not None else None
+            key = memo.element_key(read) if memo and isinstance(read, RawDataElement) else None
+            if key is None:
+                self._element(source, tag, raw, private_kept, out)
                 continue
-            vr = element_vr(raw)
-            action = self.lookup.get(tag)
-            if action is None:
-                action = self.owner._table.wildcard_action(tag)
-            if action is None:
-                action = self.owner._non_table_action(tag, vr)
-            new = self._keyed_identifier(source, tag, vr, action)
-            label = "keyed identifier" if new is not None else action.name.lower()
-            if new is None and action is Action.KEEP and malformed_text(raw, vr):
-                # its value runs on into other elements' bytes: never copy it
-                if self.counts is not None:
-                    self.counts["malformed removed"] += 1
+            assert memo is not None
+            outcome = memo.outcome(key)
+            if outcome is not None:
+                self._replay(tag, outcome, out)
                 continue
-            if (
-                new is None
-                and action is Action.KEEP
-                and isinstance(raw, RawDataElement)
-                and raw.VR in RAW_COPY_VRS
-                and tag not in KEYED_TEXT_KINDS
-            ):
-                # kept as read: written byte for byte, never decoded (same encoding)
-                out[tag] = raw
-                if self.counts is not None:
-                    self.counts[label] += 1
-                continue
-            if new is None and action is not Action.REMOVE and tag not in KEYED_TEXT_KINDS:
-                element = source[tag]  # converted: ambiguous VRs (US or SS ...) resolved
-                new = self._apply(action, element, str(element.VR))
-            if new is not None:
-                out.add(new)
-            elif self.counts is not None:
-                label = "remove"
+            counts, self.counts = self.counts, Counter()
+            self.captured = []
+            try:
+                self._element(source, tag, raw, private_kept, out)
+                self.pending.append((key, tag, self.counts, self.captured))
+            finally:
+                labels, self.counts, self.captured = self.counts, counts, None
+            if counts is not None:
+                counts.update(labels)
+        return out
+
+    def _element(
+        self,
+        source: Dataset,
+        tag: BaseTag,
+        raw: DataElement | RawDataElement,
+        private_kept: frozenset[int],
+        out: Dataset,
+    ) -> None:
+        """Process one element of ``source`` into ``out``."""
+        if tag.is_private:
+            kept = tag in private_kept and self._safe_private(source, tag)
+            if kept:
+                out.add(copy_element(source[tag]))
+            if self.counts is not None:
+                self.counts["private kept" if kept else "private removed"] += 1
+            return
+        vr = element_vr(raw)
+        action = self.lookup.get(tag)
+        if action is None:
+            action = self.owner._table.wildcard_action(tag)
+        if action is None:
+            action = self.owner._non_table_action(tag, vr)
+        new = self._keyed_identifier(source, tag, vr, action)
+        label = "keyed identifier" if new is not None else action.name.lower()
+        if new is None and action is Action.KEEP and malformed_text(raw, vr):
+            # its value runs on into other elements' bytes: never copy it
+            if self.counts is not None:
+                self.counts["malformed removed"] += 1
+            return
+        if (
+            new is None
+            and action is Action.KEEP
+            and isinstance(raw, RawDataElement)
+            and raw.VR in RAW_COPY_VRS
+            and tag not in KEYED_TEXT_KINDS
+        ):
+            # kept as read: written byte for byte, never decoded (same encoding)
+            out[tag] = raw
             if self.counts is not None:
                 self.counts[label] += 1
-        return out
+            return
+        if new is None and action is not Action.REMOVE and tag not in KEYED_TEXT_KINDS:
+            element = source[tag]  # converted: ambiguous VRs (US or SS ...) resolved
+            new = self._apply(action, element, str(element.VR))
+        if new is not None:
+            out.add(new)
+        elif self.counts is not None:
+            label = "remove"
+        if self.counts is not None:
+            self.counts[label] += 1
 
     @staticmethod
     def _safe_private(source: Dataset, tag: BaseTag) -> bool:

@@ -97,6 +97,7 @@ def test_ct_lung_volume_reports_a_measurement(
     large CT is (its 24 slices count as large here)."""
     if in_processes:
         monkeypatch.setattr(parallel_pseudonymise, "PARALLEL_FROM_IMAGES", 2)
+        monkeypatch.setattr(parallel_pseudonymise, "MIN_CPUS_FOR_PROCESSES", 1)
     app = _lung_app(tmp_path, pacs)
     hu, lungs = phantom_volume()
     sources = list(phantom_series(hu))

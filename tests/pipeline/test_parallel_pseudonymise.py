@@ -11,6 +11,7 @@ from pydicom import dcmread
 from aifi_app.part10 import part10_bytes
 from aifi_app.pipeline import parallel_pseudonymise
 from aifi_app.pipeline.parallel_pseudonymise import (
+    MIN_CPUS_FOR_PROCESSES,
     PARALLEL_FROM_IMAGES,
     processes_for,
     pseudonymise_all,
@@ -74,10 +75,20 @@ def test_a_refused_image_in_a_worker_process_refuses_the_study(tmp_path: Path) -
         pseudonymise_all(KEY, OPTIONS, BurnedInPolicy.REFUSE, tmp_path / "w", sources, processes=3)
 
 
-def test_small_studies_stay_in_this_thread() -> None:
+def test_small_studies_stay_in_this_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
     assert processes_for(2) == 1
     assert processes_for(PARALLEL_FROM_IMAGES - 1) == 1
-    assert processes_for(500) == max(1, min(4, os.cpu_count() or 1))
+    assert processes_for(500) == 4
+
+
+def test_a_machine_with_few_cores_keeps_every_study_in_this_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: MIN_CPUS_FOR_PROCESSES - 1)
+    assert processes_for(500) == 1
+    monkeypatch.setattr(os, "cpu_count", lambda: MIN_CPUS_FOR_PROCESSES)
+    assert processes_for(500) == MIN_CPUS_FOR_PROCESSES
 
 
 def test_processes_that_cannot_start_leave_the_work_to_this_thread(

@@ -7,11 +7,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydicom import Dataset
@@ -24,9 +26,11 @@ from aifi_app.config.settings import (
     Settings,
     StorageSettings,
 )
-from aifi_app.pipeline import premade
+from aifi_app.pipeline import pre_pseudonymise, premade, processing
 from aifi_app.pipeline.parallel_pseudonymise import pseudonymise_all
 from aifi_app.pipeline.pre_pseudonymise import PrePseudonymiser
+from aifi_app.pseudonymise import BurnedInPolicy, Pseudonymiser
+from aifi_app.pseudonymise.element_memo import ElementMemo
 from aifi_app.sample_studies import ct_series, demo_patient, write
 from aifi_app.service import Appliance
 from aifi_app.store import jobs
@@ -190,6 +194,45 @@ def test_late_and_resent_instances_are_pseudonymised_at_completion(tmp_path: Pat
     app.db.close()
 
 
+def test_a_batch_in_flight_stops_when_the_study_completes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The study completes while a batch is being made: the batch stops after the file
+    it is making (its job need not wait for the rest of it) and the job makes the others;
+    the work folder is the same, byte for byte."""
+    app, pre = _app(tmp_path)
+    images = _study(thin=20)
+    study_id = 0
+    for ds in images:
+        study_id = _receive(app, ds, tmp_path)
+    made: list[Path] = []
+    real = pre_pseudonymise.pseudonymise_file
+
+    def then_complete(
+        pseudonymiser: Pseudonymiser, source: Path, target: Path, memo: ElementMemo
+    ) -> bool:
+        made.append(target)
+        if len(made) == 5:  # the last instance arrived meanwhile; the study completes
+            assert jobs.process_now(app.db, study_id, "test")
+            assert jobs.mark_complete(app.db, study_id)
+        return real(pseudonymiser, source, target, memo=memo)
+
+    monkeypatch.setattr(pre_pseudonymise, "pseudonymise_file", then_complete)
+    monkeypatch.setattr(pre_pseudonymise, "RECHECK_SECONDS", 0.0)  # asks before every file
+    assert pre.run_once()
+    assert len(made) == 5 < len(images)
+    assert pre.index({study_id}).stats()[0] == 5
+    assert not premade.busy_file(app.data_dir, study_id).exists()
+    app.worker.route(study_id)
+    (job_id,) = jobs.jobs_in_state(app.db, JobState.QUEUED)
+    app.processor.pseudonymise(job_id)
+    assert _linked(app, job_id) == 5
+    expected, mappings = _reference(app, job_id, tmp_path / "reference")
+    _same_files(sorted(app.processor.work_dir(job_id).glob("*.dcm")), expected)
+    assert mappings <= _pseudonyms(app)
+    app.db.close()
+
+
 def test_a_study_that_gets_no_route_leaves_no_cache(tmp_path: Path) -> None:
     mr_only = Route(name="mr", algorithm="ct-lung-volume", modalities=("MR",))
     app, pre = _app(tmp_path, routes=(ROUTE, mr_only))
@@ -239,7 +282,8 @@ def test_cache_names_and_logs_hold_no_patient_data(
     for path in (app.data_dir / premade.PREMADE_DIR).rglob("*"):
         for part in path.relative_to(app.data_dir / premade.PREMADE_DIR).parts:
             stem = part.removesuffix(".dcm").removesuffix(".json").removeprefix("index-")
-            assert stem.isdigit() or (len(stem) == 16 and int(stem, 16) >= 0), part
+            named = stem == "claims" or re.fullmatch(r"job\d+-\d+", stem)  # help requests
+            assert named or stem.isdigit() or (len(stem) == 16 and int(stem, 16) >= 0), part
     first = images[0]
     secrets_ = [
         str(first.PatientName),
@@ -278,6 +322,99 @@ def test_pre_making_in_the_low_priority_child_process(tmp_path: Path) -> None:
         assert _linked(app, job_id) == len(images)
         expected, _ = _reference(app, job_id, tmp_path / "reference")
         _same_files(sorted(app.processor.work_dir(job_id).glob("*.dcm")), expected)
+    finally:
+        pre.stop()
+        app.db.close()
+
+
+def _helped_job(app: Appliance, study_id: int) -> tuple[int, str]:
+    """Complete and route the study (nothing pre-made), queue its job; (job id, options key)."""
+    assert jobs.process_now(app.db, study_id, "test")
+    assert jobs.mark_complete(app.db, study_id)
+    app.worker.route(study_id)
+    (job_id,) = jobs.jobs_in_state(app.db, JobState.QUEUED)
+    ctx = app.processor.context(job_id)
+    pseudonymiser = app.processor.pseudonymiser(ctx, [])
+    return job_id, premade.options_key(KEY, pseudonymiser.options, pseudonymiser.burned_in)
+
+
+def test_a_help_request_makes_what_the_job_has_not_claimed(tmp_path: Path) -> None:
+    """The loop makes a help request's instances in order until it meets one the job
+    claimed, and indexes them; the job's claims of the others fail."""
+    app, pre = _app(tmp_path)
+    study_id = 0
+    for ds in _study(thin=10):
+        study_id = _receive(app, ds, tmp_path)
+    job_id, key = _helped_job(app, study_id)
+    ctx = app.processor.context(job_id)
+    instances = app.processor._instances(ctx)
+    request = pre_pseudonymise.HelpRequest(
+        study_id,
+        "job1-1",
+        key,
+        frozenset(),
+        BurnedInPolicy.REFUSE,
+        tuple((i.instance_id, str(i.path), i.received_at) for i in instances),
+    )
+    pre.run_once()  # reads the settings: pre-making is on
+    for instance in instances[-3:]:  # the job took the last three, from the end
+        assert premade.claim(app.data_dir, study_id, "job1-1", instance.instance_id)
+    pre._work.help(request)
+    index = premade.PremadeIndex.load_file(
+        app.data_dir, study_id, premade.help_index(app.data_dir, study_id, "job1-1")
+    )
+    assert set(index.lookup(instances, key)) == {i.instance_id for i in instances[:7]}
+    assert not premade.claim(app.data_dir, study_id, "job1-1", instances[0].instance_id)
+    assert not premade.busy_file(app.data_dir, study_id).exists()
+    app.db.close()
+
+
+def test_the_pre_pseudonymising_process_helps_a_job_with_its_images(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A study nothing was pre-made for (it completed before the process started): the
+    job makes the first half, the process the second (this thread is slowed down here
+    so that it surely takes some); the work folder is the same, byte for byte."""
+    caplog.set_level(logging.INFO)
+    app, _ = _app(tmp_path)
+    images = _study(thin=processing.HELP_FROM_IMAGES)
+    study_id = 0
+    for ds in images:
+        study_id = _receive(app, ds, tmp_path)
+    job_id, _ = _helped_job(app, study_id)
+    pre = PrePseudonymiser(
+        app.db, app.data_dir, lambda: app.settings, app.catalog.enabled, KEY, in_child=True
+    )
+    app.processor.prepared = pre
+    pre.start()
+    try:
+        warm_up = 0  # another study, made by the process: it has started and runs
+        for ds in ct_series(demo_patient(8), 2):
+            warm_up = _receive(app, ds, tmp_path)
+        pre.wake()
+        for _ in range(600):
+            if pre.index({warm_up}).stats()[0] == 2:
+                break
+            time.sleep(0.1)
+        # no help while a study arrives (the node needs the core): the other one completes
+        assert jobs.process_now(app.db, warm_up, "test")
+        assert jobs.mark_complete(app.db, warm_up)
+        real = processing.pseudonymise_items
+
+        def slowly(*args: Any) -> list[tuple[str, str, str]]:
+            time.sleep(0.05 * len(args[-1]))
+            return real(*args)
+
+        monkeypatch.setattr(processing, "pseudonymise_items", slowly)
+        app.processor.pseudonymise(job_id)
+        assert jobs.job(app.db, job_id)["state"] == JobState.PSEUDONYMISED
+        (line,) = [r.getMessage() for r in caplog.records if "pseudonymised now" in r.getMessage()]
+        helped = int(re.search(r"\((\d+) of them by the pre-pseudonymiser", line)[1])  # type: ignore[index]
+        assert 0 < helped <= len(images) // 2
+        assert _linked(app, job_id) == helped
+        expected, mappings = _reference(app, job_id, tmp_path / "reference")
+        _same_files(sorted(app.processor.work_dir(job_id).glob("*.dcm")), expected)
+        assert mappings <= _pseudonyms(app)
     finally:
         pre.stop()
         app.db.close()
