@@ -66,6 +66,7 @@ import os
 import socket
 import sys
 import threading
+import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable
@@ -86,6 +87,7 @@ from pynetdicom.presentation import PresentationContext, negotiate_as_acceptor
 from aifi_app.dicom_node import command_sets
 from aifi_app.dicom_node import upper_layer as ul
 from aifi_app.dicom_node.header_scan import HEAD_BYTES
+from aifi_app.dicom_node.spare_files import CREATE_FLAGS, SpareFiles
 from aifi_app.dicom_node.spool import set_checksum
 from aifi_app.fault_logging import log_fault
 
@@ -119,15 +121,24 @@ class AssociationSlots:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._active = 0
+        self._changed = time.monotonic()
         self._lock = threading.Lock()
 
     def enter(self) -> None:
         with self._lock:
             self._active += 1
+            self._changed = time.monotonic()
 
     def leave(self) -> None:
         with self._lock:
             self._active -= 1
+            self._changed = time.monotonic()
+
+    @property
+    def quiet_seconds(self) -> float:
+        """Seconds since the last association began or ended; 0 while one is in progress."""
+        with self._lock:
+            return 0.0 if self._active > 0 else time.monotonic() - self._changed
 
     @property
     def over_limit(self) -> bool:
@@ -180,6 +191,8 @@ class AcceptorSettings:
     incoming: Path
     """Where data sets are written while they arrive (on the spool's file system)."""
     address_check: CallingAddressCheck | None = None
+    spare_files: SpareFiles | None = field(default=None, compare=False)
+    """Empty files made ahead in ``incoming`` (:mod:`aifi_app.dicom_node.spare_files`)."""
     negotiations: NegotiationCache = field(
         default_factory=lambda: NegotiationCache(), compare=False
     )
@@ -237,9 +250,20 @@ class DataSetStart:
 class _Incoming:
     """One data set being written to its file while it arrives."""
 
-    def __init__(self, folder: Path, file_meta: bytes, transfer_syntax: str) -> None:
-        self.path = folder / f"{os.getpid()}-{threading.get_ident()}-{next(_names)}.dcm"
-        self.fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    def __init__(
+        self,
+        folder: Path,
+        file_meta: bytes,
+        transfer_syntax: str,
+        spare: SpareFiles | None = None,
+    ) -> None:
+        taken = spare.take() if spare is not None else None
+        if taken is not None:
+            self.path, fd = taken
+        else:
+            self.path = folder / f"{os.getpid()}-{threading.get_ident()}-{next(_names)}.dcm"
+            fd = os.open(self.path, CREATE_FLAGS, 0o600)
+        self.fd: int | None = fd
         self.transfer_syntax = transfer_syntax
         self.head = bytearray()
         """The data set's first :data:`HEAD_BYTES` (for :func:`scan_header`)."""
@@ -637,7 +661,10 @@ class StorageAssociation:
                 receiving_ae_title=self._settings.ae_title,
             )
             try:
-                self._incoming = _Incoming(self._settings.incoming, meta, transfer_syntax)
+                settings = self._settings
+                self._incoming = _Incoming(
+                    settings.incoming, meta, transfer_syntax, settings.spare_files
+                )
             except OSError:
                 log.error("cannot create a file for a received data set (disk)")
                 self._incoming = _Discarded(self._settings.incoming / "-")

@@ -28,6 +28,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from aifi_app.dicom_node.access import CallingAddressPolicy, parse_address_rules
 from aifi_app.dicom_node.association_listener import AssociationListener
 from aifi_app.dicom_node.header_scan import scan_header
+from aifi_app.dicom_node.spare_files import SpareFiles
 from aifi_app.dicom_node.spool import durable_move
 from aifi_app.dicom_node.spool_recovery import (
     begin_receiving,
@@ -195,6 +196,7 @@ class StorageNode:
         self._recorder = GroupRecorder(db)
         self._disk = disk_guard
         self._receiving = False
+        self._spare_files: SpareFiles | None = None
 
     # --- life cycle -------------------------------------------------------------------
     def start(self) -> None:
@@ -214,6 +216,8 @@ class StorageNode:
             )
         self._recorder = GroupRecorder(self.db)  # (a node started again after stop())
         self._receiving = True
+        self._spare_files = SpareFiles(self.incoming)
+        self._spare_files.start()
         if not self.config.allowed_calling_ae_titles:
             log.warning("no calling AE titles are allowed: every association will be rejected")
         contexts = {str(Verification): [str(ts) for ts in ACCEPTED_TRANSFER_SYNTAXES]}
@@ -230,6 +234,7 @@ class StorageNode:
             implementation_class_uid=IMPLEMENTATION_CLASS_UID,
             implementation_version_name=IMPLEMENTATION_VERSION_NAME,
             incoming=self.incoming,
+            spare_files=self._spare_files,
             address_check=CallingAddressPolicy(
                 parse_address_rules(self.config.calling_ae_addresses)
             ),
@@ -270,10 +275,19 @@ class StorageNode:
             if server is not None:
                 server.stop()
         self._server = self._tls_server = None
+        if self._spare_files is not None:
+            self._spare_files.stop()
+            self._spare_files = None
         if self._receiving:
             self._receiving = False
             self._recorder.close()  # an association still running gets 0xA700 from here on
             end_receiving(self.db, self.data_dir)
+
+    @property
+    def quiet_seconds(self) -> float:
+        """Seconds since an association last began or ended (since the node was made, if
+        none has); 0 while one is in progress."""
+        return self._slots.quiet_seconds
 
     @property
     def port(self) -> int:
