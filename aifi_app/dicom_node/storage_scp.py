@@ -2,7 +2,8 @@
 
 Each association runs on a thread of its own (:mod:`aifi_app.dicom_node.storage_acceptor`,
 accepted by :mod:`aifi_app.dicom_node.association_listener`): the data set is written to
-a file in the data volume's ``incoming`` folder while it arrives, then :meth:`StorageNode.store`
+a file in the data volume's ``incoming`` folder while it arrives (one of the empty files
+made ahead, :mod:`aifi_app.dicom_node.spare_files`), then :meth:`StorageNode.store`
 checks its header (scanned from the data set's first bytes in memory,
 :mod:`aifi_app.dicom_node.header_scan`, or read with pydicom where that cannot tell),
 moves it durably into the spool and records it in the queue, and only then is success
@@ -17,6 +18,7 @@ import logging
 import re
 import socket
 import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -203,7 +205,12 @@ class StorageNode:
         """Start listening; returns once the socket is bound."""
         self.incoming.mkdir(parents=True, exist_ok=True)
         self.spool.mkdir(parents=True, exist_ok=True)
-        for leftover in self.incoming.iterdir():
+        opened = time.monotonic()
+        spare_files = SpareFiles(
+            self.incoming,
+            quiet_seconds=lambda: min(self._slots.quiet_seconds, time.monotonic() - opened),
+        )
+        for leftover in spare_files.adopt():  # (the empty files made ahead stay)
             # a transfer cut off by a crash: its sender never got a success status and
             # will send it again, so the partial file is not data we hold
             leftover.unlink(missing_ok=True)
@@ -216,8 +223,8 @@ class StorageNode:
             )
         self._recorder = GroupRecorder(self.db)  # (a node started again after stop())
         self._receiving = True
-        self._spare_files = SpareFiles(self.incoming)
-        self._spare_files.start()
+        self._spare_files = spare_files
+        spare_files.start()
         if not self.config.allowed_calling_ae_titles:
             log.warning("no calling AE titles are allowed: every association will be rejected")
         contexts = {str(Verification): [str(ts) for ts in ACCEPTED_TRANSFER_SYNTAXES]}

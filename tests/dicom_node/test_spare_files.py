@@ -17,39 +17,64 @@ def _wait(predicate: Callable[[], bool], timeout: float = 10) -> None:
         time.sleep(0.01)
 
 
-def test_fills_hands_out_open_empty_files_and_refills(tmp_path: Path) -> None:
-    spare = SpareFiles(tmp_path, keep=4)
+def test_hands_out_open_empty_files_each_once(tmp_path: Path) -> None:
+    spare = SpareFiles(tmp_path, keep=4, floor=2)
     spare.start()
     try:
         _wait(lambda: spare.ready == 4)
-        assert sorted(p.name for p in tmp_path.iterdir() if is_spare(p)) == sorted(
-            f"{os.getpid()}-spare-{n}.dcm" for n in range(4)
-        )
-        taken = [spare.take() for _ in range(3)]
-        assert all(t is not None for t in taken)
-        for n, t in enumerate(taken):
-            assert t is not None
-            path, fd = t
-            assert path.stat().st_size == 0 and oct(path.stat().st_mode & 0o777) == "0o600"
+        assert all(is_spare(p) and p.name.startswith(f"{os.getpid()}-") for p in tmp_path.iterdir())
+        taken = []
+        for n in range(3):
+            got = spare.take()
+            assert got is not None
+            path, fd = got
+            assert path.stat().st_size == 0 and path.stat().st_mode & 0o777 == 0o600
             os.write(fd, b"instance %d" % n)
             os.close(fd)
-        assert len({t[0] for t in taken if t is not None}) == 3  # each file once
-        # under half left: the thread makes more, up to four again
-        _wait(lambda: spare.ready == 4)
+            taken.append(path)
+        assert len(set(taken)) == 3
+        _wait(lambda: spare.ready == 4)  # the node is quiet: made up to four again
     finally:
         spare.stop()
-    # the files handed out stay with their takers; the others are gone
-    left = sorted(p.read_bytes() for p in tmp_path.iterdir())
-    assert left == [b"instance 0", b"instance 1", b"instance 2"]
     assert spare.take() is None
+    written = sorted(p.read_bytes() for p in tmp_path.iterdir() if p.stat().st_size)
+    assert written == [b"instance 0", b"instance 1", b"instance 2"]
+    # the files made and not taken stay for the next start
+    assert len([p for p in tmp_path.iterdir() if p.stat().st_size == 0]) == 4
 
 
-def test_none_when_empty_and_none_kept(tmp_path: Path) -> None:
-    spare = SpareFiles(tmp_path, keep=0)
+def test_while_the_node_receives_only_the_floor_is_kept(tmp_path: Path) -> None:
+    quiet = [0.0]  # an association in progress
+    spare = SpareFiles(tmp_path, keep=8, floor=2, quiet_seconds=lambda: quiet[0])
     spare.start()
-    assert spare.take() is None
-    spare.stop()
-    assert list(tmp_path.iterdir()) == []
+    try:
+        _wait(lambda: spare.ready == 2)
+        time.sleep(0.6)  # (more than the thread's poll: it would have made more by now)
+        assert spare.ready == 2
+        assert spare.take() is not None
+        _wait(lambda: spare.ready == 2)  # under the floor: made again while receiving
+        quiet[0] = 10.0
+        _wait(lambda: spare.ready == 8)
+    finally:
+        spare.stop()
+
+
+def test_adopt_keeps_empty_spare_files_and_names_the_rest(tmp_path: Path) -> None:
+    (tmp_path / "77-spare-0.dcm").write_bytes(b"")
+    (tmp_path / "77-spare-1.dcm").write_bytes(b"begun, then the process died")
+    (tmp_path / "77-9-3.dcm").write_bytes(b"a file its association created")
+    linked = tmp_path / "77-spare-2.dcm"  # named in the spool already, then killed
+    linked.write_bytes(b"")
+    os.link(linked, tmp_path / "spool-name.dcm")
+    spare = SpareFiles(tmp_path, keep=4)
+    others = spare.adopt()
+    assert spare.ready == 1
+    assert sorted(p.name for p in others) == sorted(
+        ["77-spare-1.dcm", "77-9-3.dcm", "77-spare-2.dcm", "spool-name.dcm"]
+    )
+    got = spare.take()
+    assert got is not None and got[0].name == "77-spare-0.dcm"
+    os.close(got[1])
 
 
 def test_a_folder_it_cannot_write_leaves_associations_to_make_their_own(tmp_path: Path) -> None:
@@ -59,9 +84,22 @@ def test_a_folder_it_cannot_write_leaves_associations_to_make_their_own(tmp_path
     try:
         assert spare.take() is None
         folder.mkdir()
-        # a take asks for more; now the files can be made
-        _wait(lambda: spare.take() is not None or spare.ready > 0)
-        _wait(lambda: spare.ready == 2)
+        _wait(lambda: spare.ready == 2)  # tried again, now with success
     finally:
         spare.stop()
-    assert [p.name for p in folder.iterdir()] == [] or all(is_spare(p) for p in folder.iterdir())
+    assert all(is_spare(p) for p in folder.iterdir())
+
+
+def test_a_file_removed_by_hand_is_passed_over(tmp_path: Path) -> None:
+    spare = SpareFiles(tmp_path, keep=2, floor=0)
+    spare.start()
+    _wait(lambda: spare.ready == 2)
+    spare.stop()  # (what it made stays, and it takes no more)
+    first = sorted(tmp_path.iterdir())
+    again = SpareFiles(tmp_path, keep=2)
+    again.adopt()
+    first[0].unlink()
+    got = again.take()
+    assert got is not None and got[0] == first[1]
+    os.close(got[1])
+    assert again.take() is None

@@ -273,7 +273,7 @@ def test_uid_check_takes_only_ascii_digits_and_dots(value: str | None, valid: bo
     assert _valid_uid(value) is valid
 
 
-def test_instances_arrive_in_spare_files_and_stop_removes_the_rest(tmp_path: Path) -> None:
+def test_instances_arrive_in_spare_files_made_ahead(tmp_path: Path) -> None:
     db = Database(tmp_path / "data" / "q.db")
     node = StorageNode(
         NodeConfig("AIFI", "127.0.0.1", free_port(), ("STORESCU",), 131072, 30),
@@ -282,31 +282,35 @@ def test_instances_arrive_in_spare_files_and_stop_removes_the_rest(tmp_path: Pat
         idle_seconds_for=lambda m: 30.0,
         late_policy="follow_up",
     )
-    # a crash's leftovers, spare files of an earlier process among them, go at start
+    # a crash's leftovers: a partial file goes at start, an empty spare file is used
     node.incoming.mkdir(parents=True)
     (node.incoming / "1234-spare-0.dcm").write_bytes(b"")
+    (node.incoming / "1234-spare-1.dcm").write_bytes(b"partial")
+    adopted = (node.incoming / "1234-spare-0.dcm").stat().st_ino
     node.start()
     try:
-        deadline = time.monotonic() + 10
+        assert not (node.incoming / "1234-spare-1.dcm").exists()
+        deadline = time.monotonic() + 30
         while len([p for p in node.incoming.iterdir() if is_spare(p)]) < SPARE_FILES:
             assert time.monotonic() < deadline, "the spare files were not made"
-            time.sleep(0.01)
-        assert not (node.incoming / "1234-spare-0.dcm").exists()
+            time.sleep(0.05)
         before = {p.stat().st_ino for p in node.incoming.iterdir()}
-        files = [
-            write(ds, tmp_path / "out")
-            for ds in ct_series(demo_patient(2), 3, size=32)  # three slices
-        ]
+        files = [write(ds, tmp_path / "out") for ds in ct_series(demo_patient(2), 3, size=32)]
         storescu(files, node.port)
         rows = db.query("SELECT sop_instance_uid, path FROM instances")
         assert len(rows) == 3
         for row in rows:
             kept = node.data_dir / row["path"]
             # the spool file is one of the files made ahead, now named and whole
-            assert kept.stat().st_ino in before
+            assert kept.stat().st_ino in before and kept.stat().st_nlink == 1
             assert dcmread(kept).SOPInstanceUID == row["sop_instance_uid"]
         assert _partial_files(node) == []
+        # the empty file an earlier run made was taken first
+        assert adopted in {(node.data_dir / row["path"]).stat().st_ino for row in rows}
+        assert not (node.incoming / "1234-spare-0.dcm").exists()
     finally:
         node.stop()
         db.close()
-    assert list(node.incoming.iterdir()) == []
+    # what was made and not taken stays for the next start; nothing else is left
+    assert _partial_files(node) == []
+    assert all(p.stat().st_size == 0 for p in node.incoming.iterdir())
