@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import itertools
 import logging
 import os
@@ -87,6 +88,7 @@ from pynetdicom.presentation import PresentationContext, negotiate_as_acceptor
 from aifi_app.dicom_node import command_sets
 from aifi_app.dicom_node import upper_layer as ul
 from aifi_app.dicom_node.header_scan import HEAD_BYTES
+from aifi_app.dicom_node.plain_negotiation import negotiate_plain
 from aifi_app.dicom_node.spare_files import CREATE_FLAGS, SpareFiles
 from aifi_app.dicom_node.spool import crc32, set_checksum
 from aifi_app.fault_logging import log_fault
@@ -193,6 +195,15 @@ class AcceptorSettings:
     address_check: CallingAddressCheck | None = None
     spare_files: SpareFiles | None = field(default=None, compare=False)
     """Empty files made ahead in ``incoming`` (:mod:`aifi_app.dicom_node.spare_files`)."""
+
+    @functools.cached_property
+    def supported_by_abstract_syntax(self) -> dict[str, list[str]]:
+        """``supported_contexts`` as abstract syntax -> transfer syntaxes, in order."""
+        return {
+            str(cx.abstract_syntax): [str(ts) for ts in cx.transfer_syntax]
+            for cx in self.supported_contexts
+        }
+
     negotiations: NegotiationCache = field(
         default_factory=lambda: NegotiationCache(), compare=False
     )
@@ -338,14 +349,32 @@ class Negotiated:
 
     calling_ae: str
     peer_max_pdu: int
-    accepted: dict[int, PresentationContext]
+    accepted: dict[int, str]
+    """Context ID -> the transfer syntax accepted on it."""
     proposed: int
     accept_pdu: bytes
     """The A-ASSOCIATE-AC to send if the association is not rejected."""
 
 
 def negotiate(request_pdu: bytes, settings: AcceptorSettings) -> Negotiated:
-    """Decode an A-ASSOCIATE-RQ, negotiate its contexts and roles, encode our AC (pynetdicom)."""
+    """Decode an A-ASSOCIATE-RQ, negotiate its contexts and roles, encode our AC: a plain
+    request directly (:mod:`aifi_app.dicom_node.plain_negotiation`), others by pynetdicom."""
+    plain = negotiate_plain(
+        request_pdu,
+        settings.supported_by_abstract_syntax,
+        max_pdu_size=settings.max_pdu_size,
+        implementation_class_uid=settings.implementation_class_uid,
+        implementation_version_name=settings.implementation_version_name,
+    )
+    if plain is not None:
+        return Negotiated(
+            plain.calling_ae, plain.peer_max_pdu, plain.accepted, plain.proposed, plain.accept_pdu
+        )
+    return negotiate_with_pynetdicom(request_pdu, settings)
+
+
+def negotiate_with_pynetdicom(request_pdu: bytes, settings: AcceptorSettings) -> Negotiated:
+    """:func:`negotiate` by pynetdicom's PDU classes and negotiation (any request)."""
     try:
         rq = pdu_classes.A_ASSOCIATE_RQ()
         rq.decode(request_pdu)
@@ -387,7 +416,11 @@ def negotiate(request_pdu: bytes, settings: AcceptorSettings) -> Negotiated:
     return Negotiated(
         calling_ae=calling,
         peer_max_pdu=peer_max_pdu,
-        accepted={int(cx.context_id): cx for cx in results if cx.result == 0 and cx.context_id},
+        accepted={
+            int(cx.context_id): str(cx.transfer_syntax[0])
+            for cx in results
+            if cx.result == 0 and cx.context_id
+        },
         proposed=len(results),
         accept_pdu=ac.encode(),
     )
@@ -458,7 +491,7 @@ class StorageAssociation:
         self._reader = ul.PduReader(sock)
         self._calling = ""
         self._peer_max_pdu = 0
-        self._accepted: dict[int, PresentationContext] = {}
+        self._accepted: dict[int, str] = {}
         # the DIMSE message being received
         self._command_bytes = bytearray()
         self._context_id: int | None = None
@@ -650,7 +683,7 @@ class StorageAssociation:
         elif field == C_STORE_RQ and has_data_set:
             self._command = command
             self._command_bytes = bytearray()
-            transfer_syntax = str(self._accepted[context_id].transfer_syntax[0])
+            transfer_syntax = self._accepted[context_id]
             meta = command_sets.file_meta(
                 command.sop_class_uid,
                 command.sop_instance_uid,
