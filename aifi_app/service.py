@@ -46,8 +46,10 @@ log = logging.getLogger(__name__)
 
 DATABASE_FILE = "aifi.sqlite3"
 
-START_QUIET_SECONDS = 0.3
-"""The worker starts once the node has had no association begin or end for this long."""
+START_QUIET_SECONDS = 1.0
+"""The worker starts once the node has had no association begin or end for this long
+(0.3 s was too short on the busy 2-core machine: a study sent as the port accepted then
+sometimes met the loading; the worker's first studies wait for their idle timer anyway)."""
 START_AT_LATEST_SECONDS = 10.0
 """... or this long after the node's port opened, whatever arrives."""
 _START_POLL_SECONDS = 0.05

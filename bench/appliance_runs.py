@@ -59,16 +59,16 @@ def _cpu_seconds(pid: int) -> float:
 def _settle(app: ApplianceProcess, limit: float = 15.0) -> None:
     """Wait until the service has finished starting: its port accepts within ~1 s of
     launch, but it goes on loading (the model's runtime on the worker thread, the
-    pre-pseudonymiser) for about a second more once its node has been quiet for 0.3 s
+    pre-pseudonymiser) for about a second more once its node has been quiet for 1 s
     (``aifi_app.service.START_QUIET_SECONDS``). Ingest is measured as a modality meets a
-    service that runs: once it has used under 5 % of a core for 1 s (longer than that
+    service that runs: once it has used under 5 % of a core for 2 s (longer than that
     quiet time, so that the loading has begun). The radiograph study is also sent the
     moment the port accepts (``settle=False`` in :func:`ingest`)."""
     assert app.proc is not None
     deadline = time.monotonic() + limit
     quiet = 0
     before = _cpu_seconds(app.proc.pid)
-    while quiet < 5 and time.monotonic() < deadline:
+    while quiet < 10 and time.monotonic() < deadline:
         time.sleep(0.2)
         now = _cpu_seconds(app.proc.pid)
         quiet = quiet + 1 if now - before < 0.01 else 0
