@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import sqlite3
 import statistics
@@ -51,30 +50,6 @@ def send_study(paths: list[Path], port: int, called: str) -> None:
     )
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _settle(app: ApplianceProcess, limit: float = 15.0) -> None:
-    """Wait until the service has finished starting: its port accepts within ~1 s of
-    launch, but it goes on loading (the model's runtime on the worker thread, the
-    pre-pseudonymiser) for about a second more once its node has been quiet for 1 s
-    (``aifi_app.service.START_QUIET_SECONDS``). Ingest is measured as a modality meets a
-    service that runs: once it has used under 5 % of a core for 2 s (longer than that
-    quiet time, so that the loading has begun). The radiograph study is also sent the
-    moment the port accepts (``settle=False`` in :func:`ingest`)."""
-    assert app.proc is not None
-    deadline = time.monotonic() + limit
-    quiet = 0
-    before = _cpu_seconds(app.proc.pid)
-    while quiet < 10 and time.monotonic() < deadline:
-        time.sleep(0.2)
-        now = _cpu_seconds(app.proc.pid)
-        quiet = quiet + 1 if now - before < 0.01 else 0
-        before = now
-
-
 def ingest(
     workdir: Path, groups: list[list[Path]], extra_toml: str = "", *, settle: bool = True
 ) -> float:
@@ -85,7 +60,7 @@ def ingest(
     app = ApplianceProcess(workdir, pacs=None, idle_seconds=600, extra_toml=extra_toml).start()
     try:
         if settle:
-            _settle(app)
+            app.settle()  # (the worker's loading done; tests/helpers/appliance.py)
         elapsed = concurrent_storescu(groups, app.port, app.ae_title)
         stored = sum(s["instance_count"] for s in app.status()["studies"])
         expected = sum(len(g) for g in groups)
