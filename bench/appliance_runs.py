@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import sqlite3
 import statistics
@@ -51,37 +50,17 @@ def send_study(paths: list[Path], port: int, called: str) -> None:
     )
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _settle(app: ApplianceProcess, limit: float = 15.0) -> None:
-    """Wait until the service has finished starting: its port accepts within ~1 s of
-    launch, but it goes on loading (the model's runtime on the worker thread, the
-    pre-pseudonymiser) for about a second more, and a study sent in that second competes
-    with it (a radiograph study: 0.22 s instead of 0.12 s). Ingest is measured as a
-    modality meets a service that runs: once it has used under 5 % of a core for
-    0.4 s."""
-    assert app.proc is not None
-    deadline = time.monotonic() + limit
-    quiet = 0
-    before = _cpu_seconds(app.proc.pid)
-    while quiet < 2 and time.monotonic() < deadline:
-        time.sleep(0.2)
-        now = _cpu_seconds(app.proc.pid)
-        quiet = quiet + 1 if now - before < 0.01 else 0
-        before = now
-
-
-def ingest(workdir: Path, groups: list[list[Path]], extra_toml: str = "") -> float:
+def ingest(
+    workdir: Path, groups: list[list[Path]], extra_toml: str = "", *, settle: bool = True
+) -> float:
     """Seconds for storescu (one association per group) to store into a fresh appliance
     (``extra_toml``: e.g. a route that takes the study, so that it is pseudonymised in
-    the background while it arrives)."""
+    the background while it arrives; ``settle`` False: sent the moment the port accepts)."""
     shutil.rmtree(workdir, ignore_errors=True)
     app = ApplianceProcess(workdir, pacs=None, idle_seconds=600, extra_toml=extra_toml).start()
     try:
-        _settle(app)
+        if settle:
+            app.settle()  # (the worker's loading done; tests/helpers/appliance.py)
         elapsed = concurrent_storescu(groups, app.port, app.ae_title)
         stored = sum(s["instance_count"] for s in app.status()["studies"])
         expected = sum(len(g) for g in groups)

@@ -2,7 +2,8 @@
 
 Each association runs on a thread of its own (:mod:`aifi_app.dicom_node.storage_acceptor`,
 accepted by :mod:`aifi_app.dicom_node.association_listener`): the data set is written to
-a file in the data volume's ``incoming`` folder while it arrives, then :meth:`StorageNode.store`
+a file in the data volume's ``incoming`` folder while it arrives (one of the empty files
+made ahead, :mod:`aifi_app.dicom_node.spare_files`), then :meth:`StorageNode.store`
 checks its header (scanned from the data set's first bytes in memory,
 :mod:`aifi_app.dicom_node.header_scan`, or read with pydicom where that cannot tell),
 moves it durably into the spool and records it in the queue, and only then is success
@@ -17,6 +18,7 @@ import logging
 import re
 import socket
 import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from aifi_app.dicom_node.access import CallingAddressPolicy, parse_address_rules
 from aifi_app.dicom_node.association_listener import AssociationListener
 from aifi_app.dicom_node.header_scan import scan_header
+from aifi_app.dicom_node.spare_files import SpareFiles
 from aifi_app.dicom_node.spool import durable_move
 from aifi_app.dicom_node.spool_recovery import (
     begin_receiving,
@@ -195,13 +198,19 @@ class StorageNode:
         self._recorder = GroupRecorder(db)
         self._disk = disk_guard
         self._receiving = False
+        self._spare_files: SpareFiles | None = None
 
     # --- life cycle -------------------------------------------------------------------
     def start(self) -> None:
         """Start listening; returns once the socket is bound."""
         self.incoming.mkdir(parents=True, exist_ok=True)
         self.spool.mkdir(parents=True, exist_ok=True)
-        for leftover in self.incoming.iterdir():
+        opened = time.monotonic()
+        spare_files = SpareFiles(
+            self.incoming,
+            quiet_seconds=lambda: min(self._slots.quiet_seconds, time.monotonic() - opened),
+        )
+        for leftover in spare_files.adopt():  # (the empty files made ahead stay)
             # a transfer cut off by a crash: its sender never got a success status and
             # will send it again, so the partial file is not data we hold
             leftover.unlink(missing_ok=True)
@@ -214,6 +223,8 @@ class StorageNode:
             )
         self._recorder = GroupRecorder(self.db)  # (a node started again after stop())
         self._receiving = True
+        self._spare_files = spare_files
+        spare_files.start()
         if not self.config.allowed_calling_ae_titles:
             log.warning("no calling AE titles are allowed: every association will be rejected")
         contexts = {str(Verification): [str(ts) for ts in ACCEPTED_TRANSFER_SYNTAXES]}
@@ -230,6 +241,7 @@ class StorageNode:
             implementation_class_uid=IMPLEMENTATION_CLASS_UID,
             implementation_version_name=IMPLEMENTATION_VERSION_NAME,
             incoming=self.incoming,
+            spare_files=self._spare_files,
             address_check=CallingAddressPolicy(
                 parse_address_rules(self.config.calling_ae_addresses)
             ),
@@ -270,10 +282,19 @@ class StorageNode:
             if server is not None:
                 server.stop()
         self._server = self._tls_server = None
+        if self._spare_files is not None:
+            self._spare_files.stop()
+            self._spare_files = None
         if self._receiving:
             self._receiving = False
             self._recorder.close()  # an association still running gets 0xA700 from here on
             end_receiving(self.db, self.data_dir)
+
+    @property
+    def quiet_seconds(self) -> float:
+        """Seconds since an association last began or ended (since the node was made, if
+        none has); 0 while one is in progress."""
+        return self._slots.quiet_seconds
 
     @property
     def port(self) -> int:

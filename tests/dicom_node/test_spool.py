@@ -132,3 +132,13 @@ def test_a_labelled_file_cut_short_or_changed_is_not_complete(tmp_path: Path) ->
     assert spool.is_complete(unlabelled)
     os.setxattr(unlabelled, spool.CHECKSUM_ATTRIBUTE, b"not a label")
     assert not spool.is_complete(unlabelled)
+
+
+def test_the_checksum_is_zlibs_crc32_in_pieces_too() -> None:
+    # files labelled by a node that used zlib's crc32 are checked with the one now in use
+    data = os.urandom(300_000)
+    assert spool.crc32(data, 0) == zlib.crc32(data)
+    running = 0
+    for start in range(0, len(data), 65_536 + 7):
+        running = spool.crc32(memoryview(data)[start : start + 65_536 + 7], running)
+    assert running == zlib.crc32(data)

@@ -14,9 +14,16 @@ from pydicom.uid import JPEGBaseline8Bit, RLELossless
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
+from aifi_app.dicom_node.spare_files import SPARE_FILES, is_spare
 from aifi_app.dicom_node.storage_scp import NodeConfig, StorageNode, StoreRefused
 from aifi_app.dicom_node.storage_scu import AssociationFailed, Peer, echo, send_files
-from aifi_app.sample_studies import chest_radiograph, demo_patient, phantom_chest, write
+from aifi_app.sample_studies import (
+    chest_radiograph,
+    ct_series,
+    demo_patient,
+    phantom_chest,
+    write,
+)
 from aifi_app.store.database import Database
 from aifi_app.store.disk_space import MIB, DiskFloor, DiskGuard, DiskReading
 from tests.helpers.ports import free_port
@@ -41,6 +48,11 @@ def node(tmp_path: Path) -> Iterator[StorageNode]:
     yield n
     n.stop()
     db.close()
+
+
+def _partial_files(node: StorageNode) -> list[Path]:
+    """What the incoming folder holds besides the empty files made ahead."""
+    return [p for p in node.incoming.iterdir() if not is_spare(p)]
 
 
 def _peer(node: StorageNode) -> Peer:
@@ -74,7 +86,7 @@ def test_store_keeps_bytes_and_records_before_success(node: StorageNode, tmp_pat
     assert len(rows) == 1 and rows[0]["sop_instance_uid"] == ds.SOPInstanceUID
     kept = dcmread(node.data_dir / rows[0]["path"])
     assert kept == ds
-    assert list(node.incoming.iterdir()) == []
+    assert _partial_files(node) == []
     study = node.db.query("SELECT state, modality, instance_count FROM studies")[0]
     assert study == {"state": "receiving", "modality": "DX", "instance_count": 1}
 
@@ -181,7 +193,7 @@ def test_below_the_disk_floor_associations_are_refused_transient(
     out = refused.stdout + refused.stderr
     assert "Rejected Transient" in out and "Local Limit Exceeded" in out
     assert node.db.query("SELECT COUNT(*) AS n FROM instances")[0]["n"] == 0
-    assert list(node.incoming.iterdir()) == []
+    assert _partial_files(node) == []
     (event,) = node.db.query("SELECT detail FROM audit_events WHERE event = 'association_refused'")
     assert "STORESCU" in event["detail"] and "below the floor of 100 MB" in event["detail"]
 
@@ -259,3 +271,46 @@ def test_uid_check_takes_only_ascii_digits_and_dots(value: str | None, valid: bo
     from aifi_app.dicom_node.storage_scp import _valid_uid
 
     assert _valid_uid(value) is valid
+
+
+def test_instances_arrive_in_spare_files_made_ahead(tmp_path: Path) -> None:
+    db = Database(tmp_path / "data" / "q.db")
+    node = StorageNode(
+        NodeConfig("AIFI", "127.0.0.1", free_port(), ("STORESCU",), 131072, 30),
+        db,
+        tmp_path / "data",
+        idle_seconds_for=lambda m: 30.0,
+        late_policy="follow_up",
+    )
+    # a crash's leftovers: a partial file goes at start, an empty spare file is used
+    node.incoming.mkdir(parents=True)
+    (node.incoming / "1234-spare-0.dcm").write_bytes(b"")
+    (node.incoming / "1234-spare-1.dcm").write_bytes(b"partial")
+    adopted = (node.incoming / "1234-spare-0.dcm").stat().st_ino
+    node.start()
+    try:
+        assert not (node.incoming / "1234-spare-1.dcm").exists()
+        deadline = time.monotonic() + 30
+        while len([p for p in node.incoming.iterdir() if is_spare(p)]) < SPARE_FILES:
+            assert time.monotonic() < deadline, "the spare files were not made"
+            time.sleep(0.05)
+        before = {p.stat().st_ino for p in node.incoming.iterdir()}
+        files = [write(ds, tmp_path / "out") for ds in ct_series(demo_patient(2), 3, size=32)]
+        storescu(files, node.port)
+        rows = db.query("SELECT sop_instance_uid, path FROM instances")
+        assert len(rows) == 3
+        for row in rows:
+            kept = node.data_dir / row["path"]
+            # the spool file is one of the files made ahead, now named and whole
+            assert kept.stat().st_ino in before and kept.stat().st_nlink == 1
+            assert dcmread(kept).SOPInstanceUID == row["sop_instance_uid"]
+        assert _partial_files(node) == []
+        # the empty file an earlier run made was taken first
+        assert adopted in {(node.data_dir / row["path"]).stat().st_ino for row in rows}
+        assert not (node.incoming / "1234-spare-0.dcm").exists()
+    finally:
+        node.stop()
+        db.close()
+    # what was made and not taken stays for the next start; nothing else is left
+    assert _partial_files(node) == []
+    assert all(p.stat().st_size == 0 for p in node.incoming.iterdir())

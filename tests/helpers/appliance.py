@@ -151,6 +151,27 @@ class ApplianceProcess:
             time.sleep(0.3)
         raise AssertionError(f"timed out waiting for {what}: {json.dumps(snap)[:3000]}")
 
+    def cpu_seconds(self) -> float:
+        """The service's CPU time so far (user and system, Linux)."""
+        assert self.proc is not None
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def settle(self, quiet_seconds: float = 2.0, limit: float = 15.0) -> None:
+        """Wait until the service has finished starting: its port accepts within ~1 s of
+        launch, but it loads the worker's model runtime and the pre-pseudonymiser once
+        its node has been quiet for 1 s (``aifi_app.service.START_QUIET_SECONDS``), for
+        about a second more. Settled: under 5 % of a core for ``quiet_seconds`` (longer
+        than that quiet time, so that the loading has begun)."""
+        deadline = time.monotonic() + limit
+        quiet = 0.0
+        before = self.cpu_seconds()
+        while quiet < quiet_seconds and time.monotonic() < deadline:
+            time.sleep(0.2)
+            now = self.cpu_seconds()
+            quiet = quiet + 0.2 if now - before < 0.01 else 0.0
+            before = now
+
     def peak_rss_bytes(self) -> int:
         """The process's peak resident memory (VmHWM) so far."""
         assert self.proc is not None

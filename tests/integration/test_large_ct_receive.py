@@ -32,7 +32,7 @@ def test_500_slice_ct_is_streamed_to_disk(tmp_path: Path) -> None:
     app = ApplianceProcess(tmp_path / "app", pacs=None, idle_seconds=600)
     app.start()
     try:
-        time.sleep(1.0)
+        app.settle()  # the worker's model runtime loaded (once the node was quiet for 1 s)
         baseline = app.rss_bytes()
         started = time.monotonic()
         storescu(folder, app.port)

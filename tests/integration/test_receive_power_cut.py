@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from aifi_app.dicom_node.spare_files import is_spare
 from aifi_app.dicom_node.spool_recovery import MARKER_NAME
 from aifi_app.sample_studies import chest_radiograph, demo_patient, phantom_chest, write
 from tests.helpers.appliance import ApplianceProcess
@@ -46,8 +47,14 @@ def test_sigkill_right_after_success_loses_nothing(tmp_path: Path) -> None:
     app = ApplianceProcess(tmp_path / "app", pacs=None, idle_seconds=600).start()
     try:
         storescu(paths, app.port)  # check=True: success for every instance
+        assert app.proc is not None
+        dead = app.proc.pid
         app.kill()
         assert set(_queued(app.data_dir)) == sent
+        # the instances arrived in files made ahead: only empty ones are left
+        left = list((app.data_dir / "incoming").iterdir())
+        assert left and all(is_spare(p) and p.name.startswith(f"{dead}-") for p in left)
+        assert all(p.stat().st_size == 0 and p.stat().st_nlink == 1 for p in left)
         app.start()
         studies = app.status()["studies"]
         assert sum(s["instance_count"] for s in studies) == len(sent)
