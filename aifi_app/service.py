@@ -166,6 +166,7 @@ class Appliance:
             self.processor,
             before_pass=self.catalog.refresh,
             on_results=self.dispatcher.wake,
+            in_transfer=lambda: self.node.in_transfer.held(),
         )
         node = settings.node
         allowed = tuple(
@@ -207,6 +208,7 @@ class Appliance:
             idle_seconds_for=self.idle_seconds_for,
             late_policy=settings.completion.late_instance_policy,
             on_stored=self._instance_stored,
+            on_association_end=self.worker.wake,
             disk_guard=self.disk_guard,
         )
 

@@ -170,7 +170,9 @@ class CompletionSettings:
         default=30.0,
         metadata=_doc(
             "A study is complete when no instance of it arrived for this many seconds. "
-            "A route may set its own. 'aifi-app process-now' skips the wait."
+            "While the association that sends it is open, a shorter time waits until it "
+            "ends (at most 10 s after the last instance), so a pause does not split a "
+            "study. A route may set its own. 'aifi-app process-now' skips the wait."
         ),
     )
     late_instance_policy: str = field(

@@ -44,6 +44,7 @@ from aifi_app.dicom_node.storage_acceptor import (
     StorageAssociation,
     supported_contexts,
 )
+from aifi_app.dicom_node.studies_in_transfer import StudiesInTransfer
 from aifi_app.dicom_node.transfer_syntaxes import (
     ACCEPTED_TRANSFER_SYNTAXES,
     STORAGE_SOP_CLASSES,
@@ -182,8 +183,12 @@ class StorageNode:
         idle_seconds_for: Callable[[str], float],
         late_policy: str,
         on_stored: Callable[[int], None] = lambda study_id: None,
+        on_association_end: Callable[[], None] = lambda: None,
         disk_guard: DiskGuard | None = None,
     ) -> None:
+        """``on_association_end`` is called (on the association's thread) when an
+        association that stored instances has ended; :attr:`in_transfer` then no longer
+        holds their studies."""
         self.config = config
         self.db = db
         self.data_dir = data_dir
@@ -192,6 +197,8 @@ class StorageNode:
         self._idle_seconds_for = idle_seconds_for
         self._late_policy = late_policy
         self._on_stored = on_stored
+        self._on_association_end = on_association_end
+        self.in_transfer = StudiesInTransfer()
         self._server: AssociationListener | None = None
         self._tls_server: AssociationListener | None = None
         self._slots = AssociationSlots(MAX_ASSOCIATIONS)
@@ -248,7 +255,14 @@ class StorageNode:
         )
 
         def serve(sock: socket.socket, address: str, tls_peer: str | None) -> None:
-            StorageAssociation(sock, address, settings, self, self._slots, tls_peer=tls_peer).run()
+            self.in_transfer.begin()
+            try:
+                StorageAssociation(
+                    sock, address, settings, self, self._slots, tls_peer=tls_peer
+                ).run()
+            finally:
+                if self.in_transfer.end():
+                    self._on_association_end()  # its studies' idle timers count again
 
         timeout = self.config.network_timeout_seconds
         if self.config.plain_tcp:
@@ -380,6 +394,7 @@ class StorageNode:
             if path is not None:
                 path.unlink(missing_ok=True)
             return OUT_OF_RESOURCES
+        self.in_transfer.add(study_id)
         self._on_stored(study_id)
         return SUCCESS
 

@@ -8,7 +8,7 @@ in words and in the audit log) and the loop carries on with the others.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from functools import partial
 from pathlib import Path
 
@@ -16,6 +16,7 @@ from pydicom import Dataset, dcmread
 
 from aifi_app.algorithms.input_rules import HEADER_TAGS
 from aifi_app.config.settings import Settings
+from aifi_app.dicom_node.studies_in_transfer import OPEN_ASSOCIATION_HOLD_SECONDS
 from aifi_app.fault_logging import log_fault
 from aifi_app.pipeline import routing
 from aifi_app.pipeline.background_loop import BackgroundLoop
@@ -43,8 +44,11 @@ class Worker(BackgroundLoop):
         *,
         before_pass: Callable[[], object] | None = None,
         on_results: Callable[[], None] = lambda: None,
+        in_transfer: Callable[[], Collection[int]] = frozenset,
     ) -> None:
-        """``on_results`` is called (on the worker thread) when a job has its results."""
+        """``on_results`` is called (on the worker thread) when a job has its results;
+        ``in_transfer`` gives the studies whose sending association is still open (their
+        idle timers wait for it: :mod:`aifi_app.dicom_node.studies_in_transfer`)."""
         super().__init__()
         self.db = db
         self._on_results = on_results
@@ -53,6 +57,7 @@ class Worker(BackgroundLoop):
         self.processor = processor
         self._last_retention = 0.0
         self._before_pass = before_pass
+        self._in_transfer = in_transfer
 
     def before_loop(self) -> None:
         try:
@@ -63,7 +68,7 @@ class Worker(BackgroundLoop):
     def idle_wait(self) -> float:
         """Seconds to sleep: until the next study's idle timer runs out, at most 1 s."""
         try:
-            due = jobs.next_due_at(self.db)
+            due = jobs.next_due_at(self.db, held=self._in_transfer())
         except Exception:  # the database is checked again on the next pass
             return 1.0
         return 1.0 if due is None else min(1.0, max(0.0, due - now()))
@@ -73,7 +78,10 @@ class Worker(BackgroundLoop):
         did = False
         if self._before_pass is not None:
             self._before_pass()  # e.g. pick up algorithm packages installed meanwhile
-        for study_id in jobs.due_studies(self.db):
+        held = self._in_transfer()
+        for study_id in jobs.due_studies(
+            self.db, held=held, hold_seconds=OPEN_ASSOCIATION_HOLD_SECONDS
+        ):
             did |= jobs.mark_complete(self.db, study_id)
         for study_id in jobs.complete_studies(self.db):
             self._guard_study(study_id, self.route)

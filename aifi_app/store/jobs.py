@@ -7,7 +7,7 @@ so two workers, or a worker and a person clicking "retry", can never both move a
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,22 +33,54 @@ class PlannedOutput:
     path: str
 
 
-def due_studies(db: Database, at: float | None = None) -> list[int]:
-    """Ids of receiving studies whose idle timer has run out."""
+def due_studies(
+    db: Database,
+    at: float | None = None,
+    *,
+    held: Collection[int] = (),
+    hold_seconds: float = 0.0,
+) -> list[int]:
+    """Ids of receiving studies whose idle timer has run out.
+
+    ``held``: studies whose sending association is still open
+    (:mod:`aifi_app.dicom_node.studies_in_transfer`); their idle timer waits until their
+    last instance is ``hold_seconds`` old, unless a person asked to process them now."""
+    t = now() if at is None else at
     rows = db.conn.execute(
-        "SELECT id FROM studies WHERE state = ? AND complete_due_at <= ? ORDER BY id",
-        (StudyState.RECEIVING.value, now() if at is None else at),
+        "SELECT id, last_received_at, idle_seconds, complete_due_at FROM studies"
+        " WHERE state = ? AND complete_due_at <= ? ORDER BY id",
+        (StudyState.RECEIVING.value, t),
     ).fetchall()
-    return [int(r[0]) for r in rows]
+    return [
+        int(r[0])
+        for r in rows
+        if int(r[0]) not in held
+        or _asked_now(r[1], r[2], r[3])
+        or t >= r[1] + max(r[2], hold_seconds)
+    ]
 
 
-def next_due_at(db: Database) -> float | None:
-    """When the earliest idle timer of a receiving study runs out (None: none receiving)."""
-    row = db.conn.execute(
-        "SELECT MIN(complete_due_at) FROM studies WHERE state = ?",
+def _asked_now(last_received_at: float, idle_seconds: float, complete_due_at: float) -> bool:
+    """Whether the study's due time is a person's "process now" (:func:`process_now` sets
+    it before the idle timer's), not the timer."""
+    return bool(complete_due_at < last_received_at + idle_seconds)
+
+
+def next_due_at(db: Database, *, held: Collection[int] = ()) -> float | None:
+    """When the earliest idle timer of a receiving study runs out (None: none receiving);
+    the ``held`` studies (see :func:`due_studies`) are left out."""
+    if not held:
+        row = db.conn.execute(
+            "SELECT MIN(complete_due_at) FROM studies WHERE state = ?",
+            (StudyState.RECEIVING.value,),
+        ).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+    rows = db.conn.execute(
+        "SELECT id, complete_due_at FROM studies WHERE state = ?",
         (StudyState.RECEIVING.value,),
-    ).fetchone()
-    return None if row is None or row[0] is None else float(row[0])
+    ).fetchall()
+    due = [float(r[1]) for r in rows if int(r[0]) not in held]
+    return min(due) if due else None
 
 
 def mark_complete(db: Database, study_id: int) -> bool:
@@ -79,10 +111,14 @@ def mark_complete(db: Database, study_id: int) -> bool:
 
 
 def process_now(db: Database, study_id: int, actor: str) -> bool:
-    """Skip the idle wait of a receiving study; False when it is not receiving."""
+    """Skip the idle wait of a receiving study; False when it is not receiving.
+
+    The due time is set a little before the idle timer's would be, also when that has
+    passed, so that :func:`due_studies` tells a person's request from the timer."""
     with db.transaction() as conn:
         cur = conn.execute(
-            "UPDATE studies SET complete_due_at = ? WHERE id = ? AND state = ?",
+            "UPDATE studies SET complete_due_at = MIN(?, last_received_at + idle_seconds)"
+            " - 0.001 WHERE id = ? AND state = ?",
             (now(), study_id, StudyState.RECEIVING.value),
         )
         if cur.rowcount != 1:

@@ -81,6 +81,40 @@ def test_a_study_found_due_is_not_completed_after_another_instance_arrived(
     assert db.query("SELECT state FROM studies")[0]["state"] == "receiving"
 
 
+def test_a_study_whose_association_is_open_waits_beyond_its_idle_timer(db: Database) -> None:
+    rec = _record(db, _inst("1.2.3.1.1"), idle=0)
+    row = db.query("SELECT last_received_at, complete_due_at FROM studies")[0]
+    last = row["last_received_at"]
+    held = {rec.study_id}
+    assert jobs.due_studies(db, at=last + 1) == [rec.study_id]  # the timer alone
+    assert jobs.due_studies(db, at=last + 1, held=held, hold_seconds=10) == []
+    assert jobs.next_due_at(db) == row["complete_due_at"]
+    assert jobs.next_due_at(db, held=held) is None  # the worker does not spin on it
+    # a sender that keeps its association open: the study completes after the hold
+    assert jobs.due_studies(db, at=last + 10, held=held, hold_seconds=10) == [rec.study_id]
+    # other studies are not held
+    other = _record(db, _inst("1.2.3.1.9", study="1.2.3.9"), idle=0)
+    assert other.study_id != rec.study_id
+    latest = max(r["last_received_at"] for r in db.query("SELECT last_received_at FROM studies"))
+    assert latest - last < 10
+    assert jobs.due_studies(db, at=latest, held=held, hold_seconds=10) == [other.study_id]
+    assert jobs.next_due_at(db, held=held) is not None
+
+
+def test_process_now_is_not_held_by_an_open_association(db: Database) -> None:
+    rec = _record(db, _inst("1.2.3.1.1"), idle=30)
+    held = {rec.study_id}
+    assert jobs.due_studies(db, held=held, hold_seconds=10) == []
+    assert jobs.process_now(db, rec.study_id, actor="test")
+    assert jobs.due_studies(db, held=held, hold_seconds=10) == [rec.study_id]
+    # also once the idle time has passed: a person's request is told from the timer
+    rec2 = _record(db, _inst("1.2.3.2.1", study="1.2.3.2"), idle=0)
+    assert jobs.due_studies(db, held={rec2.study_id}, hold_seconds=10) == [rec.study_id]
+    assert jobs.process_now(db, rec2.study_id, actor="test")
+    assert rec2.study_id in jobs.due_studies(db, held={rec2.study_id}, hold_seconds=10)
+    assert jobs.mark_complete(db, rec2.study_id)
+
+
 def test_no_match_is_recorded_with_its_reason(db: Database) -> None:
     rec = _record(db, _inst("1.2.3.1.1"), idle=0)
     jobs.mark_complete(db, rec.study_id)
