@@ -110,6 +110,8 @@ class ElementMemo:
     fast_contexts: dict[ContextKey, MemoContext] = field(default_factory=dict)
     """The contexts by the raw bytes that decide them (:mod:`.memo_fast_path`)."""
     last_context: MemoContext | None = None
+    fast_instances: int = 0
+    """Instances written by the fast path (:mod:`.memo_fast_path`)."""
     """The context of the latest instance pseudonymised with this memo (None: not memoised)."""
 
     def context(self, key: ContextKey) -> MemoContext:

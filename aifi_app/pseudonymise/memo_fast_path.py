@@ -65,7 +65,10 @@ TRANSFER_SYNTAX: Final = 0x00020010
 _SHORT: Final = struct.Struct("<HH2sH")
 _LONG: Final = struct.Struct("<HH2sHL")
 _LONG_VRS: Final = frozenset(vr.encode("ascii") for vr in EXPLICIT_VR_LENGTH_32)
-_MEMO_VRS: Final = frozenset(vr.encode("ascii") for vr in MEMO_VRS)
+_READ_VRS: Final = frozenset(vr.encode("ascii") for vr in [*MEMO_VRS, "UN"])
+"""The VRs read here: the memo's, and UN (never memoised: processed on every instance;
+an instance whose output keeps one takes the full path)."""
+UNDEFINED_LENGTH: Final = 0xFFFFFFFF
 
 BURNED_IN_TAGS: Final = frozenset({0x00280301, SOP_CLASS, 0x00080060, 0x00080064})
 """What :func:`~aifi_app.pseudonymise.burned_in.burned_in_risk` reads: Burned In
@@ -121,12 +124,14 @@ def read_raw_header(data: bytes, whole_file: bool) -> RawHeader | None:
             if tag != PIXEL_DATA:
                 return None
             return RawHeader(syntax, elements, pos, True)
-        if vr not in _MEMO_VRS or tag <= previous or element == 0 or group == 2:
+        if vr not in _READ_VRS or tag <= previous or element == 0 or group == 2:
             return None
         if vr in _LONG_VRS:
             if pos + 12 > size:
                 return None
             (length,) = struct.unpack_from("<L", data, pos + 8)
+            if length == UNDEFINED_LENGTH:
+                return None
             start = pos + 12
         else:
             start = pos + 8
@@ -182,6 +187,7 @@ class InstancePlan:
         """Record the plan: memo outcomes, counts and mappings (each reported once)."""
         for key, outcome in self.stores:
             self.context.store(key, outcome)
+        self.context.owner.fast_instances += 1
         if counts is not None:
             counts.update(self.labels)
         pseudonymiser.report_mappings(self.mappings)
@@ -235,8 +241,10 @@ def _plan(
             return None
         vr = vr_bytes.decode("ascii")
         stats = tags.get(tag)
-        if stats is not None and not stats.hits and stats.misses >= MISSES_BEFORE_GIVING_UP:
-            # a value of its own in every instance (SOP Instance UID): not memoised
+        if vr == "UN" or (
+            stats is not None and not stats.hits and stats.misses >= MISSES_BEFORE_GIVING_UP
+        ):
+            # not memoised: UN, and a value of its own in every instance (SOP Instance UID)
             steps.append((tag, None, None))
             todo.append(BaseTag(tag))
             continue
