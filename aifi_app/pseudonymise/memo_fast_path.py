@@ -207,8 +207,7 @@ def plan_instance(
     if context is None:
         return None
     source = _source_dataset(header)
-    burned_in_key = tuple(v for t, _, v in header.elements if t in BURNED_IN_TAGS)
-    burned_in_key += tuple(t for t, _, _ in header.elements if t in BURNED_IN_TAGS)
+    burned_in_key = tuple((t, vr, v) for t, vr, v in header.elements if t in BURNED_IN_TAGS)
     if burned_in_key not in context.burned_in_passed:
         try:
             check_burned_in(source, pseudonymiser.burned_in)
