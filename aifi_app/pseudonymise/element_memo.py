@@ -72,6 +72,8 @@ class MemoContext:
     tags: dict[int, _TagStats] = field(default_factory=dict)
     burned_in_passed: set[tuple[object, ...]] = field(default_factory=set)
     """The burned-in check's inputs that passed it (:mod:`.memo_fast_path`)."""
+    run_facts: object = None
+    """What the pseudonymiser derives from the context's SOP Class and Patient ID."""
 
     def element_key(self, raw: RawDataElement) -> ElementKey | None:
         """The key of a memoisable element, or None."""

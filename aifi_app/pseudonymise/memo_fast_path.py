@@ -49,7 +49,7 @@ from aifi_app.pseudonymise.element_memo import (
     Outcome,
     written_form,
 )
-from aifi_app.pseudonymise.pseudonymiser import DEIDENTIFICATION_TAGS, Pseudonymiser
+from aifi_app.pseudonymise.pseudonymiser import DEIDENTIFICATION_TAGS, Pseudonymiser, RunFacts
 
 HEAD_BYTES: Final = 65536
 """Bytes read from the start of a file; a longer header takes the full path."""
@@ -206,24 +206,23 @@ def plan_instance(
     context = memo.fast_contexts.get(fast_key(pseudonymiser, header))
     if context is None:
         return None
-    source = _source_dataset(header)
     burned_in_key = tuple((t, vr, v) for t, vr, v in header.elements if t in BURNED_IN_TAGS)
     if burned_in_key not in context.burned_in_passed:
         try:
-            check_burned_in(source, pseudonymiser.burned_in)
+            check_burned_in(_source_dataset(header, None), pseudonymiser.burned_in)
         except BurnedInAnnotationRefused:
             raise
         except Exception:
             return None
         context.burned_in_passed.add(burned_in_key)
     try:
-        return _plan(pseudonymiser, header, context, source)
+        return _plan(pseudonymiser, header, context)
     except Exception:
         return None
 
 
 def _plan(
-    pseudonymiser: Pseudonymiser, header: RawHeader, context: MemoContext, source: Dataset
+    pseudonymiser: Pseudonymiser, header: RawHeader, context: MemoContext
 ) -> InstancePlan | None:
     pieces: list[tuple[int, bytes]] = []
     out_raw: dict[int, RawDataElement] = {}
@@ -252,8 +251,13 @@ def _plan(
         steps.append((tag, outcome, key))
         if outcome is None:
             todo.append(BaseTag(tag))
-    out, results = pseudonymiser.process_elements(source, todo) if todo else (None, [])
-    if out is not None:
+    # the elements processed, and those they read: SOP Class, Patient ID, private creators
+    source = _source_dataset(header, {int(t) for t in todo})
+    out = None
+    results: list[tuple[Counter[str], list[Mapping]]] = []
+    if todo:
+        facts = context.run_facts if isinstance(context.run_facts, RunFacts) else None
+        out, results, context.run_facts = pseudonymiser.process_elements(source, todo, facts)
         _encoded_like(out, source)
     processed = iter(results)
     stores: list[tuple[ElementKey, Outcome]] = []
@@ -297,10 +301,18 @@ def _plan(
     return InstancePlan(meta, body, labels, mappings, stores, context)
 
 
-def _source_dataset(header: RawHeader) -> Dataset:
-    """The header as pydicom reads it (raw elements, its encoding, its file meta)."""
+def _source_dataset(header: RawHeader, only: set[int] | None) -> Dataset:
+    """The header as pydicom reads it (raw elements, its encoding, its file meta): all of
+    it, or ``only`` those elements, the context's (SOP Class, Patient ID, character set,
+    private creators) and those the burned-in check reads."""
     elements: dict[BaseTag, DataElement | RawDataElement] = {
-        BaseTag(tag): _raw(tag, vr, value) for tag, vr, value in header.elements
+        BaseTag(tag): _raw(tag, vr, value)
+        for tag, vr, value in header.elements
+        if only is None
+        or tag in only
+        or tag in _CONTEXT_TAGS
+        or tag in BURNED_IN_TAGS
+        or ((tag >> 16) % 2 == 1 and 0x10 <= (tag & 0xFFFF) <= 0xFF)
     }
     source = Dataset(elements)
     encoding: str | list[str] = default_encoding
@@ -390,8 +402,18 @@ def _meta_bytes(
         if len(_META_CACHE) > 64:
             _META_CACHE.clear()
         _META_CACHE[key] = found
-    value = found[0] + _written(DataElement(0x00020003, "UI", str(instance))) + found[1]
+    value = found[0] + _written_uid(0x00020003, str(instance)) + found[1]
     return struct.pack("<HH2sHL", 2, 0, b"UL", 4, len(value)) + value
+
+
+def _written_uid(tag: int, uid: str) -> bytes:
+    """A UI element as pydicom writes it (padded with a NUL to an even length)."""
+    if not uid.isascii() or "\\" in uid or len(uid) > 0xFFF0:
+        return _written(DataElement(tag, "UI", uid))
+    value = uid.encode("ascii")
+    if len(value) % 2:
+        value += b"\0"
+    return _SHORT.pack(tag >> 16, tag & 0xFFFF, b"UI", len(value)) + value
 
 
 def _written(element: DataElement | RawDataElement | None) -> bytes:
