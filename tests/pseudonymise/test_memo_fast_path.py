@@ -211,3 +211,42 @@ def test_a_character_set_change_in_the_series(tmp_path: Path) -> None:
     memo = ElementMemo()
     assert _run(options, sources, tmp_path / "fast", memo) == plain
     assert memo.fast_instances == 2  # slices 1 and 3: slice 2 begins its own context
+
+
+def test_a_series_without_pixel_data(tmp_path: Path) -> None:
+    slices = list(ct_series(demo_patient(9), 4, size=8))
+    for ds in slices:
+        del ds.PixelData
+    sources = [write(ds, tmp_path / "in" / f"{n:03d}") for n, ds in enumerate(slices)]
+    plain = _run(frozenset(), sources, tmp_path / "plain", None)
+    memo = ElementMemo()
+    assert _run(frozenset(), sources, tmp_path / "fast", memo) == plain
+    assert memo.fast_instances == 3
+
+
+def _with_element_before_pixels(data: bytes, element: bytes) -> bytes:
+    at = data.index(b"\xe0\x7f\x10\x00OW")
+    return data[:at] + element + data[at:]
+
+
+@pytest.mark.parametrize(
+    "element",
+    [
+        pytest.param(b"\xf1\x7f\x00\x00UL\x04\x00\x04\x00\x00\x00", id="group-length"),
+        pytest.param(b"\xf1\x7f\x10\x00UN\x00\x00\xff\xff\xff\xff", id="undefined-length"),
+        pytest.param(b"\xf1\x7f\x10\x00ZZ\x00\x00", id="unknown-vr"),
+    ],
+)
+def test_raw_elements_that_are_not_plain_are_not_read(tmp_path: Path, element: bytes) -> None:
+    data = _saved(tmp_path, "x.dcm").read_bytes()
+    assert read_raw_header(data, whole_file=True) is not None
+    assert read_raw_header(_with_element_before_pixels(data, element), whole_file=True) is None
+
+
+def test_elements_out_of_order_are_not_read(tmp_path: Path) -> None:
+    data = _saved(tmp_path, "x.dcm").read_bytes()
+    first = b"\x08\x00\x16\x00UI"  # SOP Class UID, written again after the last element
+    at = data.index(first)
+    length = int.from_bytes(data[at + 6 : at + 8], "little")
+    again = data[at : at + 8 + length]
+    assert read_raw_header(_with_element_before_pixels(data, again), whole_file=True) is None
