@@ -180,11 +180,15 @@ class InstancePlan:
     """The output's data set up to Pixel Data, as written."""
     labels: Counter[str]
     mappings: list[Mapping]
+    looked_up: list[ElementKey]
+    """The elements looked up in the memo (its statistics, as the full path keeps them)."""
     stores: list[tuple[ElementKey, Outcome]]
     context: MemoContext
 
     def apply(self, pseudonymiser: Pseudonymiser, counts: Counter[str] | None) -> None:
         """Record the plan: memo outcomes, counts and mappings (each reported once)."""
+        for key in self.looked_up:
+            self.context.outcome(key)
         for key, outcome in self.stores:
             self.context.store(key, outcome)
         self.context.owner.fast_instances += 1
@@ -258,12 +262,10 @@ def _plan(
     if todo:
         facts = context.run_facts if isinstance(context.run_facts, RunFacts) else None
         out, results, context.run_facts = pseudonymiser.process_elements(source, todo, facts)
-        _encoded_like(out, source)
+        _encoded_like(out, source, processed_charset=BaseTag(CHARSET) in todo)
     processed = iter(results)
     stores: list[tuple[ElementKey, Outcome]] = []
     for tag, outcome, key in steps:
-        if key is not None:
-            context.outcome(key)  # the memo's statistics, as the full path keeps them
         if outcome is None:
             element_labels, element_mappings = next(processed)
             assert out is not None
@@ -298,7 +300,8 @@ def _plan(
     if meta is None:
         return None
     body = b"".join(piece for _, piece in pieces)
-    return InstancePlan(meta, body, labels, mappings, stores, context)
+    looked_up = [key for _, _, key in steps if key is not None]
+    return InstancePlan(meta, body, labels, mappings, looked_up, stores, context)
 
 
 def _source_dataset(header: RawHeader, only: set[int] | None) -> Dataset:
@@ -333,11 +336,12 @@ def _raw(tag: int, vr: bytes, value: bytes) -> RawDataElement:
     )
 
 
-def _encoded_like(out: Dataset, source: Dataset) -> None:
+def _encoded_like(out: Dataset, source: Dataset, processed_charset: bool) -> None:
     """Give ``out`` (the processed elements) the output's character set and encoding, as
-    the full path's output has them when it is written (the input's character set kept)."""
+    the full path's output has them when it is written: the input's character set where
+    the memo gave it (kept as read), else what processing it gave."""
     charset = source.get_item(BaseTag(CHARSET))
-    if charset is not None and CHARSET not in out:
+    if charset is not None and not processed_charset:
         out[CHARSET] = charset
     out.set_original_encoding(False, True, source.original_character_set)
 
