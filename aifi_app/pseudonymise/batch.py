@@ -36,6 +36,13 @@ from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
 from aifi_app.pseudonymise.burned_in import BurnedInAnnotationRefused
 from aifi_app.pseudonymise.element_memo import MEMO_VRS, ElementMemo
+from aifi_app.pseudonymise.memo_fast_path import (
+    HEAD_BYTES,
+    RawHeader,
+    fast_key,
+    plan_instance,
+    read_raw_header,
+)
 from aifi_app.pseudonymise.pseudonymiser import PseudonymisationError, Pseudonymiser
 
 PIXEL_DATA: Final = 0x7FE00010
@@ -183,6 +190,12 @@ def pseudonymise_file(
     :class:`~pydicom.errors.InvalidDicomError` for a file that is not DICOM.
     """
     with source.open("rb") as fp:
+        raw_header = None
+        if memo is not None:
+            raw_header, written = _memo_fast_path(pseudonymiser, fp, target, counts, memo)
+            if written is not None:
+                return written
+            fp.seek(0)
         header, forced = _read_header(fp)
         tail_start = fp.tell()
         size = os.fstat(fp.fileno()).st_size
@@ -200,12 +213,58 @@ def pseudonymise_file(
             _write(out, target).close()
             return False
         out = pseudonymiser.pseudonymise(header, counts, memo)
+        if raw_header is not None and memo is not None and memo.last_context is not None:
+            # the next instances of this context take the fast path
+            memo.fast_contexts[fast_key(pseudonymiser, raw_header)] = memo.last_context
         with _write(out, target) as out_fp:
             if tail:
                 if counts is not None:
                     counts["keep"] += 1  # Pixel Data
                 _copy_range(fp, out_fp, tail_start, tail)
         return bool(tail)
+
+
+def _memo_fast_path(
+    pseudonymiser: Pseudonymiser,
+    fp: BinaryIO,
+    target: Path,
+    counts: Counter[str] | None,
+    memo: ElementMemo,
+) -> tuple[RawHeader | None, bool | None]:
+    """Write ``target`` by the memo's fast path (:mod:`.memo_fast_path`) where it applies.
+
+    Returns the raw header when it could be read (None: not plain) and, when the file was
+    written, what :func:`pseudonymise_file` returns (None: take the full path).
+    """
+    data = fp.read(HEAD_BYTES)
+    size = os.fstat(fp.fileno()).st_size
+    header = read_raw_header(data, whole_file=len(data) == size)
+    if header is None:
+        return None, None
+    tail = 0
+    if header.at_pixel_data:
+        fp.seek(header.end)
+        found = _pixel_tail_length(fp, little_endian=True, implicit=False)
+        if found is None or not _only_padding_after(fp, header.end + found, size, True):
+            return header, None  # the full path reads the whole file
+        tail = found
+    plan = plan_instance(pseudonymiser, header, memo)
+    if plan is None:
+        return header, None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("wb") as out_fp:
+        out = DicomFileLike(out_fp)
+        out.is_little_endian = True
+        out.is_implicit_VR = False
+        out.write(b"\0" * 128 + b"DICM")
+        out.write(plan.meta)
+        out.write(plan.body)
+        plan.apply(pseudonymiser, counts)
+        if tail:
+            if counts is not None:
+                counts["keep"] += 1  # Pixel Data
+            _copy_range(fp, out_fp, header.end, tail)
+    return header, bool(tail)
 
 
 def _read_header(fp: BinaryIO) -> tuple[Dataset, bool]:

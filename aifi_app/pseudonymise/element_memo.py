@@ -70,6 +70,10 @@ class MemoContext:
     owner: ElementMemo
     outcomes: dict[ElementKey, Outcome] = field(default_factory=dict)
     tags: dict[int, _TagStats] = field(default_factory=dict)
+    burned_in_passed: set[tuple[object, ...]] = field(default_factory=set)
+    """The burned-in check's inputs that passed it (:mod:`.memo_fast_path`)."""
+    run_facts: object = None
+    """What the pseudonymiser derives from the context's SOP Class and Patient ID."""
 
     def element_key(self, raw: RawDataElement) -> ElementKey | None:
         """The key of a memoisable element, or None."""
@@ -105,11 +109,18 @@ class ElementMemo:
 
     contexts: dict[ContextKey, MemoContext] = field(default_factory=dict)
     size: int = 0
+    fast_contexts: dict[ContextKey, MemoContext] = field(default_factory=dict)
+    """The contexts by the raw bytes that decide them (:mod:`.memo_fast_path`)."""
+    last_context: MemoContext | None = None
+    fast_instances: int = 0
+    """Instances written by the fast path (:mod:`.memo_fast_path`)."""
+    """The context of the latest instance pseudonymised with this memo (None: not memoised)."""
 
     def context(self, key: ContextKey) -> MemoContext:
         """The outcomes of one context (made on first use)."""
         if self.size > MAX_ENTRIES:
             self.contexts.clear()
+            self.fast_contexts.clear()
             self.size = 0
         found = self.contexts.get(key)
         if found is None:

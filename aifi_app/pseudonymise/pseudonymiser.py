@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Final
 
 from pydicom import Dataset
@@ -212,6 +213,7 @@ class Pseudonymiser:
                 context = memo.context((self._memo_identity, *key))
                 # the elements as read, before anything here converts them
                 snapshot = {tag: ds.get_item(tag) for tag in list(ds.keys())}
+            memo.last_context = context
         try:
             check_burned_in(ds, self.burned_in)
         except BurnedInAnnotationRefused:
@@ -236,6 +238,54 @@ class Pseudonymiser:
                 f"pseudonymisation failed{where} ({type(exc).__name__})"
             ) from None
         return out
+
+    @property
+    def memo_identity(self) -> tuple[object, ...]:
+        """What of this pseudonymiser decides an element's outcome (part of a memo key)."""
+        return self._memo_identity
+
+    def process_elements(
+        self, source: Dataset, tags: list[BaseTag], facts: RunFacts | None = None
+    ) -> tuple[Dataset, list[tuple[Counter[str], list[Mapping]]], RunFacts]:
+        """Process the top-level elements ``tags`` of ``source`` as :meth:`pseudonymise`
+        does, into a new data set, reporting nothing; per element the counts it added and
+        the mappings it made, in order (for the memo's fast path, :mod:`.memo_fast_path`).
+        ``source``: the header's elements that these read besides their own (SOP Class,
+        Patient ID, private creators); ``facts``: what an earlier call of the same memo
+        context returned (the same SOP Class and Patient ID)."""
+        run = _Run(self, source, Counter(), facts)
+        run.on_pseudonym = None
+        out = Dataset()
+        private_kept = run._private_kept(source)
+        results: list[tuple[Counter[str], list[Mapping]]] = []
+        for tag in tags:
+            run.current_tag = tag
+            labels: Counter[str] = Counter()
+            mappings: list[Mapping] = []
+            run.counts, run.captured = labels, mappings
+            raw = source.get_item(tag)
+            if raw is not None:
+                run._element(source, tag, raw, private_kept, out)
+            results.append((labels, mappings))
+        return out, results, RunFacts(run.lookup, run.patient_id, run.offset_days)
+
+    def report_mappings(self, mappings: list[Mapping]) -> None:
+        """Report ``mappings`` in order, each (kind, original) once, as one
+        :meth:`pseudonymise` call reports them."""
+        callback = self._on_pseudonym
+        if callback is None:
+            return
+        reported: set[tuple[str, str]] = set()
+        for kind, original, pseudonym in mappings:
+            if (kind, original) not in reported:
+                reported.add((kind, original))
+                callback(kind, original, pseudonym)
+
+    def deidentification_elements(self) -> list[DataElement]:
+        """The elements every output gets (:data:`DEIDENTIFICATION_TAGS`), in tag order."""
+        out = Dataset()
+        self._add_deidentification_attributes(out)
+        return [out[tag] for tag in sorted(out.keys())]
 
     def _non_table_action(self, tag: int, vr: str) -> Action:
         key = (tag, vr)
@@ -267,24 +317,44 @@ def _temporal_information(options: frozenset[ProfileOption]) -> str:
     return "REMOVED"
 
 
+@dataclass(frozen=True)
+class RunFacts:
+    """What a pseudonymise call derives from the SOP Class and Patient ID."""
+
+    lookup: dict[int, Action]
+    patient_id: str
+    offset_days: int
+
+
 class _Run:
     """State of one pseudonymise call: SOP Class lookup, patient offset, reported mappings."""
 
-    def __init__(self, owner: Pseudonymiser, ds: Dataset, counts: Counter[str] | None) -> None:
+    def __init__(
+        self,
+        owner: Pseudonymiser,
+        ds: Dataset,
+        counts: Counter[str] | None,
+        facts: RunFacts | None = None,
+    ) -> None:
         self.owner = owner
         self.counts = counts
         self.current_tag = 0
         self.depth = 0
         self.reported: set[tuple[str, str]] = set()
-        sop_class = ds.get("SOPClassUID")
-        self.lookup = owner._table.for_sop_class(str(sop_class) if sop_class else None)
-        patient_id = ds.get("PatientID")
-        self.patient_id = str(patient_id) if isinstance(patient_id, str) else ""
-        self.offset_days = owner.date_offset_days(self.patient_id)
+        if facts is None:
+            sop_class = ds.get("SOPClassUID")
+            lookup = owner._table.for_sop_class(str(sop_class) if sop_class else None)
+            patient_id = ds.get("PatientID")
+            patient = str(patient_id) if isinstance(patient_id, str) else ""
+            facts = RunFacts(lookup, patient, owner.date_offset_days(patient))
+        self.lookup = facts.lookup
+        self.patient_id = facts.patient_id
+        self.offset_days = facts.offset_days
         self.memo: MemoContext | None = None
         self.snapshot: dict[BaseTag, DataElement | RawDataElement] = {}
         self.little_endian = True
         self.captured: list[Mapping] | None = None
+        self.on_pseudonym: PseudonymCallback | None = owner._on_pseudonym
         self.pending: list[tuple[ElementKey, BaseTag, Counter[str], list[Mapping]]] = []
 
     # --- the memo (see .element_memo) -------------------------------------------------------
@@ -327,7 +397,7 @@ class _Run:
     def _report(self, kind: str, original: str, pseudonym: str) -> None:
         if self.captured is not None:
             self.captured.append((kind, original, pseudonym))
-        callback = self.owner._on_pseudonym
+        callback = self.on_pseudonym
         if callback is not None and (kind, original) not in self.reported:
             self.reported.add((kind, original))
             callback(kind, original, pseudonym)
