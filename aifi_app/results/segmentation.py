@@ -12,7 +12,8 @@ of the mask (with their source images), and builds every attribute and per-frame
 functional group from that; its Pixel Data is then replaced by the mask's own packed
 frames, in the order highdicom put the frames (each frame's source image names it). A
 BINARY Segmentation stores its frames exactly as they are packed here, so no frame is
-ever unpacked.
+ever unpacked. highdicom does not encode the stand-in's frames nor build its look-up
+tables (:class:`_SegmentationHeaders`): the caller gets a plain pydicom data set.
 """
 
 from __future__ import annotations
