@@ -12,12 +12,13 @@ from pydicom import Dataset, dcmwrite
 from pydicom.dataelem import DataElement
 
 from aifi_app.dicom_node.spool import fsync_dir
+from aifi_app.encoded_sequences import with_long_sequences_encoded
 
 
 def part10_bytes(ds: Dataset) -> bytes:
     """``ds`` as a DICOM file, file meta included (``enforce_file_format``)."""
     buffer = io.BytesIO()
-    dcmwrite(buffer, ds, enforce_file_format=True)
+    dcmwrite(buffer, with_long_sequences_encoded(ds), enforce_file_format=True)
     return buffer.getvalue()
 
 
@@ -26,7 +27,10 @@ def write_part10_durably(dest: Path, ds: Dataset) -> None:
     ``spool.durable_write`` writes bytes (a temporary file, fsync, rename, the folder
     flushed), but straight into the file: a large object (a 500-frame SEG) is not held in
     memory a second time as the file's bytes, and its Pixel Data goes to the file as it
-    is (see :func:`large_values_buffered`)."""
+    is (see :func:`large_values_buffered`). A long top-level sequence (a SEG's per-frame
+    functional groups) is encoded ahead, to the same bytes
+    (:mod:`aifi_app.encoded_sequences`)."""
+    ds = with_long_sequences_encoded(ds)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + ".part")
     with tmp.open("wb") as fh, large_values_buffered(ds):

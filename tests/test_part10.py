@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
-from pydicom import dcmread
+from pydicom import dcmread, dcmwrite
 from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
 
 from aifi_app.part10 import large_values_buffered, part10_bytes, write_part10_durably
 from aifi_app.sample_studies import ct_series, demo_patient
@@ -66,3 +68,26 @@ def test_only_large_even_byte_values_are_buffered_while_written() -> None:
         assert not ds[0x00091011].is_buffered
     assert not ds["PixelData"].is_buffered
     assert ds.PixelData == b"\x00\x01" * (1 << 19)
+
+
+def test_a_long_sequence_is_written_as_pydicoms_dcmwrite_writes_it(tmp_path: Path) -> None:
+    """The per-frame functional groups of a multi-frame object (encoded ahead, see
+    tests/test_encoded_sequences.py) come out as pydicom's own dcmwrite writes them."""
+    ds = _slice()
+    frames = []
+    for n in range(40):
+        frame = Dataset()
+        position = Dataset()
+        position.ImagePositionPatient = [-100, -120.5, n * 1.25]
+        frame.PlanePositionSequence = Sequence([position])
+        content = Dataset()
+        content.DimensionIndexValues = [1, n + 1]
+        frame.FrameContentSequence = Sequence([content])
+        frames.append(frame)
+    ds.PerFrameFunctionalGroupsSequence = Sequence(frames)
+    expected = io.BytesIO()
+    dcmwrite(expected, ds, enforce_file_format=True)
+    dest = tmp_path / "frames.dcm"
+    write_part10_durably(dest, ds)
+    assert dest.read_bytes() == expected.getvalue() == part10_bytes(ds)
+    assert not ds.get_item("PerFrameFunctionalGroupsSequence").is_raw  # left as it was

@@ -12,7 +12,8 @@ of the mask (with their source images), and builds every attribute and per-frame
 functional group from that; its Pixel Data is then replaced by the mask's own packed
 frames, in the order highdicom put the frames (each frame's source image names it). A
 BINARY Segmentation stores its frames exactly as they are packed here, so no frame is
-ever unpacked.
+ever unpacked. highdicom does not encode the stand-in's frames nor build its look-up
+tables (:class:`_SegmentationHeaders`): the caller gets a plain pydicom data set.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def build_segmentation(
             family=codes.cid7162.MorphologicalOperations,
         ),
     )
-    seg = hd.seg.Segmentation(
+    seg = _SegmentationHeaders(
         source_images=[ordered[n] for n in held] if held else ordered,
         pixel_array=stand_in,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
@@ -104,12 +105,30 @@ def build_segmentation(
     ]
     if len(frame_order) != int(seg.NumberOfFrames):
         raise ValueError("highdicom made frames without a source image")
-    del seg.PixelData  # the stand-in's frames (as large as the mask's): freed first
-    seg.PixelData = packed.pixel_data(frame_order)
-    shared = seg.get("SharedFunctionalGroupsSequence")
-    if "PatientOrientation" not in seg and not (shared and "PlaneOrientationSequence" in shared[0]):
+    # its elements as a plain data set: the highdicom object lacks its look-up tables
+    ds = Dataset({element.tag: element for element in seg.elements()})
+    ds.file_meta = seg.file_meta
+    ds.preamble = seg.preamble
+    ds.PixelData = packed.pixel_data(frame_order)  # in place of the stand-in's (none)
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    if "PatientOrientation" not in ds and not (shared and "PlaneOrientationSequence" in shared[0]):
         # projection images (DX, CR) have no plane orientation: General Image then needs
         # Patient Orientation (Type 2C), taken from the source
-        seg.PatientOrientation = ordered[0].get("PatientOrientation", "")
-    ds: Dataset = seg
+        ds.PatientOrientation = ordered[0].get("PatientOrientation", "")
     return ds
+
+
+class _SegmentationHeaders(hd.seg.Segmentation):
+    """highdicom's Segmentation without its two steps that only serve the stand-in or the
+    highdicom object itself: encoding the stand-in's frames (pack_bits of an all-set
+    frame per frame, and their joined copy, 13 MB for 400 frames of 512x512: the result
+    stage's memory peak; its Pixel Data is left empty, then replaced by the mask's
+    packed frames) and building the look-up tables with which highdicom reads frames
+    back (the caller gets a plain data set). Every attribute and per-frame functional
+    group is highdicom's (a test compares with highdicom's build from the whole mask)."""
+
+    def _encode_pixels_native(self, planes: np.ndarray) -> bytes:
+        return b""
+
+    def _build_luts(self) -> None:
+        return None

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
+from pydicom.tag import Tag
 
 from aifi_app.algorithms.findings import AlgorithmIdentity, CodedConcept, SegmentationMask
 from aifi_app.results import build_segmentation
@@ -158,3 +159,16 @@ def test_frames_and_pixels_equal_highdicoms_from_the_whole_array(
         for seg in (ours, theirs)
     )
     assert ours_frames == their_frames
+    # every per-frame and shared functional group, every attribute (values that the
+    # two builds set differently aside): highdicom's own, and a plain data set
+    assert ours.PerFrameFunctionalGroupsSequence == theirs.PerFrameFunctionalGroupsSequence
+    assert ours.SharedFunctionalGroupsSequence == theirs.SharedFunctionalGroupsSequence
+    assert [  # a new Dimension Organization UID for each
+        (d.DimensionIndexPointer, d.FunctionalGroupPointer, d.DimensionDescriptionLabel)
+        for d in ours.DimensionIndexSequence
+    ] == [
+        (d.DimensionIndexPointer, d.FunctionalGroupPointer, d.DimensionDescriptionLabel)
+        for d in theirs.DimensionIndexSequence
+    ]
+    assert set(ours.keys()) ^ set(theirs.keys()) == {Tag("SeriesDescription")}  # ours only
+    assert type(ours) is Dataset
