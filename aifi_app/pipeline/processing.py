@@ -332,42 +332,55 @@ class JobProcessor:
         selected_at = now()
         mappings: list[tuple[str, str, str]] = []
         rest: list[tuple[int, SourceInstance]] = []
-        with DurableBatch() as batch:
-            for n, instance in enumerate(selected):
-                made = ready.get(instance.instance_id)
-                if made is None:
-                    rest.append((n, instance))
-                    continue
-                target = work_file(work, n)
-                batch.folder(target)
+        # the algorithm's input read from now on, each file once it is in the work folder
+        # (:mod:`aifi_app.pipeline.read_ahead`); a remote runner reads none
+        read_ahead = (
+            None
+            if isinstance(ctx.package.runner, REMOTE_SPECS)
+            else ImagesReadAhead(work, _read_image)
+        )
+        try:
+            with DurableBatch() as batch:
+                for n, instance in enumerate(selected):
+                    made = ready.get(instance.instance_id)
+                    if made is None:
+                        rest.append((n, instance))
+                        continue
+                    target = work_file(work, n)
+                    batch.folder(target)
+                    try:
+                        premade.link_into(made.path, target)
+                    except OSError:  # removed meanwhile: pseudonymised now instead
+                        rest.append((n, instance))
+                        continue
+                    batch.written(target)  # flushed in the background meanwhile
+                    if read_ahead is not None:
+                        read_ahead.add(target)
+                    mappings += made.mappings
+                linked_at = now()
                 try:
-                    premade.link_into(made.path, target)
-                except OSError:  # removed meanwhile: pseudonymised now instead
-                    rest.append((n, instance))
-                    continue
-                batch.written(target)  # flushed in the background meanwhile
-                mappings += made.mappings
-            linked_at = now()
-            try:
-                made_now, helped = self._pseudonymise_rest(
-                    ctx, job_id, key, pseudonymiser, work, rest, batch
-                )
-                mappings += made_now
-            except BurnedInAnnotationRefused as exc:
-                shutil.rmtree(work, ignore_errors=True)
-                jobs.transition(
-                    self.db, job_id, JobState.QUEUED, JobState.REJECTED, reason=str(exc)
-                )
-                return
-            made_at = now()
-            if not isinstance(ctx.package.runner, REMOTE_SPECS):
-                # the algorithm's input read while the files reach the disk (and after)
-                self._start_read_ahead(job_id, work)
-            try:
+                    made_now, helped = self._pseudonymise_rest(
+                        ctx, job_id, key, pseudonymiser, work, rest, batch
+                    )
+                    mappings += made_now
+                except BurnedInAnnotationRefused as exc:
+                    if read_ahead is not None:
+                        read_ahead.cancel()
+                    shutil.rmtree(work, ignore_errors=True)
+                    jobs.transition(
+                        self.db, job_id, JobState.QUEUED, JobState.REJECTED, reason=str(exc)
+                    )
+                    return
+                made_at = now()
+                if read_ahead is not None:  # the files made now, and those the process made
+                    read_ahead.finish(_work_images(work))
                 batch.sync()  # the linked files on disk too
-            except BaseException:
-                self._drop_read_ahead(job_id)
-                raise
+        except BaseException:
+            if read_ahead is not None:
+                read_ahead.cancel()
+            raise
+        if read_ahead is not None:
+            self._keep_read_ahead(job_id, read_ahead)
         log.info(
             "job %d: %d image(s) linked from those made while the study arrived, %d"
             " pseudonymised now (%d of them by the pre-pseudonymiser's process);"
@@ -493,13 +506,13 @@ class JobProcessor:
         mappings += pseudonymise_items(*args, todo)
         return mappings, len(left) - len(todo)
 
-    def _start_read_ahead(self, job_id: int, work: Path) -> None:
-        """Read the job's images for its algorithm in the background from now
-        (:mod:`aifi_app.pipeline.read_ahead`)."""
+    def _keep_read_ahead(self, job_id: int, read_ahead: ImagesReadAhead) -> None:
+        """Keep the job's images read ahead for its algorithm step (at most
+        :data:`READ_AHEAD_JOBS` jobs': the oldest dropped)."""
         self._drop_read_ahead(job_id)
         while len(self._read_ahead) >= READ_AHEAD_JOBS:
             self._drop_read_ahead(next(iter(self._read_ahead)))
-        self._read_ahead[job_id] = ImagesReadAhead(work, _work_images(work), _read_image)
+        self._read_ahead[job_id] = read_ahead
 
     def _drop_read_ahead(self, job_id: int) -> None:
         read_ahead = self._read_ahead.pop(job_id, None)

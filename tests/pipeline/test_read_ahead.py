@@ -28,26 +28,44 @@ def _folder(tmp_path: Path, slices: int = 6) -> list[Path]:
     return paths
 
 
+def _finished(paths: list[Path], added: int = 0) -> ImagesReadAhead:
+    """A read-ahead given the first ``added`` files one by one, then finished."""
+    read_ahead = ImagesReadAhead(paths[0].parent, _read)
+    for path in paths[:added]:
+        read_ahead.add(path)
+    read_ahead.finish(paths)
+    return read_ahead
+
+
 def test_the_data_sets_read_ahead_are_those_read_directly(tmp_path: Path) -> None:
     paths = _folder(tmp_path)
-    read_ahead = ImagesReadAhead(paths[0].parent, paths, _read)
+    for added in (0, 3, 6):
+        got = _finished(paths, added).datasets(paths)
+        assert got is not None
+        assert [ds.filename for ds in got] == [str(p) for p in paths]
+        assert got == [_read(p) for p in paths]
+        assert [int(ds.InstanceNumber) for ds in got] == list(range(1, 7))
+
+
+def test_files_added_out_of_order_come_in_the_order_finished(tmp_path: Path) -> None:
+    paths = _folder(tmp_path)
+    read_ahead = ImagesReadAhead(paths[0].parent, _read)
+    for path in (paths[4], paths[1]):
+        read_ahead.add(path)
+    read_ahead.finish(paths)
     got = read_ahead.datasets(paths)
     assert got is not None
-    assert [ds.filename for ds in got] == [str(p) for p in paths]
-    assert got == [_read(p) for p in paths]
     assert [int(ds.InstanceNumber) for ds in got] == list(range(1, 7))
 
 
 def test_other_paths_give_none(tmp_path: Path) -> None:
     paths = _folder(tmp_path)
-    read_ahead = ImagesReadAhead(paths[0].parent, paths[:-1], _read)
-    assert read_ahead.datasets(paths) is None
+    assert _finished(paths[:-1]).datasets(paths) is None
 
 
 def test_a_file_added_since_gives_none(tmp_path: Path) -> None:
     paths = _folder(tmp_path)
-    read_ahead = ImagesReadAhead(paths[0].parent, paths, _read)
-    read_ahead.datasets(paths)  # read
+    read_ahead = _finished(paths)
     (paths[0].parent / "late.dcm").write_bytes(paths[0].read_bytes())
     assert read_ahead.datasets(sorted(paths[0].parent.glob("*.dcm"))) is None
 
@@ -55,8 +73,7 @@ def test_a_file_added_since_gives_none(tmp_path: Path) -> None:
 def test_a_folder_made_again_gives_none(tmp_path: Path) -> None:
     paths = _folder(tmp_path)
     folder = paths[0].parent
-    read_ahead = ImagesReadAhead(folder, paths, _read)
-    read_ahead.datasets(paths)
+    read_ahead = _finished(paths, 2)
     kept = tmp_path / "kept"
     shutil.copytree(folder, kept)
     time.sleep(0.05)  # past the file system's timestamp granularity (not a timing check)
@@ -67,8 +84,7 @@ def test_a_folder_made_again_gives_none(tmp_path: Path) -> None:
 
 def test_a_folder_removed_gives_none(tmp_path: Path) -> None:
     paths = _folder(tmp_path)
-    read_ahead = ImagesReadAhead(paths[0].parent, paths, _read)
-    read_ahead.datasets(paths)
+    read_ahead = _finished(paths)
     shutil.rmtree(paths[0].parent)
     assert read_ahead.datasets(paths) is None
 
@@ -76,12 +92,15 @@ def test_a_folder_removed_gives_none(tmp_path: Path) -> None:
 def test_a_file_that_cannot_be_read_gives_none(tmp_path: Path) -> None:
     paths = _folder(tmp_path)
     paths[3].write_bytes(b"not DICOM")
-    read_ahead = ImagesReadAhead(paths[0].parent, paths, _read)
-    assert read_ahead.datasets(paths) is None
+    assert _finished(paths, 4).datasets(paths) is None
 
 
-def test_cancelled_gives_none(tmp_path: Path) -> None:
+def test_not_finished_or_cancelled_gives_none(tmp_path: Path) -> None:
     paths = _folder(tmp_path)
-    read_ahead = ImagesReadAhead(paths[0].parent, paths, _read)
-    read_ahead.cancel()
-    assert read_ahead.datasets(paths) is None
+    unfinished = ImagesReadAhead(paths[0].parent, _read)
+    unfinished.add(paths[0])
+    assert unfinished.datasets(paths) is None
+    unfinished.cancel()  # its thread ends
+    cancelled = _finished(paths, 2)
+    cancelled.cancel()
+    assert cancelled.datasets(paths) is None
