@@ -144,6 +144,7 @@ def end_to_end_ct(work: Path, ct: list[Path], runs: int) -> list[Row]:
                     raise RuntimeError(f"CT results did not arrive: {app.status()['jobs'][:1]}")
                 time.sleep(0.01)
             elapsed = time.perf_counter() - sent
+            seen_at = time.time()
             shutil.rmtree(work / f"e2e-ct-{n}")
             episodes = _episodes(app.data_dir, study_uid)
             if n and episodes != [len(study)]:
@@ -167,6 +168,7 @@ def end_to_end_ct(work: Path, ct: list[Path], runs: int) -> list[Row]:
                     + f" (completion {_completion_seconds(app.data_dir):.2f} s of it)",
                     flush=True,
                 )
+                print(f"    between the stages: {_gaps(app.data_dir, seen_at)}", flush=True)
     finally:
         app.stop()
         orthanc.stop()
@@ -226,6 +228,31 @@ def _stage_at(data_dir: Path, moment: float) -> str:
 def _outer_seconds(stages: dict[str, float]) -> float:
     """The stages' total: ``reidentify`` runs inside ``build_results``, counted once."""
     return sum(t for s, t in stages.items() if s != "reidentify")
+
+
+def _gaps(data_dir: Path, seen_at: float) -> str:
+    """The newest job's times outside its recorded stages, in order: the last instance ->
+    completion -> the first stage, between the stages, the last stage -> its results seen
+    in the PACS (``seen_at``, ``time.time()``)."""
+    (study,) = _queue_rows(
+        data_dir,
+        "SELECT s.last_received_at, s.completed_at FROM studies s"
+        " JOIN jobs j ON j.study_id = s.id WHERE j.id = (SELECT MAX(job_id) FROM"
+        " job_stage_times)",
+    )
+    rows = _queue_rows(
+        data_dir,
+        "SELECT stage, started_at, finished_at FROM job_stage_times"
+        " WHERE job_id = (SELECT MAX(job_id) FROM job_stage_times)"
+        " AND stage != 'reidentify' ORDER BY started_at",
+    )
+    parts = [f"completion {study[1] - study[0]:.3f}"]
+    previous, end = "completion", float(study[1])
+    for stage, started, finished in rows:
+        parts.append(f"{previous} -> {stage} {started - end:.3f}")
+        previous, end = str(stage), float(finished)
+    parts.append(f"{previous} -> seen {seen_at - end:.3f} s")
+    return ", ".join(parts)
 
 
 def _completion_seconds(data_dir: Path) -> float:

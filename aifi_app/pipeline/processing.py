@@ -50,6 +50,7 @@ from aifi_app.pipeline.parallel_pseudonymise import (
 )
 from aifi_app.pipeline.pre_pseudonymise import SELECTION_TAGS, HelpRequest, PrePseudonymiser
 from aifi_app.pipeline.premade import SourceInstance
+from aifi_app.pipeline.read_ahead import ImagesReadAhead
 from aifi_app.pipeline.uids import derived_uid
 from aifi_app.pseudonymise import (
     BurnedInAnnotationRefused,
@@ -77,6 +78,9 @@ HELP_WAIT_SECONDS = 2.0
 (it stops after the one it is making once the job reaches its images)."""
 _DEFER_BYTES = 64 * 1024
 """Elements larger than this (pixel data) are read from a job's image files on first use."""
+READ_AHEAD_JOBS = 2
+"""At most this many jobs' images are kept read ahead (the worker pseudonymises every
+queued job before it runs the first one's algorithm)."""
 SC_SERIES_NUMBER = result_object("sc").series_number
 SR_SERIES_NUMBER = result_object("sr").series_number
 SEG_SERIES_NUMBER = result_object("seg").series_number
@@ -146,6 +150,16 @@ def _findings_detail(result: AlgorithmResult) -> str:
     )
 
 
+def _work_images(work: Path) -> list[Path]:
+    """A job's pseudonymised images in its work folder, in the algorithm's order."""
+    return sorted(work.glob("*.dcm"))
+
+
+def _read_image(path: Path) -> Dataset:
+    """One of a job's images for its runner: pixel data read on first use."""
+    return dcmread(path, defer_size=_DEFER_BYTES)
+
+
 class JobProcessor:
     """Carries jobs from ``queued`` to ``result_received``."""
 
@@ -170,6 +184,8 @@ class JobProcessor:
         self.prepared: PrePseudonymiser | None = None
         """The background pre-pseudonymiser, when the service runs one (set after both
         are made: it asks this processor which UIDs are our pseudonyms)."""
+        self._read_ahead: dict[int, ImagesReadAhead] = {}
+        """Per job pseudonymised in this process, its images read ahead for its algorithm."""
 
     def warm_up(self, algorithm_ids: set[str]) -> None:
         """Load the models of these algorithms now, so that the first study does not wait
@@ -200,20 +216,22 @@ class JobProcessor:
     def result_dir(self, job_id: int) -> Path:
         return self.data_dir / "results" / str(job_id)
 
-    def _instances(self, ctx: JobContext) -> list[SourceInstance]:
+    def _instances(self, ctx: JobContext, limit: int = -1) -> list[SourceInstance]:
         """The received instances the job works on: its episode's, or the whole study's
-        when the episode is a reprocess of late instances."""
+        when the episode is a reprocess of late instances (the first ``limit`` of them;
+        -1: all)."""
         if ctx.episode_kind == "reprocess":
             rows = self.db.query(
                 "SELECT i.id, i.study_id, i.path, i.received_at FROM instances i"
-                " JOIN studies s ON s.id = i.study_id WHERE s.study_uid = ? ORDER BY i.id",
-                (ctx.study_uid,),
+                " JOIN studies s ON s.id = i.study_id WHERE s.study_uid = ? ORDER BY i.id"
+                " LIMIT ?",
+                (ctx.study_uid, limit),
             )
         else:
             rows = self.db.query(
                 "SELECT i.id, i.study_id, i.path, i.received_at FROM instances i"
-                " WHERE i.study_id = ? ORDER BY i.id",
-                (ctx.study_id,),
+                " WHERE i.study_id = ? ORDER BY i.id LIMIT ?",
+                (ctx.study_id, limit),
             )
         return [
             SourceInstance(
@@ -222,9 +240,10 @@ class JobProcessor:
             for r in rows
         ]
 
-    def _instance_paths(self, ctx: JobContext) -> list[Path]:
-        """The received files the job works on (see :meth:`_instances`)."""
-        return [i.path for i in self._instances(ctx)]
+    def original_header(self, ctx: JobContext) -> Dataset:
+        """The header of the first instance the job works on, as received (read once per
+        job step and passed on to what needs it)."""
+        return dcmread(self._instances(ctx, limit=1)[0].path, stop_before_pixels=True)
 
     def select_images(self, ctx: JobContext) -> list[Path]:
         """The images the algorithm takes, by the input rules and series selection of its
@@ -290,6 +309,7 @@ class JobProcessor:
         remainder on two cores (:meth:`_pseudonymise_rest`). Either way the work folder
         holds the same bytes."""
         started = now()
+        self._drop_read_ahead(job_id)  # its work folder is made again
         try:
             ctx = self.context(job_id)
             instances = self._instances(ctx)
@@ -312,35 +332,55 @@ class JobProcessor:
         selected_at = now()
         mappings: list[tuple[str, str, str]] = []
         rest: list[tuple[int, SourceInstance]] = []
-        with DurableBatch() as batch:
-            for n, instance in enumerate(selected):
-                made = ready.get(instance.instance_id)
-                if made is None:
-                    rest.append((n, instance))
-                    continue
-                target = work_file(work, n)
-                batch.folder(target)
+        # the algorithm's input read from now on, each file once it is in the work folder
+        # (:mod:`aifi_app.pipeline.read_ahead`); a remote runner reads none
+        read_ahead = (
+            None
+            if isinstance(ctx.package.runner, REMOTE_SPECS)
+            else ImagesReadAhead(work, _read_image)
+        )
+        try:
+            with DurableBatch() as batch:
+                for n, instance in enumerate(selected):
+                    made = ready.get(instance.instance_id)
+                    if made is None:
+                        rest.append((n, instance))
+                        continue
+                    target = work_file(work, n)
+                    batch.folder(target)
+                    try:
+                        premade.link_into(made.path, target)
+                    except OSError:  # removed meanwhile: pseudonymised now instead
+                        rest.append((n, instance))
+                        continue
+                    batch.written(target)  # flushed in the background meanwhile
+                    if read_ahead is not None:
+                        read_ahead.add(target)
+                    mappings += made.mappings
+                linked_at = now()
                 try:
-                    premade.link_into(made.path, target)
-                except OSError:  # removed meanwhile: pseudonymised now instead
-                    rest.append((n, instance))
-                    continue
-                batch.written(target)  # flushed in the background meanwhile
-                mappings += made.mappings
-            linked_at = now()
-            try:
-                made_now, helped = self._pseudonymise_rest(
-                    ctx, job_id, key, pseudonymiser, work, rest, batch
-                )
-                mappings += made_now
-            except BurnedInAnnotationRefused as exc:
-                shutil.rmtree(work, ignore_errors=True)
-                jobs.transition(
-                    self.db, job_id, JobState.QUEUED, JobState.REJECTED, reason=str(exc)
-                )
-                return
-            made_at = now()
-            batch.sync()  # the linked files on disk too
+                    made_now, helped = self._pseudonymise_rest(
+                        ctx, job_id, key, pseudonymiser, work, rest, batch
+                    )
+                    mappings += made_now
+                except BurnedInAnnotationRefused as exc:
+                    if read_ahead is not None:
+                        read_ahead.cancel()
+                    shutil.rmtree(work, ignore_errors=True)
+                    jobs.transition(
+                        self.db, job_id, JobState.QUEUED, JobState.REJECTED, reason=str(exc)
+                    )
+                    return
+                made_at = now()
+                if read_ahead is not None:  # the files made now, and those the process made
+                    read_ahead.finish(_work_images(work))
+                batch.sync()  # the linked files on disk too
+        except BaseException:
+            if read_ahead is not None:
+                read_ahead.cancel()
+            raise
+        if read_ahead is not None:
+            self._keep_read_ahead(job_id, read_ahead)
         log.info(
             "job %d: %d image(s) linked from those made while the study arrived, %d"
             " pseudonymised now (%d of them by the pre-pseudonymiser's process);"
@@ -354,6 +394,20 @@ class JobProcessor:
             made_at - linked_at,
             now() - made_at,
         )
+        try:
+            self._record_pseudonymised(job_id, started, selected, rest, mappings)
+        except BaseException:
+            self._drop_read_ahead(job_id)
+            raise
+
+    def _record_pseudonymised(
+        self,
+        job_id: int,
+        started: float,
+        selected: Sequence[SourceInstance],
+        rest: Sequence[tuple[int, SourceInstance]],
+        mappings: Sequence[tuple[str, str, str]],
+    ) -> None:
         failpoint("processing.after_pseudonymised_files")
         stage_times.record(self.db, job_id, stage_times.PSEUDONYMISE, started, now())
         with self.db.transaction() as conn:
@@ -452,6 +506,33 @@ class JobProcessor:
         mappings += pseudonymise_items(*args, todo)
         return mappings, len(left) - len(todo)
 
+    def _keep_read_ahead(self, job_id: int, read_ahead: ImagesReadAhead) -> None:
+        """Keep the job's images read ahead for its algorithm step (at most
+        :data:`READ_AHEAD_JOBS` jobs': the oldest dropped)."""
+        self._drop_read_ahead(job_id)
+        while len(self._read_ahead) >= READ_AHEAD_JOBS:
+            self._drop_read_ahead(next(iter(self._read_ahead)))
+        self._read_ahead[job_id] = read_ahead
+
+    def _drop_read_ahead(self, job_id: int) -> None:
+        read_ahead = self._read_ahead.pop(job_id, None)
+        if read_ahead is not None:
+            read_ahead.cancel()
+
+    def job_images(self, job_id: int) -> list[Dataset]:
+        """The job's pseudonymised images, in file order, their pixel data read when a
+        runner asks for it (not all at once: a 500-slice CT would otherwise hold 260 MB
+        here; the lung volume decodes slice by slice). Those read ahead while the job was
+        pseudonymised are taken when they are of the work folder as it is now."""
+        work = self.work_dir(job_id)
+        paths = _work_images(work)
+        read_ahead = self._read_ahead.pop(job_id, None)
+        if read_ahead is not None:
+            images = read_ahead.datasets(paths)
+            if images is not None:
+                return images
+        return [_read_image(p) for p in paths]
+
     def _receiving(self) -> bool:
         """True while a study is arriving (the DICOM node is receiving)."""
         return bool(self.db.query("SELECT 1 FROM studies WHERE state = 'receiving' LIMIT 1"))
@@ -475,11 +556,7 @@ class JobProcessor:
                     f"{where} {ctx.package.runner.kind} runner, {identity.name} {identity.version}"
                 ),
             )
-        # pixel data is read when a runner asks for it, not all at once: a 500-slice CT
-        # would otherwise hold 260 MB here (the lung volume decodes slice by slice)
-        images: list[Dataset] = [
-            dcmread(p, defer_size=_DEFER_BYTES) for p in sorted(self.work_dir(job_id).glob("*.dcm"))
-        ]
+        images = self.job_images(job_id)
         try:
             with stage_times.timed(self.db, job_id, stage_times.MODEL):
                 result = self._runners.get(ctx.package).run(images)
@@ -488,14 +565,15 @@ class JobProcessor:
             return
         try:
             with stage_times.timed(self.db, job_id, stage_times.BUILD):
-                planned = self.build_results(ctx, result, images)
+                original_header = self.original_header(ctx)
+                planned = self.build_results(ctx, result, images, original_header)
         except ResultQuarantined as exc:
             jobs.transition(self.db, job_id, JobState.SUBMITTED, JobState.FAILED, reason=str(exc))
             return
         failpoint("processing.after_results_written")
         with self.db.transaction() as conn:
             jobs.add_outputs_in(conn, job_id, planned)
-            self._result_recorded_in(conn, ctx, result)
+            self._result_recorded_in(conn, ctx, result, original_header)
             positives = sum(f.positive for f in result.findings)
             detail = f"{len(result.findings)} finding(s), {positives} positive"
             if result.measurements:
@@ -541,8 +619,9 @@ class JobProcessor:
             findings=tuple(findings),
             measurements=tuple(measurements),
         )
+        original_header = self.original_header(ctx)
         try:
-            planned = self.reidentify_and_write(ctx, vendor_objects)
+            planned = self.reidentify_and_write(ctx, vendor_objects, original_header)
         except ResultQuarantined as exc:
             jobs.transition(
                 self.db, ctx.job_id, JobState.SUBMITTED, JobState.FAILED, reason=str(exc)
@@ -550,7 +629,7 @@ class JobProcessor:
             return
         with self.db.transaction() as conn:
             jobs.add_outputs_in(conn, ctx.job_id, planned)
-            self._result_recorded_in(conn, ctx, vendor_result)
+            self._result_recorded_in(conn, ctx, vendor_result, original_header)
             jobs.transition_in(
                 conn,
                 ctx.job_id,
@@ -563,11 +642,14 @@ class JobProcessor:
             )
 
     def _result_recorded_in(
-        self, conn: sqlite3.Connection, ctx: JobContext, result: AlgorithmResult
+        self,
+        conn: sqlite3.Connection,
+        ctx: JobContext,
+        result: AlgorithmResult,
+        original_header: Dataset,
     ) -> None:
         if self._on_result is not None:
-            header = dcmread(self._instance_paths(ctx)[0], stop_before_pixels=True)
-            self._on_result(conn, ctx.job_id, ctx.package, result, header)
+            self._on_result(conn, ctx.job_id, ctx.package, result, original_header)
 
     def is_our_pseudonym(self, uid: str) -> bool:
         """True when ``uid`` is a pseudonym this appliance issued (e.g. a vendor's results
@@ -575,9 +657,14 @@ class JobProcessor:
         return self.original_for(uid) is not None
 
     def build_results(
-        self, ctx: JobContext, result: AlgorithmResult, images: list[Dataset]
+        self,
+        ctx: JobContext,
+        result: AlgorithmResult,
+        images: list[Dataset],
+        original_header: Dataset | None = None,
     ) -> list[PlannedOutput]:
-        """Build, re-identify and durably write the job's result objects."""
+        """Build, re-identify and durably write the job's result objects
+        (``original_header``: :meth:`original_header`, read here when not given)."""
         # the builders import highdicom: on first use, not before the service listens
         from aifi_app.results import (
             build_key_object_selection,
@@ -700,10 +787,13 @@ class JobProcessor:
                     ),
                 )
             )
-        return self.reidentify_and_write(ctx, built)
+        return self.reidentify_and_write(ctx, built, original_header)
 
     def reidentify_and_write(
-        self, ctx: JobContext, objects: Sequence[tuple[str, Dataset]]
+        self,
+        ctx: JobContext,
+        objects: Sequence[tuple[str, Dataset]],
+        original_header: Dataset | None = None,
     ) -> list[PlannedOutput]:
         """Re-identify result objects (ours or a vendor's) strictly and write them durably.
 
@@ -711,12 +801,13 @@ class JobProcessor:
         study and patient; that object is kept in the quarantine folder, none is written.
         """
         with stage_times.timed(self.db, ctx.job_id, stage_times.REIDENTIFY):
-            return self._reidentify_and_write(ctx, objects)
+            if original_header is None:
+                original_header = self.original_header(ctx)
+            return self._reidentify_and_write(ctx, objects, original_header)
 
     def _reidentify_and_write(
-        self, ctx: JobContext, objects: Sequence[tuple[str, Dataset]]
+        self, ctx: JobContext, objects: Sequence[tuple[str, Dataset]], original_header: Dataset
     ) -> list[PlannedOutput]:
-        original_header = dcmread(self._instance_paths(ctx)[0], stop_before_pixels=True)
         siblings = frozenset(
             str(ds.get(keyword) or "")
             for _, ds in objects

@@ -1,0 +1,101 @@
+"""The job processor's reads: the algorithm's images read ahead while the job is
+pseudonymised (used only for the work folder as it is), the study's first header once."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+from pathlib import Path
+
+from pydicom import Dataset, dcmread
+
+from aifi_app.config.settings import Route
+from aifi_app.demo import DemoPacs
+from aifi_app.service import Appliance
+from aifi_app.store import jobs
+from aifi_app.store.states import JobState
+from tests.algorithms.test_lung_volume import SLICES, phantom_series, phantom_volume
+from tests.pipeline.test_chain_in_process import KEY, _receive, _settings
+
+LUNG_ROUTE = Route(name="ct lung", algorithm="ct-lung-volume", modalities=("CT",))
+
+
+def _pseudonymised_ct(tmp_path: Path, pacs: DemoPacs) -> tuple[Appliance, int]:
+    """An appliance with a phantom chest CT's job pseudonymised, its algorithm not run."""
+    settings = dataclasses.replace(_settings(tmp_path, pacs.port), routes=(LUNG_ROUTE,))
+    app = Appliance(settings, secret_for=lambda _: KEY)
+    for ds in phantom_series(phantom_volume()[0]):
+        _receive(app, ds, tmp_path)
+    (study_id,) = [r["id"] for r in app.db.query("SELECT id FROM studies")]
+    assert jobs.mark_complete(app.db, study_id)
+    app.worker.route(study_id)
+    (job_id,) = jobs.jobs_in_state(app.db, JobState.QUEUED)
+    app.processor.pseudonymise(job_id)
+    assert jobs.job(app.db, job_id)["state"] == "pseudonymised"
+    return app, job_id
+
+
+def _direct(app: Appliance, job_id: int) -> list[Dataset]:
+    work = app.processor.work_dir(job_id)
+    return [dcmread(p, defer_size=64 * 1024) for p in sorted(work.glob("*.dcm"))]
+
+
+def test_the_images_read_ahead_are_those_the_files_hold(tmp_path: Path, pacs: DemoPacs) -> None:
+    app, job_id = _pseudonymised_ct(tmp_path, pacs)
+    assert job_id in app.processor._read_ahead  # started by the pseudonymise step
+    images = app.processor.job_images(job_id)
+    assert job_id not in app.processor._read_ahead  # taken once
+    assert len(images) == SLICES
+    assert images == _direct(app, job_id)
+    assert [ds.filename for ds in images] == [
+        str(p) for p in sorted(app.processor.work_dir(job_id).glob("*.dcm"))
+    ]
+    app.db.close()
+
+
+def test_a_work_folder_made_again_is_read_again(tmp_path: Path, pacs: DemoPacs) -> None:
+    app, job_id = _pseudonymised_ct(tmp_path, pacs)
+    work = app.processor.work_dir(job_id)
+    first = sorted(work.glob("*.dcm"))[0]
+    changed = dcmread(first)
+    changed.InstanceNumber = 99
+    kept = tmp_path / "kept"
+    shutil.copytree(work, kept)
+    time.sleep(0.05)  # past the file system's timestamp granularity (not a timing check)
+    shutil.rmtree(work)
+    shutil.copytree(kept, work)
+    changed.save_as(first)
+    images = app.processor.job_images(job_id)
+    assert int(images[0].InstanceNumber) == 99
+    assert images == _direct(app, job_id)
+    app.db.close()
+
+
+def test_without_a_read_ahead_the_files_are_read(tmp_path: Path, pacs: DemoPacs) -> None:
+    """As after a restart between the two steps."""
+    app, job_id = _pseudonymised_ct(tmp_path, pacs)
+    app.processor._drop_read_ahead(job_id)
+    assert app.processor.job_images(job_id) == _direct(app, job_id)
+    app.db.close()
+
+
+def test_the_algorithm_runs_on_what_was_read_ahead(tmp_path: Path, pacs: DemoPacs) -> None:
+    """The result is the one the chain gives without reading ahead (the same job again,
+    its images read from the files)."""
+    app, job_id = _pseudonymised_ct(tmp_path, pacs)
+    app.processor.run_algorithm(job_id, JobState.PSEUDONYMISED)
+    job = jobs.job(app.db, job_id)
+    assert job["state"] == "result_received", job["reason"]
+    outputs = {o["sop_instance_uid"] for o in jobs.outputs(app.db, job_id)}
+    ctx = app.processor.context(job_id)
+    header = app.processor.original_header(ctx)
+    first_received = app.db.query("SELECT path FROM instances ORDER BY id LIMIT 1")[0]["path"]
+    assert header == dcmread(app.data_dir / first_received, stop_before_pixels=True)
+    images = _direct(app, job_id)
+    result = app.processor._runners.get(ctx.package).run(images)
+    assert result.to_json() == job["result_json"]
+    again = app.processor.build_results(ctx, result, images)
+    assert {p.sop_instance_uid for p in again} == outputs
+    assert len(outputs) == 2  # the SR and the SEG
+    app.db.close()
