@@ -32,8 +32,10 @@ _FIXED: Final = 74  # the A-ASSOCIATE-RQ's header and fixed fields, PS3.8 Table 
 
 
 @dataclass(frozen=True)
-class PlainOutcome:
-    """The outcome of :func:`negotiate_plain`."""
+class Negotiated:
+    """What an A-ASSOCIATE-RQ comes to: its caller, the contexts we accept, our AC (made
+    here for a plain request, by pynetdicom for the others:
+    :func:`aifi_app.dicom_node.storage_acceptor.negotiate`)."""
 
     calling_ae: str
     peer_max_pdu: int
@@ -41,6 +43,7 @@ class PlainOutcome:
     """Context ID -> the transfer syntax accepted on it."""
     proposed: int
     accept_pdu: bytes
+    """The A-ASSOCIATE-AC to send if the association is not rejected."""
 
 
 def _items(data: bytes, start: int, end: int) -> list[tuple[int, bytes]] | None:
@@ -77,7 +80,7 @@ def negotiate_plain(
     max_pdu_size: int,
     implementation_class_uid: str,
     implementation_version_name: str,
-) -> PlainOutcome | None:
+) -> Negotiated | None:
     """Negotiate a plain A-ASSOCIATE-RQ (the whole PDU, header included); None: let
     pynetdicom do it. ``supported``: abstract syntax -> our transfer syntaxes, in order."""
     pdu = request_pdu
@@ -154,7 +157,7 @@ def negotiate_plain(
         + b"".join(results)
         + _item(0x50, user)
     )
-    return PlainOutcome(
+    return Negotiated(
         calling_ae=calling_raw.decode("ascii").strip(),
         peer_max_pdu=peer_max_pdu,
         accepted=accepted,

@@ -88,7 +88,7 @@ from pynetdicom.presentation import PresentationContext, negotiate_as_acceptor
 from aifi_app.dicom_node import command_sets
 from aifi_app.dicom_node import upper_layer as ul
 from aifi_app.dicom_node.header_scan import HEAD_BYTES
-from aifi_app.dicom_node.plain_negotiation import negotiate_plain
+from aifi_app.dicom_node.plain_negotiation import Negotiated, negotiate_plain
 from aifi_app.dicom_node.spare_files import CREATE_FLAGS, SpareFiles
 from aifi_app.dicom_node.spool import crc32, set_checksum
 from aifi_app.fault_logging import log_fault
@@ -343,19 +343,6 @@ class _Incoming:
             self.path.unlink()
 
 
-@dataclass(frozen=True)
-class Negotiated:
-    """What an A-ASSOCIATE-RQ comes to: its caller, the contexts we accept, our AC."""
-
-    calling_ae: str
-    peer_max_pdu: int
-    accepted: dict[int, str]
-    """Context ID -> the transfer syntax accepted on it."""
-    proposed: int
-    accept_pdu: bytes
-    """The A-ASSOCIATE-AC to send if the association is not rejected."""
-
-
 def negotiate(request_pdu: bytes, settings: AcceptorSettings) -> Negotiated:
     """Decode an A-ASSOCIATE-RQ, negotiate its contexts and roles, encode our AC: a plain
     request directly (:mod:`aifi_app.dicom_node.plain_negotiation`), others by pynetdicom."""
@@ -367,9 +354,7 @@ def negotiate(request_pdu: bytes, settings: AcceptorSettings) -> Negotiated:
         implementation_version_name=settings.implementation_version_name,
     )
     if plain is not None:
-        return Negotiated(
-            plain.calling_ae, plain.peer_max_pdu, plain.accepted, plain.proposed, plain.accept_pdu
-        )
+        return plain
     return negotiate_with_pynetdicom(request_pdu, settings)
 
 

@@ -35,9 +35,10 @@ from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
 from aifi_app.pseudonymise.burned_in import BurnedInAnnotationRefused
-from aifi_app.pseudonymise.element_memo import MEMO_VRS, ElementMemo
+from aifi_app.pseudonymise.element_memo import MEMO_VRS, UNDEFINED_LENGTH, ElementMemo
 from aifi_app.pseudonymise.memo_fast_path import (
     HEAD_BYTES,
+    PIXEL_DATA,
     RawHeader,
     fast_key,
     plan_instance,
@@ -45,11 +46,9 @@ from aifi_app.pseudonymise.memo_fast_path import (
 )
 from aifi_app.pseudonymise.pseudonymiser import PseudonymisationError, Pseudonymiser
 
-PIXEL_DATA: Final = 0x7FE00010
 TRAILING_PADDING: Final = 0xFFFCFFFC
 SEQUENCE_DELIMITER: Final = 0xFFFEE0DD
 ITEM: Final = 0xFFFEE000
-UNDEFINED_LENGTH: Final = 0xFFFFFFFF
 
 ProgressCallback = Callable[[int, int], None]
 """``progress(done, total)``, called after each file."""

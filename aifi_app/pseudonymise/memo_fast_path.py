@@ -41,6 +41,7 @@ from aifi_app.pseudonymise.element_memo import (
     MAX_ENTRIES,
     MEMO_VRS,
     MISSES_BEFORE_GIVING_UP,
+    UNDEFINED_LENGTH,
     ContextKey,
     ElementKey,
     ElementMemo,
@@ -68,7 +69,6 @@ _LONG_VRS: Final = frozenset(vr.encode("ascii") for vr in EXPLICIT_VR_LENGTH_32)
 _READ_VRS: Final = frozenset(vr.encode("ascii") for vr in [*MEMO_VRS, "UN"])
 """The VRs read here: the memo's, and UN (never memoised: processed on every instance;
 an instance whose output keeps one takes the full path)."""
-UNDEFINED_LENGTH: Final = 0xFFFFFFFF
 
 BURNED_IN_TAGS: Final = frozenset({0x00280301, SOP_CLASS, 0x00080060, 0x00080064})
 """What :func:`~aifi_app.pseudonymise.burned_in.burned_in_risk` reads: Burned In

@@ -246,3 +246,31 @@ def leaks(path: Path, n: int) -> list[str]:
     text = "\n".join(_values(ds)) + "\n".join(_values(ds.file_meta))
     found += [m for m in phi_markers(n) if m in text and m not in found]
     return found
+
+
+def as_series(planted: list[Path], copies: int, *, drop_sequences: bool = False) -> list[Path]:
+    """Each planted instance followed by ``copies`` more of its series, written beside it:
+    what differs from instance to instance in a series (SOP Instance UID, Instance Number,
+    position) differs, the rest is the same, as a modality's series is. The planted file
+    itself is kept, except with ``drop_sequences`` (then every instance is a copy without
+    its top-level sequences)."""
+    out = []
+    for path in planted:
+        if not drop_sequences:
+            out.append(path)
+        for copy in range(1, copies + 1):
+            ds = dcmread(path)
+            if drop_sequences:
+                for element in list(ds):
+                    if element.VR == "SQ":
+                        del ds[element.tag]
+            ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = (
+                f"{ds.SOPInstanceUID}.{copy}"
+            )
+            ds.InstanceNumber = 100 * ds.InstanceNumber + copy
+            if "ImagePositionPatient" in ds:
+                ds.ImagePositionPatient = [0, 0, ds.InstanceNumber]
+            target = path.with_name(f"{path.stem}{copy:03d}.dcm")
+            ds.save_as(target, enforce_file_format=True)
+            out.append(target)
+    return out

@@ -19,7 +19,7 @@ from aifi_app.pseudonymise import ProfileOption, Pseudonymiser
 from aifi_app.pseudonymise.batch import pseudonymise_file
 from aifi_app.pseudonymise.element_memo import ElementMemo
 from aifi_app.sample_studies import ct_series, demo_patient, write
-from tests.helpers.phi_corpus import leaks, write_ct, write_dx
+from tests.helpers.phi_corpus import as_series, leaks, write_ct, write_dx
 from tests.pseudonymise.test_batch import OPTION_SETS
 
 SECRET = b"memo-test-secret-0123456789abcdef"
@@ -35,21 +35,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     root = tmp_path_factory.mktemp("phi-corpus")
     # each of the corpus's seven character sets twice
     planted = [*write_ct(root / "ct", 14, size=16), *write_dx(root / "dx", 3, rows=20, columns=16)]
-    out = []
-    for path in planted:
-        out.append(path)
-        for copy in range(1, 4):
-            ds = dcmread(path)
-            ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = (
-                f"{ds.SOPInstanceUID}.{copy}"
-            )
-            ds.InstanceNumber = 100 * ds.InstanceNumber + copy
-            if "ImagePositionPatient" in ds:
-                ds.ImagePositionPatient = [0, 0, ds.InstanceNumber]
-            target = path.with_name(f"{path.stem}{copy:03d}.dcm")
-            ds.save_as(target, enforce_file_format=True)
-            out.append(target)
-    return out
+    return as_series(planted, 3)
 
 
 def _hits(memo: ElementMemo) -> int:

@@ -19,7 +19,7 @@ from aifi_app.pseudonymise.batch import pseudonymise_file
 from aifi_app.pseudonymise.element_memo import ElementMemo
 from aifi_app.pseudonymise.memo_fast_path import HEAD_BYTES, read_raw_header
 from aifi_app.sample_studies import ct_series, demo_patient, write
-from tests.helpers.phi_corpus import leaks, write_ct, write_dx
+from tests.helpers.phi_corpus import as_series, leaks, write_ct, write_dx
 from tests.pseudonymise.test_batch import OPTION_SETS
 
 SECRET = b"fast-path-secret-0123456789abcdef"
@@ -75,23 +75,7 @@ def flat_corpus(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     planted PHI in every text VR, private blocks, overlays, seven character sets."""
     root = tmp_path_factory.mktemp("flat-phi")
     planted = [*write_ct(root / "ct", 14, size=16), *write_dx(root / "dx", 3, rows=20, columns=16)]
-    out = []
-    for path in planted:
-        for copy in range(4):
-            ds = dcmread(path)
-            for element in list(ds):
-                if element.VR == "SQ":
-                    del ds[element.tag]
-            ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = (
-                f"{ds.SOPInstanceUID}.{copy + 1}"
-            )
-            ds.InstanceNumber = 100 * ds.InstanceNumber + copy
-            if "ImagePositionPatient" in ds:
-                ds.ImagePositionPatient = [0, 0, ds.InstanceNumber]
-            target = path.with_name(f"{path.stem}{copy:03d}.dcm")
-            ds.save_as(target, enforce_file_format=True)
-            out.append(target)
-    return out
+    return as_series(planted, 4, drop_sequences=True)
 
 
 @pytest.mark.parametrize("options", OPTION_SETS)
