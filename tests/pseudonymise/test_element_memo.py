@@ -6,7 +6,6 @@ memo shared by pseudonymisers of different options."""
 from __future__ import annotations
 
 import io
-from collections import Counter
 from pathlib import Path
 
 import pydicom
@@ -20,10 +19,10 @@ from aifi_app.pseudonymise.batch import pseudonymise_file
 from aifi_app.pseudonymise.element_memo import ElementMemo
 from aifi_app.sample_studies import ct_series, demo_patient, write
 from tests.helpers.phi_corpus import as_series, leaks, write_ct, write_dx
+from tests.helpers.pseudonymise_runs import Result, pseudonymise_each
 from tests.pseudonymise.test_batch import OPTION_SETS
 
 SECRET = b"memo-test-secret-0123456789abcdef"
-Mapping = tuple[str, str, str]
 
 
 @pytest.fixture(scope="module")
@@ -47,19 +46,11 @@ def _run(
     sources: list[Path],
     folder: Path,
     memo: ElementMemo | None,
-) -> list[tuple[bytes, list[Mapping], Counter[str]]]:
+) -> list[Result]:
     """Each source pseudonymised (twice over with the memo: the second pass takes every
     repeated element from it); per file its bytes, mappings and counts."""
-    out = []
-    mappings: list[Mapping] = []
-    pseudonymiser = Pseudonymiser(SECRET, options, on_pseudonym=lambda *m: mappings.append(m))
-    for source in [*sources, *sources] if memo is not None else sources:
-        mappings.clear()
-        counts: Counter[str] = Counter()
-        target = folder / source.name
-        assert pseudonymise_file(pseudonymiser, source, target, counts, memo)
-        out.append((target.read_bytes(), list(mappings), counts))
-    return out
+    twice = [*sources, *sources] if memo is not None else sources
+    return pseudonymise_each(SECRET, options, twice, folder, memo, pixels_copied=True)
 
 
 @pytest.mark.parametrize("options", OPTION_SETS)

@@ -4,7 +4,6 @@ same files, mappings and counts as the full path, and anything not plain falls b
 from __future__ import annotations
 
 import io
-from collections import Counter
 from pathlib import Path
 
 import pydicom
@@ -20,27 +19,17 @@ from aifi_app.pseudonymise.element_memo import ElementMemo
 from aifi_app.pseudonymise.memo_fast_path import HEAD_BYTES, read_raw_header
 from aifi_app.sample_studies import ct_series, demo_patient, write
 from tests.helpers.phi_corpus import as_series, leaks, write_ct, write_dx
+from tests.helpers.pseudonymise_runs import Result, pseudonymise_each
 from tests.pseudonymise.test_batch import OPTION_SETS
 
 SECRET = b"fast-path-secret-0123456789abcdef"
-Mapping = tuple[str, str, str]
-Result = tuple[bytes, list[Mapping], Counter[str]]
 
 
 def _run(
     options: frozenset[ProfileOption], sources: list[Path], folder: Path, memo: ElementMemo | None
 ) -> list[Result]:
     """Each source pseudonymised in order; per file its bytes, mappings and counts."""
-    out = []
-    mappings: list[Mapping] = []
-    pseudonymiser = Pseudonymiser(SECRET, options, on_pseudonym=lambda *m: mappings.append(m))
-    for source in sources:
-        mappings.clear()
-        counts: Counter[str] = Counter()
-        target = folder / source.name
-        pseudonymise_file(pseudonymiser, source, target, counts, memo)
-        out.append((target.read_bytes(), list(mappings), counts))
-    return out
+    return pseudonymise_each(SECRET, options, sources, folder, memo)
 
 
 def _ct(folder: Path, patient: int = 1, slices: int = 6, size: int = 16) -> list[Path]:
