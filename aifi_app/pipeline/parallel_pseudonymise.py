@@ -61,22 +61,6 @@ def work_file(work: Path, n: int) -> Path:
     return work / f"{n:05d}.dcm"
 
 
-def pseudonymise_part(
-    secret: bytes,
-    options: frozenset[ProfileOption],
-    burned_in: BurnedInPolicy,
-    work: Path,
-    first: int,
-    sources: Sequence[Path],
-) -> list[Mapping]:
-    """Pseudonymise ``sources`` (the job's images ``first``, ``first + 1``...) into
-    ``work`` durably; the mappings made. Raises ``BurnedInAnnotationRefused`` as the
-    pseudonymiser does (files already written stay: the caller removes the folder)."""
-    return pseudonymise_items(
-        secret, options, burned_in, work, list(enumerate(sources, start=first))
-    )
-
-
 def pseudonymise_items(
     secret: bytes,
     options: frozenset[ProfileOption],
