@@ -29,12 +29,13 @@ from aifi_app.file_modes import is_open, private_dir, restrict_umask, tighten_tr
 from aifi_app.health import Heartbeat
 from aifi_app.net.tls import TlsConfigError
 from aifi_app.pipeline.dispatcher import Dispatcher
+from aifi_app.pipeline.job_claims import Claims
 from aifi_app.pipeline.node_monitor import NodeMonitor
 from aifi_app.pipeline.pre_pseudonymise import PrePseudonymiser
 from aifi_app.pipeline.processing import JobProcessor
 from aifi_app.pipeline.remote_dicom import RemoteDicomStep
 from aifi_app.pipeline.remote_dicomweb import RemoteDicomwebStep
-from aifi_app.pipeline.worker import Worker
+from aifi_app.pipeline.worker import SMALL_STUDY_LANE, Worker
 from aifi_app.ris import outbox as ris_outbox
 from aifi_app.ris.mllp_sender import RisSender
 from aifi_app.secrets import installation_secret
@@ -159,6 +160,7 @@ class Appliance:
         self.ris_sender = RisSender(self.db, lambda: self.settings)
         self.dispatcher = Dispatcher(self.db, self.data_dir, lambda: self.settings)
         self.node_monitor = NodeMonitor(self.db, lambda: self.settings)
+        claims = Claims()
         self.worker = Worker(
             self.db,
             self.data_dir,
@@ -167,7 +169,19 @@ class Appliance:
             before_pass=self.catalog.refresh,
             on_results=self.dispatcher.wake,
             in_transfer=lambda: self.node.in_transfer.held(),
+            claims=claims,
         )
+        self.small_study_worker = Worker(
+            self.db,
+            self.data_dir,
+            lambda: self.settings,
+            self.processor,
+            on_results=self.dispatcher.wake,
+            in_transfer=lambda: self.node.in_transfer.held(),
+            lane=SMALL_STUDY_LANE,
+            claims=claims,
+        )
+        """The second lane: small studies never wait behind a large one's model."""
         node = settings.node
         allowed = tuple(
             dict.fromkeys(
@@ -208,7 +222,7 @@ class Appliance:
             idle_seconds_for=self.idle_seconds_for,
             late_policy=settings.completion.late_instance_policy,
             on_stored=self._instance_stored,
-            on_association_end=self.worker.wake,
+            on_association_end=self._wake_workers,
             disk_guard=self.disk_guard,
         )
 
@@ -221,8 +235,12 @@ class Appliance:
         """
         if study_id != self._last_stored_study:
             self._last_stored_study = study_id
-            self.worker.wake()
+            self._wake_workers()
             self.pre_pseudonymiser.wake()
+
+    def _wake_workers(self) -> None:
+        self.worker.wake()
+        self.small_study_worker.wake()
 
     def idle_seconds_for(self, modality: str) -> float:
         """The completion idle time: the shortest of the routes that may take this modality."""
@@ -300,6 +318,7 @@ class Appliance:
                 return
             self.pre_pseudonymiser.start()  # empties its cache before the worker looks at it
             self.worker.start()
+            self.small_study_worker.start()
             self._rest_started = True
         log.info("worker started %.2f s after the node", time.monotonic() - opened)
 
@@ -319,6 +338,7 @@ class Appliance:
             started, self._rest_started = self._rest_started, False
         if started:
             self.pre_pseudonymiser.stop()
+            self.small_study_worker.stop()
             self.worker.stop()
         self.dispatcher.stop()
         self.node_monitor.stop()

@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import appliance_runs, data, send_runs
+from bench import appliance_runs, behind_ct, data, send_runs
 from bench.peers import StoreSCP, clear_orthanc, start_orthanc, storescu
 from bench.report import Row, median_of
 
@@ -180,13 +180,13 @@ def main() -> None:
     parser.add_argument(
         "--only",
         nargs="*",
-        choices=["ingest", "send", "e2e", "memory", "startup", "gui"],
+        choices=["ingest", "send", "e2e", "behind", "memory", "startup", "gui"],
         help="run only these sections",
     )
     args = parser.parse_args()
     runs = 1 if args.quick else args.runs
     slices = 100 if args.quick else 500
-    sections = set(args.only or ["ingest", "send", "e2e", "memory", "startup", "gui"])
+    sections = set(args.only or ["ingest", "send", "e2e", "behind", "memory", "startup", "gui"])
     rows: list[Row] = []
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="aifi-bench-") as tmp:
@@ -201,6 +201,8 @@ def main() -> None:
         if "e2e" in sections:
             rows += appliance_runs.end_to_end(work, rx, runs)
             rows += appliance_runs.end_to_end_ct(work, ct, runs)
+        if "behind" in sections:
+            rows += behind_ct.radiograph_behind_ct(work, slices, runs)
         if "memory" in sections:
             rows += appliance_runs.memory(work, ct)
         if "startup" in sections:

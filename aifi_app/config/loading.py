@@ -221,6 +221,8 @@ def validate(settings: Settings) -> None:
         raise ConfigError(f"completion.late_instance_policy: must be one of {', '.join(policies)}")
     if settings.completion.idle_seconds < 0:
         raise ConfigError("completion.idle_seconds: must not be negative")
+    if settings.completion.small_study_lane_images < 0:
+        raise ConfigError("completion.small_study_lane_images: must not be negative")
     if settings.delivery.retry_initial_seconds <= 0 or (
         settings.delivery.retry_max_seconds < settings.delivery.retry_initial_seconds
     ):

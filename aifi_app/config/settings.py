@@ -191,6 +191,14 @@ class CompletionSettings:
             "send it to, so that its job starts from finished work."
         ),
     )
+    small_study_lane_images: int = field(
+        default=20,
+        metadata=_doc(
+            "Jobs of studies with at most this many images (a radiograph, a mammogram) "
+            "also have a worker lane of their own, so that they never wait behind a large "
+            "study's model (a CT's takes seconds); 0: one lane for every job."
+        ),
+    )
 
 
 @dataclass(frozen=True)

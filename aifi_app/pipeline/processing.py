@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import shutil
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -186,6 +187,9 @@ class JobProcessor:
         are made: it asks this processor which UIDs are our pseudonyms)."""
         self._read_ahead: dict[int, ImagesReadAhead] = {}
         """Per job pseudonymised in this process, its images read ahead for its algorithm."""
+        self._read_ahead_lock = threading.Lock()
+        """The worker's lanes (:mod:`aifi_app.pipeline.worker`) keep and take jobs' read-aheads
+        from their own threads."""
 
     def warm_up(self, algorithm_ids: set[str]) -> None:
         """Load the models of these algorithms now, so that the first study does not wait
@@ -509,13 +513,19 @@ class JobProcessor:
     def _keep_read_ahead(self, job_id: int, read_ahead: ImagesReadAhead) -> None:
         """Keep the job's images read ahead for its algorithm step (at most
         :data:`READ_AHEAD_JOBS` jobs': the oldest dropped)."""
-        self._drop_read_ahead(job_id)
-        while len(self._read_ahead) >= READ_AHEAD_JOBS:
-            self._drop_read_ahead(next(iter(self._read_ahead)))
-        self._read_ahead[job_id] = read_ahead
+        dropped = []
+        with self._read_ahead_lock:
+            dropped.append(self._read_ahead.pop(job_id, None))
+            while len(self._read_ahead) >= READ_AHEAD_JOBS:
+                dropped.append(self._read_ahead.pop(next(iter(self._read_ahead))))
+            self._read_ahead[job_id] = read_ahead
+        for old in dropped:
+            if old is not None:
+                old.cancel()
 
     def _drop_read_ahead(self, job_id: int) -> None:
-        read_ahead = self._read_ahead.pop(job_id, None)
+        with self._read_ahead_lock:
+            read_ahead = self._read_ahead.pop(job_id, None)
         if read_ahead is not None:
             read_ahead.cancel()
 
@@ -526,7 +536,8 @@ class JobProcessor:
         pseudonymised are taken when they are of the work folder as it is now."""
         work = self.work_dir(job_id)
         paths = _work_images(work)
-        read_ahead = self._read_ahead.pop(job_id, None)
+        with self._read_ahead_lock:
+            read_ahead = self._read_ahead.pop(job_id, None)
         if read_ahead is not None:
             images = read_ahead.datasets(paths)
             if images is not None:

@@ -1,14 +1,25 @@
-"""The worker thread: completes studies, routes them and carries jobs to their results.
+"""The worker: completes studies, routes them and carries jobs to their results.
 
-One loop, woken when an instance arrives or a person asks, and at least every second
-for the idle timers. A fault in one study or job marks that one (failed, with the reason
-in words and in the audit log) and the loop carries on with the others.
+A loop, woken when an instance arrives or a person asks, and at least every second for
+the idle timers. A fault in one study or job marks that one (failed, with the reason in
+words and in the audit log) and the loop carries on with the others.
+
+The service runs two such loops, its lanes (:class:`Lane`): the main lane takes every
+study and job; the small-study lane only jobs whose study has at most
+``[completion] small_study_lane_images`` images. A radiograph that arrives while a CT is
+in its model (seconds) is carried to its results on the small-study lane meanwhile,
+instead of waiting for the CT; when that lane is busy, the main lane takes small jobs
+too. A lane claims a study or job before it works on it (:mod:`aifi_app.pipeline.job_claims`)
+and checks that it is still in the state it was listed in, so no two lanes do the same
+step. Only the main lane loads the routes' models at its start, picks up newly installed
+packages and sweeps the spool for retention.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -20,6 +31,7 @@ from aifi_app.dicom_node.studies_in_transfer import OPEN_ASSOCIATION_HOLD_SECOND
 from aifi_app.fault_logging import log_fault
 from aifi_app.pipeline import routing
 from aifi_app.pipeline.background_loop import BackgroundLoop
+from aifi_app.pipeline.job_claims import Claims
 from aifi_app.pipeline.processing import JobProcessor
 from aifi_app.pipeline.retention import sweep_spool
 from aifi_app.ris import outbox
@@ -30,6 +42,23 @@ from aifi_app.store.states import JobState
 log = logging.getLogger(__name__)
 
 RETENTION_INTERVAL_SECONDS = 600.0
+
+
+@dataclass(frozen=True)
+class Lane:
+    """What one worker loop takes on."""
+
+    name: str
+    small_studies_only: bool = False
+    """Only jobs whose study has at most ``[completion] small_study_lane_images`` images
+    (none when that is 0); studies of any size are still completed and routed."""
+    upkeep: bool = True
+    """Loads the routes' models at the start, picks up newly installed packages before
+    each pass and sweeps the spool for retention."""
+
+
+MAIN_LANE = Lane("main")
+SMALL_STUDY_LANE = Lane("small-studies", small_studies_only=True, upkeep=False)
 
 
 class Worker(BackgroundLoop):
@@ -45,11 +74,17 @@ class Worker(BackgroundLoop):
         before_pass: Callable[[], object] | None = None,
         on_results: Callable[[], None] = lambda: None,
         in_transfer: Callable[[], Collection[int]] = frozenset,
+        lane: Lane = MAIN_LANE,
+        claims: Claims | None = None,
     ) -> None:
         """``on_results`` is called (on the worker thread) when a job has its results;
         ``in_transfer`` gives the studies whose sending association is still open (their
-        idle timers wait for it: :mod:`aifi_app.dicom_node.studies_in_transfer`)."""
+        idle timers wait for it: :mod:`aifi_app.dicom_node.studies_in_transfer`);
+        ``claims`` are shared by the lanes of one service."""
         super().__init__()
+        self.lane = lane
+        self.thread_name = "aifi-worker" if lane == MAIN_LANE else f"aifi-worker-{lane.name}"
+        self._claims = claims if claims is not None else Claims()
         self.db = db
         self._on_results = on_results
         self.data_dir = data_dir
@@ -60,6 +95,8 @@ class Worker(BackgroundLoop):
         self._in_transfer = in_transfer
 
     def before_loop(self) -> None:
+        if not self.lane.upkeep:
+            return
         try:
             self.processor.warm_up({r.algorithm for r in self._settings().routes})
         except Exception as exc:
@@ -76,7 +113,12 @@ class Worker(BackgroundLoop):
     def run_once(self) -> bool:
         """One pass over every stage; True when it did something."""
         did = False
-        if self._before_pass is not None:
+        max_images: int | None = None
+        if self.lane.small_studies_only:
+            max_images = self._settings().completion.small_study_lane_images
+            if max_images <= 0:
+                return False
+        if self.lane.upkeep and self._before_pass is not None:
             self._before_pass()  # e.g. pick up algorithm packages installed meanwhile
         held = self._in_transfer()
         for study_id in jobs.due_studies(
@@ -84,26 +126,40 @@ class Worker(BackgroundLoop):
         ):
             did |= jobs.mark_complete(self.db, study_id)
         for study_id in jobs.complete_studies(self.db):
-            self._guard_study(study_id, self.route)
-            did = True
+            with self._claims.hold("study", study_id) as mine:
+                if mine and jobs.study_state(self.db, study_id) == "complete":
+                    self._guard_study(study_id, self.route)
+                    did = True
         for job_id in jobs.jobs_in_state(self.db, JobState.QUEUED):
-            self._guard_job(job_id, JobState.QUEUED, self.processor.pseudonymise)
-            did = True
+            did |= self._take(job_id, JobState.QUEUED, self.processor.pseudonymise, max_images)
             if self.stopping:
                 return did
         for state in (JobState.PSEUDONYMISED, JobState.SUBMITTED):
             # a job waiting for a remote vendor is looked at again at its next_attempt_at
             for job_id in jobs.jobs_in_state(self.db, state, ready_at=now()):
-                self._guard_job(job_id, state, partial(self._run_algorithm, state=state))
-                did = True
+                step = partial(self._run_algorithm, state=state)
+                did |= self._take(job_id, state, step, max_images)
                 if self.stopping:
                     return did
-        if now() - self._last_retention > RETENTION_INTERVAL_SECONDS:
+        if self.lane.upkeep and now() - self._last_retention > RETENTION_INTERVAL_SECONDS:
             self._last_retention = now()
             retention_days = self._settings().storage.retention_days
             sweep_spool(self.db, self.data_dir, retention_days)
             outbox.purge_content(self.db, retention_days)
         return did
+
+    def _take(
+        self, job_id: int, state: JobState, step: Callable[[int], None], max_images: int | None
+    ) -> bool:
+        """Do ``step`` for the job if this lane takes it, no other lane holds it and it is
+        still in ``state`` and due; True when the step ran."""
+        if max_images is not None and jobs.study_images_of_job(self.db, job_id) > max_images:
+            return False
+        with self._claims.hold("job", job_id) as mine:
+            if not mine or not jobs.is_due_in(self.db, job_id, state, now()):
+                return False
+            self._guard_job(job_id, state, step)
+            return True
 
     def _run_algorithm(self, job_id: int, *, state: JobState) -> None:
         self.processor.run_algorithm(job_id, state)
@@ -142,6 +198,8 @@ class Worker(BackgroundLoop):
     def _guard_study(self, study_id: int, step: Callable[[int], None]) -> None:
         try:
             step(study_id)
+        except jobs.StaleStateError:
+            log.info("study %d was routed by someone else", study_id)
         except Exception as exc:
             log_fault(log, "study %d could not be routed", exc, study_id)
             with self.db.transaction() as conn:

@@ -135,6 +135,31 @@ def complete_studies(db: Database) -> list[int]:
     return [int(r[0]) for r in rows]
 
 
+def study_state(db: Database, study_id: int) -> str | None:
+    """The study's state now (None: no such study)."""
+    row = db.conn.execute("SELECT state FROM studies WHERE id = ?", (study_id,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def study_images_of_job(db: Database, job_id: int) -> int:
+    """How many instances the job's study holds (its size, for the worker's lanes)."""
+    row = db.conn.execute(
+        "SELECT COUNT(*) FROM instances WHERE study_id = (SELECT study_id FROM jobs WHERE id = ?)",
+        (job_id,),
+    ).fetchone()
+    return int(row[0])
+
+
+def is_due_in(db: Database, job_id: int, state: JobState, at: float) -> bool:
+    """Whether the job is in ``state`` and not postponed beyond ``at``."""
+    row = db.conn.execute(
+        "SELECT 1 FROM jobs WHERE id = ? AND state = ? AND"
+        " (next_attempt_at IS NULL OR next_attempt_at <= ?)",
+        (job_id, state.value, at),
+    ).fetchone()
+    return row is not None
+
+
 def route_study(
     db: Database, study_id: int, matches: Sequence[tuple[str, str]], no_match_reason: str
 ) -> list[int]:

@@ -34,6 +34,7 @@ class ApplianceProcess:
         extra_toml: str = "",
         port: int | None = None,
         storage_toml: str = "",
+        completion_toml: str = "",
     ) -> None:
         self.workdir = workdir
         self.data_dir = workdir / "data"
@@ -47,6 +48,7 @@ class ApplianceProcess:
             f"allowed_calling_ae_titles = {json.dumps(list(allowed))}",
             "[completion]",
             f"idle_seconds = {idle_seconds}",
+            completion_toml,
             "[storage]",
             f'data_dir = "{self.data_dir}"',
             storage_toml,
