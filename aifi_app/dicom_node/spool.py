@@ -20,9 +20,16 @@ except ImportError:  # pragma: no cover - a platform without its wheel
     from zlib import crc32
 
 
+_FLUSH_OPEN_FLAGS: Final = (
+    os.O_RDWR | getattr(os, "O_BINARY", 0) if os.name == "nt" else os.O_RDONLY
+)
+"""Windows flushes a file (``FlushFileBuffers``) only through a handle with write access;
+a read-only one fails with EBADF. POSIX ``fsync`` takes any descriptor of the file."""
+
+
 def fsync_file(path: Path) -> None:
     """Flush a file's data to disk (works on a file opened for writing elsewhere)."""
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(path, _FLUSH_OPEN_FLAGS)
     try:
         os.fsync(fd)
     finally:
