@@ -52,6 +52,8 @@ Elements = dict[BaseTag, DataElement | RawDataElement]
 _TAGS: dict[int, BaseTag] = {}
 """BaseTag per tag number (the same few dozen tags in every file)."""
 _CHARSET_TAG: Final = BaseTag(CHARSET)
+_PIXEL_TAGS: Final = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
+"""Float, Double Float and Pixel Data: where ``dcmread(stop_before_pixels=True)`` stops."""
 _SYNTAX_TAG: Final = BaseTag(TRANSFER_SYNTAX)
 _ENCODINGS: dict[bytes, str | list[str]] = {}
 MEMO_ENTRIES: Final = 20_000
@@ -65,13 +67,32 @@ it), so data sets share them."""
 def read_image(path: Path) -> Dataset:
     """``dcmread(path, defer_size=DEFER_BYTES)``: the same data set, read faster when the
     file is plain (see the module)."""
+    found = _read(path, None)
+    return dcmread(path, defer_size=DEFER_BYTES) if found is None else found
+
+
+def read_header(path: Path, tags: frozenset[int]) -> Dataset:
+    """``dcmread(path, stop_before_pixels=True, specific_tags=tags)``: the same data set
+    (those elements, and the Specific Character Set), read faster when the file's header
+    is plain (see the module; the other elements need only be of defined length). For a
+    received instance's selection tags at job time."""
+    found = _read(path, tags | {CHARSET})
+    if found is None:
+        return dcmread(path, stop_before_pixels=True, specific_tags=list(tags))
+    return found
+
+
+def _read(path: Path, keep: frozenset[int] | None) -> Dataset | None:
+    """The data set as :func:`read_image` (``keep`` None) or :func:`read_header` (only
+    the elements ``keep`` names, up to the pixel data) read it; None when the file is
+    not plain."""
     name = str(path)
     with path.open("rb") as fh:
         head = fh.read(HEAD_BYTES)
         size = os.fstat(fh.fileno()).st_size
-    read = _plain(head, size)
+    read = _plain(head, size, keep)
     if read is None:
-        return dcmread(path, defer_size=DEFER_BYTES)
+        return None
     meta, elements = read
     file_meta = FileMetaDataset(meta)
     file_meta.set_original_encoding(False, True, default_encoding)
@@ -94,9 +115,13 @@ def _encodings(charset: DataElement | RawDataElement | None) -> str | list[str]:
     return list(found) if isinstance(found, list) else found
 
 
-def _plain(head: bytes, size: int) -> tuple[Elements, Elements] | None:
+def _plain(
+    head: bytes, size: int, keep: frozenset[int] | None = None
+) -> tuple[Elements, Elements] | None:
     """(file meta elements, data set elements) of a plain file whose first bytes are
-    ``head`` and whose length is ``size``; None for anything else."""
+    ``head`` and whose length is ``size``; None for anything else. ``keep``: only these
+    elements of the data set, up to the pixel data (as ``dcmread`` with
+    ``stop_before_pixels`` and ``specific_tags`` reads them: no value deferred)."""
     if len(head) < 132 or head[128:132] != b"DICM":
         return None
     meta: Elements = {}
@@ -140,11 +165,21 @@ def _plain(head: bytes, size: int) -> tuple[Elements, Elements] | None:
         end = start + length
         tag = (group << 16) | element
         value: bytes | None
+        if keep is not None and not in_meta:
+            if tag in _PIXEL_TAGS:
+                return meta, elements  # dcmread stops before the pixel data
+            if tag not in keep:
+                if end > limit:
+                    return None
+                pos = end  # skipped, as dcmread skips it
+                continue
+            if end > limit:
+                return None
         if end > limit:
             if end > size or in_meta or length <= DEFER_BYTES or tag == CHARSET:
                 return None  # truncated, or more to read: dcmread's own handling
             value = None  # left in the file (pixel data)
-        elif not in_meta and length > DEFER_BYTES and tag != CHARSET:
+        elif not in_meta and keep is None and length > DEFER_BYTES and tag != CHARSET:
             value = None
         else:  # the same element at the same place as in an earlier file: the same entry
             key = (start, head[pos:end])

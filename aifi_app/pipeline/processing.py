@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 from pydicom import Dataset, dcmread
+from pydicom.tag import Tag
 
 from aifi_app import __version__
 from aifi_app.algorithms.findings import AlgorithmResult, Finding, MeasurementFinding
@@ -35,7 +36,7 @@ from aifi_app.failpoints import failpoint
 from aifi_app.part10 import part10_bytes, write_part10_durably
 from aifi_app.pipeline import premade
 from aifi_app.pipeline.durable_batch import DurableBatch
-from aifi_app.pipeline.image_reader import read_image
+from aifi_app.pipeline.image_reader import read_header, read_image
 from aifi_app.pipeline.input_selection import (
     Image,
     InputNotConforming,
@@ -71,6 +72,7 @@ from aifi_app.store.states import JobState
 log = logging.getLogger(__name__)
 
 _INPUT_TAGS = list(job_inputs.HEADER_TAGS)
+_SELECTION_TAG_NUMBERS = frozenset(int(Tag(keyword)) for keyword in SELECTION_TAGS)
 HELP_FROM_IMAGES = 16
 """A job with at least this many images left to pseudonymise asks the pre-pseudonymiser's
 process to make half of them (fewer: not worth a message). 16 images are 50-80 ms of
@@ -271,10 +273,8 @@ class JobProcessor:
         by_path: dict[Path, SourceInstance] = {}
         for instance in instances:
             header = kept.header(instance.instance_id, instance.received_at) if kept else None
-            if header is None:
-                header = dcmread(
-                    instance.path, stop_before_pixels=True, specific_tags=SELECTION_TAGS
-                )
+            if header is None:  # not pre-made (yet): its selection tags read now
+                header = read_header(instance.path, _SELECTION_TAG_NUMBERS)
             images.append(Image(instance.path, header))
             by_path[instance.path] = instance
         try:

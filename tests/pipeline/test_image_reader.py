@@ -1,7 +1,8 @@
 """A job's image read for its runner without pydicom's reader: the very data set
 ``dcmread(path, defer_size=64 KiB)`` gives (elements, values, file meta, the pixel data
 left in the file and read from it), for the work files the pseudonymiser writes; every
-other file is read by ``dcmread`` itself, with the same data set or the same error."""
+other file is read by ``dcmread`` itself, with the same data set or the same error. The
+same for a received instance's selection tags (``dcmread`` with ``specific_tags``)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ from pydicom import Dataset, dcmread
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.errors import InvalidDicomError
 from pydicom.sequence import Sequence
+from pydicom.tag import Tag
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from aifi_app.pipeline import image_reader
-from aifi_app.pipeline.image_reader import DEFER_BYTES, read_image
+from aifi_app.pipeline.image_reader import DEFER_BYTES, read_header, read_image
+from aifi_app.pipeline.pre_pseudonymise import SELECTION_TAGS
 from aifi_app.pseudonymise.element_memo import ElementMemo
 from aifi_app.sample_studies import ct_series, demo_patient
 from tests.helpers.phi_corpus import write_ct
@@ -201,3 +204,37 @@ def test_a_file_changed_after_reading_warns_as_dcmread_does(tmp_path: Path) -> N
     copy.replace(path)  # the same bytes, a new modification time
     with pytest.warns(UserWarning, match="modification time has changed"):
         assert ds.PixelData == dcmread(path).PixelData
+
+
+SELECTION = frozenset(int(Tag(keyword)) for keyword in SELECTION_TAGS)
+
+
+def _same_header_as_dcmread(path: Path, tags: frozenset[int] = SELECTION) -> Dataset:
+    got = read_header(path, tags)
+    expected = dcmread(path, stop_before_pixels=True, specific_tags=list(tags))
+    assert _state(got) == _state(expected)
+    assert got == expected
+    return got
+
+
+def test_selection_headers_read_as_dcmread_reads_them(tmp_path: Path) -> None:
+    received = _ct(tmp_path, slices=3, size=256)
+    work = _work_files(tmp_path, received)
+    corpus = list(write_ct(tmp_path / "corpus", 4, size=16))
+    for path in [*received, *work]:
+        assert _plain(path)  # read itself
+        header = _same_header_as_dcmread(path)
+        assert "PixelData" not in header and "SeriesInstanceUID" in header
+    for path in corpus:  # undefined lengths among the others: read by dcmread
+        _same_header_as_dcmread(path)
+    # nothing but the character set
+    _same_header_as_dcmread(received[0], frozenset({int(Tag("ImageComments"))}))
+
+
+def test_a_selection_header_of_other_files_is_dcmread_s(tmp_path: Path) -> None:
+    for name, change in [("implicit", _implicit), ("undefined", _undefined_sequence)]:
+        _same_header_as_dcmread(_rewritten(tmp_path, name, change, enforce_file_format=True))
+    with pytest.raises(InvalidDicomError):
+        not_dicom = tmp_path / "not-dicom.dcm"
+        not_dicom.write_bytes(b"x" * 300)
+        read_header(not_dicom, SELECTION)
