@@ -28,6 +28,7 @@ threads).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
@@ -119,53 +120,55 @@ class DurableBatch:
 
     def sync(self) -> None:
         """Wait until every file written or linked so far is on disk, and their folders'
-        entries; raises the first error an fsync met."""
+        entries; raises the first error an fsync met. With links and the file system's
+        flush, that flush covers the written files too (whichever is first: it, or
+        their own fsyncs, which run from the moment they were written)."""
         links, self._links = self._links, []
-        if links:
-            self._sync_links(links)
-        pending, self._pending = self._pending, []
-        for future in pending:
-            future.result()
-        for folder in sorted(self._folders):
-            fsync_dir(folder)
-
-    def _sync_links(self, links: list[_Link]) -> None:
+        written, self._pending = self._pending, []
         whole: Future[None] | None = None
-        if self._whole:
+        own: list[Path] = []
+        if links and self._whole:
             whole = file_system_flush.start_flush(links[0][0].parent)
             try:
                 whole.result(timeout=HEDGE_SECONDS)
-                return
             except (FutureTimeout, OSError):
-                pass  # still running, or failed: each file's own flush (besides)
-            own = [target for target, _, _ in links]
-        else:
-            own = []
-            for target, flushed, identity in links:
-                try:
-                    same = flushed is not None and flushed.result() == identity
-                except OSError:
-                    same = False  # flushed below, where an error is the target's own
-                if not same:
-                    own.append(target)
-        pending = {self._pool.submit(_fsync, target) for target in own}
+                own = [target for target, _, _ in links]  # besides, or instead
+            else:
+                self._drop(written)
+                return
+        for target, flushed, identity in links if whole is None else ():
+            try:
+                same = flushed is not None and flushed.result() == identity
+            except OSError:
+                same = False  # flushed below, where an error is the target's own
+            if not same:
+                own.append(target)
+        pending = set(written) | {self._pool.submit(_fsync, target) for target in own}
         while pending:
             watch: set[Future[Any]] = set(pending)
             if whole is not None and not whole.done():
                 watch.add(whole)
             done, _ = wait(watch, return_when=FIRST_COMPLETED)
             if whole is not None and whole.done() and whole.exception() is None:
-                for future in pending:
-                    future.cancel()
+                self._drop(pending)
                 return
             for future in pending & done:
                 future.result()  # the first error is raised
             pending -= done
+        for folder in sorted(self._folders):
+            fsync_dir(folder)
 
-    def close(self, cancel: bool = False) -> None:
-        """Stop the background threads (``cancel``: those flushes not started yet are not
-        made: the caller gave up the files)."""
-        self._pool.shutdown(wait=True, cancel_futures=cancel)
+    @staticmethod
+    def _drop(futures: Iterable[Future[Identity]]) -> None:
+        """Those fsyncs are not needed any more: the ones not started are not made."""
+        for future in futures:
+            future.cancel()
+
+    def close(self) -> None:
+        """Let the background threads go, without waiting for them: after :meth:`sync`
+        nothing they may still do is needed, and without it the caller gave up the files;
+        the flushes not started are not made."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def __enter__(self) -> DurableBatch:
         return self
@@ -176,4 +179,4 @@ class DurableBatch:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close(cancel=exc_type is not None)
+        self.close()

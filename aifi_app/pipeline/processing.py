@@ -343,7 +343,7 @@ class JobProcessor:
                     batch.flush_source(premade_file.path)
                 selected = self._select(ctx, instances, kept)
             except JobRejected as exc:
-                batch.close(cancel=True)
+                batch.close()
                 self.record_input(job_id)
                 jobs.transition(
                     self.db, job_id, JobState.QUEUED, JobState.REJECTED, reason=str(exc)
@@ -390,7 +390,7 @@ class JobProcessor:
                 except BurnedInAnnotationRefused as exc:
                     if read_ahead is not None:
                         read_ahead.cancel()
-                    batch.close(cancel=True)
+                    batch.close()
                     shutil.rmtree(work, ignore_errors=True)
                     with self.db.transaction() as conn:
                         if found_input is not None:
@@ -498,7 +498,7 @@ class JobProcessor:
             or processes_for(len(rest)) > 1
             or self._receiving()  # the node needs the other core
         ):
-            return pseudonymise_numbered(*args, items), 0
+            return pseudonymise_numbered(*args, items, batch=batch), 0
         half = len(rest) // 2
         mine, theirs = rest[:half], rest[half:]
         request = HelpRequest(
@@ -510,13 +510,14 @@ class JobProcessor:
             tuple((i.instance_id, str(i.path), i.received_at) for _, i in theirs),
         )
         if not self.prepared.request_help(request):
-            return pseudonymise_numbered(*args, items), 0
-        mappings = pseudonymise_items(*args, [(n, i.path) for n, i in mine])
+            return pseudonymise_numbered(*args, items, batch=batch), 0
+        mappings = pseudonymise_items(*args, [(n, i.path) for n, i in mine], batch=batch)
         instance_at = {n: i.instance_id for n, i in theirs}
         more, stolen = pseudonymise_claimed(
             *args,
             [(n, i.path) for n, i in reversed(theirs)],
             lambda n: premade.claim(self.data_dir, ctx.study_id, request.request, instance_at[n]),
+            batch=batch,
         )
         mappings += more
         left = theirs[: len(theirs) - stolen]  # taken by the process
@@ -545,9 +546,9 @@ class JobProcessor:
             except OSError:  # not made (refused, failed, too slow): made here
                 todo.append((n, instance.path))
                 continue
-            batch.written(target)
+            batch.linked(target, found.path)
             mappings += found.mappings
-        mappings += pseudonymise_items(*args, todo)
+        mappings += pseudonymise_items(*args, todo, batch=batch)
         return mappings, len(left) - len(todo)
 
     def _keep_read_ahead(self, job_id: int, read_ahead: ImagesReadAhead) -> None:

@@ -153,3 +153,26 @@ def test_without_the_file_system_flush_each_link_of_a_flushed_source_is_not_flus
     assert sorted(early) == sorted(sources[:4])
     assert sorted(flushed[len(early) :]) == sorted([targets[0], targets[4], targets[5]])
     assert targets[0].read_bytes() == b"made again"
+
+
+def test_the_file_system_flush_covers_written_files_whose_own_flush_lags(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not file_system_flush.available():
+        pytest.skip("no syncfs here")
+    sources = _sources(tmp_path / "made", 3)
+    release = threading.Event()
+    real = durable_batch._fsync
+
+    def stuck(path: Path) -> tuple[int, int]:
+        release.wait(30)  # a disk slow for single files
+        return real(path)
+
+    monkeypatch.setattr(durable_batch, "_fsync", stuck)
+    monkeypatch.setattr(durable_batch, "HEDGE_SECONDS", 60.0)
+    with DurableBatch() as batch:
+        _link_all(batch, sources, tmp_path / "work")
+        batch.write(tmp_path / "work" / "made-now.dcm", b"m" * 4096)
+        batch.sync()  # by the file system's flush: the stuck fsync is not waited for
+    release.set()
+    assert (tmp_path / "work" / "made-now.dcm").read_bytes() == b"m" * 4096
