@@ -71,7 +71,7 @@ from aifi_app.store.states import JobState
 
 log = logging.getLogger(__name__)
 
-_INPUT_TAGS = list(job_inputs.HEADER_TAGS)
+_INPUT_TAG_NUMBERS = frozenset(int(Tag(keyword)) for keyword in job_inputs.HEADER_TAGS)
 _SELECTION_TAG_NUMBERS = frozenset(int(Tag(keyword)) for keyword in SELECTION_TAGS)
 HELP_FROM_IMAGES = 16
 """A job with at least this many images left to pseudonymise asks the pre-pseudonymiser's
@@ -314,12 +314,13 @@ class JobProcessor:
         Images pre-made while the study arrived (:mod:`aifi_app.pipeline.pre_pseudonymise`)
         are linked into the work folder; only the others are pseudonymised now, a large
         remainder on two cores (:meth:`_pseudonymise_rest`). Either way the work folder
-        holds the same bytes. The pre-made files' data are flushed to disk from the start
-        (while the images are selected), the links are made one after the other and
-        flushed by one flush of the folder (:class:`DurableBatch`); the algorithm's input
-        is read meanwhile (:mod:`aifi_app.pipeline.read_ahead`). The input values, the
-        pseudonyms, the stage's time and the state change are recorded in one
-        transaction, once every file is on disk."""
+        holds the same bytes. The pre-made files' data start going to disk at once
+        (while the images are selected); the links are made one after the other and made
+        durable together at the end, by one flush of the file system where there is one
+        (:class:`DurableBatch`); the algorithm's input is read meanwhile
+        (:mod:`aifi_app.pipeline.read_ahead`). The input values, the pseudonyms, the
+        stage's time and the state change are recorded in one transaction, once every
+        file is on disk."""
         started = now()
         cpu_started = time.thread_time()
         self._drop_read_ahead(job_id)  # its work folder is made again
@@ -438,8 +439,7 @@ class JobProcessor:
     def _input_of(self, path: Path) -> job_inputs.JobInput:
         """The input header values of the job's first selected image (see
         :meth:`record_input`)."""
-        header = dcmread(path, stop_before_pixels=True, specific_tags=_INPUT_TAGS)
-        return job_inputs.from_header(header)
+        return job_inputs.from_header(read_header(path, _INPUT_TAG_NUMBERS))
 
     def _record_pseudonymised(
         self,
