@@ -10,6 +10,7 @@ make the same files again), so nothing is lost and nothing doubles.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import shutil
 import sqlite3
@@ -170,6 +171,30 @@ def _read_image(path: Path) -> Dataset:
     return read_image(path)
 
 
+class _CollectorTime:
+    """The time Python's garbage collector ran (in any thread) while this is entered, for
+    a step's log line."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.collections = 0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        elif self._started:
+            self.seconds += time.perf_counter() - self._started
+            self.collections += 1
+
+    def __enter__(self) -> _CollectorTime:
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self)
+
+
 class JobProcessor:
     """Carries jobs from ``queued`` to ``result_received``."""
 
@@ -309,6 +334,11 @@ class JobProcessor:
         job_inputs.record(self.db, job_id, self._input_of(path))
 
     def pseudonymise(self, job_id: int) -> None:
+        """queued -> pseudonymised (or rejected): see :meth:`_pseudonymise`."""
+        with _CollectorTime() as collector:
+            self._pseudonymise(job_id, collector)
+
+    def _pseudonymise(self, job_id: int, collector: _CollectorTime) -> None:
         """queued -> pseudonymised (or rejected).
 
         Images pre-made while the study arrived (:mod:`aifi_app.pipeline.pre_pseudonymise`)
@@ -416,7 +446,8 @@ class JobProcessor:
             "job %d: %d image(s) linked from those made while the study arrived, %d"
             " pseudonymised now (%d of them by the pre-pseudonymiser's process);"
             " settle and index %.3f s, selection %.3f s (CPU %.3f, %.3f), links %.3f s,"
-            " pseudonymising %.3f s, flush %.3f s; CPU %.3f s in all",
+            " pseudonymising %.3f s, flush %.3f s; CPU %.3f s in all, garbage collector"
+            " %.3f s (%d)",
             job_id,
             len(selected) - len(rest),
             len(rest),
@@ -429,6 +460,8 @@ class JobProcessor:
             made_at - linked_at,
             flushed_at - made_at,
             cpu - cpu_started,
+            collector.seconds,
+            collector.collections,
         )
         try:
             self._record_pseudonymised(job_id, started, selected, rest, mappings, found_input)
