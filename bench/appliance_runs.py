@@ -169,6 +169,8 @@ def end_to_end_ct(work: Path, ct: list[Path], runs: int) -> list[Row]:
                     flush=True,
                 )
                 print(f"    between the stages: {_gaps(app.data_dir, seen_at)}", flush=True)
+                for line in _job_log_lines(app.log_path, app.data_dir):
+                    print(f"    {line}", flush=True)
     finally:
         app.stop()
         orthanc.stop()
@@ -253,6 +255,18 @@ def _gaps(data_dir: Path, seen_at: float) -> str:
         previous, end = str(stage), float(finished)
     parts.append(f"{previous} -> seen {seen_at - end:.3f} s")
     return ", ".join(parts)
+
+
+def _job_log_lines(log_path: Path, data_dir: Path) -> list[str]:
+    """The service's log lines about the newest job before its model (``job N: ...``:
+    what its pseudonymise step linked, made and waited for, and its hand-over)."""
+    (job,) = _queue_rows(data_dir, "SELECT MAX(job_id) FROM job_stage_times")
+    marker = f"job {job[0]}: "
+    try:
+        text = log_path.read_text(errors="replace")
+    except OSError:
+        return []
+    return [line[line.index(marker) :] for line in text.splitlines() if marker in line]
 
 
 def _completion_seconds(data_dir: Path) -> float:

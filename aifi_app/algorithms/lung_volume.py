@@ -29,8 +29,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from pydicom import Dataset
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.pixels.processing import apply_modality_lut
 from pydicom.pixels.utils import pixel_array
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from aifi_app.algorithms.findings import AlgorithmResult, MeasurementFinding, SegmentationMask
 from aifi_app.algorithms.onnx_runner import InferenceError
@@ -87,8 +89,50 @@ def _stored_pixels(ds: Dataset) -> npt.NDArray[Any]:
     element = ds.get_item(PIXEL_DATA, keep_deferred=True)
     filename = getattr(ds, "filename", None)
     if element is not None and element.value is None and isinstance(filename, (str, Path)):
-        return pixel_array(filename)
+        plain = _native_pixels(ds, element, filename)
+        return plain if plain is not None else pixel_array(filename)
     array: npt.NDArray[Any] = ds.pixel_array
+    return array
+
+
+_NATIVE_SYNTAXES = frozenset({ExplicitVRLittleEndian, ImplicitVRLittleEndian})
+
+
+def _native_pixels(
+    ds: Dataset, element: DataElement | RawDataElement, filename: str | Path
+) -> npt.NDArray[Any] | None:
+    """The slice's stored values read straight from its file where the deferred pixel
+    data lie (``value_tell``), when they are plain: uncompressed little endian, one
+    sample, one frame, 8 or 16 bits allocated; unused high bits cleared or sign-extended
+    as pydicom's decoder does. The array ``pixel_array(filename)`` gives, without parsing
+    the file's header again (a third of the time per CT slice). None otherwise."""
+    if not isinstance(element, RawDataElement) or element.length == 0xFFFFFFFF:
+        return None
+    meta = getattr(ds, "file_meta", None)
+    if meta is None or meta.get("TransferSyntaxUID") not in _NATIVE_SYNTAXES:
+        return None
+    try:
+        rows, columns = int(ds.Rows), int(ds.Columns)
+        allocated, stored = int(ds.BitsAllocated), int(ds.BitsStored)
+        signed = int(ds.PixelRepresentation) == 1
+        samples = int(ds.get("SamplesPerPixel") or 1)
+        frames = int(ds.get("NumberOfFrames") or 1)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    if samples != 1 or frames != 1 or allocated not in (8, 16) or not 0 < stored <= allocated:
+        return None
+    dtype = np.dtype(f"<{'i' if signed else 'u'}{allocated // 8}")
+    count = rows * columns
+    if element.length < count * dtype.itemsize:
+        return None
+    array = np.fromfile(filename, dtype=dtype, count=count, offset=element.value_tell)
+    if array.size != count:
+        return None
+    array = array.reshape(rows, columns)
+    if stored < allocated:  # as pydicom corrects the unused bits
+        shift = allocated - stored
+        np.left_shift(array, shift, out=array)
+        np.right_shift(array, shift, out=array)
     return array
 
 

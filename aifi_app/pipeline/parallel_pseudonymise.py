@@ -67,10 +67,12 @@ def pseudonymise_items(
     burned_in: BurnedInPolicy,
     work: Path,
     items: Sequence[tuple[int, Path]],
+    batch: DurableBatch | None = None,
 ) -> list[Mapping]:
     """Pseudonymise each (n, source) into ``work_file(work, n)`` durably, in this thread;
-    the mappings made."""
-    return pseudonymise_claimed(secret, options, burned_in, work, items)[0]
+    the mappings made. ``batch``: the caller's, whose :meth:`~DurableBatch.sync` makes
+    the files durable (by default their own, synced before this returns)."""
+    return pseudonymise_claimed(secret, options, burned_in, work, items, batch=batch)[0]
 
 
 def pseudonymise_claimed(
@@ -80,10 +82,28 @@ def pseudonymise_claimed(
     work: Path,
     items: Sequence[tuple[int, Path]],
     claim: Callable[[int], bool] = lambda n: True,
+    batch: DurableBatch | None = None,
 ) -> tuple[list[Mapping], int]:
     """As :func:`pseudonymise_items`, asking ``claim(n)`` before each item and stopping
     at the first it refuses (another process makes it); the mappings made and how many
     items were made."""
+    if batch is not None:
+        return _pseudonymise_claimed(secret, options, burned_in, work, items, claim, batch)
+    with DurableBatch() as own:
+        made = _pseudonymise_claimed(secret, options, burned_in, work, items, claim, own)
+        own.sync()
+    return made
+
+
+def _pseudonymise_claimed(
+    secret: bytes,
+    options: frozenset[ProfileOption],
+    burned_in: BurnedInPolicy,
+    work: Path,
+    items: Sequence[tuple[int, Path]],
+    claim: Callable[[int], bool],
+    batch: DurableBatch,
+) -> tuple[list[Mapping], int]:
     mappings: list[Mapping] = []
     done = 0
     pseudonymiser = Pseudonymiser(
@@ -93,16 +113,14 @@ def pseudonymise_claimed(
         burned_in=burned_in,
     )
     memo = ElementMemo()
-    with DurableBatch() as batch:
-        for n, path in items:
-            if not claim(n):
-                break
-            target = work_file(work, n)
-            batch.folder(target)
-            pseudonymise_file(pseudonymiser, path, target, memo=memo)
-            batch.written(target)
-            done += 1
-        batch.sync()
+    for n, path in items:
+        if not claim(n):
+            break
+        target = work_file(work, n)
+        batch.folder(target)
+        pseudonymise_file(pseudonymiser, path, target, memo=memo)
+        batch.written(target)
+        done += 1
     return mappings, done
 
 
@@ -140,15 +158,17 @@ def pseudonymise_numbered(
     work: Path,
     items: Sequence[tuple[int, Path]],
     processes: int | None = None,
+    batch: DurableBatch | None = None,
 ) -> list[Mapping]:
     """Pseudonymise each (n, source) of ``items`` into ``work_file(work, n)``, durably
     (the job's images that were not pre-made; all of them by default); the mappings made,
-    in no particular order. ``processes`` defaults to :func:`processes_for`."""
+    in no particular order. ``processes`` defaults to :func:`processes_for`; ``batch``
+    (for those made in this thread): see :func:`pseudonymise_items`."""
     if not items:
         return []
     count = processes_for(len(items)) if processes is None else processes
     if count <= 1:
-        return pseudonymise_items(secret, options, burned_in, work, items)
+        return pseudonymise_items(secret, options, burned_in, work, items, batch)
     size = -(-len(items) // count)
     starts = range(0, len(items), size)
     try:

@@ -39,12 +39,12 @@ import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from pydicom import Dataset
 from pydicom.dataelem import DataElement, RawDataElement
-from pydicom.jsonrep import JSON_VALUE_KEYS
-from pydicom.tag import BaseTag
+from pydicom.jsonrep import JSON_VALUE_KEYS, convert_to_python_number
+from pydicom.tag import BaseTag, Tag
 
 from aifi_app import __version__
 from aifi_app.pseudonymise import BurnedInPolicy, ProfileOption
@@ -191,12 +191,36 @@ def header_from_json(header: dict[str, Any], elements: dict[str, DataElement]) -
     return Dataset(found)  # the elements by tag, as Dataset.add would keep them
 
 
+_PLAIN_JSON_VRS: Final = frozenset(
+    {"AE", "AS", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "SH", "SL", "SS", "TM", "UI"}
+    | {"UL", "US"}
+)
+"""VRs whose JSON values (strings or numbers) ``DataElement.from_json`` takes as they are,
+numbers made ``int`` or ``float`` by VR (see :func:`_element_from_json`)."""
+
+
 def _element_from_json(tag: str, mapping: dict[str, Any]) -> DataElement:
-    """One element of a DICOM JSON data set, as ``Dataset.from_json`` makes it."""
+    """One element of a DICOM JSON data set, as ``Dataset.from_json`` makes it.
+
+    A plain one (a VR of :data:`_PLAIN_JSON_VRS` with a ``Value`` list of strings and
+    numbers) is made directly, as ``from_json`` makes it without its converter's steps
+    (a quarter of the time: a CT's instance numbers and positions differ from image to
+    image, so each image's are made anew)."""
+    vr = mapping["vr"]
+    values = mapping.get("Value")
+    if (
+        vr in _PLAIN_JSON_VRS
+        and isinstance(values, list)
+        and values
+        and all(type(v) in (str, int, float) for v in values)
+        and not any(k in mapping for k in ("InlineBinary", "BulkDataURI"))
+    ):
+        value = values[0] if len(values) == 1 else list(values)
+        return DataElement(Tag(tag), vr, convert_to_python_number(value, vr))
     keys = [k for k in JSON_VALUE_KEYS if k in mapping]
     value_key = keys[0] if keys else None
     value = mapping[value_key] if value_key else [""]
-    return DataElement.from_json(Dataset, tag, mapping["vr"], value, value_key)
+    return DataElement.from_json(Dataset, tag, vr, value, value_key)
 
 
 class PremadeIndex:

@@ -10,6 +10,7 @@ make the same files again), so nothing is lost and nothing doubles.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import shutil
 import sqlite3
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Protocol
 
 from pydicom import Dataset, dcmread
+from pydicom.tag import Tag
 
 from aifi_app import __version__
 from aifi_app.algorithms.findings import AlgorithmResult, Finding, MeasurementFinding
@@ -36,6 +38,7 @@ from aifi_app.failpoints import failpoint
 from aifi_app.part10 import part10_bytes, write_part10_durably
 from aifi_app.pipeline import premade
 from aifi_app.pipeline.durable_batch import DurableBatch
+from aifi_app.pipeline.image_reader import read_header, read_image
 from aifi_app.pipeline.input_selection import (
     Image,
     InputNotConforming,
@@ -70,15 +73,17 @@ from aifi_app.store.states import JobState
 
 log = logging.getLogger(__name__)
 
-_INPUT_TAGS = list(job_inputs.HEADER_TAGS)
-HELP_FROM_IMAGES = 48
+_INPUT_TAG_NUMBERS = frozenset(int(Tag(keyword)) for keyword in job_inputs.HEADER_TAGS)
+_SELECTION_TAG_NUMBERS = frozenset(int(Tag(keyword)) for keyword in SELECTION_TAGS)
+HELP_FROM_IMAGES = 16
 """A job with at least this many images left to pseudonymise asks the pre-pseudonymiser's
-process to make half of them (fewer: not worth a message and a wait)."""
+process to make half of them (fewer: not worth a message). 16 images are 50-80 ms of
+work for one core; the job waits only for images the process has taken (claimed), and
+takes back every one it has not, so a process still busy costs the job nothing. (48
+before: a CT whose last 20-47 slices were not pre-made was made on one core.)"""
 HELP_WAIT_SECONDS = 2.0
 """The longest a job waits for the images the pre-pseudonymiser's process has taken
 (it stops after the one it is making once the job reaches its images)."""
-_DEFER_BYTES = 64 * 1024
-"""Elements larger than this (pixel data) are read from a job's image files on first use."""
 READ_AHEAD_JOBS = 2
 """At most this many jobs' images are kept read ahead (the worker pseudonymises every
 queued job before it runs the first one's algorithm)."""
@@ -152,13 +157,43 @@ def _findings_detail(result: AlgorithmResult) -> str:
 
 
 def _work_images(work: Path) -> list[Path]:
-    """A job's pseudonymised images in its work folder, in the algorithm's order."""
-    return sorted(work.glob("*.dcm"))
+    """A job's pseudonymised images in its work folder, in the algorithm's order (their
+    names: :func:`work_file`); none when there is no folder."""
+    try:
+        names = sorted(p.name for p in work.iterdir())
+    except FileNotFoundError:
+        return []
+    return [work / name for name in names if name.endswith(".dcm") and not name.startswith(".")]
 
 
 def _read_image(path: Path) -> Dataset:
-    """One of a job's images for its runner: pixel data read on first use."""
-    return dcmread(path, defer_size=_DEFER_BYTES)
+    """One of a job's images for its runner: pixel data read on first use
+    (:func:`aifi_app.pipeline.image_reader.read_image`, as ``dcmread`` reads it)."""
+    return read_image(path)
+
+
+class _CollectorTime:
+    """The time Python's garbage collector ran (in any thread) while this is entered, for
+    a step's log line."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.collections = 0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        elif self._started:
+            self.seconds += time.perf_counter() - self._started
+            self.collections += 1
+
+    def __enter__(self) -> _CollectorTime:
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self)
 
 
 class JobProcessor:
@@ -267,10 +302,8 @@ class JobProcessor:
         by_path: dict[Path, SourceInstance] = {}
         for instance in instances:
             header = kept.header(instance.instance_id, instance.received_at) if kept else None
-            if header is None:
-                header = dcmread(
-                    instance.path, stop_before_pixels=True, specific_tags=SELECTION_TAGS
-                )
+            if header is None:  # not pre-made (yet): its selection tags read now
+                header = read_header(instance.path, _SELECTION_TAG_NUMBERS)
             images.append(Image(instance.path, header))
             by_path[instance.path] = instance
         try:
@@ -302,62 +335,84 @@ class JobProcessor:
             if row is None:
                 return
             path = self.data_dir / row[0]
-        header = dcmread(path, stop_before_pixels=True, specific_tags=_INPUT_TAGS)
-        job_inputs.record(self.db, job_id, job_inputs.from_header(header))
+        job_inputs.record(self.db, job_id, self._input_of(path))
 
     def pseudonymise(self, job_id: int) -> None:
+        """queued -> pseudonymised (or rejected): see :meth:`_pseudonymise`."""
+        with _CollectorTime() as collector:
+            self._pseudonymise(job_id, collector)
+
+    def _pseudonymise(self, job_id: int, collector: _CollectorTime) -> None:
         """queued -> pseudonymised (or rejected).
 
         Images pre-made while the study arrived (:mod:`aifi_app.pipeline.pre_pseudonymise`)
         are linked into the work folder; only the others are pseudonymised now, a large
         remainder on two cores (:meth:`_pseudonymise_rest`). Either way the work folder
-        holds the same bytes."""
+        holds the same bytes. The pre-made files' data start going to disk at once
+        (while the images are selected); the links are made one after the other and made
+        durable together at the end, by one flush of the file system where there is one
+        (:class:`DurableBatch`); the algorithm's input is read meanwhile
+        (:mod:`aifi_app.pipeline.read_ahead`). The input values, the pseudonyms, the
+        stage's time and the state change are recorded in one transaction, once every
+        file is on disk."""
         started = now()
+        cpu_started = time.thread_time()
         self._drop_read_ahead(job_id)  # its work folder is made again
-        try:
-            ctx = self.context(job_id)
-            instances = self._instances(ctx)
-            kept = None
-            if self.prepared is not None:
-                self.prepared.settle(ctx.study_id)
-                kept = self.prepared.index({i.study_id for i in instances})
-            selected = self._select(ctx, instances, kept)
-        except JobRejected as exc:
-            self.record_input(job_id)
-            jobs.transition(self.db, job_id, JobState.QUEUED, JobState.REJECTED, reason=str(exc))
-            return
-        self.record_input(job_id, selected[0].path if selected else None)
-        pseudonymiser = self.pseudonymiser(ctx, [])
-        key = premade.options_key(self._secret, pseudonymiser.options, pseudonymiser.burned_in)
-        ready = kept.lookup(selected, key) if kept is not None else {}
-        work = self.work_dir(job_id)
-        if work.exists():
-            shutil.rmtree(work)  # left by an interrupted attempt
-        selected_at = now()
-        mappings: list[tuple[str, str, str]] = []
-        rest: list[tuple[int, SourceInstance]] = []
-        # the algorithm's input read from now on, each file once it is in the work folder
-        # (:mod:`aifi_app.pipeline.read_ahead`); a remote runner reads none
-        read_ahead = (
-            None
-            if isinstance(ctx.package.runner, REMOTE_SPECS)
-            else ImagesReadAhead(work, _read_image)
-        )
-        try:
-            with DurableBatch() as batch:
+        with DurableBatch() as batch:
+            try:
+                ctx = self.context(job_id)
+                instances = self._instances(ctx)
+                kept = None
+                if self.prepared is not None:
+                    self.prepared.settle(ctx.study_id)
+                    kept = self.prepared.index({i.study_id for i in instances})
+                settled_at = now()
+                cpu_settled = time.thread_time()
+                pseudonymiser = self.pseudonymiser(ctx, [])
+                key = premade.options_key(
+                    self._secret, pseudonymiser.options, pseudonymiser.burned_in
+                )
+                # those of the selected series are taken; flushing the others is harmless
+                ready = kept.lookup(instances, key) if kept is not None else {}
+                for premade_file in ready.values():
+                    batch.flush_source(premade_file.path)
+                selected = self._select(ctx, instances, kept)
+            except JobRejected as exc:
+                batch.close()
+                self.record_input(job_id)
+                jobs.transition(
+                    self.db, job_id, JobState.QUEUED, JobState.REJECTED, reason=str(exc)
+                )
+                return
+            found_input = self._input_of(selected[0].path) if selected else None
+            work = self.work_dir(job_id)
+            if work.exists():
+                shutil.rmtree(work)  # left by an interrupted attempt
+            selected_at = now()
+            cpu_selected = time.thread_time()
+            mappings: list[tuple[str, str, str]] = []
+            rest: list[tuple[int, SourceInstance]] = []
+            # the algorithm's input read from now on, each file once it is in the work
+            # folder (:mod:`aifi_app.pipeline.read_ahead`); a remote runner reads none
+            read_ahead = (
+                None
+                if isinstance(ctx.package.runner, REMOTE_SPECS)
+                else ImagesReadAhead(work, _read_image)
+            )
+            try:
+                batch.folder(work_file(work, 0))
                 for n, instance in enumerate(selected):
                     made = ready.get(instance.instance_id)
                     if made is None:
                         rest.append((n, instance))
                         continue
                     target = work_file(work, n)
-                    batch.folder(target)
                     try:
                         premade.link_into(made.path, target)
                     except OSError:  # removed meanwhile: pseudonymised now instead
                         rest.append((n, instance))
                         continue
-                    batch.written(target)  # flushed in the background meanwhile
+                    batch.linked(target, made.path)
                     if read_ahead is not None:
                         read_ahead.add(target)
                     mappings += made.mappings
@@ -370,39 +425,58 @@ class JobProcessor:
                 except BurnedInAnnotationRefused as exc:
                     if read_ahead is not None:
                         read_ahead.cancel()
+                    batch.close()
                     shutil.rmtree(work, ignore_errors=True)
-                    jobs.transition(
-                        self.db, job_id, JobState.QUEUED, JobState.REJECTED, reason=str(exc)
-                    )
+                    with self.db.transaction() as conn:
+                        if found_input is not None:
+                            job_inputs.record_in(conn, job_id, found_input)
+                        jobs.transition_in(
+                            conn, job_id, JobState.QUEUED, JobState.REJECTED, reason=str(exc)
+                        )
                     return
                 made_at = now()
                 if read_ahead is not None:  # the files made now, and those the process made
                     read_ahead.finish(_work_images(work))
-                batch.sync()  # the linked files on disk too
-        except BaseException:
-            if read_ahead is not None:
-                read_ahead.cancel()
-            raise
+                batch.sync()  # every file on disk, and the folder's entries
+            except BaseException:
+                if read_ahead is not None:
+                    read_ahead.cancel()
+                raise
         if read_ahead is not None:
             self._keep_read_ahead(job_id, read_ahead)
+        flushed_at = now()
+        cpu = time.thread_time()
         log.info(
             "job %d: %d image(s) linked from those made while the study arrived, %d"
             " pseudonymised now (%d of them by the pre-pseudonymiser's process);"
-            " selection %.2f s, links %.2f s, pseudonymising %.2f s, flush %.2f s",
+            " settle and index %.3f s, selection %.3f s (CPU %.3f, %.3f), links %.3f s,"
+            " pseudonymising %.3f s, flush %.3f s; CPU %.3f s in all, garbage collector"
+            " %.3f s (%d)",
             job_id,
             len(selected) - len(rest),
             len(rest),
             helped,
-            selected_at - started,
+            settled_at - started,
+            selected_at - settled_at,
+            cpu_settled - cpu_started,
+            cpu_selected - cpu_settled,
             linked_at - selected_at,
             made_at - linked_at,
-            now() - made_at,
+            flushed_at - made_at,
+            cpu - cpu_started,
+            collector.seconds,
+            collector.collections,
         )
         try:
-            self._record_pseudonymised(job_id, started, selected, rest, mappings)
+            self._record_pseudonymised(job_id, started, selected, rest, mappings, found_input)
         except BaseException:
             self._drop_read_ahead(job_id)
             raise
+
+    def _input_of(self, path: Path) -> job_inputs.JobInput:
+        """The input header values of the job's first selected image (see
+        :meth:`record_input`)."""
+        return job_inputs.from_header(read_header(path, _INPUT_TAG_NUMBERS))
 
     def _record_pseudonymised(
         self,
@@ -411,10 +485,12 @@ class JobProcessor:
         selected: Sequence[SourceInstance],
         rest: Sequence[tuple[int, SourceInstance]],
         mappings: Sequence[tuple[str, str, str]],
+        found_input: job_inputs.JobInput | None,
     ) -> None:
         failpoint("processing.after_pseudonymised_files")
-        stage_times.record(self.db, job_id, stage_times.PSEUDONYMISE, started, now())
         with self.db.transaction() as conn:
+            if found_input is not None:
+                job_inputs.record_in(conn, job_id, found_input)
             conn.executemany(
                 "INSERT INTO pseudonyms (pseudonym, kind, original) VALUES (?, ?, ?)"
                 " ON CONFLICT (pseudonym) DO NOTHING",
@@ -422,6 +498,7 @@ class JobProcessor:
             )
             linked = len(selected) - len(rest)
             premade_count = f", {linked} of them made while the study arrived" if linked else ""
+            stage_times.record_in(conn, job_id, stage_times.PSEUDONYMISE, started, now())
             jobs.transition_in(
                 conn,
                 job_id,
@@ -458,7 +535,7 @@ class JobProcessor:
             or processes_for(len(rest)) > 1
             or self._receiving()  # the node needs the other core
         ):
-            return pseudonymise_numbered(*args, items), 0
+            return pseudonymise_numbered(*args, items, batch=batch), 0
         half = len(rest) // 2
         mine, theirs = rest[:half], rest[half:]
         request = HelpRequest(
@@ -470,13 +547,14 @@ class JobProcessor:
             tuple((i.instance_id, str(i.path), i.received_at) for _, i in theirs),
         )
         if not self.prepared.request_help(request):
-            return pseudonymise_numbered(*args, items), 0
-        mappings = pseudonymise_items(*args, [(n, i.path) for n, i in mine])
+            return pseudonymise_numbered(*args, items, batch=batch), 0
+        mappings = pseudonymise_items(*args, [(n, i.path) for n, i in mine], batch=batch)
         instance_at = {n: i.instance_id for n, i in theirs}
         more, stolen = pseudonymise_claimed(
             *args,
             [(n, i.path) for n, i in reversed(theirs)],
             lambda n: premade.claim(self.data_dir, ctx.study_id, request.request, instance_at[n]),
+            batch=batch,
         )
         mappings += more
         left = theirs[: len(theirs) - stolen]  # taken by the process
@@ -505,9 +583,9 @@ class JobProcessor:
             except OSError:  # not made (refused, failed, too slow): made here
                 todo.append((n, instance.path))
                 continue
-            batch.written(target)
+            batch.linked(target, found.path)
             mappings += found.mappings
-        mappings += pseudonymise_items(*args, todo)
+        mappings += pseudonymise_items(*args, todo, batch=batch)
         return mappings, len(left) - len(todo)
 
     def _keep_read_ahead(self, job_id: int, read_ahead: ImagesReadAhead) -> None:
@@ -534,6 +612,10 @@ class JobProcessor:
         runner asks for it (not all at once: a 500-slice CT would otherwise hold 260 MB
         here; the lung volume decodes slice by slice). Those read ahead while the job was
         pseudonymised are taken when they are of the work folder as it is now."""
+        return self._job_images(job_id)[0]
+
+    def _job_images(self, job_id: int) -> tuple[list[Dataset], bool]:
+        """:meth:`job_images`, and whether they were read ahead."""
         work = self.work_dir(job_id)
         paths = _work_images(work)
         with self._read_ahead_lock:
@@ -541,8 +623,8 @@ class JobProcessor:
         if read_ahead is not None:
             images = read_ahead.datasets(paths)
             if images is not None:
-                return images
-        return [_read_image(p) for p in paths]
+                return images, True
+        return [_read_image(p) for p in paths], False
 
     def _receiving(self) -> bool:
         """True while a study is arriving (the DICOM node is receiving)."""
@@ -567,7 +649,15 @@ class JobProcessor:
                     f"{where} {ctx.package.runner.kind} runner, {identity.name} {identity.version}"
                 ),
             )
-        images = self.job_images(job_id)
+        asked_at = now()
+        images, read_ahead = self._job_images(job_id)
+        log.info(
+            "job %d: %d image(s) for the model, %s; %.3f s to have them",
+            job_id,
+            len(images),
+            "read while it was pseudonymised" if read_ahead else "read now",
+            now() - asked_at,
+        )
         try:
             with stage_times.timed(self.db, job_id, stage_times.MODEL):
                 result = self._runners.get(ctx.package).run(images)

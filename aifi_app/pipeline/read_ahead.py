@@ -3,8 +3,9 @@
 Before its model runs, a job reads the header of every image in its work folder (pixel
 data deferred): 500 ``dcmread`` calls for a CT, 0.25 s of CPU on a quiet machine and
 0.5-0.75 s on the loaded two-core one, all of it between the pseudonymise stage and the
-model. The pseudonymise step hands each file to this reader as soon as the file is in the
-work folder (the images made while the study arrived are linked first, and read while the
+model (a fifth of that since with :func:`aifi_app.pipeline.image_reader.read_image`).
+The pseudonymise step hands each file to this reader as soon as the file is in the work
+folder (the images made while the study arrived are linked first, and read while the
 step pseudonymises the rest, the pre-pseudonymiser's process taking its share on the
 other core), and the algorithm step takes the data sets already read.
 

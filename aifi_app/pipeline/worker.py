@@ -17,7 +17,9 @@ packages and sweeps the spool for retention.
 
 from __future__ import annotations
 
+import gc
 import logging
+import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from functools import partial
@@ -37,7 +39,7 @@ from aifi_app.pipeline.retention import sweep_spool
 from aifi_app.ris import outbox
 from aifi_app.store import audit, jobs
 from aifi_app.store.database import Database, now
-from aifi_app.store.states import JobState
+from aifi_app.store.states import FINISHED_JOB_STATES, JobState, StudyState
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,7 @@ class Worker(BackgroundLoop):
         self._last_retention = 0.0
         self._before_pass = before_pass
         self._in_transfer = in_transfer
+        self._collect_when_idle = False
 
     def before_loop(self) -> None:
         if not self.lane.upkeep:
@@ -111,7 +114,42 @@ class Worker(BackgroundLoop):
         return 1.0 if due is None else min(1.0, max(0.0, due - now()))
 
     def run_once(self) -> bool:
-        """One pass over every stage; True when it did something."""
+        """One pass over every stage; True when it did something. A pass that finds
+        nothing to do after one that did collects Python's garbage (:meth:`_collect`)."""
+        did = self._pass()
+        if did:
+            self._collect_when_idle = True
+        elif self._collect_when_idle and self._all_idle():
+            self._collect_when_idle = False
+            self._collect()
+        return did
+
+    def _all_idle(self) -> bool:
+        """True when no study arrives or waits and no job waits or is delivered: the
+        collection holds the interpreter (a CT's delivery or the next study's first
+        instances would wait for it)."""
+        if self._in_transfer():
+            return False
+        if self.db.query(
+            "SELECT 1 FROM studies WHERE state IN (?, ?) LIMIT 1",
+            (StudyState.RECEIVING.value, StudyState.COMPLETE.value),
+        ):
+            return False
+        states = self.db.query("SELECT DISTINCT state FROM jobs")
+        return all(JobState(r["state"]) in FINISHED_JOB_STATES for r in states)
+
+    def _collect(self) -> None:
+        """A full collection of Python's cyclic garbage now, while the worker has nothing
+        to do and no study arrives, rather than in the middle of the next study's steps:
+        the service's heap holds millions of objects after a CT (pydicom, highdicom, the
+        models), and a full collection that Python starts by itself when enough objects
+        have piled up took 0.24 s of a CT's pseudonymise step in two of three bench runs.
+        After this one, the next is due only when as many new objects again survive."""
+        started = time.perf_counter()
+        found = gc.collect()
+        log.debug("garbage collected: %d object(s) in %.3f s", found, time.perf_counter() - started)
+
+    def _pass(self) -> bool:
         did = False
         max_images: int | None = None
         if self.lane.small_studies_only:

@@ -10,6 +10,7 @@ protocol never reaches the database or a report. No patient data.
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 
 from pydicom import Dataset
@@ -72,25 +73,30 @@ def from_header(ds: Dataset) -> JobInput:
 def record(db: Database, job_id: int, found: JobInput) -> None:
     """Record (or replace) a job's input values, in a transaction of its own."""
     with db.transaction() as conn:
-        conn.execute(
-            "INSERT INTO job_inputs (job_id, manufacturer, model, slice_thickness, kernel,"
-            " protocol, series_description, body_part) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (job_id) DO UPDATE SET manufacturer = excluded.manufacturer,"
-            " model = excluded.model, slice_thickness = excluded.slice_thickness,"
-            " kernel = excluded.kernel, protocol = excluded.protocol,"
-            " series_description = excluded.series_description,"
-            " body_part = excluded.body_part",
-            (
-                job_id,
-                found.manufacturer,
-                found.model,
-                found.slice_thickness,
-                found.kernel,
-                found.protocol,
-                found.series_description,
-                found.body_part,
-            ),
-        )
+        record_in(conn, job_id, found)
+
+
+def record_in(conn: sqlite3.Connection, job_id: int, found: JobInput) -> None:
+    """Record (or replace) a job's input values in the caller's transaction."""
+    conn.execute(
+        "INSERT INTO job_inputs (job_id, manufacturer, model, slice_thickness, kernel,"
+        " protocol, series_description, body_part) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (job_id) DO UPDATE SET manufacturer = excluded.manufacturer,"
+        " model = excluded.model, slice_thickness = excluded.slice_thickness,"
+        " kernel = excluded.kernel, protocol = excluded.protocol,"
+        " series_description = excluded.series_description,"
+        " body_part = excluded.body_part",
+        (
+            job_id,
+            found.manufacturer,
+            found.model,
+            found.slice_thickness,
+            found.kernel,
+            found.protocol,
+            found.series_description,
+            found.body_part,
+        ),
+    )
 
 
 def of_job(db: Database, job_id: int) -> JobInput | None:

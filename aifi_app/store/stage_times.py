@@ -9,6 +9,7 @@ a step that runs again (a retry, a restart after a crash) replaces its row.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -31,15 +32,22 @@ STAGES = (PSEUDONYMISE, SUBMIT, MODEL, VENDOR, BUILD, REIDENTIFY, DELIVER)
 
 def record(db: Database, job_id: int, stage: str, started_at: float, finished_at: float) -> None:
     """Record (or replace) one stage's times, in a transaction of its own."""
+    with db.transaction() as conn:
+        record_in(conn, job_id, stage, started_at, finished_at)
+
+
+def record_in(
+    conn: sqlite3.Connection, job_id: int, stage: str, started_at: float, finished_at: float
+) -> None:
+    """Record (or replace) one stage's times in the caller's transaction."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}")
-    with db.transaction() as conn:
-        conn.execute(
-            "INSERT INTO job_stage_times (job_id, stage, started_at, finished_at)"
-            " VALUES (?, ?, ?, ?) ON CONFLICT (job_id, stage) DO UPDATE SET"
-            " started_at = excluded.started_at, finished_at = excluded.finished_at",
-            (job_id, stage, started_at, finished_at),
-        )
+    conn.execute(
+        "INSERT INTO job_stage_times (job_id, stage, started_at, finished_at)"
+        " VALUES (?, ?, ?, ?) ON CONFLICT (job_id, stage) DO UPDATE SET"
+        " started_at = excluded.started_at, finished_at = excluded.finished_at",
+        (job_id, stage, started_at, finished_at),
+    )
 
 
 @contextmanager

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from pydicom import Dataset, dcmread
+from pydicom.pixels.utils import pixel_array
 
+from aifi_app.algorithms import lung_volume
 from aifi_app.algorithms.lung_volume import LungVolumeRunner, LungVolumeSettings, lung_mask
 from aifi_app.algorithms.onnx_runner import InferenceError
 from aifi_app.algorithms.package import builtin_package_dir, load_package
@@ -168,3 +171,53 @@ def test_slices_of_different_sizes_are_refused() -> None:
     images[3].PixelData = images[3].PixelData[: len(images[3].PixelData) // 2]
     with pytest.raises(InferenceError, match="differ in size"):
         RunnerCache().get(_package()).run(images)
+
+
+def _deferred_copy(tmp_path: Path, ds: Dataset, name: str, **save: Any) -> Dataset:
+    path = tmp_path / f"{name}.dcm"
+    ds.save_as(path, enforce_file_format=True, **save)
+    return dcmread(path, defer_size=1024)
+
+
+@pytest.mark.parametrize(
+    ("allocated", "stored", "signed"),
+    [(16, 16, 1), (16, 12, 1), (16, 12, 0), (16, 16, 0), (8, 8, 0), (8, 6, 1)],
+)
+def test_plain_slices_are_read_at_their_place_as_pydicom_decodes_them(
+    tmp_path: Path, allocated: int, stored: int, signed: int
+) -> None:
+    ds = next(iter(ct_series(demo_patient(7), 1, size=SIZE)))
+    rng = np.random.default_rng(allocated + stored + signed)
+    dtype = np.dtype(f"<{'i' if signed else 'u'}{allocated // 8}")
+    info = np.iinfo(dtype)
+    # every bit set at random, the unused high bits included: pydicom clears or
+    # sign-extends them, so must this read
+    values = rng.integers(info.min, info.max, size=(SIZE, SIZE), endpoint=True, dtype=dtype)
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = allocated, stored, stored - 1
+    ds.PixelRepresentation = signed
+    ds.PixelData = values.tobytes()
+    read = _deferred_copy(tmp_path, ds, "slice")
+    got = lung_volume._native_pixels(
+        read, read.get_item(0x7FE00010, keep_deferred=True), read.filename
+    )
+    assert got is not None
+    expected = pixel_array(read.filename)
+    assert got.dtype == expected.dtype and np.array_equal(got, expected)
+    assert np.array_equal(lung_volume._stored_pixels(read), expected)
+
+
+def test_other_slices_are_decoded_by_pydicom(tmp_path: Path) -> None:
+    ds = next(iter(ct_series(demo_patient(7), 1, size=SIZE)))
+    ds.NumberOfFrames = 2
+    ds.PixelData = np.arange(2 * SIZE * SIZE, dtype=np.int16).tobytes()
+    frames = _deferred_copy(tmp_path, ds, "frames")  # more than one frame
+    ds = next(iter(ct_series(demo_patient(7), 1, size=SIZE)))
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = np.arange(3 * SIZE * SIZE, dtype=np.uint8).tobytes()
+    colour = _deferred_copy(tmp_path, ds, "colour")  # three samples
+    for read in (frames, colour):
+        element = read.get_item(0x7FE00010, keep_deferred=True)
+        assert element is not None and element.value is None
+        assert lung_volume._native_pixels(read, element, read.filename) is None
+        assert np.array_equal(lung_volume._stored_pixels(read), pixel_array(read.filename))

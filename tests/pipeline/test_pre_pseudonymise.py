@@ -377,7 +377,7 @@ def test_the_pre_pseudonymising_process_helps_a_job_with_its_images(
     so that it surely takes some); the work folder is the same, byte for byte."""
     caplog.set_level(logging.INFO)
     app, _ = _app(tmp_path)
-    images = _study(thin=processing.HELP_FROM_IMAGES)
+    images = _study(thin=max(processing.HELP_FROM_IMAGES, 20))  # the package takes 20 or more
     study_id = 0
     for ds in images:
         study_id = _receive(app, ds, tmp_path)
@@ -401,9 +401,9 @@ def test_the_pre_pseudonymising_process_helps_a_job_with_its_images(
         assert jobs.mark_complete(app.db, warm_up)
         real = processing.pseudonymise_items
 
-        def slowly(*args: Any) -> list[tuple[str, str, str]]:
-            time.sleep(0.05 * len(args[-1]))
-            return real(*args)
+        def slowly(*args: Any, **kwargs: Any) -> list[tuple[str, str, str]]:
+            time.sleep(0.05 * len(args[4]))  # (secret, options, burned-in, work, items)
+            return real(*args, **kwargs)
 
         monkeypatch.setattr(processing, "pseudonymise_items", slowly)
         app.processor.pseudonymise(job_id)

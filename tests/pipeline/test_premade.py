@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from pydicom import Dataset
 from pydicom.dataelem import DataElement
+from pydicom.jsonrep import JSON_VALUE_KEYS
+from pydicom.multival import MultiValue
 
+from aifi_app.pipeline import premade
 from aifi_app.pipeline.pre_pseudonymise import SELECTION_TAGS
 from aifi_app.pipeline.premade import header_from_json
 from aifi_app.sample_studies import chest_radiograph, ct_series, demo_patient, phantom_chest
+from tests.helpers.phi_corpus import phi_header
 
 
 def _selection(ds: Dataset) -> dict[str, object]:
@@ -39,3 +43,46 @@ def test_the_values_a_series_shares_are_made_once() -> None:
     headers = [header_from_json(_selection(ds), memo) for ds in ct_series(demo_patient(3), 6)]
     assert headers[0]["Modality"] is headers[5]["Modality"]  # one element for the series
     assert headers[0]["InstanceNumber"].value != headers[5]["InstanceNumber"].value
+
+
+def _described(element: DataElement) -> tuple[object, ...]:
+    value = element.value
+    items = list(value) if isinstance(value, MultiValue) else [value]
+    return (
+        element.tag,
+        element.VR,
+        str(value),
+        type(value).__name__,
+        [(type(v).__name__, str(v)) for v in items],
+    )
+
+
+def test_elements_made_directly_are_those_from_json_makes() -> None:
+    # every top-level element of the PHI corpus (seven character sets, every text VR,
+    # numbers, multiple values) and of the bench CT, and JSON values written by others
+    headers = [phi_header(n) for n in range(1, 4)] + list(ct_series(demo_patient(3), 3, size=16))
+    mappings = [
+        (tag, mapping)
+        for ds in headers
+        for tag, mapping in ds.to_json_dict(1024, lambda _: "").items()
+    ]
+    mappings += [
+        ("00180050", {"vr": "DS", "Value": ["1.25"]}),  # a number as a string
+        ("00200013", {"vr": "IS", "Value": [7.0]}),  # an integer as a float
+        ("00280030", {"vr": "DS", "Value": [0.5, 1]}),
+        ("00280010", {"vr": "US", "Value": [512]}),
+        ("00080008", {"vr": "CS", "Value": ["ORIGINAL", "PRIMARY"]}),
+        ("00200032", {"vr": "DS", "Value": [-125, None, 3.5]}),  # an empty value: from_json
+        ("00081030", {"vr": "LO"}),  # no value: from_json
+    ]
+    direct = 0
+    for tag, mapping in mappings:
+        got = premade._element_from_json(tag, mapping)
+        keys = [k for k in JSON_VALUE_KEYS if k in mapping]
+        value_key = keys[0] if keys else None
+        expected = DataElement.from_json(
+            Dataset, tag, mapping["vr"], mapping[value_key] if value_key else [""], value_key
+        )
+        assert _described(got) == _described(expected), tag
+        direct += mapping["vr"] in premade._PLAIN_JSON_VRS
+    assert direct > 40  # most were made directly

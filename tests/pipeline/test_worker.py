@@ -1,5 +1,7 @@
-"""The worker's lanes: a small study is carried to its results while a large one is in
-its model, and no two lanes ever do the same study's or job's step."""
+"""The worker: its lanes (a small study is carried to its results while a large one is
+in its model, and no two lanes ever do the same study's or job's step), and its stepping
+(Python's garbage is collected once the appliance is idle after work, never in the
+middle of it)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pydicom import Dataset
 from pydicom.uid import generate_uid
 
@@ -26,6 +29,7 @@ from aifi_app.config.settings import (
 )
 from aifi_app.demo import DemoPacs
 from aifi_app.pipeline.job_claims import Claims
+from aifi_app.pipeline.worker import Worker
 from aifi_app.sample_studies import chest_radiograph, demo_patient, phantom_chest, write
 from aifi_app.service import Appliance
 from aifi_app.store import jobs
@@ -205,3 +209,70 @@ def test_settings_reject_a_negative_lane_size() -> None:
         assert "small_study_lane_images" in str(exc)
     else:
         raise AssertionError("a negative lane size was accepted")
+
+
+def _gc_app(tmp_path: Path, pacs: DemoPacs) -> Appliance:
+    settings = Settings(
+        node=NodeSettings(port=0),
+        remote_nodes=(RemoteNode("pacs", "DEMO_PACS", "127.0.0.1", pacs.port),),
+        completion=CompletionSettings(idle_seconds=0.0),
+        delivery=DeliverySettings(pacs="pacs"),
+        storage=StorageSettings(data_dir=str(tmp_path / "data")),
+    )
+    return Appliance(settings, secret_for=lambda _: KEY)
+
+
+def _receive_one(app: Appliance, tmp_path: Path, n: int) -> None:
+    ds = chest_radiograph(demo_patient(n), phantom_chest())
+    path = write(ds, tmp_path / "in")
+    target = app.node.incoming / "x.dcm"
+    app.node.incoming.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(path.read_bytes())
+    app.node.accept_file(target, "MODALITY", str(ds.SOPInstanceUID))
+
+
+def test_garbage_is_collected_once_everything_is_done(
+    tmp_path: Path, pacs: DemoPacs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    collected: list[int] = []
+    monkeypatch.setattr(Worker, "_collect", lambda self: collected.append(1))
+    app = _gc_app(tmp_path, pacs)
+    assert not app.worker.run_once()  # nothing done yet: nothing to collect
+    assert collected == []
+    _receive_one(app, tmp_path, 1)
+    assert app.worker.run_once()  # completed, routed, pseudonymised, the model run
+    (job,) = app.db.query("SELECT id, state FROM jobs")
+    assert job["state"] == JobState.RESULT_RECEIVED
+    assert not app.worker.run_once()  # its results wait for delivery: not idle
+    assert collected == []
+    app.dispatcher.run_once()
+    assert app.db.query("SELECT state FROM jobs")[0]["state"] == JobState.DELIVERED
+    assert not app.worker.run_once()
+    assert collected == [1]
+    assert not app.worker.run_once()  # once after each spell of work
+    assert collected == [1]
+    app.db.close()
+
+
+def test_no_collection_while_a_study_arrives(
+    tmp_path: Path, pacs: DemoPacs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    collected: list[int] = []
+    monkeypatch.setattr(Worker, "_collect", lambda self: collected.append(1))
+    app = _gc_app(tmp_path, pacs)
+    _receive_one(app, tmp_path, 1)
+    assert app.worker.run_once()
+    app.dispatcher.run_once()
+    app.worker._in_transfer = lambda: {999}  # an association is open
+    assert not app.worker.run_once()
+    assert collected == []
+    app.worker._in_transfer = frozenset
+    assert not app.worker.run_once()
+    assert collected == [1]
+    app.db.close()
+
+
+def test_a_collection_runs(tmp_path: Path, pacs: DemoPacs) -> None:
+    app = _gc_app(tmp_path, pacs)
+    app.worker._collect()  # the real one: returns, logs
+    app.db.close()
