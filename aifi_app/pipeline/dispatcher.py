@@ -17,13 +17,12 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 from aifi_app.config.settings import Settings
 from aifi_app.dicom_node.peers import dicom_peer
-from aifi_app.dicom_node.storage_scu import AssociationFailed, send_files
+from aifi_app.dicom_node.storage_scu import AssociationFailed, SendOutcome, send_files
 from aifi_app.failpoints import failpoint
 from aifi_app.pipeline.background_loop import BackgroundLoop
 from aifi_app.pipeline.early_delivery import EarlyBatch, EarlyObject, EarlySends
@@ -49,27 +48,28 @@ class Dispatcher(BackgroundLoop):
         self._settings = settings
         self.early = EarlySends(db)
 
-    def deliver_early(self, job_id: int, objects: Sequence[EarlyObject]) -> bool:
+    def deliver_early(self, job_id: int, objects: Sequence[EarlyObject]) -> EarlyBatch | None:
         """Send these written, re-identified result objects of a job still being finished
-        now, on an association and a thread of their own; False (nothing sent) when no
+        now, on an association and a thread of their own; None (nothing sent) when no
         PACS is configured or it cannot be addressed. Safe from any thread."""
         settings = self._settings()
         node = settings.pacs_node
         if node is None or not objects:
-            return False
+            return None
         try:
             peer = dicom_peer(node, settings.node)
         except AssociationFailed as exc:
             log.warning("early delivery not started: %s", exc)
-            return False
-        send = partial(
-            send_files,
-            peer,
-            calling_ae_title=settings.delivery.calling_ae_title or settings.node.ae_title,
-            timeout=settings.delivery.timeout_seconds,
-        )
-        self.early.start(job_id, objects, send, pacs=peer.ae_title, node=node.name)
-        return True
+            return None
+        calling = settings.delivery.calling_ae_title or settings.node.ae_title
+        timeout = settings.delivery.timeout_seconds
+
+        def send(paths: Sequence[Path], on_data_sent: Callable[[int], object]) -> list[SendOutcome]:
+            return send_files(
+                peer, paths, calling_ae_title=calling, timeout=timeout, on_data_sent=on_data_sent
+            )
+
+        return self.early.start(job_id, objects, send, pacs=peer.ae_title, node=node.name)
 
     def abandon_early(self, job_id: int) -> None:
         """The job failed before recording its results (see :meth:`EarlySends.abandon`)."""

@@ -35,9 +35,10 @@ from aifi_app.store.database import Database, now
 
 log = logging.getLogger(__name__)
 
-Send = Callable[[Sequence[Path]], list[SendOutcome]]
+Send = Callable[[Sequence[Path], Callable[[int], object]], list[SendOutcome]]
 """Sends files to the PACS over one association (``storage_scu.send_files`` bound to the
-PACS); raises when no association can be made."""
+PACS), calling the second argument with each file's index once its data is sent; raises
+when no association can be made."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,9 @@ class EarlyBatch:
     error: str = ""
     """Why none was sent (no association), in words; empty otherwise."""
     abandoned: bool = False
+    data_sent: threading.Event = field(default_factory=threading.Event)
+    """Set once the last object's data is with the PACS's socket (or the send ended): the
+    PACS works on it from then on, without us."""
     done: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
 
@@ -97,8 +101,14 @@ class EarlySends:
 
     def _send(self, batch: EarlyBatch, send: Send) -> None:
         batch.started_at = now()
+        last = len(batch.objects) - 1
+
+        def sent(n: int) -> None:
+            if n == last:
+                batch.data_sent.set()
+
         try:
-            batch.outcomes = send([o.path for o in batch.objects])
+            batch.outcomes = send([o.path for o in batch.objects], sent)
         except Exception as exc:  # no association: the dispatcher sends them again
             batch.error = str(exc) or type(exc).__name__
         except BaseException as exc:  # pragma: no cover - interpreter shutting down
@@ -106,6 +116,7 @@ class EarlySends:
             raise
         finally:
             batch.finished_at = now()
+            batch.data_sent.set()
             with self._lock:
                 batch.done.set()
                 abandoned = batch.abandoned

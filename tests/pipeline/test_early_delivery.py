@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from pydicom import Dataset, dcmread
 from aifi_app.config.settings import RemoteNode, Route
 from aifi_app.demo import DemoPacs
 from aifi_app.dicom_node.requestor import Peer
-from aifi_app.dicom_node.storage_scu import send_files
+from aifi_app.dicom_node.storage_scu import SendOutcome, send_files
 from aifi_app.dicom_node.store_request import InstanceFile, instance_file
 from aifi_app.pipeline.early_delivery import EarlyObject, EarlySends
 from aifi_app.service import Appliance
@@ -244,15 +244,20 @@ def test_take_waits_for_the_send_and_forgets_it(tmp_path: Path, pacs: DemoPacs) 
     sends = EarlySends(db)
     objects = [_object(tmp_path, "2.25.1"), _object(tmp_path, "2.25.2")]
     peer = Peer("DEMO_PACS", "127.0.0.1", pacs.port)
-    sends.start(
-        7,
-        objects,
-        lambda paths: send_files(peer, paths, calling_ae_title="AIFI"),
-        pacs="DEMO_PACS",
-        node="pacs",
-    )
+    data_sent: list[int] = []
+
+    def send(paths: Sequence[Path], sent: Callable[[int], object]) -> list[SendOutcome]:
+        def noted(n: int) -> None:
+            data_sent.append(n)
+            sent(n)
+
+        return send_files(peer, paths, calling_ae_title="AIFI", on_data_sent=noted)
+
+    started = sends.start(7, objects, send, pacs="DEMO_PACS", node="pacs")
+    assert started.data_sent.wait(30)  # set once the last one's data went
     assert sends.pending_jobs() == {7}
     (batch,) = sends.take(7, 30)
+    assert batch is started and data_sent == [0, 1]
     assert [o.sop_instance_uid for o, _ in batch.stored()] == ["2.25.1", "2.25.2"]
     assert batch.error == "" and batch.started_at <= batch.finished_at
     assert sends.take(7, 30) == [] and sends.pending_jobs() == set()
@@ -267,7 +272,9 @@ def test_no_association_is_an_error_in_words(tmp_path: Path) -> None:
     sends.start(
         3,
         [_object(tmp_path, "2.25.3")],
-        lambda paths: send_files(peer, paths, calling_ae_title="AIFI", timeout=5),
+        lambda paths, sent: send_files(
+            peer, paths, calling_ae_title="AIFI", timeout=5, on_data_sent=sent
+        ),
         pacs="NOBODY",
         node="pacs",
     )
@@ -287,7 +294,7 @@ def test_an_abandoned_send_records_what_was_stored(
     batch = sends.start(
         5,
         [_object(tmp_path, "2.25.5")],
-        lambda paths: send_files(peer, paths, calling_ae_title="AIFI"),
+        lambda paths, sent: send_files(peer, paths, calling_ae_title="AIFI", on_data_sent=sent),
         pacs="DEMO_PACS",
         node="pacs",
     )
@@ -313,7 +320,9 @@ def test_an_abandoned_send_that_stored_nothing_records_nothing(tmp_path: Path) -
     batch = sends.start(
         6,
         [_object(tmp_path, "2.25.6")],
-        lambda paths: send_files(peer, paths, calling_ae_title="AIFI", timeout=5),
+        lambda paths, sent: send_files(
+            peer, paths, calling_ae_title="AIFI", timeout=5, on_data_sent=sent
+        ),
         pacs="NOBODY",
         node="pacs",
     )
