@@ -89,9 +89,15 @@ def main() -> int:
 
         # as the service's worker does when it starts: highdicom's tables loaded, and every
         # object alive then frozen out of the garbage collector's walks
-        from aifi_app.results.standard_tables import load_and_freeze
+        try:
+            from aifi_app.results.standard_tables import load_and_freeze
+        except ImportError:  # a tree from before 2026-11-29's sixth session: loaded on use
+            from highdicom import _standard_utils
 
-        load_and_freeze()
+            _standard_utils.get_module_attribute_map()
+            _standard_utils.get_iod_module_map()
+        else:
+            load_and_freeze()
 
         steps: list[tuple[str, float, float, float, float, float]] = []
 
