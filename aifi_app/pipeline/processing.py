@@ -33,7 +33,7 @@ from aifi_app.algorithms.package import (
 from aifi_app.algorithms.runners import InferenceError, RunnerCache
 from aifi_app.dicom_node.spool import durable_write
 from aifi_app.failpoints import failpoint
-from aifi_app.part10 import part10_bytes, write_part10_durably
+from aifi_app.part10 import make_durable, part10_bytes, write_part10_durably
 from aifi_app.pipeline import premade
 from aifi_app.pipeline.durable_batch import DurableBatch
 from aifi_app.pipeline.early_delivery import EarlyBatch, EarlyObject
@@ -837,20 +837,23 @@ class JobProcessor:
             for phase in phases:
                 group_made = [(n, kind, build()) for n, kind, build in phase]
                 made += group_made
+                early = self.early is not None and len(phases) > 1
                 started = now()
                 written = self._reidentify_and_write_numbered(
-                    ctx, group_made, original_header, siblings_of=made
+                    ctx, group_made, original_header, siblings_of=made, sync=not early
                 )
                 reidentifying += now() - started
                 planned += written
-                if self.early is not None and len(phases) > 1:
+                if self.early is not None and early:
+                    files = [self.data_dir / out.path for _, out in written]
                     objects = [
-                        EarlyObject(out.kind, out.sop_instance_uid, self.data_dir / out.path)
-                        for _, out in written
+                        EarlyObject(out.kind, out.sop_instance_uid, path)
+                        for (_, out), path in zip(written, files, strict=True)
                     ]
                     batch = self.early.deliver_early(ctx.job_id, objects)
                     if batch is not None:
                         handed_over += [out.kind for _, out in written]
+                    make_durable(files)  # on disk while they go (before the job records them)
                     if batch is not None and phase is not phases[-1]:
                         # the SR built once the SEG's bytes are with the PACS: built while
                         # they go, it holds the interpreter's lock between the sender's
@@ -904,12 +907,15 @@ class JobProcessor:
         objects: Sequence[tuple[int, str, Dataset]],
         original_header: Dataset,
         siblings_of: Sequence[tuple[int, str, Dataset]] | None = None,
+        *,
+        sync: bool = True,
     ) -> list[tuple[int, PlannedOutput]]:
         """Re-identify and write ``objects`` (each with its number among the job's
         results, which names its file); they may reference the SOP Instance and Series
         UIDs of ``siblings_of`` (default: of each other). Every one is checked before any
         is changed: a refused one is still the pseudonymised one (for the quarantine), and
-        an item two results share is re-identified once."""
+        an item two results share is re-identified once. ``sync=False``: the files are
+        complete but left for the caller to make durable (:func:`part10.make_durable`)."""
         siblings = frozenset(
             str(ds.get(keyword) or "")
             for _, _, ds in (objects if siblings_of is None else siblings_of)
@@ -934,7 +940,7 @@ class JobProcessor:
         out_dir = self.result_dir(ctx.job_id)
         for n, kind, restored in restored_all:
             relative = out_dir.relative_to(self.data_dir) / f"{n:02d}-{kind}.dcm"
-            write_part10_durably(self.data_dir / relative, restored)
+            write_part10_durably(self.data_dir / relative, restored, sync=sync)
             planned.append(
                 (
                     n,
