@@ -5,6 +5,12 @@ Each step reads its input from disk and the database, writes its output files du
 and then records the output and the state change in one transaction. A crash between the
 two repeats the step on restart; the step is idempotent (keyed pseudonyms and derived UIDs
 make the same files again), so nothing is lost and nothing doubles.
+
+One exception for speed, not for safety: a job with a Segmentation hands its result objects
+to the dispatcher as soon as each group is re-identified and written (the SEG, then the
+others), before the job records them (:mod:`aifi_app.pipeline.early_delivery`); a crash
+before the record makes the step again and sends the same objects again, which the PACS
+stores once (stable SOP Instance UIDs).
 """
 
 from __future__ import annotations
