@@ -6,7 +6,7 @@ In one process, as the service's worker thread does it: a synthetic chest CT
 (``bench/data.py``) is received into an in-process appliance routed to the bundled
 ``ct-lung-volume``, pseudonymised, and then ``JobProcessor.run_algorithm`` runs (the lung
 volume, then the SR and the SEG built, re-identified and written durably). highdicom's
-tables are loaded (and the objects alive frozen) first, as the service's worker does
+tables are loaded (and the objects alive frozen) first, as the service's first result
 when it starts. Prints the
 job's recorded stage times, then per step of the result stage (each builder, each
 re-identification, each file written) its wall-clock and CPU seconds (CPU: the worker
@@ -87,7 +87,7 @@ def main() -> int:
         (job_id,) = [int(r["id"]) for r in app.db.query("SELECT id FROM jobs")]
         app.processor.pseudonymise(job_id)
 
-        # as the service's worker does when it starts: highdicom's tables loaded, and every
+        # as the first result built in the service does: highdicom's tables loaded, and every
         # object alive then frozen out of the garbage collector's walks
         try:
             from aifi_app.results.standard_tables import load_and_freeze

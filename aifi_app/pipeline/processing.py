@@ -708,7 +708,10 @@ class JobProcessor:
             images_per_presentation_state,
             key_image_uids,
         )
+        from aifi_app.results.standard_tables import load_and_freeze
         from aifi_app.results.structured_report import SegmentReference
+
+        load_and_freeze()  # once per process: full collections skip what lives then
 
         by_uid = {str(ds.SOPInstanceUID): ds for ds in images}
         key = (

@@ -64,14 +64,6 @@ class Worker(BackgroundLoop):
             self.processor.warm_up({r.algorithm for r in self._settings().routes})
         except Exception as exc:
             log_fault(log, "could not load an algorithm's model in advance", exc)
-        try:
-            # highdicom's tables for the first result, and frozen out of the garbage
-            # collector's walks (aifi_app.results.standard_tables)
-            from aifi_app.results.standard_tables import load_and_freeze
-
-            load_and_freeze()
-        except Exception as exc:
-            log_fault(log, "could not load the result builders' tables in advance", exc)
 
     def idle_wait(self) -> float:
         """Seconds to sleep: until the next study's idle timer runs out, at most 1 s."""
