@@ -7,11 +7,11 @@ In one process, as the service's worker thread does it: a synthetic chest CT
 ``ct-lung-volume``, pseudonymised, and then ``JobProcessor.run_algorithm`` runs (the lung
 volume, then the SR and the SEG built, re-identified and written durably). highdicom's
 tables are loaded (and the objects alive frozen) first, as the service's first result
-when it starts. Prints the
-job's recorded stage times, then per step of the result stage (each builder, each
-re-identification, each file written) its wall-clock and CPU seconds (CPU: the worker
-thread's own, steadier on a shared machine) and the resident memory before and after
-it, and the peak resident memory during ``run_algorithm`` (sampled every 20 ms, and the
+build does. Prints the job's recorded stage times, then per step of the result stage
+(each builder, each re-identification, each file written) its wall-clock and CPU seconds
+(CPU: the worker thread's own, steadier on a shared machine), the seconds of garbage
+collections inside it, and the resident memory before and after it; then the collections
+during ``run_algorithm`` and its peak resident memory (sampled every 20 ms, and the
 process's VmHWM, reset before it). Linux only (``/proc``).
 """
 
