@@ -71,6 +71,11 @@ class Dispatcher(BackgroundLoop):
 
         return self.early.start(job_id, objects, send, pacs=peer.ae_title, node=node.name)
 
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the loop, then wait for the early sends still running (within ``timeout``)."""
+        super().stop(timeout)
+        self.early.close(timeout)
+
     def abandon_early(self, job_id: int) -> None:
         """The job failed before recording its results (see :meth:`EarlySends.abandon`)."""
         self.early.abandon(job_id)

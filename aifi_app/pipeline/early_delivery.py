@@ -16,14 +16,17 @@ A job that fails after some of its objects were handed over (a later result refu
 quarantined) is :meth:`~EarlySends.abandon`-ed: when its sends end, what the PACS stored
 is written to the audit log, so that it is visible beside the failed job.
 
-Thread: :meth:`start` and :meth:`abandon` from the worker, :meth:`take` from the
-dispatcher; each send runs on its own thread.
+Thread: :meth:`start` and :meth:`abandon` from the worker, :meth:`take` and :meth:`close`
+from the dispatcher; each send runs on its own thread. :meth:`close` waits for the sends
+still running before the service closes its database (a send's thread that wrote to a
+closed connection crashed the interpreter in a test).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,6 +87,9 @@ class EarlySends:
         self.db = db
         self._lock = threading.Lock()
         self._batches: dict[int, list[EarlyBatch]] = {}
+        self._running: list[EarlyBatch] = []
+        """Every batch whose send may still run (taken, abandoned or not), for :meth:`close`."""
+        self._closed = False
 
     def start(
         self, job_id: int, objects: Sequence[EarlyObject], send: Send, *, pacs: str, node: str
@@ -93,6 +99,7 @@ class EarlySends:
         batch = EarlyBatch(job_id, tuple(objects), pacs, node)
         with self._lock:
             self._batches.setdefault(job_id, []).append(batch)
+            self._running = [b for b in self._running if not b.done.is_set()] + [batch]
         batch.thread = threading.Thread(
             target=self._send, args=(batch, send), name="aifi-early-send", daemon=True
         )
@@ -118,10 +125,14 @@ class EarlySends:
             batch.finished_at = now()
             batch.data_sent.set()
             with self._lock:
-                batch.done.set()
-                abandoned = batch.abandoned
+                abandoned = batch.abandoned and not self._closed
+                if not abandoned:
+                    batch.done.set()
             if abandoned:
-                self._audit_abandoned(batch)
+                try:
+                    self._audit_abandoned(batch)
+                finally:
+                    batch.done.set()
 
     def take(self, job_id: int, timeout: float) -> list[EarlyBatch]:
         """The job's batches, each finished (waited for, at most ``timeout`` seconds each;
@@ -146,8 +157,24 @@ class EarlySends:
                 batch.abandoned = True
                 if batch.done.is_set():
                     ended.append(batch)
+            if self._closed:
+                return
         for batch in ended:
             self._audit_abandoned(batch)
+
+    def close(self, timeout: float) -> None:
+        """Wait (at most ``timeout`` seconds in all) for the sends still running, before the
+        database closes; a send that ends later records nothing."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            running = list(self._running)
+        for batch in running:
+            batch.done.wait(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            self._closed = True
+            left = [b for b in self._running if not b.done.is_set()]
+        if left:
+            log.warning("%d early send(s) still running at shutdown", len(left))
 
     def pending_jobs(self) -> set[int]:
         """Jobs with batches not yet taken (for tests and the status)."""

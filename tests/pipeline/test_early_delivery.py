@@ -184,6 +184,7 @@ def test_a_later_result_refused_after_the_seg_was_stored_is_visible(
     _wait_for_event(app, "stored_before_failure")
     (event,) = _events(app, "stored_before_failure")
     assert event == "seg stored by DEMO_PACS before the job failed"
+    app.dispatcher.stop(30)  # (never started) waits for the early sends: the database closes
     (stored,) = pacs.folder.glob("*.dcm")  # only the SEG, re-identified
     seg = dcmread(stored)
     assert seg.Modality == "SEG"
@@ -310,6 +311,27 @@ def test_an_abandoned_send_records_what_was_stored(
     (row,) = rows
     assert row["job_id"] == 5
     assert row["detail"] == "sc stored by DEMO_PACS before the job failed"
+    sends.close(30)
+    db.close()
+
+
+def test_closed_it_waits_for_the_sends_and_records_nothing_after(
+    tmp_path: Path, pacs: DemoPacs
+) -> None:
+    db = Database(tmp_path / "q.sqlite3")
+    sends = EarlySends(db)
+    peer = Peer("DEMO_PACS", "127.0.0.1", pacs.port)
+    batch = sends.start(
+        8,
+        [_object(tmp_path, "2.25.8")],
+        lambda paths, sent: send_files(peer, paths, calling_ae_title="AIFI", on_data_sent=sent),
+        pacs="DEMO_PACS",
+        node="pacs",
+    )
+    sends.close(30)
+    assert batch.done.is_set() and batch.stored()
+    sends.abandon(8)  # after close: nothing written
+    assert db.query("SELECT * FROM audit_events WHERE event = 'stored_before_failure'") == []
     db.close()
 
 
