@@ -5,7 +5,9 @@ nested data sets that share their structure and most of their values (the segmen
 number, the derivation codes, the purpose of reference); only each frame's source
 image, position and dimension index differ. pydicom's writer encodes every element of
 every nested data set afresh, and corrects ambiguous VRs again at every nesting level:
-most of writing such a SEG. Here a top-level sequence of many items is encoded once,
+most of writing such a SEG. Here a top-level sequence of many items (nested ones' items
+counted: a SEG's Referenced Series Sequence holds one item with an item per image) is
+encoded once,
 each element value that occurs again (same tag, VR, value and character set) from the
 bytes of its first encoding by pydicom's own :func:`~pydicom.filewriter.write_data_element`;
 the item and sequence headers are those pydicom writes (defined lengths unless a
@@ -113,11 +115,30 @@ def with_long_sequences_encoded(ds: Dataset, *, many_items: int = MANY_ITEMS) ->
 
 
 def _is_long_sequence(element: DataElement | RawDataElement, many_items: int) -> bool:
+    """A top-level sequence with ``many_items`` items or more, its nested sequences' items
+    counted too (a SEG's Referenced Series Sequence: one series item with an item per
+    referenced image)."""
     return (
         not element.is_raw
         and element.VR == "SQ"
-        and len(cast(DataElement, element).value) >= many_items
+        and _items_in(cast(DataElement, element).value, many_items) >= many_items
     )
+
+
+def _items_in(items: Iterable[Dataset], enough: int) -> int:
+    """The items of a sequence and of the sequences nested in them (counted up to about
+    ``enough``); raw elements are not looked into."""
+    count = 0
+    for item in items:
+        count += 1
+        if count >= enough:
+            return count
+        for element in item.values():
+            if not element.is_raw and element.VR == "SQ":
+                count += _items_in(cast(DataElement, element).value, enough - count)
+                if count >= enough:
+                    return count
+    return count
 
 
 def _item(item: Dataset, parent: list[str], cache: dict[_Key, bytes]) -> bytes:

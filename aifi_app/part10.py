@@ -22,23 +22,41 @@ def part10_bytes(ds: Dataset) -> bytes:
     return buffer.getvalue()
 
 
-def write_part10_durably(dest: Path, ds: Dataset) -> None:
+def write_part10_durably(dest: Path, ds: Dataset, *, sync: bool = True) -> None:
     """Write ``ds`` as a DICOM file to ``dest`` atomically and durably, as
     ``spool.durable_write`` writes bytes (a temporary file, fsync, rename, the folder
     flushed), but straight into the file: a large object (a 500-frame SEG) is not held in
     memory a second time as the file's bytes, and its Pixel Data goes to the file as it
     is (see :func:`large_values_buffered`). A long top-level sequence (a SEG's per-frame
     functional groups) is encoded ahead, to the same bytes
-    (:mod:`aifi_app.encoded_sequences`)."""
+    (:mod:`aifi_app.encoded_sequences`).
+
+    ``sync=False``: the file is complete at ``dest`` when this returns, but not yet on
+    disk; the caller makes it so with :func:`make_durable` before anything records it (a
+    crash before then may leave it incomplete at ``dest``, unrecorded)."""
     ds = with_long_sequences_encoded(ds)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + ".part")
     with tmp.open("wb") as fh, large_values_buffered(ds):
         dcmwrite(fh, ds, enforce_file_format=True)
         fh.flush()
-        os.fsync(fh.fileno())
+        if sync:
+            os.fsync(fh.fileno())
     tmp.replace(dest)
-    fsync_dir(dest.parent)
+    if sync:
+        fsync_dir(dest.parent)
+
+
+def make_durable(paths: list[Path]) -> None:
+    """Flush files written by ``write_part10_durably(..., sync=False)`` and their folders."""
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    for folder in dict.fromkeys(path.parent for path in paths):
+        fsync_dir(folder)
 
 
 _BUFFERED_FROM_BYTES = 1 << 20

@@ -159,6 +159,7 @@ class Appliance:
         self.processor.prepared = self.pre_pseudonymiser
         self.ris_sender = RisSender(self.db, lambda: self.settings)
         self.dispatcher = Dispatcher(self.db, self.data_dir, lambda: self.settings)
+        self.processor.early = self.dispatcher
         self.node_monitor = NodeMonitor(self.db, lambda: self.settings)
         claims = Claims()
         self.worker = Worker(

@@ -171,6 +171,11 @@ def end_to_end_ct(work: Path, ct: list[Path], runs: int) -> list[Row]:
                 print(f"    between the stages: {_gaps(app.data_dir, seen_at)}", flush=True)
                 for line in _job_log_lines(app.log_path, app.data_dir):
                     print(f"    {line}", flush=True)
+                print(
+                    "    after the model: its results stored in the PACS"
+                    f" {_after_model_seconds(app.data_dir, seen_at):.2f} s later",
+                    flush=True,
+                )
     finally:
         app.stop()
         orthanc.stop()
@@ -267,6 +272,18 @@ def _job_log_lines(log_path: Path, data_dir: Path) -> list[str]:
     except OSError:
         return []
     return [line[line.index(marker) :] for line in text.splitlines() if marker in line]
+
+
+def _after_model_seconds(data_dir: Path, seen_at: float) -> float:
+    """The newest job's model end -> its results seen in the PACS (``seen_at``,
+    ``time.time()``): building, re-identifying, writing and delivering them, however they
+    overlap."""
+    (row,) = _queue_rows(
+        data_dir,
+        "SELECT finished_at FROM job_stage_times WHERE stage = 'model'"
+        " AND job_id = (SELECT MAX(job_id) FROM job_stage_times)",
+    )
+    return seen_at - float(row[0])
 
 
 def _completion_seconds(data_dir: Path) -> float:

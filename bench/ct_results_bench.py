@@ -1,16 +1,17 @@
 """The CT's result stage on its own: model output -> SR and SEG built, re-identified, written.
 
-    .venv/bin/python bench/ct_results_bench.py [--slices 500]
+    .venv/bin/python bench/ct_results_bench.py [--slices 500] [--keep DIR]
 
 In one process, as the service's worker thread does it: a synthetic chest CT
 (``bench/data.py``) is received into an in-process appliance routed to the bundled
 ``ct-lung-volume``, pseudonymised, and then ``JobProcessor.run_algorithm`` runs (the lung
 volume, then the SR and the SEG built, re-identified and written durably). highdicom's
-tables are loaded first, as in a service that has built a result before. Prints the
-job's recorded stage times, then per step of the result stage (each builder, each
-re-identification, each file written) its wall-clock and CPU seconds (CPU: the worker
-thread's own, steadier on a shared machine) and the resident memory before and after
-it, and the peak resident memory during ``run_algorithm`` (sampled every 20 ms, and the
+tables are loaded (and the objects alive frozen) first, as the service's first result
+build does. Prints the job's recorded stage times, then per step of the result stage
+(each builder, each re-identification, each file written) its wall-clock and CPU seconds
+(CPU: the worker thread's own, steadier on a shared machine), the seconds of garbage
+collections inside it, and the resident memory before and after it; then the collections
+during ``run_algorithm`` and its peak resident memory (sampled every 20 ms, and the
 process's VmHWM, reset before it). Linux only (``/proc``).
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import gc
 import shutil
 import sys
 import tempfile
@@ -42,6 +44,9 @@ def _status_mb(field: str) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--slices", type=int, default=500)
+    parser.add_argument(
+        "--keep", type=Path, help="copy the job's result files (SR, SEG) into this folder"
+    )
     args = parser.parse_args()
 
     from pydicom import dcmread
@@ -82,12 +87,19 @@ def main() -> int:
         (job_id,) = [int(r["id"]) for r in app.db.query("SELECT id FROM jobs")]
         app.processor.pseudonymise(job_id)
 
-        from highdicom import _standard_utils  # as a service that built a result before
+        # as the first result built in the service does: highdicom's tables loaded, and every
+        # object alive then frozen out of the garbage collector's walks
+        try:
+            from aifi_app.results.standard_tables import load_and_freeze
+        except ImportError:  # a tree from before 2026-11-29's sixth session: loaded on use
+            from highdicom import _standard_utils
 
-        _standard_utils.get_module_attribute_map()
-        _standard_utils.get_iod_module_map()
+            _standard_utils.get_module_attribute_map()
+            _standard_utils.get_iod_module_map()
+        else:
+            load_and_freeze()
 
-        steps: list[tuple[str, float, float, float, float]] = []
+        steps: list[tuple[str, float, float, float, float, float]] = []
 
         def timed(module: Any, name: str) -> None:
             function: Callable[..., Any] = getattr(module, name)
@@ -101,6 +113,7 @@ def main() -> int:
                     steps.append(
                         (
                             name,
+                            wall,
                             time.perf_counter() - wall,
                             time.thread_time() - cpu,
                             rss,
@@ -128,6 +141,16 @@ def main() -> int:
 
         peak = [0.0]
         stop = threading.Event()
+        collections: list[tuple[int, float, float]] = []  # generation, start, seconds
+        gc_started = [0.0]
+
+        def on_gc(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                gc_started[0] = time.perf_counter()
+            else:
+                collections.append(
+                    (info["generation"], gc_started[0], time.perf_counter() - gc_started[0])
+                )
 
         def sample() -> None:
             while not stop.wait(0.02):
@@ -138,7 +161,11 @@ def main() -> int:
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         started = time.perf_counter()
-        app.processor.run_algorithm(job_id, JobState.PSEUDONYMISED)
+        gc.callbacks.append(on_gc)
+        try:
+            app.processor.run_algorithm(job_id, JobState.PSEUDONYMISED)
+        finally:
+            gc.callbacks.remove(on_gc)
         elapsed = time.perf_counter() - started
         stop.set()
         sampler.join()
@@ -148,15 +175,25 @@ def main() -> int:
             " WHERE job_id = ? ORDER BY started_at",
             (job_id,),
         )
+        if args.keep is not None:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            for made in sorted(app.processor.result_dir(job_id).glob("*.dcm")):
+                shutil.copyfile(made, args.keep / made.name)
         app.db.close()
     if state["state"] != JobState.RESULT_RECEIVED:
         print(f"job ended {state['state']}: {state['reason']}")
         return 1
     print(f"CT {args.slices} slices; run_algorithm {elapsed:.2f} s")
     print("stages: " + ", ".join(f"{r['stage']} {r['seconds']:.2f} s" for r in stages))
-    print(f"{'step':<26} {'wall s':>7} {'cpu s':>7} {'RSS before':>11} {'after MB':>9}")
-    for name, wall, cpu, rss_before, rss_after in steps:
-        print(f"{name:<26} {wall:7.3f} {cpu:7.3f} {rss_before:11.0f} {rss_after:9.0f}")
+    print(f"{'step':<26} {'wall s':>7} {'cpu s':>7} {'gc s':>6} {'RSS before':>11} {'after MB':>9}")
+    for name, at, wall, cpu, rss_before, rss_after in steps:
+        in_gc = sum(s for _, t, s in collections if at <= t <= at + wall)
+        print(f"{name:<26} {wall:7.3f} {cpu:7.3f} {in_gc:6.3f} {rss_before:11.0f} {rss_after:9.0f}")
+    full = [s for g, _, s in collections if g == 2]
+    print(
+        f"garbage collections during run_algorithm: {len(collections)},"
+        f" {sum(s for _, _, s in collections):.3f} s; full ones {len(full)}, {sum(full):.3f} s"
+    )
     print(
         f"resident memory: {before:.0f} MB before run_algorithm, peak {peak[0]:.0f} MB sampled,"
         f" VmHWM {_status_mb('VmHWM'):.0f} MB"

@@ -58,7 +58,8 @@ def test_a_segs_per_frame_groups_are_written_as_pydicom_writes_them() -> None:
     encoded = with_long_sequences_encoded(seg)
     assert encoded is not seg
     assert encoded.get_item("PerFrameFunctionalGroupsSequence").is_raw
-    assert not encoded.get_item("SharedFunctionalGroupsSequence").is_raw  # 1 item: pydicom's
+    assert encoded.get_item("ReferencedSeriesSequence").is_raw  # 1 item, 58 nested
+    assert not encoded.get_item("SharedFunctionalGroupsSequence").is_raw  # 4 items: pydicom's
     assert _written(encoded) == plain
     # the SEG itself is unchanged and still writes the same
     assert not seg.get_item("PerFrameFunctionalGroupsSequence").is_raw
@@ -121,6 +122,23 @@ def test_varied_items_are_written_as_pydicom_writes_them() -> None:
     encoded = with_long_sequences_encoded(ds)
     assert encoded is not ds
     assert _written(encoded) == _written(ds)
+
+
+def test_a_short_sequence_with_a_long_nested_one_is_encoded() -> None:
+    ds = _varied_items(40)
+    series = Dataset()
+    series.SeriesInstanceUID = generate_uid()
+    series.ReferencedInstanceSequence = ds.PerFrameFunctionalGroupsSequence
+    del ds.PerFrameFunctionalGroupsSequence
+    ds.ReferencedSeriesSequence = Sequence([series])  # one item, 40 nested
+    encoded = with_long_sequences_encoded(ds)
+    assert encoded is not ds
+    assert encoded.get_item("ReferencedSeriesSequence").is_raw
+    assert not encoded.get_item("SharedFunctionalGroupsSequence").is_raw
+    assert _written(encoded) == _written(ds)
+    # 81 items in all: the series item, 40 nested, and a code item in each of those
+    assert with_long_sequences_encoded(ds, many_items=82) is ds
+    assert with_long_sequences_encoded(ds, many_items=81) is not ds
 
 
 def test_an_undefined_length_sequence_is_written_as_pydicom_writes_it() -> None:

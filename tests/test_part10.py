@@ -9,7 +9,12 @@ from pydicom import dcmread, dcmwrite
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from aifi_app.part10 import large_values_buffered, part10_bytes, write_part10_durably
+from aifi_app.part10 import (
+    large_values_buffered,
+    make_durable,
+    part10_bytes,
+    write_part10_durably,
+)
 from aifi_app.sample_studies import ct_series, demo_patient
 
 
@@ -25,6 +30,17 @@ def test_written_file_is_the_same_as_the_bytes(tmp_path: Path) -> None:
     assert dest.read_bytes() == part10_bytes(ds)
     assert [p.name for p in dest.parent.iterdir()] == ["01-seg.dcm"]  # no .part left
     assert dcmread(dest).SOPInstanceUID == ds.SOPInstanceUID
+
+
+def test_written_unsynced_then_made_durable_is_the_same_file(tmp_path: Path) -> None:
+    ds = _slice()
+    dest = tmp_path / "results" / "02-seg.dcm"
+    write_part10_durably(dest, ds, sync=False)
+    assert dest.read_bytes() == part10_bytes(ds)  # complete at once, only not yet synced
+    assert [p.name for p in dest.parent.iterdir()] == ["02-seg.dcm"]
+    make_durable([dest])
+    assert dest.read_bytes() == part10_bytes(ds)
+    make_durable([])  # nothing to flush: nothing done
 
 
 def test_writing_again_replaces_the_file(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,21 +58,28 @@ class SendOutcome:
 
 
 def send_files(
-    peer: Peer, paths: Sequence[Path], *, calling_ae_title: str, timeout: float = 60.0
+    peer: Peer,
+    paths: Sequence[Path],
+    *,
+    calling_ae_title: str,
+    timeout: float = 60.0,
+    on_data_sent: Callable[[int], object] | None = None,
 ) -> list[SendOutcome]:
     """C-STORE each file (as stored, with its own transfer syntax) over one association.
 
     Returns an outcome per file, in order: a file that cannot be read, or whose kind the
     peer did not accept, fails alone. Raises :class:`AssociationFailed` when no association
     can be made. ``timeout`` bounds each wait: for the association, for the peer to take
-    our data, for each response, and for the release.
+    our data, for each response, and for the release. ``on_data_sent(n)`` is called (on
+    this thread) once the ``n``-th file's data set is all with the peer's socket, before
+    its response is awaited.
     """
     files = [instance_file(path) for path in paths]
     contexts = sorted({(f.sop_class, f.syntax) for f in files if isinstance(f, InstanceFile)})
     if not contexts:
         return [SendOutcome(path, None, str(f)) for path, f in zip(paths, files, strict=True)]
     link = associate(peer, calling_ae_title=calling_ae_title, contexts=contexts, timeout=timeout)
-    sender = _Sender(link, files)
+    sender = _Sender(link, files, on_data_sent)
     try:
         outcomes = [sender.store(n, path) for n, path in enumerate(paths)]
     except BaseException:
@@ -89,9 +96,15 @@ class _Sender:
     """C-STORE one file after the other on ``link``, reading the next while the peer
     works on the current one."""
 
-    def __init__(self, link: Link, files: Sequence[InstanceFile | str]) -> None:
+    def __init__(
+        self,
+        link: Link,
+        files: Sequence[InstanceFile | str],
+        on_data_sent: Callable[[int], object] | None = None,
+    ) -> None:
         self.link = link
         self.files = files
+        self.on_data_sent = on_data_sent
         self.commands = StoreCommands()
         self.message_id = 0
         self.ahead: Prepared | str | None = None
@@ -116,6 +129,8 @@ class _Sender:
         try:
             self.link.send_message(context_id, ready.command, ready.blocks(), ready.size)
             ready.close()
+            if self.on_data_sent is not None:
+                self.on_data_sent(n)
             self._read_ahead(n + 1)
             response = self.link.read_response(ready.message_id, C_STORE_RSP)
         except UnreadableFile as exc:  # nothing of it was sent: the association goes on

@@ -56,6 +56,9 @@ def event_name(event: str) -> str:
         "state_changed": QCoreApplication.translate("Events", "state changed"),
         "output_delivered": QCoreApplication.translate("Events", "result stored in PACS"),
         "send_failed": QCoreApplication.translate("Events", "sending failed"),
+        "stored_before_failure": QCoreApplication.translate(
+            "Events", "result stored in PACS before the job failed"
+        ),
         "retry_scheduled": QCoreApplication.translate("Events", "new attempt scheduled"),
         "spool_removed": QCoreApplication.translate("Events", "images removed (retention)"),
         "store_refused": QCoreApplication.translate("Events", "instance refused"),

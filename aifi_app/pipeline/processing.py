@@ -5,11 +5,18 @@ Each step reads its input from disk and the database, writes its output files du
 and then records the output and the state change in one transaction. A crash between the
 two repeats the step on restart; the step is idempotent (keyed pseudonyms and derived UIDs
 make the same files again), so nothing is lost and nothing doubles.
+
+One exception for speed, not for safety: a job with a Segmentation hands its result objects
+to the dispatcher as soon as each group is re-identified and written (the SEG, then the
+others), before the job records them (:mod:`aifi_app.pipeline.early_delivery`); a crash
+before the record makes the step again and sends the same objects again, which the PACS
+stores once (stable SOP Instance UIDs).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gc
 import logging
 import shutil
@@ -35,9 +42,10 @@ from aifi_app.algorithms.package import (
 from aifi_app.algorithms.runners import InferenceError, RunnerCache
 from aifi_app.dicom_node.spool import durable_write
 from aifi_app.failpoints import failpoint
-from aifi_app.part10 import part10_bytes, write_part10_durably
+from aifi_app.part10 import make_durable, part10_bytes, write_part10_durably
 from aifi_app.pipeline import premade
 from aifi_app.pipeline.durable_batch import DurableBatch
+from aifi_app.pipeline.early_delivery import EarlyBatch, EarlyObject
 from aifi_app.pipeline.image_reader import read_header, read_image
 from aifi_app.pipeline.input_selection import (
     Image,
@@ -87,6 +95,9 @@ HELP_WAIT_SECONDS = 2.0
 READ_AHEAD_JOBS = 2
 """At most this many jobs' images are kept read ahead (the worker pseudonymises every
 queued job before it runs the first one's algorithm)."""
+HANDOVER_WAIT_SECONDS = 2.0
+"""The longest a job's SEG, handed to the PACS early, is waited for to be sent before its
+other results are made (a slow PACS takes longer; they are made then all the same)."""
 SC_SERIES_NUMBER = result_object("sc").series_number
 SR_SERIES_NUMBER = result_object("sr").series_number
 SEG_SERIES_NUMBER = result_object("seg").series_number
@@ -105,6 +116,19 @@ class JobRejected(Exception):
 
 class ResultQuarantined(Exception):
     """A result could not be re-identified safely; it was kept under quarantine, not sent."""
+
+
+class EarlyDelivery(Protocol):
+    """Sends a job's result objects while the job is still being finished (the
+    dispatcher: :mod:`aifi_app.pipeline.early_delivery`)."""
+
+    def deliver_early(self, job_id: int, objects: Sequence[EarlyObject]) -> EarlyBatch | None:
+        """Send them now; None when they are not sent (no PACS)."""
+        ...
+
+    def abandon_early(self, job_id: int) -> None:
+        """The job failed before recording its results."""
+        ...
 
 
 class RemoteStep(Protocol):
@@ -225,6 +249,9 @@ class JobProcessor:
         self._read_ahead_lock = threading.Lock()
         """The worker's lanes (:mod:`aifi_app.pipeline.worker`) keep and take jobs' read-aheads
         from their own threads."""
+        self.early: EarlyDelivery | None = None
+        """Sends a job's SEG while its other results are made (the service's dispatcher;
+        set after both are made). None: the results wait for the job's record."""
 
     def warm_up(self, algorithm_ids: set[str]) -> None:
         """Load the models of these algorithms now, so that the first study does not wait
@@ -765,7 +792,13 @@ class JobProcessor:
         original_header: Dataset | None = None,
     ) -> list[PlannedOutput]:
         """Build, re-identify and durably write the job's result objects
-        (``original_header``: :meth:`original_header`, read here when not given)."""
+        (``original_header``: :meth:`original_header`, read here when not given).
+
+        A job with a Segmentation has it made first (built, re-identified, written) and,
+        with :attr:`early` set, handed to the PACS at once; its other results are made
+        while the PACS stores it, and handed over as one group too
+        (:mod:`aifi_app.pipeline.early_delivery`). Either way the outputs are those of
+        the canonical order (SCs, SR, SEGs, GSPSs, KO) with the same file names."""
         # the builders import highdicom: on first use, not before the service listens
         from aifi_app.results import (
             build_key_object_selection,
@@ -776,7 +809,10 @@ class JobProcessor:
             images_per_presentation_state,
             key_image_uids,
         )
+        from aifi_app.results.standard_tables import load_and_freeze
         from aifi_app.results.structured_report import SegmentReference
+
+        load_and_freeze()  # once per process: full collections skip what lives then
 
         by_uid = {str(ds.SOPInstanceUID): ds for ds in images}
         key = (
@@ -785,16 +821,18 @@ class JobProcessor:
             ctx.package.identity.algorithm_id,
             ctx.package.identity.version,
         )
-        built: list[tuple[str, Dataset]] = []
+        builds: list[tuple[str, Callable[[], Dataset]]] = []
+        """Each result object's kind and how it is built, in the canonical order."""
         device_observer = derived_uid(self._secret, "device", ctx.package.identity.algorithm_id)
         tracking_base = derived_uid(self._secret, *key, "tracking")
         if "sc" in ctx.package.result_objects:
             sc_series = derived_uid(self._secret, *key, "sc-series")
             for n, finding in enumerate(result.findings, start=1):
-                built.append(
+                builds.append(
                     (
                         "sc",
-                        build_secondary_capture(
+                        functools.partial(
+                            build_secondary_capture,
                             by_uid[finding.source_sop_instance_uid],
                             result,
                             finding,
@@ -821,10 +859,11 @@ class JobProcessor:
             else []
         )
         if "sr" in ctx.package.result_objects:
-            built.append(
+            builds.append(
                 (
                     "sr",
-                    build_measurement_report(
+                    functools.partial(
+                        build_measurement_report,
                         images,
                         result,
                         series_instance_uid=derived_uid(self._secret, *key, "sr-series"),
@@ -839,10 +878,11 @@ class JobProcessor:
                 )
             )
         for n, segment in enumerate(segments, start=1):
-            built.append(
+            builds.append(
                 (
                     "seg",
-                    build_segmentation(
+                    functools.partial(
+                        build_segmentation,
                         images,
                         segment.mask,
                         ctx.package.identity,
@@ -858,10 +898,11 @@ class JobProcessor:
             gsps_series = derived_uid(self._secret, *key, "gsps-series")
             groups = images_per_presentation_state(result, images)
             for n, group in enumerate(groups, start=1):
-                built.append(
+                builds.append(
                     (
                         "gsps",
-                        build_presentation_state(
+                        functools.partial(
+                            build_presentation_state,
                             group,
                             result,
                             series_instance_uid=gsps_series,
@@ -874,10 +915,11 @@ class JobProcessor:
                     )
                 )
         if "ko" in ctx.package.result_objects and key_image_uids(result):
-            built.append(
+            builds.append(
                 (
                     "ko",
-                    build_key_object_selection(
+                    functools.partial(
+                        build_key_object_selection,
                         images,
                         result,
                         series_instance_uid=derived_uid(self._secret, *key, "ko-series"),
@@ -888,7 +930,63 @@ class JobProcessor:
                     ),
                 )
             )
-        return self.reidentify_and_write(ctx, built, original_header)
+        if original_header is None:
+            original_header = self.original_header(ctx)
+        # the SEGs first (the PACS takes longest to store them), then the others together
+        numbered = list(enumerate(builds, start=1))
+        phases = [
+            [(n, kind, build) for n, (kind, build) in numbered if kind == "seg"],
+            [(n, kind, build) for n, (kind, build) in numbered if kind != "seg"],
+        ]
+        phases = [phase for phase in phases if phase]
+        made: list[tuple[int, str, Dataset]] = []
+        planned: list[tuple[int, PlannedOutput]] = []
+        handed_over: list[str] = []
+        reidentifying = 0.0
+        try:
+            for phase in phases:
+                group_made = [(n, kind, build()) for n, kind, build in phase]
+                made += group_made
+                early = self.early is not None and len(phases) > 1
+                started = now()
+                written = self._reidentify_and_write_numbered(
+                    ctx, group_made, original_header, siblings_of=made, sync=not early
+                )
+                reidentifying += now() - started
+                planned += written
+                if self.early is not None and early:
+                    files = [self.data_dir / out.path for _, out in written]
+                    objects = [
+                        EarlyObject(out.kind, out.sop_instance_uid, path)
+                        for (_, out), path in zip(written, files, strict=True)
+                    ]
+                    batch = self.early.deliver_early(ctx.job_id, objects)
+                    if batch is not None:
+                        handed_over += [out.kind for _, out in written]
+                    make_durable(files)  # on disk while they go (before the job records them)
+                    if batch is not None and phase is not phases[-1]:
+                        # the SR built once the SEG's bytes are with the PACS: built while
+                        # they go, it holds the interpreter's lock between the sender's
+                        # writes (a CPU-bound thread beside it made sending a 13 MB SEG to
+                        # Orthanc 0.2-0.7 s slower)
+                        batch.data_sent.wait(HANDOVER_WAIT_SECONDS)
+        except ResultQuarantined as exc:
+            for _, out in planned:  # not recorded: nothing points to them
+                (self.data_dir / out.path).unlink(missing_ok=True)
+            if handed_over:
+                assert self.early is not None
+                self.early.abandon_early(ctx.job_id)
+                raise ResultQuarantined(
+                    f"{exc}; its {', '.join(handed_over)} went to the PACS before"
+                    " (see the audit log)"
+                ) from exc
+            raise
+        finished = now()
+        # the re-identifications' total (with their writing), as the last one ended
+        stage_times.record(
+            self.db, ctx.job_id, stage_times.REIDENTIFY, finished - reidentifying, finished
+        )
+        return [out for _, out in sorted(planned, key=lambda p: p[0])]
 
     def reidentify_and_write(
         self,
@@ -909,20 +1007,36 @@ class JobProcessor:
     def _reidentify_and_write(
         self, ctx: JobContext, objects: Sequence[tuple[str, Dataset]], original_header: Dataset
     ) -> list[PlannedOutput]:
+        numbered = [(n, kind, ds) for n, (kind, ds) in enumerate(objects, start=1)]
+        written = self._reidentify_and_write_numbered(ctx, numbered, original_header)
+        return [out for _, out in written]
+
+    def _reidentify_and_write_numbered(
+        self,
+        ctx: JobContext,
+        objects: Sequence[tuple[int, str, Dataset]],
+        original_header: Dataset,
+        siblings_of: Sequence[tuple[int, str, Dataset]] | None = None,
+        *,
+        sync: bool = True,
+    ) -> list[tuple[int, PlannedOutput]]:
+        """Re-identify and write ``objects`` (each with its number among the job's
+        results, which names its file); they may reference the SOP Instance and Series
+        UIDs of ``siblings_of`` (default: of each other). Every one is checked before any
+        is changed: a refused one is still the pseudonymised one (for the quarantine), and
+        an item two results share is re-identified once. ``sync=False``: the files are
+        complete but left for the caller to make durable (:func:`part10.make_durable`)."""
         siblings = frozenset(
             str(ds.get(keyword) or "")
-            for _, ds in objects
+            for _, _, ds in (objects if siblings_of is None else siblings_of)
             for keyword in ("SOPInstanceUID", "SeriesInstanceUID")
         ) - {""}
         scope = dataclasses.replace(self.result_scope(ctx, original_header), sibling_uids=siblings)
-        # in place, every result checked before any is changed: a refused one is still
-        # the pseudonymised one (for the quarantine), and an item two results share is
-        # re-identified once
-        checked: list[tuple[str, CheckedResult]] = []
-        for n, (kind, ds) in enumerate(objects, start=1):
+        checked: list[tuple[int, str, CheckedResult]] = []
+        for n, kind, ds in objects:
             try:
                 checked.append(
-                    (kind, check_reidentification(ds, self.original_for, original_header, scope))
+                    (n, kind, check_reidentification(ds, self.original_for, original_header, scope))
                 )
             except ReidentificationError as exc:
                 path = self.quarantine_dir(ctx.job_id) / f"{n:02d}-{kind}.dcm"
@@ -931,18 +1045,21 @@ class JobProcessor:
                 raise ResultQuarantined(
                     f"result {kind} refused and quarantined, never sent: {exc}"
                 ) from exc
-        restored_all = [(kind, result.apply()) for kind, result in checked]
+        restored_all = [(n, kind, result.apply()) for n, kind, result in checked]
         planned = []
         out_dir = self.result_dir(ctx.job_id)
-        for n, (kind, restored) in enumerate(restored_all, start=1):
+        for n, kind, restored in restored_all:
             relative = out_dir.relative_to(self.data_dir) / f"{n:02d}-{kind}.dcm"
-            write_part10_durably(self.data_dir / relative, restored)
+            write_part10_durably(self.data_dir / relative, restored, sync=sync)
             planned.append(
-                PlannedOutput(
-                    kind,
-                    str(restored.SOPInstanceUID),
-                    str(restored.SOPClassUID),
-                    relative.as_posix(),
+                (
+                    n,
+                    PlannedOutput(
+                        kind,
+                        str(restored.SOPInstanceUID),
+                        str(restored.SOPClassUID),
+                        relative.as_posix(),
+                    ),
                 )
             )
         return planned

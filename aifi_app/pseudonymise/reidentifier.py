@@ -328,7 +328,8 @@ class _Rebuild:
                 if self.scope is None:
                     out.add(_mapped_uids(element, self.original_for))
                 else:
-                    out.add(self._checked_uids(element, top))
+                    checked = self._checked_uids(element, top)
+                    out.add(copy_element(element) if checked is None else checked)
             elif self.scope is not None and (vr in ("DA", "DT") or tag in _CHECKED_ID_TAGS):
                 out.add(self._checked_value(element, vr, top))
             else:
@@ -345,8 +346,10 @@ class _Rebuild:
     def _changes(
         self, source: Dataset, top: bool, found: list[tuple[Dataset, DataElement]]
     ) -> None:
+        # the elements in any order (each is looked at alone), without sorting the tags
+        # of each of a SEG's ~3,600 data sets as ``Dataset.elements()`` does
         checked = self.scope is not None
-        for raw in source.elements():
+        for raw in list(source.values()):
             tag = raw.tag
             vr = element_vr(raw)
             if vr == "SQ":
@@ -357,16 +360,20 @@ class _Rebuild:
                 self.current[0] = tag
                 element = source[tag]
                 if checked:
-                    found.append((source, self._checked_uids(element, top)))
+                    change = self._checked_uids(element, top)
+                    if change is not None:
+                        found.append((source, change))
                 else:
                     found.append((source, _mapped_uids(element, self.original_for)))
             elif checked and (vr in ("DA", "DT") or tag in _CHECKED_ID_TAGS):
                 self.current[0] = tag
                 found.append((source, self._checked_value(source[tag], vr, top)))
 
-    def _checked_uids(self, element: DataElement, top: bool) -> DataElement:
-        keyword = element.keyword
-        own = keyword in OWN_UID_ANYWHERE or (top and keyword in OWN_UID_KEYWORDS)
+    def _checked_uids(self, element: DataElement, top: bool) -> DataElement | None:
+        """The element re-identified, or None when it stays exactly as it is (a single
+        value that maps to itself: a well-known UID, the result's own)."""
+        tag = element.tag
+        own = tag in _OWN_ANYWHERE_TAGS or (top and tag in _OWN_TOP_LEVEL_TAGS)
         value = element.value
         values = [value] if isinstance(value, str) else [str(v) for v in value or []]
         mapped = [
@@ -374,22 +381,24 @@ class _Rebuild:
             for v in (v.strip("\0 ") for v in values)
         ]
         if isinstance(value, str):
-            return DataElement(element.tag, "UI", mapped[0])
-        return DataElement(element.tag, "UI", mapped)
+            if mapped[0] == value:
+                return None
+            return DataElement(tag, "UI", mapped[0])
+        return DataElement(tag, "UI", mapped)
 
     def _checked_uid(self, uid: str, element: DataElement) -> str:
         assert self.scope is not None
         if not uid or uid in UID_dictionary:
             return uid
         original = self.original_for(uid)
-        where = self._where(element.tag)
         if original is None and uid in self.scope.sibling_uids:
             return uid
+        where = self._where(element.tag)
         if original is None:
             raise UnknownReferenceError(f"result references a UID unknown to the mapping {where}")
-        if element.keyword == "StudyInstanceUID" and original != self.scope.study_uid:
+        if element.tag == _STUDY_INSTANCE_UID and original != self.scope.study_uid:
             raise PatientMixError(f"result references another study {where}")
-        if element.keyword in REFERENCE_KEYWORDS:
+        if element.tag in _REFERENCE_TAGS:
             study = self.study_of_instance(original)
             if study is None:
                 raise UnknownReferenceError(f"result references an instance not received {where}")
@@ -446,6 +455,15 @@ class _Rebuild:
         return DataElement(element.tag, vr, restored if is_multi else restored[0])
 
 
+def _tags(keywords: frozenset[str]) -> frozenset[BaseTag]:
+    found = {tag_for_keyword(keyword) for keyword in keywords}
+    return frozenset(BaseTag(tag) for tag in found if tag is not None)
+
+
+_OWN_ANYWHERE_TAGS: Final = _tags(OWN_UID_ANYWHERE)
+_OWN_TOP_LEVEL_TAGS: Final = _tags(OWN_UID_KEYWORDS)
+_REFERENCE_TAGS: Final = _tags(REFERENCE_KEYWORDS)
+_STUDY_INSTANCE_UID: Final = BaseTag(0x0020000D)
 _PATIENT_ID: Final = BaseTag(0x00100020)
 _PATIENT_NAME: Final = BaseTag(0x00100010)
 _ACCESSION_NUMBER: Final = BaseTag(0x00080050)

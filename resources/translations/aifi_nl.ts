@@ -516,6 +516,11 @@
         <translation>verzenden mislukt</translation>
     </message>
     <message>
+        <location filename="../../aifi_app/gui/states.py" line="60"/>
+        <source>result stored in PACS before the job failed</source>
+        <translation>resultaat opgeslagen in PACS voordat de taak mislukte</translation>
+    </message>
+    <message>
         <location filename="../../aifi_app/gui/states.py" line="59"/>
         <source>new attempt scheduled</source>
         <translation>nieuwe poging gepland</translation>

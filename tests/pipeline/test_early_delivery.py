@@ -1,0 +1,354 @@
+"""A CT's SEG handed to the PACS while its SR is made (aifi_app/pipeline/early_delivery.py),
+in the in-process chain: what reaches the PACS, what the queue records, and the fault
+paths (PACS down, a later result quarantined after the SEG was stored)."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydicom import Dataset, dcmread
+
+from aifi_app.config.settings import RemoteNode, Route
+from aifi_app.demo import DemoPacs
+from aifi_app.dicom_node.requestor import Peer
+from aifi_app.dicom_node.storage_scu import SendOutcome, send_files
+from aifi_app.dicom_node.store_request import InstanceFile, instance_file
+from aifi_app.pipeline.early_delivery import EarlyObject, EarlySends
+from aifi_app.service import Appliance
+from aifi_app.store import jobs
+from aifi_app.store.database import Database
+from aifi_app.store.states import JobState
+from tests.algorithms.test_lung_volume import phantom_series, phantom_volume
+from tests.helpers.ports import free_port
+from tests.helpers.tools import dciodvfy_errors, dsrdump
+from tests.pipeline.test_chain_in_process import KEY, _drain, _receive, _settings
+
+LUNG_ROUTE = Route(name="ct lung", algorithm="ct-lung-volume", modalities=("CT",))
+
+
+def _lung_app(tmp_path: Path, port: int, ae_title: str = "DEMO_PACS") -> Appliance:
+    settings = dataclasses.replace(
+        _settings(tmp_path, port),
+        remote_nodes=(RemoteNode("pacs", ae_title, "127.0.0.1", port),),
+        routes=(LUNG_ROUTE,),
+    )
+    return Appliance(settings, secret_for=lambda _: KEY)
+
+
+def _receive_ct(app: Appliance, tmp_path: Path) -> list[Dataset]:
+    hu, _ = phantom_volume()
+    sources = list(phantom_series(hu))
+    for ds in sources:
+        _receive(app, ds, tmp_path)
+    return sources
+
+
+def _uids(ds: Dataset) -> Iterator[str]:
+    for element in ds.iterall():
+        if element.VR == "UI" and element.value:
+            values = element.value if isinstance(element.value, list) else [element.value]
+            yield from (str(v) for v in values)
+
+
+def _data_set_bytes(path: Path) -> bytes:
+    """A DICOM file's data set (after its preamble and file meta), as stored."""
+    found = instance_file(path)
+    assert isinstance(found, InstanceFile)
+    return path.read_bytes()[found.offset :]
+
+
+def _events(app: Appliance, event: str) -> list[str]:
+    rows = app.db.query("SELECT detail FROM audit_events WHERE event = ? ORDER BY id", (event,))
+    return [str(r["detail"]) for r in rows]
+
+
+@pytest.mark.orthanc
+@pytest.mark.dcmtk
+@pytest.mark.dicom3tools
+def test_the_seg_goes_first_and_both_are_stored_once_as_written(
+    tmp_path: Path, orthanc_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aifi_app import results  # the pipeline takes its builders from here on use
+
+    orthanc = orthanc_factory({"aifi": ("AIFI", "127.0.0.1", 104)})
+    app = _lung_app(tmp_path, orthanc.dicom_port, orthanc.aet)
+    seen_when_the_sr_was_built: list[set[int]] = []
+    build = results.build_measurement_report
+
+    def observed(*args: Any, **kwargs: Any) -> Dataset:
+        seen_when_the_sr_was_built.append(app.dispatcher.early.pending_jobs())
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(results, "build_measurement_report", observed)
+    sources = _receive_ct(app, tmp_path)
+    _drain(app)
+    (job,) = app.db.query("SELECT * FROM jobs")
+    assert job["state"] == JobState.DELIVERED.value, job["reason"]
+    # the SEG was with the dispatcher before the SR was built
+    assert seen_when_the_sr_was_built == [{job["id"]}]
+    outputs = jobs.outputs(app.db, job["id"])
+    assert [o["kind"] for o in outputs] == ["sr", "seg"]  # the canonical order and names
+    assert [Path(o["path"]).name for o in outputs] == ["01-sr.dcm", "02-seg.dcm"]
+    assert all(o["state"] == "delivered" and o["attempts"] == 1 for o in outputs)
+    delivered = _events(app, "output_delivered")
+    assert len(delivered) == 2  # each sent once: none again by the dispatcher
+    assert all("while the job's other results were made" in d for d in delivered)
+    (deliver,) = app.db.query("SELECT * FROM job_stage_times WHERE stage = 'deliver'")
+    assert deliver["finished_at"] >= deliver["started_at"]
+    checks = app.db.query("SELECT ok FROM node_checks WHERE kind = 'delivery'")
+    assert [c["ok"] for c in checks] == [1, 1]
+
+    pseudonyms = {str(r["pseudonym"]) for r in app.db.query("SELECT pseudonym FROM pseudonyms")}
+    found = orthanc.wait_for_instances(str(sources[0].StudyInstanceUID), 2)
+    written = {o["sop_instance_uid"]: app.data_dir / o["path"] for o in outputs}
+    app.db.close()
+    for instance in found:
+        data = orthanc.file(instance["ID"])
+        ds = dcmread(io.BytesIO(data))
+        path = tmp_path / f"{ds.Modality}.dcm"
+        path.write_bytes(data)
+        # the data set as written, byte for byte (Orthanc writes its own file meta)
+        assert _data_set_bytes(path) == _data_set_bytes(written[ds.SOPInstanceUID])
+        assert ds.PatientID == sources[0].PatientID
+        assert not set(_uids(ds)) & pseudonyms  # no pseudonym left the box
+        assert dciodvfy_errors(path) == [], ds.Modality
+        if ds.Modality == "SR":
+            assert "Lung" in dsrdump(path)
+
+
+def test_pacs_down_leaves_the_results_to_the_dispatcher(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens here yet
+    app = _lung_app(tmp_path, port)
+    _receive_ct(app, tmp_path)
+    app.worker.run_once()
+    (job,) = app.db.query("SELECT * FROM jobs")
+    assert job["state"] == JobState.RESULT_RECEIVED.value
+    app.dispatcher.deliver(job["id"])  # the early sends failed; so does its own attempt
+    row = jobs.job(app.db, job["id"])
+    assert row["state"] == JobState.RESULT_RECEIVED.value
+    assert "PACS not reachable" in row["reason"]
+    outputs = jobs.outputs(app.db, job["id"])
+    assert [o["state"] for o in outputs] == ["pending", "pending"]
+    assert all(o["attempts"] == 1 and o["last_error"] for o in outputs)  # the early failures
+    assert len(_events(app, "send_failed")) == 2
+    checks = app.db.query("SELECT ok FROM node_checks WHERE kind = 'delivery' ORDER BY id")
+    assert [c["ok"] for c in checks] == [0, 0, 0]  # two early associations, then its own
+
+    received = _storage_scp_on(port)  # the PACS comes back on that port
+    try:
+        app.dispatcher.deliver(job["id"])
+    finally:
+        received.server.shutdown()
+    assert jobs.job(app.db, job["id"])["state"] == JobState.DELIVERED.value
+    assert sorted(received.uids) == sorted(o["sop_instance_uid"] for o in outputs)
+    assert app.dispatcher.early.pending_jobs() == set()
+    app.db.close()
+
+
+def test_a_later_result_refused_after_the_seg_was_stored_is_visible(
+    tmp_path: Path, pacs: DemoPacs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pydicom.sequence import Sequence
+
+    from aifi_app import results
+
+    build = results.build_measurement_report
+
+    def leaky_report(*args: Any, **kwargs: Any) -> Dataset:
+        sr = build(*args, **kwargs)
+        reference = Dataset()
+        reference.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+        reference.ReferencedSOPInstanceUID = "2.25.424242"  # nobody's pseudonym
+        sr.ReferencedInstanceSequence = Sequence([reference])
+        return sr
+
+    monkeypatch.setattr(results, "build_measurement_report", leaky_report)
+    app = _lung_app(tmp_path, pacs.port)
+    sources = _receive_ct(app, tmp_path)
+    _drain(app)
+    (job,) = app.db.query("SELECT * FROM jobs")
+    assert job["state"] == JobState.FAILED.value
+    assert "result sr refused and quarantined, never sent" in job["reason"]
+    assert "its seg went to the PACS before (see the audit log)" in job["reason"]
+    (kept,) = (app.data_dir / "quarantine" / str(job["id"])).glob("*.dcm")
+    assert kept.name == "01-sr.dcm"
+    assert not list((app.data_dir / "results").rglob("*.dcm"))  # nothing unrecorded left
+    assert jobs.outputs(app.db, job["id"]) == []
+    assert app.dispatcher.early.pending_jobs() == set()  # forgotten by the dispatcher
+    _wait_for_event(app, "stored_before_failure")
+    (event,) = _events(app, "stored_before_failure")
+    assert event == "seg stored by DEMO_PACS before the job failed"
+    app.dispatcher.stop(30)  # (never started) waits for the early sends: the database closes
+    (stored,) = pacs.folder.glob("*.dcm")  # only the SEG, re-identified
+    seg = dcmread(stored)
+    assert seg.Modality == "SEG"
+    assert seg.PatientID == sources[0].PatientID
+    pseudonyms = {str(r["pseudonym"]) for r in app.db.query("SELECT pseudonym FROM pseudonyms")}
+    assert not set(_uids(seg)) & pseudonyms
+    app.db.close()
+
+
+def _wait_for_event(app: Appliance, event: str) -> None:
+    """The abandoned send's thread writes its audit entry when it ends."""
+    deadline = time.monotonic() + 20
+    while not _events(app, event) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+@dataclasses.dataclass
+class _Scp:
+    server: Any
+    uids: list[str]
+
+
+def _storage_scp_on(port: int) -> _Scp:
+    """A pynetdicom Storage SCP on ``port`` that notes what it stores."""
+    from pynetdicom import AE, evt
+    from pynetdicom.presentation import AllStoragePresentationContexts
+
+    uids: list[str] = []
+    ae = AE(ae_title="DEMO_PACS")
+    ae.supported_contexts = AllStoragePresentationContexts
+    server = ae.start_server(
+        ("127.0.0.1", port),
+        block=False,
+        evt_handlers=[
+            (evt.EVT_C_STORE, lambda e: uids.append(e.request.AffectedSOPInstanceUID) or 0)
+        ],
+    )
+    return _Scp(server, uids)
+
+
+# --- EarlySends on its own, with real sends ----------------------------------------------
+
+
+def _object(tmp_path: Path, uid: str) -> EarlyObject:
+    from aifi_app.part10 import part10_bytes
+    from aifi_app.sample_studies import chest_radiograph, demo_patient, phantom_chest
+
+    ds = chest_radiograph(demo_patient(1), phantom_chest())
+    ds.SOPInstanceUID = uid
+    ds.file_meta.MediaStorageSOPInstanceUID = uid
+    path = tmp_path / f"{uid}.dcm"
+    path.write_bytes(part10_bytes(ds))
+    return EarlyObject("sc", uid, path)
+
+
+def test_take_waits_for_the_send_and_forgets_it(tmp_path: Path, pacs: DemoPacs) -> None:
+    db = Database(tmp_path / "q.sqlite3")
+    sends = EarlySends(db)
+    objects = [_object(tmp_path, "2.25.1"), _object(tmp_path, "2.25.2")]
+    peer = Peer("DEMO_PACS", "127.0.0.1", pacs.port)
+    data_sent: list[int] = []
+
+    def send(paths: Sequence[Path], sent: Callable[[int], object]) -> list[SendOutcome]:
+        def noted(n: int) -> None:
+            data_sent.append(n)
+            sent(n)
+
+        return send_files(peer, paths, calling_ae_title="AIFI", on_data_sent=noted)
+
+    started = sends.start(7, objects, send, pacs="DEMO_PACS", node="pacs")
+    assert started.data_sent.wait(30)  # set once the last one's data went
+    assert sends.pending_jobs() == {7}
+    (batch,) = sends.take(7, 30)
+    assert batch is started and data_sent == [0, 1]
+    assert [o.sop_instance_uid for o, _ in batch.stored()] == ["2.25.1", "2.25.2"]
+    assert batch.error == "" and batch.started_at <= batch.finished_at
+    assert sends.take(7, 30) == [] and sends.pending_jobs() == set()
+    assert sorted(p.stem for p in pacs.folder.glob("*.dcm")) == ["2.25.1", "2.25.2"]
+    db.close()
+
+
+def test_no_association_is_an_error_in_words(tmp_path: Path) -> None:
+    db = Database(tmp_path / "q.sqlite3")
+    sends = EarlySends(db)
+    peer = Peer("NOBODY", "127.0.0.1", free_port())
+    sends.start(
+        3,
+        [_object(tmp_path, "2.25.3")],
+        lambda paths, sent: send_files(
+            peer, paths, calling_ae_title="AIFI", timeout=5, on_data_sent=sent
+        ),
+        pacs="NOBODY",
+        node="pacs",
+    )
+    (batch,) = sends.take(3, 30)
+    assert batch.outcomes == [] and batch.stored() == []
+    assert batch.error  # the association's failure, in words
+    db.close()
+
+
+@pytest.mark.parametrize("ended_first", [True, False])
+def test_an_abandoned_send_records_what_was_stored(
+    tmp_path: Path, pacs: DemoPacs, ended_first: bool
+) -> None:
+    db = Database(tmp_path / "q.sqlite3")
+    sends = EarlySends(db)
+    peer = Peer("DEMO_PACS", "127.0.0.1", pacs.port)
+    batch = sends.start(
+        5,
+        [_object(tmp_path, "2.25.5")],
+        lambda paths, sent: send_files(peer, paths, calling_ae_title="AIFI", on_data_sent=sent),
+        pacs="DEMO_PACS",
+        node="pacs",
+    )
+    if ended_first:
+        assert batch.done.wait(30)
+    sends.abandon(5)  # the job failed: before or while its send ran
+    assert batch.done.wait(30)
+    assert sends.pending_jobs() == set()
+    deadline = time.monotonic() + 20
+    rows: list[dict[str, Any]] = []
+    while not rows and time.monotonic() < deadline:
+        rows = db.query("SELECT * FROM audit_events WHERE event = 'stored_before_failure'")
+    (row,) = rows
+    assert row["job_id"] == 5
+    assert row["detail"] == "sc stored by DEMO_PACS before the job failed"
+    sends.close(30)
+    db.close()
+
+
+def test_closed_it_waits_for_the_sends_and_records_nothing_after(
+    tmp_path: Path, pacs: DemoPacs
+) -> None:
+    db = Database(tmp_path / "q.sqlite3")
+    sends = EarlySends(db)
+    peer = Peer("DEMO_PACS", "127.0.0.1", pacs.port)
+    batch = sends.start(
+        8,
+        [_object(tmp_path, "2.25.8")],
+        lambda paths, sent: send_files(peer, paths, calling_ae_title="AIFI", on_data_sent=sent),
+        pacs="DEMO_PACS",
+        node="pacs",
+    )
+    sends.close(30)
+    assert batch.done.is_set() and batch.stored()
+    sends.abandon(8)  # after close: nothing written
+    assert db.query("SELECT * FROM audit_events WHERE event = 'stored_before_failure'") == []
+    db.close()
+
+
+def test_an_abandoned_send_that_stored_nothing_records_nothing(tmp_path: Path) -> None:
+    db = Database(tmp_path / "q.sqlite3")
+    sends = EarlySends(db)
+    peer = Peer("NOBODY", "127.0.0.1", free_port())
+    batch = sends.start(
+        6,
+        [_object(tmp_path, "2.25.6")],
+        lambda paths, sent: send_files(
+            peer, paths, calling_ae_title="AIFI", timeout=5, on_data_sent=sent
+        ),
+        pacs="NOBODY",
+        node="pacs",
+    )
+    sends.abandon(6)
+    assert batch.done.wait(30) and batch.error
+    assert db.query("SELECT * FROM audit_events WHERE event = 'stored_before_failure'") == []
+    db.close()
