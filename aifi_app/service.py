@@ -202,6 +202,7 @@ class Appliance:
                 tls_context=tls_context,
                 tls_port=node.tls_port,
                 plain_tcp=node.plain_tcp,
+                receive_processes=node.receive_processes,
             ),
             self.db,
             self.data_dir,

@@ -152,10 +152,18 @@ class ApplianceProcess:
         raise AssertionError(f"timed out waiting for {what}: {json.dumps(snap)[:3000]}")
 
     def cpu_seconds(self) -> float:
-        """The service's CPU time so far (user and system, Linux)."""
+        """The CPU time so far (user and system, Linux) of the service and its child
+        processes (the receiver processes, the pre-pseudonymiser)."""
         assert self.proc is not None
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        ticks = 0
+        for pid in _process_tree(self.proc.pid):
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except OSError:
+                continue  # ended meanwhile
+            fields = stat.rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def settle(self, quiet_seconds: float = 2.0, limit: float = 15.0) -> None:
         """Wait until the service has finished starting: its port accepts within ~1 s of
@@ -194,3 +202,19 @@ def all_jobs(state: str, count: int):  # type: ignore[no-untyped-def]
         return len(jobs) >= count and all(j["state"] == state for j in jobs)
 
     return check
+
+
+def _process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (Linux: /proc/<pid>/task/<tid>/children)."""
+    found = [pid]
+    for current in found:
+        try:
+            tasks = list(Path(f"/proc/{current}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                found += [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue
+    return found
