@@ -119,6 +119,14 @@ class NodeSettings:
             "are served in the service."
         ),
     )
+    receive_first_in_process: bool = field(
+        default=False,
+        metadata=_doc(
+            "With receive_processes: an association that arrives while the service serves "
+            "none itself is served in the service (no hand-over), only concurrent ones in "
+            "the receiver processes."
+        ),
+    )
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,7 @@ from aifi_app.fault_logging import log_fault
 log = logging.getLogger(__name__)
 
 _STOP_WAIT_SECONDS = 5.0
+_STOP_POLL_SECONDS = 0.05
 
 
 class ParentGone(Exception):
@@ -205,10 +206,15 @@ class Receiver:
         self._open: dict[threading.Thread, socket.socket] = {}
 
     def run(self) -> None:
+        """Serve until told to stop (then cut the associations, and answer their last
+        requests until they ended) or until the service's end of the pipe closes."""
         self._spare.start()
         self._link.send(("ready",))
+        stopping = False
         try:
-            while True:
+            while not (stopping and self._open_count() == 0):
+                if stopping and not self._conn.poll(_STOP_POLL_SECONDS):
+                    continue
                 message = self._conn.recv()
                 kind = message[0]
                 if kind == "reply":
@@ -217,12 +223,17 @@ class Receiver:
                     fd = recv_handle(self._conn)
                     self._begin(fd, *message[1:])
                 elif kind == "stop":
-                    return
+                    stopping = True
+                    self._cut()
         except (EOFError, OSError):
             log.warning("the service's pipe closed: this receiver process ends")
         finally:
             self._link.close()
-            self._stop()
+            self._cut()
+            self._join()
+            # (its thread runs at a low priority: on a busy machine it may take a while
+            # to see the stop; it is a daemon thread, the process ends without it)
+            self._spare.stop(wait_seconds=0.2)
 
     def _begin(self, fd: int, key: int, address: str, over_limit: bool) -> None:
         sock = socket.socket(fileno=fd)
@@ -253,16 +264,23 @@ class Receiver:
             with contextlib.suppress(ParentGone):
                 self._link.send(("end", key))
 
-    def _stop(self) -> None:
-        """Cut the associations still open, wait for their threads, stop the spare files."""
+    def _open_count(self) -> int:
         with self._lock:
-            open_now = dict(self._open)
-        for sock in open_now.values():
+            return len(self._open)
+
+    def _cut(self) -> None:
+        """Cut the associations still open (their threads end and tell the service)."""
+        with self._lock:
+            open_now = list(self._open.values())
+        for sock in open_now:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-        for thread in open_now:
+
+    def _join(self) -> None:
+        with self._lock:
+            threads = list(self._open)
+        for thread in threads:
             thread.join(_STOP_WAIT_SECONDS)
-        self._spare.stop()
 
 
 def child_main(conn: Connection, config: NodeConfig, data_dir: str, spare: int) -> None:

@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_STOP_WAIT_SECONDS = 5.0
+_STOP_WAIT_SECONDS = 10.0
 _ABORT_SEND_SECONDS = 1.0
 
 
@@ -119,6 +119,8 @@ class ReceiverPool:
         self._children: list[_Child] = []
         self._keys = itertools.count(1)
         self._stopping = False
+        self.handed_over = 0
+        """Connections handed to a receiver process so far."""
 
     # --- life cycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -184,13 +186,19 @@ class ReceiverPool:
         """Give ``sock`` to the ready process with the fewest associations; False: none is
         ready (the caller serves it)."""
         with self._lock:
-            ready = [c for c in self._children if c.ready and not self._stopping]
-            if not ready:
+            if self._stopping or not any(c.ready for c in self._children):
                 return False
-            child = min(ready, key=lambda c: len(c.open))
             key = -next(self._keys)
-            child.open[key] = _Handed(sock)
         over_limit = self._service.association_began(key)
+        with self._lock:
+            ready = [c for c in self._children if c.ready]
+            if ready:
+                child = min(ready, key=lambda c: len(c.open))
+                child.open[key] = _Handed(sock)
+        if not ready:  # the last one died meanwhile
+            self._service.association_left(key)
+            self._service.association_ended(key)
+            return False
         try:
             pid = child.process.pid
             assert pid is not None
@@ -204,6 +212,8 @@ class ReceiverPool:
             self._service.association_left(key)
             self._service.association_ended(key)
             return False
+        with self._lock:
+            self.handed_over += 1
         return True
 
     # --- the process's requests (one thread per process) ------------------------------------

@@ -19,6 +19,7 @@ import os
 import re
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -103,6 +104,9 @@ class NodeConfig:
     receive_processes: int = 0
     """Receiver processes for plain-TCP associations (:mod:`aifi_app.dicom_node.receiver_pool`;
     0: every association on a thread of this process; Windows: always 0)."""
+    receive_first_in_process: bool = False
+    """With receiver processes: an association that arrives while none is served on this
+    process's threads is served here (one association alone saves the hand-over)."""
 
 
 class StoreRefused(Exception):
@@ -212,6 +216,9 @@ class StorageNode:
         self._receiving = False
         self._spare_files: SpareFiles | None = None
         self._pool: ReceiverPool | None = None
+        self._here = 0
+        """Plain-TCP associations served on this process's threads now."""
+        self._here_lock = threading.Lock()
 
     # --- life cycle -------------------------------------------------------------------
     def start(self) -> None:
@@ -256,6 +263,13 @@ class StorageNode:
                 if self.in_transfer.end():
                     self._on_association_end()  # its studies' idle timers count again
 
+        def serve_plain(sock: socket.socket, address: str, tls_peer: str | None) -> None:
+            try:
+                serve(sock, address, tls_peer)
+            finally:
+                with self._here_lock:
+                    self._here -= 1
+
         timeout = self.config.network_timeout_seconds
         if self.config.plain_tcp:
             if processes > 0:
@@ -269,9 +283,9 @@ class StorageNode:
                 self._pool.start()
             self._server = AssociationListener(
                 (self.config.bind_address, self.config.port),
-                serve,
+                serve_plain,
                 timeout=timeout,
-                hand_off=self._pool.hand_off if self._pool is not None else None,
+                hand_off=self._hand_off,
             )
             log.info(
                 "DICOM node %s listening on %s:%d",
@@ -294,6 +308,22 @@ class StorageNode:
                 self.tls_port,
             )
 
+    def _hand_off(self, sock: socket.socket, address: str) -> bool:
+        """Whether a receiver process takes this plain-TCP connection (else a thread here
+        serves it): the first association while none is served here stays here
+        (``receive_first_in_process``), and every one while no process is ready."""
+        with self._here_lock:
+            keep = self._pool is None or (self.config.receive_first_in_process and self._here == 0)
+            if keep:
+                self._here += 1
+                return False
+        assert self._pool is not None
+        if self._pool.hand_off(sock, address):
+            return True
+        with self._here_lock:
+            self._here += 1
+        return False
+
     def stop(self) -> None:
         """Stop listening; once the last instance is recorded, flush the queue's log."""
         for server in (self._server, self._tls_server):
@@ -315,6 +345,11 @@ class StorageNode:
     def receiver_pids(self) -> list[int]:
         """The receiver processes' ids (none without ``receive_processes``)."""
         return self._pool.pids if self._pool is not None else []
+
+    @property
+    def associations_handed_over(self) -> int:
+        """Connections handed to a receiver process since the start."""
+        return self._pool.handed_over if self._pool is not None else 0
 
     @property
     def receivers_ready(self) -> int:

@@ -34,6 +34,7 @@ class ApplianceProcess:
         extra_toml: str = "",
         port: int | None = None,
         storage_toml: str = "",
+        node_toml: str = "",
     ) -> None:
         self.workdir = workdir
         self.data_dir = workdir / "data"
@@ -45,6 +46,7 @@ class ApplianceProcess:
             f'ae_title = "{self.ae_title}"',
             f"port = {self.port}",
             f"allowed_calling_ae_titles = {json.dumps(list(allowed))}",
+            node_toml,
             "[completion]",
             f"idle_seconds = {idle_seconds}",
             "[storage]",
