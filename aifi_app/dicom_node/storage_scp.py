@@ -80,6 +80,13 @@ _HEADER_TAGS = [
 MAX_ASSOCIATIONS = 16
 """Concurrent associations the node accepts; more are rejected (transient)."""
 
+POOL_START_QUIET_SECONDS = 1.0
+"""The receiver processes start once no association has begun or ended for this long
+(and not before this long after the port opened) ..."""
+POOL_START_AT_LATEST_SECONDS = 10.0
+"""... or this long after the port opened, whatever arrives."""
+_POOL_START_POLL_SECONDS = 0.1
+
 IMPLEMENTATION_CLASS_UID = PYNETDICOM_IMPLEMENTATION_UID
 """Sent in the A-ASSOCIATE-AC: pynetdicom's, whose PDU classes the node's acceptor uses."""
 IMPLEMENTATION_VERSION_NAME = PYNETDICOM_IMPLEMENTATION_VERSION
@@ -216,6 +223,8 @@ class StorageNode:
         self._receiving = False
         self._spare_files: SpareFiles | None = None
         self._pool: ReceiverPool | None = None
+        self._pool_starter: threading.Thread | None = None
+        self._stopping = threading.Event()
         self._here = 0
         """Plain-TCP associations served on this process's threads now."""
         self._here_lock = threading.Lock()
@@ -246,6 +255,7 @@ class StorageNode:
                 late_policy=self._late_policy,
             )
         self._recorder = GroupRecorder(self.db)  # (a node started again after stop())
+        self._stopping.clear()
         self._receiving = True
         self._spare_files = spare_files
         spare_files.start()
@@ -280,7 +290,13 @@ class StorageNode:
                     processes=processes,
                     spare_files=SPARE_FILES // processes,
                 )
-                self._pool.start()
+                self._pool_starter = threading.Thread(
+                    target=self._start_pool_when_quiet,
+                    args=(self._pool, opened),
+                    name="aifi-receivers-start",
+                    daemon=True,
+                )
+                self._pool_starter.start()
             self._server = AssociationListener(
                 (self.config.bind_address, self.config.port),
                 serve_plain,
@@ -308,6 +324,23 @@ class StorageNode:
                 self.tls_port,
             )
 
+    def _start_pool_when_quiet(self, pool: ReceiverPool, opened: float) -> None:
+        """Start the receiver processes once the node has been quiet for a moment.
+
+        Each spawned process imports the node's modules (0.5-1 s of CPU): a study sent
+        the moment the port accepts would compete with them (``python -m bench --only
+        ingest``, radiograph study sent at once). Until they are ready this process
+        serves every association, as with ``receive_processes = 0``.
+        """
+        while not self._stopping.wait(_POOL_START_POLL_SECONDS):
+            since = time.monotonic() - opened
+            if since >= POOL_START_AT_LATEST_SECONDS or (
+                since >= POOL_START_QUIET_SECONDS
+                and self._slots.quiet_seconds >= POOL_START_QUIET_SECONDS
+            ):
+                pool.start()
+                return
+
     def _hand_off(self, sock: socket.socket, address: str) -> bool:
         """Whether a receiver process takes this plain-TCP connection (else a thread here
         serves it): the first association while none is served here stays here
@@ -330,6 +363,10 @@ class StorageNode:
             if server is not None:
                 server.stop()
         self._server = self._tls_server = None
+        self._stopping.set()
+        if self._pool_starter is not None:
+            self._pool_starter.join()
+            self._pool_starter = None
         if self._pool is not None:
             self._pool.stop()
             self._pool = None
@@ -350,6 +387,12 @@ class StorageNode:
     def associations_handed_over(self) -> int:
         """Connections handed to a receiver process since the start."""
         return self._pool.handed_over if self._pool is not None else 0
+
+    @property
+    def served_here(self) -> int:
+        """Plain-TCP associations served on this process's threads now."""
+        with self._here_lock:
+            return self._here
 
     @property
     def receivers_ready(self) -> int:

@@ -60,7 +60,13 @@ class Nodes:
         self.port = free_port()
         self.running: list[StorageNode] = []
 
-    def start(self, processes: int = 2, disk_guard: DiskGuard | None = None) -> StorageNode:
+    def start(
+        self,
+        processes: int = 2,
+        disk_guard: DiskGuard | None = None,
+        *,
+        first_in_process: bool = False,
+    ) -> StorageNode:
         node = StorageNode(
             NodeConfig(
                 "AIFI",
@@ -70,6 +76,7 @@ class Nodes:
                 131072,
                 30,
                 receive_processes=processes,
+                receive_first_in_process=first_in_process,
             ),
             self.db,
             self.data,
@@ -276,6 +283,32 @@ def test_stop_ends_every_receiver_process(nodes: Nodes) -> None:
     assert not any(_alive(p) for p in pids)
     assert node.receiver_pids == []
     assert peer.closed()
+
+
+def test_the_first_association_can_stay_in_the_service_and_concurrent_ones_go_out(
+    nodes: Nodes,
+) -> None:
+    node = nodes.start(processes=1, first_in_process=True)
+    slices = list(ct_series(demo_patient(5), 3, size=32))
+    first, second = RawPeer(node.port), RawPeer(node.port)
+    assert first.associate([(CTImageStorage, SYNTAXES)], calling="SCU").result == 0
+    assert second.associate([(CTImageStorage, SYNTAXES)], calling="SCU").result == 0
+    assert node.associations_handed_over == 1  # the second, while the first is open
+    for n, peer in enumerate((first, second)):
+        ds = slices[n]
+        peer.send(pdv(1, 0x03, store_rq(ds.SOPInstanceUID)), pdv(1, 0x02, data_set(ds)))
+        assert peer.response()[0].Status == 0
+        peer.sock.sendall(ul.RELEASE_RQ)
+        assert peer.next_pdu_type() == ul.A_RELEASE_RP
+        peer.sock.close()
+    _wait(lambda: node.served_here == 0)  # both ended: the next one stays here again
+    third = RawPeer(node.port)
+    assert third.associate([(CTImageStorage, SYNTAXES)], calling="SCU").result == 0
+    ds = slices[2]
+    third.send(pdv(1, 0x03, store_rq(ds.SOPInstanceUID)), pdv(1, 0x02, data_set(ds)))
+    assert third.response()[0].Status == 0
+    assert node.associations_handed_over == 1
+    assert nodes.count("SELECT COUNT(*) AS n FROM instances") == 3
 
 
 def test_partial_files_of_a_process_are_removed_its_empty_spare_files_kept(
