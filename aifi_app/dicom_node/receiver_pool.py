@@ -12,11 +12,14 @@ what only the service knows (the disk floor, the association limit, recording in
 queue, audits); one thread here per process answers it, so the service's share of an
 instance is recording it (:meth:`~aifi_app.dicom_node.storage_scp.StorageNode.store_kept`).
 
-Served here, on a thread of the service as before: TLS associations (the listener
-wraps the socket, the handshake's state stays in this process), every association on
-Windows (a service under ``pythonservice.exe`` may not spawn, and a socket would need
-``socket.share``), and any that arrives while no receiver process is ready (in the
-second after the start, or after one died).
+The processes start once the node has been quiet for a second after its port opened
+(:meth:`~aifi_app.dicom_node.storage_scp.StorageNode.start`): their imports would compete
+with a study sent the moment the port accepts. Served here, on a thread of the service
+as before: TLS associations (the listener wraps the socket, the handshake's state stays
+in this process), every association on Windows (a service under ``pythonservice.exe``
+may not spawn, and a socket would need ``socket.share``), any that arrives while no
+receiver process is ready (before they started, or after one died), and, with
+``[node] receive_first_in_process``, one that arrives while the service serves none.
 
 A receiver process that dies (a crash, SIGKILL): the service sends an A-ABORT on each of
 its associations (it keeps its own copy of every socket it handed over) and closes them,

@@ -10,6 +10,14 @@ moves it durably into the spool and records it in the queue, and only then is su
 answered. It never waits for downstream work. The queue's commits for received instances
 are not flushed to disk one by one: the spool file is, and after an unclean stop the
 next start records any spool file the queue lost (:mod:`aifi_app.dicom_node.spool_recovery`).
+
+With ``receive_processes`` (``[node]``), plain-TCP associations are served in receiver
+processes instead (:mod:`aifi_app.dicom_node.receiver_pool`), which do the same up to the
+durable move (:func:`checked_header`, :func:`keep_checked`) and ask this process to check
+the disk floor and record the instance (:meth:`StorageNode.store_kept`) before they answer
+success. One difference: where the floor is crossed while an instance arrives, the
+receiver has already moved it into the spool, and it is removed from there again
+(in-process, the check comes before the move).
 """
 
 from __future__ import annotations
