@@ -158,7 +158,7 @@ class ApplianceProcess:
         processes (the receiver processes, the pre-pseudonymiser)."""
         assert self.proc is not None
         ticks = 0
-        for pid in _process_tree(self.proc.pid):
+        for pid in process_tree(self.proc.pid):
             try:
                 stat = Path(f"/proc/{pid}/stat").read_text()
             except OSError:
@@ -206,7 +206,7 @@ def all_jobs(state: str, count: int):  # type: ignore[no-untyped-def]
     return check
 
 
-def _process_tree(pid: int) -> list[int]:
+def process_tree(pid: int) -> list[int]:
     """``pid`` and its descendants (Linux: /proc/<pid>/task/<tid>/children)."""
     found = [pid]
     for current in found:

@@ -1,0 +1,59 @@
+"""``aifi-app serve`` with its receiver processes (the default ``[node] receive_processes``):
+four DCMTK associations at once are stored, and the service's stop leaves no process
+behind (the receivers, the pre-pseudonymiser, multiprocessing's resource tracker)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from aifi_app.config.settings import NodeSettings
+from aifi_app.sample_studies import ct_series, demo_patient, write
+from tests.helpers.appliance import ApplianceProcess, process_tree
+from tests.helpers.tools import STORESCU, dcmtk_env
+
+pytestmark = [pytest.mark.dcmtk, pytest.mark.slow]
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _storescu(app: ApplianceProcess) -> list[str]:
+    called, port = app.ae_title, str(app.port)
+    return [str(STORESCU), "-aet", "STORESCU", "-aec", called, "-nh", "127.0.0.1", port]
+
+
+def test_four_associations_into_the_service_and_no_process_left_after_stop(
+    tmp_path: Path,
+) -> None:
+    assert NodeSettings().receive_processes >= 1  # the default this test is about
+    paths = [write(ds, tmp_path / "ct") for ds in ct_series(demo_patient(1), 40, size=64)]
+    app = ApplianceProcess(tmp_path / "app", pacs=None, idle_seconds=600).start()
+    try:
+        app.settle()  # the receivers have started (once the node was quiet) and settled
+        assert app.proc is not None
+        children = [p for p in process_tree(app.proc.pid) if p != app.proc.pid]
+        # the receivers, the pre-pseudonymiser and the resource tracker
+        assert len(children) >= NodeSettings().receive_processes + 1
+        senders = [
+            subprocess.Popen(
+                [*_storescu(app), *map(str, paths[n::4])],
+                env=dcmtk_env(),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for n in range(4)
+        ]
+        assert [s.wait(120) for s in senders] == [0, 0, 0, 0]
+        (study,) = app.status()["studies"]
+        assert study["instance_count"] == 40
+    finally:
+        assert app.stop() == 0
+    assert [p for p in children if _running(p)] == []
