@@ -120,7 +120,7 @@ class NodeSettings:
         ),
     )
     receive_first_in_process: bool = field(
-        default=False,
+        default=True,
         metadata=_doc(
             "With receive_processes: an association that arrives while the service serves "
             "none itself is served in the service (no hand-over), only concurrent ones in "
