@@ -246,9 +246,11 @@ class StorageNode:
         processes = self.config.receive_processes if os.name == "posix" else 0
         spare_files = SpareFiles(
             self.incoming,
-            # with receiver processes (each makes its own) this process's serve only
-            # what arrives while none is ready
-            keep=SPARE_FILES if processes <= 0 else 4 * SPARE_FLOOR,
+            # with receiver processes (each makes its own) this process serves only what
+            # arrives while none is ready, unless it keeps an association alone here
+            keep=SPARE_FILES
+            if processes <= 0 or self.config.receive_first_in_process
+            else 4 * SPARE_FLOOR,
             quiet_seconds=lambda: min(self._slots.quiet_seconds, time.monotonic() - opened),
         )
         for leftover in spare_files.adopt():  # (the empty files made ahead stay)
