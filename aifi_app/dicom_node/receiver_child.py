@@ -166,7 +166,9 @@ class ParentSlots(AssociationSlots):
     the connection over (``over_limit`` is the service's answer then); leaving tells it.
     This process's own count (for its spare files' quiet time) is kept as well."""
 
-    def __init__(self, link: ParentLink, key: int, over_limit: bool, local: AssociationSlots):
+    def __init__(
+        self, link: ParentLink, key: int, over_limit: bool, local: AssociationSlots
+    ) -> None:
         super().__init__(local.limit)
         self._link = link
         self._key = key
