@@ -5,6 +5,7 @@ behind (the receivers, the pre-pseudonymiser, multiprocessing's resource tracker
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,13 @@ from tests.helpers.appliance import ApplianceProcess, process_tree
 from tests.helpers.tools import STORESCU, dcmtk_env
 
 pytestmark = [pytest.mark.dcmtk, pytest.mark.slow]
+
+
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:200]
+    except OSError:
+        return ""
 
 
 def _running(pid: int) -> bool:
@@ -56,4 +64,9 @@ def test_four_associations_into_the_service_and_no_process_left_after_stop(
         assert study["instance_count"] == 40
     finally:
         assert app.stop() == 0
-    assert [p for p in children if _running(p)] == []
+    # the receivers and the pre-pseudonymiser are waited for by the stop; multiprocessing's
+    # resource tracker ends when it reads the end of its pipe, just after the service
+    deadline = time.monotonic() + 30
+    while any(_running(p) for p in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert {p: _command(p) for p in children if _running(p)} == {}
