@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.process_tree import descendants
 from tests.helpers.ports import free_port, wait_for_port
 
 
@@ -158,7 +159,7 @@ class ApplianceProcess:
         processes (the receiver processes, the pre-pseudonymiser)."""
         assert self.proc is not None
         ticks = 0
-        for pid in process_tree(self.proc.pid):
+        for pid in [self.proc.pid, *descendants(self.proc.pid)]:
             try:
                 stat = Path(f"/proc/{pid}/stat").read_text()
             except OSError:
@@ -204,19 +205,3 @@ def all_jobs(state: str, count: int):  # type: ignore[no-untyped-def]
         return len(jobs) >= count and all(j["state"] == state for j in jobs)
 
     return check
-
-
-def process_tree(pid: int) -> list[int]:
-    """``pid`` and its descendants (Linux: /proc/<pid>/task/<tid>/children)."""
-    found = [pid]
-    for current in found:
-        try:
-            tasks = list(Path(f"/proc/{current}/task").iterdir())
-        except OSError:
-            continue
-        for task in tasks:
-            try:
-                found += [int(c) for c in (task / "children").read_text().split()]
-            except OSError:
-                continue
-    return found

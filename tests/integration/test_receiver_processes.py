@@ -12,7 +12,8 @@ import pytest
 
 from aifi_app.config.settings import NodeSettings
 from aifi_app.sample_studies import ct_series, demo_patient, write
-from tests.helpers.appliance import ApplianceProcess, process_tree
+from bench.process_tree import descendants
+from tests.helpers.appliance import ApplianceProcess
 from tests.helpers.tools import STORESCU, dcmtk_env
 
 pytestmark = [pytest.mark.dcmtk, pytest.mark.slow]
@@ -47,7 +48,7 @@ def test_four_associations_into_the_service_and_no_process_left_after_stop(
     try:
         app.settle()  # the receivers have started (once the node was quiet) and settled
         assert app.proc is not None
-        children = [p for p in process_tree(app.proc.pid) if p != app.proc.pid]
+        children = descendants(app.proc.pid)
         # the receivers, the pre-pseudonymiser and the resource tracker
         assert len(children) >= NodeSettings().receive_processes + 1
         senders = [
