@@ -217,6 +217,8 @@ class Appliance:
                 tls_context=tls_context,
                 tls_port=node.tls_port,
                 plain_tcp=node.plain_tcp,
+                receive_processes=node.receive_processes,
+                receive_first_in_process=node.receive_first_in_process,
             ),
             self.db,
             self.data_dir,

@@ -183,7 +183,15 @@ def main() -> None:
         choices=["ingest", "send", "e2e", "behind", "memory", "startup", "gui"],
         help="run only these sections",
     )
+    parser.add_argument(
+        "--node",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a [node] setting for our appliance in the ingest runs, e.g. receive_processes=0",
+    )
     args = parser.parse_args()
+    appliance_runs.NODE_TOML = "\n".join(args.node)
     runs = 1 if args.quick else args.runs
     slices = 100 if args.quick else 500
     sections = set(args.only or ["ingest", "send", "e2e", "behind", "memory", "startup", "gui"])

@@ -50,6 +50,10 @@ def send_study(paths: list[Path], port: int, called: str) -> None:
     )
 
 
+NODE_TOML = ""
+"""[node] settings for the ingest runs (``python -m bench --node KEY=VALUE``)."""
+
+
 def ingest(
     workdir: Path, groups: list[list[Path]], extra_toml: str = "", *, settle: bool = True
 ) -> float:
@@ -57,7 +61,9 @@ def ingest(
     (``extra_toml``: e.g. a route that takes the study, so that it is pseudonymised in
     the background while it arrives; ``settle`` False: sent the moment the port accepts)."""
     shutil.rmtree(workdir, ignore_errors=True)
-    app = ApplianceProcess(workdir, pacs=None, idle_seconds=600, extra_toml=extra_toml).start()
+    app = ApplianceProcess(
+        workdir, pacs=None, idle_seconds=600, extra_toml=extra_toml, node_toml=NODE_TOML
+    ).start()
     try:
         if settle:
             app.settle()  # (the worker's loading done; tests/helpers/appliance.py)

@@ -149,6 +149,8 @@ def _check_port(value: int, where: str) -> None:
 
 NODE_ROLES = ("pacs", "vendor", "ris")
 NODE_PROTOCOLS = ("dicom", "dicomweb", "http", "mllp")
+MAX_RECEIVE_PROCESSES = 16
+"""The most receiver processes ``[node] receive_processes`` may ask for."""
 
 
 def _check_node(node: RemoteNode, where: str) -> None:
@@ -195,6 +197,10 @@ def validate(settings: Settings) -> None:
         raise ConfigError("node.plain_tcp: false needs a TLS listener (node.tls_port)")
     if settings.node.max_pdu_size < 4096:
         raise ConfigError("node.max_pdu_size: must be at least 4096 bytes")
+    if not 0 <= settings.node.receive_processes <= MAX_RECEIVE_PROCESSES:
+        raise ConfigError(
+            f"node.receive_processes: must be 0 to {MAX_RECEIVE_PROCESSES} (0: no child processes)"
+        )
     names = [n.name for n in settings.remote_nodes]
     if len(set(names)) != len(names):
         raise ConfigError("remote_nodes: two nodes have the same name")

@@ -110,6 +110,23 @@ class NodeSettings:
         default=60.0,
         metadata=_doc("An association that sends nothing for this long is aborted."),
     )
+    receive_processes: int = field(
+        default=2,
+        metadata=_doc(
+            "Receiver processes that serve the plain-TCP associations (their PDUs, writes "
+            "and checksums run outside the service's process, on every core); 0 serves each "
+            "association on a thread of the service. TLS associations, and all on Windows, "
+            "are served in the service."
+        ),
+    )
+    receive_first_in_process: bool = field(
+        default=True,
+        metadata=_doc(
+            "With receive_processes: an association that arrives while the service serves "
+            "none itself is served in the service (no hand-over), only concurrent ones in "
+            "the receiver processes."
+        ),
+    )
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable
 
 from aifi_app.dicom_node.tcp_options import tune_socket
+from aifi_app.fault_logging import log_fault
 from aifi_app.net.tls import describe_tls_error, peer_certificate_subject
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,11 @@ TlsRefusedHook = Callable[[str, str], None]
 
 Serve = Callable[[socket.socket, str, "str | None"], None]
 """Serves one connection: (socket, peer IP address, TLS peer's common name or None)."""
+
+HandOff = Callable[[socket.socket, str], bool]
+"""Offers an accepted plain connection (socket, peer IP address) to a receiver process
+(:mod:`aifi_app.dicom_node.receiver_pool`): True if one took it (the listener then
+leaves it alone), False to serve it on a thread here."""
 
 _ACCEPT_POLL_SECONDS = 0.25  # how soon the accepting thread notices stop()
 
@@ -41,8 +47,10 @@ class AssociationListener:
         timeout: float,
         ssl_context: ssl.SSLContext | None = None,
         on_tls_refused: TlsRefusedHook | None = None,
+        hand_off: HandOff | None = None,
     ) -> None:
         self._serve = serve
+        self._hand_off = hand_off
         self._timeout = timeout
         self._ssl_context = ssl_context
         self._on_tls_refused = on_tls_refused
@@ -72,6 +80,12 @@ class AssociationListener:
                 log.warning("accepting a connection failed (%s)", type(exc).__name__)
                 self._stopping.wait(_ACCEPT_POLL_SECONDS)  # e.g. out of file descriptors
                 continue
+            if self._hand_off is not None and self._ssl_context is None:
+                try:
+                    if self._hand_off(conn, str(address[0])):
+                        continue
+                except Exception as exc:  # never lose the connection: serve it here
+                    log_fault(log, "handing a connection to a receiver process failed", exc)
             thread = threading.Thread(
                 target=self._handle, args=(conn, str(address[0])), name="DicomAssociation"
             )

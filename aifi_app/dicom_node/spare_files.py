@@ -158,12 +158,13 @@ class SpareFiles:
             with self._lock:
                 self._ready.append(path)
 
-    def stop(self) -> None:
-        """Stop making files (those made stay for the next start, :meth:`adopt`)."""
+    def stop(self, wait_seconds: float = 5.0) -> None:
+        """Stop making files (those made stay for the next start, :meth:`adopt`); waits up
+        to ``wait_seconds`` for the thread (a process about to end need not wait)."""
         self._stopping.set()
         self._wanted.set()
         if self._thread is not None:
-            self._thread.join(5.0)
+            self._thread.join(wait_seconds)
             self._thread = None
         with self._lock:
             self._ready.clear()

@@ -10,14 +10,24 @@ moves it durably into the spool and records it in the queue, and only then is su
 answered. It never waits for downstream work. The queue's commits for received instances
 are not flushed to disk one by one: the spool file is, and after an unclean stop the
 next start records any spool file the queue lost (:mod:`aifi_app.dicom_node.spool_recovery`).
+
+With ``receive_processes`` (``[node]``), plain-TCP associations are served in receiver
+processes instead (:mod:`aifi_app.dicom_node.receiver_pool`), which do the same up to the
+durable move (:func:`checked_header`, :func:`keep_checked`) and ask this process to check
+the disk floor and record the instance (:meth:`StorageNode.store_kept`) before they answer
+success. One difference: where the floor is crossed while an instance arrives, the
+receiver has already moved it into the spool, and it is removed from there again
+(in-process, the check comes before the move).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,7 +40,8 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from aifi_app.dicom_node.access import CallingAddressPolicy, parse_address_rules
 from aifi_app.dicom_node.association_listener import AssociationListener
 from aifi_app.dicom_node.header_scan import scan_header
-from aifi_app.dicom_node.spare_files import SpareFiles
+from aifi_app.dicom_node.receiver_pool import ReceiverPool
+from aifi_app.dicom_node.spare_files import SPARE_FILES, SPARE_FLOOR, SpareFiles
 from aifi_app.dicom_node.spool import durable_move
 from aifi_app.dicom_node.spool_recovery import (
     begin_receiving,
@@ -77,6 +88,13 @@ _HEADER_TAGS = [
 MAX_ASSOCIATIONS = 16
 """Concurrent associations the node accepts; more are rejected (transient)."""
 
+POOL_START_QUIET_SECONDS = 1.0
+"""The receiver processes start once no association has begun or ended for this long
+(and not before this long after the port opened) ..."""
+POOL_START_AT_LATEST_SECONDS = 10.0
+"""... or this long after the port opened, whatever arrives."""
+_POOL_START_POLL_SECONDS = 0.1
+
 IMPLEMENTATION_CLASS_UID = PYNETDICOM_IMPLEMENTATION_UID
 """Sent in the A-ASSOCIATE-AC: pynetdicom's, whose PDU classes the node's acceptor uses."""
 IMPLEMENTATION_VERSION_NAME = PYNETDICOM_IMPLEMENTATION_VERSION
@@ -98,6 +116,12 @@ class NodeConfig:
     """Port of the TLS listener (when ``tls_context`` is set; 0: any free port)."""
     plain_tcp: bool = True
     """Whether the plain-TCP listener on ``port`` runs (False: TLS only)."""
+    receive_processes: int = 0
+    """Receiver processes for plain-TCP associations (:mod:`aifi_app.dicom_node.receiver_pool`;
+    0: every association on a thread of this process; Windows: always 0)."""
+    receive_first_in_process: bool = False
+    """With receiver processes: an association that arrives while none is served on this
+    process's threads is served here (one association alone saves the hand-over)."""
 
 
 class StoreRefused(Exception):
@@ -206,6 +230,12 @@ class StorageNode:
         self._disk = disk_guard
         self._receiving = False
         self._spare_files: SpareFiles | None = None
+        self._pool: ReceiverPool | None = None
+        self._pool_starter: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._here = 0
+        """Plain-TCP associations served on this process's threads now."""
+        self._here_lock = threading.Lock()
 
     # --- life cycle -------------------------------------------------------------------
     def start(self) -> None:
@@ -213,8 +243,14 @@ class StorageNode:
         self.incoming.mkdir(parents=True, exist_ok=True)
         self.spool.mkdir(parents=True, exist_ok=True)
         opened = time.monotonic()
+        processes = self.config.receive_processes if os.name == "posix" else 0
         spare_files = SpareFiles(
             self.incoming,
+            # with receiver processes (each makes its own) this process serves only what
+            # arrives while none is ready, unless it keeps an association alone here
+            keep=SPARE_FILES
+            if processes <= 0 or self.config.receive_first_in_process
+            else 4 * SPARE_FLOOR,
             quiet_seconds=lambda: min(self._slots.quiet_seconds, time.monotonic() - opened),
         )
         for leftover in spare_files.adopt():  # (the empty files made ahead stay)
@@ -229,30 +265,13 @@ class StorageNode:
                 late_policy=self._late_policy,
             )
         self._recorder = GroupRecorder(self.db)  # (a node started again after stop())
+        self._stopping.clear()
         self._receiving = True
         self._spare_files = spare_files
         spare_files.start()
         if not self.config.allowed_calling_ae_titles:
             log.warning("no calling AE titles are allowed: every association will be rejected")
-        contexts = {str(Verification): [str(ts) for ts in ACCEPTED_TRANSFER_SYNTAXES]}
-        for sop_class in STORAGE_SOP_CLASSES:
-            contexts[sop_class] = [str(ts) for ts in ACCEPTED_TRANSFER_SYNTAXES]
-        settings = AcceptorSettings(
-            ae_title=self.config.ae_title,
-            max_pdu_size=self.config.max_pdu_size,
-            timeout=self.config.network_timeout_seconds,
-            allowed_calling_ae_titles=frozenset(
-                t.strip() for t in self.config.allowed_calling_ae_titles
-            ),
-            supported_contexts=supported_contexts(contexts),
-            implementation_class_uid=IMPLEMENTATION_CLASS_UID,
-            implementation_version_name=IMPLEMENTATION_VERSION_NAME,
-            incoming=self.incoming,
-            spare_files=self._spare_files,
-            address_check=CallingAddressPolicy(
-                parse_address_rules(self.config.calling_ae_addresses)
-            ),
-        )
+        settings = acceptor_settings(self.config, self.incoming, self._spare_files)
 
         def serve(sock: socket.socket, address: str, tls_peer: str | None) -> None:
             self.in_transfer.begin()
@@ -264,10 +283,35 @@ class StorageNode:
                 if self.in_transfer.end():
                     self._on_association_end()  # its studies' idle timers count again
 
+        def serve_plain(sock: socket.socket, address: str, tls_peer: str | None) -> None:
+            try:
+                serve(sock, address, tls_peer)
+            finally:
+                with self._here_lock:
+                    self._here -= 1
+
         timeout = self.config.network_timeout_seconds
         if self.config.plain_tcp:
+            if processes > 0:
+                self._pool = ReceiverPool(
+                    self,
+                    self.config,
+                    self.data_dir,
+                    processes=processes,
+                    spare_files=SPARE_FILES // processes,
+                )
+                self._pool_starter = threading.Thread(
+                    target=self._start_pool_when_quiet,
+                    args=(self._pool, opened),
+                    name="aifi-receivers-start",
+                    daemon=True,
+                )
+                self._pool_starter.start()
             self._server = AssociationListener(
-                (self.config.bind_address, self.config.port), serve, timeout=timeout
+                (self.config.bind_address, self.config.port),
+                serve_plain,
+                timeout=timeout,
+                hand_off=self._hand_off,
             )
             log.info(
                 "DICOM node %s listening on %s:%d",
@@ -290,12 +334,52 @@ class StorageNode:
                 self.tls_port,
             )
 
+    def _start_pool_when_quiet(self, pool: ReceiverPool, opened: float) -> None:
+        """Start the receiver processes once the node has been quiet for a moment.
+
+        Each spawned process imports the node's modules (0.5-1 s of CPU): a study sent
+        the moment the port accepts would compete with them (``python -m bench --only
+        ingest``, radiograph study sent at once). Until they are ready this process
+        serves every association, as with ``receive_processes = 0``.
+        """
+        while not self._stopping.wait(_POOL_START_POLL_SECONDS):
+            since = time.monotonic() - opened
+            if since >= POOL_START_AT_LATEST_SECONDS or (
+                since >= POOL_START_QUIET_SECONDS
+                and self._slots.quiet_seconds >= POOL_START_QUIET_SECONDS
+            ):
+                pool.start()
+                return
+
+    def _hand_off(self, sock: socket.socket, address: str) -> bool:
+        """Whether a receiver process takes this plain-TCP connection (else a thread here
+        serves it): the first association while none is served here stays here
+        (``receive_first_in_process``), and every one while no process is ready."""
+        with self._here_lock:
+            keep = self._pool is None or (self.config.receive_first_in_process and self._here == 0)
+            if keep:
+                self._here += 1
+                return False
+        assert self._pool is not None
+        if self._pool.hand_off(sock, address):
+            return True
+        with self._here_lock:
+            self._here += 1
+        return False
+
     def stop(self) -> None:
         """Stop listening; once the last instance is recorded, flush the queue's log."""
         for server in (self._server, self._tls_server):
             if server is not None:
                 server.stop()
         self._server = self._tls_server = None
+        self._stopping.set()
+        if self._pool_starter is not None:
+            self._pool_starter.join()
+            self._pool_starter = None
+        if self._pool is not None:
+            self._pool.stop()
+            self._pool = None
         if self._spare_files is not None:
             self._spare_files.stop()
             self._spare_files = None
@@ -303,6 +387,27 @@ class StorageNode:
             self._receiving = False
             self._recorder.close()  # an association still running gets 0xA700 from here on
             end_receiving(self.db, self.data_dir)
+
+    @property
+    def receiver_pids(self) -> list[int]:
+        """The receiver processes' ids (none without ``receive_processes``)."""
+        return self._pool.pids if self._pool is not None else []
+
+    @property
+    def associations_handed_over(self) -> int:
+        """Connections handed to a receiver process since the start."""
+        return self._pool.handed_over if self._pool is not None else 0
+
+    @property
+    def served_here(self) -> int:
+        """Plain-TCP associations served on this process's threads now."""
+        with self._here_lock:
+            return self._here
+
+    @property
+    def receivers_ready(self) -> int:
+        """How many receiver processes take connections now."""
+        return self._pool.ready if self._pool is not None else 0
 
     @property
     def quiet_seconds(self) -> float:
@@ -356,6 +461,35 @@ class StorageNode:
         if tls_peer is not None:
             reason = f"{reason} (over TLS, certificate {tls_peer or 'none'!r})"
         self._audit_security("association_rejected", reason)
+
+    # --- a receiver process's associations (receiver_pool.PoolService) -------------------
+    def association_began(self, key: int) -> bool:
+        self.in_transfer.begin(key)
+        self._slots.enter()
+        return self._slots.over_limit
+
+    def association_left(self, key: int) -> None:
+        self._slots.leave()
+
+    def association_ended(self, key: int) -> None:
+        if self.in_transfer.end(key):
+            self._on_association_end()  # its studies' idle timers count again
+
+    def receiver_died(self, pid: int, exitcode: int | None, cut_off: int) -> None:
+        self._audit(
+            "receive",
+            "receiver_process_died",
+            f"receiver process {pid} ended unexpectedly (exit code {exitcode}); "
+            f"{cut_off} association(s) aborted, their unacknowledged instances not kept; "
+            "another process started",
+        )
+
+    def _audit(self, category: str, event: str, detail: str) -> None:
+        try:
+            with self.db.transaction() as conn:
+                audit.record(conn, category, event, detail=detail)
+        except Exception as exc:
+            log_fault(log, "could not write the audit event %s", exc, event)
 
     def _handle_tls_refused(self, address: str, reason: str) -> None:
         self._audit_security("tls_refused", f"TLS connection from {address} refused: {reason}")
@@ -424,56 +558,34 @@ class StorageNode:
         (:func:`scan_header`); where that cannot tell, the file is read with pydicom.
         Raises :class:`StoreRefused` with the status to send when it cannot be kept.
         """
-        header = _scanned_header(start) or _read_header(tmp)
-        study_uid = header.study_uid
-        series_uid = header.series_uid
-        sop_uid = header.sop_uid
-        transfer_syntax = header.transfer_syntax
-        sop_class = header.sop_class
-        if not _valid_uid(study_uid) or not _valid_uid(series_uid):
-            raise StoreRefused(
-                DATA_SET_DOES_NOT_MATCH_SOP_CLASS, "Study or Series Instance UID missing or invalid"
-            )
-        if sop_uid is not None and str(sop_uid) != affected_sop_instance_uid:
-            raise StoreRefused(
-                DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
-                "SOP Instance UID differs from the command's Affected SOP Instance UID",
-            )
-        if not _valid_uid(affected_sop_instance_uid):
-            raise StoreRefused(DATA_SET_DOES_NOT_MATCH_SOP_CLASS, "SOP Instance UID is invalid")
+        header = checked_header(tmp, affected_sop_instance_uid, start)
+        self._check_disk()
+        kept = keep_checked(self.data_dir, tmp, header, affected_sop_instance_uid, start)
+        return self.record_kept(kept, calling_ae)
+
+    def _check_disk(self) -> None:
         shortfall = self._disk.shortfall() if self._disk is not None else None
         if shortfall is not None:
             # nothing has reached the spool or the queue yet; the sender keeps the instance
             raise StoreRefused(OUT_OF_RESOURCES, shortfall)
-        relative = Path("spool") / str(study_uid) / f"{affected_sop_instance_uid}.dcm"
-        try:
-            size = durable_move(
-                tmp,
-                self.data_dir / relative,
-                flushed=start is not None and start.flushed,
-                checksummed=start is not None and start.checksummed,
-            )
-        except OSError as exc:
-            raise StoreRefused(
-                OUT_OF_RESOURCES, f"cannot write to the spool: {exc.strerror}"
-            ) from exc
-        failpoint("receive.after_move")
-        modality = header.modality or ""
+
+    def record_kept(self, kept: KeptInstance, calling_ae: str) -> int:
+        """Record an instance already durable in the spool; returns its study's row id."""
         try:
             recorded = self._recorder.record(
                 ReceivedInstance(
-                    study_uid=str(study_uid),
-                    series_uid=str(series_uid),
-                    sop_instance_uid=affected_sop_instance_uid,
-                    sop_class_uid=sop_class,
-                    transfer_syntax=transfer_syntax,
-                    modality=modality,
-                    study_description=header.study_description or "",
-                    path=relative.as_posix(),
-                    size=size,
+                    study_uid=kept.study_uid,
+                    series_uid=kept.series_uid,
+                    sop_instance_uid=kept.sop_instance_uid,
+                    sop_class_uid=kept.sop_class_uid,
+                    transfer_syntax=kept.transfer_syntax,
+                    modality=kept.modality,
+                    study_description=kept.study_description,
+                    path=kept.path,
+                    size=kept.size,
                     calling_ae=calling_ae,
                 ),
-                idle_seconds=self._idle_seconds_for(modality),
+                idle_seconds=self._idle_seconds_for(kept.modality),
                 late_policy=self._late_policy,
             )
         except Exception as exc:
@@ -484,3 +596,115 @@ class StorageNode:
             ) from exc
         failpoint("receive.after_record")
         return recorded.study_id
+
+    def store_kept(self, kept: KeptInstance, calling_ae: str, key: int) -> int:
+        """An instance a receiver process kept in the spool (association ``key``): check
+        the disk floor, record it; the C-STORE status (success only once recorded)."""
+        try:
+            self._check_disk()
+        except StoreRefused as exc:
+            # the floor was crossed while it arrived: it leaves the spool, unrecorded
+            (self.data_dir / kept.path).unlink(missing_ok=True)
+            return self.refused(calling_ae, exc.status, exc.reason)
+        try:
+            study_id = self.record_kept(kept, calling_ae)
+        except StoreRefused as exc:
+            return self.refused(calling_ae, exc.status, exc.reason)
+        self.in_transfer.add(study_id, key)
+        self._on_stored(study_id)
+        return SUCCESS
+
+    def refused(self, calling_ae: str, status: int, reason: str) -> int:
+        """Log and audit a refused C-STORE; returns ``status``."""
+        log.error("C-STORE from %s refused (0x%04X): %s", calling_ae, status, reason)
+        self._audit_refusal(calling_ae, StoreRefused(status, reason))
+        return status
+
+
+def acceptor_settings(
+    config: NodeConfig, incoming: Path, spare_files: SpareFiles | None
+) -> AcceptorSettings:
+    """What every association of the node shares (in the service or a receiver process)."""
+    contexts = {str(Verification): [str(ts) for ts in ACCEPTED_TRANSFER_SYNTAXES]}
+    for sop_class in STORAGE_SOP_CLASSES:
+        contexts[sop_class] = [str(ts) for ts in ACCEPTED_TRANSFER_SYNTAXES]
+    return AcceptorSettings(
+        ae_title=config.ae_title,
+        max_pdu_size=config.max_pdu_size,
+        timeout=config.network_timeout_seconds,
+        allowed_calling_ae_titles=frozenset(t.strip() for t in config.allowed_calling_ae_titles),
+        supported_contexts=supported_contexts(contexts),
+        implementation_class_uid=IMPLEMENTATION_CLASS_UID,
+        implementation_version_name=IMPLEMENTATION_VERSION_NAME,
+        incoming=incoming,
+        spare_files=spare_files,
+        address_check=CallingAddressPolicy(parse_address_rules(config.calling_ae_addresses)),
+    )
+
+
+@dataclass(frozen=True)
+class KeptInstance:
+    """An instance durable in the spool (``path``, relative to the data folder), not yet
+    recorded: what a receiver process tells the service (picklable)."""
+
+    study_uid: str
+    series_uid: str
+    sop_instance_uid: str
+    sop_class_uid: str
+    transfer_syntax: str
+    modality: str
+    study_description: str
+    path: str
+    size: int
+
+
+def checked_header(
+    tmp: Path, affected_sop_instance_uid: str, start: DataSetStart | None
+) -> _HeaderValues:
+    """The instance's header values, checked; raises :class:`StoreRefused` (0xA900,
+    0xC000) when the instance cannot be kept."""
+    header = _scanned_header(start) or _read_header(tmp)
+    if not _valid_uid(header.study_uid) or not _valid_uid(header.series_uid):
+        raise StoreRefused(
+            DATA_SET_DOES_NOT_MATCH_SOP_CLASS, "Study or Series Instance UID missing or invalid"
+        )
+    if header.sop_uid is not None and str(header.sop_uid) != affected_sop_instance_uid:
+        raise StoreRefused(
+            DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
+            "SOP Instance UID differs from the command's Affected SOP Instance UID",
+        )
+    if not _valid_uid(affected_sop_instance_uid):
+        raise StoreRefused(DATA_SET_DOES_NOT_MATCH_SOP_CLASS, "SOP Instance UID is invalid")
+    return header
+
+
+def keep_checked(
+    data_dir: Path,
+    tmp: Path,
+    header: _HeaderValues,
+    affected_sop_instance_uid: str,
+    start: DataSetStart | None,
+) -> KeptInstance:
+    """Move the checked instance durably into the spool (0xA700 when it cannot be)."""
+    relative = Path("spool") / str(header.study_uid) / f"{affected_sop_instance_uid}.dcm"
+    try:
+        size = durable_move(
+            tmp,
+            data_dir / relative,
+            flushed=start is not None and start.flushed,
+            checksummed=start is not None and start.checksummed,
+        )
+    except OSError as exc:
+        raise StoreRefused(OUT_OF_RESOURCES, f"cannot write to the spool: {exc.strerror}") from exc
+    failpoint("receive.after_move")
+    return KeptInstance(
+        study_uid=str(header.study_uid),
+        series_uid=str(header.series_uid),
+        sop_instance_uid=affected_sop_instance_uid,
+        sop_class_uid=header.sop_class,
+        transfer_syntax=header.transfer_syntax,
+        modality=header.modality or "",
+        study_description=header.study_description or "",
+        path=relative.as_posix(),
+        size=size,
+    )

@@ -22,34 +22,36 @@ OPEN_ASSOCIATION_HOLD_SECONDS: Final = 10.0
 
 
 class StudiesInTransfer:
-    """The studies (queue ids) of the associations in progress, per association thread.
+    """The studies (queue ids) of the associations in progress, per association.
 
     :meth:`begin` and :meth:`end` are called on an association's own thread around its
     work, :meth:`add` on that thread for each instance stored; :meth:`held` from any
-    thread."""
+    thread. An association served in a receiver process
+    (:mod:`aifi_app.dicom_node.receiver_pool`) has no thread here: it is named by
+    ``key``, a negative number (thread identifiers are positive)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._by_thread: dict[int, set[int]] = {}
         self._count: Counter[int] = Counter()
 
-    def begin(self) -> None:
+    def begin(self, key: int | None = None) -> None:
         with self._lock:
-            self._by_thread.setdefault(threading.get_ident(), set())
+            self._by_thread.setdefault(threading.get_ident() if key is None else key, set())
 
-    def add(self, study_id: int) -> None:
-        """The current association stored an instance of ``study_id``."""
+    def add(self, study_id: int, key: int | None = None) -> None:
+        """The current association (or ``key``'s) stored an instance of ``study_id``."""
         with self._lock:
-            studies = self._by_thread.get(threading.get_ident())
+            studies = self._by_thread.get(threading.get_ident() if key is None else key)
             if studies is None or study_id in studies:
                 return
             studies.add(study_id)
             self._count[study_id] += 1
 
-    def end(self) -> frozenset[int]:
-        """The current association ended; returns the studies it had sent."""
+    def end(self, key: int | None = None) -> frozenset[int]:
+        """The current association (or ``key``'s) ended; returns the studies it had sent."""
         with self._lock:
-            studies = self._by_thread.pop(threading.get_ident(), set())
+            studies = self._by_thread.pop(threading.get_ident() if key is None else key, set())
             for study_id in studies:
                 self._count[study_id] -= 1
                 if self._count[study_id] <= 0:

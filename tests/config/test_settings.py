@@ -82,6 +82,8 @@ convolution_kernels = ["B30f"]
             "ris.node: the RIS node needs role ris and protocol mllp",
         ),
         ("[ris]\nmax_attempts = 0", "ris: max_attempts >= 1"),
+        ("[node]\nreceive_processes = -1", "node.receive_processes: must be 0 to 16"),
+        ("[node]\nreceive_processes = 17", "node.receive_processes: must be 0 to 16"),
         ("[ris]\nretry_initial_seconds = 10\nretry_max_seconds = 1", "ris: retry_initial"),
     ],
 )

@@ -9,7 +9,6 @@ that was not accepted, a peer that stops mid-instance or says nothing at all.
 from __future__ import annotations
 
 import socket
-import struct
 import subprocess
 import threading
 import time
@@ -19,17 +18,9 @@ from pathlib import Path
 
 import pytest
 from pydicom import dcmread
-from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, build_role
 from pynetdicom import pdu as pdu_classes
-from pynetdicom.dsutils import decode, encode
-from pynetdicom.pdu_primitives import (
-    A_ASSOCIATE,
-    ImplementationClassUIDNotification,
-    MaximumLengthNotification,
-)
-from pynetdicom.presentation import build_context
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     CTImageStorage,
     MRImageStorage,
@@ -46,6 +37,15 @@ from aifi_app.dicom_node.storage_acceptor import (
     supported_contexts,
 )
 from aifi_app.sample_studies import ct_series, demo_patient, write
+from tests.helpers.raw_peer import (
+    RawPeer,
+    close_raw_peers,
+    command,
+    ct_slice,
+    data_set,
+    pdv,
+    store_rq,
+)
 from tests.helpers.tools import ECHOSCU, STORESCU, dcmtk_env
 
 OUR_UID = "1.2.826.0.1.3680043.9.9999.1"
@@ -137,117 +137,10 @@ def _wait(predicate: Callable[[], bool], timeout: float = 10) -> None:
         time.sleep(0.01)
 
 
-# --- a raw peer ---------------------------------------------------------------------------
-
-
-def _command(fields: dict[str, object]) -> bytes:
-    ds = Dataset()
-    for key, value in fields.items():
-        setattr(ds, key, value)
-    body = encode(ds, True, True)
-    assert body is not None
-    return struct.pack("<HHLL", 0, 0, 4, len(body)) + body
-
-
-def _pdv(context_id: int, control: int, data: bytes) -> bytes:
-    return struct.pack(">L", len(data) + 2) + bytes((context_id, control)) + data
-
-
-_open_peers: list[RawPeer] = []
-
-
 @pytest.fixture(autouse=True)
 def _close_raw_peers() -> Iterator[None]:
     yield
-    while _open_peers:
-        _open_peers.pop().sock.close()
-
-
-class RawPeer:
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.reader = ul.PduReader(self.sock)
-        _open_peers.append(self)
-
-    def associate(
-        self,
-        contexts: list[tuple[str, list[str]]],
-        *,
-        max_pdu: int = 0,
-        calling: str = "SCU",
-    ) -> A_ASSOCIATE:
-        """Request ``contexts`` (IDs 1, 3, 5, ...); returns the AC/RJ as a primitive."""
-        primitive = A_ASSOCIATE()
-        primitive.application_context_name = "1.2.840.10008.3.1.1.1"
-        primitive.calling_ae_title = calling
-        primitive.called_ae_title = "NODE"
-        proposed = []
-        for n, (abstract, syntaxes) in enumerate(contexts):
-            cx = build_context(abstract, syntaxes)
-            cx.context_id = 2 * n + 1
-            proposed.append(cx)
-        primitive.presentation_context_definition_list = proposed
-        length = MaximumLengthNotification()
-        length.maximum_length_received = max_pdu
-        uid = ImplementationClassUIDNotification()
-        uid.implementation_class_uid = "1.2.3.4"
-        primitive.user_information = [length, uid]
-        rq = pdu_classes.A_ASSOCIATE_RQ()
-        rq.from_primitive(primitive)
-        self.sock.sendall(rq.encode())
-        pdu_type, body = self.reader.read(1 << 20)
-        reply = pdu_classes.A_ASSOCIATE_AC() if pdu_type == 2 else pdu_classes.A_ASSOCIATE_RJ()
-        assert pdu_type in (2, 3), pdu_type
-        reply.decode(self.reader.header() + bytes(body))
-        return reply.to_primitive()
-
-    def send(self, *pdvs: bytes) -> None:
-        self.sock.sendall(ul.encode_pdu(ul.P_DATA_TF, b"".join(pdvs)))
-
-    def response(self, limit: int = 1 << 20) -> tuple[Dataset, list[int]]:
-        """The next DIMSE command from the node, and the lengths of its P-DATA PDUs."""
-        command = b""
-        lengths = []
-        while True:
-            pdu_type, body = self.reader.read(limit)
-            assert pdu_type == ul.P_DATA_TF, f"PDU type {pdu_type}"
-            lengths.append(len(body))
-            for _, control, start, end in ul.pdv_items(body):
-                command += bytes(body[start:end])
-                if control & 0x02:
-                    return decode(BytesIO(command), True, True), lengths
-
-    def next_pdu_type(self) -> int:
-        return self.reader.read(1 << 20)[0]
-
-    def closed(self) -> bool:
-        try:
-            return self.sock.recv(1) == b""
-        except OSError:
-            return True
-
-
-def _store_rq(sop_instance_uid: str, message_id: int = 1) -> bytes:
-    return _command(
-        {
-            "AffectedSOPClassUID": CTImageStorage,
-            "CommandField": 0x0001,
-            "MessageID": message_id,
-            "Priority": 0,
-            "CommandDataSetType": 0x0000,
-            "AffectedSOPInstanceUID": sop_instance_uid,
-        }
-    )
-
-
-def _slice(n: int = 0) -> Dataset:
-    return list(ct_series(demo_patient(1), n + 1, size=32))[n]
-
-
-def _data_set(ds: Dataset) -> bytes:
-    data = encode(ds, False, True)
-    assert data is not None
-    return data
+    close_raw_peers()
 
 
 # --- tests ---------------------------------------------------------------------------------
@@ -314,7 +207,7 @@ def test_role_selection_keeps_the_default_roles(make_node: Callable[..., Node]) 
     (cx,) = assoc.accepted_contexts
     # no role reply: the requestor stays SCU only, the node SCP only (PS3.7 D.3.3.4)
     assert (cx.as_scu, cx.as_scp) == (True, False)
-    assert assoc.send_c_store(_slice()).Status == 0
+    assert assoc.send_c_store(ct_slice()).Status == 0
     assoc.release()
 
 
@@ -325,19 +218,19 @@ def test_command_and_data_in_one_pdu_and_a_data_set_split_over_pdus(
     peer = RawPeer(node.listener.port)
     ac = peer.associate([(CTImageStorage, [str(ExplicitVRLittleEndian)])])
     assert ac.result == 0
-    ds = _slice()
-    data = _data_set(ds)
+    ds = ct_slice()
+    data = data_set(ds)
     a, b = len(data) // 3, 2 * len(data) // 3
     # the command, whole, and the first data fragment in one PDU; then two fragments in one
-    peer.send(_pdv(1, 0x03, _store_rq(ds.SOPInstanceUID, 7)), _pdv(1, 0x00, data[:a]))
-    peer.send(_pdv(1, 0x00, data[a:b]), _pdv(1, 0x02, data[b:]))
+    peer.send(pdv(1, 0x03, store_rq(ds.SOPInstanceUID, 7)), pdv(1, 0x00, data[:a]))
+    peer.send(pdv(1, 0x00, data[a:b]), pdv(1, 0x02, data[b:]))
     rsp, _ = peer.response()
     assert (rsp.CommandField, rsp.MessageIDBeingRespondedTo, rsp.Status) == (0x8001, 7, 0)
     assert rsp.AffectedSOPInstanceUID == ds.SOPInstanceUID
     # a command split over two PDUs
-    command = _store_rq(ds.SOPInstanceUID, 8)
-    peer.send(_pdv(1, 0x01, command[:20]))
-    peer.send(_pdv(1, 0x03, command[20:]), _pdv(1, 0x02, data))
+    command = store_rq(ds.SOPInstanceUID, 8)
+    peer.send(pdv(1, 0x01, command[:20]))
+    peer.send(pdv(1, 0x03, command[20:]), pdv(1, 0x02, data))
     assert peer.response()[0].MessageIDBeingRespondedTo == 8
     kept = [dcmread(BytesIO(d)) for _, _, d in node.service.stored if d]
     assert [k.PixelData for k in kept] == [ds.PixelData, ds.PixelData]
@@ -349,12 +242,12 @@ def test_a_pdu_a_little_over_our_maximum_is_taken(make_node: Callable[..., Node]
     node = make_node(max_pdu=1024)
     peer = RawPeer(node.listener.port)
     assert peer.associate([(CTImageStorage, SYNTAXES)]).result == 0
-    ds = _slice()
-    data = _data_set(ds)
-    peer.send(_pdv(1, 0x03, _store_rq(ds.SOPInstanceUID)))
+    ds = ct_slice()
+    data = data_set(ds)
+    peer.send(pdv(1, 0x03, store_rq(ds.SOPInstanceUID)))
     for start in range(0, len(data), 1500):  # 1506-byte PDUs where 1024 was announced
         last = start + 1500 >= len(data)
-        peer.send(_pdv(1, 0x02 if last else 0x00, data[start : start + 1500]))
+        peer.send(pdv(1, 0x02 if last else 0x00, data[start : start + 1500]))
     assert peer.response()[0].Status == 0
     assert [d for _, _, d in node.service.stored if d]
 
@@ -363,7 +256,7 @@ def test_responses_respect_the_peers_maximum_pdu_length(make_node: Callable[...,
     node = make_node()
     peer = RawPeer(node.listener.port)
     assert peer.associate([(str(Verification), SYNTAXES)], max_pdu=40).result == 0
-    echo = _command(
+    echo = command(
         {
             "AffectedSOPClassUID": Verification,
             "CommandField": 0x0030,
@@ -371,7 +264,7 @@ def test_responses_respect_the_peers_maximum_pdu_length(make_node: Callable[...,
             "CommandDataSetType": 0x0101,
         }
     )
-    peer.send(_pdv(1, 0x03, echo))
+    peer.send(pdv(1, 0x03, echo))
     rsp, lengths = peer.response()
     assert (rsp.CommandField, rsp.MessageIDBeingRespondedTo, rsp.Status) == (0x8030, 3, 0)
     assert len(lengths) > 1 and max(lengths) <= 40
@@ -382,8 +275,8 @@ def test_a_store_on_a_context_not_accepted_is_aborted(make_node: Callable[..., N
     peer = RawPeer(node.listener.port)
     ac = peer.associate([(CTImageStorage, SYNTAXES), (MRImageStorage, ["1.2.840.10008.1.2.4.50"])])
     assert [cx.result for cx in ac.presentation_context_definition_results_list] == [0, 4]
-    ds = _slice()
-    peer.send(_pdv(3, 0x03, _store_rq(ds.SOPInstanceUID)))
+    ds = ct_slice()
+    peer.send(pdv(3, 0x03, store_rq(ds.SOPInstanceUID)))
     assert peer.next_pdu_type() == ul.A_ABORT
     assert peer.closed()
     assert node.service.stored == []
@@ -394,9 +287,9 @@ def test_a_peer_gone_mid_instance_leaves_no_file(make_node: Callable[..., Node],
     node = make_node()
     peer = RawPeer(node.listener.port)
     assert peer.associate([(CTImageStorage, SYNTAXES)]).result == 0
-    ds = _slice()
-    data = _data_set(ds)
-    peer.send(_pdv(1, 0x03, _store_rq(ds.SOPInstanceUID)), _pdv(1, 0x00, data[:100]))
+    ds = ct_slice()
+    data = data_set(ds)
+    peer.send(pdv(1, 0x03, store_rq(ds.SOPInstanceUID)), pdv(1, 0x00, data[:100]))
     _wait(lambda: len(list(node.incoming.iterdir())) == 1)  # the partial file
     if how == "abort":
         peer.sock.sendall(ul.encode_abort(ul.SOURCE_SERVICE_USER, 0))
@@ -438,7 +331,7 @@ def test_rejections_calling_ae_limit_and_refusal(make_node: Callable[..., Node])
 @pytest.mark.parametrize(
     "wire",
     [
-        ul.encode_pdu(ul.P_DATA_TF, _pdv(1, 0x03, b"x")),  # data before any request
+        ul.encode_pdu(ul.P_DATA_TF, pdv(1, 0x03, b"x")),  # data before any request
         ul.encode_pdu(ul.A_ASSOCIATE_RQ, b"\x00\x01" + b"\xff" * 60),  # garbage request
         b"\x0a\x00\x00\x00\x00\x00",  # not a PDU type
     ],
@@ -454,15 +347,15 @@ def test_malformed_requests_are_aborted(make_node: Callable[..., Node], wire: by
 def test_malformed_data_after_association_is_aborted(make_node: Callable[..., Node]) -> None:
     node = make_node(max_pdu=1024)
     for wire in (
-        ul.encode_pdu(ul.P_DATA_TF, _pdv(1, 0x00, b"x" * 5000)),  # far over our maximum
-        ul.encode_pdu(ul.P_DATA_TF, _pdv(1, 0x02, b"data")),  # a data set without command
-        ul.encode_pdu(ul.P_DATA_TF, _pdv(1, 0x03, b"\x01\x02\x03")),  # not a command set
+        ul.encode_pdu(ul.P_DATA_TF, pdv(1, 0x00, b"x" * 5000)),  # far over our maximum
+        ul.encode_pdu(ul.P_DATA_TF, pdv(1, 0x02, b"data")),  # a data set without command
+        ul.encode_pdu(ul.P_DATA_TF, pdv(1, 0x03, b"\x01\x02\x03")),  # not a command set
         ul.encode_pdu(
             ul.P_DATA_TF,
-            _pdv(
+            pdv(
                 1,
                 0x03,
-                _command({"CommandField": 0x0020, "MessageID": 1, "CommandDataSetType": 0x0101}),
+                command({"CommandField": 0x0020, "MessageID": 1, "CommandDataSetType": 0x0101}),
             ),
         ),  # C-FIND
         ul.encode_pdu(ul.A_ASSOCIATE_RQ, b"\x00" * 10),  # a second request
@@ -483,7 +376,7 @@ def test_a_data_set_the_disk_refuses_gets_a_failure_status(
     ae = AE("SCU")
     ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
     assoc = ae.associate("127.0.0.1", node.listener.port, ae_title="NODE")
-    ds = _slice()
+    ds = ct_slice()
     assert assoc.send_c_store(ds).Status == 0xA700
     assoc.release()
     assert node.service.stored == [("SCU", ds.SOPInstanceUID, None)]

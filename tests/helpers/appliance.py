@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.process_tree import descendants
 from tests.helpers.ports import free_port, wait_for_port
 
 
@@ -35,6 +36,7 @@ class ApplianceProcess:
         port: int | None = None,
         storage_toml: str = "",
         completion_toml: str = "",
+        node_toml: str = "",
     ) -> None:
         self.workdir = workdir
         self.data_dir = workdir / "data"
@@ -46,6 +48,7 @@ class ApplianceProcess:
             f'ae_title = "{self.ae_title}"',
             f"port = {self.port}",
             f"allowed_calling_ae_titles = {json.dumps(list(allowed))}",
+            node_toml,
             "[completion]",
             f"idle_seconds = {idle_seconds}",
             completion_toml,
@@ -154,10 +157,18 @@ class ApplianceProcess:
         raise AssertionError(f"timed out waiting for {what}: {json.dumps(snap)[:3000]}")
 
     def cpu_seconds(self) -> float:
-        """The service's CPU time so far (user and system, Linux)."""
+        """The CPU time so far (user and system, Linux) of the service and its child
+        processes (the receiver processes, the pre-pseudonymiser)."""
         assert self.proc is not None
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        ticks = 0
+        for pid in [self.proc.pid, *descendants(self.proc.pid)]:
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except OSError:
+                continue  # ended meanwhile
+            fields = stat.rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def settle(self, quiet_seconds: float = 2.0, limit: float = 15.0) -> None:
         """Wait until the service has finished starting: its port accepts within ~1 s of
