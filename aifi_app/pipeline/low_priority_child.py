@@ -5,6 +5,17 @@ A spawned process imports the module of its target before it runs it, and
 with it (about a second of CPU here), which at normal priority competes with the node's
 receiving threads in the first second after a start. This module imports nothing heavy,
 so the child lowers its priority before anything else and imports the loop afterwards.
+
+The priority (Linux): ``nice 19`` and the ``SCHED_IDLE`` policy. At ``nice 19`` alone the
+child still holds a core for up to a scheduler slice when a receiving thread of the node
+wakes (after a PDU or an fsync) and both cores are busy (``storescu`` on one, the child on
+the other): the kernel's EEVDF scheduler lets the running task reach its fair share
+before a woken one preempts it. A ``SCHED_IDLE`` task is preempted by any other task at
+once. ``SCHED_IDLE`` would also put the child's disk writes in the idle I/O class (the
+kernel derives the class from the policy), where a job that waits for a file the child
+wrote could wait behind every other write for up to the I/O scheduler's aging time
+(10 s with mq-deadline); so the I/O priority is set to what ``nice 19`` gave before:
+best effort, level 7 (the lowest). Where an OS lacks any of these, that step is skipped.
 """
 
 from __future__ import annotations
@@ -13,12 +24,31 @@ import contextlib
 import os
 from typing import Any
 
+IO_BEST_EFFORT_LOWEST = 7
+"""Best-effort I/O priority level of a ``nice 19`` process (``(19 + 20) // 5``)."""
+
 
 def lower_priority() -> None:
-    """The lowest CPU priority for this process (``nice 19``), so that receiving comes
-    first; where the OS has no ``nice`` (Windows) nothing changes."""
+    """The lowest CPU priority for this process (``nice 19``, and ``SCHED_IDLE`` on
+    Linux), so that receiving comes first, with its I/O kept in the best-effort class
+    (see the module's description); where the OS has no ``nice`` (Windows) nothing
+    changes."""
     with contextlib.suppress(AttributeError, OSError):
         os.nice(19)
+    idle = getattr(os, "SCHED_IDLE", None)
+    if idle is None:
+        return
+    with contextlib.suppress(AttributeError, OSError):
+        os.sched_setscheduler(0, idle, os.sched_param(0))
+    _best_effort_io()
+
+
+def _best_effort_io() -> None:
+    """Best-effort I/O at the lowest level for this process (Linux; psutil's ``ionice``)."""
+    import psutil  # small; only where SCHED_IDLE exists
+
+    with contextlib.suppress(AttributeError, OSError, psutil.Error):
+        psutil.Process().ionice(psutil.IOPRIO_CLASS_BE, IO_BEST_EFFORT_LOWEST)
 
 
 def child_main(db_path: str, data_dir: str, secret: bytes, inbox: Any, parent_pid: int) -> None:

@@ -31,3 +31,15 @@ def test_lower_priority_gives_the_lowest_cpu_priority() -> None:
         " lower_priority(); print(os.nice(0))"
     )
     assert niceness == "19"
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="no SCHED_IDLE on this OS")
+def test_on_linux_the_child_yields_the_cpu_at_once_but_keeps_best_effort_io() -> None:
+    """SCHED_IDLE (any other task preempts it on waking); its I/O stays best effort at
+    the lowest level, as at nice 19 (SCHED_IDLE alone would make it the idle I/O class)."""
+    out = _python(
+        "import os, psutil; from aifi_app.pipeline.low_priority_child import lower_priority;"
+        " lower_priority(); io = psutil.Process().ionice();"
+        " print(os.sched_getscheduler(0) == os.SCHED_IDLE, int(io.ioclass), io.value)"
+    )
+    assert out == "True 2 7"  # psutil.IOPRIO_CLASS_BE, level 7
