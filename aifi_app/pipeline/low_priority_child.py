@@ -15,7 +15,8 @@ once. ``SCHED_IDLE`` would also put the child's disk writes in the idle I/O clas
 kernel derives the class from the policy), where a job that waits for a file the child
 wrote could wait behind every other write for up to the I/O scheduler's aging time
 (10 s with mq-deadline); so the I/O priority is set to what ``nice 19`` gave before:
-best effort, level 7 (the lowest). Where an OS lacks any of these, that step is skipped.
+best effort, level 7 (the lowest), and where that cannot be set (a machine whose
+``ioprio_set`` number is not known here) the child stays at ``nice 19`` alone.
 """
 
 from __future__ import annotations
@@ -26,29 +27,41 @@ from typing import Any
 
 IO_BEST_EFFORT_LOWEST = 7
 """Best-effort I/O priority level of a ``nice 19`` process (``(19 + 20) // 5``)."""
+IOPRIO_CLASS_BE = 2
+IOPRIO_CLASS_SHIFT = 13
+IOPRIO_WHO_PROCESS = 1
+IOPRIO_SET_SYSCALL = {"x86_64": 251, "aarch64": 30}
+"""``ioprio_set``'s number by machine (the C library has no wrapper, Python no call)."""
 
 
 def lower_priority() -> None:
-    """The lowest CPU priority for this process (``nice 19``, and ``SCHED_IDLE`` on
-    Linux), so that receiving comes first, with its I/O kept in the best-effort class
-    (see the module's description); where the OS has no ``nice`` (Windows) nothing
-    changes."""
+    """The lowest CPU priority for this process (``nice 19``; on Linux also ``SCHED_IDLE``,
+    once its I/O is pinned to the best-effort class, see the module's description), so
+    that receiving comes first; where the OS has no ``nice`` (Windows) nothing changes."""
     with contextlib.suppress(AttributeError, OSError):
         os.nice(19)
     idle = getattr(os, "SCHED_IDLE", None)
-    if idle is None:
-        return
+    if idle is None or not _best_effort_io():
+        return  # nice 19 alone: its I/O stays best effort
     with contextlib.suppress(AttributeError, OSError):
         os.sched_setscheduler(0, idle, os.sched_param(0))
-    _best_effort_io()
 
 
-def _best_effort_io() -> None:
-    """Best-effort I/O at the lowest level for this process (Linux; psutil's ``ionice``)."""
-    import psutil  # small; only where SCHED_IDLE exists
+def _best_effort_io() -> bool:
+    """Set this process's I/O priority to best effort, the lowest level (Linux); True
+    when done."""
+    import ctypes  # small; only where SCHED_IDLE exists
+    import platform
 
-    with contextlib.suppress(AttributeError, OSError, psutil.Error):
-        psutil.Process().ionice(psutil.IOPRIO_CLASS_BE, IO_BEST_EFFORT_LOWEST)
+    number = IOPRIO_SET_SYSCALL.get(platform.machine())
+    if number is None:
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        value = (IOPRIO_CLASS_BE << IOPRIO_CLASS_SHIFT) | IO_BEST_EFFORT_LOWEST
+        return bool(libc.syscall(number, IOPRIO_WHO_PROCESS, 0, value) == 0)
+    except (OSError, AttributeError):
+        return False
 
 
 def child_main(db_path: str, data_dir: str, secret: bytes, inbox: Any, parent_pid: int) -> None:

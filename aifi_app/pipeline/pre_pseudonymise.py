@@ -6,8 +6,9 @@ the routes' rules on the series' first instance (as the worker will on completio
 pre-makes the instance for the pseudonymisation options of every algorithm the study
 will probably go to (see :mod:`aifi_app.pipeline.premade` for the cache and its rules).
 
-The loop runs in one spawned child process at the lowest CPU priority (``nice 19``),
-started with the service, with its own read-only connection to the queue database: it
+The loop runs in one spawned child process at the lowest CPU priority (``nice 19``,
+``SCHED_IDLE`` on Linux: :mod:`aifi_app.pipeline.low_priority_child`), started with the
+service, with its own read-only connection to the queue database: it
 writes nothing to the queue, and the service process does nothing for it while a study
 arrives. Measured on the 2-core development machine under load (CT, 500 slices): the
 same loop as a thread of the service, even with the pseudonymising itself in a child,
