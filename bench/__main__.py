@@ -66,8 +66,8 @@ def ingest(work: Path, ct: list[Path], rx: list[Path], runs: int) -> list[Row]:
     m = {name: statistics.median(values) for name, values in times.items()}
     n = len(ct)
     # each run of ours beside the peer's made straight after it (the goal: >= 0.5x in every run)
-    pairs = [("ours_ct", "scp_ct"), ("ours_4", "fork_4"), ("ours_rx", "scp_rx")]
-    pairs.append(("ours_rx_at_once", "scp_rx"))
+    pairs = [("ours_ct", "scp_ct"), ("ours_routed", "scp_ct"), ("ours_4", "fork_4")]
+    pairs += [("ours_rx", "scp_rx"), ("ours_rx_at_once", "scp_rx")]
     for run in range(runs):
         ratios = ", ".join(
             f"{ours} {times[peer][run] / times[ours][run]:.2f}x" for ours, peer in pairs

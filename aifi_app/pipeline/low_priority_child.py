@@ -5,6 +5,18 @@ A spawned process imports the module of its target before it runs it, and
 with it (about a second of CPU here), which at normal priority competes with the node's
 receiving threads in the first second after a start. This module imports nothing heavy,
 so the child lowers its priority before anything else and imports the loop afterwards.
+
+The priority (Linux): ``nice 19`` and the ``SCHED_IDLE`` policy. At ``nice 19`` alone the
+child still holds a core for up to a scheduler slice when a receiving thread of the node
+wakes (after a PDU or an fsync) and both cores are busy (``storescu`` on one, the child on
+the other): the kernel's EEVDF scheduler lets the running task reach its fair share
+before a woken one preempts it. A ``SCHED_IDLE`` task is preempted by any other task at
+once. ``SCHED_IDLE`` would also put the child's disk writes in the idle I/O class (the
+kernel derives the class from the policy), where a job that waits for a file the child
+wrote could wait behind every other write for up to the I/O scheduler's aging time
+(10 s with mq-deadline); so the I/O priority is set to what ``nice 19`` gave before:
+best effort, level 7 (the lowest), and where that cannot be set (a machine whose
+``ioprio_set`` number is not known here) the child stays at ``nice 19`` alone.
 """
 
 from __future__ import annotations
@@ -13,12 +25,43 @@ import contextlib
 import os
 from typing import Any
 
+IO_BEST_EFFORT_LOWEST = 7
+"""Best-effort I/O priority level of a ``nice 19`` process (``(19 + 20) // 5``)."""
+IOPRIO_CLASS_BE = 2
+IOPRIO_CLASS_SHIFT = 13
+IOPRIO_WHO_PROCESS = 1
+IOPRIO_SET_SYSCALL = {"x86_64": 251, "aarch64": 30}
+"""``ioprio_set``'s number by machine (the C library has no wrapper, Python no call)."""
+
 
 def lower_priority() -> None:
-    """The lowest CPU priority for this process (``nice 19``), so that receiving comes
-    first; where the OS has no ``nice`` (Windows) nothing changes."""
+    """The lowest CPU priority for this process (``nice 19``; on Linux also ``SCHED_IDLE``,
+    once its I/O is pinned to the best-effort class, see the module's description), so
+    that receiving comes first; where the OS has no ``nice`` (Windows) nothing changes."""
     with contextlib.suppress(AttributeError, OSError):
         os.nice(19)
+    idle = getattr(os, "SCHED_IDLE", None)
+    if idle is None or not _best_effort_io():
+        return  # nice 19 alone: its I/O stays best effort
+    with contextlib.suppress(AttributeError, OSError):
+        os.sched_setscheduler(0, idle, os.sched_param(0))
+
+
+def _best_effort_io() -> bool:
+    """Set this process's I/O priority to best effort, the lowest level (Linux); True
+    when done."""
+    import ctypes  # small; only where SCHED_IDLE exists
+    import platform
+
+    number = IOPRIO_SET_SYSCALL.get(platform.machine())
+    if number is None:
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        value = (IOPRIO_CLASS_BE << IOPRIO_CLASS_SHIFT) | IO_BEST_EFFORT_LOWEST
+        return bool(libc.syscall(number, IOPRIO_WHO_PROCESS, 0, value) == 0)
+    except (OSError, AttributeError):
+        return False
 
 
 def child_main(db_path: str, data_dir: str, secret: bytes, inbox: Any, parent_pid: int) -> None:

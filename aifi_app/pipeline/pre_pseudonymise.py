@@ -6,8 +6,9 @@ the routes' rules on the series' first instance (as the worker will on completio
 pre-makes the instance for the pseudonymisation options of every algorithm the study
 will probably go to (see :mod:`aifi_app.pipeline.premade` for the cache and its rules).
 
-The loop runs in one spawned child process at the lowest CPU priority (``nice 19``),
-started with the service, with its own read-only connection to the queue database: it
+The loop runs in one spawned child process at the lowest CPU priority (``nice 19``,
+``SCHED_IDLE`` on Linux: :mod:`aifi_app.pipeline.low_priority_child`), started with the
+service, with its own read-only connection to the queue database: it
 writes nothing to the queue, and the service process does nothing for it while a study
 arrives. Measured on the 2-core development machine under load (CT, 500 slices): the
 same loop as a thread of the service, even with the pseudonymising itself in a child,
@@ -57,6 +58,7 @@ from aifi_app.failpoints import failpoint
 from aifi_app.fault_logging import log_fault
 from aifi_app.pipeline import low_priority_child, premade, routing
 from aifi_app.pipeline.background_loop import BackgroundLoop
+from aifi_app.pipeline.deferred_writeback import DeferredWriteback, start_writeback
 from aifi_app.pipeline.premade import PremadeIndex, SourceInstance
 from aifi_app.pseudonymise import BurnedInPolicy, ProfileOption
 from aifi_app.pseudonymise.batch import pseudonymise_file
@@ -177,6 +179,7 @@ def make_files(
     items: Sequence[tuple[int, str, str]],
     keep_going: Callable[[], bool] = lambda: True,
     memo: ElementMemo | None = None,
+    written: Callable[[Path, int], None] | None = None,
 ) -> list[Made]:
     """Pseudonymise each (instance id, source, target) into ``target`` (written under a
     temporary name, then renamed). A refused or failed instance gets no file. Runs in the
@@ -186,12 +189,17 @@ def make_files(
     of a series share most of their header; see
     :mod:`aifi_app.pseudonymise.element_memo`).
 
-    The files are not flushed here: they are handed to the kernel's writeback at once
-    (``POSIX_FADV_DONTNEED`` starts it without waiting), so that by the time the job
-    flushes the files it takes (before it records them) there is little left to write.
-    An fsync per file here would make this process wait for the disk with the DICOM
-    node's own fsyncs. The cache is emptied at every start, so a file torn by a power
-    cut is never used."""
+    The files are not flushed here. ``written(path, size)`` is told of each file made;
+    by default (None) it is handed to the kernel's writeback at once
+    (:func:`~aifi_app.pipeline.deferred_writeback.start_writeback`, without waiting), so
+    that by the time the job flushes the files it takes (before it records them) there
+    is little left to write; while a study arrives the loop defers that instead
+    (:class:`~aifi_app.pipeline.deferred_writeback.DeferredWriteback`: the node's own
+    flushes come first). An fsync per file here would make this process wait for the
+    disk with the DICOM node's own fsyncs. The cache is emptied at every start, so a
+    file torn by a power cut is never used."""
+    if written is None:
+        written = _write_back_now
     made: list[Made] = []
     sink: list[list[tuple[str, str, str]]] = [[]]  # the current instance's mappings
     pseudonymiser = Pseudonymiser(
@@ -215,24 +223,15 @@ def make_files(
             temporary.unlink(missing_ok=True)
             made.append(Made(instance_id, premade.REFUSED, [], 0))
             continue
-        _start_writeback(temporary)
         temporary.replace(final)
-        made.append(Made(instance_id, premade.MADE, sink[0], final.stat().st_size))
+        size = final.stat().st_size
+        written(final, size)
+        made.append(Made(instance_id, premade.MADE, sink[0], size))
     return made
 
 
-def _start_writeback(path: Path) -> None:
-    """Ask the kernel to start writing ``path`` to disk now, without waiting for it."""
-    advise = getattr(os, "posix_fadvise", None)
-    if advise is None:  # Windows
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        advise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+def _write_back_now(path: Path, size: int) -> None:
+    start_writeback(path)
 
 
 def selection_headers(paths: Sequence[str]) -> list[Dataset | None]:
@@ -266,20 +265,32 @@ class PreLoop:
         self._memo = ElementMemo()
         self._receiving_checked: dict[int, tuple[float, bool]] = {}
         """Kept from batch to batch (a series arrives over many), bounded in size."""
+        self.writeback = DeferredWriteback()
+        """The files made while studies arrive, not yet handed to the disk's writeback."""
+        self._found_nothing = False
+        """The previous pass found no new instance either."""
 
     def idle_wait(self) -> float:
         return POLL_SECONDS if self.receiving else IDLE_SECONDS
 
     def run_once(self) -> bool:
-        """One pass; True when it made a batch."""
+        """One pass; True when it made a batch. The files made are written to disk once
+        the node pauses (see :mod:`aifi_app.pipeline.deferred_writeback`): when no study
+        is receiving, or when two passes in a row (:data:`POLL_SECONDS` apart) found
+        no new instance."""
         self.clean()
         config = self._config()
         if not config.active or not self._room(config.floor):
             self.receiving = False
+            self.writeback.release()
             return False
         batch = self._next_batch()
         if not batch:
+            if not self.receiving or self._found_nothing:
+                self.writeback.release()
+            self._found_nothing = True
             return False
+        self._found_nothing = False
         self.make(batch)
         return True
 
@@ -374,6 +385,7 @@ class PreLoop:
         until one is claimed by the job; then write the request's index file (also when
         nothing was made: the job waits for it)."""
         study_id = request.study_id
+        self.writeback.release()  # a job waits: the disk now, for these first
         busy = premade.busy_file(self.data_dir, study_id)
         busy.parent.mkdir(parents=True, exist_ok=True)
         busy.touch()
@@ -471,6 +483,8 @@ class PreLoop:
             self._make(batch)
         finally:
             busy.unlink(missing_ok=True)
+        if not self._still_receiving(study_id):
+            self.writeback.release()  # its job starts: to disk now
 
     def _make(self, batch: Sequence[tuple[SourceInstance, str]]) -> None:
         sources = [s for s, _ in batch]
@@ -496,6 +510,7 @@ class PreLoop:
                 ],
                 keep_going=lambda: self._still_receiving(study_id),
                 memo=self._memo,
+                written=self.writeback.add,
             )
             for m in made:
                 made_for[m.instance_id][key] = {

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import platform
 import re
 import subprocess
 import sys
@@ -27,6 +28,8 @@ from aifi_app.config.settings import (
     StorageSettings,
 )
 from aifi_app.pipeline import pre_pseudonymise, premade, processing
+from aifi_app.pipeline.deferred_writeback import DEFERRED_BYTES, DeferredWriteback
+from aifi_app.pipeline.low_priority_child import IOPRIO_SET_SYSCALL
 from aifi_app.pipeline.parallel_pseudonymise import pseudonymise_all
 from aifi_app.pipeline.pre_pseudonymise import PrePseudonymiser
 from aifi_app.pseudonymise import BurnedInPolicy, Pseudonymiser
@@ -233,6 +236,127 @@ def test_a_batch_in_flight_stops_when_the_study_completes(
     app.db.close()
 
 
+def _record_writeback(pre: PrePseudonymiser, limit: int = DEFERRED_BYTES) -> list[Path]:
+    """The files the loop hands to the disk's writeback, in order (instead of handing)."""
+    started: list[Path] = []
+    pre._work.writeback = DeferredWriteback(limit, start=started.append)
+    return started
+
+
+def _made_files(app: Appliance) -> list[Path]:
+    """The pre-made files, in the order they were made (instance ids grow)."""
+    found = (app.data_dir / premade.PREMADE_DIR).rglob("*.dcm")
+    return sorted(found, key=lambda p: int(p.stem))
+
+
+def test_files_made_while_the_study_arrives_are_written_back_once_it_pauses(
+    tmp_path: Path,
+) -> None:
+    """While instances keep arriving nothing made goes to the disk (the node's flushes come
+    first); a pass that finds nothing new, after one that found nothing either (no
+    instance for a poll interval), hands every file to writeback, oldest first."""
+    app, pre = _app(tmp_path)
+    started = _record_writeback(pre)
+    images = _study(thin=30)
+    study_id = 0
+    for ds in images[:20]:
+        study_id = _receive(app, ds, tmp_path)
+    assert pre.run_once()  # one batch (24 at most) of the 20
+    for ds in images[20:]:  # more arrive meanwhile
+        _receive(app, ds, tmp_path)
+    assert pre.run_once()
+    assert len(_made_files(app)) == len(images)
+    assert started == []
+    assert not pre.run_once()  # caught up: nothing new this once
+    assert started == []
+    assert not pre.run_once()  # nothing new for a second pass: the arrival paused
+    assert started == _made_files(app)
+    assert pre._work.writeback.pending == (0, 0)
+    job_id = _complete_and_pseudonymise(app, study_id)
+    assert _linked(app, job_id) == len(images)
+    expected, _ = _reference(app, job_id, tmp_path / "reference")
+    _same_files(sorted(app.processor.work_dir(job_id).glob("*.dcm")), expected)
+    app.db.close()
+
+
+def test_files_are_written_back_when_their_study_completes(tmp_path: Path) -> None:
+    app, pre = _app(tmp_path)
+    started = _record_writeback(pre)
+    study_id = 0
+    for ds in _study(thin=10):
+        study_id = _receive(app, ds, tmp_path)
+    assert jobs.process_now(app.db, study_id, "test")
+    real = pre._work._next_batch
+
+    def then_complete() -> list[Any]:
+        batch = real()  # read while receiving; the study completes as it is made
+        assert jobs.mark_complete(app.db, study_id)
+        return batch
+
+    pre._work._next_batch = then_complete  # type: ignore[method-assign]
+    assert pre.run_once()
+    assert started == _made_files(app)  # its job comes: to the disk at once
+    app.db.close()
+
+
+def test_beyond_the_limit_the_oldest_files_are_written_back_while_arriving(
+    tmp_path: Path,
+) -> None:
+    app, pre = _app(tmp_path)
+    for ds in _study(thin=6):
+        _receive(app, ds, tmp_path)
+    started = _record_writeback(pre, limit=1)
+    assert pre.run_once()
+    made = _made_files(app)
+    assert started == made  # each beyond the limit: none waits
+    limit = 3 * max(p.stat().st_size for p in made)  # room for three of six
+    started = _record_writeback(pre, limit=limit)
+    for ds in _study(thin=6):  # another study (same patient, new UIDs)
+        _receive(app, ds, tmp_path)
+    assert pre.run_once()
+    again = [p for p in _made_files(app) if p not in made]
+    assert len(again) == 6
+    assert 3 <= len(started) < 6
+    assert started == again[: len(started)]  # the oldest went
+    files, waiting = pre._work.writeback.pending
+    assert files == 6 - len(started)
+    assert waiting == sum(p.stat().st_size for p in again[len(started) :]) <= limit
+    app.db.close()
+
+
+def test_a_help_request_first_writes_back_what_waits(tmp_path: Path) -> None:
+    """A job asks for help: what was made while studies arrived goes to the disk first,
+    and what the loop makes for the job goes at once."""
+    app, pre = _app(tmp_path)
+    started = _record_writeback(pre)
+    for ds in _study(thin=4):
+        _receive(app, ds, tmp_path)
+    assert pre.run_once()
+    waiting = _made_files(app)
+    assert started == [] and len(waiting) == 4
+    study_id = 0
+    for ds in ct_series(demo_patient(9), 5):  # another study, completed before it was made
+        study_id = _receive(app, ds, tmp_path)
+    job_id, key = _helped_job(app, study_id)
+    instances = app.processor._instances(app.processor.context(job_id))
+    request = pre_pseudonymise.HelpRequest(
+        study_id,
+        "job1-1",
+        key,
+        frozenset(),
+        BurnedInPolicy.REFUSE,
+        tuple((i.instance_id, str(i.path), i.received_at) for i in instances),
+    )
+    pre._work.help(request)
+    assert started == waiting  # the job's own files are written back at once, not here
+    helped = premade.PremadeIndex.load_file(
+        app.data_dir, study_id, premade.help_index(app.data_dir, study_id, "job1-1")
+    ).lookup(instances, key)
+    assert len(helped) == len(instances)
+    assert pre._work.writeback.pending == (0, 0)
+    app.db.close()
+
+
 def test_a_study_that_gets_no_route_leaves_no_cache(tmp_path: Path) -> None:
     mr_only = Route(name="mr", algorithm="ct-lung-volume", modalities=("MR",))
     app, pre = _app(tmp_path, routes=(ROUTE, mr_only))
@@ -318,6 +442,10 @@ def test_pre_making_in_the_low_priority_child_process(tmp_path: Path) -> None:
         if hasattr(os, "getpriority"):  # the child runs at the lowest CPU priority
             assert pre._child is not None
             assert os.getpriority(os.PRIO_PROCESS, pre._child.pid or 0) == 19
+        if hasattr(os, "SCHED_IDLE") and platform.machine() in IOPRIO_SET_SYSCALL:
+            # Linux: preempted at once by any other task
+            assert pre._child is not None
+            assert os.sched_getscheduler(pre._child.pid or 0) == os.SCHED_IDLE
         job_id = _complete_and_pseudonymise(app, study_id)
         assert _linked(app, job_id) == len(images)
         expected, _ = _reference(app, job_id, tmp_path / "reference")
