@@ -170,6 +170,7 @@ class Appliance:
             before_pass=self.catalog.refresh,
             on_results=self.dispatcher.wake,
             in_transfer=lambda: self.node.in_transfer.held(),
+            on_routed=self._wake_workers,
             claims=claims,
         )
         self.small_study_worker = Worker(
@@ -179,6 +180,7 @@ class Appliance:
             self.processor,
             on_results=self.dispatcher.wake,
             in_transfer=lambda: self.node.in_transfer.held(),
+            on_routed=self._wake_workers,
             lane=SMALL_STUDY_LANE,
             claims=claims,
         )

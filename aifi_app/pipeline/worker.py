@@ -78,15 +78,19 @@ class Worker(BackgroundLoop):
         in_transfer: Callable[[], Collection[int]] = frozenset,
         lane: Lane = MAIN_LANE,
         claims: Claims | None = None,
+        on_routed: Callable[[], None] = lambda: None,
     ) -> None:
         """``on_results`` is called (on the worker thread) when a job has its results;
         ``in_transfer`` gives the studies whose sending association is still open (their
         idle timers wait for it: :mod:`aifi_app.dicom_node.studies_in_transfer`);
-        ``claims`` are shared by the lanes of one service."""
+        ``claims`` are shared by the lanes of one service; ``on_routed`` is called when
+        this lane routed a study to new jobs (the service wakes every lane: a job this lane
+        does not take must not wait for the other's next look, up to a second)."""
         super().__init__()
         self.lane = lane
         self.thread_name = "aifi-worker" if lane == MAIN_LANE else f"aifi-worker-{lane.name}"
         self._claims = claims if claims is not None else Claims()
+        self._on_routed = on_routed
         self.db = db
         self._on_results = on_results
         self.data_dir = data_dir
@@ -232,6 +236,8 @@ class Worker(BackgroundLoop):
             reason = "late instances recorded (policy 'record'); not processed"
         created = jobs.route_study(self.db, study_id, matches, reason)
         log.info("study %d routed: %d job(s)", study_id, len(created))
+        if created:
+            self._on_routed()
 
     def _guard_study(self, study_id: int, step: Callable[[int], None]) -> None:
         try:

@@ -104,6 +104,20 @@ def test_the_small_study_lane_takes_only_small_studies(tmp_path: Path, pacs: Dem
     app.db.close()
 
 
+def test_a_lane_that_routes_a_study_to_jobs_wakes_the_other(tmp_path: Path, pacs: DemoPacs) -> None:
+    app = Appliance(_settings(tmp_path, pacs.port, 1), secret_for=lambda _: KEY)
+    woken: list[str] = []
+    app.worker.wake = lambda *_: woken.append("main")  # type: ignore[method-assign]
+    large = _receive(app, _study(2, 2), tmp_path)
+    woken.clear()
+
+    app.small_study_worker.run_once()  # completes and routes it, leaves the job
+
+    assert _job_state(app, large) == "queued"
+    assert woken == ["main"]  # not left for the main lane's next look, up to a second
+    app.db.close()
+
+
 def test_the_small_study_lane_does_nothing_when_set_to_zero(tmp_path: Path, pacs: DemoPacs) -> None:
     app = Appliance(_settings(tmp_path, pacs.port, 0), secret_for=lambda _: KEY)
     study = _receive(app, _study(1, 1), tmp_path)
