@@ -140,7 +140,7 @@ class ChildService:
             )
         try:
             header = checked_header(path, sop_instance_uid, start)
-            kept = keep_checked(self._data_dir, path, header, sop_instance_uid, start)
+            kept = keep_checked(self._data_dir, path, header, sop_instance_uid, start, calling_ae)
         except StoreRefused as exc:
             path.unlink(missing_ok=True)
             return self._refused(calling_ae, exc.status, exc.reason)
@@ -153,7 +153,7 @@ class ChildService:
             return self._refused(
                 calling_ae, OUT_OF_RESOURCES, f"internal error ({type(exc).__name__})"
             )
-        status: int = self._link.call("store", self._key, calling_ae, kept)
+        status: int = self._link.call("store", self._key, kept)
         return status
 
     def _refused(self, calling_ae: str, status: int, reason: str) -> int:

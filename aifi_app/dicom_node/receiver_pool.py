@@ -50,7 +50,8 @@ from aifi_app.dicom_node.spare_files import is_spare
 from aifi_app.fault_logging import log_fault
 
 if TYPE_CHECKING:
-    from aifi_app.dicom_node.storage_scp import KeptInstance, NodeConfig
+    from aifi_app.dicom_node.storage_scp import NodeConfig
+    from aifi_app.store.receiving import ReceivedInstance
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ class PoolService(Protocol):
         self, calling_ae: str, address: str, reason: str, tls_peer: str | None
     ) -> None: ...
 
-    def store_kept(self, kept: KeptInstance, calling_ae: str, key: int) -> int: ...
+    def store_kept(self, kept: ReceivedInstance, key: int) -> int: ...
 
     def refused(self, calling_ae: str, status: int, reason: str) -> int: ...
 
@@ -245,8 +246,8 @@ class ReceiverPool:
         service = self._service
         value: Any = None
         if call == "store":
-            calling_ae, kept = args
-            value = service.store_kept(kept, calling_ae, key)
+            (kept,) = args
+            value = service.store_kept(kept, key)
         elif call == "leave":
             self._leave(child, key)
         elif call == "refuse":

@@ -560,8 +560,10 @@ class StorageNode:
         """
         header = checked_header(tmp, affected_sop_instance_uid, start)
         self._check_disk()
-        kept = keep_checked(self.data_dir, tmp, header, affected_sop_instance_uid, start)
-        return self.record_kept(kept, calling_ae)
+        kept = keep_checked(
+            self.data_dir, tmp, header, affected_sop_instance_uid, start, calling_ae
+        )
+        return self.record_kept(kept)
 
     def _check_disk(self) -> None:
         shortfall = self._disk.shortfall() if self._disk is not None else None
@@ -569,22 +571,11 @@ class StorageNode:
             # nothing has reached the spool or the queue yet; the sender keeps the instance
             raise StoreRefused(OUT_OF_RESOURCES, shortfall)
 
-    def record_kept(self, kept: KeptInstance, calling_ae: str) -> int:
+    def record_kept(self, kept: ReceivedInstance) -> int:
         """Record an instance already durable in the spool; returns its study's row id."""
         try:
             recorded = self._recorder.record(
-                ReceivedInstance(
-                    study_uid=kept.study_uid,
-                    series_uid=kept.series_uid,
-                    sop_instance_uid=kept.sop_instance_uid,
-                    sop_class_uid=kept.sop_class_uid,
-                    transfer_syntax=kept.transfer_syntax,
-                    modality=kept.modality,
-                    study_description=kept.study_description,
-                    path=kept.path,
-                    size=kept.size,
-                    calling_ae=calling_ae,
-                ),
+                kept,
                 idle_seconds=self._idle_seconds_for(kept.modality),
                 late_policy=self._late_policy,
             )
@@ -597,7 +588,7 @@ class StorageNode:
         failpoint("receive.after_record")
         return recorded.study_id
 
-    def store_kept(self, kept: KeptInstance, calling_ae: str, key: int) -> int:
+    def store_kept(self, kept: ReceivedInstance, key: int) -> int:
         """An instance a receiver process kept in the spool (association ``key``): check
         the disk floor, record it; the C-STORE status (success only once recorded)."""
         try:
@@ -605,11 +596,11 @@ class StorageNode:
         except StoreRefused as exc:
             # the floor was crossed while it arrived: it leaves the spool, unrecorded
             (self.data_dir / kept.path).unlink(missing_ok=True)
-            return self.refused(calling_ae, exc.status, exc.reason)
+            return self.refused(kept.calling_ae, exc.status, exc.reason)
         try:
-            study_id = self.record_kept(kept, calling_ae)
+            study_id = self.record_kept(kept)
         except StoreRefused as exc:
-            return self.refused(calling_ae, exc.status, exc.reason)
+            return self.refused(kept.calling_ae, exc.status, exc.reason)
         self.in_transfer.add(study_id, key)
         self._on_stored(study_id)
         return SUCCESS
@@ -642,22 +633,6 @@ def acceptor_settings(
     )
 
 
-@dataclass(frozen=True)
-class KeptInstance:
-    """An instance durable in the spool (``path``, relative to the data folder), not yet
-    recorded: what a receiver process tells the service (picklable)."""
-
-    study_uid: str
-    series_uid: str
-    sop_instance_uid: str
-    sop_class_uid: str
-    transfer_syntax: str
-    modality: str
-    study_description: str
-    path: str
-    size: int
-
-
 def checked_header(
     tmp: Path, affected_sop_instance_uid: str, start: DataSetStart | None
 ) -> _HeaderValues:
@@ -684,8 +659,10 @@ def keep_checked(
     header: _HeaderValues,
     affected_sop_instance_uid: str,
     start: DataSetStart | None,
-) -> KeptInstance:
-    """Move the checked instance durably into the spool (0xA700 when it cannot be)."""
+    calling_ae: str,
+) -> ReceivedInstance:
+    """Move the checked instance durably into the spool (0xA700 when it cannot be); the
+    instance as the queue records it (a receiver process hands it to the service)."""
     relative = Path("spool") / str(header.study_uid) / f"{affected_sop_instance_uid}.dcm"
     try:
         size = durable_move(
@@ -697,7 +674,7 @@ def keep_checked(
     except OSError as exc:
         raise StoreRefused(OUT_OF_RESOURCES, f"cannot write to the spool: {exc.strerror}") from exc
     failpoint("receive.after_move")
-    return KeptInstance(
+    return ReceivedInstance(
         study_uid=str(header.study_uid),
         series_uid=str(header.series_uid),
         sop_instance_uid=affected_sop_instance_uid,
@@ -707,4 +684,5 @@ def keep_checked(
         study_description=header.study_description or "",
         path=relative.as_posix(),
         size=size,
+        calling_ae=calling_ae,
     )
