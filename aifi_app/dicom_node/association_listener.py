@@ -143,6 +143,9 @@ class AssociationListener:
             open_now = dict(self._open)
         for conn in open_now.values():
             with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
+                # the socket's own shutdown, also for a TLS one: ``SSLSocket.shutdown``
+                # drops its TLS object first, and a handshake about to start on another
+                # thread then fails with AttributeError instead of a reported refusal
+                socket.socket.shutdown(conn, socket.SHUT_RDWR)
         for thread in open_now:
             thread.join(wait_seconds)
