@@ -22,6 +22,8 @@ from aifi_app.sample_studies import chest_radiograph, ct_series, demo_patient, p
 from aifi_app.service import Appliance
 from aifi_app.store import jobs
 from aifi_app.store.states import JobState
+from tests.helpers.leaky_results import make_reports_leak
+from tests.helpers.noting_scp import storage_scp_on
 from tests.helpers.ports import free_port
 
 KEY = b"k" * 32
@@ -118,27 +120,13 @@ def test_pacs_down_waits_with_bounded_backoff_then_delivers(tmp_path: Path) -> N
     assert "PACS not reachable" in job["reason"]
     events = app.db.query("SELECT detail FROM audit_events WHERE event = 'retry_scheduled'")
     assert len(events) == 3
-    # the PACS comes back on that port
-    from pynetdicom import AE, evt
-    from pynetdicom.presentation import AllStoragePresentationContexts
-
-    received: list[str] = []
-    ae = AE(ae_title="DEMO_PACS")
-    ae.supported_contexts = AllStoragePresentationContexts
-    server = ae.start_server(
-        ("127.0.0.1", port),
-        block=False,
-        evt_handlers=[
-            (evt.EVT_C_STORE, lambda e: received.append(e.request.AffectedSOPInstanceUID) or 0)
-        ],
-    )
+    scp = storage_scp_on(port)  # the PACS comes back on that port
     try:
         app.dispatcher.deliver(job["id"])
     finally:
-        assert server is not None
-        server.shutdown()
+        scp.stop()
     assert jobs.job(app.db, job["id"])["state"] == "delivered"
-    assert len(received) == 2
+    assert len(scp.uids) == 2
     app.db.close()
 
 
@@ -179,22 +167,7 @@ def test_image_with_burned_in_text_is_rejected_with_the_reason(
 def test_result_referencing_the_unknown_is_quarantined_never_sent(
     tmp_path: Path, pacs: DemoPacs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pydicom import Dataset
-    from pydicom.sequence import Sequence
-
-    from aifi_app import results  # the pipeline takes its builders from here on use
-
-    build = results.build_measurement_report
-
-    def leaky_report(*args, **kwargs):  # type: ignore[no-untyped-def]
-        sr = build(*args, **kwargs)
-        reference = Dataset()
-        reference.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"
-        reference.ReferencedSOPInstanceUID = "2.25.424242"  # nobody's pseudonym
-        sr.ReferencedInstanceSequence = Sequence([reference])
-        return sr
-
-    monkeypatch.setattr(results, "build_measurement_report", leaky_report)
+    make_reports_leak(monkeypatch, "1.2.840.10008.5.1.4.1.1.1")
     app = Appliance(_settings(tmp_path, pacs.port), secret_for=lambda _: KEY)
     _receive(app, chest_radiograph(demo_patient(1), phantom_chest()), tmp_path)
     _drain(app)

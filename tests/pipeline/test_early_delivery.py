@@ -19,12 +19,14 @@ from aifi_app.demo import DemoPacs
 from aifi_app.dicom_node.requestor import Peer
 from aifi_app.dicom_node.storage_scu import SendOutcome, send_files
 from aifi_app.dicom_node.store_request import InstanceFile, instance_file
-from aifi_app.pipeline.early_delivery import EarlyObject, EarlySends
+from aifi_app.pipeline.early_delivery import EarlyBatch, EarlyObject, EarlySends
 from aifi_app.service import Appliance
 from aifi_app.store import jobs
 from aifi_app.store.database import Database
 from aifi_app.store.states import JobState
 from tests.algorithms.test_lung_volume import phantom_series, phantom_volume
+from tests.helpers.leaky_results import make_reports_leak
+from tests.helpers.noting_scp import storage_scp_on
 from tests.helpers.ports import free_port
 from tests.helpers.tools import dciodvfy_errors, dsrdump
 from tests.pipeline.test_chain_in_process import KEY, _drain, _receive, _settings
@@ -140,7 +142,7 @@ def test_pacs_down_leaves_the_results_to_the_dispatcher(tmp_path: Path) -> None:
     checks = app.db.query("SELECT ok FROM node_checks WHERE kind = 'delivery' ORDER BY id")
     assert [c["ok"] for c in checks] == [0, 0, 0]  # two early associations, then its own
 
-    received = _storage_scp_on(port)  # the PACS comes back on that port
+    received = storage_scp_on(port)  # the PACS comes back on that port
     try:
         app.dispatcher.deliver(job["id"])
     finally:
@@ -154,21 +156,7 @@ def test_pacs_down_leaves_the_results_to_the_dispatcher(tmp_path: Path) -> None:
 def test_a_later_result_refused_after_the_seg_was_stored_is_visible(
     tmp_path: Path, pacs: DemoPacs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pydicom.sequence import Sequence
-
-    from aifi_app import results
-
-    build = results.build_measurement_report
-
-    def leaky_report(*args: Any, **kwargs: Any) -> Dataset:
-        sr = build(*args, **kwargs)
-        reference = Dataset()
-        reference.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
-        reference.ReferencedSOPInstanceUID = "2.25.424242"  # nobody's pseudonym
-        sr.ReferencedInstanceSequence = Sequence([reference])
-        return sr
-
-    monkeypatch.setattr(results, "build_measurement_report", leaky_report)
+    make_reports_leak(monkeypatch, "1.2.840.10008.5.1.4.1.1.2")
     app = _lung_app(tmp_path, pacs.port)
     sources = _receive_ct(app, tmp_path)
     _drain(app)
@@ -201,30 +189,6 @@ def _wait_for_event(app: Appliance, event: str) -> None:
         time.sleep(0.02)
 
 
-@dataclasses.dataclass
-class _Scp:
-    server: Any
-    uids: list[str]
-
-
-def _storage_scp_on(port: int) -> _Scp:
-    """A pynetdicom Storage SCP on ``port`` that notes what it stores."""
-    from pynetdicom import AE, evt
-    from pynetdicom.presentation import AllStoragePresentationContexts
-
-    uids: list[str] = []
-    ae = AE(ae_title="DEMO_PACS")
-    ae.supported_contexts = AllStoragePresentationContexts
-    server = ae.start_server(
-        ("127.0.0.1", port),
-        block=False,
-        evt_handlers=[
-            (evt.EVT_C_STORE, lambda e: uids.append(e.request.AffectedSOPInstanceUID) or 0)
-        ],
-    )
-    return _Scp(server, uids)
-
-
 # --- EarlySends on its own, with real sends ----------------------------------------------
 
 
@@ -238,6 +202,20 @@ def _object(tmp_path: Path, uid: str) -> EarlyObject:
     path = tmp_path / f"{uid}.dcm"
     path.write_bytes(part10_bytes(ds))
     return EarlyObject("sc", uid, path)
+
+
+def _start(
+    sends: EarlySends, job_id: int, tmp_path: Path, peer: Peer, timeout: float | None = None
+) -> EarlyBatch:
+    """One object of the job sent early to ``peer`` (``send_files``, its timeout or ours)."""
+    extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+
+    def send(paths: Sequence[Path], sent: Callable[[int], object]) -> list[SendOutcome]:
+        return send_files(peer, paths, calling_ae_title="AIFI", on_data_sent=sent, **extra)
+
+    return sends.start(
+        job_id, [_object(tmp_path, f"2.25.{job_id}")], send, pacs=peer.ae_title, node="pacs"
+    )
 
 
 def test_take_waits_for_the_send_and_forgets_it(tmp_path: Path, pacs: DemoPacs) -> None:
@@ -270,15 +248,7 @@ def test_no_association_is_an_error_in_words(tmp_path: Path) -> None:
     db = Database(tmp_path / "q.sqlite3")
     sends = EarlySends(db)
     peer = Peer("NOBODY", "127.0.0.1", free_port())
-    sends.start(
-        3,
-        [_object(tmp_path, "2.25.3")],
-        lambda paths, sent: send_files(
-            peer, paths, calling_ae_title="AIFI", timeout=5, on_data_sent=sent
-        ),
-        pacs="NOBODY",
-        node="pacs",
-    )
+    _start(sends, 3, tmp_path, peer, timeout=5)
     (batch,) = sends.take(3, 30)
     assert batch.outcomes == [] and batch.stored() == []
     assert batch.error  # the association's failure, in words
@@ -292,13 +262,7 @@ def test_an_abandoned_send_records_what_was_stored(
     db = Database(tmp_path / "q.sqlite3")
     sends = EarlySends(db)
     peer = Peer("DEMO_PACS", "127.0.0.1", pacs.port)
-    batch = sends.start(
-        5,
-        [_object(tmp_path, "2.25.5")],
-        lambda paths, sent: send_files(peer, paths, calling_ae_title="AIFI", on_data_sent=sent),
-        pacs="DEMO_PACS",
-        node="pacs",
-    )
+    batch = _start(sends, 5, tmp_path, peer)
     if ended_first:
         assert batch.done.wait(30)
     sends.abandon(5)  # the job failed: before or while its send ran
@@ -321,13 +285,7 @@ def test_closed_it_waits_for_the_sends_and_records_nothing_after(
     db = Database(tmp_path / "q.sqlite3")
     sends = EarlySends(db)
     peer = Peer("DEMO_PACS", "127.0.0.1", pacs.port)
-    batch = sends.start(
-        8,
-        [_object(tmp_path, "2.25.8")],
-        lambda paths, sent: send_files(peer, paths, calling_ae_title="AIFI", on_data_sent=sent),
-        pacs="DEMO_PACS",
-        node="pacs",
-    )
+    batch = _start(sends, 8, tmp_path, peer)
     sends.close(30)
     assert batch.done.is_set() and batch.stored()
     sends.abandon(8)  # after close: nothing written
@@ -339,15 +297,7 @@ def test_an_abandoned_send_that_stored_nothing_records_nothing(tmp_path: Path) -
     db = Database(tmp_path / "q.sqlite3")
     sends = EarlySends(db)
     peer = Peer("NOBODY", "127.0.0.1", free_port())
-    batch = sends.start(
-        6,
-        [_object(tmp_path, "2.25.6")],
-        lambda paths, sent: send_files(
-            peer, paths, calling_ae_title="AIFI", timeout=5, on_data_sent=sent
-        ),
-        pacs="NOBODY",
-        node="pacs",
-    )
+    batch = _start(sends, 6, tmp_path, peer, timeout=5)
     sends.abandon(6)
     assert batch.done.wait(30) and batch.error
     assert db.query("SELECT * FROM audit_events WHERE event = 'stored_before_failure'") == []

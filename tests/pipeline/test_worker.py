@@ -226,23 +226,11 @@ def test_settings_reject_a_negative_lane_size() -> None:
 
 
 def _gc_app(tmp_path: Path, pacs: DemoPacs) -> Appliance:
-    settings = Settings(
-        node=NodeSettings(port=0),
-        remote_nodes=(RemoteNode("pacs", "DEMO_PACS", "127.0.0.1", pacs.port),),
-        completion=CompletionSettings(idle_seconds=0.0),
-        delivery=DeliverySettings(pacs="pacs"),
-        storage=StorageSettings(data_dir=str(tmp_path / "data")),
-    )
-    return Appliance(settings, secret_for=lambda _: KEY)
+    return Appliance(_settings(tmp_path, pacs.port, 20), secret_for=lambda _: KEY)
 
 
 def _receive_one(app: Appliance, tmp_path: Path, n: int) -> None:
-    ds = chest_radiograph(demo_patient(n), phantom_chest())
-    path = write(ds, tmp_path / "in")
-    target = app.node.incoming / "x.dcm"
-    app.node.incoming.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(path.read_bytes())
-    app.node.accept_file(target, "MODALITY", str(ds.SOPInstanceUID))
+    _receive(app, _study(n, 1), tmp_path)
 
 
 def test_garbage_is_collected_once_everything_is_done(
