@@ -224,6 +224,8 @@ class Receiver:
                 elif kind == "assoc":
                     fd = recv_handle(self._conn)
                     self._begin(fd, *message[1:])
+                    if stopping:  # handed over as the stop was sent (the pool's race)
+                        self._cut()
                 elif kind == "stop":
                     stopping = True
                     self._cut()

@@ -56,6 +56,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _STOP_WAIT_SECONDS = 10.0
+_OUT_OF_RESOURCES = 0xA700
+"""A C-STORE's Out of Resources status (``storage_scp.OUT_OF_RESOURCES``; that module
+imports this one)."""
 _ABORT_SEND_SECONDS = 1.0
 
 
@@ -231,6 +234,7 @@ class ReceiverPool:
                 self._handle(child, message)
             except Exception as exc:
                 log_fault(log, "a receiver process's request failed", exc)
+                self._answer_failed(child, message)
         self._gone(child)
 
     def _handle(self, child: _Child, message: tuple[Any, ...]) -> None:
@@ -258,6 +262,25 @@ class ReceiverPool:
             value = service.refused(*args)
         else:
             raise ValueError(f"unknown request {call!r}")
+        with contextlib.suppress(OSError, ValueError), child.send_lock:
+            child.conn.send(("reply", request, value))
+
+    def _answer_failed(self, child: _Child, message: tuple[Any, ...]) -> None:
+        """Answer a call whose handling raised, so that the receiver's association does
+        not wait for an answer forever (nor its process's stop): a store gets Out of
+        Resources (the sender keeps the instance; were it recorded after all, its copy
+        sent again is the same instance), a new association is refused, the others get
+        nothing."""
+        if message[0] != "call":
+            return
+        _, request, call, _key, *args = message
+        value: Any = None
+        if call == "store":
+            value = _OUT_OF_RESOURCES
+        elif call == "refuse":
+            value = "internal error"
+        elif call == "refused":
+            value = args[1]
         with contextlib.suppress(OSError, ValueError), child.send_lock:
             child.conn.send(("reply", request, value))
 

@@ -593,16 +593,23 @@ class StorageNode:
         the disk floor, record it; the C-STORE status (success only once recorded)."""
         try:
             self._check_disk()
-        except StoreRefused as exc:
-            # the floor was crossed while it arrived: it leaves the spool, unrecorded
+        except Exception as exc:
+            # the floor was crossed while it arrived (or the disk could not be read): it
+            # leaves the spool, unrecorded, and the sender keeps it
             (self.data_dir / kept.path).unlink(missing_ok=True)
+            if not isinstance(exc, StoreRefused):
+                log_fault(log, "could not check the disk for a received instance", exc)
+                exc = StoreRefused(OUT_OF_RESOURCES, f"disk check failed ({type(exc).__name__})")
             return self.refused(kept.calling_ae, exc.status, exc.reason)
         try:
             study_id = self.record_kept(kept)
         except StoreRefused as exc:
             return self.refused(kept.calling_ae, exc.status, exc.reason)
-        self.in_transfer.add(study_id, key)
-        self._on_stored(study_id)
+        try:  # recorded: what follows only hastens its study's completion
+            self.in_transfer.add(study_id, key)
+            self._on_stored(study_id)
+        except Exception as exc:
+            log_fault(log, "a recorded instance's study could not be woken", exc)
         return SUCCESS
 
     def refused(self, calling_ae: str, status: int, reason: str) -> int:

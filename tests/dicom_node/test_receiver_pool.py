@@ -285,6 +285,32 @@ def test_stop_ends_every_receiver_process(nodes: Nodes) -> None:
     assert peer.closed()
 
 
+def test_a_store_the_service_fails_to_handle_is_answered_and_the_stop_is_prompt(
+    nodes: Nodes, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unexpected error while the service handles a receiver's store must still
+    answer it: the association gets Out of Resources at once (it waited for an answer
+    forever before, and the process's stop then took its 10 s and a kill)."""
+    node = nodes.start(processes=1)
+    pids = node.receiver_pids
+
+    def broken(kept: object, key: int) -> int:
+        raise RuntimeError("a fault in the service")
+
+    monkeypatch.setattr(node, "store_kept", broken)
+    peer = RawPeer(node.port)
+    assert peer.associate([(CTImageStorage, SYNTAXES)], calling="SCU").result == 0
+    for n in range(2):  # and the association goes on
+        ds = _one_slice(20 + n)
+        peer.send(pdv(1, 0x03, store_rq(ds.SOPInstanceUID)), pdv(1, 0x02, data_set(ds)))
+        response, _ = peer.response()
+        assert response.Status == 0xA700
+    assert nodes.count("SELECT COUNT(*) AS n FROM instances") == 0
+    nodes.stop(node)
+    assert not any(_alive(p) for p in pids)
+    assert "did not stop: killed" not in caplog.text  # it ended when told to
+
+
 def test_the_first_association_can_stay_in_the_service_and_concurrent_ones_go_out(
     nodes: Nodes,
 ) -> None:
