@@ -217,6 +217,30 @@ def test_the_disk_floor_refuses_associations_and_stores_with_out_of_resources(
     assert _partial_files(node) == []
 
 
+def test_a_disk_check_that_breaks_refuses_the_store_and_leaves_nothing(
+    nodes: Nodes, tmp_path: Path
+) -> None:
+    broken = [False]
+
+    def reader(path: Path) -> DiskReading:
+        if broken[0]:
+            raise RuntimeError("the volume's driver failed")
+        return DiskReading(500 * MIB, 1000 * MIB)
+
+    node = nodes.start(
+        processes=1, disk_guard=DiskGuard(tmp_path, DiskFloor(min_free_mb=100), reader=reader)
+    )
+    peer = RawPeer(node.port)
+    assert peer.associate([(CTImageStorage, SYNTAXES)], calling="SCU").result == 0
+    broken[0] = True
+    ds = _one_slice(3)
+    peer.send(pdv(1, 0x03, store_rq(ds.SOPInstanceUID)), pdv(1, 0x02, data_set(ds)))
+    assert peer.response()[0].Status == 0xA700
+    assert nodes.count("SELECT COUNT(*) AS n FROM instances") == 0
+    assert list(node.spool.rglob("*.dcm")) == []
+    assert any("disk check failed (RuntimeError)" in d for d in nodes.audit("store_refused"))
+
+
 def test_a_receiver_killed_mid_instance_aborts_its_association_and_is_replaced(
     nodes: Nodes,
 ) -> None:
