@@ -164,6 +164,7 @@ def end_to_end_ct(work: Path, ct: list[Path], runs: int) -> list[Row]:
                 split += 1
                 continue
             if n:
+                _wait_for_delivered_stage(app.data_dir)
                 times.append(elapsed)
                 models.append(_latest_stage_seconds(app.data_dir, "model"))
                 stages = {s: _latest_stage_seconds(app.data_dir, s) for s in _CT_STAGES}
@@ -221,6 +222,21 @@ def _latest_stage_seconds(data_dir: Path, stage: str) -> float:
     if row is None:
         raise RuntimeError(f"no job recorded a {stage} time")
     return float(row[0])
+
+
+def _wait_for_delivered_stage(data_dir: Path, timeout: float = 30.0) -> None:
+    """Until the newest job recorded its ``deliver`` stage: its results may be seen in
+    the PACS (sent early) before the dispatcher records it, and the stage figures would
+    then show the previous job's."""
+    deadline = time.monotonic() + timeout
+    sql = (
+        "SELECT COUNT(*) FROM job_stage_times WHERE stage = 'deliver'"
+        " AND job_id = (SELECT MAX(id) FROM jobs)"
+    )
+    while not _queue_rows(data_dir, sql)[0][0]:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the newest job recorded no deliver stage")
+        time.sleep(0.02)
 
 
 def _stage_at(data_dir: Path, moment: float) -> str:
