@@ -56,7 +56,7 @@ from aifi_app.algorithms.package import AlgorithmPackage
 from aifi_app.config.settings import Route, Settings
 from aifi_app.failpoints import failpoint
 from aifi_app.fault_logging import log_fault
-from aifi_app.pipeline import low_priority_child, premade, routing
+from aifi_app.pipeline import low_priority_child, premade, routing, seg_ahead
 from aifi_app.pipeline.background_loop import BackgroundLoop
 from aifi_app.pipeline.deferred_writeback import DeferredWriteback, start_writeback
 from aifi_app.pipeline.premade import PremadeIndex, SourceInstance
@@ -538,7 +538,8 @@ def run_child(db_path: str, data_dir: str, secret: bytes, inbox: Any, parent_pid
     """The child process (started by :func:`aifi_app.pipeline.low_priority_child.child_main`
     at the lowest priority): run the loop until told to stop or the service is gone."""
     config: PlanConfig = inbox.get()
-    loop = PreLoop(ReadOnlyDb(Path(db_path)), Path(data_dir), secret, lambda: config)
+    db = ReadOnlyDb(Path(db_path))
+    loop = PreLoop(db, Path(data_dir), secret, lambda: config)
     wait = 0.0
     while os.getppid() == parent_pid:
         try:
@@ -552,6 +553,11 @@ def run_child(db_path: str, data_dir: str, secret: bytes, inbox: Any, parent_pid
                     loop.help(message)
                 except Exception as exc:  # the job makes what this did not
                     log_fault(log, "helping a job pseudonymise failed", exc)
+            elif isinstance(message, seg_ahead.SegAheadRequest):
+                try:
+                    seg_ahead.build_in_child(message, db)
+                except Exception as exc:  # the job builds its SEG itself
+                    log_fault(log, "building a job's SEG ahead failed", exc)
             wait = 0.0  # a wake-up or a new config: look again at once
             continue
         except queue.Empty:
@@ -674,12 +680,21 @@ class PrePseudonymiser(BackgroundLoop):
     def request_help(self, request: HelpRequest) -> bool:
         """Ask the child to make some of a job's instances now (see :class:`HelpRequest`);
         False where there is no child to ask (a thread shares the job's core)."""
+        return self._to_child(request)
+
+    def request_seg_ahead(self, request: seg_ahead.SegAheadRequest) -> bool:
+        """Ask the child to build a job's SEG while its model runs (see
+        :mod:`aifi_app.pipeline.seg_ahead`); False where there is no child to ask (a
+        thread would take the model's interpreter lock)."""
+        return self._to_child(request)
+
+    def _to_child(self, message: object) -> bool:
         if not self._in_child or self._inbox is None:
             return False
         if self._child is None or not self._child.is_alive():
             return False
         try:
-            self._inbox.put_nowait(request)
+            self._inbox.put_nowait(message)
         except Exception:
             return False
         return True
