@@ -1127,6 +1127,13 @@ class JobProcessor:
         planned: list[tuple[int, PlannedOutput]] = []
         handed_over: list[str] = []
         reidentifying = 0.0
+        begun = time.perf_counter()
+        marks: list[str] = []
+        """When each group was written, on disk and sent (seconds from here), for the log."""
+
+        def mark(what: str) -> None:
+            marks.append(f"{what} {time.perf_counter() - begun:.3f}")
+
         try:
             for phase in phases:
                 group_made = [(n, kind, build()) for n, kind, build in phase if n not in ahead]
@@ -1148,6 +1155,7 @@ class JobProcessor:
                 written.sort(key=lambda w: w[0])
                 reidentifying += now() - started
                 planned += written
+                mark("+".join(out.kind for _, out in written) + " written")
                 if self.early is not None and early:
                     files = [self.data_dir / out.path for _, out in written]
                     objects = [
@@ -1158,12 +1166,14 @@ class JobProcessor:
                     if batch is not None:
                         handed_over += [out.kind for _, out in written]
                     make_durable(files)  # on disk while they go (before the job records them)
+                    mark("on disk")
                     if batch is not None and phase is not phases[-1]:
                         # the SR built once the SEG's bytes are with the PACS: built while
                         # they go, it holds the interpreter's lock between the sender's
                         # writes (a CPU-bound thread beside it made sending a 13 MB SEG to
                         # Orthanc 0.2-0.7 s slower)
                         batch.data_sent.wait(HANDOVER_WAIT_SECONDS)
+                        mark("sent")
         except ResultQuarantined as exc:
             for _, out in planned:  # not recorded: nothing points to them
                 (self.data_dir / out.path).unlink(missing_ok=True)
@@ -1175,6 +1185,8 @@ class JobProcessor:
                     " (see the audit log)"
                 ) from exc
             raise
+        if len(phases) > 1:
+            log.info("job %d: results made (s after the model): %s", ctx.job_id, ", ".join(marks))
         finished = now()
         # the re-identifications' total (with their writing), as the last one ended
         stage_times.record(
