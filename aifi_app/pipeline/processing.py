@@ -188,6 +188,23 @@ def _object_kind(sop_class_uid: str) -> str:
     return "dicom"
 
 
+_EVIDENCE_UID_TAGS = tuple(
+    Tag(keyword)
+    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPClassUID", "SOPInstanceUID")
+)
+
+
+def _decode_evidence_uids(images: Sequence[Dataset]) -> None:
+    """Decode the UIDs by which an SR records the job's images as its evidence, before the
+    model: read from their files, they are raw values until first asked for, and
+    decoding 2,000 of them (~0.08 s for a 500-slice CT) was the SR's largest part after
+    the model once its SEG was built ahead (the SEG's build had decoded them before)."""
+    for ds in images:
+        for tag in _EVIDENCE_UID_TAGS:
+            if tag in ds:
+                ds[tag]  # converts the raw element in place
+
+
 def _own_uids(segment: SegmentReference) -> Dataset:
     """A SEG built ahead as its job's other results see it: its own UIDs (which they may
     reference)."""
@@ -718,6 +735,8 @@ class JobProcessor:
         original_header = self.original_header(ctx)
         created = datetime.datetime.now()  # the results' content date and time
         self._ask_seg_ahead(ctx, images, original_header, created)
+        if "sr" in ctx.package.result_objects:
+            _decode_evidence_uids(images)
         try:
             with stage_times.timed(self.db, job_id, stage_times.MODEL):
                 result = self._runners.get(ctx.package).run(images)
