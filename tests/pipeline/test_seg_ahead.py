@@ -7,6 +7,10 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
+import os
+import subprocess
+import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -297,3 +301,76 @@ def test_the_pixel_data_element_is_written_as_pydicom_writes_it(
     ds.PixelData = pixel_data
     write_part10_durably(tmp_path / "pydicoms.dcm", ds)
     assert (tmp_path / "ours.dcm").read_bytes() == (tmp_path / "pydicoms.dcm").read_bytes()
+
+
+_KILLED_AFTER_THE_MODEL = """
+import sys
+from pathlib import Path
+sys.path[:0] = {paths!r}
+from aifi_app.pipeline import seg_ahead
+from aifi_app.store.states import JobState
+from tests.pipeline.test_seg_ahead import _app_again
+
+app = _app_again(Path({tmp!r}), {port})
+
+
+class InlineChild:
+    def request_seg_ahead(self, request):
+        seg_ahead.build_ahead(request, app.processor.original_for, app.processor.study_of_instance)
+        return True
+
+
+app.processor.prepared = InlineChild()
+package = app.processor.context({job_id}).package
+app.processor._segments_seen[(package.identity.algorithm_id, package.identity.version)] = (
+    package.output.concept, "Lung"
+)
+app.processor.run_algorithm({job_id}, JobState.PSEUDONYMISED)
+"""
+
+
+def _app_again(tmp_path: Path, pacs_port: int) -> Appliance:
+    """The appliance of :func:`_pseudonymised_ct` over its data folder, started again."""
+    from tests.pipeline.test_chain_in_process import _settings
+    from tests.pipeline.test_processing import LUNG_ROUTE
+
+    settings = dataclasses.replace(_settings(tmp_path, pacs_port), routes=(LUNG_ROUTE,))
+    app = Appliance(settings, secret_for=lambda _: KEY)
+    app.processor.early = None
+    return app
+
+
+def test_killed_after_its_seg_from_the_skeleton_was_written_the_job_makes_it_again(
+    tmp_path: Path, pacs: DemoPacs
+) -> None:
+    """Killed (failpoint, SIGKILL) after the results were written, before they were
+    recorded: after a restart the step runs again without a child, builds the SEG itself
+    (the skeleton was made for the killed run's creation time) under the same UIDs."""
+    app, job_id = _pseudonymised_ct(tmp_path, pacs)
+    app.db.close()
+    script = textwrap.dedent(_KILLED_AFTER_THE_MODEL).format(
+        paths=sys.path, tmp=str(tmp_path), port=pacs.port, job_id=job_id
+    )
+    env = {**os.environ, "AIFI_FAILPOINTS": "processing.after_results_written"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=Path.cwd(), capture_output=True, timeout=300
+    )
+    assert done.returncode == -9, done.stderr.decode()[-2000:]  # killed at the point
+    app = _app_again(tmp_path, pacs.port)
+    try:
+        assert jobs.job(app.db, job_id)["state"] == "submitted"
+        assert not jobs.outputs(app.db, job_id)
+        killed_seg = app.processor.result_dir(job_id) / "02-seg.dcm"
+        before = dcmread(killed_seg, stop_before_pixels=True)
+        assert all(p.exists() for p in seg_ahead.skeleton_paths(app.processor.work_dir(job_id), 1))
+        app.processor.run_algorithm(job_id, JobState.SUBMITTED)
+        job = jobs.job(app.db, job_id)
+        assert job["state"] == "result_received", job["reason"]
+        (seg,) = [o for o in jobs.outputs(app.db, job_id) if o["kind"] == "seg"]
+        assert seg["sop_instance_uid"] == before.SOPInstanceUID
+        assert app.data_dir / seg["path"] == killed_seg
+        again = dcmread(killed_seg)
+        assert again.ContentTime != before.ContentTime  # made again, by the worker
+        assert dciodvfy_errors(killed_seg) == []
+    finally:
+        app.db.close()
