@@ -205,12 +205,17 @@ def _decode_evidence_uids(images: Sequence[Dataset]) -> None:
                 ds[tag]  # converts the raw element in place
 
 
-def _own_uids(segment: SegmentReference) -> Dataset:
-    """A SEG built ahead as its job's other results see it: its own UIDs (which they may
-    reference)."""
+def _own_uids_of(result: Dataset | SegmentReference) -> Dataset:
+    """A result as its job's other results see it once it is written (or a SEG built
+    ahead): its own SOP Instance and Series Instance UIDs, which they may reference."""
     ds = Dataset()
-    ds.SOPInstanceUID = segment.sop_instance_uid
-    ds.SeriesInstanceUID = segment.series_instance_uid
+    if isinstance(result, Dataset):
+        for keyword in ("SOPInstanceUID", "SeriesInstanceUID"):
+            if keyword in result:
+                setattr(ds, keyword, result.get(keyword))
+    else:
+        ds.SOPInstanceUID = result.sop_instance_uid
+        ds.SeriesInstanceUID = result.series_instance_uid
     return ds
 
 
@@ -837,11 +842,20 @@ class JobProcessor:
 
     def _speculated_segment(self, package: AlgorithmPackage) -> tuple[CodedConcept, str] | None:
         """The concept and label the package's next segment probably has: its last
-        result's in this process, else what the package declares (a mask output)."""
+        result's in this process, else what its algorithm declares (a built-in runner's
+        ``segment``, an ONNX mask output's concept and label)."""
         identity = package.identity
         seen = self._segments_seen.get((identity.algorithm_id, identity.version))
         if seen is not None:
             return seen
+        declared = getattr(self._runners.get(package), "segment", None)
+        if (
+            isinstance(declared, tuple)
+            and len(declared) == 2
+            and isinstance(declared[0], CodedConcept)
+            and isinstance(declared[1], str)
+        ):
+            return declared[0], declared[1]
         if isinstance(package.output, MaskSpec):
             return package.output.concept, package.output.label
         return None
@@ -1157,7 +1171,7 @@ class JobProcessor:
             for phase in phases:
                 group_made = [(n, kind, build()) for n, kind, build in phase if n not in ahead]
                 group_ahead = [n for n, _, _ in phase if n in ahead]
-                made += group_made + [(n, "seg", _own_uids(ahead[n][1])) for n in group_ahead]
+                made += group_made + [(n, "seg", _own_uids_of(ahead[n][1])) for n in group_ahead]
                 early = self.early is not None and len(phases) > 1
                 started = now()
                 written = (
@@ -1174,6 +1188,9 @@ class JobProcessor:
                 written.sort(key=lambda w: w[0])
                 reidentifying += now() - started
                 planned += written
+                # the later results need only their own UIDs (the SEG's metadata: ~20 MB)
+                made = [(n, kind, _own_uids_of(ds)) for n, kind, ds in made]
+                del group_made
                 mark("+".join(out.kind for _, out in written) + " written")
                 if self.early is not None and early:
                     files = [self.data_dir / out.path for _, out in written]

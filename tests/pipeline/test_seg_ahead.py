@@ -225,8 +225,9 @@ def test_a_refused_seg_is_not_built_ahead_and_still_quarantined(job: Job) -> Non
 def test_the_pre_pseudonymisers_child_builds_it_while_the_model_runs(
     tmp_path: Path, pacs: DemoPacs, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The job asks the real child process (a warm-up job first teaches the worker the
-    segment); the job's SEG is then the skeleton's, equal to the SEG built after."""
+    """The job asks the real child process (the lung volume declares its segment, so
+    the first job after a start speculates too); the job's SEG is then the skeleton's,
+    equal to the SEG built after."""
     caplog.set_level(logging.INFO, logger="aifi_app.pipeline.processing")
     app, job_id = _pseudonymised_ct(tmp_path, pacs)
     app.processor.early = None
@@ -240,11 +241,10 @@ def test_the_pre_pseudonymisers_child_builds_it_while_the_model_runs(
         images = app.processor.job_images(job_id)
         result = app.processor._runners.get(ctx.package).run(images)
         header = app.processor.original_header(ctx)
-        app.processor._segments_seen.clear()
-        app.processor._ask_seg_ahead(ctx, images, header, CREATED)  # nothing to speculate on
-        assert not [r for r in caplog.records if "asked to be built" in r.getMessage()]
-        app.processor.build_results(ctx, result, images, header, created=CREATED)
-        app.processor._ask_seg_ahead(ctx, images, header, CREATED)  # learnt from that result
+        assert not app.processor._segments_seen
+        mask = result.segmentations[0]
+        assert app.processor._speculated_segment(ctx.package) == (mask.concept, mask.label)
+        app.processor._ask_seg_ahead(ctx, images, header, CREATED)
         assert [r for r in caplog.records if "asked to be built" in r.getMessage()]
         _, about = seg_ahead.skeleton_paths(app.processor.work_dir(job_id), 1)
         for _ in range(1200):  # the child imports highdicom and loads its tables first
@@ -374,3 +374,16 @@ def test_killed_after_its_seg_from_the_skeleton_was_written_the_job_makes_it_aga
         assert dciodvfy_errors(killed_seg) == []
     finally:
         app.db.close()
+
+
+def test_a_result_teaches_the_segment_of_the_next(job: Job) -> None:
+    """The segment speculated on is the same algorithm version's last result's, before
+    what the algorithm declares."""
+    processor = job.app.processor
+    other = dataclasses.replace(
+        job.result.segmentations[0],
+        label="Lungs",
+        concept=CodedConcept("44029006", "SCT", "Left lung"),
+    )
+    job.results(dataclasses.replace(job.result, segmentations=(other,)))
+    assert processor._speculated_segment(job.ctx.package) == (other.concept, "Lungs")
