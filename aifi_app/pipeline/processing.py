@@ -972,11 +972,17 @@ class JobProcessor:
     ) -> PlannedOutput:
         """Write result ``n``, a SEG built ahead: its skeleton and the mask's frames in
         the skeleton's frame order (re-identified already: checked in the child)."""
-        mask = segment.mask
-        index_of = {uid: i for i, uid in enumerate(mask.source_sop_instance_uids)}
-        pixel_data = mask.packed.pixel_data([index_of[uid] for uid in skeleton.frame_sources])
+        packed = segment.mask.packed
+        index_of = {uid: i for i, uid in enumerate(segment.mask.source_sop_instance_uids)}
+        order = [index_of[uid] for uid in skeleton.frame_sources]
+        # frames that end on a byte are written as they are packed (not joined first: 16 MB)
+        parts = (
+            [packed.bits[i].data for i in order]
+            if (packed.rows * packed.columns) % 8 == 0
+            else [packed.pixel_data(order)]
+        )
         relative = self.result_dir(ctx.job_id).relative_to(self.data_dir) / f"{n:02d}-seg.dcm"
-        write_segmentation(self.data_dir / relative, skeleton, pixel_data, sync=sync)
+        write_segmentation(self.data_dir / relative, skeleton, parts, sync=sync)
         return PlannedOutput(
             "seg", segment.sop_instance_uid, SEGMENTATION_STORAGE, relative.as_posix()
         )

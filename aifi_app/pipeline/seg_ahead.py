@@ -188,19 +188,29 @@ def load_skeleton(request: SegAheadRequest) -> Skeleton | str:
     return Skeleton(header, tuple(str(uid) for uid in about.get("frame_sources", ())))
 
 
-def write_segmentation(dest: Path, skeleton: Skeleton, pixel_data: bytes, *, sync: bool) -> None:
-    """The SEG file: the skeleton's bytes and the Pixel Data element (VR OB, defined
-    length, padded to even length: as pydicom writes a BINARY SEG's in Explicit VR Little
-    Endian; tests compare the bytes with the SEG built whole), written as
-    :func:`aifi_app.part10.write_part10_durably` writes (a temporary file renamed;
-    ``sync=False``: left for the caller's :func:`~aifi_app.part10.make_durable`)."""
+def write_segmentation(
+    dest: Path,
+    skeleton: Skeleton,
+    pixel_data: Sequence[bytes | memoryview],
+    *,
+    sync: bool,
+) -> None:
+    """The SEG file: the skeleton's bytes and the Pixel Data element of ``pixel_data``
+    (its parts one after the other, so that a mask's packed frames need not be joined in
+    memory first; VR OB, defined length, padded to even length: as pydicom writes a
+    BINARY SEG's in Explicit VR Little Endian; tests compare the bytes with the SEG built
+    whole), written as :func:`aifi_app.part10.write_part10_durably` writes (a temporary
+    file renamed; ``sync=False``: left for the caller's
+    :func:`~aifi_app.part10.make_durable`)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + ".part")
-    padded = len(pixel_data) % 2
+    length = sum(memoryview(part).nbytes for part in pixel_data)
+    padded = length % 2
     with tmp.open("wb") as fh:
         fh.write(skeleton.header)
-        fh.write(struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OB", 0, len(pixel_data) + padded))
-        fh.write(pixel_data)
+        fh.write(struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OB", 0, length + padded))
+        for part in pixel_data:
+            fh.write(part)
         if padded:
             fh.write(b"\0")
         fh.flush()

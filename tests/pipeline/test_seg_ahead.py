@@ -297,7 +297,9 @@ def test_the_pixel_data_element_is_written_as_pydicom_writes_it(
     del ds.PixelData
     skeleton = seg_ahead.Skeleton(part10_bytes(ds), ())
     pixel_data = bytes(range(256)) * (length // 256) + bytes(range(length % 256))
-    seg_ahead.write_segmentation(tmp_path / "ours.dcm", skeleton, pixel_data, sync=True)
+    half = length // 2
+    parts = [pixel_data[:half], memoryview(pixel_data)[half:]]  # written one after the other
+    seg_ahead.write_segmentation(tmp_path / "ours.dcm", skeleton, parts, sync=True)
     ds.PixelData = pixel_data
     write_part10_durably(tmp_path / "pydicoms.dcm", ds)
     assert (tmp_path / "ours.dcm").read_bytes() == (tmp_path / "pydicoms.dcm").read_bytes()
