@@ -52,7 +52,7 @@ from typing import Any
 from pydicom import Dataset, dcmread
 
 from aifi_app.algorithms.input_rules import HEADER_TAGS
-from aifi_app.algorithms.package import AlgorithmPackage
+from aifi_app.algorithms.package import REMOTE_SPECS, AlgorithmPackage
 from aifi_app.config.settings import Route, Settings
 from aifi_app.failpoints import failpoint
 from aifi_app.fault_logging import log_fault
@@ -106,6 +106,9 @@ class PlanConfig:
     floor: DiskFloor = NO_FLOOR
     """The data volume's free-space floor; nothing is made within :data:`RESERVE_BYTES`
     of it, so that the cache never makes the node refuse an instance."""
+    builds_segs: bool = False
+    """An enabled package makes a SEG on a local runner: the child then loads what it
+    builds SEGs ahead with once it has nothing else to do (:func:`seg_ahead.warm_up`)."""
 
 
 def plan_config(
@@ -116,6 +119,10 @@ def plan_config(
 ) -> PlanConfig:
     return PlanConfig(
         floor=floor,
+        builds_segs=any(
+            "seg" in p.result_objects and not isinstance(p.runner, REMOTE_SPECS)
+            for p in packages.values()
+        ),
         active=settings.completion.pseudonymise_while_receiving and disk_short is None,
         routes=tuple(settings.routes),
         packages=tuple(
@@ -541,6 +548,7 @@ def run_child(db_path: str, data_dir: str, secret: bytes, inbox: Any, parent_pid
     db = ReadOnlyDb(Path(db_path))
     loop = PreLoop(db, Path(data_dir), secret, lambda: config)
     wait = 0.0
+    warm = False
     while os.getppid() == parent_pid:
         try:
             message = inbox.get(timeout=wait) if wait else inbox.get_nowait()
@@ -567,6 +575,13 @@ def run_child(db_path: str, data_dir: str, secret: bytes, inbox: Any, parent_pid
         except Exception as exc:
             log_fault(log, "pre-pseudonymising pass failed; retrying shortly", exc)
             busy = False
+        if not busy and config.builds_segs and not warm:
+            warm = True  # once: highdicom and its tables, for the first job's SEG in time
+            try:
+                seg_ahead.warm_up()
+            except Exception as exc:
+                log_fault(log, "loading the SEG builder failed", exc)
+            continue
         wait = 0.0 if busy else loop.idle_wait()
 
 

@@ -221,6 +221,16 @@ def write_segmentation(
         fsync_dir(dest.parent)
 
 
+def warm_up() -> None:
+    """Import the SEG builder and load highdicom's tables of the standard (~1 s of CPU,
+    ~100 MB), so that a first SEG built ahead is ready before a model of a few seconds
+    ends. For the pre-pseudonymiser's child, when it has nothing else to do."""
+    from aifi_app.results.segmentation import build_segmentation_headers  # noqa: F401
+    from aifi_app.results.standard_tables import load_and_freeze
+
+    load_and_freeze()
+
+
 class _Queries(Protocol):
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]: ...
 

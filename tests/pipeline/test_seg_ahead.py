@@ -389,3 +389,13 @@ def test_a_result_teaches_the_segment_of_the_next(job: Job) -> None:
     )
     job.results(dataclasses.replace(job.result, segmentations=(other,)))
     assert processor._speculated_segment(job.ctx.package) == (other.concept, "Lungs")
+
+
+def test_the_child_is_told_to_load_the_seg_builder_when_a_package_makes_segs(job: Job) -> None:
+    from aifi_app.pipeline.pre_pseudonymise import plan_config
+
+    packages = job.app.catalog.enabled()
+    assert plan_config(job.app.settings, packages, None).builds_segs  # the lung volume
+    others = {k: p for k, p in packages.items() if "seg" not in p.result_objects}
+    assert others
+    assert not plan_config(job.app.settings, others, None).builds_segs
