@@ -50,6 +50,7 @@ from aifi_app.algorithms.package import (
 from aifi_app.algorithms.runners import InferenceError, RunnerCache
 from aifi_app.dicom_node.spool import durable_write
 from aifi_app.failpoints import failpoint
+from aifi_app.fault_logging import log_fault
 from aifi_app.part10 import make_durable, part10_bytes, write_part10_durably
 from aifi_app.pipeline import premade
 from aifi_app.pipeline.durable_batch import DurableBatch
@@ -739,7 +740,10 @@ class JobProcessor:
         )
         original_header = self.original_header(ctx)
         created = datetime.datetime.now()  # the results' content date and time
-        self._ask_seg_ahead(ctx, images, original_header, created)
+        try:
+            self._ask_seg_ahead(ctx, images, original_header, created)
+        except Exception as exc:  # only for speed: the SEG is built after the model then
+            log_fault(log, "job %d: its SEG not asked to be built ahead", exc, job_id)
         if "sr" in ctx.package.result_objects:
             _decode_evidence_uids(images)
         try:

@@ -399,3 +399,19 @@ def test_the_child_is_told_to_load_the_seg_builder_when_a_package_makes_segs(job
     others = {k: p for k, p in packages.items() if "seg" not in p.result_objects}
     assert others
     assert not plan_config(job.app.settings, others, None).builds_segs
+
+
+def test_a_failure_to_ask_leaves_the_seg_to_after_the_model(tmp_path: Path, pacs: DemoPacs) -> None:
+    app, job_id = _pseudonymised_ct(tmp_path, pacs)
+    app.processor.early = None
+
+    class Refusing:
+        def request_seg_ahead(self, request: seg_ahead.SegAheadRequest) -> bool:
+            raise RuntimeError("the child's queue is broken")
+
+    app.processor.prepared = Refusing()  # type: ignore[assignment]
+    app.processor.run_algorithm(job_id, JobState.PSEUDONYMISED)
+    job = jobs.job(app.db, job_id)
+    assert job["state"] == "result_received", job["reason"]
+    assert {o["kind"] for o in jobs.outputs(app.db, job_id)} == {"sr", "seg"}
+    app.db.close()
