@@ -86,6 +86,10 @@ RECHECK_SECONDS = 0.05
 """A batch in flight asks the queue whether its study still receives at most this often,
 not before every file (~4 ms apart): one read of the queue per file is work the child
 need not do while the node writes to it."""
+WARM_UP_IDLE = 5.0
+"""The child loads the SEG builder (:func:`seg_ahead.warm_up`, ~1 s of CPU it cannot
+break off) only after this long without work or message, so that it does not keep a
+job's help request waiting."""
 NO_FLOOR = DiskFloor()
 RESERVE_BYTES = 1 << 30
 """Free space kept above the disk floor before anything is pre-made (1 GiB): the cache
@@ -549,6 +553,7 @@ def run_child(db_path: str, data_dir: str, secret: bytes, inbox: Any, parent_pid
     loop = PreLoop(db, Path(data_dir), secret, lambda: config)
     wait = 0.0
     warm = False
+    idle_since = time.monotonic()
     while os.getppid() == parent_pid:
         try:
             message = inbox.get(timeout=wait) if wait else inbox.get_nowait()
@@ -567,6 +572,7 @@ def run_child(db_path: str, data_dir: str, secret: bytes, inbox: Any, parent_pid
                 except Exception as exc:  # the job builds its SEG itself
                     log_fault(log, "building a job's SEG ahead failed", exc)
             wait = 0.0  # a wake-up or a new config: look again at once
+            idle_since = time.monotonic()
             continue
         except queue.Empty:
             pass
@@ -575,7 +581,9 @@ def run_child(db_path: str, data_dir: str, secret: bytes, inbox: Any, parent_pid
         except Exception as exc:
             log_fault(log, "pre-pseudonymising pass failed; retrying shortly", exc)
             busy = False
-        if not busy and config.builds_segs and not warm:
+        if busy:
+            idle_since = time.monotonic()
+        elif config.builds_segs and not warm and time.monotonic() - idle_since >= WARM_UP_IDLE:
             warm = True  # once: highdicom and its tables, for the first job's SEG in time
             try:
                 seg_ahead.warm_up()
