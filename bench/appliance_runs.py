@@ -374,6 +374,9 @@ def memory(work: Path, ct: list[Path]) -> list[Row]:
             f" during {stage}",
             flush=True,
         )
+        for line in _job_log_lines(app.log_path, app.data_dir):
+            if "SEG" in line:  # built while the model ran, or after it
+                print(f"    {line}", flush=True)
     finally:
         app.stop()
         orthanc.stop()

@@ -58,14 +58,14 @@ def test_a_segs_per_frame_groups_are_written_as_pydicom_writes_them() -> None:
     encoded = with_long_sequences_encoded(seg)
     assert encoded is not seg
     assert encoded.get_item("PerFrameFunctionalGroupsSequence").is_raw
-    assert encoded.get_item("ReferencedSeriesSequence").is_raw  # 1 item, 58 nested
+    assert encoded.get_item("ReferencedSeriesSequence").is_raw  # 1 item, 60 nested
     assert not encoded.get_item("SharedFunctionalGroupsSequence").is_raw  # 4 items: pydicom's
     assert _written(encoded) == plain
     # the SEG itself is unchanged and still writes the same
     assert not seg.get_item("PerFrameFunctionalGroupsSequence").is_raw
-    assert len(seg.PerFrameFunctionalGroupsSequence) == 58
+    assert len(seg.PerFrameFunctionalGroupsSequence) == 60  # empty frames too
     assert _written(seg) == plain
-    assert int(dcmread(io.BytesIO(plain)).NumberOfFrames) == 58
+    assert int(dcmread(io.BytesIO(plain)).NumberOfFrames) == 60
 
 
 def _code(value: str, meaning: str) -> Dataset:

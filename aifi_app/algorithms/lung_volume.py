@@ -34,7 +34,12 @@ from pydicom.pixels.processing import apply_modality_lut
 from pydicom.pixels.utils import pixel_array
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from aifi_app.algorithms.findings import AlgorithmResult, MeasurementFinding, SegmentationMask
+from aifi_app.algorithms.findings import (
+    AlgorithmResult,
+    CodedConcept,
+    MeasurementFinding,
+    SegmentationMask,
+)
 from aifi_app.algorithms.onnx_runner import InferenceError
 from aifi_app.algorithms.package import AlgorithmPackage, MeasurementSpec
 from aifi_app.algorithms.packed_mask import PackedFrames
@@ -251,6 +256,10 @@ def lung_mask(air: PackedFrames, voxel_ml: float, settings: LungVolumeSettings) 
     return air
 
 
+SEGMENT_LABEL = "Lung"
+"""The label of the lung mask's segment in the SEG."""
+
+
 class LungVolumeRunner:
     """The ``ct_lung_volume`` built-in runner; ``run`` may be called from any thread."""
 
@@ -260,6 +269,12 @@ class LungVolumeRunner:
         self.package = package
         self.output: MeasurementSpec = package.output
         self.settings = LungVolumeSettings.from_manifest(settings)
+
+    @property
+    def segment(self) -> tuple[CodedConcept, str]:
+        """The concept and label of the segment every result's mask has (what the
+        service speculates on to build the SEG while this runs)."""
+        return self.output.concept, SEGMENT_LABEL
 
     def run(self, images: Sequence[Dataset]) -> AlgorithmResult:
         """The lung volume of one CT series (the images the job selected)."""
@@ -298,8 +313,8 @@ class LungVolumeRunner:
             f"{out.unit.value}",
         )
         segmentation = SegmentationMask(
-            concept=out.concept,
-            label="Lung",
+            concept=self.segment[0],
+            label=self.segment[1],
             source_sop_instance_uids=measurement.source_sop_instance_uids,
             packed=mask,
         )

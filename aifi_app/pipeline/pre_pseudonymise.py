@@ -52,11 +52,11 @@ from typing import Any
 from pydicom import Dataset, dcmread
 
 from aifi_app.algorithms.input_rules import HEADER_TAGS
-from aifi_app.algorithms.package import AlgorithmPackage
+from aifi_app.algorithms.package import REMOTE_SPECS, AlgorithmPackage
 from aifi_app.config.settings import Route, Settings
 from aifi_app.failpoints import failpoint
 from aifi_app.fault_logging import log_fault
-from aifi_app.pipeline import low_priority_child, premade, routing
+from aifi_app.pipeline import low_priority_child, premade, routing, seg_ahead
 from aifi_app.pipeline.background_loop import BackgroundLoop
 from aifi_app.pipeline.deferred_writeback import DeferredWriteback, start_writeback
 from aifi_app.pipeline.premade import PremadeIndex, SourceInstance
@@ -86,6 +86,10 @@ RECHECK_SECONDS = 0.05
 """A batch in flight asks the queue whether its study still receives at most this often,
 not before every file (~4 ms apart): one read of the queue per file is work the child
 need not do while the node writes to it."""
+WARM_UP_IDLE = 5.0
+"""The child loads the SEG builder (:func:`seg_ahead.warm_up`, ~1 s of CPU it cannot
+break off) only after this long without work or message, so that it does not keep a
+job's help request waiting."""
 NO_FLOOR = DiskFloor()
 RESERVE_BYTES = 1 << 30
 """Free space kept above the disk floor before anything is pre-made (1 GiB): the cache
@@ -106,6 +110,9 @@ class PlanConfig:
     floor: DiskFloor = NO_FLOOR
     """The data volume's free-space floor; nothing is made within :data:`RESERVE_BYTES`
     of it, so that the cache never makes the node refuse an instance."""
+    builds_segs: bool = False
+    """An enabled package makes a SEG on a local runner: the child then loads what it
+    builds SEGs ahead with once it has nothing else to do (:func:`seg_ahead.warm_up`)."""
 
 
 def plan_config(
@@ -116,6 +123,10 @@ def plan_config(
 ) -> PlanConfig:
     return PlanConfig(
         floor=floor,
+        builds_segs=any(
+            "seg" in p.result_objects and not isinstance(p.runner, REMOTE_SPECS)
+            for p in packages.values()
+        ),
         active=settings.completion.pseudonymise_while_receiving and disk_short is None,
         routes=tuple(settings.routes),
         packages=tuple(
@@ -538,8 +549,11 @@ def run_child(db_path: str, data_dir: str, secret: bytes, inbox: Any, parent_pid
     """The child process (started by :func:`aifi_app.pipeline.low_priority_child.child_main`
     at the lowest priority): run the loop until told to stop or the service is gone."""
     config: PlanConfig = inbox.get()
-    loop = PreLoop(ReadOnlyDb(Path(db_path)), Path(data_dir), secret, lambda: config)
+    db = ReadOnlyDb(Path(db_path))
+    loop = PreLoop(db, Path(data_dir), secret, lambda: config)
     wait = 0.0
+    warm = False
+    idle_since = time.monotonic()
     while os.getppid() == parent_pid:
         try:
             message = inbox.get(timeout=wait) if wait else inbox.get_nowait()
@@ -552,7 +566,13 @@ def run_child(db_path: str, data_dir: str, secret: bytes, inbox: Any, parent_pid
                     loop.help(message)
                 except Exception as exc:  # the job makes what this did not
                     log_fault(log, "helping a job pseudonymise failed", exc)
+            elif isinstance(message, seg_ahead.SegAheadRequest):
+                try:
+                    seg_ahead.build_in_child(message, db)
+                except Exception as exc:  # the job builds its SEG itself
+                    log_fault(log, "building a job's SEG ahead failed", exc)
             wait = 0.0  # a wake-up or a new config: look again at once
+            idle_since = time.monotonic()
             continue
         except queue.Empty:
             pass
@@ -561,6 +581,15 @@ def run_child(db_path: str, data_dir: str, secret: bytes, inbox: Any, parent_pid
         except Exception as exc:
             log_fault(log, "pre-pseudonymising pass failed; retrying shortly", exc)
             busy = False
+        if busy:
+            idle_since = time.monotonic()
+        elif config.builds_segs and not warm and time.monotonic() - idle_since >= WARM_UP_IDLE:
+            warm = True  # once: highdicom and its tables, for the first job's SEG in time
+            try:
+                seg_ahead.warm_up()
+            except Exception as exc:
+                log_fault(log, "loading the SEG builder failed", exc)
+            continue
         wait = 0.0 if busy else loop.idle_wait()
 
 
@@ -674,12 +703,21 @@ class PrePseudonymiser(BackgroundLoop):
     def request_help(self, request: HelpRequest) -> bool:
         """Ask the child to make some of a job's instances now (see :class:`HelpRequest`);
         False where there is no child to ask (a thread shares the job's core)."""
+        return self._to_child(request)
+
+    def request_seg_ahead(self, request: seg_ahead.SegAheadRequest) -> bool:
+        """Ask the child to build a job's SEG while its model runs (see
+        :mod:`aifi_app.pipeline.seg_ahead`); False where there is no child to ask (a
+        thread would take the model's interpreter lock)."""
+        return self._to_child(request)
+
+    def _to_child(self, message: object) -> bool:
         if not self._in_child or self._inbox is None:
             return False
         if self._child is None or not self._child.is_alive():
             return False
         try:
-            self._inbox.put_nowait(request)
+            self._inbox.put_nowait(message)
         except Exception:
             return False
         return True

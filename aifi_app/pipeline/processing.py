@@ -16,6 +16,7 @@ stores once (stable SOP Instance UIDs).
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import functools
 import gc
 import logging
@@ -26,22 +27,30 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pydicom import Dataset, dcmread
 from pydicom.tag import Tag
 
 from aifi_app import __version__
-from aifi_app.algorithms.findings import AlgorithmResult, Finding, MeasurementFinding
+from aifi_app.algorithms.findings import (
+    AlgorithmResult,
+    CodedConcept,
+    Finding,
+    MeasurementFinding,
+    SegmentationMask,
+)
 from aifi_app.algorithms.package import (
     REMOTE_SPECS,
     AlgorithmPackage,
     HttpRunnerSpec,
     KServeV2Spec,
+    MaskSpec,
 )
 from aifi_app.algorithms.runners import InferenceError, RunnerCache
 from aifi_app.dicom_node.spool import durable_write
 from aifi_app.failpoints import failpoint
+from aifi_app.fault_logging import log_fault
 from aifi_app.part10 import make_durable, part10_bytes, write_part10_durably
 from aifi_app.pipeline import premade
 from aifi_app.pipeline.durable_batch import DurableBatch
@@ -63,6 +72,12 @@ from aifi_app.pipeline.parallel_pseudonymise import (
 from aifi_app.pipeline.pre_pseudonymise import SELECTION_TAGS, HelpRequest, PrePseudonymiser
 from aifi_app.pipeline.premade import SourceInstance
 from aifi_app.pipeline.read_ahead import ImagesReadAhead
+from aifi_app.pipeline.seg_ahead import (
+    SegAheadRequest,
+    Skeleton,
+    load_skeleton,
+    write_segmentation,
+)
 from aifi_app.pipeline.uids import derived_uid
 from aifi_app.pseudonymise import (
     BurnedInAnnotationRefused,
@@ -78,6 +93,9 @@ from aifi_app.store import job_inputs, jobs, stage_times
 from aifi_app.store.database import Database, now
 from aifi_app.store.jobs import PlannedOutput
 from aifi_app.store.states import JobState
+
+if TYPE_CHECKING:  # highdicom: imported when results are first built
+    from aifi_app.results.structured_report import SegmentReference
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +121,7 @@ SR_SERIES_NUMBER = result_object("sr").series_number
 SEG_SERIES_NUMBER = result_object("seg").series_number
 GSPS_SERIES_NUMBER = result_object("gsps").series_number
 KO_SERIES_NUMBER = result_object("ko").series_number
+SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 
 
 ResultHook = Callable[[sqlite3.Connection, int, AlgorithmPackage, AlgorithmResult, Dataset], object]
@@ -168,6 +187,37 @@ def _object_kind(sop_class_uid: str) -> str:
     if sop_class_uid == "1.2.840.10008.5.1.4.1.1.66.4":
         return "seg"
     return "dicom"
+
+
+_EVIDENCE_UID_TAGS = tuple(
+    Tag(keyword)
+    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPClassUID", "SOPInstanceUID")
+)
+
+
+def _decode_evidence_uids(images: Sequence[Dataset]) -> None:
+    """Decode the UIDs by which an SR records the job's images as its evidence, before the
+    model: read from their files, they are raw values until first asked for, and
+    decoding 2,000 of them (~0.08 s for a 500-slice CT) was the SR's largest part after
+    the model once its SEG was built ahead (the SEG's build had decoded them before)."""
+    for ds in images:
+        for tag in _EVIDENCE_UID_TAGS:
+            if tag in ds:
+                ds[tag]  # converts the raw element in place
+
+
+def _own_uids_of(result: Dataset | SegmentReference) -> Dataset:
+    """A result as its job's other results see it once it is written (or a SEG built
+    ahead): its own SOP Instance and Series Instance UIDs, which they may reference."""
+    ds = Dataset()
+    if isinstance(result, Dataset):
+        for keyword in ("SOPInstanceUID", "SeriesInstanceUID"):
+            if keyword in result:
+                setattr(ds, keyword, result.get(keyword))
+    else:
+        ds.SOPInstanceUID = result.sop_instance_uid
+        ds.SeriesInstanceUID = result.series_instance_uid
+    return ds
 
 
 def _findings_detail(result: AlgorithmResult) -> str:
@@ -252,6 +302,9 @@ class JobProcessor:
         self.early: EarlyDelivery | None = None
         """Sends a job's SEG while its other results are made (the service's dispatcher;
         set after both are made). None: the results wait for the job's record."""
+        self._segments_seen: dict[tuple[str, str], tuple[CodedConcept, str]] = {}
+        """Per algorithm (id, version), the concept and label of the first segment of its
+        last result: what its next SEG built ahead speculates on."""
 
     def warm_up(self, algorithm_ids: set[str]) -> None:
         """Load the models of these algorithms now, so that the first study does not wait
@@ -685,6 +738,14 @@ class JobProcessor:
             "read while it was pseudonymised" if read_ahead else "read now",
             now() - asked_at,
         )
+        original_header = self.original_header(ctx)
+        created = datetime.datetime.now()  # the results' content date and time
+        try:
+            self._ask_seg_ahead(ctx, images, original_header, created)
+        except Exception as exc:  # only for speed: the SEG is built after the model then
+            log_fault(log, "job %d: its SEG not asked to be built ahead", exc, job_id)
+        if "sr" in ctx.package.result_objects:
+            _decode_evidence_uids(images)
         try:
             with stage_times.timed(self.db, job_id, stage_times.MODEL):
                 result = self._runners.get(ctx.package).run(images)
@@ -693,8 +754,7 @@ class JobProcessor:
             return
         try:
             with stage_times.timed(self.db, job_id, stage_times.BUILD):
-                original_header = self.original_header(ctx)
-                planned = self.build_results(ctx, result, images, original_header)
+                planned = self.build_results(ctx, result, images, original_header, created=created)
         except ResultQuarantined as exc:
             jobs.transition(self.db, job_id, JobState.SUBMITTED, JobState.FAILED, reason=str(exc))
             return
@@ -784,15 +844,169 @@ class JobProcessor:
         returned into the pseudonymised study)."""
         return self.original_for(uid) is not None
 
+    def _speculated_segment(self, package: AlgorithmPackage) -> tuple[CodedConcept, str] | None:
+        """The concept and label the package's next segment probably has: its last
+        result's in this process, else what its algorithm declares (a built-in runner's
+        ``segment``, an ONNX mask output's concept and label)."""
+        identity = package.identity
+        seen = self._segments_seen.get((identity.algorithm_id, identity.version))
+        if seen is not None:
+            return seen
+        declared = getattr(self._runners.get(package), "segment", None)
+        if (
+            isinstance(declared, tuple)
+            and len(declared) == 2
+            and isinstance(declared[0], CodedConcept)
+            and isinstance(declared[1], str)
+        ):
+            return declared[0], declared[1]
+        if isinstance(package.output, MaskSpec):
+            return package.output.concept, package.output.label
+        return None
+
+    def _ask_seg_ahead(
+        self,
+        ctx: JobContext,
+        images: Sequence[Dataset],
+        original_header: Dataset,
+        created: datetime.datetime,
+    ) -> None:
+        """Ask the pre-pseudonymiser's child to build the job's SEG while its model runs
+        (:mod:`aifi_app.pipeline.seg_ahead`), when its package makes one on a local
+        runner and its segment can be speculated; nothing otherwise."""
+        package = ctx.package
+        if "seg" not in package.result_objects or self.prepared is None or not images:
+            return
+        speculated = self._speculated_segment(package)
+        if speculated is None:
+            return
+        sources = tuple(str(getattr(ds, "filename", "") or "") for ds in images)
+        if not all(sources):
+            return
+        request = self._seg_request(ctx, 1, *speculated, sources, original_header, created)
+        if self.prepared.request_seg_ahead(request):
+            log.info("job %d: its SEG asked to be built while the model runs", ctx.job_id)
+
+    def _seg_request(
+        self,
+        ctx: JobContext,
+        number: int,
+        concept: CodedConcept,
+        label: str,
+        sources: tuple[str, ...],
+        original_header: Dataset,
+        created: datetime.datetime,
+    ) -> SegAheadRequest:
+        """What the job's SEG ``number`` is built and re-identified from, but its mask."""
+        key = self._result_key(ctx)
+        scope = self.result_scope(ctx, original_header)
+        return SegAheadRequest(
+            job_id=ctx.job_id,
+            number=number,
+            sources=sources,
+            original_header=str(self._instances(ctx, limit=1)[0].path),
+            concept=concept,
+            label=label,
+            algorithm=ctx.package.identity,
+            series_instance_uid=derived_uid(self._secret, *key, "seg-series"),
+            sop_instance_uid=derived_uid(self._secret, *key, "seg", str(number)),
+            series_number=SEG_SERIES_NUMBER,
+            instance_number=number,
+            software_version=__version__,
+            created=created.isoformat(),
+            dimension_organization_uid=derived_uid(
+                self._secret, *key, "seg-dimensions", str(number)
+            ),
+            study_uid=scope.study_uid,
+            patient_pseudonym=scope.patient_pseudonym,
+            accession_number=scope.accession_number,
+            study_id=scope.study_id,
+            date_offset_days=scope.date_offset_days,
+        )
+
+    def _result_key(self, ctx: JobContext) -> tuple[str, str, str, str]:
+        """What the job's results' derived UIDs are made from."""
+        return (
+            ctx.study_uid,
+            str(ctx.study_id),
+            ctx.package.identity.algorithm_id,
+            ctx.package.identity.version,
+        )
+
+    def _seg_skeleton(
+        self,
+        ctx: JobContext,
+        number: int,
+        mask: SegmentationMask,
+        images: Sequence[Dataset],
+        original_header: Dataset,
+        created: datetime.datetime,
+    ) -> Skeleton | None:
+        """The skeleton of the job's SEG ``number`` built ahead, when the speculation held
+        (the mask over all the job's images, the same segment and everything else); the
+        reason is logged when there is none."""
+        sources = tuple(str(getattr(ds, "filename", "") or "") for ds in images)
+        if not all(sources) or {str(ds.SOPInstanceUID) for ds in images} != set(
+            mask.source_sop_instance_uids
+        ):
+            found: Skeleton | str = "the mask is not over all the job's images"
+        else:
+            request = self._seg_request(
+                ctx, number, mask.concept, mask.label, sources, original_header, created
+            )
+            found = load_skeleton(request)
+        if isinstance(found, Skeleton) and set(found.frame_sources) != set(
+            mask.source_sop_instance_uids
+        ):
+            found = "its frames are of other images"
+        if isinstance(found, str):
+            log.info("job %d: SEG %d built now (none built ahead: %s)", ctx.job_id, number, found)
+            return None
+        log.info("job %d: SEG %d from the one built while the model ran", ctx.job_id, number)
+        return found
+
+    def _write_skeleton_seg(
+        self,
+        ctx: JobContext,
+        n: int,
+        skeleton: Skeleton,
+        segment: SegmentReference,
+        *,
+        sync: bool,
+    ) -> PlannedOutput:
+        """Write result ``n``, a SEG built ahead: its skeleton and the mask's frames in
+        the skeleton's frame order (re-identified already: checked in the child)."""
+        packed = segment.mask.packed
+        index_of = {uid: i for i, uid in enumerate(segment.mask.source_sop_instance_uids)}
+        order = [index_of[uid] for uid in skeleton.frame_sources]
+        # frames that end on a byte are written as they are packed (not joined first: 16 MB)
+        parts = (
+            [packed.bits[i].data for i in order]
+            if (packed.rows * packed.columns) % 8 == 0
+            else [packed.pixel_data(order)]
+        )
+        relative = self.result_dir(ctx.job_id).relative_to(self.data_dir) / f"{n:02d}-seg.dcm"
+        write_segmentation(self.data_dir / relative, skeleton, parts, sync=sync)
+        return PlannedOutput(
+            "seg", segment.sop_instance_uid, SEGMENTATION_STORAGE, relative.as_posix()
+        )
+
     def build_results(
         self,
         ctx: JobContext,
         result: AlgorithmResult,
         images: list[Dataset],
         original_header: Dataset | None = None,
+        *,
+        created: datetime.datetime | None = None,
     ) -> list[PlannedOutput]:
         """Build, re-identify and durably write the job's result objects
-        (``original_header``: :meth:`original_header`, read here when not given).
+        (``original_header``: :meth:`original_header`, read here when not given;
+        ``created``: the SEGs' content date and time, default now).
+
+        A SEG built ahead while the model ran (:mod:`aifi_app.pipeline.seg_ahead`) is
+        used when it was built for what the result holds; otherwise it is built here, to
+        the same bytes.
 
         A job with a Segmentation has it made first (built, re-identified, written) and,
         with :attr:`early` set, handed to the PACS at once; its other results are made
@@ -815,12 +1029,16 @@ class JobProcessor:
         load_and_freeze()  # once per process: full collections skip what lives then
 
         by_uid = {str(ds.SOPInstanceUID): ds for ds in images}
-        key = (
-            ctx.study_uid,
-            str(ctx.study_id),
-            ctx.package.identity.algorithm_id,
-            ctx.package.identity.version,
-        )
+        key = self._result_key(ctx)
+        if created is None:
+            created = datetime.datetime.now()
+        if result.segmentations:
+            first = result.segmentations[0]
+            identity = ctx.package.identity
+            self._segments_seen[(identity.algorithm_id, identity.version)] = (
+                first.concept,
+                first.label,
+            )
         builds: list[tuple[str, Callable[[], Dataset]]] = []
         """Each result object's kind and how it is built, in the canonical order."""
         device_observer = derived_uid(self._secret, "device", ctx.package.identity.algorithm_id)
@@ -877,7 +1095,14 @@ class JobProcessor:
                     ),
                 )
             )
+        if original_header is None:
+            original_header = self.original_header(ctx)
+        ahead: dict[int, tuple[Skeleton, SegmentReference]] = {}
+        """The SEGs built ahead, by their number among the results."""
         for n, segment in enumerate(segments, start=1):
+            skeleton = self._seg_skeleton(ctx, n, segment.mask, images, original_header, created)
+            if skeleton is not None:
+                ahead[len(builds) + 1] = (skeleton, segment)
             builds.append(
                 (
                     "seg",
@@ -891,6 +1116,10 @@ class JobProcessor:
                         series_number=SEG_SERIES_NUMBER,
                         instance_number=n,
                         software_version=__version__,
+                        created=created,
+                        dimension_organization_uid=derived_uid(
+                            self._secret, *key, "seg-dimensions", str(n)
+                        ),
                     ),
                 )
             )
@@ -930,8 +1159,6 @@ class JobProcessor:
                     ),
                 )
             )
-        if original_header is None:
-            original_header = self.original_header(ctx)
         # the SEGs first (the PACS takes longest to store them), then the others together
         numbered = list(enumerate(builds, start=1))
         phases = [
@@ -943,17 +1170,38 @@ class JobProcessor:
         planned: list[tuple[int, PlannedOutput]] = []
         handed_over: list[str] = []
         reidentifying = 0.0
+        begun = time.perf_counter()
+        marks: list[str] = []
+        """When each group was written, on disk and sent (seconds from here), for the log."""
+
+        def mark(what: str) -> None:
+            marks.append(f"{what} {time.perf_counter() - begun:.3f}")
+
         try:
             for phase in phases:
-                group_made = [(n, kind, build()) for n, kind, build in phase]
-                made += group_made
+                group_made = [(n, kind, build()) for n, kind, build in phase if n not in ahead]
+                group_ahead = [n for n, _, _ in phase if n in ahead]
+                made += group_made + [(n, "seg", _own_uids_of(ahead[n][1])) for n in group_ahead]
                 early = self.early is not None and len(phases) > 1
                 started = now()
-                written = self._reidentify_and_write_numbered(
-                    ctx, group_made, original_header, siblings_of=made, sync=not early
+                written = (
+                    self._reidentify_and_write_numbered(
+                        ctx, group_made, original_header, siblings_of=made, sync=not early
+                    )
+                    if group_made
+                    else []
                 )
+                written += [
+                    (n, self._write_skeleton_seg(ctx, n, *ahead[n], sync=not early))
+                    for n in group_ahead
+                ]
+                written.sort(key=lambda w: w[0])
                 reidentifying += now() - started
                 planned += written
+                # the later results need only their own UIDs (the SEG's metadata: ~20 MB)
+                made = [(n, kind, _own_uids_of(ds)) for n, kind, ds in made]
+                del group_made
+                mark("+".join(out.kind for _, out in written) + " written")
                 if self.early is not None and early:
                     files = [self.data_dir / out.path for _, out in written]
                     objects = [
@@ -964,12 +1212,14 @@ class JobProcessor:
                     if batch is not None:
                         handed_over += [out.kind for _, out in written]
                     make_durable(files)  # on disk while they go (before the job records them)
+                    mark("on disk")
                     if batch is not None and phase is not phases[-1]:
                         # the SR built once the SEG's bytes are with the PACS: built while
                         # they go, it holds the interpreter's lock between the sender's
                         # writes (a CPU-bound thread beside it made sending a 13 MB SEG to
                         # Orthanc 0.2-0.7 s slower)
                         batch.data_sent.wait(HANDOVER_WAIT_SECONDS)
+                        mark("sent")
         except ResultQuarantined as exc:
             for _, out in planned:  # not recorded: nothing points to them
                 (self.data_dir / out.path).unlink(missing_ok=True)
@@ -981,6 +1231,8 @@ class JobProcessor:
                     " (see the audit log)"
                 ) from exc
             raise
+        if len(phases) > 1:
+            log.info("job %d: results made (s after the model): %s", ctx.job_id, ", ".join(marks))
         finished = now()
         # the re-identifications' total (with their writing), as the last one ended
         stage_times.record(

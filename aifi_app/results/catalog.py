@@ -59,7 +59,7 @@ RESULT_OBJECTS: tuple[ResultObjectKind, ...] = (
         9903,
         "one per mask",
         "binary segmentation, one segment, in the source series' frame of reference; one "
-        "frame per source image that holds any of the mask",
+        "frame per source image (empty frames included)",
     ),
     ResultObjectKind(
         "gsps",

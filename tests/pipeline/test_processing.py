@@ -99,3 +99,23 @@ def test_the_algorithm_runs_on_what_was_read_ahead(tmp_path: Path, pacs: DemoPac
     assert {p.sop_instance_uid for p in again} == outputs
     assert len(outputs) == 2  # the SR and the SEG
     app.db.close()
+
+
+def test_the_uids_an_sr_records_as_evidence_are_decoded_before_the_model(
+    tmp_path: Path, pacs: DemoPacs
+) -> None:
+    """Read from their files they are raw until asked for; the step decodes them before
+    the model (not after it, on the way to the PACS), and leaves the rest raw."""
+    from pydicom.dataelem import RawDataElement
+
+    from aifi_app.pipeline import processing
+
+    app, job_id = _pseudonymised_ct(tmp_path, pacs)
+    app.processor._drop_read_ahead(job_id)
+    images = app.processor.job_images(job_id)
+    tags = [0x0020000D, 0x0020000E, 0x00080016, 0x00080018]
+    assert all(isinstance(ds._dict[tag], RawDataElement) for ds in images for tag in tags)
+    processing._decode_evidence_uids(images)
+    assert not any(isinstance(ds._dict[tag], RawDataElement) for ds in images for tag in tags)
+    assert isinstance(images[0]._dict[0x00100010], RawDataElement)  # Patient's Name
+    app.db.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from pydicom.tag import Tag
 
 from aifi_app.algorithms.findings import AlgorithmIdentity, CodedConcept, SegmentationMask
 from aifi_app.results import build_segmentation
+from aifi_app.results.segmentation import build_segmentation_headers, segmentation_frame_order
 
 LUNG = CodedConcept("39607008", "SCT", "Lung")
 SEG_UIDS = {
@@ -53,14 +55,14 @@ def test_seg_is_valid_and_holds_the_mask_on_its_sources(
     assert seg.SegmentationType == "BINARY"
     assert seg.StudyInstanceUID == ct_series[0].StudyInstanceUID
     assert seg.FrameOfReferenceUID == ct_series[0].FrameOfReferenceUID
-    # one frame per slice that holds any mask, referencing that slice, at its position
+    # one frame per slice, empty ones included, referencing that slice, at its position
     index_of = {str(ds.SOPInstanceUID): n for n, ds in enumerate(ct_series)}
     frames = seg.PerFrameFunctionalGroupsSequence
     sources = [
         index_of[frame.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID]
         for frame in frames
     ]
-    assert sorted(sources) == [1, 2]
+    assert sorted(sources) == [0, 1, 2, 3]
     for n, frame in zip(sources, frames, strict=True):
         position = frame.PlanePositionSequence[0].ImagePositionPatient
         assert [float(v) for v in position] == [float(v) for v in ct_series[n].ImagePositionPatient]
@@ -120,7 +122,7 @@ def test_frames_that_do_not_end_on_a_byte_keep_their_pixels(
         index_of[f.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID]
         for f in seg.PerFrameFunctionalGroupsSequence
     ]
-    assert sorted(order) == [0, 1, 3]
+    assert sorted(order) == [0, 1, 2, 3]  # the empty frame too
     assert np.array_equal(seg.pixel_array.astype(bool), pixels[order])
 
 
@@ -128,13 +130,15 @@ def test_frames_and_pixels_equal_highdicoms_from_the_whole_array(
     ct_series: list[Dataset], algorithm: AlgorithmIdentity
 ) -> None:
     """The stand-in build gives the frames, per-frame groups and Pixel Data that highdicom
-    gives when it gets the whole mask as an array (as the builder did before)."""
+    gives when it gets the whole mask as an array (as the builder did before), a frame
+    per source image (empty ones kept)."""
     mask = lung_mask(ct_series)
     ours = build(ct_series, mask, algorithm)
     theirs = hd.seg.Segmentation(
         source_images=ct_series,
         pixel_array=mask.mask.view(np.uint8),
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        omit_empty_frames=False,
         segment_descriptions=ours.SegmentSequence,
         series_instance_uid=ours.SeriesInstanceUID,
         series_number=1,
@@ -172,3 +176,49 @@ def test_frames_and_pixels_equal_highdicoms_from_the_whole_array(
     ]
     assert set(ours.keys()) ^ set(theirs.keys()) == {Tag("SeriesDescription")}  # ours only
     assert type(ours) is Dataset
+
+
+def test_nothing_but_pixel_data_depends_on_the_mask(
+    ct_series: list[Dataset], algorithm: AlgorithmIdentity
+) -> None:
+    """Given its creation time and dimension organisation UID, the SEG of any mask over
+    the same sources (empty, partial, another) is the headers' build and its Pixel Data."""
+    created = datetime.datetime(2026, 11, 29, 9, 0, 0, 500)
+    fixed = {**SEG_UIDS, "created": created, "dimension_organization_uid": "2.25.77"}
+    headers = build_segmentation_headers(ct_series, LUNG, "Lung", algorithm, **fixed)  # type: ignore[arg-type]
+    assert "PixelData" not in headers or headers.PixelData == b""
+    uids = tuple(str(ds.SOPInstanceUID) for ds in ct_series)
+    masks = [
+        lung_mask(ct_series),
+        SegmentationMask.from_array(LUNG, "Lung", uids, np.zeros((4, 512, 512), dtype=bool)),
+        SegmentationMask.from_array(LUNG, "Lung", uids[::-1], lung_mask(ct_series).mask),
+    ]
+    for mask in masks:
+        seg = build_segmentation(ct_series, mask, algorithm, **fixed)  # type: ignore[arg-type]
+        without = Dataset({e.tag: e for e in seg if e.keyword != "PixelData"})
+        assert without == Dataset({e.tag: e for e in headers if e.keyword != "PixelData"})
+        index_of = {uid: n for n, uid in enumerate(mask.source_sop_instance_uids)}
+        order = [index_of[uid] for uid in segmentation_frame_order(seg)]
+        assert seg.PixelData == mask.packed.pixel_data(order)
+    assert str(headers.ContentDate) == str(headers.InstanceCreationDate) == "20261129"
+    assert str(headers.ContentTime) == str(headers.InstanceCreationTime) == "090000.000500"
+    assert {d.DimensionOrganizationUID for d in headers.DimensionIndexSequence} == {"2.25.77"}
+    assert headers.DimensionOrganizationSequence[0].DimensionOrganizationUID == "2.25.77"
+
+
+def test_the_sources_order_is_the_callers(
+    ct_series: list[Dataset], algorithm: AlgorithmIdentity
+) -> None:
+    """The frames' source images come in the order of ``sources``, whatever the mask's."""
+    mask = lung_mask(ct_series)
+    reversed_mask = SegmentationMask.from_array(
+        LUNG, "Lung", mask.source_sop_instance_uids[::-1], mask.mask[::-1]
+    )
+    fixed = {
+        **SEG_UIDS,
+        "created": datetime.datetime(2026, 1, 1),
+        "dimension_organization_uid": "2.25.7",
+    }
+    one = build_segmentation(ct_series, mask, algorithm, **fixed)  # type: ignore[arg-type]
+    other = build_segmentation(ct_series, reversed_mask, algorithm, **fixed)  # type: ignore[arg-type]
+    assert one == other

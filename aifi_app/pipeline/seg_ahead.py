@@ -1,0 +1,261 @@
+"""A job's Segmentation built while its model runs, so that only its Pixel Data is left.
+
+A binary SEG with one frame per source image depends on the mask only through its Pixel
+Data (:func:`aifi_app.results.segmentation.build_segmentation_headers`). So when a job
+whose package makes a SEG goes to a local runner, the worker asks the pre-pseudonymiser's
+warm child process (``SCHED_IDLE``: it takes only CPU that nothing else wants, the cores
+the model leaves idle) to build it ahead (:class:`SegAheadRequest`): from the job's
+pseudonymised work files, the UIDs, numbers and creation time the job's results use,
+and a speculated segment (label and concept: the same algorithm version's previous
+result, or what the package declares). The child re-identifies it with the same check
+as the worker (:func:`~aifi_app.pseudonymise.check_reidentification`, the job's scope;
+the pseudonyms through its read-only connection to the queue, committed before the job
+was handed to the runner) and writes its encoded bytes up to Pixel Data (the last
+element) and, last, a description of them (:func:`build_ahead`).
+
+After the model the worker uses them only if the speculation held: the mask's source
+images are the job's images, the request it would make now equals the one the skeleton
+was made for (segment, algorithm, UIDs, scope, time), and the bytes are whole (their
+SHA-256); the SEG file is then those bytes and the Pixel Data element
+(:func:`write_segmentation`). Otherwise it builds the SEG itself, from the same request,
+to the same bytes (tests compare them). Nothing depends on the skeleton for safety: it is
+checked like any result before it leaves, and a missing, stale or torn one is not used.
+
+Thread: :func:`build_ahead` in the child (or a test); the rest on the worker thread.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import json
+import logging
+import os
+import sqlite3
+import struct
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydicom import Dataset, dcmread
+
+from aifi_app.algorithms.findings import AlgorithmIdentity, CodedConcept
+from aifi_app.dicom_node.spool import durable_write, fsync_dir
+from aifi_app.part10 import part10_bytes
+from aifi_app.pseudonymise import ResultScope, check_reidentification
+
+log = logging.getLogger(__name__)
+
+PIXEL_DATA_TAG = 0x7FE00010
+SKELETON_NAME = "seg-ahead-{number}"
+"""The skeleton's files in the job's work folder: ``.hdr`` (the bytes up to Pixel Data)
+and ``.json`` (what they were made for; written last). Not ``.dcm``: the job's images
+are its ``.dcm`` files."""
+
+
+@dataclass(frozen=True)
+class SegAheadRequest:
+    """Everything a job's SEG number ``number`` is built and re-identified from but its
+    mask (picklable, sent to the child); equal requests give equal bytes."""
+
+    job_id: int
+    number: int
+    sources: tuple[str, ...]
+    """The job's work images (paths), in the job's order: the SEG's source images."""
+    original_header: str
+    """Path of the first instance the job works on (re-identification's identity)."""
+    concept: CodedConcept
+    label: str
+    algorithm: AlgorithmIdentity
+    series_instance_uid: str
+    sop_instance_uid: str
+    series_number: int
+    instance_number: int
+    software_version: str
+    created: str
+    """ISO date and time: the SEG's content and instance creation date and time."""
+    dimension_organization_uid: str
+    study_uid: str
+    patient_pseudonym: str
+    accession_number: str
+    study_id: str
+    date_offset_days: int | None
+
+    def key(self) -> str:
+        """A digest of every field (the skeleton names the request it was made for)."""
+        text = json.dumps(dataclasses.asdict(self), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def scope(self, study_of_instance: Callable[[str], str | None]) -> ResultScope:
+        """The job's re-identification scope, the SEG's own UIDs as its siblings (as the
+        worker checks a job's SEGs: together, before its other results)."""
+        return ResultScope(
+            study_uid=self.study_uid,
+            patient_pseudonym=self.patient_pseudonym,
+            accession_number=self.accession_number,
+            study_id=self.study_id,
+            study_of_instance=study_of_instance,
+            date_offset_days=self.date_offset_days,
+            sibling_uids=frozenset({self.sop_instance_uid, self.series_instance_uid}),
+        )
+
+    def build(self, sources: Sequence[Dataset]) -> Dataset:
+        """The SEG's elements but Pixel Data (highdicom), pseudonymised."""
+        from aifi_app.results.segmentation import build_segmentation_headers  # highdicom
+
+        return build_segmentation_headers(
+            sources,
+            self.concept,
+            self.label,
+            self.algorithm,
+            series_instance_uid=self.series_instance_uid,
+            sop_instance_uid=self.sop_instance_uid,
+            series_number=self.series_number,
+            instance_number=self.instance_number,
+            software_version=self.software_version,
+            created=datetime.datetime.fromisoformat(self.created),
+            dimension_organization_uid=self.dimension_organization_uid,
+        )
+
+
+@dataclass(frozen=True)
+class Skeleton:
+    """A SEG built ahead: its bytes up to Pixel Data, its frames' source images."""
+
+    header: bytes
+    frame_sources: tuple[str, ...]
+    """Each frame's source SOP Instance UID, in frame order."""
+
+
+def skeleton_paths(work_dir: Path, number: int) -> tuple[Path, Path]:
+    """The skeleton's header and description files in a job's work folder."""
+    stem = SKELETON_NAME.format(number=number)
+    return work_dir / f"{stem}.hdr", work_dir / f"{stem}.json"
+
+
+def build_ahead(
+    request: SegAheadRequest,
+    original_for: Callable[[str], str | None],
+    study_of_instance: Callable[[str], str | None],
+) -> None:
+    """Build, re-identify and write the skeleton of ``request`` into the job's work
+    folder. Raises what the build or the re-identification raises (nothing is written
+    then: the worker builds the SEG itself and refuses it the same way)."""
+    from aifi_app.results.segmentation import segmentation_frame_order  # highdicom
+
+    sources = [dcmread(path, stop_before_pixels=True) for path in request.sources]
+    ds = request.build(sources)
+    frame_sources = segmentation_frame_order(ds)  # pseudonymised, as the mask names them
+    original_header = dcmread(request.original_header, stop_before_pixels=True)
+    restored = check_reidentification(
+        ds, original_for, original_header, request.scope(study_of_instance)
+    ).apply()
+    if PIXEL_DATA_TAG in restored:
+        del restored[PIXEL_DATA_TAG]
+    header = part10_bytes(restored)
+    hdr, description = skeleton_paths(Path(request.sources[0]).parent, request.number)
+    durable_write(hdr, header)
+    durable_write(
+        description,
+        json.dumps(
+            {
+                "key": request.key(),
+                "sha256": hashlib.sha256(header).hexdigest(),
+                "frame_sources": frame_sources,
+            }
+        ).encode(),
+    )
+
+
+def load_skeleton(request: SegAheadRequest) -> Skeleton | str:
+    """The skeleton made for ``request``, or why there is none to use (in words)."""
+    work_dir = Path(request.sources[0]).parent if request.sources else Path()
+    hdr, description = skeleton_paths(work_dir, request.number)
+    try:
+        about = json.loads(description.read_bytes())
+        header = hdr.read_bytes()
+    except FileNotFoundError:
+        return "not built in time"
+    except (OSError, ValueError) as exc:
+        return f"unreadable ({type(exc).__name__})"
+    if about.get("key") != request.key():
+        return "made for another request"
+    if about.get("sha256") != hashlib.sha256(header).hexdigest():
+        return "incomplete"
+    return Skeleton(header, tuple(str(uid) for uid in about.get("frame_sources", ())))
+
+
+def write_segmentation(
+    dest: Path,
+    skeleton: Skeleton,
+    pixel_data: Sequence[bytes | memoryview],
+    *,
+    sync: bool,
+) -> None:
+    """The SEG file: the skeleton's bytes and the Pixel Data element of ``pixel_data``
+    (its parts one after the other, so that a mask's packed frames need not be joined in
+    memory first; VR OB, defined length, padded to even length: as pydicom writes a
+    BINARY SEG's in Explicit VR Little Endian; tests compare the bytes with the SEG built
+    whole), written as :func:`aifi_app.part10.write_part10_durably` writes (a temporary
+    file renamed; ``sync=False``: left for the caller's
+    :func:`~aifi_app.part10.make_durable`)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".part")
+    length = sum(memoryview(part).nbytes for part in pixel_data)
+    padded = length % 2
+    with tmp.open("wb") as fh:
+        fh.write(skeleton.header)
+        fh.write(struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OB", 0, length + padded))
+        for part in pixel_data:
+            fh.write(part)
+        if padded:
+            fh.write(b"\0")
+        fh.flush()
+        if sync:
+            os.fsync(fh.fileno())
+    tmp.replace(dest)
+    if sync:
+        fsync_dir(dest.parent)
+
+
+def warm_up() -> None:
+    """Import the SEG builder and load highdicom's tables of the standard (~1 s of CPU,
+    ~100 MB), so that a first SEG built ahead is ready before a model of a few seconds
+    ends. For the pre-pseudonymiser's child, when it has nothing else to do."""
+    from aifi_app.results.segmentation import build_segmentation_headers  # noqa: F401
+    from aifi_app.results.standard_tables import load_and_freeze
+
+    load_and_freeze()
+
+
+class _Queries(Protocol):
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]: ...
+
+
+def build_in_child(request: SegAheadRequest, db: _Queries) -> None:
+    """:func:`build_ahead` with the pseudonyms and instances of the queue (the
+    pre-pseudonymiser's read-only connection), as the worker looks them up."""
+
+    def original_for(pseudonym: str) -> str | None:
+        rows = db.query("SELECT original FROM pseudonyms WHERE pseudonym = ?", (pseudonym,))
+        return str(rows[0][0]) if rows else None
+
+    def study_of_instance(sop_instance_uid: str) -> str | None:
+        rows = db.query(
+            "SELECT s.study_uid FROM instances i JOIN studies s ON s.id = i.study_id"
+            " WHERE i.sop_instance_uid = ? LIMIT 1",
+            (sop_instance_uid,),
+        )
+        return str(rows[0][0]) if rows else None
+
+    started = time.perf_counter()
+    build_ahead(request, original_for, study_of_instance)
+    log.info(
+        "job %d: SEG %d built ahead in %.3f s",
+        request.job_id,
+        request.number,
+        time.perf_counter() - started,
+    )
