@@ -43,7 +43,7 @@ from aifi_app.algorithms.runners import InferenceError, RunnerCache
 from aifi_app.dicom_node.spool import durable_write
 from aifi_app.failpoints import failpoint
 from aifi_app.part10 import make_durable, part10_bytes, write_part10_durably
-from aifi_app.pipeline import premade
+from aifi_app.pipeline import durable_batch, premade
 from aifi_app.pipeline.durable_batch import DurableBatch
 from aifi_app.pipeline.early_delivery import EarlyBatch, EarlyObject
 from aifi_app.pipeline.image_reader import read_header, read_image
@@ -256,6 +256,7 @@ class JobProcessor:
     def warm_up(self, algorithm_ids: set[str]) -> None:
         """Load the models of these algorithms now, so that the first study does not wait
         for it (called on the worker thread, after the node already accepts studies)."""
+        durable_batch.warm_up()  # the fsync threads, started before a job needs them
         packages = self._packages()
         for algorithm_id in sorted(algorithm_ids):
             package = packages.get(algorithm_id)
