@@ -50,7 +50,8 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
-from pydicom import Dataset, dcmread
+from pydicom import Dataset
+from pydicom.tag import Tag
 
 from aifi_app.algorithms.input_rules import HEADER_TAGS
 from aifi_app.algorithms.package import AlgorithmPackage
@@ -60,6 +61,7 @@ from aifi_app.fault_logging import log_fault
 from aifi_app.pipeline import low_priority_child, premade, routing
 from aifi_app.pipeline.background_loop import BackgroundLoop
 from aifi_app.pipeline.deferred_writeback import DeferredWriteback, start_writeback
+from aifi_app.pipeline.image_reader import read_header
 from aifi_app.pipeline.premade import PremadeIndex, SourceInstance
 from aifi_app.pseudonymise import BurnedInPolicy, ProfileOption
 from aifi_app.pseudonymise.batch import pseudonymise_file
@@ -121,6 +123,7 @@ class _Queries:
 
 SELECTION_TAGS = [*HEADER_TAGS, "InstanceNumber", "ImagePositionPatient"]
 """The tags a job's image selection reads (kept with the pre-made files per instance)."""
+SELECTION_TAG_NUMBERS = frozenset(int(Tag(keyword)) for keyword in SELECTION_TAGS)
 
 
 @dataclass(frozen=True)
@@ -270,11 +273,14 @@ def _write_back_now(path: Path, size: int) -> None:
 
 
 def selection_headers(paths: Sequence[str]) -> list[Dataset | None]:
-    """The selection tags of each file (None where it cannot be read)."""
+    """The selection tags of each file (None where it cannot be read), as
+    ``dcmread(stop_before_pixels=True, specific_tags=SELECTION_TAGS)`` reads them, by the
+    pipeline's own header reader (:func:`~aifi_app.pipeline.image_reader.read_header`:
+    0.2 ms a received CT slice against ~1 ms, in the child while the study arrives)."""
     out: list[Dataset | None] = []
     for path in paths:
         try:
-            out.append(dcmread(path, stop_before_pixels=True, specific_tags=SELECTION_TAGS))
+            out.append(read_header(Path(path), SELECTION_TAG_NUMBERS))
         except Exception:
             out.append(None)
     return out

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydicom import Dataset
-from pydicom.uid import generate_uid
+from pydicom import Dataset, dcmread
+from pydicom.uid import ImplicitVRLittleEndian, generate_uid
 
 from aifi_app.config.settings import (
     CompletionSettings,
@@ -31,7 +31,7 @@ from aifi_app.pipeline import pre_pseudonymise, premade, processing
 from aifi_app.pipeline.deferred_writeback import DEFERRED_BYTES, DeferredWriteback
 from aifi_app.pipeline.low_priority_child import IOPRIO_SET_SYSCALL
 from aifi_app.pipeline.parallel_pseudonymise import pseudonymise_all
-from aifi_app.pipeline.pre_pseudonymise import PrePseudonymiser
+from aifi_app.pipeline.pre_pseudonymise import SELECTION_TAGS, PrePseudonymiser
 from aifi_app.pseudonymise import BurnedInPolicy, Pseudonymiser
 from aifi_app.pseudonymise.element_memo import ElementMemo
 from aifi_app.sample_studies import ct_series, demo_patient, write
@@ -39,6 +39,7 @@ from aifi_app.service import Appliance
 from aifi_app.store import jobs
 from aifi_app.store.disk_space import DiskFloor
 from aifi_app.store.states import JobState
+from tests.helpers.phi_corpus import write_dx
 
 KEY = b"p" * 32
 ROUTE = Route(name="ct-lung", algorithm="ct-lung-volume", modalities=("CT",), body_parts=("CHEST",))
@@ -733,3 +734,23 @@ def test_nothing_is_made_when_switched_off_or_the_disk_is_short(tmp_path: Path, 
     expected, _ = _reference(app, job_id, tmp_path / "reference")
     _same_files(sorted(app.processor.work_dir(job_id).glob("*.dcm")), expected)
     app.db.close()
+
+
+def test_the_selection_headers_are_those_dcmread_reads(tmp_path: Path) -> None:
+    """The child's selection tags (kept in the index for the job's selection) are what
+    ``dcmread`` reads, for plain files, the PHI corpus (character sets, private blocks,
+    sequences), an implicit VR file and one that is not DICOM (None)."""
+    paths = [str(p) for p in write_dx(tmp_path / "dx", 6, rows=64, columns=64)]
+    paths += [str(write(ds, tmp_path / "ct")) for ds in _study(thin=3)]
+    implicit = _study(thin=1)[0]
+    implicit.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    paths.append(str(tmp_path / "implicit.dcm"))
+    implicit.save_as(paths[-1], enforce_file_format=True)
+    (tmp_path / "not.dcm").write_bytes(b"not DICOM")
+    paths.append(str(tmp_path / "not.dcm"))
+    got = pre_pseudonymise.selection_headers(paths)
+    assert got[-1] is None
+    for path, header in zip(paths[:-1], got[:-1], strict=True):
+        expected = dcmread(path, stop_before_pixels=True, specific_tags=SELECTION_TAGS)
+        assert header is not None
+        assert header.to_json_dict() == expected.to_json_dict(), path
