@@ -502,6 +502,22 @@ class PreLoop:
         self._wanted_checked[study_id] = (time.monotonic(), wanted)
         return wanted
 
+    def _write_back_now(self, path: Path, size: int) -> None:
+        """To the disk at once (after whatever waits: none, as it was released)."""
+        self.writeback.add(path, size)
+        self.writeback.release()
+
+    def _defers_writes(self, study_id: int) -> bool:
+        """Whether the files made for ``study_id`` now wait for the node to pause before
+        they go to the disk: while it receives; with ``goes_on`` (a completed study's
+        instances made for its job) also while another study receives, whose node's
+        flushes come first (its job flushes what it takes itself)."""
+        if self._still_receiving(study_id):
+            return True
+        return self.goes_on and bool(
+            self.db.query("SELECT 1 FROM studies WHERE state = 'receiving' LIMIT 1")
+        )
+
     def _still_receiving(self, study_id: int) -> bool:
         """True while ``study_id`` is receiving (as read at most :data:`RECHECK_SECONDS`
         ago): once it completes, its job waits for the batch in flight
@@ -541,7 +557,7 @@ class PreLoop:
             self._make(batch)
         finally:
             busy.unlink(missing_ok=True)
-        if not self._still_receiving(study_id):
+        if not self._defers_writes(study_id):
             self.writeback.release()  # its job starts: to disk now
 
     def _make(self, batch: Sequence[tuple[SourceInstance, str]]) -> None:
@@ -553,8 +569,8 @@ class PreLoop:
             for plan in self.plans(source.study_id, series_uid, header):
                 by_plan.setdefault(plan.key, (plan, []))[1].append(source)
         study_id = sources[0].study_id
-        receiving = self._still_receiving(study_id)
-        if not receiving:
+        defer = self._defers_writes(study_id)
+        if not defer:
             self.writeback.release()  # a job comes: the disk for its files first
         for key, (plan, items) in by_plan.items():
             made = make_files(
@@ -572,7 +588,7 @@ class PreLoop:
                 keep_going=lambda: self._still_wanted(study_id),
                 memo=self._memo,
                 # once it completed, its job flushes them soon: to the disk at once
-                written=self.writeback.add if receiving else None,
+                written=self.writeback.add if defer else self._write_back_now,
                 claim=functools.partial(self._take, study_id, key) if self.goes_on else None,
             )
             for m in made:

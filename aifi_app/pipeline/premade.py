@@ -43,8 +43,9 @@ from typing import Any, Final, Protocol
 
 from pydicom import Dataset
 from pydicom.dataelem import DataElement, RawDataElement
-from pydicom.jsonrep import JSON_VALUE_KEYS, convert_to_python_number
+from pydicom.jsonrep import JSON_VALUE_KEYS
 from pydicom.tag import BaseTag, Tag
+from pydicom.valuerep import FLOAT_VR, INT_VR, VR
 
 from aifi_app import __version__
 from aifi_app.pseudonymise import BurnedInPolicy, ProfileOption
@@ -220,6 +221,12 @@ _PLAIN_JSON_VRS: Final = frozenset(
 )
 """VRs whose JSON values (strings or numbers) ``DataElement.from_json`` takes as they are,
 numbers made ``int`` or ``float`` by VR (see :func:`_element_from_json`)."""
+_NUMBER_TYPES: Final[dict[str, type[int] | type[float]]] = {
+    **{str(vr): int for vr in (INT_VR - {VR.AT}) | {VR.US_SS}},
+    **{str(vr): float for vr in FLOAT_VR},
+}
+"""``pydicom.jsonrep.convert_to_python_number``'s number type by VR (calling it costs an
+import statement per element)."""
 
 
 def _element_from_json(tag: str, mapping: dict[str, Any]) -> DataElement:
@@ -239,7 +246,10 @@ def _element_from_json(tag: str, mapping: dict[str, Any]) -> DataElement:
         and not any(k in mapping for k in ("InlineBinary", "BulkDataURI"))
     ):
         value = values[0] if len(values) == 1 else list(values)
-        return DataElement(Tag(tag), vr, convert_to_python_number(value, vr))
+        number = _NUMBER_TYPES.get(vr)  # convert_to_python_number's conversion
+        if number is not None:
+            value = [number(v) for v in value] if isinstance(value, list) else number(value)
+        return DataElement(Tag(tag), vr, value)
     keys = [k for k in JSON_VALUE_KEYS if k in mapping]
     value_key = keys[0] if keys else None
     value = mapping[value_key] if value_key else [""]

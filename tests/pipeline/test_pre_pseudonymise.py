@@ -754,3 +754,32 @@ def test_the_selection_headers_are_those_dcmread_reads(tmp_path: Path) -> None:
         expected = dcmread(path, stop_before_pixels=True, specific_tags=SELECTION_TAGS)
         assert header is not None
         assert header.to_json_dict() == expected.to_json_dict(), path
+
+
+def test_a_completed_studys_files_wait_while_another_study_arrives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop goes on with a completed study for its job: its files go to the disk at
+    once, unless another study arrives (the node's flushes first); then they wait until
+    that one completes."""
+    monkeypatch.setattr(pre_pseudonymise, "BATCH", 4)
+    app, pre = _app(tmp_path, goes_on=True)
+    started = _record_writeback(pre)
+    study_id = 0
+    for ds in _study(thin=12):
+        study_id = _receive(app, ds, tmp_path)
+    _helped_job(app, study_id)  # completed before anything was made; its job waits
+    assert pre.run_once()
+    first = _made_files(app)
+    assert len(first) == 4 and started == first  # no other study: at once
+    other = 0
+    for ds in ct_series(demo_patient(9), 2):  # another study starts arriving
+        other = _receive(app, ds, tmp_path)
+    assert pre.run_once()  # the completed one's next 4: they wait
+    assert len(_made_files(app)) == 8 and started == first
+    assert jobs.process_now(app.db, other, "test")
+    assert jobs.mark_complete(app.db, other)
+    assert pre.run_once()  # no study arrives: all go, the waiting ones first
+    made = _made_files(app)
+    assert len(made) == 12 and started[:8] == made[:8] and sorted(started) == sorted(made)
+    app.db.close()
