@@ -22,16 +22,22 @@ Windows (a service under pythonservice.exe cannot spawn the same way) and in tes
 loop runs as a thread of the service instead. ``[completion]
 pseudonymise_while_receiving = false`` turns it off.
 
-A job whose study left many instances unmade (the child at ``nice 19`` gets little CPU
-while the node receives) asks the child to make half of them (:class:`HelpRequest`,
-:meth:`PreLoop.help`): the child's interpreter is warm, so two cores work on the rest
-without a process to start; each instance is claimed before it is made, so nothing is
-made twice (see ``JobProcessor._pseudonymise_rest``).
+The child goes on with a study after it completed, until its jobs are pseudonymised
+(:class:`PreLoop` ``goes_on``): it takes each instance before it makes it
+(:func:`premade.take`, while the study arrives too), from the first not made, while the
+job selects and links its images on the other core; the job takes the images left from
+the last and makes those it gets, and links those the child took once the child's index
+says they are made (see ``JobProcessor._pseudonymise_rest``). Nothing is made twice, the
+job waits for no batch in flight, and the child's interpreter is warm. A job with many
+images left also sends the child a :class:`HelpRequest` (the images of options the child
+was not making for the study). Once no study arrives, what the child makes for a job goes
+to the disk at once.
 
-A job that starts pseudonymising calls :meth:`PrePseudonymiser.settle` first: it waits
-(a short while) for a batch of its study still being made; the loop starts no new batch
-for a study once it left ``receiving``, and a batch in flight stops after the file it is
-making (the index records the files made; the job makes the others).
+Where the loop runs as a thread of the service (Windows), it would take the job's
+interpreter: it stops a study's instances when the study leaves ``receiving`` (a batch in
+flight stops after the file it is making), and a job that starts pseudonymising calls
+:meth:`PrePseudonymiser.settle` first: it waits (a short while) for that batch, then makes
+every image not made.
 """
 
 from __future__ import annotations

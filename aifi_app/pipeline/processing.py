@@ -374,8 +374,9 @@ class JobProcessor:
         """queued -> pseudonymised (or rejected).
 
         Images pre-made while the study arrived (:mod:`aifi_app.pipeline.pre_pseudonymise`)
-        are linked into the work folder; only the others are pseudonymised now, a large
-        remainder on two cores (:meth:`_pseudonymise_rest`). Either way the work folder
+        are linked into the work folder; only the others are pseudonymised now, with the
+        pre-pseudonymiser's process making them from the other end, on the other core
+        (:meth:`_pseudonymise_rest`). Either way the work folder
         holds the same bytes. The pre-made files' data start going to disk at once
         (while the images are selected); the links are made one after the other and made
         durable together at the end, by one flush of the file system where there is one
