@@ -81,16 +81,9 @@ log = logging.getLogger(__name__)
 BATCH = 24
 """Instances per batch: small, so that a job waits little for the batch in flight (about
 0.1 s of work on an idle core), large enough to keep the loop's own work rare."""
-POLL_SECONDS = 0.05
+POLL_SECONDS = 0.2
 """How often the loop looks for new instances while a study is receiving (it is woken
-when a new study starts, and when a job starts). Once it has caught up with an arriving
-study, the instances of the last poll interval wait for the next look: at 0.2 s that was
-50-80 CT slices, which the job then made after completion (a pass that finds nothing
-costs ~1-2 ms at the lowest priority)."""
-QUIET_SECONDS = 0.3
-"""The node has paused when no new instance came for this long (and the loop has made
-what came): the files it made meanwhile go to the disk (between 0.2 and 0.4 s before,
-two empty passes :data:`POLL_SECONDS` apart)."""
+when a new study starts)."""
 IDLE_SECONDS = 2.0
 CONFIG_SECONDS = 2.0
 """How often the service checks whether what to pre-make changed."""
@@ -336,8 +329,8 @@ class PreLoop:
         """Kept from batch to batch (a series arrives over many), bounded in size."""
         self.writeback = DeferredWriteback()
         """The files made while studies arrive, not yet handed to the disk's writeback."""
-        self._rows_at = time.monotonic()
-        """When a pass last found new instances."""
+        self._found_nothing = False
+        """The previous pass found no new instance either."""
 
     def idle_wait(self) -> float:
         return POLL_SECONDS if self.receiving else IDLE_SECONDS
@@ -345,7 +338,8 @@ class PreLoop:
     def run_once(self) -> bool:
         """One pass; True when it made a batch. The files made are written to disk once
         the node pauses (see :mod:`aifi_app.pipeline.deferred_writeback`): when no study
-        is receiving, or when no new instance came for :data:`QUIET_SECONDS`."""
+        is receiving, or when two passes in a row (:data:`POLL_SECONDS` apart) found
+        no new instance."""
         self.clean()
         config = self._config()
         if not config.active or not self._room(config.floor):
@@ -354,9 +348,11 @@ class PreLoop:
             return False
         batch = self._next_batch()
         if not batch:
-            if not self.receiving or time.monotonic() - self._rows_at >= QUIET_SECONDS:
+            if not self.receiving or self._found_nothing:
                 self.writeback.release()
+            self._found_nothing = True
             return False
+        self._found_nothing = False
         self.make(batch)
         return True
 
@@ -387,8 +383,6 @@ class PreLoop:
         newer than those seen are read. A resent instance (same row, a new copy) is not
         made again: the job pseudonymises it."""
         rows = self.db.query(self._making.rows, (self._seen,))
-        if rows:
-            self._rows_at = time.monotonic()
         for r in rows:
             self._seen = max(self._seen, int(r["id"]))
             self._pending.append(

@@ -254,12 +254,11 @@ def _made_files(app: Appliance) -> list[Path]:
 
 
 def test_files_made_while_the_study_arrives_are_written_back_once_it_pauses(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
     """While instances keep arriving nothing made goes to the disk (the node's flushes come
-    first); a pass that finds nothing new once no instance came for
-    :data:`~pre_pseudonymise.QUIET_SECONDS` hands every file to writeback, oldest first."""
-    monkeypatch.setattr(pre_pseudonymise, "QUIET_SECONDS", 3600.0)
+    first); a pass that finds nothing new, after one that found nothing either (no
+    instance for a poll interval), hands every file to writeback, oldest first."""
     app, pre = _app(tmp_path)
     started = _record_writeback(pre)
     images = _study(thin=30)
@@ -272,10 +271,9 @@ def test_files_made_while_the_study_arrives_are_written_back_once_it_pauses(
     assert pre.run_once()
     assert len(_made_files(app)) == len(images)
     assert started == []
-    assert not pre.run_once()  # caught up: nothing new, but not for long
+    assert not pre.run_once()  # caught up: nothing new this once
     assert started == []
-    monkeypatch.setattr(pre_pseudonymise, "QUIET_SECONDS", 0.0)
-    assert not pre.run_once()  # nothing new for long enough: the arrival paused
+    assert not pre.run_once()  # nothing new for a second pass: the arrival paused
     assert started == _made_files(app)
     assert pre._work.writeback.pending == (0, 0)
     job_id = _complete_and_pseudonymise(app, study_id)
@@ -609,10 +607,7 @@ def test_the_job_and_the_loop_meet_and_nothing_is_made_twice(
 
     monkeypatch.setattr(premade, "take", take)
     monkeypatch.setattr(pre_pseudonymise, "pseudonymise_file", counted)
-    woken: list[bool] = []
-    monkeypatch.setattr(pre, "wake", lambda: woken.append(not job_asked))
     app.processor.pseudonymise(job_id)
-    assert woken == [True]  # the loop told at the job's start, before its first claim
     assert jobs.job(app.db, job_id)["state"] == JobState.PSEUDONYMISED
     (line,) = [r.getMessage() for r in caplog.records if "pseudonymised now" in r.getMessage()]
     assert "4 image(s) linked" in line and "16 pseudonymised now (4 of them" in line
