@@ -393,7 +393,9 @@ class JobProcessor:
                 instances = self._instances(ctx)
                 kept = None
                 if self.prepared is not None:
-                    if not self.prepared.shares_claims():  # else: it goes on, under claims
+                    if self.prepared.shares_claims():  # it goes on with the study, now
+                        self.prepared.wake()
+                    else:
                         self.prepared.settle(ctx.study_id)
                     kept = self.prepared.index({i.study_id for i in instances})
                 settled_at = now()

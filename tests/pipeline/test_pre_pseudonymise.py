@@ -607,7 +607,10 @@ def test_the_job_and_the_loop_meet_and_nothing_is_made_twice(
 
     monkeypatch.setattr(premade, "take", take)
     monkeypatch.setattr(pre_pseudonymise, "pseudonymise_file", counted)
+    woken: list[bool] = []
+    monkeypatch.setattr(pre, "wake", lambda: woken.append(not job_asked))
     app.processor.pseudonymise(job_id)
+    assert woken == [True]  # the loop told at the job's start, before its first claim
     assert jobs.job(app.db, job_id)["state"] == JobState.PSEUDONYMISED
     (line,) = [r.getMessage() for r in caplog.records if "pseudonymised now" in r.getMessage()]
     assert "4 image(s) linked" in line and "16 pseudonymised now (4 of them" in line
