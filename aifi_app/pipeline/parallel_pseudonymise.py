@@ -84,9 +84,9 @@ def pseudonymise_claimed(
     claim: Callable[[int], bool] = lambda n: True,
     batch: DurableBatch | None = None,
 ) -> tuple[list[Mapping], int]:
-    """As :func:`pseudonymise_items`, asking ``claim(n)`` before each item and stopping
-    at the first it refuses (another process makes it); the mappings made and how many
-    items were made."""
+    """As :func:`pseudonymise_items`, asking ``claim(n)`` before each item and skipping
+    those it refuses (another process makes them); the mappings made and how many items
+    were made."""
     if batch is not None:
         return _pseudonymise_claimed(secret, options, burned_in, work, items, claim, batch)
     with DurableBatch() as own:
@@ -115,7 +115,7 @@ def _pseudonymise_claimed(
     memo = ElementMemo()
     for n, path in items:
         if not claim(n):
-            break
+            continue
         target = work_file(work, n)
         batch.folder(target)
         pseudonymise_file(pseudonymiser, path, target, memo=memo)

@@ -43,8 +43,9 @@ from typing import Any, Final, Protocol
 
 from pydicom import Dataset
 from pydicom.dataelem import DataElement, RawDataElement
-from pydicom.jsonrep import JSON_VALUE_KEYS, convert_to_python_number
+from pydicom.jsonrep import JSON_VALUE_KEYS
 from pydicom.tag import BaseTag, Tag
+from pydicom.valuerep import FLOAT_VR, INT_VR, VR
 
 from aifi_app import __version__
 from aifi_app.pseudonymise import BurnedInPolicy, ProfileOption
@@ -85,17 +86,40 @@ def busy_file(data_dir: Path, study_id: int) -> Path:
     return study_dir(data_dir, study_id) / "busy"
 
 
-def claim(data_dir: Path, study_id: int, request: str, instance_id: int) -> bool:
-    """Take an instance of a completed study for making it now, for one help request:
-    True for the first to ask (the job or the pre-pseudonymiser helping it), False for
-    every later one."""
-    path = study_dir(data_dir, study_id) / "claims" / request / str(instance_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-    except FileExistsError:
-        return False
-    return True
+PRE_OWNER = "pre"
+"""Who holds a claim taken by the pre-pseudonymiser (:func:`take`); a job's claims name
+the job and its attempt."""
+
+
+def take(data_dir: Path, study_id: int, key: str, instance_id: int, owner: str) -> str | None:
+    """Take an instance for making it for the options ``key`` now: None for the first to
+    ask, the holder's ``owner`` for every later one. The pre-pseudonymiser's process
+    takes each instance before it makes it (:data:`PRE_OWNER`), while the study arrives
+    and after, and a job takes each image it makes itself, so nothing is made twice;
+    a job that meets the process's claim waits for what the process made, one that
+    meets another job's (an earlier attempt's) makes the image itself. The claim is a
+    symbolic link whose target is the owner: made and named in one step, so a reader
+    never sees a claim without its owner. Where links cannot be made (no child process
+    runs there: Windows) the claim is an empty file and its owner unknown (``""``)."""
+    path = study_dir(data_dir, study_id) / "claims" / key / str(instance_id)
+    for _ in range(2):
+        try:
+            path.symlink_to(owner)
+        except FileNotFoundError:  # the first claim of this study and key
+            path.parent.mkdir(parents=True, exist_ok=True)
+            continue
+        except FileExistsError:
+            try:
+                return str(path.readlink())
+            except OSError:
+                return ""
+        except OSError:  # no symbolic links here
+            try:
+                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                return ""
+        return None
+    raise FileNotFoundError(path)
 
 
 def help_index(data_dir: Path, study_id: int, request: str) -> Path:
@@ -197,6 +221,12 @@ _PLAIN_JSON_VRS: Final = frozenset(
 )
 """VRs whose JSON values (strings or numbers) ``DataElement.from_json`` takes as they are,
 numbers made ``int`` or ``float`` by VR (see :func:`_element_from_json`)."""
+_NUMBER_TYPES: Final[dict[str, type[int] | type[float]]] = {
+    **{str(vr): int for vr in (INT_VR - {VR.AT}) | {VR.US_SS}},
+    **{str(vr): float for vr in FLOAT_VR},
+}
+"""``pydicom.jsonrep.convert_to_python_number``'s number type by VR (calling it costs an
+import statement per element)."""
 
 
 def _element_from_json(tag: str, mapping: dict[str, Any]) -> DataElement:
@@ -216,7 +246,10 @@ def _element_from_json(tag: str, mapping: dict[str, Any]) -> DataElement:
         and not any(k in mapping for k in ("InlineBinary", "BulkDataURI"))
     ):
         value = values[0] if len(values) == 1 else list(values)
-        return DataElement(Tag(tag), vr, convert_to_python_number(value, vr))
+        number = _NUMBER_TYPES.get(vr)  # convert_to_python_number's conversion
+        if number is not None:
+            value = [number(v) for v in value] if isinstance(value, list) else number(value)
+        return DataElement(Tag(tag), vr, value)
     keys = [k for k in JSON_VALUE_KEYS if k in mapping]
     value_key = keys[0] if keys else None
     value = mapping[value_key] if value_key else [""]
@@ -232,6 +265,7 @@ class PremadeIndex:
         self._entries: dict[tuple[int, str], Entry] = {}
         self._headers: dict[int, tuple[float, dict[str, Any] | None]] = {}
         self._elements: dict[str, DataElement] = {}
+        self._read_files: set[Path] = set()
 
     @classmethod
     def load(cls, data_dir: Path, study_ids: Iterable[int]) -> PremadeIndex:
@@ -259,6 +293,19 @@ class PremadeIndex:
                     int(made["size"]),
                     tuple((str(k), str(o), str(p)) for k, o, p in made["mappings"]),
                 )
+
+    def read_new(self, study_id: int) -> None:
+        """Read the study's index files not read yet by :meth:`read_new` (those written
+        since: each is written whole under a temporary name, then renamed)."""
+        for path in sorted(study_dir(self.data_dir, study_id).glob("index-*.json")):
+            if path not in self._read_files:
+                self._read_files.add(path)
+                self._read(study_id, path)
+
+    def known(self, instance_id: int, key: str) -> bool:
+        """True when an index file says what became of the instance for ``key`` (made,
+        refused or failed, of any received copy)."""
+        return (instance_id, key) in self._entries
 
     @classmethod
     def load_file(cls, data_dir: Path, study_id: int, path: Path) -> PremadeIndex:

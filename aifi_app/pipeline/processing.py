@@ -52,7 +52,7 @@ from aifi_app.dicom_node.spool import durable_write
 from aifi_app.failpoints import failpoint
 from aifi_app.fault_logging import log_fault
 from aifi_app.part10 import make_durable, part10_bytes, write_part10_durably
-from aifi_app.pipeline import premade
+from aifi_app.pipeline import durable_batch, premade
 from aifi_app.pipeline.durable_batch import DurableBatch
 from aifi_app.pipeline.early_delivery import EarlyBatch, EarlyObject
 from aifi_app.pipeline.image_reader import read_header, read_image
@@ -309,6 +309,7 @@ class JobProcessor:
     def warm_up(self, algorithm_ids: set[str]) -> None:
         """Load the models of these algorithms now, so that the first study does not wait
         for it (called on the worker thread, after the node already accepts studies)."""
+        durable_batch.warm_up()  # the fsync threads, started before a job needs them
         packages = self._packages()
         for algorithm_id in sorted(algorithm_ids):
             package = packages.get(algorithm_id)
@@ -426,8 +427,9 @@ class JobProcessor:
         """queued -> pseudonymised (or rejected).
 
         Images pre-made while the study arrived (:mod:`aifi_app.pipeline.pre_pseudonymise`)
-        are linked into the work folder; only the others are pseudonymised now, a large
-        remainder on two cores (:meth:`_pseudonymise_rest`). Either way the work folder
+        are linked into the work folder; only the others are pseudonymised now, with the
+        pre-pseudonymiser's process making them from the other end, on the other core
+        (:meth:`_pseudonymise_rest`). Either way the work folder
         holds the same bytes. The pre-made files' data start going to disk at once
         (while the images are selected); the links are made one after the other and made
         durable together at the end, by one flush of the file system where there is one
@@ -444,7 +446,10 @@ class JobProcessor:
                 instances = self._instances(ctx)
                 kept = None
                 if self.prepared is not None:
-                    self.prepared.settle(ctx.study_id)
+                    if self.prepared.shares_claims():  # it goes on with the study, now
+                        self.prepared.wake()
+                    else:
+                        self.prepared.settle(ctx.study_id)
                     kept = self.prepared.index({i.study_id for i in instances})
                 settled_at = now()
                 cpu_settled = time.thread_time()
@@ -599,60 +604,69 @@ class JobProcessor:
     ) -> tuple[list[tuple[str, str, str]], int]:
         """Pseudonymise the job's images that were not pre-made (``rest``: place in the
         job, instance) into ``work``; the mappings made, and how many the pre-pseudonymiser
-        made. From :data:`HELP_FROM_IMAGES` images on, the pre-pseudonymiser's process
-        (already running, its interpreter warm) is asked to make the second half while
-        this thread makes the first; this thread then takes the second half's images
-        from its end, one at a time, until it meets one the process has taken
-        (:func:`premade.claim`), and links what the process made. Two cores, no process
-        to start; whatever the process did not make (it stopped, refused an image, or is
-        slower than :data:`HELP_WAIT_SECONDS`) is made here. The same bytes either way.
-        Not while another study arrives: the node's receiving needs that core."""
+        made.
+
+        Where the pre-pseudonymiser's process goes on with a study after it completed
+        (:meth:`PrePseudonymiser.shares_claims`), it has gone on making the study's
+        instances from the first not made, in arrival order, taking each before it makes
+        it (:func:`premade.take`), while this job selected and linked its images. This
+        thread takes the images left from the other end, the last to arrive first, and
+        makes those it gets; the two meet, and the images the process took are linked
+        once its index says they are made (:meth:`PrePseudonymiser.made_by_loop`).
+        Whatever the process did not make (it stopped, refused an image, or is slower than
+        :data:`HELP_WAIT_SECONDS`) is made here, as is an image an earlier attempt of a
+        job took. From :data:`HELP_FROM_IMAGES` images on, and when no other study
+        arrives (the node needs the other core), the process is also asked to make them
+        (:class:`HelpRequest`: the images of a job whose options it was not making). The
+        same bytes either way."""
         args = (self._secret, pseudonymiser.options, pseudonymiser.burned_in, work)
         items = [(n, instance.path) for n, instance in rest]
+        prepared = self.prepared
         if (
-            self.prepared is None
-            or len(rest) < HELP_FROM_IMAGES
+            prepared is None
+            or not rest
             or processes_for(len(rest)) > 1
-            or self._receiving()  # the node needs the other core
+            or not prepared.shares_claims()
         ):
             return pseudonymise_numbered(*args, items, batch=batch), 0
-        half = len(rest) // 2
-        mine, theirs = rest[:half], rest[half:]
-        request = HelpRequest(
-            ctx.study_id,
-            f"job{job_id}-{time.time_ns()}",
-            key,
-            pseudonymiser.options,
-            pseudonymiser.burned_in,
-            tuple((i.instance_id, str(i.path), i.received_at) for _, i in theirs),
-        )
-        if not self.prepared.request_help(request):
-            return pseudonymise_numbered(*args, items, batch=batch), 0
-        mappings = pseudonymise_items(*args, [(n, i.path) for n, i in mine], batch=batch)
-        instance_at = {n: i.instance_id for n, i in theirs}
-        more, stolen = pseudonymise_claimed(
-            *args,
-            [(n, i.path) for n, i in reversed(theirs)],
-            lambda n: premade.claim(self.data_dir, ctx.study_id, request.request, instance_at[n]),
-            batch=batch,
-        )
-        mappings += more
-        left = theirs[: len(theirs) - stolen]  # taken by the process
-        if not left:
-            return mappings, 0
-        index = premade.help_index(self.data_dir, ctx.study_id, request.request)
-        deadline = time.monotonic() + HELP_WAIT_SECONDS
-        while not index.exists() and time.monotonic() < deadline:
-            time.sleep(0.002)
-        made = (
-            premade.PremadeIndex.load_file(self.data_dir, ctx.study_id, index).lookup(
-                [i for _, i in left], key
+        owner = f"job{job_id}-{time.time_ns()}"
+        forward = sorted(rest, key=lambda r: r[1].instance_id)
+        if (
+            len(rest) >= HELP_FROM_IMAGES
+            and all(i.study_id == ctx.study_id for _, i in rest)
+            and not self._receiving()
+        ):
+            prepared.request_help(
+                HelpRequest(
+                    ctx.study_id,
+                    owner,
+                    key,
+                    pseudonymiser.options,
+                    pseudonymiser.burned_in,
+                    tuple((i.instance_id, str(i.path), i.received_at) for _, i in forward),
+                )
             )
-            if index.exists()
-            else {}
+        instance_at = dict(rest)
+        theirs: list[tuple[int, SourceInstance]] = []
+
+        def take(n: int) -> bool:
+            instance = instance_at[n]
+            holder = premade.take(
+                self.data_dir, instance.study_id, key, instance.instance_id, owner
+            )
+            if holder == premade.PRE_OWNER:
+                theirs.append((n, instance))
+                return False
+            return True  # ours, or an earlier attempt's: made here
+
+        mappings, _ = pseudonymise_claimed(
+            *args, [(n, i.path) for n, i in reversed(forward)], take, batch=batch
         )
+        if not theirs:
+            return mappings, 0
+        made = prepared.made_by_loop(key, [i for _, i in theirs], HELP_WAIT_SECONDS)
         todo: list[tuple[int, Path]] = []
-        for n, instance in left:
+        for n, instance in sorted(theirs):
             found = made.get(instance.instance_id)
             target = work_file(work, n)
             batch.folder(target)
@@ -666,7 +680,7 @@ class JobProcessor:
             batch.linked(target, found.path)
             mappings += found.mappings
         mappings += pseudonymise_items(*args, todo, batch=batch)
-        return mappings, len(left) - len(todo)
+        return mappings, len(theirs) - len(todo)
 
     def _keep_read_ahead(self, job_id: int, read_ahead: ImagesReadAhead) -> None:
         """Keep the job's images read ahead for its algorithm step (at most

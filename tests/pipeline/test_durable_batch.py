@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -176,3 +177,54 @@ def test_the_file_system_flush_covers_written_files_whose_own_flush_lags(
         batch.sync()  # by the file system's flush: the stuck fsync is not waited for
     release.set()
     assert (tmp_path / "work" / "made-now.dcm").read_bytes() == b"m" * 4096
+
+
+def _fsync_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("fsync")]
+
+
+def test_batches_share_the_fsync_threads_started_at_once(tmp_path: Path) -> None:
+    durable_batch.warm_up()
+    started = _fsync_threads()
+    assert len(started) == durable_batch.FSYNC_THREADS  # all of them, before any batch
+    for n in range(3):
+        with DurableBatch() as batch:
+            batch.write(tmp_path / str(n) / "a.dcm", b"a")
+            batch.sync()
+    assert _fsync_threads() == started  # no thread started for a batch
+
+
+def test_closing_a_batch_drops_its_own_waiting_flushes_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every fsync thread busy (batch A's files, held) and more of A's waiting, another
+    batch B waiting too: A closed, its waiting flushes are never made, B's is."""
+    release = threading.Event()
+    started: list[str] = []
+    flushed: list[str] = []
+    real = durable_batch._fsync
+
+    def held(path: Path) -> tuple[int, int]:
+        started.append(path.name)
+        release.wait(10)
+        flushed.append(path.name)
+        return real(path)
+
+    monkeypatch.setattr(durable_batch, "_fsync", held)
+    first = DurableBatch()
+    threads = durable_batch.FSYNC_THREADS
+    for n in range(threads + 3):
+        first.write(tmp_path / "a" / f"{n}.dcm", b"a")
+    with DurableBatch() as second:
+        second.write(tmp_path / "b" / "b.dcm", b"b")
+        first.close()  # gives up its files
+        release.set()
+        second.sync()
+    assert "b.dcm" in flushed
+    durable_batch.fsync_pool().submit(lambda: None).result(10)  # those before: run or dropped
+    for _ in range(1000):
+        if len(flushed) == len(started):
+            break
+        time.sleep(0.01)
+    assert sorted(flushed) == sorted(started)
+    assert len([name for name in started if name != "b.dcm"]) <= threads  # 3 or more dropped

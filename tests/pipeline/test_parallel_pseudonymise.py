@@ -115,3 +115,27 @@ def test_processes_that_cannot_start_leave_the_work_to_this_thread(
             work_file(tmp_path / "w", n).read_bytes() == work_file(tmp_path / "one", n).read_bytes()
         )
     assert "doing it in this thread" in caplog.text
+
+
+def test_items_whose_claim_is_refused_are_skipped_and_the_others_made(tmp_path: Path) -> None:
+    """``pseudonymise_claimed`` asks before each image and skips those another process
+    holds (it goes on after them); the files it makes are those of one thread."""
+    sources = _ct(tmp_path / "in", 6)
+    items = list(enumerate(sources))
+    asked: list[int] = []
+
+    def claim(n: int) -> bool:
+        asked.append(n)
+        return n not in (1, 4)
+
+    _, made = parallel_pseudonymise.pseudonymise_claimed(
+        KEY, OPTIONS, BurnedInPolicy.REFUSE, tmp_path / "work", items, claim
+    )
+    assert asked == [0, 1, 2, 3, 4, 5] and made == 4
+    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == [
+        work_file(tmp_path / "work", n).name for n in (0, 2, 3, 5)
+    ]
+    pseudonymise_all(KEY, OPTIONS, BurnedInPolicy.REFUSE, tmp_path / "all", sources, processes=1)
+    for n in (0, 2, 3, 5):
+        got = work_file(tmp_path / "work", n).read_bytes()
+        assert got == work_file(tmp_path / "all", n).read_bytes()

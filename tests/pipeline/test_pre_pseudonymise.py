@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydicom import Dataset
-from pydicom.uid import generate_uid
+from pydicom import Dataset, dcmread
+from pydicom.uid import ImplicitVRLittleEndian, generate_uid
 
 from aifi_app.config.settings import (
     CompletionSettings,
@@ -31,7 +31,7 @@ from aifi_app.pipeline import pre_pseudonymise, premade, processing
 from aifi_app.pipeline.deferred_writeback import DEFERRED_BYTES, DeferredWriteback
 from aifi_app.pipeline.low_priority_child import IOPRIO_SET_SYSCALL
 from aifi_app.pipeline.parallel_pseudonymise import pseudonymise_all
-from aifi_app.pipeline.pre_pseudonymise import PrePseudonymiser
+from aifi_app.pipeline.pre_pseudonymise import SELECTION_TAGS, PrePseudonymiser
 from aifi_app.pseudonymise import BurnedInPolicy, Pseudonymiser
 from aifi_app.pseudonymise.element_memo import ElementMemo
 from aifi_app.sample_studies import ct_series, demo_patient, write
@@ -39,6 +39,7 @@ from aifi_app.service import Appliance
 from aifi_app.store import jobs
 from aifi_app.store.disk_space import DiskFloor
 from aifi_app.store.states import JobState
+from tests.helpers.phi_corpus import write_dx
 
 KEY = b"p" * 32
 ROUTE = Route(name="ct-lung", algorithm="ct-lung-volume", modalities=("CT",), body_parts=("CHEST",))
@@ -54,8 +55,10 @@ def _settings(tmp_path: Path, routes: tuple[Route, ...] = (ROUTE,)) -> Settings:
 
 
 def _app(
-    tmp_path: Path, routes: tuple[Route, ...] = (ROUTE,)
+    tmp_path: Path, routes: tuple[Route, ...] = (ROUTE,), goes_on: bool = False
 ) -> tuple[Appliance, PrePseudonymiser]:
+    """The appliance and its pre-pseudonymiser, the loop run by the test; ``goes_on``:
+    the loop takes what it makes and goes on past ``receiving``, as in the child."""
     app = Appliance(_settings(tmp_path, routes), secret_for=lambda _: KEY)
     pre = PrePseudonymiser(
         app.db,
@@ -64,6 +67,7 @@ def _app(
         app.catalog.enabled,
         KEY,
         in_child=False,
+        goes_on=goes_on,
     )
     app.processor.prepared = pre
     return app, pre
@@ -375,8 +379,11 @@ def test_a_study_that_gets_no_route_leaves_no_cache(tmp_path: Path) -> None:
     app.db.close()
 
 
-def test_a_burned_in_refusal_is_left_to_the_job(tmp_path: Path) -> None:
-    app, pre = _app(tmp_path)
+@pytest.mark.parametrize("goes_on", [False, True])
+def test_a_burned_in_refusal_is_left_to_the_job(tmp_path: Path, goes_on: bool) -> None:
+    """The loop refuses an image (burned-in text): no file; the job meets the same
+    refusal (also where the loop took the image and the job waits for it)."""
+    app, pre = _app(tmp_path, goes_on=goes_on)
     images = _study(thin=21)
     images[5].BurnedInAnnotation = "YES"
     study_id = 0
@@ -467,8 +474,8 @@ def _helped_job(app: Appliance, study_id: int) -> tuple[int, str]:
 
 
 def test_a_help_request_makes_what_the_job_has_not_claimed(tmp_path: Path) -> None:
-    """The loop makes a help request's instances in order until it meets one the job
-    claimed, and indexes them; the job's claims of the others fail."""
+    """The loop makes a help request's instances in order, skipping those the job took,
+    and indexes them; the job's claims of the others fail: the loop holds them."""
     app, pre = _app(tmp_path)
     study_id = 0
     for ds in _study(thin=10):
@@ -486,66 +493,169 @@ def test_a_help_request_makes_what_the_job_has_not_claimed(tmp_path: Path) -> No
     )
     pre.run_once()  # reads the settings: pre-making is on
     for instance in instances[-3:]:  # the job took the last three, from the end
-        assert premade.claim(app.data_dir, study_id, "job1-1", instance.instance_id)
+        assert premade.take(app.data_dir, study_id, key, instance.instance_id, "job1-1") is None
     pre._work.help(request)
     index = premade.PremadeIndex.load_file(
         app.data_dir, study_id, premade.help_index(app.data_dir, study_id, "job1-1")
     )
     assert set(index.lookup(instances, key)) == {i.instance_id for i in instances[:7]}
-    assert not premade.claim(app.data_dir, study_id, "job1-1", instances[0].instance_id)
+    first = instances[0].instance_id
+    assert premade.take(app.data_dir, study_id, key, first, "job1-1") == premade.PRE_OWNER
     assert not premade.busy_file(app.data_dir, study_id).exists()
     app.db.close()
 
 
-def test_the_pre_pseudonymising_process_helps_a_job_with_its_images(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+def test_the_pre_pseudonymising_process_makes_a_study_whose_job_waits(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A study nothing was pre-made for (it completed before the process started): the
-    job makes the first half, the process the second (this thread is slowed down here
-    so that it surely takes some); the work folder is the same, byte for byte."""
+    """A study that completed and got its job before the process started: the process
+    (it goes on past ``receiving`` while a job of the study waits) makes it; the job
+    links every image, and the work folder is the same, byte for byte."""
     caplog.set_level(logging.INFO)
     app, _ = _app(tmp_path)
-    images = _study(thin=max(processing.HELP_FROM_IMAGES, 20))  # the package takes 20 or more
+    images = _study(thin=20)
     study_id = 0
     for ds in images:
         study_id = _receive(app, ds, tmp_path)
-    job_id, _ = _helped_job(app, study_id)
+    job_id, key = _helped_job(app, study_id)
     pre = PrePseudonymiser(
         app.db, app.data_dir, lambda: app.settings, app.catalog.enabled, KEY, in_child=True
     )
     app.processor.prepared = pre
     pre.start()
     try:
-        warm_up = 0  # another study, made by the process: it has started and runs
-        for ds in ct_series(demo_patient(8), 2):
-            warm_up = _receive(app, ds, tmp_path)
+        assert pre.shares_claims()
         pre.wake()
         for _ in range(600):
-            if pre.index({warm_up}).stats()[0] == 2:
+            if pre.index({study_id}).stats()[0] == len(images):
                 break
             time.sleep(0.1)
-        # no help while a study arrives (the node needs the core): the other one completes
-        assert jobs.process_now(app.db, warm_up, "test")
-        assert jobs.mark_complete(app.db, warm_up)
-        real = processing.pseudonymise_items
-
-        def slowly(*args: Any, **kwargs: Any) -> list[tuple[str, str, str]]:
-            time.sleep(0.05 * len(args[4]))  # (secret, options, burned-in, work, items)
-            return real(*args, **kwargs)
-
-        monkeypatch.setattr(processing, "pseudonymise_items", slowly)
+        instance = app.processor._instances(app.processor.context(job_id))[0]
+        holder = premade.take(app.data_dir, study_id, key, instance.instance_id, "job1-1")
+        assert holder == premade.PRE_OWNER  # taken before it was made
         app.processor.pseudonymise(job_id)
         assert jobs.job(app.db, job_id)["state"] == JobState.PSEUDONYMISED
-        (line,) = [r.getMessage() for r in caplog.records if "pseudonymised now" in r.getMessage()]
-        helped = int(re.search(r"\((\d+) of them by the pre-pseudonymiser", line)[1])  # type: ignore[index]
-        assert 0 < helped <= len(images) // 2
-        assert _linked(app, job_id) == helped
+        assert _linked(app, job_id) == len(images)
         expected, mappings = _reference(app, job_id, tmp_path / "reference")
         _same_files(sorted(app.processor.work_dir(job_id).glob("*.dcm")), expected)
         assert mappings <= _pseudonyms(app)
     finally:
         pre.stop()
         app.db.close()
+    assert not pre.shares_claims()  # stopped: a job makes all itself
+
+
+def test_the_loop_goes_on_with_a_study_after_it_completes_until_its_job_is_done(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``goes_on`` a batch in flight does not stop when its study completes, and
+    the next batches come while its job waits; once the job is pseudonymised the loop
+    leaves the study. Without it, nothing of a completed study is made."""
+    monkeypatch.setattr(pre_pseudonymise, "BATCH", 4)
+    for goes_on in (False, True):
+        app, pre = _app(tmp_path / str(goes_on), goes_on=goes_on)
+        study_id = 0
+        for ds in _study(thin=20):
+            study_id = _receive(app, ds, tmp_path)
+        assert pre.run_once()  # 4 made while it arrives
+        job_id, _ = _helped_job(app, study_id)
+        assert pre.run_once() is goes_on  # 4 more after it completed, or none
+        assert pre.index({study_id}).stats()[0] == (8 if goes_on else 4)
+        app.processor.pseudonymise(job_id)  # the job makes the other 12
+        assert _linked(app, job_id) == (8 if goes_on else 4)
+        assert not pre.run_once()  # its job is done: nothing more made, the cache goes
+        assert not (app.data_dir / premade.PREMADE_DIR / str(study_id)).exists()
+        expected, _ = _reference(app, job_id, tmp_path / str(goes_on) / "reference")
+        _same_files(sorted(app.processor.work_dir(job_id).glob("*.dcm")), expected)
+        app.db.close()
+
+
+def test_the_job_and_the_loop_meet_and_nothing_is_made_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The job takes the images left from the last, the loop from the first (here one
+    batch of the loop runs after the job's third image); the job links what the loop
+    took and made, each image is made once, and the work folder is the same."""
+    caplog.set_level(logging.INFO)
+    monkeypatch.setattr(pre_pseudonymise, "BATCH", 4)
+    app, pre = _app(tmp_path, goes_on=True)
+    study_id = 0
+    for ds in _study(thin=20):
+        study_id = _receive(app, ds, tmp_path)
+    assert pre.run_once()  # the first 4, made while it arrived
+    job_id, _ = _helped_job(app, study_id)
+    real_take = premade.take
+    won: dict[int, str] = {}  # instance -> who took it
+    job_asked: list[int] = []
+    made: list[Path] = []
+    real_file = pre_pseudonymise.pseudonymise_file
+
+    def counted(*args: Any, **kwargs: Any) -> bool:
+        made.append(args[2])
+        return bool(real_file(*args, **kwargs))
+
+    def take(data_dir: Path, study: int, k: str, instance_id: int, owner: str) -> str | None:
+        holder = real_take(data_dir, study, k, instance_id, owner)
+        if holder is None:
+            assert instance_id not in won  # nothing is taken twice
+            won[instance_id] = owner
+        if owner != premade.PRE_OWNER:
+            job_asked.append(instance_id)
+            if len(job_asked) == 3:
+                assert pre.run_once()  # the loop's next batch: 4 more, from the first left
+        return holder
+
+    monkeypatch.setattr(premade, "take", take)
+    monkeypatch.setattr(pre_pseudonymise, "pseudonymise_file", counted)
+    woken: list[bool] = []
+    monkeypatch.setattr(pre, "wake", lambda: woken.append(not job_asked))
+    app.processor.pseudonymise(job_id)
+    assert woken == [True]  # the loop told at the job's start, before its first claim
+    assert jobs.job(app.db, job_id)["state"] == JobState.PSEUDONYMISED
+    (line,) = [r.getMessage() for r in caplog.records if "pseudonymised now" in r.getMessage()]
+    assert "4 image(s) linked" in line and "16 pseudonymised now (4 of them" in line
+    assert _linked(app, job_id) == 8
+    assert len(made) == 4  # the loop's second batch; the job made the other 12 itself
+    assert sorted(o == premade.PRE_OWNER for o in won.values()) == [False] * 12 + [True] * 4
+    assert job_asked[:3] == sorted(job_asked, reverse=True)[:3]  # from the last
+    expected, mappings = _reference(app, job_id, tmp_path / "reference")
+    _same_files(sorted(app.processor.work_dir(job_id).glob("*.dcm")), expected)
+    assert mappings <= _pseudonyms(app)
+    app.db.close()
+
+
+@pytest.mark.parametrize("holder", [premade.PRE_OWNER, "job99-1"])
+def test_images_taken_but_not_made_are_made_by_the_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, holder: str
+) -> None:
+    """Images the loop took but never indexed (its process died) are made by the job
+    once it has waited :data:`processing.HELP_WAIT_SECONDS`; images an earlier attempt
+    of a job took are made at once, without waiting for the loop."""
+    monkeypatch.setattr(processing, "HELP_WAIT_SECONDS", 0.1)
+    app, pre = _app(tmp_path, goes_on=True)
+    study_id = 0
+    for ds in _study(thin=20):
+        study_id = _receive(app, ds, tmp_path)
+    job_id, key = _helped_job(app, study_id)
+    instances = app.processor._instances(app.processor.context(job_id))
+    for instance in instances[:5]:
+        assert premade.take(app.data_dir, study_id, key, instance.instance_id, holder) is None
+    waited: list[int] = []
+    real = pre.made_by_loop
+
+    def recorded(k: str, taken: Any, timeout: float) -> dict[int, premade.Premade]:
+        waited.append(len(taken))
+        return real(k, taken, timeout)
+
+    monkeypatch.setattr(pre, "made_by_loop", recorded)
+    app.processor.pseudonymise(job_id)
+    assert jobs.job(app.db, job_id)["state"] == JobState.PSEUDONYMISED
+    assert waited == ([5] if holder == premade.PRE_OWNER else [])
+    assert _linked(app, job_id) == 0
+    expected, mappings = _reference(app, job_id, tmp_path / "reference")
+    _same_files(sorted(app.processor.work_dir(job_id).glob("*.dcm")), expected)
+    assert mappings <= _pseudonyms(app)
+    app.db.close()
 
 
 _CRASHING_RUN = """
@@ -626,4 +736,53 @@ def test_nothing_is_made_when_switched_off_or_the_disk_is_short(tmp_path: Path, 
     job_id = _complete_and_pseudonymise(app, study_id)  # the job does it all, as before
     expected, _ = _reference(app, job_id, tmp_path / "reference")
     _same_files(sorted(app.processor.work_dir(job_id).glob("*.dcm")), expected)
+    app.db.close()
+
+
+def test_the_selection_headers_are_those_dcmread_reads(tmp_path: Path) -> None:
+    """The child's selection tags (kept in the index for the job's selection) are what
+    ``dcmread`` reads, for plain files, the PHI corpus (character sets, private blocks,
+    sequences), an implicit VR file and one that is not DICOM (None)."""
+    paths = [str(p) for p in write_dx(tmp_path / "dx", 6, rows=64, columns=64)]
+    paths += [str(write(ds, tmp_path / "ct")) for ds in _study(thin=3)]
+    implicit = _study(thin=1)[0]
+    implicit.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    paths.append(str(tmp_path / "implicit.dcm"))
+    implicit.save_as(paths[-1], enforce_file_format=True)
+    (tmp_path / "not.dcm").write_bytes(b"not DICOM")
+    paths.append(str(tmp_path / "not.dcm"))
+    got = pre_pseudonymise.selection_headers(paths)
+    assert got[-1] is None
+    for path, header in zip(paths[:-1], got[:-1], strict=True):
+        expected = dcmread(path, stop_before_pixels=True, specific_tags=SELECTION_TAGS)
+        assert header is not None
+        assert header.to_json_dict() == expected.to_json_dict(), path
+
+
+def test_a_completed_studys_files_wait_while_another_study_arrives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop goes on with a completed study for its job: its files go to the disk at
+    once, unless another study arrives (the node's flushes first); then they wait until
+    that one completes."""
+    monkeypatch.setattr(pre_pseudonymise, "BATCH", 4)
+    app, pre = _app(tmp_path, goes_on=True)
+    started = _record_writeback(pre)
+    study_id = 0
+    for ds in _study(thin=12):
+        study_id = _receive(app, ds, tmp_path)
+    _helped_job(app, study_id)  # completed before anything was made; its job waits
+    assert pre.run_once()
+    first = _made_files(app)
+    assert len(first) == 4 and started == first  # no other study: at once
+    other = 0
+    for ds in ct_series(demo_patient(9), 2):  # another study starts arriving
+        other = _receive(app, ds, tmp_path)
+    assert pre.run_once()  # the completed one's next 4: they wait
+    assert len(_made_files(app)) == 8 and started == first
+    assert jobs.process_now(app.db, other, "test")
+    assert jobs.mark_complete(app.db, other)
+    assert pre.run_once()  # no study arrives: all go, the waiting ones first
+    made = _made_files(app)
+    assert len(made) == 12 and started[:8] == made[:8] and sorted(started) == sorted(made)
     app.db.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydicom import Dataset
 from pydicom.dataelem import DataElement
 from pydicom.jsonrep import JSON_VALUE_KEYS
@@ -86,3 +88,36 @@ def test_elements_made_directly_are_those_from_json_makes() -> None:
         assert _described(got) == _described(expected), tag
         direct += mapping["vr"] in premade._PLAIN_JSON_VRS
     assert direct > 40  # most were made directly
+
+
+def test_an_instance_is_taken_once_per_options_key_and_the_holder_is_known(
+    tmp_path: Path,
+) -> None:
+    first = premade.take(tmp_path, 7, "k1", 3, premade.PRE_OWNER)
+    assert first is None  # the first to ask has it
+    assert premade.take(tmp_path, 7, "k1", 3, "job1-5") == premade.PRE_OWNER
+    assert premade.take(tmp_path, 7, "k1", 4, "job1-5") is None
+    assert premade.take(tmp_path, 7, "k1", 4, premade.PRE_OWNER) == "job1-5"
+    assert premade.take(tmp_path, 7, "k2", 3, "job2-1") is None  # another key: its own
+    assert premade.take(tmp_path, 8, "k1", 3, "job3-1") is None  # another study too
+    premade.remove_study(tmp_path, 7)  # removed with the study's cache
+    assert premade.take(tmp_path, 7, "k1", 3, "job1-6") is None
+
+
+def test_the_index_read_again_gives_what_was_written_since(tmp_path: Path) -> None:
+    index = premade.PremadeIndex(tmp_path)
+    index.read_new(7)  # no folder yet
+    assert not index.known(1, "k")
+    premade.study_dir(tmp_path, 7).mkdir(parents=True)
+    made = {"k": {"outcome": premade.MADE, "size": 3, "mappings": []}}
+    premade.write_index(tmp_path, 7, [{"id": 1, "received_at": 1.0, "header": None, "made": made}])
+    index.read_new(7)
+    assert index.known(1, "k") and not index.known(1, "other") and not index.known(2, "k")
+    refused = {"k": {"outcome": premade.REFUSED, "size": 0, "mappings": []}}
+    premade.write_index(
+        tmp_path, 7, [{"id": 2, "received_at": 1.0, "header": None, "made": refused}]
+    )
+    index.read_new(7)
+    assert index.known(2, "k")  # known, but not usable
+    source = premade.SourceInstance(2, 7, tmp_path / "x.dcm", 1.0)
+    assert index.lookup([source], "k") == {}
