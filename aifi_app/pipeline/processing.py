@@ -246,6 +246,15 @@ def _read_image(path: Path) -> Dataset:
     return read_image(path)
 
 
+def _read_image_with_evidence(path: Path) -> Dataset:
+    """:func:`_read_image`, and the UIDs by which an SR records it as evidence decoded
+    (:func:`_decode_evidence_uids`): read ahead while the job is pseudonymised, this
+    work falls into the step's waits instead of between it and the model."""
+    ds = _read_image(path)
+    _decode_evidence_uids([ds])
+    return ds
+
+
 class _CollectorTime:
     """The time Python's garbage collector ran (in any thread) while this is entered, for
     a step's log line."""
@@ -482,7 +491,12 @@ class JobProcessor:
             read_ahead = (
                 None
                 if isinstance(ctx.package.runner, REMOTE_SPECS)
-                else ImagesReadAhead(work, _read_image)
+                else ImagesReadAhead(
+                    work,
+                    _read_image_with_evidence
+                    if "sr" in ctx.package.result_objects
+                    else _read_image,
+                )
             )
             try:
                 batch.folder(work_file(work, 0))
@@ -726,6 +740,7 @@ class JobProcessor:
 
     def run_algorithm(self, job_id: int, from_state: JobState) -> None:
         """pseudonymised/submitted -> result_received (or failed)."""
+        started = now()
         ctx = self.context(job_id)
         if isinstance(ctx.package.runner, REMOTE_SPECS):
             self._run_remote(ctx, from_state)
@@ -752,14 +767,25 @@ class JobProcessor:
             "read while it was pseudonymised" if read_ahead else "read now",
             now() - asked_at,
         )
+        had_images = now()
         original_header = self.original_header(ctx)
         created = datetime.datetime.now()  # the results' content date and time
         try:
             self._ask_seg_ahead(ctx, images, original_header, created)
         except Exception as exc:  # only for speed: the SEG is built after the model then
             log_fault(log, "job %d: its SEG not asked to be built ahead", exc, job_id)
+        asked_seg = now()
         if "sr" in ctx.package.result_objects:
-            _decode_evidence_uids(images)
+            _decode_evidence_uids(images)  # (a dictionary look-up each where read ahead)
+        log.info(
+            "job %d: before the model: submitted %.3f s, images %.3f s, original header and"
+            " SEG asked %.3f s, evidence UIDs %.3f s",
+            job_id,
+            asked_at - started,
+            had_images - asked_at,
+            asked_seg - had_images,
+            now() - asked_seg,
+        )
         try:
             with stage_times.timed(self.db, job_id, stage_times.MODEL):
                 result = self._runners.get(ctx.package).run(images)

@@ -119,3 +119,19 @@ def test_the_uids_an_sr_records_as_evidence_are_decoded_before_the_model(
     assert not any(isinstance(ds._dict[tag], RawDataElement) for ds in images for tag in tags)
     assert isinstance(images[0]._dict[0x00100010], RawDataElement)  # Patient's Name
     app.db.close()
+
+
+def test_the_images_read_ahead_come_with_their_evidence_uids_decoded(
+    tmp_path: Path, pacs: DemoPacs
+) -> None:
+    """The read-ahead decodes them as it reads each image while the job is pseudonymised
+    (the step's waits), so that little is left between the step and the model."""
+    from pydicom.dataelem import RawDataElement
+
+    app, job_id = _pseudonymised_ct(tmp_path, pacs)
+    images, read_ahead = app.processor._job_images(job_id)
+    assert read_ahead
+    tags = [0x0020000D, 0x0020000E, 0x00080016, 0x00080018]
+    assert not any(isinstance(ds._dict[tag], RawDataElement) for ds in images for tag in tags)
+    assert isinstance(images[0]._dict[0x00100010], RawDataElement)  # the rest stays raw
+    app.db.close()
