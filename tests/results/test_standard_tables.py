@@ -41,5 +41,7 @@ def test_loading_again_freezes_nothing_more(fresh: None) -> None:
     frozen = gc.get_freeze_count()
     made_since = [[n] for n in range(1000)]  # tracked objects made after the first call
     standard_tables.load_and_freeze()
-    assert gc.get_freeze_count() == frozen
+    # nothing more frozen (a frozen object another test's leftover thread frees
+    # meanwhile leaves the count lower: seen once in the full suite)
+    assert gc.get_freeze_count() <= frozen
     assert all(gc.is_tracked(item) for item in made_since)
