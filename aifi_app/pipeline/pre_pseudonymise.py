@@ -630,6 +630,11 @@ class PreLoop:
         )
 
 
+def _study_arriving(db: ReadOnlyDb) -> bool:
+    """True while any study is receiving (until its completion timer ends it)."""
+    return bool(db.query("SELECT 1 FROM studies WHERE state = 'receiving' LIMIT 1"))
+
+
 def run_child(db_path: str, data_dir: str, secret: bytes, inbox: Any, parent_pid: int) -> None:
     """The child process (started by :func:`aifi_app.pipeline.low_priority_child.child_main`
     at the lowest priority): run the loop until told to stop or the service is gone."""
@@ -669,6 +674,12 @@ def run_child(db_path: str, data_dir: str, secret: bytes, inbox: Any, parent_pid
         if busy:
             idle_since = time.monotonic()
         elif config.builds_segs and not warm and time.monotonic() - idle_since >= WARM_UP_IDLE:
+            if _study_arriving(db):
+                # not while a study arrives (~1 s of CPU and 100 MB read: the node's
+                # receiving would share the cores and caches with it); again later
+                idle_since = time.monotonic()
+                wait = loop.idle_wait()
+                continue
             warm = True  # once: highdicom and its tables, for the first job's SEG in time
             try:
                 seg_ahead.warm_up()

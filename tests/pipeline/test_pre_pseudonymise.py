@@ -786,3 +786,41 @@ def test_a_completed_studys_files_wait_while_another_study_arrives(
     made = _made_files(app)
     assert len(made) == 12 and started[:8] == made[:8] and sorted(started) == sorted(made)
     app.db.close()
+
+
+def test_the_child_loads_the_seg_builder_only_when_no_study_arrives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its warm-up (highdicom and its tables: ~1 s of CPU, ~100 MB read) waits while a
+    study is receiving: the node's receiving would share the cores and caches with it."""
+    import queue
+    import threading
+
+    from aifi_app.pipeline import seg_ahead
+
+    app, _ = _app(tmp_path)
+    study_id = _receive(app, _study(thin=2)[0], tmp_path)  # receiving until completed
+    warmed = threading.Event()
+    monkeypatch.setattr(pre_pseudonymise, "WARM_UP_IDLE", 0.05)
+    monkeypatch.setattr(pre_pseudonymise, "IDLE_SECONDS", 0.05)  # its looks between
+    monkeypatch.setattr(pre_pseudonymise, "POLL_SECONDS", 0.05)
+    monkeypatch.setattr(seg_ahead, "warm_up", warmed.set)
+    inbox: queue.Queue[object] = queue.Queue()
+    config = pre_pseudonymise.plan_config(app.settings, dict(app.catalog.enabled()), None)
+    assert config.builds_segs
+    inbox.put(dataclasses.replace(config, active=False))  # nothing to pre-make
+    child = threading.Thread(
+        target=pre_pseudonymise.run_child,
+        args=(str(app.db.path), str(app.data_dir), KEY, inbox, os.getppid()),
+        daemon=True,
+    )
+    child.start()
+    assert not warmed.wait(1.0)  # 20 times its idle time, the study still arriving
+    assert jobs.process_now(app.db, study_id, "test")
+    for due in jobs.due_studies(app.db):
+        jobs.mark_complete(app.db, due)
+    assert warmed.wait(10)  # loaded once nothing arrives
+    inbox.put(None)
+    child.join(10)
+    assert not child.is_alive()
+    app.db.close()
