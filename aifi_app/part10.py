@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from pydicom import Dataset, dcmwrite
 from pydicom.dataelem import DataElement
@@ -35,10 +36,19 @@ def write_part10_durably(dest: Path, ds: Dataset, *, sync: bool = True) -> None:
     disk; the caller makes it so with :func:`make_durable` before anything records it (a
     crash before then may leave it incomplete at ``dest``, unrecorded)."""
     ds = with_long_sequences_encoded(ds)
+    with replaced_file(dest, sync=sync) as fh, large_values_buffered(ds):
+        dcmwrite(fh, ds, enforce_file_format=True)
+
+
+@contextmanager
+def replaced_file(dest: Path, *, sync: bool) -> Iterator[BinaryIO]:
+    """A file to write that takes ``dest``'s place once written: a temporary file beside
+    it (``.part``), flushed (with ``sync``: fsynced), renamed to ``dest`` (with ``sync``:
+    the folder flushed). A write that raises leaves ``dest`` as it was."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + ".part")
-    with tmp.open("wb") as fh, large_values_buffered(ds):
-        dcmwrite(fh, ds, enforce_file_format=True)
+    with tmp.open("wb") as fh:
+        yield fh
         fh.flush()
         if sync:
             os.fsync(fh.fileno())

@@ -31,7 +31,6 @@ import datetime
 import hashlib
 import json
 import logging
-import os
 import sqlite3
 import struct
 import time
@@ -43,8 +42,8 @@ from typing import Any, Protocol
 from pydicom import Dataset, dcmread
 
 from aifi_app.algorithms.findings import AlgorithmIdentity, CodedConcept
-from aifi_app.dicom_node.spool import durable_write, fsync_dir
-from aifi_app.part10 import part10_bytes
+from aifi_app.dicom_node.spool import durable_write
+from aifi_app.part10 import part10_bytes, replaced_file
 from aifi_app.pseudonymise import ResultScope, check_reidentification
 
 log = logging.getLogger(__name__)
@@ -202,23 +201,15 @@ def write_segmentation(
     whole), written as :func:`aifi_app.part10.write_part10_durably` writes (a temporary
     file renamed; ``sync=False``: left for the caller's
     :func:`~aifi_app.part10.make_durable`)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".part")
     length = sum(memoryview(part).nbytes for part in pixel_data)
     padded = length % 2
-    with tmp.open("wb") as fh:
+    with replaced_file(dest, sync=sync) as fh:
         fh.write(skeleton.header)
         fh.write(struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OB", 0, length + padded))
         for part in pixel_data:
             fh.write(part)
         if padded:
             fh.write(b"\0")
-        fh.flush()
-        if sync:
-            os.fsync(fh.fileno())
-    tmp.replace(dest)
-    if sync:
-        fsync_dir(dest.parent)
 
 
 def warm_up() -> None:
