@@ -136,6 +136,11 @@ SELECTION_TAGS = [*HEADER_TAGS, "InstanceNumber", "ImagePositionPatient"]
 SELECTION_TAG_NUMBERS = frozenset(int(Tag(keyword)) for keyword in SELECTION_TAGS)
 
 
+def study_arriving(db: premade.Reader) -> bool:
+    """True while any study is receiving (until its completion timer ends it)."""
+    return bool(db.query("SELECT 1 FROM studies WHERE state = 'receiving' LIMIT 1"))
+
+
 @dataclass(frozen=True)
 class PlanConfig:
     """What the loop needs to decide what to pre-make (picklable, sent to the child)."""
@@ -409,9 +414,7 @@ class PreLoop:
             if self.db.query(self._making.study, (study_id,)):
                 break
             self._pending = [p for p in self._pending if p[0].study_id != study_id]
-        self.receiving = bool(self._pending) or bool(
-            self.db.query("SELECT 1 FROM studies WHERE state = 'receiving' LIMIT 1")
-        )
+        self.receiving = bool(self._pending) or study_arriving(self.db)
         batch: list[tuple[SourceInstance, str]] = []
         for item in self._pending:
             if item[0].study_id != self._pending[0][0].study_id or len(batch) == BATCH:
@@ -531,9 +534,7 @@ class PreLoop:
         flushes come first (its job flushes what it takes itself)."""
         if self._still_receiving(study_id):
             return True
-        return self.goes_on and bool(
-            self.db.query("SELECT 1 FROM studies WHERE state = 'receiving' LIMIT 1")
-        )
+        return self.goes_on and study_arriving(self.db)
 
     def _still_receiving(self, study_id: int) -> bool:
         """True while ``study_id`` is receiving (as read at most :data:`RECHECK_SECONDS`
@@ -630,11 +631,6 @@ class PreLoop:
         )
 
 
-def _study_arriving(db: ReadOnlyDb) -> bool:
-    """True while any study is receiving (until its completion timer ends it)."""
-    return bool(db.query("SELECT 1 FROM studies WHERE state = 'receiving' LIMIT 1"))
-
-
 def run_child(db_path: str, data_dir: str, secret: bytes, inbox: Any, parent_pid: int) -> None:
     """The child process (started by :func:`aifi_app.pipeline.low_priority_child.child_main`
     at the lowest priority): run the loop until told to stop or the service is gone."""
@@ -674,7 +670,7 @@ def run_child(db_path: str, data_dir: str, secret: bytes, inbox: Any, parent_pid
         if busy:
             idle_since = time.monotonic()
         elif config.builds_segs and not warm and time.monotonic() - idle_since >= WARM_UP_IDLE:
-            if _study_arriving(db):
+            if study_arriving(db):
                 # not while a study arrives (~1 s of CPU and 100 MB read: the node's
                 # receiving would share the cores and caches with it); again later
                 idle_since = time.monotonic()

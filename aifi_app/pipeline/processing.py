@@ -69,7 +69,12 @@ from aifi_app.pipeline.parallel_pseudonymise import (
     pseudonymise_numbered,
     work_file,
 )
-from aifi_app.pipeline.pre_pseudonymise import SELECTION_TAGS, HelpRequest, PrePseudonymiser
+from aifi_app.pipeline.pre_pseudonymise import (
+    SELECTION_TAGS,
+    HelpRequest,
+    PrePseudonymiser,
+    study_arriving,
+)
 from aifi_app.pipeline.premade import SourceInstance
 from aifi_app.pipeline.read_ahead import ImagesReadAhead
 from aifi_app.pipeline.seg_ahead import (
@@ -736,7 +741,7 @@ class JobProcessor:
 
     def _receiving(self) -> bool:
         """True while a study is arriving (the DICOM node is receiving)."""
-        return bool(self.db.query("SELECT 1 FROM studies WHERE state = 'receiving' LIMIT 1"))
+        return study_arriving(self.db)
 
     def run_algorithm(self, job_id: int, from_state: JobState) -> None:
         """pseudonymised/submitted -> result_received (or failed)."""

@@ -343,14 +343,7 @@ def test_a_help_request_first_writes_back_what_waits(tmp_path: Path) -> None:
         study_id = _receive(app, ds, tmp_path)
     job_id, key = _helped_job(app, study_id)
     instances = app.processor._instances(app.processor.context(job_id))
-    request = pre_pseudonymise.HelpRequest(
-        study_id,
-        "job1-1",
-        key,
-        frozenset(),
-        BurnedInPolicy.REFUSE,
-        tuple((i.instance_id, str(i.path), i.received_at) for i in instances),
-    )
+    request = _help_request(study_id, key, instances)
     pre._work.help(request)
     assert started == waiting  # the job's own files are written back at once, not here
     helped = premade.PremadeIndex.load_file(
@@ -462,6 +455,20 @@ def test_pre_making_in_the_low_priority_child_process(tmp_path: Path) -> None:
         app.db.close()
 
 
+def _help_request(
+    study_id: int, key: str, instances: list[premade.SourceInstance]
+) -> pre_pseudonymise.HelpRequest:
+    """A job's request that the child make ``instances`` (the Basic Profile's options)."""
+    return pre_pseudonymise.HelpRequest(
+        study_id,
+        "job1-1",
+        key,
+        frozenset(),
+        BurnedInPolicy.REFUSE,
+        tuple((i.instance_id, str(i.path), i.received_at) for i in instances),
+    )
+
+
 def _helped_job(app: Appliance, study_id: int) -> tuple[int, str]:
     """Complete and route the study (nothing pre-made), queue its job; (job id, options key)."""
     assert jobs.process_now(app.db, study_id, "test")
@@ -483,14 +490,7 @@ def test_a_help_request_makes_what_the_job_has_not_claimed(tmp_path: Path) -> No
     job_id, key = _helped_job(app, study_id)
     ctx = app.processor.context(job_id)
     instances = app.processor._instances(ctx)
-    request = pre_pseudonymise.HelpRequest(
-        study_id,
-        "job1-1",
-        key,
-        frozenset(),
-        BurnedInPolicy.REFUSE,
-        tuple((i.instance_id, str(i.path), i.received_at) for i in instances),
-    )
+    request = _help_request(study_id, key, instances)
     pre.run_once()  # reads the settings: pre-making is on
     for instance in instances[-3:]:  # the job took the last three, from the end
         assert premade.take(app.data_dir, study_id, key, instance.instance_id, "job1-1") is None
