@@ -71,10 +71,19 @@ def evidence_digest(sources: Sequence[Dataset]) -> str:
     SOP class and instance UIDs, in order)."""
     digest = hashlib.sha256()
     for ds in sources:
-        values = [ds[tag].value if tag in ds else "" for tag in _EVIDENCE_TAGS]
-        digest.update("\\".join(str(v or "") for v in values).encode())
+        digest.update("\\".join(_text(ds.get_item(tag)) for tag in _EVIDENCE_TAGS).encode())
         digest.update(b"\n")
     return digest.hexdigest()
+
+
+def _text(element: DataElement | RawDataElement | None) -> str:
+    """A UID element's value as text, decoded or not (as read: without its padding)."""
+    if element is None:
+        return ""
+    value = element.value
+    if isinstance(value, bytes):
+        return value.decode("ascii", "replace").strip("\0 ")
+    return str(value or "")
 
 
 def sources_evidence(

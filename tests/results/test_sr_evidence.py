@@ -219,3 +219,20 @@ def test_encoded_items_are_the_bytes_pydicom_writes(ct_series: list[Dataset]) ->
     write_data_element(fp, ds["ReferencedSOPSequence"])
     written = fp.getvalue()
     assert written[12:] == encoded_items(items)  # after the tag, VR, reserved and length
+
+
+def test_the_digest_is_the_same_for_sources_read_and_decoded(
+    ct_series: list[Dataset], tmp_path: Path
+) -> None:
+    from pydicom import dcmwrite
+
+    paths = []
+    for n, ds in enumerate(ct_series):
+        paths.append(tmp_path / f"{n}.dcm")
+        dcmwrite(paths[-1], ds, enforce_file_format=True)
+    read = [dcmread(p, stop_before_pixels=True) for p in paths]  # raw until asked for
+    digest = evidence_digest(read)
+    assert digest == evidence_digest(ct_series)
+    for ds in read:
+        assert str(ds.SOPInstanceUID)  # decoded now
+    assert evidence_digest(read) == digest
