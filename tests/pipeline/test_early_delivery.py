@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from pydicom import Dataset, dcmread
 
+from aifi_app import part10
 from aifi_app.config.settings import RemoteNode, Route
 from aifi_app.demo import DemoPacs
 from aifi_app.dicom_node.requestor import Peer
@@ -308,21 +309,28 @@ def test_an_abandoned_send_that_stored_nothing_records_nothing(tmp_path: Path) -
 @pytest.mark.orthanc
 @pytest.mark.dcmtk
 @pytest.mark.dicom3tools
-def test_an_sr_with_its_evidence_made_ahead_follows_the_seg_to_the_pacs(
+def test_an_sr_with_its_evidence_made_ahead_is_made_while_the_seg_is_flushed(
     tmp_path: Path,
     orthanc_factory: Any,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The SEG and the SR's evidence built ahead (here at once, as the child would while
-    the model runs): the SR, joined from its evidence once the SEG's data is with the
-    PACS, and the SEG reach the PACS once, as written, valid and re-identified."""
-    from aifi_app.pipeline import seg_ahead
+    the model runs): the SR is made as soon as the SEG is handed over (its files flushed
+    beside it, not waited for to be sent), and both reach the PACS once, as written,
+    valid and re-identified; the SEG is on disk before the job records it."""
+    from aifi_app.pipeline import processing, seg_ahead
 
     caplog.set_level(logging.INFO, logger="aifi_app.pipeline.processing")
     orthanc = orthanc_factory({"aifi": ("AIFI", "127.0.0.1", 104)})
     app = _lung_app(tmp_path, orthanc.dicom_port, orthanc.aet)
     assert app.processor.prepared is not None
+    flushed: list[list[Path]] = []
+    make_durable = part10.make_durable
+
+    def noted(paths: list[Path]) -> None:
+        make_durable(paths)
+        flushed.append(paths)
 
     def built_now(request: seg_ahead.SegAheadRequest) -> bool:
         processor = app.processor
@@ -330,6 +338,8 @@ def test_an_sr_with_its_evidence_made_ahead_follows_the_seg_to_the_pacs(
         return True
 
     monkeypatch.setattr(app.processor.prepared, "request_seg_ahead", built_now)
+    monkeypatch.setattr(part10, "make_durable", noted)
+    monkeypatch.setattr(processing, "make_durable", noted)
     sources = _receive_ct(app, tmp_path)
     _drain(app)
     (job,) = app.db.query("SELECT * FROM jobs")
@@ -337,9 +347,11 @@ def test_an_sr_with_its_evidence_made_ahead_follows_the_seg_to_the_pacs(
     messages = [r.getMessage() for r in caplog.records]
     assert any("SR's evidence from the one made while the model ran" in m for m in messages)
     (made,) = [m for m in messages if "results made" in m]
-    assert made.index("sent") < made.index("sr written")
+    assert "seg on disk" in made and "sent" not in made  # not waited for
     outputs = jobs.outputs(app.db, job["id"])
     assert [o["kind"] for o in outputs] == ["sr", "seg"]
+    # each made durable (the SEG on a thread of its own, beside the SR)
+    assert sorted(f.name for paths in flushed for f in paths) == ["01-sr.dcm", "02-seg.dcm"]
     assert all(o["state"] == "delivered" and o["attempts"] == 1 for o in outputs)
     pseudonyms = {str(r["pseudonym"]) for r in app.db.query("SELECT pseudonym FROM pseudonyms")}
     found = orthanc.wait_for_instances(str(sources[0].StudyInstanceUID), 2)
