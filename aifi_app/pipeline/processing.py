@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, Protocol
 
 from pydicom import Dataset, dcmread
 from pydicom.tag import Tag
@@ -1054,7 +1054,7 @@ class JobProcessor:
             log.info("job %d: SR made whole (its evidence not made ahead: %s)", ctx.job_id, found)
             return None
         log.info("job %d: SR's evidence from the one made while the model ran", ctx.job_id)
-        return cast("SourcesEvidence", found)
+        return found
 
     def _result_key(self, ctx: JobContext) -> tuple[str, str, str, str]:
         """What the job's results' derived UIDs are made from."""
@@ -1363,7 +1363,7 @@ class JobProcessor:
                         # CPU): made now, while the SEG's files are flushed beside it and
                         # the sender hands its bytes to the kernel (a few large writes).
                         # The SEG's 16.7 MB then reach Orthanc 0.07-0.11 s after the
-                        # hand-over instead of 0.04-0.05 s, but the SEG is stored as soon
+                        # hand-over instead of 0.04-0.08 s, but the SEG is stored as soon
                         # (0.26-0.44 s after it, median 0.33 s, against 0.22-0.39 s,
                         # median 0.32 s: the SR's CPU falls into Orthanc's reading instead
                         # of its storing) and the SR is on disk sooner (23 bench runs;

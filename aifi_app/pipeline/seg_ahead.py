@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydicom import Dataset, dcmread
 
@@ -45,6 +45,9 @@ from aifi_app.algorithms.findings import AlgorithmIdentity, CodedConcept
 from aifi_app.dicom_node.spool import durable_write
 from aifi_app.part10 import part10_bytes, replaced_file
 from aifi_app.pseudonymise import ResultScope, check_reidentification
+
+if TYPE_CHECKING:  # highdicom: imported when the evidence is first made or read
+    from aifi_app.results.sr_evidence import SourcesEvidence
 
 log = logging.getLogger(__name__)
 
@@ -265,11 +268,12 @@ def build_evidence_ahead(
     )
 
 
-def load_evidence(request: EvidenceAheadRequest, sources: Sequence[Dataset]) -> Any:
-    """The SR's evidence made for ``request`` (a
-    :class:`~aifi_app.results.sr_evidence.SourcesEvidence`) when it is of ``sources``
-    (the worker's images: :func:`~aifi_app.results.sr_evidence.evidence_digest`), or why
-    there is none to use (in words: a ``str``)."""
+def load_evidence(
+    request: EvidenceAheadRequest, sources: Sequence[Dataset]
+) -> SourcesEvidence | str:
+    """The SR's evidence made for ``request`` when it is of ``sources`` (the worker's
+    images: :func:`~aifi_app.results.sr_evidence.evidence_digest`), or why there is none
+    to use (in words)."""
     from aifi_app.results.sr_evidence import SourcesEvidence, evidence_digest  # highdicom
 
     data, description = evidence_paths(

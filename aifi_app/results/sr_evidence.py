@@ -145,8 +145,8 @@ class EvidenceJoin:
     def apply(self, restored: Dataset) -> Dataset:
         """The re-identified SR with every source as evidence: a new data set over its
         elements, the evidence element encoded (raw), marked as of Explicit VR Little
-        Endian so that pydicom's writer writes those bytes as they are (``restored`` is
-        not changed)."""
+        Endian so that pydicom's writer writes those bytes as they are (``restored``
+        keeps its elements; only its ambiguous VRs are resolved, as the writer would)."""
         # as pydicom's writer does for a data set built in memory (the mark skips it)
         correct_ambiguous_vr(restored, True)
         charset = restored.get("SpecificCharacterSet")
