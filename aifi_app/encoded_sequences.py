@@ -37,7 +37,14 @@ from pydicom.tag import BaseTag
 from pydicom.uid import UID, ExplicitVRLittleEndian
 from pydicom.valuerep import IS, DSdecimal, DSfloat
 
-__all__ = ["MANY_ITEMS", "with_long_sequences_encoded"]
+__all__ = [
+    "MANY_ITEMS",
+    "element_bytes",
+    "encoded_items",
+    "item_bytes",
+    "sequence_bytes",
+    "with_long_sequences_encoded",
+]
 
 MANY_ITEMS = 32  # a top-level sequence of at least this many items is encoded here
 
@@ -112,6 +119,33 @@ def with_long_sequences_encoded(ds: Dataset, *, many_items: int = MANY_ITEMS) ->
         False, True, convert_encodings(charset) if charset else default_encoding
     )
     return out
+
+
+def encoded_items(items: Iterable[Dataset], encodings: list[str] | None = None) -> bytes:
+    """The bytes pydicom writes for these items of a sequence (Explicit VR Little Endian,
+    ``encodings``: the character set in force, default pydicom's); raises ``ValueError``
+    for an item this encoder leaves to pydicom (see the module)."""
+    cache: dict[_Key, bytes] = {}
+    try:
+        return b"".join(_item(item, encodings or [default_encoding], cache) for item in items)
+    except _LeftToPydicom:
+        raise ValueError("an item holds an element left to pydicom's writer") from None
+
+
+def item_bytes(content: bytes) -> bytes:
+    """A sequence item of defined length holding ``content`` (its encoded elements)."""
+    return _ITEM + _UL.pack(len(content)) + content
+
+
+def sequence_bytes(tag: int, items: bytes) -> bytes:
+    """A sequence element of defined length holding ``items`` (encoded items)."""
+    tag = BaseTag(tag)
+    return _TAG.pack(tag.group, tag.element) + b"SQ\x00\x00" + _UL.pack(len(items)) + items
+
+
+def element_bytes(element: DataElement, encodings: list[str] | None = None) -> bytes:
+    """A data element (not a sequence) as pydicom writes it in Explicit VR Little Endian."""
+    return _element(element, encodings or [default_encoding])
 
 
 def _is_long_sequence(element: DataElement | RawDataElement, many_items: int) -> bool:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import os
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -67,6 +69,35 @@ def make_durable(paths: list[Path]) -> None:
             os.close(fd)
     for folder in dict.fromkeys(path.parent for path in paths):
         fsync_dir(folder)
+
+
+class DurableInBackground:
+    """:func:`make_durable` of some files on a thread of its own (the flush waits for the
+    disk without the interpreter's lock: the caller makes the next result meanwhile);
+    :meth:`wait` before anything records them."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        self.finished_at = 0.0
+        """``time.perf_counter()`` when they were on disk."""
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(paths,), name="aifi-result-flush", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, paths: list[Path]) -> None:
+        try:
+            make_durable(paths)
+        except BaseException as exc:  # raised again by wait()
+            self._error = exc
+        finally:
+            self.finished_at = time.perf_counter()
+
+    def wait(self) -> None:
+        """Until the files are on disk; raises what flushing them raised."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 _BUFFERED_FROM_BYTES = 1 << 20

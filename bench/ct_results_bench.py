@@ -108,7 +108,7 @@ def main() -> int:
 
         steps: list[tuple[str, float, float, float, float, float]] = []
 
-        def timed(module: Any, name: str) -> None:
+        def timed(module: Any, name: str, label: str | None = None) -> None:
             function: Callable[..., Any] = getattr(module, name)
 
             @functools.wraps(function)
@@ -119,7 +119,7 @@ def main() -> int:
                 finally:
                     steps.append(
                         (
-                            name,
+                            label or name,
                             wall,
                             time.perf_counter() - wall,
                             time.thread_time() - cpu,
@@ -146,6 +146,8 @@ def main() -> int:
                     return True
 
             timed(seg_ahead, "build_ahead")
+            if hasattr(seg_ahead, "build_evidence_ahead"):  # the SR's evidence (srahead)
+                timed(seg_ahead, "build_evidence_ahead")
             app.processor.prepared = InlineChild()  # type: ignore[assignment]
             package = app.processor.context(job_id).package
             identity = package.identity
@@ -161,11 +163,19 @@ def main() -> int:
             "part10_bytes",
             "durable_write",
             "write_segmentation",
+            "load_skeleton",
+            "load_evidence",
         ):
             if hasattr(processing, name):
                 timed(processing, name)
         if hasattr(processing, "CheckedResult"):
             timed(processing.CheckedResult, "apply")  # the re-identified elements set
+        try:  # the SR's evidence made ahead, joined (2026-11-29, srahead)
+            from aifi_app.results.sr_evidence import EvidenceJoin
+        except ImportError:
+            pass
+        else:
+            timed(EvidenceJoin, "apply", "EvidenceJoin.apply")
 
         peak = [0.0]
         stop = threading.Event()

@@ -7,9 +7,11 @@ import io
 from pathlib import Path
 
 import numpy as np
+import pytest
 from pydicom import dcmread, dcmwrite
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 from pydicom.valuerep import DSfloat
 
@@ -176,3 +178,53 @@ def test_pydicom_writes_what_the_encoder_does_not_reproduce(tmp_path: Path) -> N
     assert with_long_sequences_encoded(read) is read
     read.PatientName  # noqa: B018 - the top level decoded, the items still raw
     assert with_long_sequences_encoded(read) is read
+
+
+def test_items_and_their_parts_are_encoded_as_pydicom_writes_them() -> None:
+    """A sequence element put together from encoded items, an item and an element is
+    the sequence pydicom writes; an item pydicom must write itself is refused."""
+    from pydicom.dataelem import RawDataElement
+
+    from aifi_app.encoded_sequences import (
+        element_bytes,
+        encoded_items,
+        item_bytes,
+        sequence_bytes,
+    )
+
+    series = list(ct_series(demo_patient(1), 3, size=16))
+    items = []
+    for source in series:
+        item = Dataset()
+        item.ReferencedSOPClassUID = source.SOPClassUID
+        item.ReferencedSOPInstanceUID = source.SOPInstanceUID
+        items.append(item)
+    study = Dataset()
+    study.ReferencedSeriesSequence = [Dataset()]
+    study.ReferencedSeriesSequence[0].ReferencedSOPSequence = items
+    study.ReferencedSeriesSequence[0].SeriesInstanceUID = series[0].SeriesInstanceUID
+    study.StudyInstanceUID = series[0].StudyInstanceUID
+    ds = _dataset_with(Sequence([study]))
+    series_item = item_bytes(
+        sequence_bytes(0x00081199, encoded_items(items))
+        + element_bytes(study.ReferencedSeriesSequence[0]["SeriesInstanceUID"])
+    )
+    study_item = item_bytes(
+        sequence_bytes(0x00081115, series_item) + element_bytes(study["StudyInstanceUID"])
+    )
+    expected = _written(ds)
+    assert sequence_bytes(0x0040A375, study_item) in expected
+    raw = Dataset()
+    raw[0x00080018] = RawDataElement(BaseTag(0x00080018), "UI", 4, b"1.2\0", 0, False, True)
+    with pytest.raises(ValueError, match="left to pydicom"):
+        encoded_items([raw])
+
+
+def _dataset_with(evidence: Sequence) -> Dataset:
+    ds = Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.88.33"
+    ds.SOPInstanceUID = generate_uid()
+    ds.CurrentRequestedProcedureEvidenceSequence = evidence
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    return ds

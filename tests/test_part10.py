@@ -5,11 +5,13 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import pytest
 from pydicom import dcmread, dcmwrite
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from aifi_app.part10 import (
+    DurableInBackground,
     large_values_buffered,
     make_durable,
     part10_bytes,
@@ -107,3 +109,17 @@ def test_a_long_sequence_is_written_as_pydicoms_dcmwrite_writes_it(tmp_path: Pat
     write_part10_durably(dest, ds)
     assert dest.read_bytes() == expected.getvalue() == part10_bytes(ds)
     assert not ds.get_item("PerFrameFunctionalGroupsSequence").is_raw  # left as it was
+
+
+def test_files_made_durable_in_the_background(tmp_path: Path) -> None:
+    """The files flushed on a thread of their own; wait() raises what flushing raised."""
+    ds = _slice()
+    dest = tmp_path / "01-seg.dcm"
+    write_part10_durably(dest, ds, sync=False)
+    flushing = DurableInBackground([dest])
+    flushing.wait()
+    assert flushing.finished_at > 0
+    assert dest.read_bytes() == part10_bytes(ds)
+    missing = DurableInBackground([tmp_path / "gone.dcm"])
+    with pytest.raises(FileNotFoundError):
+        missing.wait()

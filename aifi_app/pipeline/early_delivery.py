@@ -64,6 +64,7 @@ class EarlyBatch:
     node: str
     """The PACS's name in the settings (for its node checks)."""
     started_at: float = 0.0
+    data_sent_at: float = 0.0
     finished_at: float = 0.0
     outcomes: list[SendOutcome] = field(default_factory=list)
     error: str = ""
@@ -112,6 +113,7 @@ class EarlySends:
 
         def sent(n: int) -> None:
             if n == last:
+                batch.data_sent_at = now()
                 batch.data_sent.set()
 
         try:
@@ -124,6 +126,17 @@ class EarlySends:
         finally:
             batch.finished_at = now()
             batch.data_sent.set()
+            if batch.outcomes and batch.data_sent_at:
+                log.info(
+                    "job %d: %s handed to the PACS early: data sent %.3f s, %d of %d stored"
+                    " %.3f s after the hand-over",
+                    batch.job_id,
+                    "+".join(o.kind for o in batch.objects),
+                    batch.data_sent_at - batch.started_at,
+                    len(batch.stored()),
+                    len(batch.objects),
+                    batch.finished_at - batch.started_at,
+                )
             with self._lock:
                 abandoned = batch.abandoned and not self._closed
                 if not abandoned:

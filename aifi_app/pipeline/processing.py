@@ -51,7 +51,12 @@ from aifi_app.algorithms.runners import InferenceError, RunnerCache
 from aifi_app.dicom_node.spool import durable_write
 from aifi_app.failpoints import failpoint
 from aifi_app.fault_logging import log_fault
-from aifi_app.part10 import make_durable, part10_bytes, write_part10_durably
+from aifi_app.part10 import (
+    DurableInBackground,
+    make_durable,
+    part10_bytes,
+    write_part10_durably,
+)
 from aifi_app.pipeline import durable_batch, premade
 from aifi_app.pipeline.durable_batch import DurableBatch
 from aifi_app.pipeline.early_delivery import EarlyBatch, EarlyObject
@@ -78,8 +83,10 @@ from aifi_app.pipeline.pre_pseudonymise import (
 from aifi_app.pipeline.premade import SourceInstance
 from aifi_app.pipeline.read_ahead import ImagesReadAhead
 from aifi_app.pipeline.seg_ahead import (
+    EvidenceAheadRequest,
     SegAheadRequest,
     Skeleton,
+    load_evidence,
     load_skeleton,
     write_segmentation,
 )
@@ -100,6 +107,7 @@ from aifi_app.store.jobs import PlannedOutput
 from aifi_app.store.states import JobState
 
 if TYPE_CHECKING:  # highdicom: imported when results are first built
+    from aifi_app.results.sr_evidence import EvidenceJoin, SourcesEvidence
     from aifi_app.results.structured_report import SegmentReference
 
 log = logging.getLogger(__name__)
@@ -282,6 +290,40 @@ class _CollectorTime:
 
     def __exit__(self, *exc: object) -> None:
         gc.callbacks.remove(self)
+
+
+class _CollectorHold:
+    """How many threads hold the garbage collector off now, and whether it was enabled
+    before the first of them did."""
+
+    lock = threading.Lock()
+    holders = 0
+    was_enabled = False
+
+
+def _defer_collections() -> Callable[[], None]:
+    """Hold Python's cyclic garbage collector off until the returned function is called
+    (once): while a job's results are made after its model (~0.1 s), a full collection
+    that Python starts by itself (the service's heap: millions of objects) took 0.03 s
+    of an SR's 0.05 s in the in-process bench; it runs after them instead. Nested and
+    concurrent holds (the worker's lanes) end when the last one does."""
+    with _CollectorHold.lock:
+        if _CollectorHold.holders == 0:
+            _CollectorHold.was_enabled = gc.isenabled()
+            gc.disable()
+        _CollectorHold.holders += 1
+    done = threading.Event()
+
+    def resume() -> None:
+        with _CollectorHold.lock:
+            if done.is_set():
+                return
+            done.set()
+            _CollectorHold.holders -= 1
+            if _CollectorHold.holders == 0 and _CollectorHold.was_enabled:
+                gc.enable()
+
+    return resume
 
 
 class JobProcessor:
@@ -945,11 +987,12 @@ class JobProcessor:
         """What the job's SEG ``number`` is built and re-identified from, but its mask."""
         key = self._result_key(ctx)
         scope = self.result_scope(ctx, original_header)
+        header_path = str(self._instances(ctx, limit=1)[0].path)
         return SegAheadRequest(
             job_id=ctx.job_id,
             number=number,
             sources=sources,
-            original_header=str(self._instances(ctx, limit=1)[0].path),
+            original_header=header_path,
             concept=concept,
             label=label,
             algorithm=ctx.package.identity,
@@ -967,7 +1010,51 @@ class JobProcessor:
             accession_number=scope.accession_number,
             study_id=scope.study_id,
             date_offset_days=scope.date_offset_days,
+            sr_evidence=(
+                self._evidence_request(ctx, sources, header_path, scope)
+                if "sr" in ctx.package.result_objects
+                else None
+            ),
         )
+
+    def _evidence_request(
+        self, ctx: JobContext, sources: tuple[str, ...], header_path: str, scope: ResultScope
+    ) -> EvidenceAheadRequest:
+        """What the job's SR's evidence of its images is made from ahead."""
+        return EvidenceAheadRequest(
+            job_id=ctx.job_id,
+            sources=sources,
+            original_header=header_path,
+            study_uid=scope.study_uid,
+            patient_pseudonym=scope.patient_pseudonym,
+            accession_number=scope.accession_number,
+            study_id=scope.study_id,
+            date_offset_days=scope.date_offset_days,
+        )
+
+    def _sr_evidence(
+        self, ctx: JobContext, images: Sequence[Dataset], original_header: Dataset
+    ) -> SourcesEvidence | None:
+        """The SR's evidence of ``images`` made while the model ran (asked with the job's
+        SEG: :meth:`_seg_request`), when it was made for them; the reason is logged when
+        there is none."""
+        if "seg" not in ctx.package.result_objects or not images:
+            return None
+        sources = tuple(str(getattr(ds, "filename", "") or "") for ds in images)
+        if not all(sources):
+            return None
+        request = self._evidence_request(
+            ctx,
+            sources,
+            str(self._instances(ctx, limit=1)[0].path),
+            self.result_scope(ctx, original_header),
+        )
+        found = load_evidence(request, images)
+        if isinstance(found, str):
+            log.info("job %d: SR made whole (its evidence not made ahead: %s)", ctx.job_id, found)
+            return None
+        log.info("job %d: SR's evidence from the one made while the model ran", ctx.job_id)
+        return found
 
     def _result_key(self, ctx: JobContext) -> tuple[str, str, str, str]:
         """What the job's results' derived UIDs are made from."""
@@ -1121,27 +1208,31 @@ class JobProcessor:
             if "seg" in ctx.package.result_objects
             else []
         )
-        if "sr" in ctx.package.result_objects:
-            builds.append(
-                (
-                    "sr",
-                    functools.partial(
-                        build_measurement_report,
-                        images,
-                        result,
-                        series_instance_uid=derived_uid(self._secret, *key, "sr-series"),
-                        sop_instance_uid=derived_uid(self._secret, *key, "sr"),
-                        series_number=SR_SERIES_NUMBER,
-                        instance_number=1,
-                        device_observer_uid=device_observer,
-                        software_version=__version__,
-                        tracking_base_uid=tracking_base,
-                        segments=segments,
-                    ),
-                )
-            )
         if original_header is None:
             original_header = self.original_header(ctx)
+        sr_ahead: dict[int, tuple[SourcesEvidence, Callable[[], Dataset]]] = {}
+        """The SR whose evidence of the images was made ahead, by its number: that
+        evidence, and how the SR is built whole (with every image as evidence)."""
+        if "sr" in ctx.package.result_objects:
+            build_whole = functools.partial(
+                build_measurement_report,
+                images,
+                result,
+                series_instance_uid=derived_uid(self._secret, *key, "sr-series"),
+                sop_instance_uid=derived_uid(self._secret, *key, "sr"),
+                series_number=SR_SERIES_NUMBER,
+                instance_number=1,
+                device_observer_uid=device_observer,
+                software_version=__version__,
+                tracking_base_uid=tracking_base,
+                segments=segments,
+            )
+            evidence = self._sr_evidence(ctx, images, original_header)
+            if evidence is None:
+                builds.append(("sr", build_whole))
+            else:
+                sr_ahead[len(builds) + 1] = (evidence, build_whole)
+                builds.append(("sr", functools.partial(build_whole, evidence_of_all_sources=False)))
         ahead: dict[int, tuple[Skeleton, SegmentReference]] = {}
         """The SEGs built ahead, by their number among the results."""
         for n, segment in enumerate(segments, start=1):
@@ -1222,16 +1313,26 @@ class JobProcessor:
         def mark(what: str) -> None:
             marks.append(f"{what} {time.perf_counter() - begun:.3f}")
 
+        flushing: DurableInBackground | None = None
+        """The SEGs' files being made durable while a light SR is made (see below)."""
+        resume_collections = _defer_collections()
         try:
-            for phase in phases:
+            for index, phase in enumerate(phases):
                 group_made = [(n, kind, build()) for n, kind, build in phase if n not in ahead]
+                joins = self._evidence_joins(ctx, group_made, sr_ahead)
                 group_ahead = [n for n, _, _ in phase if n in ahead]
                 made += group_made + [(n, "seg", _own_uids_of(ahead[n][1])) for n in group_ahead]
                 early = self.early is not None and len(phases) > 1
                 started = now()
                 written = (
                     self._reidentify_and_write_numbered(
-                        ctx, group_made, original_header, siblings_of=made, sync=not early
+                        ctx,
+                        group_made,
+                        original_header,
+                        siblings_of=made,
+                        sync=not early,
+                        joins=joins,
+                        whole={n: sr_ahead[n][1] for n in joins},
                     )
                     if group_made
                     else []
@@ -1256,16 +1357,31 @@ class JobProcessor:
                     batch = self.early.deliver_early(ctx.job_id, objects)
                     if batch is not None:
                         handed_over += [out.kind for _, out in written]
+                    following = phases[index + 1] if index + 1 < len(phases) else []
+                    if following and all(n in sr_ahead for n, _, _ in following):
+                        # only an SR with its evidence made ahead follows (~0.05 s of
+                        # CPU): made now, while the SEG's files are flushed beside it and
+                        # the sender hands its bytes to the kernel (a few large writes).
+                        # The SEG's 16.7 MB then reach Orthanc 0.07-0.11 s after the
+                        # hand-over instead of 0.04-0.08 s, but the SEG is stored as soon
+                        # (0.26-0.44 s after it, median 0.33 s, against 0.22-0.39 s,
+                        # median 0.32 s: the SR's CPU falls into Orthanc's reading instead
+                        # of its storing) and the SR is on disk sooner (23 bench runs;
+                        # bench/README.md, "After the model, sixth pass")
+                        flushing = DurableInBackground(files)
+                        continue
                     make_durable(files)  # on disk while they go (before the job records them)
                     mark("on disk")
-                    if batch is not None and phase is not phases[-1]:
-                        # the SR built once the SEG's bytes are with the PACS: built while
-                        # they go, it holds the interpreter's lock between the sender's
-                        # writes (a CPU-bound thread beside it made sending a 13 MB SEG to
-                        # Orthanc 0.2-0.7 s slower)
+                    if batch is not None and following:
+                        # any other result built once the SEG's bytes are with the PACS:
+                        # built while they go, it holds the interpreter's lock between the
+                        # sender's writes (a CPU-bound thread beside it made sending a 13
+                        # MB SEG to Orthanc 0.2-0.7 s slower)
                         batch.data_sent.wait(HANDOVER_WAIT_SECONDS)
                         mark("sent")
         except ResultQuarantined as exc:
+            if flushing is not None:
+                flushing.wait()
             for _, out in planned:  # not recorded: nothing points to them
                 (self.data_dir / out.path).unlink(missing_ok=True)
             if handed_over:
@@ -1276,6 +1392,11 @@ class JobProcessor:
                     " (see the audit log)"
                 ) from exc
             raise
+        finally:
+            resume_collections()
+        if flushing is not None:
+            flushing.wait()  # the SEGs on disk before the job records them
+            marks.append(f"seg on disk {flushing.finished_at - begun:.3f}")
         if len(phases) > 1:
             log.info("job %d: results made (s after the model): %s", ctx.job_id, ", ".join(marks))
         finished = now()
@@ -1284,6 +1405,29 @@ class JobProcessor:
             self.db, ctx.job_id, stage_times.REIDENTIFY, finished - reidentifying, finished
         )
         return [out for _, out in sorted(planned, key=lambda p: p[0])]
+
+    def _evidence_joins(
+        self,
+        ctx: JobContext,
+        group: list[tuple[int, str, Dataset]],
+        sr_ahead: Mapping[int, tuple[SourcesEvidence, Callable[[], Dataset]]],
+    ) -> dict[int, EvidenceJoin]:
+        """How each SR of ``group`` built with part of its images as evidence gets the
+        evidence made ahead of them all; an SR that cannot (not expected: its evidence
+        is not what it was made for) is built whole in its place in ``group``."""
+        from aifi_app.results.sr_evidence import EvidenceJoin
+
+        joins = {}
+        for i, (n, kind, ds) in enumerate(group):
+            if n not in sr_ahead:
+                continue
+            evidence, build_whole = sr_ahead[n]
+            try:
+                joins[n] = EvidenceJoin.of(ds, evidence)
+            except ValueError as exc:
+                log.warning("job %d: SR made whole (%s)", ctx.job_id, exc)
+                group[i] = (n, kind, build_whole())
+        return joins
 
     def reidentify_and_write(
         self,
@@ -1316,13 +1460,21 @@ class JobProcessor:
         siblings_of: Sequence[tuple[int, str, Dataset]] | None = None,
         *,
         sync: bool = True,
+        joins: Mapping[int, EvidenceJoin] | None = None,
+        whole: Mapping[int, Callable[[], Dataset]] | None = None,
     ) -> list[tuple[int, PlannedOutput]]:
         """Re-identify and write ``objects`` (each with its number among the job's
         results, which names its file); they may reference the SOP Instance and Series
         UIDs of ``siblings_of`` (default: of each other). Every one is checked before any
         is changed: a refused one is still the pseudonymised one (for the quarantine), and
         an item two results share is re-identified once. ``sync=False``: the files are
-        complete but left for the caller to make durable (:func:`part10.make_durable`)."""
+        complete but left for the caller to make durable (:func:`part10.make_durable`).
+
+        ``joins``: an SR built with part of its images as evidence gets the rest (made
+        and checked ahead) once it is re-identified; ``whole``: how such an SR is built
+        whole, for the quarantine when it is refused (the SR as it is made without)."""
+        joins = joins or {}
+        whole = whole or {}
         siblings = frozenset(
             str(ds.get(keyword) or "")
             for _, _, ds in (objects if siblings_of is None else siblings_of)
@@ -1337,12 +1489,15 @@ class JobProcessor:
                 )
             except ReidentificationError as exc:
                 path = self.quarantine_dir(ctx.job_id) / f"{n:02d}-{kind}.dcm"
-                durable_write(path, part10_bytes(ds))
+                durable_write(path, part10_bytes(whole[n]() if n in whole else ds))
                 log.warning("job %d: result %s quarantined: %s", ctx.job_id, kind, exc)
                 raise ResultQuarantined(
                     f"result {kind} refused and quarantined, never sent: {exc}"
                 ) from exc
-        restored_all = [(n, kind, result.apply()) for n, kind, result in checked]
+        restored_all = [
+            (n, kind, joins[n].apply(result.apply()) if n in joins else result.apply())
+            for n, kind, result in checked
+        ]
         planned = []
         out_dir = self.result_dir(ctx.job_id)
         for n, kind, restored in restored_all:

@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydicom import Dataset, dcmread
 
@@ -46,6 +46,9 @@ from aifi_app.dicom_node.spool import durable_write
 from aifi_app.part10 import part10_bytes, replaced_file
 from aifi_app.pseudonymise import ResultScope, check_reidentification
 
+if TYPE_CHECKING:  # highdicom: imported when the evidence is first made or read
+    from aifi_app.results.sr_evidence import SourcesEvidence
+
 log = logging.getLogger(__name__)
 
 PIXEL_DATA_TAG = 0x7FE00010
@@ -53,6 +56,45 @@ SKELETON_NAME = "seg-ahead-{number}"
 """The skeleton's files in the job's work folder: ``.hdr`` (the bytes up to Pixel Data)
 and ``.json`` (what they were made for; written last). Not ``.dcm``: the job's images
 are its ``.dcm`` files."""
+
+
+SR_EVIDENCE_NAME = "sr-evidence"
+"""The SR's evidence made ahead, in the job's work folder: ``.bin`` (its encoded series
+items) and ``.json`` (what they were made for; written last)."""
+
+
+@dataclass(frozen=True)
+class EvidenceAheadRequest:
+    """What a job's SR records as the evidence of its source images is made from
+    (:mod:`aifi_app.results.sr_evidence`), sent with the job's :class:`SegAheadRequest`
+    (the child reads the sources once for both)."""
+
+    job_id: int
+    sources: tuple[str, ...]
+    """The job's work images (paths), in the job's order."""
+    original_header: str
+    study_uid: str
+    patient_pseudonym: str
+    accession_number: str
+    study_id: str
+    date_offset_days: int | None
+
+    def key(self) -> str:
+        """A digest of every field (the evidence names the request it was made for)."""
+        text = json.dumps(dataclasses.asdict(self), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def scope(self, study_of_instance: Callable[[str], str | None]) -> ResultScope:
+        """The job's re-identification scope, without siblings (stricter than the SR's
+        own check: evidence of the sources names none of the job's results)."""
+        return ResultScope(
+            study_uid=self.study_uid,
+            patient_pseudonym=self.patient_pseudonym,
+            accession_number=self.accession_number,
+            study_id=self.study_id,
+            study_of_instance=study_of_instance,
+            date_offset_days=self.date_offset_days,
+        )
 
 
 @dataclass(frozen=True)
@@ -82,6 +124,8 @@ class SegAheadRequest:
     accession_number: str
     study_id: str
     date_offset_days: int | None
+    sr_evidence: EvidenceAheadRequest | None = None
+    """The job's SR's evidence to make too (after the SEG), when the job makes an SR."""
 
     def key(self) -> str:
         """A digest of every field (the skeleton names the request it was made for)."""
@@ -141,14 +185,32 @@ def build_ahead(
     study_of_instance: Callable[[str], str | None],
 ) -> None:
     """Build, re-identify and write the skeleton of ``request`` into the job's work
-    folder. Raises what the build or the re-identification raises (nothing is written
-    then: the worker builds the SEG itself and refuses it the same way)."""
+    folder, and then the SR's evidence it asks for (:func:`build_evidence_ahead`).
+    Raises what the build or the re-identification raises (nothing more is written
+    then: the worker builds the SEG, or the SR's evidence, itself and refuses it the
+    same way)."""
     from aifi_app.results.segmentation import segmentation_frame_order  # highdicom
 
     sources = [dcmread(path, stop_before_pixels=True) for path in request.sources]
     ds = request.build(sources)
     frame_sources = segmentation_frame_order(ds)  # pseudonymised, as the mask names them
     original_header = dcmread(request.original_header, stop_before_pixels=True)
+    _write_skeleton(request, ds, frame_sources, original_header, original_for, study_of_instance)
+    del ds
+    if request.sr_evidence is not None and request.sr_evidence.sources == request.sources:
+        build_evidence_ahead(
+            request.sr_evidence, sources, original_header, original_for, study_of_instance
+        )
+
+
+def _write_skeleton(
+    request: SegAheadRequest,
+    ds: Dataset,
+    frame_sources: list[str],
+    original_header: Dataset,
+    original_for: Callable[[str], str | None],
+    study_of_instance: Callable[[str], str | None],
+) -> None:
     restored = check_reidentification(
         ds, original_for, original_header, request.scope(study_of_instance)
     ).apply()
@@ -166,6 +228,74 @@ def build_ahead(
                 "frame_sources": frame_sources,
             }
         ).encode(),
+    )
+
+
+def evidence_paths(work_dir: Path) -> tuple[Path, Path]:
+    """The SR's evidence made ahead: its bytes and description files."""
+    return work_dir / f"{SR_EVIDENCE_NAME}.bin", work_dir / f"{SR_EVIDENCE_NAME}.json"
+
+
+def build_evidence_ahead(
+    request: EvidenceAheadRequest,
+    sources: Sequence[Dataset],
+    original_header: Dataset,
+    original_for: Callable[[str], str | None],
+    study_of_instance: Callable[[str], str | None],
+) -> None:
+    """Make the SR's evidence of ``sources`` (the request's, read), re-identified with
+    the job's check, and write it into the job's work folder; raises what the check
+    raises (nothing is written then: the SR is made whole after the model)."""
+    from aifi_app.results.sr_evidence import sources_evidence  # highdicom
+
+    scope = request.scope(study_of_instance)
+    evidence = sources_evidence(
+        sources,
+        lambda ds: check_reidentification(ds, original_for, original_header, scope).apply(),
+    )
+    data, description = evidence_paths(Path(request.sources[0]).parent)
+    durable_write(data, evidence.items)
+    durable_write(
+        description,
+        json.dumps(
+            {
+                "key": request.key(),
+                "sha256": hashlib.sha256(evidence.items).hexdigest(),
+                "digest": evidence.digest,
+                "series_uids": evidence.series_uids,
+            }
+        ).encode(),
+    )
+
+
+def load_evidence(
+    request: EvidenceAheadRequest, sources: Sequence[Dataset]
+) -> SourcesEvidence | str:
+    """The SR's evidence made for ``request`` when it is of ``sources`` (the worker's
+    images: :func:`~aifi_app.results.sr_evidence.evidence_digest`), or why there is none
+    to use (in words)."""
+    from aifi_app.results.sr_evidence import SourcesEvidence, evidence_digest  # highdicom
+
+    data, description = evidence_paths(
+        Path(request.sources[0]).parent if request.sources else Path()
+    )
+    try:
+        about = json.loads(description.read_bytes())
+        items = data.read_bytes()
+    except FileNotFoundError:
+        return "not made in time"
+    except (OSError, ValueError) as exc:
+        return f"unreadable ({type(exc).__name__})"
+    if about.get("key") != request.key():
+        return "made for another request"
+    if about.get("sha256") != hashlib.sha256(items).hexdigest():
+        return "incomplete"
+    if about.get("digest") != evidence_digest(sources):
+        return "made of other images"
+    return SourcesEvidence(
+        digest=str(about["digest"]),
+        series_uids=tuple(str(uid) for uid in about.get("series_uids", ())),
+        items=items,
     )
 
 

@@ -40,6 +40,7 @@ from typing import Any
 import highdicom as hd
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
+from pydicom.tag import BaseTag
 
 from aifi_app.algorithms.findings import (
     AlgorithmIdentity,
@@ -78,6 +79,9 @@ NO_UNITS = hd.sr.CodedConcept.from_code(codes.UCUM.NoUnits)
 PRESENT = hd.sr.CodedConcept.from_code(codes.SCT.Present)
 ABSENT = hd.sr.CodedConcept.from_code(codes.SCT.Absent)
 SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
+_STUDY_INSTANCE_UID = BaseTag(0x0020000D)
+_SERIES_INSTANCE_UID = BaseTag(0x0020000E)
+_SOP_INSTANCE_UID = BaseTag(0x00080018)
 _Group = (
     hd.sr.MeasurementsAndQualitativeEvaluations
     | hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations
@@ -117,6 +121,7 @@ def build_measurement_report(
     software_version: str,
     tracking_base_uid: str | None = None,
     segments: Sequence[SegmentReference] = (),
+    evidence_of_all_sources: bool = True,
 ) -> Dataset:
     """Build a Comprehensive SR (TID 1500) reporting every finding of ``result``.
 
@@ -131,6 +136,11 @@ def build_measurement_report(
     the same arguments always give the same UIDs (only creation dates and times differ).
     ``sources`` are not modified.
 
+    ``evidence_of_all_sources=False``: the evidence records only the first source and
+    those the content references (and the referenced SEGs), for a caller that records
+    the others itself (:class:`aifi_app.results.sr_evidence.EvidenceJoin`: the same
+    bytes as with every source, made ahead).
+
     Raises ``ValueError`` when ``sources`` is empty, spans more than one study,
     ``result`` has no findings, measurements or regions, or a finding's or region's
     source image is not among ``sources``.
@@ -139,12 +149,14 @@ def build_measurement_report(
     """
     if not sources:
         raise ValueError("a measurement report needs at least one source image")
-    studies = {str(source.StudyInstanceUID) for source in sources}
+    # (each source's UIDs by tag: a 500-slice CT's 1,500 look-ups by keyword took ~5 ms)
+    studies = {str(source[_STUDY_INSTANCE_UID].value) for source in sources}
     if len(studies) != 1:
         raise ValueError(f"sources span {len(studies)} studies; one report per study")
     if not result.findings and not result.measurements and not result.regions:
         raise ValueError("TID 1500 needs at least one measurement group; result is empty")
-    by_uid = {str(source.SOPInstanceUID): source for source in sources}
+    uids = [str(source[_SOP_INSTANCE_UID].value) for source in sources]
+    by_uid = dict(zip(uids, sources, strict=True))
     algorithm = result.algorithm
 
     groups: list[_Group] = [
@@ -190,8 +202,13 @@ def build_measurement_report(
     kwargs: dict[str, Any] = {}
     if charset is not None:
         kwargs["specific_character_set"] = charset
+    recorded = (
+        sources
+        if evidence_of_all_sources
+        else _referenced_sources(sources, uids, result, referenced)
+    )
     sr = hd.sr.ComprehensiveSR(
-        evidence=[*sources, *(_segmentation_evidence(sources[0], s) for s in referenced)],
+        evidence=[*recorded, *(_segmentation_evidence(sources[0], s) for s in referenced)],
         content=report,
         series_instance_uid=series_instance_uid,
         series_number=series_number,
@@ -224,6 +241,24 @@ def procedure_reported_for(sources: Sequence[Dataset]) -> hd.sr.CodedConcept:
         for source in sources
     )
     return PLAIN_CHEST_XRAY if sources and chest_xray else IMAGING_PROCEDURE
+
+
+def _referenced_sources(
+    sources: Sequence[Dataset],
+    uids: Sequence[str],
+    result: AlgorithmResult,
+    segments: Sequence[SegmentReference],
+) -> list[Dataset]:
+    """The first of ``sources`` (highdicom takes the SR's patient and study from it) and
+    those the report's content references (findings', regions' and the measurements'
+    not of a referenced segment), in the order of ``sources``."""
+    referenced = {f.source_sop_instance_uid for f in result.findings}
+    referenced |= {r.source_sop_instance_uid for r in result.regions}
+    for measurement in result.measurements:
+        if not any(s.measures(measurement) for s in segments):
+            referenced.update(measurement.source_sop_instance_uids)
+    pairs = zip(uids[1:], sources[1:], strict=True)
+    return [sources[0]] + [ds for uid, ds in pairs if uid in referenced]
 
 
 def _source_of(finding: Finding, by_uid: dict[str, Dataset]) -> Dataset:
@@ -356,7 +391,9 @@ def _segment_volume_group(
     missing = [u for u in measurement.source_sop_instance_uids if u not in by_uid]
     if missing:
         raise ValueError(f"measurement {measurement.label!r} references images not among sources")
-    series = {str(by_uid[u].SeriesInstanceUID) for u in measurement.source_sop_instance_uids}
+    series = {
+        str(by_uid[u][_SERIES_INSTANCE_UID].value) for u in measurement.source_sop_instance_uids
+    }
     if len(series) != 1:
         raise ValueError(f"measurement {measurement.label!r} spans {len(series)} series")
     algorithm_id, quantity = _algorithm_and_quantity(measurement, algorithm)

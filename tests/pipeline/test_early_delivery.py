@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 from pydicom import Dataset, dcmread
 
+from aifi_app import part10
 from aifi_app.config.settings import RemoteNode, Route
 from aifi_app.demo import DemoPacs
 from aifi_app.dicom_node.requestor import Peer
@@ -302,3 +304,69 @@ def test_an_abandoned_send_that_stored_nothing_records_nothing(tmp_path: Path) -
     assert batch.done.wait(30) and batch.error
     assert db.query("SELECT * FROM audit_events WHERE event = 'stored_before_failure'") == []
     db.close()
+
+
+@pytest.mark.orthanc
+@pytest.mark.dcmtk
+@pytest.mark.dicom3tools
+def test_an_sr_with_its_evidence_made_ahead_is_made_while_the_seg_is_flushed(
+    tmp_path: Path,
+    orthanc_factory: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The SEG and the SR's evidence built ahead (here at once, as the child would while
+    the model runs): the SR is made as soon as the SEG is handed over (its files flushed
+    beside it, not waited for to be sent), and both reach the PACS once, as written,
+    valid and re-identified; the SEG is on disk before the job records it."""
+    from aifi_app.pipeline import processing, seg_ahead
+
+    caplog.set_level(logging.INFO, logger="aifi_app.pipeline.processing")
+    orthanc = orthanc_factory({"aifi": ("AIFI", "127.0.0.1", 104)})
+    app = _lung_app(tmp_path, orthanc.dicom_port, orthanc.aet)
+    assert app.processor.prepared is not None
+    flushed: list[list[Path]] = []
+    make_durable = part10.make_durable
+
+    def noted(paths: list[Path]) -> None:
+        make_durable(paths)
+        flushed.append(paths)
+
+    def built_now(request: seg_ahead.SegAheadRequest) -> bool:
+        processor = app.processor
+        seg_ahead.build_ahead(request, processor.original_for, processor.study_of_instance)
+        return True
+
+    monkeypatch.setattr(app.processor.prepared, "request_seg_ahead", built_now)
+    monkeypatch.setattr(part10, "make_durable", noted)
+    monkeypatch.setattr(processing, "make_durable", noted)
+    sources = _receive_ct(app, tmp_path)
+    _drain(app)
+    (job,) = app.db.query("SELECT * FROM jobs")
+    assert job["state"] == JobState.DELIVERED.value, job["reason"]
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("SR's evidence from the one made while the model ran" in m for m in messages)
+    (made,) = [m for m in messages if "results made" in m]
+    assert "seg on disk" in made and "sent" not in made  # not waited for
+    outputs = jobs.outputs(app.db, job["id"])
+    assert [o["kind"] for o in outputs] == ["sr", "seg"]
+    # each made durable (the SEG on a thread of its own, beside the SR)
+    assert sorted(f.name for paths in flushed for f in paths) == ["01-sr.dcm", "02-seg.dcm"]
+    assert all(o["state"] == "delivered" and o["attempts"] == 1 for o in outputs)
+    pseudonyms = {str(r["pseudonym"]) for r in app.db.query("SELECT pseudonym FROM pseudonyms")}
+    found = orthanc.wait_for_instances(str(sources[0].StudyInstanceUID), 2)
+    written = {o["sop_instance_uid"]: app.data_dir / o["path"] for o in outputs}
+    app.db.close()
+    for instance in found:
+        data = orthanc.file(instance["ID"])
+        ds = dcmread(io.BytesIO(data))
+        path = tmp_path / f"{ds.Modality}.dcm"
+        path.write_bytes(data)
+        assert _data_set_bytes(path) == _data_set_bytes(written[ds.SOPInstanceUID])
+        assert not set(_uids(ds)) & pseudonyms
+        assert dciodvfy_errors(path) == [], ds.Modality
+        if ds.Modality == "SR":
+            assert "Lung" in dsrdump(path)
+            (study,) = ds.CurrentRequestedProcedureEvidenceSequence
+            images = study.ReferencedSeriesSequence[0].ReferencedSOPSequence
+            assert len(images) == len(sources)

@@ -135,3 +135,27 @@ def test_the_images_read_ahead_come_with_their_evidence_uids_decoded(
     assert not any(isinstance(ds._dict[tag], RawDataElement) for ds in images for tag in tags)
     assert isinstance(images[0]._dict[0x00100010], RawDataElement)  # the rest stays raw
     app.db.close()
+
+
+def test_the_collector_is_held_off_while_results_are_made_and_resumed_after() -> None:
+    """Nested and concurrent holds: the collector runs again once the last ends, and
+    stays off when it was off before."""
+    import gc
+
+    from aifi_app.pipeline.processing import _defer_collections
+
+    assert gc.isenabled()
+    first = _defer_collections()
+    second = _defer_collections()
+    assert not gc.isenabled()
+    first()
+    first()  # once only
+    assert not gc.isenabled()
+    second()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        _defer_collections()()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

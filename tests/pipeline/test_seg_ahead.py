@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 import logging
 import os
 import subprocess
@@ -26,11 +27,13 @@ from aifi_app.pseudonymise import ReidentificationError
 from aifi_app.service import Appliance
 from aifi_app.store import jobs
 from aifi_app.store.states import JobState
-from tests.helpers.tools import dciodvfy_errors
+from tests.helpers.highdicom_clock import stop_highdicom_clock
+from tests.helpers.tools import dciodvfy_errors, dsrdump
 from tests.pipeline.test_chain_in_process import KEY
 from tests.pipeline.test_processing import _pseudonymised_ct
 
 CREATED = datetime.datetime(2026, 11, 29, 9, 15, 30, 123456)
+SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 
 
 @dataclasses.dataclass
@@ -247,13 +250,15 @@ def test_the_pre_pseudonymisers_child_builds_it_while_the_model_runs(
         app.processor._ask_seg_ahead(ctx, images, header, CREATED)
         assert [r for r in caplog.records if "asked to be built" in r.getMessage()]
         _, about = seg_ahead.skeleton_paths(app.processor.work_dir(job_id), 1)
+        _, evidence = seg_ahead.evidence_paths(app.processor.work_dir(job_id))
         for _ in range(1200):  # the child imports highdicom and loads its tables first
-            if about.exists():
+            if about.exists() and evidence.exists():  # (the SR's evidence: after the SEG)
                 break
             time.sleep(0.1)
         caplog.clear()
         planned = app.processor.build_results(ctx, result, images, header, created=CREATED)
         assert "from the one built while the model ran" in " ".join(_seg_log(caplog))
+        assert "SR's evidence from the one made while the model ran" in _sr_log(caplog)
         (seg,) = [app.data_dir / p.path for p in planned if p.kind == "seg"]
         ahead = seg.read_bytes()
         assert dciodvfy_errors(seg) == []
@@ -415,3 +420,155 @@ def test_a_failure_to_ask_leaves_the_seg_to_after_the_model(tmp_path: Path, pacs
     assert job["state"] == "result_received", job["reason"]
     assert {o["kind"] for o in jobs.outputs(app.db, job_id)} == {"sr", "seg"}
     app.db.close()
+
+
+# -- the SR's evidence of the job's images, made with the SEG ahead --------------------
+
+
+def _sr_log(caplog: pytest.LogCaptureFixture) -> str:
+    (line,) = [
+        m
+        for m in (r.getMessage() for r in caplog.records)
+        if "SR's evidence" in m or "SR made whole" in m
+    ]
+    return line
+
+
+def _remove_evidence(job: Job) -> None:
+    for path in seg_ahead.evidence_paths(job.app.processor.work_dir(job.ctx.job_id)):
+        path.unlink(missing_ok=True)
+
+
+@pytest.mark.dcmtk
+@pytest.mark.dicom3tools
+def test_the_sr_with_its_evidence_made_ahead_is_the_sr_made_whole(
+    job: Job, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The child makes the SR's evidence of the job's images after the SEG's skeleton;
+    the SR joined from it after the model is the SR made whole, byte for byte: valid,
+    re-identified, every image its evidence."""
+    stop_highdicom_clock(monkeypatch)
+    caplog.set_level(logging.INFO, logger="aifi_app.pipeline.processing")
+    job.build_ahead()
+    assert all(p.exists() for p in seg_ahead.evidence_paths(job.skeleton_files()[0].parent))
+    ahead = job.results()
+    assert "SR's evidence from the one made while the model ran" in _sr_log(caplog)
+    caplog.clear()
+    _remove_evidence(job)
+    whole = job.results()
+    assert "SR made whole (its evidence not made ahead: not made in time)" in _sr_log(caplog)
+    assert ahead["sr"] == whole["sr"]
+    assert ahead["seg"] == whole["seg"]
+    path = _bytes_file(job, ahead["sr"])
+    assert dciodvfy_errors(path) == []
+    assert "Lung" in dsrdump(path)
+    sr = dcmread(path)
+    (study,) = sr.CurrentRequestedProcedureEvidenceSequence
+    images, seg = study.ReferencedSeriesSequence
+    original_for = job.app.processor.original_for
+    assert [i.ReferencedSOPInstanceUID for i in images.ReferencedSOPSequence] == [
+        original_for(str(ds.SOPInstanceUID)) for ds in job.images
+    ]
+    assert images.SeriesInstanceUID == original_for(str(job.images[0].SeriesInstanceUID))
+    assert study.StudyInstanceUID == original_for(str(job.images[0].StudyInstanceUID))
+    assert seg.ReferencedSOPSequence[0].ReferencedSOPClassUID == SEGMENTATION_STORAGE
+    for pseudonym in {str(ds.SOPInstanceUID) for ds in job.images}:
+        assert pseudonym.encode() not in ahead["sr"]
+
+
+@pytest.mark.parametrize(
+    ("state", "why"),
+    [
+        ("other request", "made for another request"),
+        ("other images", "made of other images"),
+        ("torn items", "incomplete"),
+        ("torn description", "unreadable (JSONDecodeError)"),
+        ("items only", "not made in time"),
+    ],
+)
+def test_evidence_not_made_for_the_sr_or_cut_short_is_not_used(
+    job: Job,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    state: str,
+    why: str,
+) -> None:
+    """Whatever the child left that was not made for these images (another request, a
+    description naming other images) or that it did not finish: the SR is made whole,
+    to the same bytes."""
+    stop_highdicom_clock(monkeypatch)
+    caplog.set_level(logging.INFO, logger="aifi_app.pipeline.processing")
+    job.remove_skeleton()
+    _remove_evidence(job)
+    expected = job.results()["sr"]
+    request = job.request()
+    assert request.sr_evidence is not None
+    if state == "other request":
+        other = dataclasses.replace(request.sr_evidence, study_id="S-OTHER")
+        request = dataclasses.replace(request, sr_evidence=other)
+    job.build_ahead(request)
+    items, about = seg_ahead.evidence_paths(job.skeleton_files()[0].parent)
+    if state == "other images":
+        described = json.loads(about.read_text())
+        described["digest"] = "0" * 64
+        about.write_text(json.dumps(described))
+    elif state == "torn items":
+        items.write_bytes(items.read_bytes()[:-10])
+    elif state == "torn description":
+        about.write_bytes(about.read_bytes()[:20])
+    elif state == "items only":
+        about.unlink()
+    caplog.clear()
+    assert job.results()["sr"] == expected
+    assert f"SR made whole (its evidence not made ahead: {why})" in _sr_log(caplog)
+
+
+def test_a_refused_sr_is_quarantined_whole(job: Job) -> None:
+    """An SR refused after the model (an image of another study here, as the store now
+    says) is quarantined as the SR made whole: pseudonymised, every image its evidence;
+    nothing is written."""
+    from aifi_app.pipeline.processing import ResultQuarantined
+
+    processor = job.app.processor
+    job.build_ahead()
+    processor.study_of_instance = lambda uid: "2.25.999"  # type: ignore[method-assign]
+    with pytest.raises(ResultQuarantined, match="result sr refused and quarantined"):
+        job.results()
+    sr = dcmread(processor.quarantine_dir(job.ctx.job_id) / "01-sr.dcm")
+    (study,) = sr.CurrentRequestedProcedureEvidenceSequence
+    recorded = [
+        i.ReferencedSOPInstanceUID
+        for s in study.ReferencedSeriesSequence
+        for i in s.ReferencedSOPSequence
+    ]
+    assert recorded[:-1] == [str(ds.SOPInstanceUID) for ds in job.images]  # pseudonymised
+    assert not list(processor.result_dir(job.ctx.job_id).glob("*.dcm"))
+
+
+def test_evidence_refused_in_the_child_is_not_written(job: Job) -> None:
+    """The child's check refuses the evidence as the worker's refuses the SR: it writes
+    none (the SEG's skeleton, checked first, is written)."""
+    processor = job.app.processor
+    request = job.request()
+    assert request.sr_evidence is not None
+    with pytest.raises(ReidentificationError):
+        seg_ahead.build_evidence_ahead(
+            request.sr_evidence,
+            job.images,
+            job.header,
+            processor.original_for,
+            lambda uid: "2.25.999",
+        )
+    assert not any(p.exists() for p in seg_ahead.evidence_paths(job.skeleton_files()[0].parent))
+
+
+def test_a_job_without_an_sr_asks_for_no_evidence(job: Job) -> None:
+    package = dataclasses.replace(job.ctx.package, result_objects=("seg",))
+    ctx = dataclasses.replace(job.ctx, package=package)
+    mask = job.result.segmentations[0]
+    sources = tuple(str(ds.filename) for ds in job.images)
+    request = job.app.processor._seg_request(
+        ctx, 1, mask.concept, mask.label, sources, job.header, CREATED
+    )
+    assert request.sr_evidence is None
+    assert job.request().sr_evidence is not None
