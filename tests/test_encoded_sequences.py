@@ -3,6 +3,7 @@ own ``dcmwrite`` of the same data set, and pydicom's writer where this encoder s
 
 from __future__ import annotations
 
+import copy
 import io
 from pathlib import Path
 
@@ -228,3 +229,27 @@ def _dataset_with(evidence: Sequence) -> Dataset:
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     return ds
+
+
+@pytest.mark.parametrize("pixel_representation", [0, 1])
+def test_an_ambiguous_vr_in_a_short_sequence_is_corrected_as_pydicom_corrects_it(
+    pixel_representation: int,
+) -> None:
+    """The encoded data set is marked as of its file's encoding, so pydicom's writer skips
+    its correction of ambiguous VRs from the top; those in the short sequences it writes
+    are still corrected from their ancestors, as in the data set written whole (a signed
+    image's US-or-SS value is SS)."""
+
+    ds = _varied_items(40)
+    ds.PixelRepresentation = pixel_representation
+    lut = Dataset()
+    lut.add_new(0x00280106, "US or SS", 7)  # Smallest Image Pixel Value, a level down
+    ds.ModalityLUTSequence = Sequence([lut])
+    ds.add_new(0x00280107, "US or SS", 9)  # Largest Image Pixel Value, at the top
+    expected = _written(copy.deepcopy(ds))  # (pydicom's writer corrects VRs in place)
+    assert ds.ModalityLUTSequence[0][0x00280106].VR == "US or SS"
+    encoded = with_long_sequences_encoded(ds)
+    assert encoded is not ds
+    assert _written(encoded) == expected
+    vr = dcmread(io.BytesIO(expected))["ModalityLUTSequence"][0][0x00280106].VR
+    assert vr == ("SS" if pixel_representation else "US")
