@@ -64,11 +64,12 @@ from aifi_app.algorithms.package import REMOTE_SPECS, AlgorithmPackage
 from aifi_app.config.settings import Route, Settings
 from aifi_app.failpoints import failpoint
 from aifi_app.fault_logging import log_fault
-from aifi_app.pipeline import low_priority_child, premade, routing, seg_ahead
+from aifi_app.pipeline import low_priority_child, premade, routing, seg_ahead, spare_inodes
 from aifi_app.pipeline.background_loop import BackgroundLoop
 from aifi_app.pipeline.deferred_writeback import DeferredWriteback, start_writeback
 from aifi_app.pipeline.image_reader import read_header
 from aifi_app.pipeline.premade import PremadeIndex, SourceInstance
+from aifi_app.pipeline.spare_inodes import SpareInodes
 from aifi_app.pseudonymise import BurnedInPolicy, ProfileOption
 from aifi_app.pseudonymise.batch import pseudonymise_file
 from aifi_app.pseudonymise.element_memo import ElementMemo
@@ -236,6 +237,7 @@ def make_files(
     memo: ElementMemo | None = None,
     written: Callable[[Path, int], None] | None = None,
     claim: Callable[[int], bool] | None = None,
+    spares: SpareInodes | None = None,
 ) -> list[Made]:
     """Pseudonymise each (instance id, source, target) into ``target`` (written under a
     temporary name, then renamed). A refused or failed instance gets no file. Runs in the
@@ -245,7 +247,8 @@ def make_files(
     of a series share most of their header; see
     :mod:`aifi_app.pseudonymise.element_memo`). ``claim(instance id)``, when given, is
     asked after ``keep_going``: an instance it refuses (a job took it) is skipped, with
-    no entry in the result.
+    no entry in the result. ``spares``: empty files made ahead, one taken for each file
+    (:mod:`aifi_app.pipeline.spare_inodes`; none: each file is created).
 
     The files are not flushed here. ``written(path, size)`` is told of each file made;
     by default (None) it is handed to the kernel's writeback at once
@@ -275,6 +278,8 @@ def make_files(
         final = Path(target)
         temporary = final.with_suffix(".tmp")
         temporary.parent.mkdir(parents=True, exist_ok=True)
+        if spares is not None:
+            spares.place(temporary)  # its inode made ahead (else created by the write)
         try:
             pseudonymise_file(pseudonymiser, Path(source), temporary, memo=memo)
         except Exception:
@@ -319,6 +324,7 @@ class PreLoop:
         config: Callable[[], PlanConfig],
         *,
         goes_on: bool = False,
+        spares: SpareInodes | None = None,
     ) -> None:
         """``goes_on``: the loop takes (:func:`premade.take`) each instance before it
         makes it and goes on with a study's instances after the study completed, until
@@ -326,8 +332,11 @@ class PreLoop:
         takes the images it makes itself, so the two meet, nothing is made twice, and
         the other core works while the job selects and links its images). Without it
         (a thread of the service: it would take the job's interpreter) the loop stops
-        a study's instances when the study completes, and the job makes the rest."""
+        a study's instances when the study completes, and the job makes the rest.
+        ``spares``: empty files the loop makes when it has nothing to do and no study
+        arrives (:meth:`make_spares`), taken by the files it makes (the child process)."""
         self.goes_on = goes_on
+        self.spares = spares
         self.db = db
         self.data_dir = data_dir
         self._secret = secret
@@ -371,6 +380,21 @@ class PreLoop:
         self._found_nothing = False
         self.make(batch)
         return True
+
+    def make_spares(self) -> bool:
+        """Make some of the empty files the loop's files take (:data:`spare_inodes.FILL_CHUNK`
+        at most, when it has them, found no work on its last pass, no study arrives and
+        there is room); True when more are wanted (the caller comes back at once)."""
+        spares = self.spares
+        if spares is None or not spares.wanted() or self.receiving or self._pending:
+            return False
+        config = self._config()
+        try:
+            if not config.active or not self._room(config.floor) or study_arriving(self.db):
+                return False
+        except sqlite3.Error:  # the queue busy or gone: later, or never
+            return False
+        return spares.fill() > 0 and spares.wanted()
 
     def _room(self, floor: DiskFloor) -> bool:
         """True when the data volume has :data:`RESERVE_BYTES` to spare above the floor."""
@@ -473,6 +497,7 @@ class PreLoop:
                 ],
                 keep_going=lambda: room,
                 memo=self._memo,
+                spares=self.spares,
                 claim=lambda instance_id: self._take(study_id, key, instance_id),
             )
             received = {instance_id: at for instance_id, _, at in request.items}
@@ -605,6 +630,7 @@ class PreLoop:
                 ],
                 keep_going=lambda: self._still_wanted(study_id),
                 memo=self._memo,
+                spares=self.spares,
                 # once it completed, its job flushes them soon: to the disk at once
                 written=self.writeback.add if defer else self._write_back_now,
                 claim=functools.partial(self._take, study_id, key) if self.goes_on else None,
@@ -636,7 +662,14 @@ def run_child(db_path: str, data_dir: str, secret: bytes, inbox: Any, parent_pid
     at the lowest priority): run the loop until told to stop or the service is gone."""
     config: PlanConfig = inbox.get()
     db = ReadOnlyDb(Path(db_path))
-    loop = PreLoop(db, Path(data_dir), secret, lambda: config, goes_on=True)
+    loop = PreLoop(
+        db,
+        Path(data_dir),
+        secret,
+        lambda: config,
+        goes_on=True,
+        spares=SpareInodes(Path(data_dir) / premade.PREMADE_DIR / spare_inodes.SPARE_DIR),
+    )
     wait = 0.0
     warm = False
     idle_since = time.monotonic()
@@ -669,6 +702,9 @@ def run_child(db_path: str, data_dir: str, secret: bytes, inbox: Any, parent_pid
             busy = False
         if busy:
             idle_since = time.monotonic()
+        elif loop.make_spares():
+            wait = 0.0  # more to make: after a look at the messages
+            continue
         elif config.builds_segs and not warm and time.monotonic() - idle_since >= WARM_UP_IDLE:
             if study_arriving(db):
                 # not while a study arrives (~1 s of CPU and 100 MB read: the node's

@@ -27,11 +27,12 @@ from aifi_app.config.settings import (
     Settings,
     StorageSettings,
 )
-from aifi_app.pipeline import pre_pseudonymise, premade, processing
+from aifi_app.pipeline import pre_pseudonymise, premade, processing, spare_inodes
 from aifi_app.pipeline.deferred_writeback import DEFERRED_BYTES, DeferredWriteback
 from aifi_app.pipeline.low_priority_child import IOPRIO_SET_SYSCALL
 from aifi_app.pipeline.parallel_pseudonymise import pseudonymise_all
 from aifi_app.pipeline.pre_pseudonymise import SELECTION_TAGS, PrePseudonymiser
+from aifi_app.pipeline.spare_inodes import SpareInodes
 from aifi_app.pseudonymise import BurnedInPolicy, Pseudonymiser
 from aifi_app.pseudonymise.element_memo import ElementMemo
 from aifi_app.sample_studies import ct_series, demo_patient, write
@@ -823,4 +824,40 @@ def test_the_child_loads_the_seg_builder_only_when_no_study_arrives(
     inbox.put(None)
     child.join(10)
     assert not child.is_alive()
+    app.db.close()
+
+
+def test_the_loop_makes_its_files_in_spare_files_made_while_nothing_arrives(
+    tmp_path: Path,
+) -> None:
+    """The child's loop makes empty files when it has nothing to do and no study arrives
+    (not while one does), and each file it makes takes one: the job's work folder is the
+    same, byte for byte; once none is left the files are created as before."""
+    app, pre = _app(tmp_path, goes_on=True)
+    spares = SpareInodes(app.data_dir / premade.PREMADE_DIR / spare_inodes.SPARE_DIR, keep=12)
+    pre._work.spares = spares
+    other = _study(thin=1)[0]
+    other.BodyPartExamined = "ABDOMEN"  # no route: nothing to make
+    other_id = _receive(app, other, tmp_path)
+    _premake(pre)  # looked at, nothing made
+    assert not pre._work.make_spares()  # a study arrives: none made
+    assert spares.ready == 0
+    assert jobs.process_now(app.db, other_id, "test")
+    app.worker.run_once()  # completed and routed: nothing arrives any more
+    assert not pre.run_once()
+    while pre._work.make_spares():  # up to the limit, a chunk at a time
+        pass
+    assert spares.ready == 12
+    inodes = {p.stat().st_ino for p in spares.folder.iterdir()}
+    images = _study(thin=20)
+    study_id = 0
+    for ds in images:
+        study_id = _receive(app, ds, tmp_path)
+    _premake(pre)
+    assert spares.ready == 0  # 12 of the 20 made took one
+    assert len([p for p in _made_files(app) if p.stat().st_ino in inodes]) == 12
+    job_id = _complete_and_pseudonymise(app, study_id)
+    assert _linked(app, job_id) == len(images)
+    expected, _ = _reference(app, job_id, tmp_path / "reference")
+    _same_files(sorted(app.processor.work_dir(job_id).glob("*.dcm")), expected)
     app.db.close()
