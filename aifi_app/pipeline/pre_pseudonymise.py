@@ -49,14 +49,16 @@ import multiprocessing
 import os
 import queue
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydicom import Dataset
+from pydicom.dataelem import RawDataElement
 from pydicom.tag import Tag
 
 from aifi_app.algorithms.input_rules import HEADER_TAGS
@@ -78,6 +80,7 @@ from aifi_app.store.database import Database
 from aifi_app.store.disk_space import DiskFloor, read_disk
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 BATCH = 24
 """Instances per batch: small, so that a job waits little for the batch in flight (about
@@ -188,7 +191,11 @@ class ReadOnlyDb:
     """A read-only connection to the queue database (the child's own)."""
 
     def __init__(self, path: Path) -> None:
-        self._conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        # used by the child's two threads, one at a time (the one waits while the other
+        # runs: :class:`~aifi_app.pipeline.low_priority_child.LowPriorityThread`)
+        self._conn = sqlite3.connect(
+            f"file:{path}?mode=ro", uri=True, timeout=30, check_same_thread=False
+        )
         self._conn.row_factory = sqlite3.Row
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
@@ -238,6 +245,7 @@ def make_files(
     written: Callable[[Path, int], None] | None = None,
     claim: Callable[[int], bool] | None = None,
     spares: SpareInodes | None = None,
+    taken: list[int] | None = None,
 ) -> list[Made]:
     """Pseudonymise each (instance id, source, target) into ``target`` (written under a
     temporary name, then renamed). A refused or failed instance gets no file. Runs in the
@@ -247,8 +255,9 @@ def make_files(
     of a series share most of their header; see
     :mod:`aifi_app.pseudonymise.element_memo`). ``claim(instance id)``, when given, is
     asked after ``keep_going``: an instance it refuses (a job took it) is skipped, with
-    no entry in the result. ``spares``: empty files made ahead, one taken for each file
-    (:mod:`aifi_app.pipeline.spare_inodes`; none: each file is created).
+    no entry in the result (``taken`` gets its id). ``spares``: empty files made ahead,
+    one taken for each file (:mod:`aifi_app.pipeline.spare_inodes`; none: each file is
+    created).
 
     The files are not flushed here. ``written(path, size)`` is told of each file made;
     by default (None) it is handed to the kernel's writeback at once
@@ -273,6 +282,8 @@ def make_files(
         if not keep_going():
             break
         if claim is not None and not claim(instance_id):
+            if taken is not None:
+                taken.append(instance_id)
             continue
         sink[0] = []
         final = Path(target)
@@ -313,6 +324,42 @@ def selection_headers(paths: Sequence[str]) -> list[Dataset | None]:
     return out
 
 
+_JSON_ELEMENTS: dict[tuple[RawDataElement, RawDataElement | None], dict[str, Any]] = {}
+"""Selection elements as DICOM JSON, by the raw entry read (its bytes and place in the
+file, shared between files by :mod:`~aifi_app.pipeline.image_reader`) and the data set's
+Specific Character Set entry."""
+_JSON_ELEMENTS_MAX = 20_000
+_CHARSET = Tag("SpecificCharacterSet")
+
+
+def header_json(header: Dataset) -> dict[str, Any]:
+    """``header.to_json_dict()`` for a header read by
+    :func:`~aifi_app.pipeline.image_reader.read_header`, each element's JSON made once
+    per distinct raw entry (the instances of a series share most of their selection
+    tags: converting and writing them as JSON again for each instance was a fifth of the
+    loop's CPU a CT slice). The JSON values are shared between headers: read only."""
+    charset = header.get_item(_CHARSET, keep_deferred=True) if _CHARSET in header else None
+    charset_raw = charset if isinstance(charset, RawDataElement) else None
+    found: dict[str, Any] = {}
+    for tag in header.keys():  # noqa: SIM118 (iterating a Dataset gives its elements)
+        raw = header.get_item(tag, keep_deferred=True)
+        if (
+            not isinstance(raw, RawDataElement)
+            or raw.value is None
+            or (charset is not None and charset_raw is None)
+        ):
+            found[f"{tag:08X}"] = header[tag].to_json_dict(None, 1024)
+            continue
+        key = (raw, charset_raw)
+        element = _JSON_ELEMENTS.get(key)
+        if element is None:
+            if len(_JSON_ELEMENTS) >= _JSON_ELEMENTS_MAX:
+                _JSON_ELEMENTS.clear()
+            element = _JSON_ELEMENTS[key] = header[tag].to_json_dict(None, 1024)
+        found[f"{tag:08X}"] = element
+    return found
+
+
 class PreLoop:
     """One pass at a time of the pre-pseudonymising work (in the child, or a thread)."""
 
@@ -325,6 +372,7 @@ class PreLoop:
         *,
         goes_on: bool = False,
         spares: SpareInodes | None = None,
+        start_writeback: Callable[[Path], None] = start_writeback,
     ) -> None:
         """``goes_on``: the loop takes (:func:`premade.take`) each instance before it
         makes it and goes on with a study's instances after the study completed, until
@@ -334,7 +382,10 @@ class PreLoop:
         (a thread of the service: it would take the job's interpreter) the loop stops
         a study's instances when the study completes, and the job makes the rest.
         ``spares``: empty files the loop makes when it has nothing to do and no study
-        arrives (:meth:`make_spares`), taken by the files it makes (the child process)."""
+        arrives (:meth:`make_spares`), taken by the files it makes (the child process).
+        ``start_writeback``: hands a made file to the disk's writeback (by default in
+        this thread; the child's :class:`WritebackThread` does it in a thread of its own,
+        so that the loop goes on making files meanwhile)."""
         self.goes_on = goes_on
         self.spares = spares
         self.db = db
@@ -352,7 +403,7 @@ class PreLoop:
         self._receiving_checked: dict[int, tuple[float, bool]] = {}
         self._wanted_checked: dict[int, tuple[float, bool]] = {}
         """Kept from batch to batch (a series arrives over many), bounded in size."""
-        self.writeback = DeferredWriteback()
+        self.writeback = DeferredWriteback(start=start_writeback)
         """The files made while studies arrive, not yet handed to the disk's writeback."""
         self._found_nothing = False
         """The previous pass found no new instance either."""
@@ -360,11 +411,15 @@ class PreLoop:
     def idle_wait(self) -> float:
         return POLL_SECONDS if self.receiving else IDLE_SECONDS
 
-    def run_once(self) -> bool:
-        """One pass; True when it made a batch. The files made are written to disk once
-        the node pauses (see :mod:`aifi_app.pipeline.deferred_writeback`): when no study
-        is receiving, or when two passes in a row (:data:`POLL_SECONDS` apart) found
-        no new instance."""
+    def run_once(self, stop: Callable[[], bool] | None = None) -> bool:
+        """One pass; True when it made a batch. ``stop``: asked before each file; once it
+        says yes the batch ends there, its index is written for the files made, and the
+        rest wait for the next pass (the child's passes while a study arrives run at the
+        lowest priority: one whose study completes meanwhile stops, so that the next
+        pass makes the rest at the child's own priority for the job that comes). The files
+        made are written to disk once the node pauses (see
+        :mod:`aifi_app.pipeline.deferred_writeback`): when no study is receiving, or when
+        two passes in a row (:data:`POLL_SECONDS` apart) found no new instance."""
         self.clean()
         config = self._config()
         if not config.active or not self._room(config.floor):
@@ -378,7 +433,7 @@ class PreLoop:
             self._found_nothing = True
             return False
         self._found_nothing = False
-        self.make(batch)
+        self.make(batch, stop)
         return True
 
     def make_spares(self) -> bool:
@@ -589,7 +644,9 @@ class PreLoop:
             self._skip_studies[study_id] = skip
         return skip
 
-    def make(self, batch: Sequence[tuple[SourceInstance, str]]) -> None:
+    def make(
+        self, batch: Sequence[tuple[SourceInstance, str]], stop: Callable[[], bool] | None = None
+    ) -> None:
         """Pre-make one batch (one study's instances) and write its index file."""
         study_id = batch[0][0].study_id
         busy = premade.busy_file(self.data_dir, study_id)
@@ -597,13 +654,15 @@ class PreLoop:
         busy.touch()
         self._made_studies.add(study_id)
         try:
-            self._make(batch)
+            self._make(batch, stop)
         finally:
             busy.unlink(missing_ok=True)
         if not self._defers_writes(study_id):
             self.writeback.release()  # its job starts: to disk now
 
-    def _make(self, batch: Sequence[tuple[SourceInstance, str]]) -> None:
+    def _make(
+        self, batch: Sequence[tuple[SourceInstance, str]], stop: Callable[[], bool] | None = None
+    ) -> None:
         sources = [s for s, _ in batch]
         headers = selection_headers([str(self.data_dir / s.path) for s in sources])
         by_plan: dict[str, tuple[Plan, list[SourceInstance]]] = {}
@@ -615,7 +674,9 @@ class PreLoop:
         defer = self._defers_writes(study_id)
         if not defer:
             self.writeback.release()  # a job comes: the disk for its files first
+        left: set[int] = set()
         for key, (plan, items) in by_plan.items():
+            taken: list[int] = []
             made = make_files(
                 self._secret,
                 plan.options,
@@ -628,12 +689,13 @@ class PreLoop:
                     )
                     for s in items
                 ],
-                keep_going=lambda: self._still_wanted(study_id),
+                keep_going=lambda: self._still_wanted(study_id) and not (stop and stop()),
                 memo=self._memo,
                 spares=self.spares,
                 # once it completed, its job flushes them soon: to the disk at once
                 written=self.writeback.add if defer else self._write_back_now,
                 claim=functools.partial(self._take, study_id, key) if self.goes_on else None,
+                taken=taken,
             )
             for m in made:
                 made_for[m.instance_id][key] = {
@@ -641,6 +703,10 @@ class PreLoop:
                     "size": m.size,
                     "mappings": m.mappings,
                 }
+            left |= {s.instance_id for s in items} - {m.instance_id for m in made} - set(taken)
+        # not reached (stopped, or the study no longer wanted): to the next pass, which
+        # drops a study no longer wanted
+        self._pending[:0] = [item for item in batch if item[0].instance_id in left]
         failpoint("prepseudo.before_recorded")
         premade.write_index(
             self.data_dir,
@@ -649,7 +715,7 @@ class PreLoop:
                 {
                     "id": s.instance_id,
                     "received_at": s.received_at,
-                    "header": None if h is None else h.to_json_dict(),
+                    "header": None if h is None else header_json(h),
                     "made": made_for[s.instance_id],
                 }
                 for s, h in zip(sources, headers, strict=True)
@@ -657,9 +723,64 @@ class PreLoop:
         )
 
 
-def run_child(db_path: str, data_dir: str, secret: bytes, inbox: Any, parent_pid: int) -> None:
-    """The child process (started by :func:`aifi_app.pipeline.low_priority_child.child_main`
-    at the lowest priority): run the loop until told to stop or the service is gone."""
+def _here(call: Callable[[], T]) -> T:
+    return call()
+
+
+class WritebackThread:
+    """Hands files to the disk's writeback (:func:`start_writeback`) from a thread of its
+    own, in the order given: releasing what waited while a CT arrived (up to
+    :data:`~aifi_app.pipeline.deferred_writeback.DEFERRED_BYTES`) took the loop 0.1-0.45 s
+    when the study completed (the advice waits while the disk's queue is full), just when
+    its job waited for the loop's next files. The job flushes the files it takes itself;
+    this only starts their writing early."""
+
+    def __init__(self) -> None:
+        self._paths: queue.SimpleQueue[Path] = queue.SimpleQueue()
+        threading.Thread(target=self._run, name="aifi-prepseudo-writeback", daemon=True).start()
+
+    def __call__(self, path: Path) -> None:
+        self._paths.put(path)
+
+    def _run(self) -> None:
+        while True:
+            start_writeback(self._paths.get())
+
+
+class _Arriving:
+    """Whether any study arrives, read at most every :data:`RECHECK_SECONDS`."""
+
+    def __init__(self, db: premade.Reader) -> None:
+        self._db = db
+        self._checked = (0.0, False)
+
+    def __call__(self) -> bool:
+        at, arriving = self._checked
+        if time.monotonic() - at >= RECHECK_SECONDS:
+            arriving = study_arriving(self._db)
+            self._checked = (time.monotonic(), arriving)
+        return arriving
+
+    def ended(self) -> bool:
+        return not self()
+
+
+def run_child(
+    db_path: str,
+    data_dir: str,
+    secret: bytes,
+    inbox: Any,
+    parent_pid: int,
+    low: Callable[[Callable[[], Any]], Any] = _here,
+) -> None:
+    """The child process (started by :func:`aifi_app.pipeline.low_priority_child.child_main`):
+    run the loop until told to stop or the service is gone. ``low`` runs a callable at
+    the lowest priority (the child's low-priority thread) and returns its result: every
+    pass while a study arrives (the DICOM node comes first), the SEG built ahead while a
+    model runs, the empty files made ahead and the SEG builder's loading. The rest runs
+    in this thread, at the priority the child started with: the passes while no study
+    arrives (a completed study's images, for its job that waits for them) and a job's
+    help request (sent only when no study arrives)."""
     config: PlanConfig = inbox.get()
     db = ReadOnlyDb(Path(db_path))
     loop = PreLoop(
@@ -669,7 +790,9 @@ def run_child(db_path: str, data_dir: str, secret: bytes, inbox: Any, parent_pid
         lambda: config,
         goes_on=True,
         spares=SpareInodes(Path(data_dir) / premade.PREMADE_DIR / spare_inodes.SPARE_DIR),
+        start_writeback=WritebackThread(),
     )
+    arriving = _Arriving(db)
     wait = 0.0
     warm = False
     idle_since = time.monotonic()
@@ -682,12 +805,12 @@ def run_child(db_path: str, data_dir: str, secret: bytes, inbox: Any, parent_pid
                 config = message
             elif isinstance(message, HelpRequest):
                 try:
-                    loop.help(message)
+                    loop.help(message)  # a job waits
                 except Exception as exc:  # the job makes what this did not
                     log_fault(log, "helping a job pseudonymise failed", exc)
             elif isinstance(message, seg_ahead.SegAheadRequest):
                 try:
-                    seg_ahead.build_in_child(message, db)
+                    low(functools.partial(seg_ahead.build_in_child, message, db))
                 except Exception as exc:  # the job builds its SEG itself
                     log_fault(log, "building a job's SEG ahead failed", exc)
             wait = 0.0  # a wake-up or a new config: look again at once
@@ -696,13 +819,16 @@ def run_child(db_path: str, data_dir: str, secret: bytes, inbox: Any, parent_pid
         except queue.Empty:
             pass
         try:
-            busy = loop.run_once()
+            if study_arriving(db):  # the node first; stopped once the arrival ends
+                busy = bool(low(functools.partial(loop.run_once, arriving.ended)))
+            else:  # a completed study's images, for its job
+                busy = loop.run_once()
         except Exception as exc:
             log_fault(log, "pre-pseudonymising pass failed; retrying shortly", exc)
             busy = False
         if busy:
             idle_since = time.monotonic()
-        elif loop.make_spares():
+        elif low(loop.make_spares):
             wait = 0.0  # more to make: after a look at the messages
             continue
         elif config.builds_segs and not warm and time.monotonic() - idle_since >= WARM_UP_IDLE:
@@ -714,7 +840,7 @@ def run_child(db_path: str, data_dir: str, secret: bytes, inbox: Any, parent_pid
                 continue
             warm = True  # once: highdicom and its tables, for the first job's SEG in time
             try:
-                seg_ahead.warm_up()
+                low(seg_ahead.warm_up)
             except Exception as exc:
                 log_fault(log, "loading the SEG builder failed", exc)
             continue
