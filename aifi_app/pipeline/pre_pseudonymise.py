@@ -747,6 +747,19 @@ class WritebackThread:
             start_writeback(self._paths.get())
 
 
+def _passes_while_arriving(loop: PreLoop, arriving: _Arriving, inbox: Any) -> bool:
+    """Passes of the loop, one after the other while each makes a batch, a study arrives
+    and no message waits (in the low-priority thread: the child's own thread, at the
+    priority it started with, is not woken for each batch while the node receives);
+    True when one made a batch."""
+    busy = False
+    while loop.run_once(arriving.ended):
+        busy = True
+        if not arriving() or not inbox.empty():
+            break
+    return busy
+
+
 class _Arriving:
     """Whether any study arrives, read at most every :data:`RECHECK_SECONDS`."""
 
@@ -820,7 +833,7 @@ def run_child(
             pass
         try:
             if study_arriving(db):  # the node first; stopped once the arrival ends
-                busy = bool(low(functools.partial(loop.run_once, arriving.ended)))
+                busy = bool(low(functools.partial(_passes_while_arriving, loop, arriving, inbox)))
             else:  # a completed study's images, for its job
                 busy = loop.run_once()
         except Exception as exc:
