@@ -6,9 +6,11 @@ the routes' rules on the series' first instance (as the worker will on completio
 pre-makes the instance for the pseudonymisation options of every algorithm the study
 will probably go to (see :mod:`aifi_app.pipeline.premade` for the cache and its rules).
 
-The loop runs in one spawned child process at the lowest CPU priority (``nice 19``,
-``SCHED_IDLE`` on Linux: :mod:`aifi_app.pipeline.low_priority_child`), started with the
-service, with its own read-only connection to the queue database: it
+The loop runs in one spawned child process, started with the service, while a study
+arrives at the lowest CPU priority (``nice 19``, ``SCHED_IDLE`` on Linux, in a thread of
+its own: :mod:`aifi_app.pipeline.low_priority_child`; its work for a job that waits at
+the child's own priority, :func:`run_child`), with its own read-only connection to the
+queue database: it
 writes nothing to the queue, and the service process does nothing for it while a study
 arrives. Measured on the 2-core development machine under load (CT, 500 slices): the
 same loop as a thread of the service, even with the pseudonymising itself in a child,
@@ -44,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import logging
 import multiprocessing
 import os
@@ -407,6 +410,7 @@ class PreLoop:
         """The files made while studies arrive, not yet handed to the disk's writeback."""
         self._found_nothing = False
         """The previous pass found no new instance either."""
+        self._cut_batches = itertools.count(1)
 
     def idle_wait(self) -> float:
         return POLL_SECONDS if self.receiving else IDLE_SECONDS
@@ -707,6 +711,10 @@ class PreLoop:
         # not reached (stopped, or the study no longer wanted): to the next pass, which
         # drops a study no longer wanted
         self._pending[:0] = [item for item in batch if item[0].instance_id in left]
+        # the next pass's index starts with the same instance when this one stopped at
+        # its first: this one's own name then (one file never replaces another's entries)
+        first = sources[0].instance_id
+        name = f"{first}-{next(self._cut_batches)}" if first in left else None
         failpoint("prepseudo.before_recorded")
         premade.write_index(
             self.data_dir,
@@ -720,6 +728,7 @@ class PreLoop:
                 }
                 for s, h in zip(sources, headers, strict=True)
             ],
+            name=name,
         )
 
 

@@ -15,7 +15,8 @@ The cache writes nothing to the queue database: a write transaction from the
 pre-pseudonymiser while a study arrives would make the DICOM node's commits wait for
 the lock. Its index is files instead, one per batch, written (under a temporary name,
 then renamed) after the batch's files: ``premade/<study id>/index-<first id>.json``
-holds per instance its received copy, its selection tags (for the job's image
+(``index-<first id>-<n>.json`` for a batch stopped at its first instance, whose rest the
+next batch indexes) holds per instance its received copy, its selection tags (for the job's image
 selection) and per options key the outcome, the file's size and the pseudonym mappings
 (kind, original, pseudonym) the file made, which the job records in ``pseudonyms`` when
 it uses the file. ``premade/<study id>/busy`` exists while a batch is being made.

@@ -35,7 +35,7 @@ from aifi_app.pipeline.low_priority_child import IOPRIO_SET_SYSCALL
 from aifi_app.pipeline.parallel_pseudonymise import pseudonymise_all
 from aifi_app.pipeline.pre_pseudonymise import SELECTION_TAGS, PrePseudonymiser
 from aifi_app.pipeline.spare_inodes import SpareInodes
-from aifi_app.pseudonymise import BurnedInPolicy, Pseudonymiser
+from aifi_app.pseudonymise import BurnedInPolicy, ProfileOption, Pseudonymiser
 from aifi_app.pseudonymise.element_memo import ElementMemo
 from aifi_app.sample_studies import ct_series, demo_patient, write
 from aifi_app.service import Appliance
@@ -395,22 +395,33 @@ def test_a_burned_in_refusal_is_left_to_the_job(tmp_path: Path, goes_on: bool) -
     app.db.close()
 
 
+@pytest.mark.parametrize("goes_on", [False, True])
 def test_cache_names_and_logs_hold_no_patient_data(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, goes_on: bool
 ) -> None:
+    """Also the claims, their owners' badges, the spare files and a stopped batch's
+    index (the child's loop)."""
     caplog.set_level(logging.DEBUG)
-    app, pre = _app(tmp_path)
+    app, pre = _app(tmp_path, goes_on=goes_on)
+    if goes_on:
+        pre._work.spares = SpareInodes(app.data_dir / premade.PREMADE_DIR / "spare", keep=8)
+        pre._work.spares.fill()
     images = _study(thin=20)
     study_id = 0
     for ds in images:
         study_id = _receive(app, ds, tmp_path)
+    if goes_on:
+        pre._config = pre._current_config()
+        pre._work.run_once(lambda: True)  # stopped at its first instance
     _premake(pre)
     _complete_and_pseudonymise(app, study_id)
     for path in (app.data_dir / premade.PREMADE_DIR).rglob("*"):
         for part in path.relative_to(app.data_dir / premade.PREMADE_DIR).parts:
             stem = part.removesuffix(".dcm").removesuffix(".json").removeprefix("index-")
-            named = stem == "claims" or re.fullmatch(r"job\d+-\d+", stem)  # help requests
-            assert named or stem.isdigit() or (len(stem) == 16 and int(stem, 16) >= 0), part
+            stem = stem.removeprefix("owner-")  # a claim's owner: the loop, or a job
+            named = stem in ("claims", "spare", "pre") or re.fullmatch(r"job\d+-\d+", stem)
+            numbered = re.fullmatch(r"\d+(-\d+)?", stem)  # spares, stopped batches
+            assert named or numbered or (len(stem) == 16 and int(stem, 16) >= 0), part
     first = images[0]
     secrets_ = [
         str(first.PatientName),
@@ -989,3 +1000,45 @@ def _wait_for(condition: Any, seconds: float = 30.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.02)
+
+
+def test_batches_stopped_at_their_first_instance_keep_what_they_indexed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two option sets for one series: a pass that made the first instance for one set
+    and stopped, then a pass that made nothing, then one that made the rest: each index
+    file is its own (none replaced), so every file made is known, for both sets."""
+    monkeypatch.setattr(pre_pseudonymise, "BATCH", 3)
+    app, pre = _app(tmp_path, goes_on=True)
+    study_id = 0
+    for ds in _study(thin=3):
+        study_id = _receive(app, ds, tmp_path)
+    plans = [
+        pre_pseudonymise.Plan(
+            premade.options_key(KEY, options, BurnedInPolicy.REFUSE),
+            options,
+            BurnedInPolicy.REFUSE,
+        )
+        for options in (frozenset(), frozenset({ProfileOption.RETAIN_PATIENT_CHARACTERISTICS}))
+    ]
+    monkeypatch.setattr(pre._work, "plans", lambda *_: plans)
+    pre._config = pre._current_config()
+    asked = []
+
+    def stop_from_the_second() -> bool:
+        asked.append(1)
+        return len(asked) > 1
+
+    assert pre._work.run_once(stop_from_the_second)  # the first instance, first set only
+    assert pre._work.run_once(lambda: True)  # nothing
+    assert pre._work.run_once()  # the rest
+    index = pre.index({study_id})
+    sources = [
+        premade.SourceInstance(int(r["id"]), study_id, app.data_dir / r["path"], r["received_at"])
+        for r in app.db.query("SELECT id, path, received_at FROM instances ORDER BY id")
+    ]
+    for plan in plans:
+        assert len(index.lookup(sources, plan.key)) == 3, plan.options
+    names = sorted(p.name for p in premade.study_dir(app.data_dir, study_id).glob("index-*"))
+    assert len(names) == 3  # one of its own each
+    app.db.close()
