@@ -531,6 +531,7 @@ class JobProcessor:
             )
             try:
                 batch.folder(work_file(work, 0))
+                linked: list[Path] = []
                 for n, instance in enumerate(selected):
                     made = ready.get(instance.instance_id)
                     if made is None:
@@ -543,9 +544,15 @@ class JobProcessor:
                         rest.append((n, instance))
                         continue
                     batch.linked(target, made.path)
-                    if read_ahead is not None:
-                        read_ahead.add(target)
+                    linked.append(target)
                     mappings += made.mappings
+                if read_ahead is not None:
+                    # read once all are linked: the reading thread took the interpreter
+                    # at each link's system call (500 links: 0.10-0.13 s against
+                    # 0.014-0.018 s, the step and the reading 0.33-0.36 s against
+                    # 0.24-0.28 s, in-process, every image pre-made)
+                    for target in linked:
+                        read_ahead.add(target)
                 linked_at = now()
                 try:
                     made_now, helped = self._pseudonymise_rest(
