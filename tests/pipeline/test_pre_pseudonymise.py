@@ -1042,3 +1042,23 @@ def test_batches_stopped_at_their_first_instance_keep_what_they_indexed(
     names = sorted(p.name for p in premade.study_dir(app.data_dir, study_id).glob("index-*"))
     assert len(names) == 3  # one of its own each
     app.db.close()
+
+
+def test_a_completed_studys_batches_for_its_job_are_small(tmp_path: Path) -> None:
+    """While a study arrives a batch takes up to BATCH instances; once it completed (its
+    job links what a batch made when the batch's index is written) up to JOB_BATCH."""
+    app, pre = _app(tmp_path, goes_on=True)
+    images = _study(thin=20)
+    study_id = 0
+    for ds in images:
+        study_id = _receive(app, ds, tmp_path)
+    job_id, _ = _helped_job(app, study_id)  # completed before anything was made
+    assert pre.run_once()
+    assert pre.index({study_id}).stats()[0] == pre_pseudonymise.JOB_BATCH
+    _premake(pre)
+    assert pre.index({study_id}).stats()[0] == len(images)
+    app.processor.pseudonymise(job_id)
+    assert _linked(app, job_id) == len(images)
+    expected, _ = _reference(app, job_id, tmp_path / "reference")
+    _same_files(sorted(app.processor.work_dir(job_id).glob("*.dcm")), expected)
+    app.db.close()
