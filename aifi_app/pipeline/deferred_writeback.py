@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -32,21 +33,54 @@ selection after completion covers)."""
 
 
 def start_writeback(path: Path) -> None:
-    """Ask the kernel to start writing ``path`` to disk now, without waiting for it
-    (``POSIX_FADV_DONTNEED``). Nothing where the OS has no ``posix_fadvise`` (Windows),
-    or when the file is gone (its study's files were removed meanwhile)."""
+    """Ask the kernel to start writing ``path`` to disk now, without waiting for it, and
+    keep its pages in memory: ``sync_file_range(SYNC_FILE_RANGE_WRITE)`` on Linux;
+    elsewhere ``POSIX_FADV_DONTNEED`` (which also drops the pages already written). On
+    Linux that advice dropped the files a job was about to read: a file whose pages were
+    written meanwhile (by the job's own flush, or the kernel's) lost them from the page
+    cache, and the job's read-ahead and its model read them back from the disk (its
+    read-ahead took 0.24-0.47 s after the step instead of ~0.1 s). Nothing where the OS
+    has neither (Windows), or when the file is gone (its study's files were removed
+    meanwhile)."""
+    write_out = _sync_file_range()
     advise = getattr(os, "posix_fadvise", None)
-    if advise is None:  # Windows
+    if write_out is None and advise is None:  # Windows
         return
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
         return
     try:
-        with contextlib.suppress(OSError):
-            advise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        if write_out is not None:
+            write_out(fd, 0, 0, SYNC_FILE_RANGE_WRITE)  # an error: nothing started, no harm
+        elif advise is not None:
+            with contextlib.suppress(OSError):
+                advise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     finally:
         os.close(fd)
+
+
+SYNC_FILE_RANGE_WRITE = 2
+"""Start writing the range's dirty pages that are not being written yet; no waiting."""
+_WRITE_OUT: list[Callable[[int, int, int, int], int] | None] = []
+
+
+def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    """The C library's ``sync_file_range`` (Linux; Python has no call for it), or None."""
+    if not _WRITE_OUT:
+        found = None
+        if sys.platform.startswith("linux"):
+            try:
+                import ctypes
+
+                function = ctypes.CDLL(None, use_errno=True).sync_file_range
+                function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+                function.restype = ctypes.c_int
+                found = function
+            except (OSError, AttributeError):
+                found = None
+        _WRITE_OUT.append(found)
+    return _WRITE_OUT[0]
 
 
 class DeferredWriteback:

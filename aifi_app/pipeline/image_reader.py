@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import struct
 from pathlib import Path
-from typing import Final, cast
+from typing import Any, Final, cast
 
 from pydicom import Dataset, FileDataset, FileMetaDataset, dcmread
 from pydicom.charset import default_encoding
@@ -89,15 +89,45 @@ def _read(path: Path, keep: frozenset[int] | None) -> Dataset | None:
     name = str(path)
     with path.open("rb") as fh:
         head = fh.read(HEAD_BYTES)
-        size = os.fstat(fh.fileno()).st_size
-    read = _plain(head, size, keep)
+        st = os.fstat(fh.fileno())
+    read = _plain(head, st.st_size, keep)
     if read is None:
         return None
     meta, elements = read
     file_meta = FileMetaDataset(meta)
     file_meta.set_original_encoding(False, True, default_encoding)
-    ds = FileDataset(name, elements, head[:128], file_meta, False, True)
-    ds.set_original_encoding(False, True, _encodings(elements.get(_CHARSET_TAG)))
+    return _file_dataset(name, st.st_mtime, elements, head[:128], file_meta)
+
+
+_TEMPLATES: dict[str, dict[str, Any]] = {}
+"""Per Python encoding of the character set, the attributes of an empty ``FileDataset``
+as ``dcmread`` leaves them (read from one made by pydicom itself)."""
+
+
+def _file_dataset(
+    name: str, mtime: float, elements: Elements, preamble: bytes, file_meta: FileMetaDataset
+) -> FileDataset:
+    """``FileDataset(name, elements, preamble, file_meta, False, True)`` with its original
+    encoding set, as ``dcmread`` makes it, without pydicom's attribute checks for each of
+    its two dozen attributes and its second ``stat`` of the file (a third of a work
+    file's read): the attributes of one made by pydicom, each container a fresh copy,
+    then this file's own."""
+    encodings = _encodings(elements.get(_CHARSET_TAG))
+    key = repr(encodings)
+    template = _TEMPLATES.get(key)
+    if template is None:
+        made = FileDataset(name, {}, preamble, FileMetaDataset(), False, True)
+        made.set_original_encoding(False, True, encodings)
+        template = _TEMPLATES[key] = dict(vars(made))
+    ds: FileDataset = FileDataset.__new__(FileDataset)
+    state = vars(ds)
+    for attribute, value in template.items():  # fresh containers: a data set's own
+        state[attribute] = value.copy() if isinstance(value, dict | list) else value
+    state["_dict"] = elements
+    state["file_meta"] = file_meta
+    state["preamble"] = preamble
+    state["filename"] = name
+    state["timestamp"] = mtime
     return ds
 
 

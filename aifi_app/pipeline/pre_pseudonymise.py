@@ -6,9 +6,11 @@ the routes' rules on the series' first instance (as the worker will on completio
 pre-makes the instance for the pseudonymisation options of every algorithm the study
 will probably go to (see :mod:`aifi_app.pipeline.premade` for the cache and its rules).
 
-The loop runs in one spawned child process at the lowest CPU priority (``nice 19``,
-``SCHED_IDLE`` on Linux: :mod:`aifi_app.pipeline.low_priority_child`), started with the
-service, with its own read-only connection to the queue database: it
+The loop runs in one spawned child process, started with the service, while a study
+arrives at the lowest CPU priority (``nice 19``, ``SCHED_IDLE`` on Linux, in a thread of
+its own: :mod:`aifi_app.pipeline.low_priority_child`; its work for a job that waits at
+the child's own priority, :func:`run_child`), with its own read-only connection to the
+queue database: it
 writes nothing to the queue, and the service process does nothing for it while a study
 arrives. Measured on the 2-core development machine under load (CT, 500 slices): the
 same loop as a thread of the service, even with the pseudonymising itself in a child,
@@ -44,19 +46,22 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import logging
 import multiprocessing
 import os
 import queue
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydicom import Dataset
+from pydicom.dataelem import RawDataElement
 from pydicom.tag import Tag
 
 from aifi_app.algorithms.input_rules import HEADER_TAGS
@@ -64,11 +69,12 @@ from aifi_app.algorithms.package import REMOTE_SPECS, AlgorithmPackage
 from aifi_app.config.settings import Route, Settings
 from aifi_app.failpoints import failpoint
 from aifi_app.fault_logging import log_fault
-from aifi_app.pipeline import low_priority_child, premade, routing, seg_ahead
+from aifi_app.pipeline import low_priority_child, premade, routing, seg_ahead, spare_inodes
 from aifi_app.pipeline.background_loop import BackgroundLoop
 from aifi_app.pipeline.deferred_writeback import DeferredWriteback, start_writeback
 from aifi_app.pipeline.image_reader import read_header
 from aifi_app.pipeline.premade import PremadeIndex, SourceInstance
+from aifi_app.pipeline.spare_inodes import SpareInodes
 from aifi_app.pseudonymise import BurnedInPolicy, ProfileOption
 from aifi_app.pseudonymise.batch import pseudonymise_file
 from aifi_app.pseudonymise.element_memo import ElementMemo
@@ -77,10 +83,15 @@ from aifi_app.store.database import Database
 from aifi_app.store.disk_space import DiskFloor, read_disk
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 BATCH = 24
 """Instances per batch: small, so that a job waits little for the batch in flight (about
 0.1 s of work on an idle core), large enough to keep the loop's own work rare."""
+JOB_BATCH = 8
+"""Instances per batch of a study that no longer arrives (the loop goes on with it for its
+job): the job links what a batch made once its index is written, so a batch of 24 kept
+it waiting for the last of them (~0.07 s on a core of the bench machine)."""
 POLL_SECONDS = 0.2
 """How often the loop looks for new instances while a study is receiving (it is woken
 when a new study starts)."""
@@ -187,7 +198,11 @@ class ReadOnlyDb:
     """A read-only connection to the queue database (the child's own)."""
 
     def __init__(self, path: Path) -> None:
-        self._conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        # used by the child's two threads, one at a time (the one waits while the other
+        # runs: :class:`~aifi_app.pipeline.low_priority_child.LowPriorityThread`)
+        self._conn = sqlite3.connect(
+            f"file:{path}?mode=ro", uri=True, timeout=30, check_same_thread=False
+        )
         self._conn.row_factory = sqlite3.Row
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
@@ -236,6 +251,8 @@ def make_files(
     memo: ElementMemo | None = None,
     written: Callable[[Path, int], None] | None = None,
     claim: Callable[[int], bool] | None = None,
+    spares: SpareInodes | None = None,
+    taken: list[int] | None = None,
 ) -> list[Made]:
     """Pseudonymise each (instance id, source, target) into ``target`` (written under a
     temporary name, then renamed). A refused or failed instance gets no file. Runs in the
@@ -245,7 +262,9 @@ def make_files(
     of a series share most of their header; see
     :mod:`aifi_app.pseudonymise.element_memo`). ``claim(instance id)``, when given, is
     asked after ``keep_going``: an instance it refuses (a job took it) is skipped, with
-    no entry in the result.
+    no entry in the result (``taken`` gets its id). ``spares``: empty files made ahead,
+    one taken for each file (:mod:`aifi_app.pipeline.spare_inodes`; none: each file is
+    created).
 
     The files are not flushed here. ``written(path, size)`` is told of each file made;
     by default (None) it is handed to the kernel's writeback at once
@@ -270,11 +289,15 @@ def make_files(
         if not keep_going():
             break
         if claim is not None and not claim(instance_id):
+            if taken is not None:
+                taken.append(instance_id)
             continue
         sink[0] = []
         final = Path(target)
         temporary = final.with_suffix(".tmp")
         temporary.parent.mkdir(parents=True, exist_ok=True)
+        if spares is not None:
+            spares.place(temporary)  # its inode made ahead (else created by the write)
         try:
             pseudonymise_file(pseudonymiser, Path(source), temporary, memo=memo)
         except Exception:
@@ -308,6 +331,42 @@ def selection_headers(paths: Sequence[str]) -> list[Dataset | None]:
     return out
 
 
+_JSON_ELEMENTS: dict[tuple[RawDataElement, RawDataElement | None], dict[str, Any]] = {}
+"""Selection elements as DICOM JSON, by the raw entry read (its bytes and place in the
+file, shared between files by :mod:`~aifi_app.pipeline.image_reader`) and the data set's
+Specific Character Set entry."""
+_JSON_ELEMENTS_MAX = 20_000
+_CHARSET = Tag("SpecificCharacterSet")
+
+
+def header_json(header: Dataset) -> dict[str, Any]:
+    """``header.to_json_dict()`` for a header read by
+    :func:`~aifi_app.pipeline.image_reader.read_header`, each element's JSON made once
+    per distinct raw entry (the instances of a series share most of their selection
+    tags: converting and writing them as JSON again for each instance was a fifth of the
+    loop's CPU a CT slice). The JSON values are shared between headers: read only."""
+    charset = header.get_item(_CHARSET, keep_deferred=True) if _CHARSET in header else None
+    charset_raw = charset if isinstance(charset, RawDataElement) else None
+    found: dict[str, Any] = {}
+    for tag in header.keys():  # noqa: SIM118 (iterating a Dataset gives its elements)
+        raw = header.get_item(tag, keep_deferred=True)
+        if (
+            not isinstance(raw, RawDataElement)
+            or raw.value is None
+            or (charset is not None and charset_raw is None)
+        ):
+            found[f"{tag:08X}"] = header[tag].to_json_dict(None, 1024)
+            continue
+        key = (raw, charset_raw)
+        element = _JSON_ELEMENTS.get(key)
+        if element is None:
+            if len(_JSON_ELEMENTS) >= _JSON_ELEMENTS_MAX:
+                _JSON_ELEMENTS.clear()
+            element = _JSON_ELEMENTS[key] = header[tag].to_json_dict(None, 1024)
+        found[f"{tag:08X}"] = element
+    return found
+
+
 class PreLoop:
     """One pass at a time of the pre-pseudonymising work (in the child, or a thread)."""
 
@@ -319,6 +378,8 @@ class PreLoop:
         config: Callable[[], PlanConfig],
         *,
         goes_on: bool = False,
+        spares: SpareInodes | None = None,
+        start_writeback: Callable[[Path], None] = start_writeback,
     ) -> None:
         """``goes_on``: the loop takes (:func:`premade.take`) each instance before it
         makes it and goes on with a study's instances after the study completed, until
@@ -326,8 +387,14 @@ class PreLoop:
         takes the images it makes itself, so the two meet, nothing is made twice, and
         the other core works while the job selects and links its images). Without it
         (a thread of the service: it would take the job's interpreter) the loop stops
-        a study's instances when the study completes, and the job makes the rest."""
+        a study's instances when the study completes, and the job makes the rest.
+        ``spares``: empty files the loop makes when it has nothing to do and no study
+        arrives (:meth:`make_spares`), taken by the files it makes (the child process).
+        ``start_writeback``: hands a made file to the disk's writeback (by default in
+        this thread; the child's :class:`WritebackThread` does it in a thread of its own,
+        so that the loop goes on making files meanwhile)."""
         self.goes_on = goes_on
+        self.spares = spares
         self.db = db
         self.data_dir = data_dir
         self._secret = secret
@@ -343,19 +410,24 @@ class PreLoop:
         self._receiving_checked: dict[int, tuple[float, bool]] = {}
         self._wanted_checked: dict[int, tuple[float, bool]] = {}
         """Kept from batch to batch (a series arrives over many), bounded in size."""
-        self.writeback = DeferredWriteback()
+        self.writeback = DeferredWriteback(start=start_writeback)
         """The files made while studies arrive, not yet handed to the disk's writeback."""
         self._found_nothing = False
         """The previous pass found no new instance either."""
+        self._cut_batches = itertools.count(1)
 
     def idle_wait(self) -> float:
         return POLL_SECONDS if self.receiving else IDLE_SECONDS
 
-    def run_once(self) -> bool:
-        """One pass; True when it made a batch. The files made are written to disk once
-        the node pauses (see :mod:`aifi_app.pipeline.deferred_writeback`): when no study
-        is receiving, or when two passes in a row (:data:`POLL_SECONDS` apart) found
-        no new instance."""
+    def run_once(self, stop: Callable[[], bool] | None = None) -> bool:
+        """One pass; True when it made a batch. ``stop``: asked before each file; once it
+        says yes the batch ends there, its index is written for the files made, and the
+        rest wait for the next pass (the child's passes while a study arrives run at the
+        lowest priority: one whose study completes meanwhile stops, so that the next
+        pass makes the rest at the child's own priority for the job that comes). The files
+        made are written to disk once the node pauses (see
+        :mod:`aifi_app.pipeline.deferred_writeback`): when no study is receiving, or when
+        two passes in a row (:data:`POLL_SECONDS` apart) found no new instance."""
         self.clean()
         config = self._config()
         if not config.active or not self._room(config.floor):
@@ -369,8 +441,23 @@ class PreLoop:
             self._found_nothing = True
             return False
         self._found_nothing = False
-        self.make(batch)
+        self.make(batch, stop)
         return True
+
+    def make_spares(self) -> bool:
+        """Make some of the empty files the loop's files take (:data:`spare_inodes.FILL_CHUNK`
+        at most, when it has them, found no work on its last pass, no study arrives and
+        there is room); True when more are wanted (the caller comes back at once)."""
+        spares = self.spares
+        if spares is None or not spares.wanted() or self.receiving or self._pending:
+            return False
+        config = self._config()
+        try:
+            if not config.active or not self._room(config.floor) or study_arriving(self.db):
+                return False
+        except sqlite3.Error:  # the queue busy or gone: later, or never
+            return False
+        return spares.fill() > 0 and spares.wanted()
 
     def _room(self, floor: DiskFloor) -> bool:
         """True when the data volume has :data:`RESERVE_BYTES` to spare above the floor."""
@@ -416,8 +503,15 @@ class PreLoop:
             self._pending = [p for p in self._pending if p[0].study_id != study_id]
         self.receiving = bool(self._pending) or study_arriving(self.db)
         batch: list[tuple[SourceInstance, str]] = []
+        size = BATCH
+        if (
+            self._pending
+            and self.goes_on
+            and not self._still_receiving(self._pending[0][0].study_id)
+        ):
+            size = min(BATCH, JOB_BATCH)  # its job waits for this batch's index
         for item in self._pending:
-            if item[0].study_id != self._pending[0][0].study_id or len(batch) == BATCH:
+            if item[0].study_id != self._pending[0][0].study_id or len(batch) == size:
                 break  # one study per batch: a job's settle waits for it
             batch.append(item)
         self._pending = self._pending[len(batch) :]
@@ -473,6 +567,7 @@ class PreLoop:
                 ],
                 keep_going=lambda: room,
                 memo=self._memo,
+                spares=self.spares,
                 claim=lambda instance_id: self._take(study_id, key, instance_id),
             )
             received = {instance_id: at for instance_id, _, at in request.items}
@@ -564,7 +659,9 @@ class PreLoop:
             self._skip_studies[study_id] = skip
         return skip
 
-    def make(self, batch: Sequence[tuple[SourceInstance, str]]) -> None:
+    def make(
+        self, batch: Sequence[tuple[SourceInstance, str]], stop: Callable[[], bool] | None = None
+    ) -> None:
         """Pre-make one batch (one study's instances) and write its index file."""
         study_id = batch[0][0].study_id
         busy = premade.busy_file(self.data_dir, study_id)
@@ -572,13 +669,15 @@ class PreLoop:
         busy.touch()
         self._made_studies.add(study_id)
         try:
-            self._make(batch)
+            self._make(batch, stop)
         finally:
             busy.unlink(missing_ok=True)
         if not self._defers_writes(study_id):
             self.writeback.release()  # its job starts: to disk now
 
-    def _make(self, batch: Sequence[tuple[SourceInstance, str]]) -> None:
+    def _make(
+        self, batch: Sequence[tuple[SourceInstance, str]], stop: Callable[[], bool] | None = None
+    ) -> None:
         sources = [s for s, _ in batch]
         headers = selection_headers([str(self.data_dir / s.path) for s in sources])
         by_plan: dict[str, tuple[Plan, list[SourceInstance]]] = {}
@@ -590,7 +689,9 @@ class PreLoop:
         defer = self._defers_writes(study_id)
         if not defer:
             self.writeback.release()  # a job comes: the disk for its files first
+        left: set[int] = set()
         for key, (plan, items) in by_plan.items():
+            taken: list[int] = []
             made = make_files(
                 self._secret,
                 plan.options,
@@ -603,11 +704,13 @@ class PreLoop:
                     )
                     for s in items
                 ],
-                keep_going=lambda: self._still_wanted(study_id),
+                keep_going=lambda: self._still_wanted(study_id) and not (stop and stop()),
                 memo=self._memo,
+                spares=self.spares,
                 # once it completed, its job flushes them soon: to the disk at once
                 written=self.writeback.add if defer else self._write_back_now,
                 claim=functools.partial(self._take, study_id, key) if self.goes_on else None,
+                taken=taken,
             )
             for m in made:
                 made_for[m.instance_id][key] = {
@@ -615,6 +718,14 @@ class PreLoop:
                     "size": m.size,
                     "mappings": m.mappings,
                 }
+            left |= {s.instance_id for s in items} - {m.instance_id for m in made} - set(taken)
+        # not reached (stopped, or the study no longer wanted): to the next pass, which
+        # drops a study no longer wanted
+        self._pending[:0] = [item for item in batch if item[0].instance_id in left]
+        # the next pass's index starts with the same instance when this one stopped at
+        # its first: this one's own name then (one file never replaces another's entries)
+        first = sources[0].instance_id
+        name = f"{first}-{next(self._cut_batches)}" if first in left else None
         failpoint("prepseudo.before_recorded")
         premade.write_index(
             self.data_dir,
@@ -623,20 +734,98 @@ class PreLoop:
                 {
                     "id": s.instance_id,
                     "received_at": s.received_at,
-                    "header": None if h is None else h.to_json_dict(),
+                    "header": None if h is None else header_json(h),
                     "made": made_for[s.instance_id],
                 }
                 for s, h in zip(sources, headers, strict=True)
             ],
+            name=name,
         )
 
 
-def run_child(db_path: str, data_dir: str, secret: bytes, inbox: Any, parent_pid: int) -> None:
-    """The child process (started by :func:`aifi_app.pipeline.low_priority_child.child_main`
-    at the lowest priority): run the loop until told to stop or the service is gone."""
+def _here(call: Callable[[], T]) -> T:
+    return call()
+
+
+class WritebackThread:
+    """Hands files to the disk's writeback (:func:`start_writeback`) from a thread of its
+    own, in the order given: releasing what waited while a CT arrived (up to
+    :data:`~aifi_app.pipeline.deferred_writeback.DEFERRED_BYTES`) took the loop 0.1-0.45 s
+    when the study completed (the advice waits while the disk's queue is full), just when
+    its job waited for the loop's next files. The job flushes the files it takes itself;
+    this only starts their writing early."""
+
+    def __init__(self) -> None:
+        self._paths: queue.SimpleQueue[Path] = queue.SimpleQueue()
+        threading.Thread(target=self._run, name="aifi-prepseudo-writeback", daemon=True).start()
+
+    def __call__(self, path: Path) -> None:
+        self._paths.put(path)
+
+    def _run(self) -> None:
+        while True:
+            start_writeback(self._paths.get())
+
+
+def _passes_while_arriving(loop: PreLoop, arriving: _Arriving, inbox: Any) -> bool:
+    """Passes of the loop, one after the other while each makes a batch, a study arrives
+    and no message waits (in the low-priority thread: the child's own thread, at the
+    priority it started with, is not woken for each batch while the node receives);
+    True when one made a batch."""
+    busy = False
+    while loop.run_once(arriving.ended):
+        busy = True
+        if not arriving() or not inbox.empty():
+            break
+    return busy
+
+
+class _Arriving:
+    """Whether any study arrives, read at most every :data:`RECHECK_SECONDS`."""
+
+    def __init__(self, db: premade.Reader) -> None:
+        self._db = db
+        self._checked = (0.0, False)
+
+    def __call__(self) -> bool:
+        at, arriving = self._checked
+        if time.monotonic() - at >= RECHECK_SECONDS:
+            arriving = study_arriving(self._db)
+            self._checked = (time.monotonic(), arriving)
+        return arriving
+
+    def ended(self) -> bool:
+        return not self()
+
+
+def run_child(
+    db_path: str,
+    data_dir: str,
+    secret: bytes,
+    inbox: Any,
+    parent_pid: int,
+    low: Callable[[Callable[[], Any]], Any] = _here,
+) -> None:
+    """The child process (started by :func:`aifi_app.pipeline.low_priority_child.child_main`):
+    run the loop until told to stop or the service is gone. ``low`` runs a callable at
+    the lowest priority (the child's low-priority thread) and returns its result: every
+    pass while a study arrives (the DICOM node comes first), the SEG built ahead while a
+    model runs, the empty files made ahead and the SEG builder's loading. The rest runs
+    in this thread, at the priority the child started with: the passes while no study
+    arrives (a completed study's images, for its job that waits for them) and a job's
+    help request (sent only when no study arrives)."""
     config: PlanConfig = inbox.get()
     db = ReadOnlyDb(Path(db_path))
-    loop = PreLoop(db, Path(data_dir), secret, lambda: config, goes_on=True)
+    loop = PreLoop(
+        db,
+        Path(data_dir),
+        secret,
+        lambda: config,
+        goes_on=True,
+        spares=SpareInodes(Path(data_dir) / premade.PREMADE_DIR / spare_inodes.SPARE_DIR),
+        start_writeback=WritebackThread(),
+    )
+    arriving = _Arriving(db)
     wait = 0.0
     warm = False
     idle_since = time.monotonic()
@@ -649,12 +838,12 @@ def run_child(db_path: str, data_dir: str, secret: bytes, inbox: Any, parent_pid
                 config = message
             elif isinstance(message, HelpRequest):
                 try:
-                    loop.help(message)
+                    loop.help(message)  # a job waits
                 except Exception as exc:  # the job makes what this did not
                     log_fault(log, "helping a job pseudonymise failed", exc)
             elif isinstance(message, seg_ahead.SegAheadRequest):
                 try:
-                    seg_ahead.build_in_child(message, db)
+                    low(functools.partial(seg_ahead.build_in_child, message, db))
                 except Exception as exc:  # the job builds its SEG itself
                     log_fault(log, "building a job's SEG ahead failed", exc)
             wait = 0.0  # a wake-up or a new config: look again at once
@@ -663,12 +852,18 @@ def run_child(db_path: str, data_dir: str, secret: bytes, inbox: Any, parent_pid
         except queue.Empty:
             pass
         try:
-            busy = loop.run_once()
+            if study_arriving(db):  # the node first; stopped once the arrival ends
+                busy = bool(low(functools.partial(_passes_while_arriving, loop, arriving, inbox)))
+            else:  # a completed study's images, for its job
+                busy = loop.run_once()
         except Exception as exc:
             log_fault(log, "pre-pseudonymising pass failed; retrying shortly", exc)
             busy = False
         if busy:
             idle_since = time.monotonic()
+        elif low(loop.make_spares):
+            wait = 0.0  # more to make: after a look at the messages
+            continue
         elif config.builds_segs and not warm and time.monotonic() - idle_since >= WARM_UP_IDLE:
             if study_arriving(db):
                 # not while a study arrives (~1 s of CPU and 100 MB read: the node's
@@ -678,7 +873,7 @@ def run_child(db_path: str, data_dir: str, secret: bytes, inbox: Any, parent_pid
                 continue
             warm = True  # once: highdicom and its tables, for the first job's SEG in time
             try:
-                seg_ahead.warm_up()
+                low(seg_ahead.warm_up)
             except Exception as exc:
                 log_fault(log, "loading the SEG builder failed", exc)
             continue

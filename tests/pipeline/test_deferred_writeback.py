@@ -3,7 +3,13 @@ up to a limit (the oldest go beyond it), all at a release, oldest first."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from aifi_app.pipeline.deferred_writeback import DeferredWriteback, start_writeback
 
@@ -67,3 +73,27 @@ def test_a_file_removed_meanwhile_is_no_fault(tmp_path: Path) -> None:
     path.unlink()
     assert deferred.release() == 1
     start_writeback(tmp_path / "never-made.dcm")
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or shutil.which("fincore") is None,
+    reason="sync_file_range and fincore (util-linux): Linux",
+)
+def test_starting_writeback_keeps_the_file_in_memory(tmp_path: Path) -> None:
+    """The job that takes the file reads it next (its read-ahead, its model): its pages
+    stay in the page cache, also when they were written before the writeback was asked
+    for (``POSIX_FADV_DONTNEED`` dropped them then)."""
+    path = tmp_path / "a.dcm"
+    data = bytes(range(256)) * 2048
+    with path.open("wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())  # written already: its pages are clean
+    start_writeback(path)
+    resident = subprocess.run(
+        ["fincore", "--bytes", "--noheadings", "--output", "RES", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert int(resident) == len(data)

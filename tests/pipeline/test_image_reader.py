@@ -53,6 +53,11 @@ def _state(ds: Dataset) -> dict[str, Any]:
             ds.file_meta._read_little,
             ds.file_meta.original_character_set,
         ),
+        "attributes": {  # those not above (a buffer read from: of the same kind)
+            k: type(v) if k == "buffer" else v
+            for k, v in vars(ds).items()
+            if k not in ("_dict", "file_meta")
+        },
     }
 
 
@@ -97,6 +102,22 @@ def test_work_files_read_as_dcmread_reads_them(tmp_path: Path) -> None:
         assert np.array_equal(ds.pixel_array, expected.pixel_array)
         assert ds.PixelData == expected.PixelData
         assert "DeidentificationMethodCodeSequence" in ds  # a sequence, read on first use
+
+
+def test_data_sets_read_share_nothing_their_users_change(tmp_path: Path) -> None:
+    """Each data set has its own elements and containers (made from one template):
+    changing one changes no other, nor what is read next."""
+    first, second = _work_files(tmp_path, _ct(tmp_path, slices=2))
+    a, b = read_image(first), read_image(second)
+    a.private_block(0x0011, "AIFI TEST", create=True).add_new(0x01, "LO", "x")
+    a.PatientName = "Changed^Name"
+    a._pixel_array_opts["use_pdh"] = True
+    again = read_image(first)
+    for ds in (b, again):
+        assert 0x00110010 not in ds and ds._private_blocks == {}
+        assert ds.PatientName != "Changed^Name"
+        assert ds._pixel_array_opts == {"use_pdh": False}
+    _same_as_dcmread(first)
 
 
 def test_the_phi_corpus_work_files_read_as_dcmread_reads_them(tmp_path: Path) -> None:

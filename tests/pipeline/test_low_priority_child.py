@@ -7,10 +7,11 @@ import platform
 import shutil
 import subprocess
 import sys
+import threading
 
 import pytest
 
-from aifi_app.pipeline.low_priority_child import IOPRIO_SET_SYSCALL
+from aifi_app.pipeline.low_priority_child import IOPRIO_SET_SYSCALL, LowPriorityThread
 
 
 def _python(code: str) -> str:
@@ -54,3 +55,26 @@ def test_on_linux_the_child_yields_the_cpu_at_once_but_keeps_best_effort_io() ->
         " print(os.sched_getscheduler(0) == os.SCHED_IDLE, io)"
     )
     assert out == "True best-effort: prio 7"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a priority per thread: Linux")
+def test_the_low_priority_thread_runs_calls_at_the_lowest_priority_the_caller_keeps_its_own() -> (
+    None
+):
+    """The child's own thread keeps its priority (the work for a waiting job); the calls
+    it hands over run in a thread at the lowest (nice 19, SCHED_IDLE where the I/O
+    priority can be pinned), and their results and errors come back."""
+    own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    low = LowPriorityThread()
+    try:
+        tid = low.run(threading.get_native_id)
+        assert tid == low.native_id and tid != threading.get_native_id()
+        assert low.run(lambda: os.getpriority(os.PRIO_PROCESS, 0)) == 19
+        if platform.machine() in IOPRIO_SET_SYSCALL:
+            assert os.sched_getscheduler(tid) == os.SCHED_IDLE
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == own
+        with pytest.raises(ZeroDivisionError):
+            low.run(lambda: 1 // 0)
+        assert low.run(lambda: "still serving") == "still serving"
+    finally:
+        low.stop()

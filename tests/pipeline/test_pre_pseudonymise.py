@@ -8,10 +8,12 @@ import dataclasses
 import logging
 import os
 import platform
+import queue
 import re
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -27,12 +29,13 @@ from aifi_app.config.settings import (
     Settings,
     StorageSettings,
 )
-from aifi_app.pipeline import pre_pseudonymise, premade, processing
+from aifi_app.pipeline import pre_pseudonymise, premade, processing, spare_inodes
 from aifi_app.pipeline.deferred_writeback import DEFERRED_BYTES, DeferredWriteback
 from aifi_app.pipeline.low_priority_child import IOPRIO_SET_SYSCALL
 from aifi_app.pipeline.parallel_pseudonymise import pseudonymise_all
 from aifi_app.pipeline.pre_pseudonymise import SELECTION_TAGS, PrePseudonymiser
-from aifi_app.pseudonymise import BurnedInPolicy, Pseudonymiser
+from aifi_app.pipeline.spare_inodes import SpareInodes
+from aifi_app.pseudonymise import BurnedInPolicy, ProfileOption, Pseudonymiser
 from aifi_app.pseudonymise.element_memo import ElementMemo
 from aifi_app.sample_studies import ct_series, demo_patient, write
 from aifi_app.service import Appliance
@@ -392,22 +395,33 @@ def test_a_burned_in_refusal_is_left_to_the_job(tmp_path: Path, goes_on: bool) -
     app.db.close()
 
 
+@pytest.mark.parametrize("goes_on", [False, True])
 def test_cache_names_and_logs_hold_no_patient_data(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, goes_on: bool
 ) -> None:
+    """Also the claims, their owners' badges, the spare files and a stopped batch's
+    index (the child's loop)."""
     caplog.set_level(logging.DEBUG)
-    app, pre = _app(tmp_path)
+    app, pre = _app(tmp_path, goes_on=goes_on)
+    if goes_on:
+        pre._work.spares = SpareInodes(app.data_dir / premade.PREMADE_DIR / "spare", keep=8)
+        pre._work.spares.fill()
     images = _study(thin=20)
     study_id = 0
     for ds in images:
         study_id = _receive(app, ds, tmp_path)
+    if goes_on:
+        pre._config = pre._current_config()
+        pre._work.run_once(lambda: True)  # stopped at its first instance
     _premake(pre)
     _complete_and_pseudonymise(app, study_id)
     for path in (app.data_dir / premade.PREMADE_DIR).rglob("*"):
         for part in path.relative_to(app.data_dir / premade.PREMADE_DIR).parts:
             stem = part.removesuffix(".dcm").removesuffix(".json").removeprefix("index-")
-            named = stem == "claims" or re.fullmatch(r"job\d+-\d+", stem)  # help requests
-            assert named or stem.isdigit() or (len(stem) == 16 and int(stem, 16) >= 0), part
+            stem = stem.removeprefix("owner-")  # a claim's owner: the loop, or a job
+            named = stem in ("claims", "spare", "pre") or re.fullmatch(r"job\d+-\d+", stem)
+            numbered = re.fullmatch(r"\d+(-\d+)?", stem)  # spares, stopped batches
+            assert named or numbered or (len(stem) == 16 and int(stem, 16) >= 0), part
     first = images[0]
     secrets_ = [
         str(first.PatientName),
@@ -422,7 +436,10 @@ def test_cache_names_and_logs_hold_no_patient_data(
     app.db.close()
 
 
-def test_pre_making_in_the_low_priority_child_process(tmp_path: Path) -> None:
+def test_pre_making_in_the_low_priority_child_process(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
     app, _ = _app(tmp_path)
     pre = PrePseudonymiser(
         app.db, app.data_dir, lambda: app.settings, app.catalog.enabled, KEY, in_child=True
@@ -439,15 +456,25 @@ def test_pre_making_in_the_low_priority_child_process(tmp_path: Path) -> None:
             if pre.index({study_id}).stats()[0] == len(images):
                 break
             time.sleep(0.1)
-        if hasattr(os, "getpriority"):  # the child runs at the lowest CPU priority
-            assert pre._child is not None
-            assert os.getpriority(os.PRIO_PROCESS, pre._child.pid or 0) == 19
-        if hasattr(os, "SCHED_IDLE") and platform.machine() in IOPRIO_SET_SYSCALL:
-            # Linux: preempted at once by any other task
-            assert pre._child is not None
-            assert os.sched_getscheduler(pre._child.pid or 0) == os.SCHED_IDLE
+        assert pre._child is not None
+        child = pre._child.pid or 0
+        if sys.platform.startswith("linux"):
+            # its low-priority thread at the lowest CPU priority, preempted at once by
+            # any other task (SCHED_IDLE); its own thread as it started (the loop's
+            # control, and the work for a job while no study arrives)
+            threads = [int(t) for t in os.listdir(f"/proc/{child}/task")]
+            low = [t for t in threads if os.getpriority(os.PRIO_PROCESS, t) == 19]
+            assert low and child not in low
+            assert os.getpriority(os.PRIO_PROCESS, child) == os.getpriority(os.PRIO_PROCESS, 0)
+            if platform.machine() in IOPRIO_SET_SYSCALL:
+                assert os.sched_getscheduler(low[0]) == os.SCHED_IDLE
+                assert os.sched_getscheduler(child) == os.SCHED_OTHER
+        elif hasattr(os, "getpriority"):  # elsewhere the whole child at the lowest
+            assert os.getpriority(os.PRIO_PROCESS, child) == 19
         job_id = _complete_and_pseudonymise(app, study_id)
-        assert _linked(app, job_id) == len(images)
+        # (the files may be gone already: the process removes a done job's cache)
+        (line,) = [r.getMessage() for r in caplog.records if "pseudonymised now" in r.getMessage()]
+        assert line.startswith(f"job {job_id}: {len(images)} image(s) linked"), line
         expected, _ = _reference(app, job_id, tmp_path / "reference")
         _same_files(sorted(app.processor.work_dir(job_id).glob("*.dcm")), expected)
     finally:
@@ -535,7 +562,10 @@ def test_the_pre_pseudonymising_process_makes_a_study_whose_job_waits(
         assert holder == premade.PRE_OWNER  # taken before it was made
         app.processor.pseudonymise(job_id)
         assert jobs.job(app.db, job_id)["state"] == JobState.PSEUDONYMISED
-        assert _linked(app, job_id) == len(images)
+        # (the process removes the cache of a study whose job is done, so the files are
+        # not there to compare with any more: the step's own account)
+        (line,) = [r.getMessage() for r in caplog.records if "pseudonymised now" in r.getMessage()]
+        assert line.startswith(f"job {job_id}: {len(images)} image(s) linked"), line
         expected, mappings = _reference(app, job_id, tmp_path / "reference")
         _same_files(sorted(app.processor.work_dir(job_id).glob("*.dcm")), expected)
         assert mappings <= _pseudonyms(app)
@@ -759,6 +789,27 @@ def test_the_selection_headers_are_those_dcmread_reads(tmp_path: Path) -> None:
         assert header.to_json_dict() == expected.to_json_dict(), path
 
 
+def test_the_index_json_of_a_header_is_what_pydicom_writes(tmp_path: Path) -> None:
+    """The selection headers as DICOM JSON for the index, each distinct element made
+    once (the series' shared ones are the same value), equal to ``to_json_dict`` for a
+    CT series, the PHI corpus (character sets, person names, private blocks) and an
+    implicit VR file read by ``dcmread``."""
+    paths = [str(p) for p in write_dx(tmp_path / "dx", 4, rows=64, columns=64)]
+    paths += [str(write(ds, tmp_path / "ct")) for ds in _study(thin=4)]
+    implicit = _study(thin=1)[0]
+    implicit.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    paths.append(str(tmp_path / "implicit.dcm"))
+    implicit.save_as(paths[-1], enforce_file_format=True)
+    made = [pre_pseudonymise.header_json(h) for h in pre_pseudonymise.selection_headers(paths)]
+    expected = [
+        h.to_json_dict() for h in pre_pseudonymise.selection_headers(paths) if h is not None
+    ]
+    assert made == expected
+    modality = "00080060"
+    assert made[4][modality] is made[7][modality]  # the CT series': made once
+    assert made[4]["00200013"] != made[5]["00200013"]  # instance numbers differ
+
+
 def test_a_completed_studys_files_wait_while_another_study_arrives(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -823,4 +874,191 @@ def test_the_child_loads_the_seg_builder_only_when_no_study_arrives(
     inbox.put(None)
     child.join(10)
     assert not child.is_alive()
+    app.db.close()
+
+
+def test_the_loop_makes_its_files_in_spare_files_made_while_nothing_arrives(
+    tmp_path: Path,
+) -> None:
+    """The child's loop makes empty files when it has nothing to do and no study arrives
+    (not while one does), and each file it makes takes one: the job's work folder is the
+    same, byte for byte; once none is left the files are created as before."""
+    app, pre = _app(tmp_path, goes_on=True)
+    spares = SpareInodes(app.data_dir / premade.PREMADE_DIR / spare_inodes.SPARE_DIR, keep=12)
+    pre._work.spares = spares
+    other = _study(thin=1)[0]
+    other.BodyPartExamined = "ABDOMEN"  # no route: nothing to make
+    other_id = _receive(app, other, tmp_path)
+    _premake(pre)  # looked at, nothing made
+    assert not pre._work.make_spares()  # a study arrives: none made
+    assert spares.ready == 0
+    assert jobs.process_now(app.db, other_id, "test")
+    app.worker.run_once()  # completed and routed: nothing arrives any more
+    assert not pre.run_once()
+    while pre._work.make_spares():  # up to the limit, a chunk at a time
+        pass
+    assert spares.ready == 12
+    inodes = {p.stat().st_ino for p in spares.folder.iterdir()}
+    images = _study(thin=20)
+    study_id = 0
+    for ds in images:
+        study_id = _receive(app, ds, tmp_path)
+    _premake(pre)
+    assert spares.ready == 0  # 12 of the 20 made took one
+    assert len([p for p in _made_files(app) if p.stat().st_ino in inodes]) == 12
+    job_id = _complete_and_pseudonymise(app, study_id)
+    assert _linked(app, job_id) == len(images)
+    expected, _ = _reference(app, job_id, tmp_path / "reference")
+    _same_files(sorted(app.processor.work_dir(job_id).glob("*.dcm")), expected)
+    app.db.close()
+
+
+def test_a_pass_told_to_stop_leaves_the_rest_to_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The child's passes while a study arrives run at the lowest priority and stop once
+    no study arrives any more (``stop``): the files made so far are indexed, the rest of
+    the batch is made by the next pass (at the child's own priority, for the job), and
+    the work folder is the same, byte for byte."""
+    monkeypatch.setattr(pre_pseudonymise, "BATCH", 20)
+    app, pre = _app(tmp_path, goes_on=True)
+    images = _study(thin=20)
+    study_id = 0
+    for ds in images:
+        study_id = _receive(app, ds, tmp_path)
+    asked = []
+
+    def stop() -> bool:
+        asked.append(1)
+        return len(asked) > 3  # three files made, then the arrival ends
+
+    pre._config = pre._current_config()
+    assert pre._work.run_once(stop)
+    assert pre.index({study_id}).stats()[0] == 3
+    assert pre.run_once()  # the other 17, taken from where the first pass stopped
+    assert pre.index({study_id}).stats()[0] == 20
+    assert not pre.run_once()  # nothing left, nothing made twice
+    job_id = _complete_and_pseudonymise(app, study_id)
+    assert _linked(app, job_id) == len(images)
+    expected, _ = _reference(app, job_id, tmp_path / "reference")
+    _same_files(sorted(app.processor.work_dir(job_id).glob("*.dcm")), expected)
+    app.db.close()
+
+
+def test_the_child_makes_at_the_lowest_priority_only_while_a_study_arrives(
+    tmp_path: Path,
+) -> None:
+    """``run_child``: its passes while a study arrives are handed to the lowest
+    priority (``low``); once the study completed, those for its waiting job run in the
+    child's own thread; the job links all the images."""
+    app, _ = _app(tmp_path)
+    config = pre_pseudonymise.plan_config(app.settings, app.catalog.enabled(), None)
+    inbox: queue.Queue[object] = queue.Queue()
+    inbox.put(config)
+    handed: list[tuple[str, bool]] = []
+
+    def low(call: Any) -> Any:
+        name = getattr(getattr(call, "func", call), "__name__", "?")
+        handed.append((name, pre_pseudonymise.study_arriving(app.db)))
+        return call()
+
+    child = threading.Thread(
+        target=pre_pseudonymise.run_child,
+        args=(str(app.db.path), str(app.data_dir), KEY, inbox, os.getppid(), low),
+        daemon=True,
+    )
+    child.start()
+    try:
+        images = _study(thin=20)
+        study_id = _receive(app, images[0], tmp_path)
+        inbox.put("wake")
+        index = PrePseudonymiser(
+            app.db, app.data_dir, lambda: app.settings, app.catalog.enabled, KEY, in_child=False
+        )
+        _wait_for(lambda: index.index({study_id}).stats()[0] == 1)
+        assert ("_passes_while_arriving", True) in handed  # arriving: at the lowest priority
+        for ds in images[1:]:
+            _receive(app, ds, tmp_path)
+        job_id, _ = _helped_job(app, study_id)  # complete: the rest for its job
+        handed.clear()
+        inbox.put("wake")
+        _wait_for(lambda: index.index({study_id}).stats()[0] == len(images))
+        assert not [h for h in handed if "pass" in h[0]]  # in the child's own thread
+    finally:
+        inbox.put(None)
+        child.join(10)
+    assert not child.is_alive()
+    app.processor.pseudonymise(job_id)
+    assert _linked(app, job_id) == len(images)
+    expected, _ = _reference(app, job_id, tmp_path / "reference")
+    _same_files(sorted(app.processor.work_dir(job_id).glob("*.dcm")), expected)
+    app.db.close()
+
+
+def _wait_for(condition: Any, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_batches_stopped_at_their_first_instance_keep_what_they_indexed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two option sets for one series: a pass that made the first instance for one set
+    and stopped, then a pass that made nothing, then one that made the rest: each index
+    file is its own (none replaced), so every file made is known, for both sets."""
+    monkeypatch.setattr(pre_pseudonymise, "BATCH", 3)
+    app, pre = _app(tmp_path, goes_on=True)
+    study_id = 0
+    for ds in _study(thin=3):
+        study_id = _receive(app, ds, tmp_path)
+    plans = [
+        pre_pseudonymise.Plan(
+            premade.options_key(KEY, options, BurnedInPolicy.REFUSE),
+            options,
+            BurnedInPolicy.REFUSE,
+        )
+        for options in (frozenset(), frozenset({ProfileOption.RETAIN_PATIENT_CHARACTERISTICS}))
+    ]
+    monkeypatch.setattr(pre._work, "plans", lambda *_: plans)
+    pre._config = pre._current_config()
+    asked = []
+
+    def stop_from_the_second() -> bool:
+        asked.append(1)
+        return len(asked) > 1
+
+    assert pre._work.run_once(stop_from_the_second)  # the first instance, first set only
+    assert pre._work.run_once(lambda: True)  # nothing
+    assert pre._work.run_once()  # the rest
+    index = pre.index({study_id})
+    sources = [
+        premade.SourceInstance(int(r["id"]), study_id, app.data_dir / r["path"], r["received_at"])
+        for r in app.db.query("SELECT id, path, received_at FROM instances ORDER BY id")
+    ]
+    for plan in plans:
+        assert len(index.lookup(sources, plan.key)) == 3, plan.options
+    names = sorted(p.name for p in premade.study_dir(app.data_dir, study_id).glob("index-*"))
+    assert len(names) == 3  # one of its own each
+    app.db.close()
+
+
+def test_a_completed_studys_batches_for_its_job_are_small(tmp_path: Path) -> None:
+    """While a study arrives a batch takes up to BATCH instances; once it completed (its
+    job links what a batch made when the batch's index is written) up to JOB_BATCH."""
+    app, pre = _app(tmp_path, goes_on=True)
+    images = _study(thin=20)
+    study_id = 0
+    for ds in images:
+        study_id = _receive(app, ds, tmp_path)
+    job_id, _ = _helped_job(app, study_id)  # completed before anything was made
+    assert pre.run_once()
+    assert pre.index({study_id}).stats()[0] == pre_pseudonymise.JOB_BATCH
+    _premake(pre)
+    assert pre.index({study_id}).stats()[0] == len(images)
+    app.processor.pseudonymise(job_id)
+    assert _linked(app, job_id) == len(images)
+    expected, _ = _reference(app, job_id, tmp_path / "reference")
+    _same_files(sorted(app.processor.work_dir(job_id).glob("*.dcm")), expected)
     app.db.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from pydicom import Dataset
 from pydicom.dataelem import DataElement
 from pydicom.jsonrep import JSON_VALUE_KEYS
@@ -121,3 +122,37 @@ def test_the_index_read_again_gives_what_was_written_since(tmp_path: Path) -> No
     assert index.known(2, "k")  # known, but not usable
     source = premade.SourceInstance(2, 7, tmp_path / "x.dcm", 1.0)
     assert index.lookup([source], "k") == {}
+
+
+def test_a_claim_is_a_hard_link_to_its_owners_badge(tmp_path: Path) -> None:
+    """No inode a claim (each costs ~1 ms of CPU on a journal-less ext4): the claims of
+    one owner are links of one file, which names the owner."""
+    for instance_id in range(1, 6):
+        assert premade.take(tmp_path, 7, "k1", instance_id, premade.PRE_OWNER) is None
+    folder = premade.study_dir(tmp_path, 7) / "claims" / "k1"
+    claims = [folder / str(n) for n in range(1, 6)]
+    assert len({c.stat().st_ino for c in claims}) == 1
+    assert claims[0].stat().st_nlink == 6  # the badge and five claims
+    assert premade.holder(claims[3]) == premade.PRE_OWNER
+    assert premade.take(tmp_path, 7, "k1", 6, "job4-2") is None
+    assert premade.take(tmp_path, 7, "k1", 6, premade.PRE_OWNER) == "job4-2"
+
+
+def test_where_hard_links_fail_a_claim_is_a_symbolic_link(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*_: object, **__: object) -> None:
+        raise PermissionError(1, "hard links not allowed here")
+
+    monkeypatch.setattr(premade.os, "link", refuse)
+    assert premade.take(tmp_path, 7, "k1", 1, premade.PRE_OWNER) is None
+    claim = premade.study_dir(tmp_path, 7) / "claims" / "k1" / "1"
+    assert claim.is_symlink()
+    assert premade.take(tmp_path, 7, "k1", 1, "job1-5") == premade.PRE_OWNER
+
+
+def test_the_holder_of_an_empty_claim_is_not_known(tmp_path: Path) -> None:
+    folder = premade.study_dir(tmp_path, 7) / "claims" / "k1"
+    folder.mkdir(parents=True)
+    (folder / "3").touch()  # the claim where no links can be made (Windows)
+    assert premade.take(tmp_path, 7, "k1", 3, "job1-5") == ""

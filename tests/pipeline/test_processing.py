@@ -159,3 +159,27 @@ def test_the_collector_is_held_off_while_results_are_made_and_resumed_after() ->
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_evidence_uids_decoded_once_a_series_are_those_pydicom_decodes(tmp_path: Path) -> None:
+    """The read-ahead's evidence UIDs, decoded once per distinct raw entry and copied
+    into each image, are the elements pydicom makes, each image's its own (changing one
+    changes no other)."""
+    from pydicom.dataelem import RawDataElement
+
+    from aifi_app.pipeline import processing
+    from aifi_app.sample_studies import ct_series, demo_patient, write
+
+    paths = [write(ds, tmp_path / "ct") for ds in ct_series(demo_patient(5), 4, size=16)]
+    got = [processing._read_image_with_evidence(p) for p in paths]
+    tags = [0x0020000D, 0x0020000E, 0x00080016, 0x00080018]
+    for path, ds in zip(paths, got, strict=True):
+        expected = dcmread(path, defer_size=64 * 1024)
+        for tag in tags:
+            assert not isinstance(ds._dict[tag], RawDataElement)
+            assert vars(ds[tag]) == vars(expected[tag]), (path, tag)
+    assert got[0][0x0020000D] is not got[1][0x0020000D]  # copies, not one element
+    got[0].StudyInstanceUID = "1.2.3"
+    assert got[1].StudyInstanceUID == dcmread(paths[1]).StudyInstanceUID
+    again = processing._read_image_with_evidence(paths[2])
+    assert again.StudyInstanceUID == got[2].StudyInstanceUID
