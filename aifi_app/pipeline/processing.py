@@ -15,6 +15,7 @@ stores once (stable SOP Instance UIDs).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import datetime
@@ -26,6 +27,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -352,6 +354,18 @@ def _defer_collections() -> Callable[[], None]:
     return resume
 
 
+class RecordInFlight:
+    """A job's pseudonymise step being flushed and recorded in the background while its
+    model runs (:meth:`JobProcessor.pseudonymise_for_model`)."""
+
+    def __init__(self, future: Future[None]) -> None:
+        self._future = future
+
+    def wait(self) -> None:
+        """Until the step is recorded; raises what its flush or its record raised."""
+        self._future.result()
+
+
 class JobProcessor:
     """Carries jobs from ``queued`` to ``result_received``."""
 
@@ -379,6 +393,7 @@ class JobProcessor:
         self._read_ahead: dict[int, ImagesReadAhead] = {}
         """Per job pseudonymised in this process, its images read ahead for its algorithm."""
         self._read_ahead_lock = threading.Lock()
+        self._record_thread: ThreadPoolExecutor | None = None
         """The worker's lanes (:mod:`aifi_app.pipeline.worker`) keep and take jobs' read-aheads
         from their own threads."""
         self.early: EarlyDelivery | None = None
@@ -503,9 +518,25 @@ class JobProcessor:
     def pseudonymise(self, job_id: int) -> None:
         """queued -> pseudonymised (or rejected): see :meth:`_pseudonymise`."""
         with _CollectorTime() as collector:
-            self._pseudonymise(job_id, collector)
+            self._pseudonymise(job_id, collector, for_model=False)
 
-    def _pseudonymise(self, job_id: int, collector: _CollectorTime) -> None:
+    def pseudonymise_for_model(self, job_id: int) -> RecordInFlight | None:
+        """:meth:`pseudonymise` for a job whose model this thread runs next
+        (:meth:`run_algorithm` with ``recorded``): the step's flush of the work folder and
+        its record (queued -> pseudonymised -> submitted, one transaction) are made in the
+        background while the model starts on the images already read, instead of
+        before it (the flush waits for the writes the pre-pseudonymiser held back while
+        the study arrived: 0.13 s for a 500-slice CT). The job's state changes only once
+        its files are on disk, as in :meth:`pseudonymise`; nothing of its results is
+        made or recorded before that record (:meth:`RecordInFlight.wait`). ``None``
+        when the stage was recorded here as by :meth:`pseudonymise` (a remote runner, no
+        model to start) or the job was rejected."""
+        with _CollectorTime() as collector:
+            return self._pseudonymise(job_id, collector, for_model=True)
+
+    def _pseudonymise(
+        self, job_id: int, collector: _CollectorTime, *, for_model: bool
+    ) -> RecordInFlight | None:
         """queued -> pseudonymised (or rejected).
 
         Images pre-made while the study arrived (:mod:`aifi_app.pipeline.pre_pseudonymise`)
@@ -518,11 +549,14 @@ class JobProcessor:
         (:class:`DurableBatch`); the algorithm's input is read meanwhile
         (:mod:`aifi_app.pipeline.read_ahead`). The input values, the pseudonyms, the
         stage's time and the state change are recorded in one transaction, once every
-        file is on disk."""
+        file is on disk (``for_model``: see :meth:`pseudonymise_for_model`)."""
         started = now()
         cpu_started = time.thread_time()
         self._drop_read_ahead(job_id)  # its work folder is made again
-        with DurableBatch() as batch:
+        closing: contextlib.ExitStack | None = None
+        """The batch's closing, handed to the background record (``for_model``)."""
+        with contextlib.ExitStack() as stack:
+            batch = stack.enter_context(DurableBatch())
             try:
                 ctx = self.context(job_id)
                 instances = self._instances(ctx)
@@ -550,7 +584,7 @@ class JobProcessor:
                 jobs.transition(
                     self.db, job_id, JobState.QUEUED, JobState.REJECTED, reason=str(exc)
                 )
-                return
+                return None
             found_input = self._input_of(selected[0].path) if selected else None
             work = self.work_dir(job_id)
             if work.exists():
@@ -612,19 +646,80 @@ class JobProcessor:
                         jobs.transition_in(
                             conn, job_id, JobState.QUEUED, JobState.REJECTED, reason=str(exc)
                         )
-                    return
+                    return None
                 made_at = now()
                 if read_ahead is not None:  # the files made now, and those the process made
                     read_ahead.finish(_work_images(work))
-                batch.sync()  # every file on disk, and the folder's entries
+                if not for_model or read_ahead is None:
+                    batch.sync()  # every file on disk, and the folder's entries
             except BaseException:
                 if read_ahead is not None:
                     read_ahead.cancel()
                 raise
+            if for_model and read_ahead is not None:
+                closing = stack.pop_all()  # the batch closed once the record synced it
         if read_ahead is not None:
             self._keep_read_ahead(job_id, read_ahead)
-        flushed_at = now()
         cpu = time.thread_time()
+        submitted = self._submission_detail(ctx) if closing is not None else None
+
+        def record() -> None:
+            if closing is not None:
+                with closing:
+                    batch.sync()  # every file on disk, and the folder's entries
+            flushed_at = now()
+            self._log_pseudonymised(
+                job_id,
+                len(selected) - len(rest),
+                len(rest),
+                helped,
+                (
+                    settled_at - started,
+                    selected_at - settled_at,
+                    cpu_settled - cpu_started,
+                    cpu_selected - cpu_settled,
+                    linked_at - selected_at,
+                    made_at - linked_at,
+                    flushed_at - made_at,
+                    cpu - cpu_started,
+                    collector.seconds,
+                    collector.collections,
+                ),
+            )
+            try:
+                self._record_pseudonymised(
+                    job_id, started, selected, rest, mappings, found_input, submitted
+                )
+            except BaseException:
+                self._drop_read_ahead(job_id)
+                raise
+
+        if closing is None:
+            record()
+            return None
+        return RecordInFlight(self._recorder().submit(record))
+
+    def _recorder(self) -> ThreadPoolExecutor:
+        """The thread that flushes and records the pseudonymise steps of jobs whose model
+        runs meanwhile (:meth:`pseudonymise_for_model`): one, so that it keeps one database
+        connection."""
+        with self._read_ahead_lock:
+            if self._record_thread is None:
+                self._record_thread = ThreadPoolExecutor(1, thread_name_prefix="aifi-record")
+            return self._record_thread
+
+    @staticmethod
+    def _submission_detail(ctx: JobContext) -> str:
+        """The detail of a job's submission to its runner, in the queue's history."""
+        runner = ctx.package.runner
+        where = "remote" if isinstance(runner, (HttpRunnerSpec, KServeV2Spec)) else "local"
+        identity = ctx.package.identity
+        return f"{where} {runner.kind} runner, {identity.name} {identity.version}"
+
+    @staticmethod
+    def _log_pseudonymised(
+        job_id: int, linked: int, now_made: int, helped: int, times: tuple[float | int, ...]
+    ) -> None:
         log.info(
             "job %d: %d image(s) linked from those made while the study arrived, %d"
             " pseudonymised now (%d of them by the pre-pseudonymiser's process);"
@@ -632,25 +727,11 @@ class JobProcessor:
             " pseudonymising %.3f s, flush %.3f s; CPU %.3f s in all, garbage collector"
             " %.3f s (%d)",
             job_id,
-            len(selected) - len(rest),
-            len(rest),
+            linked,
+            now_made,
             helped,
-            settled_at - started,
-            selected_at - settled_at,
-            cpu_settled - cpu_started,
-            cpu_selected - cpu_settled,
-            linked_at - selected_at,
-            made_at - linked_at,
-            flushed_at - made_at,
-            cpu - cpu_started,
-            collector.seconds,
-            collector.collections,
+            *times,
         )
-        try:
-            self._record_pseudonymised(job_id, started, selected, rest, mappings, found_input)
-        except BaseException:
-            self._drop_read_ahead(job_id)
-            raise
 
     def _input_of(self, path: Path) -> job_inputs.JobInput:
         """The input header values of the job's first selected image (see
@@ -665,7 +746,10 @@ class JobProcessor:
         rest: Sequence[tuple[int, SourceInstance]],
         mappings: Sequence[tuple[str, str, str]],
         found_input: job_inputs.JobInput | None,
+        submitted: str | None = None,
     ) -> None:
+        """The step's record; with ``submitted`` (the submission's detail) the job goes on
+        to submitted in the same transaction (its model already runs)."""
         failpoint("processing.after_pseudonymised_files")
         with self.db.transaction() as conn:
             if found_input is not None:
@@ -685,6 +769,10 @@ class JobProcessor:
                 JobState.PSEUDONYMISED,
                 detail=f"{len(selected)} image(s) pseudonymised{premade_count}",
             )
+            if submitted is not None:
+                jobs.transition_in(
+                    conn, job_id, JobState.PSEUDONYMISED, JobState.SUBMITTED, detail=submitted
+                )
 
     def _pseudonymise_rest(
         self,
@@ -818,25 +906,28 @@ class JobProcessor:
         """True while a study is arriving (the DICOM node is receiving)."""
         return study_arriving(self.db)
 
-    def run_algorithm(self, job_id: int, from_state: JobState) -> None:
-        """pseudonymised/submitted -> result_received (or failed)."""
+    def run_algorithm(
+        self, job_id: int, from_state: JobState, *, recorded: RecordInFlight | None = None
+    ) -> None:
+        """pseudonymised/submitted -> result_received (or failed).
+
+        ``recorded``: the job's pseudonymise step, still being flushed and recorded
+        (:meth:`pseudonymise_for_model`; it records the submission too): the model
+        starts meanwhile, and the step's outcome is waited for as the model ends, before
+        anything of its results is made (an error of the step is raised then, the job
+        still queued)."""
         started = now()
         ctx = self.context(job_id)
         if isinstance(ctx.package.runner, REMOTE_SPECS):
             self._run_remote(ctx, from_state)
             return
-        identity = ctx.package.identity
-        runner = ctx.package.runner
-        where = "remote" if isinstance(runner, (HttpRunnerSpec, KServeV2Spec)) else "local"
-        if from_state == JobState.PSEUDONYMISED:
+        if from_state == JobState.PSEUDONYMISED and recorded is None:
             jobs.transition(
                 self.db,
                 job_id,
                 from_state,
                 JobState.SUBMITTED,
-                detail=(
-                    f"{where} {ctx.package.runner.kind} runner, {identity.name} {identity.version}"
-                ),
+                detail=self._submission_detail(ctx),
             )
         asked_at = now()
         images, read_ahead = self._job_images(job_id)
@@ -868,7 +959,11 @@ class JobProcessor:
         )
         try:
             with stage_times.timed(self.db, job_id, stage_times.MODEL):
-                result = self._runners.get(ctx.package).run(images)
+                try:
+                    result = self._runners.get(ctx.package).run(images)
+                finally:
+                    if recorded is not None:
+                        recorded.wait()  # its images on disk, the job submitted
         except InferenceError as exc:
             jobs.transition(self.db, job_id, JobState.SUBMITTED, JobState.FAILED, reason=str(exc))
             return

@@ -172,8 +172,12 @@ class Worker(BackgroundLoop):
                 if mine and jobs.study_state(self.db, study_id) == "complete":
                     self._guard_study(study_id, self.route)
                     did = True
-        for job_id in jobs.jobs_in_state(self.db, JobState.QUEUED):
-            did |= self._take(job_id, JobState.QUEUED, self.processor.pseudonymise, max_images)
+        queued = jobs.jobs_in_state(self.db, JobState.QUEUED)
+        for job_id in queued:
+            # one job alone goes on to its model at once (its step's flush and record
+            # beside the model); several are all pseudonymised first, as before
+            step = self._pseudonymise_and_run if len(queued) == 1 else self.processor.pseudonymise
+            did |= self._take(job_id, JobState.QUEUED, step, max_images)
             if self.stopping:
                 return did
         for state in (JobState.PSEUDONYMISED, JobState.SUBMITTED):
@@ -202,6 +206,14 @@ class Worker(BackgroundLoop):
                 return False
             self._guard_job(job_id, state, step)
             return True
+
+    def _pseudonymise_and_run(self, job_id: int) -> None:
+        """The job pseudonymised and, with a local model, that model run straight away
+        (:meth:`JobProcessor.pseudonymise_for_model`)."""
+        recorded = self.processor.pseudonymise_for_model(job_id)
+        if recorded is not None:
+            self.processor.run_algorithm(job_id, JobState.PSEUDONYMISED, recorded=recorded)
+            self._on_results()
 
     def _run_algorithm(self, job_id: int, *, state: JobState) -> None:
         self.processor.run_algorithm(job_id, state)

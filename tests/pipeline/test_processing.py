@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import threading
 import time
 from pathlib import Path
 
+import pytest
 from pydicom import Dataset, dcmread
 
 from aifi_app.config.settings import Route
@@ -21,8 +23,8 @@ from tests.pipeline.test_chain_in_process import KEY, _receive, _settings
 LUNG_ROUTE = Route(name="ct lung", algorithm="ct-lung-volume", modalities=("CT",))
 
 
-def _pseudonymised_ct(tmp_path: Path, pacs: DemoPacs) -> tuple[Appliance, int]:
-    """An appliance with a phantom chest CT's job pseudonymised, its algorithm not run."""
+def _queued_ct(tmp_path: Path, pacs: DemoPacs) -> tuple[Appliance, int]:
+    """An appliance with a phantom chest CT's job queued."""
     settings = dataclasses.replace(_settings(tmp_path, pacs.port), routes=(LUNG_ROUTE,))
     app = Appliance(settings, secret_for=lambda _: KEY)
     for ds in phantom_series(phantom_volume()[0]):
@@ -31,6 +33,12 @@ def _pseudonymised_ct(tmp_path: Path, pacs: DemoPacs) -> tuple[Appliance, int]:
     assert jobs.mark_complete(app.db, study_id)
     app.worker.route(study_id)
     (job_id,) = jobs.jobs_in_state(app.db, JobState.QUEUED)
+    return app, job_id
+
+
+def _pseudonymised_ct(tmp_path: Path, pacs: DemoPacs) -> tuple[Appliance, int]:
+    """An appliance with a phantom chest CT's job pseudonymised, its algorithm not run."""
+    app, job_id = _queued_ct(tmp_path, pacs)
     app.processor.pseudonymise(job_id)
     assert jobs.job(app.db, job_id)["state"] == "pseudonymised"
     return app, job_id
@@ -183,3 +191,130 @@ def test_evidence_uids_decoded_once_a_series_are_those_pydicom_decodes(tmp_path:
     assert got[1].StudyInstanceUID == dcmread(paths[1]).StudyInstanceUID
     again = processing._read_image_with_evidence(paths[2])
     assert again.StudyInstanceUID == got[2].StudyInstanceUID
+
+
+def _states(app: Appliance, job_id: int) -> list[tuple[str, str]]:
+    rows = app.db.query(
+        "SELECT from_state, to_state FROM audit_events WHERE job_id = ?"
+        " AND event = 'state_changed' ORDER BY id",
+        (job_id,),
+    )
+    return [(r["from_state"], r["to_state"]) for r in rows]
+
+
+def test_the_model_runs_while_the_step_is_flushed_and_recorded(
+    tmp_path: Path, pacs: DemoPacs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pseudonymise_for_model: the model starts before the step's record, which is made
+    (queued -> pseudonymised -> submitted, one transaction) only once the work folder is
+    on disk; the results are those of the images the files hold."""
+    app, job_id = _queued_ct(tmp_path, pacs)
+    processor = app.processor
+    record_started = threading.Event()
+    model_started = threading.Event()
+    recorded_before_model: list[str] = []
+    original_record = processor._record_pseudonymised
+    original_run = processor._runners.get(processor.context(job_id).package).run
+
+    def record(*args: object) -> None:
+        record_started.set()
+        assert model_started.wait(30)  # the model began before the step was recorded
+        original_record(*args)  # type: ignore[arg-type]
+
+    def run(images: list[Dataset]) -> object:
+        recorded_before_model.append(jobs.job(app.db, job_id)["state"])
+        model_started.set()
+        return original_run(images)
+
+    synced: list[str] = []
+    from aifi_app.pipeline import durable_batch
+
+    real_sync = durable_batch.DurableBatch.sync
+
+    def sync(batch: durable_batch.DurableBatch) -> None:
+        synced.append(threading.current_thread().name)
+        real_sync(batch)
+
+    monkeypatch.setattr(durable_batch.DurableBatch, "sync", sync)
+    monkeypatch.setattr(processor, "_record_pseudonymised", record)
+    runner = processor._runners.get(processor.context(job_id).package)
+    monkeypatch.setattr(runner, "run", run)
+    recorded = processor.pseudonymise_for_model(job_id)
+    assert recorded is not None
+    processor.run_algorithm(job_id, JobState.PSEUDONYMISED, recorded=recorded)
+    assert recorded_before_model == ["queued"]
+    assert record_started.is_set()
+    assert synced and all(name.startswith("aifi-record") for name in synced)
+    job = jobs.job(app.db, job_id)
+    assert job["state"] == "result_received", job["reason"]
+    assert _states(app, job_id)[-3:] == [
+        ("queued", "pseudonymised"),
+        ("pseudonymised", "submitted"),
+        ("submitted", "result_received"),
+    ]
+    result = original_run(_direct(app, job_id))
+    assert result.to_json() == job["result_json"]
+    assert len(jobs.outputs(app.db, job_id)) == 2  # the SR and the SEG
+    app.db.close()
+
+
+@pytest.mark.parametrize("fault", ["record", "flush"])
+def test_a_step_that_cannot_be_recorded_leaves_no_results(
+    tmp_path: Path, pacs: DemoPacs, monkeypatch: pytest.MonkeyPatch, fault: str
+) -> None:
+    """The step's flush or record fails while the model runs: its error is raised once
+    the model ends, before any result is made; the job is still queued, and the worker
+    fails it as a failed pseudonymisation (nothing half-recorded)."""
+    app, job_id = _queued_ct(tmp_path, pacs)
+    processor = app.processor
+
+    def broken(*args: object) -> None:
+        raise OSError("no space left on the device")
+
+    if fault == "record":
+        monkeypatch.setattr(processor, "_record_pseudonymised", broken)
+    else:
+        from aifi_app.pipeline import durable_batch
+
+        monkeypatch.setattr(durable_batch.DurableBatch, "sync", broken)
+    recorded = processor.pseudonymise_for_model(job_id)
+    assert recorded is not None
+    with pytest.raises(OSError, match="no space"):
+        processor.run_algorithm(job_id, JobState.PSEUDONYMISED, recorded=recorded)
+    assert jobs.job(app.db, job_id)["state"] == "queued"
+    assert jobs.outputs(app.db, job_id) == []
+    result_dir = processor.result_dir(job_id)
+    assert not result_dir.exists() or not any(result_dir.iterdir())
+
+    app.worker._guard_job(job_id, JobState.QUEUED, app.worker._pseudonymise_and_run)
+    job = jobs.job(app.db, job_id)
+    assert job["state"] == "failed"
+    assert job["reason"] == "pseudonymisation failed: OSError"
+    assert jobs.outputs(app.db, job_id) == []
+    app.db.close()
+
+
+def test_the_worker_runs_a_lone_queued_job_on_to_its_model(
+    tmp_path: Path, pacs: DemoPacs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One queued job: pseudonymised and its model run in one step of the worker's pass
+    (the plain step is not used); the job ends with its results."""
+    app, job_id = _queued_ct(tmp_path, pacs)
+
+    def plain(job_id: int) -> None:
+        raise AssertionError("the plain step for a lone job")
+
+    monkeypatch.setattr(app.processor, "pseudonymise", plain)
+    taken: list[str] = []
+    real_take = app.worker._take
+
+    def take(job_id: int, state: JobState, step: object, max_images: int | None) -> bool:
+        taken.append(state.value)
+        return real_take(job_id, state, step, max_images)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(app.worker, "_take", take)
+    app.worker._pass()
+    job = jobs.job(app.db, job_id)
+    assert job["state"] in ("result_received", "delivered"), job["reason"]
+    assert taken == ["queued"]  # nothing left for the pass's later steps
+    app.db.close()
