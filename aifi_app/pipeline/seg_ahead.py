@@ -276,20 +276,14 @@ def load_evidence(
     to use (in words)."""
     from aifi_app.results.sr_evidence import SourcesEvidence, evidence_digest  # highdicom
 
-    data, description = evidence_paths(
-        Path(request.sources[0]).parent if request.sources else Path()
+    made = _made_for(
+        request.key(),
+        *evidence_paths(Path(request.sources[0]).parent if request.sources else Path()),
+        missing="not made in time",
     )
-    try:
-        about = json.loads(description.read_bytes())
-        items = data.read_bytes()
-    except FileNotFoundError:
-        return "not made in time"
-    except (OSError, ValueError) as exc:
-        return f"unreadable ({type(exc).__name__})"
-    if about.get("key") != request.key():
-        return "made for another request"
-    if about.get("sha256") != hashlib.sha256(items).hexdigest():
-        return "incomplete"
+    if isinstance(made, str):
+        return made
+    about, items = made
     if about.get("digest") != evidence_digest(sources):
         return "made of other images"
     return SourcesEvidence(
@@ -299,21 +293,34 @@ def load_evidence(
     )
 
 
+def _made_for(
+    key: str, data: Path, description: Path, *, missing: str
+) -> tuple[dict[str, Any], bytes] | str:
+    """What the child made ahead (its description, then its bytes) when it was made for
+    ``key`` and is whole, or why it cannot be used (in words; ``missing``: none there)."""
+    try:
+        about = json.loads(description.read_bytes())
+        made = data.read_bytes()
+    except FileNotFoundError:
+        return missing
+    except (OSError, ValueError) as exc:
+        return f"unreadable ({type(exc).__name__})"
+    if about.get("key") != key:
+        return "made for another request"
+    if about.get("sha256") != hashlib.sha256(made).hexdigest():
+        return "incomplete"
+    return about, made
+
+
 def load_skeleton(request: SegAheadRequest) -> Skeleton | str:
     """The skeleton made for ``request``, or why there is none to use (in words)."""
     work_dir = Path(request.sources[0]).parent if request.sources else Path()
-    hdr, description = skeleton_paths(work_dir, request.number)
-    try:
-        about = json.loads(description.read_bytes())
-        header = hdr.read_bytes()
-    except FileNotFoundError:
-        return "not built in time"
-    except (OSError, ValueError) as exc:
-        return f"unreadable ({type(exc).__name__})"
-    if about.get("key") != request.key():
-        return "made for another request"
-    if about.get("sha256") != hashlib.sha256(header).hexdigest():
-        return "incomplete"
+    made = _made_for(
+        request.key(), *skeleton_paths(work_dir, request.number), missing="not built in time"
+    )
+    if isinstance(made, str):
+        return made
+    about, header = made
     return Skeleton(header, tuple(str(uid) for uid in about.get("frame_sources", ())))
 
 
