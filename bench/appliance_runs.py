@@ -391,7 +391,8 @@ def memory(work: Path, ct: list[Path]) -> list[Row]:
         Row(
             f"peak RSS, service + children (<= {tree.peak_processes})",
             tree.peak_bytes / 1e6,
-            f"largest child {tree.child_hwm_bytes / 1e6:.0f} MB",
+            f"largest child {tree.child_hwm_bytes / 1e6:.0f} MB;"
+            f" PSS {tree.peak_pss_bytes / 1e6:.0f} MB",
             None,
             unit="MB",
         ),

@@ -28,6 +28,19 @@ def _status_kb(pid: int, field: str) -> int:
     return 0
 
 
+def _pss_kb(pid: int) -> int:
+    """The process's proportional set size in kB (``/proc/PID/smaps_rollup``: each page
+    shared with other processes counted as its share); 0 when the process is gone."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    return 0
+
+
 def descendants(pid: int) -> list[int]:
     """``pid``'s children, their children and so on (from ``/proc/*/task/*/children``)."""
     found: list[int] = []
@@ -52,6 +65,9 @@ class TreePeak:
     """Samples a process tree's resident memory on a thread while in the ``with`` block.
 
     ``peak_bytes``: the largest sum of VmRSS over the tree seen at one sample;
+    ``peak_pss_bytes``: the largest sum of the tree's proportional set sizes at one sample
+    (the memory the tree takes from the machine: the pages its processes share, e.g.
+    Python's and the libraries' code, counted once);
     ``peak_processes``: the most processes in the tree at one sample;
     ``child_hwm_bytes``: the highest VmHWM any descendant reported;
     ``root_peak_bytes`` / ``root_peak_at``: the largest VmRSS of the process itself that
@@ -62,6 +78,7 @@ class TreePeak:
         self.pid = pid
         self.interval = interval
         self.peak_bytes = 0
+        self.peak_pss_bytes = 0
         self.peak_processes = 0
         self.child_hwm_bytes = 0
         self.root_peak_bytes = 0
@@ -78,6 +95,8 @@ class TreePeak:
             total += _status_kb(child, "VmRSS")
             self.child_hwm_bytes = max(self.child_hwm_bytes, _status_kb(child, "VmHWM") * 1024)
         self.peak_bytes = max(self.peak_bytes, total * 1024)
+        pss = sum(_pss_kb(p) for p in (self.pid, *children))
+        self.peak_pss_bytes = max(self.peak_pss_bytes, pss * 1024)
         self.peak_processes = max(self.peak_processes, 1 + len(children))
 
     def _run(self) -> None:

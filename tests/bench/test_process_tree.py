@@ -33,6 +33,9 @@ def test_tree_peak_counts_descendants_memory() -> None:
         assert tree.peak_processes >= 3
         assert tree.child_hwm_bytes >= 60 * MB
         assert tree.peak_bytes >= 60 * MB + _rss_bytes(os.getpid())
+        # the grandchild's 60 MB are its own (counted whole); shared pages are split, so
+        # the tree's proportional sum is at most its resident sum
+        assert 60 * MB <= tree.peak_pss_bytes <= tree.peak_bytes
     finally:
         child.communicate("\n", timeout=30)
     assert int(grandchild) not in descendants(os.getpid())
