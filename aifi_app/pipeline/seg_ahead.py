@@ -87,14 +87,7 @@ class EvidenceAheadRequest:
     def scope(self, study_of_instance: Callable[[str], str | None]) -> ResultScope:
         """The job's re-identification scope, without siblings (stricter than the SR's
         own check: evidence of the sources names none of the job's results)."""
-        return ResultScope(
-            study_uid=self.study_uid,
-            patient_pseudonym=self.patient_pseudonym,
-            accession_number=self.accession_number,
-            study_id=self.study_id,
-            study_of_instance=study_of_instance,
-            date_offset_days=self.date_offset_days,
-        )
+        return _scope(self, study_of_instance, frozenset())
 
 
 @dataclass(frozen=True)
@@ -135,14 +128,8 @@ class SegAheadRequest:
     def scope(self, study_of_instance: Callable[[str], str | None]) -> ResultScope:
         """The job's re-identification scope, the SEG's own UIDs as its siblings (as the
         worker checks a job's SEGs: together, before its other results)."""
-        return ResultScope(
-            study_uid=self.study_uid,
-            patient_pseudonym=self.patient_pseudonym,
-            accession_number=self.accession_number,
-            study_id=self.study_id,
-            study_of_instance=study_of_instance,
-            date_offset_days=self.date_offset_days,
-            sibling_uids=frozenset({self.sop_instance_uid, self.series_instance_uid}),
+        return _scope(
+            self, study_of_instance, frozenset({self.sop_instance_uid, self.series_instance_uid})
         )
 
     def build(self, sources: Sequence[Dataset]) -> Dataset:
@@ -162,6 +149,23 @@ class SegAheadRequest:
             created=datetime.datetime.fromisoformat(self.created),
             dimension_organization_uid=self.dimension_organization_uid,
         )
+
+
+def _scope(
+    request: EvidenceAheadRequest | SegAheadRequest,
+    study_of_instance: Callable[[str], str | None],
+    siblings: frozenset[str],
+) -> ResultScope:
+    """A request's re-identification scope (the job's study, as the worker has it)."""
+    return ResultScope(
+        study_uid=request.study_uid,
+        patient_pseudonym=request.patient_pseudonym,
+        accession_number=request.accession_number,
+        study_id=request.study_id,
+        study_of_instance=study_of_instance,
+        date_offset_days=request.date_offset_days,
+        sibling_uids=siblings,
+    )
 
 
 @dataclass(frozen=True)

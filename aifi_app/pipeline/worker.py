@@ -34,7 +34,7 @@ from aifi_app.fault_logging import log_fault
 from aifi_app.pipeline import routing
 from aifi_app.pipeline.background_loop import BackgroundLoop
 from aifi_app.pipeline.job_claims import Claims
-from aifi_app.pipeline.processing import JobProcessor
+from aifi_app.pipeline.processing import JobProcessor, RecordInFlight
 from aifi_app.pipeline.retention import sweep_spool
 from aifi_app.ris import outbox
 from aifi_app.store import audit, jobs
@@ -212,11 +212,12 @@ class Worker(BackgroundLoop):
         (:meth:`JobProcessor.pseudonymise_for_model`)."""
         recorded = self.processor.pseudonymise_for_model(job_id)
         if recorded is not None:
-            self.processor.run_algorithm(job_id, JobState.PSEUDONYMISED, recorded=recorded)
-            self._on_results()
+            self._run_algorithm(job_id, state=JobState.PSEUDONYMISED, recorded=recorded)
 
-    def _run_algorithm(self, job_id: int, *, state: JobState) -> None:
-        self.processor.run_algorithm(job_id, state)
+    def _run_algorithm(
+        self, job_id: int, *, state: JobState, recorded: RecordInFlight | None = None
+    ) -> None:
+        self.processor.run_algorithm(job_id, state, recorded=recorded)
         self._on_results()  # the dispatcher delivers them now, not on its next 1 s tick
 
     # --- stages ---------------------------------------------------------------------------

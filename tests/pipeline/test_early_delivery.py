@@ -67,6 +67,31 @@ def _data_set_bytes(path: Path) -> bytes:
     return path.read_bytes()[found.offset :]
 
 
+def _stored_as_written(
+    app: Appliance,
+    orthanc: Any,
+    sources: Sequence[Dataset],
+    outputs: Sequence[dict[str, Any]],
+    tmp_path: Path,
+) -> list[tuple[Path, Dataset]]:
+    """The job's results as Orthanc stored them (saved under ``tmp_path``), each checked
+    to be the data set as written, byte for byte (Orthanc writes its own file meta), with
+    no pseudonym in it (none left the box)."""
+    pseudonyms = {str(r["pseudonym"]) for r in app.db.query("SELECT pseudonym FROM pseudonyms")}
+    found = orthanc.wait_for_instances(str(sources[0].StudyInstanceUID), 2)
+    written = {o["sop_instance_uid"]: app.data_dir / o["path"] for o in outputs}
+    stored = []
+    for instance in found:
+        data = orthanc.file(instance["ID"])
+        ds = dcmread(io.BytesIO(data))
+        path = tmp_path / f"{ds.Modality}.dcm"
+        path.write_bytes(data)
+        assert _data_set_bytes(path) == _data_set_bytes(written[ds.SOPInstanceUID])
+        assert not set(_uids(ds)) & pseudonyms
+        stored.append((path, ds))
+    return stored
+
+
 def _events(app: Appliance, event: str) -> list[str]:
     rows = app.db.query("SELECT detail FROM audit_events WHERE event = ? ORDER BY id", (event,))
     return [str(r["detail"]) for r in rows]
@@ -108,19 +133,10 @@ def test_the_seg_goes_first_and_both_are_stored_once_as_written(
     checks = app.db.query("SELECT ok FROM node_checks WHERE kind = 'delivery'")
     assert [c["ok"] for c in checks] == [1, 1]
 
-    pseudonyms = {str(r["pseudonym"]) for r in app.db.query("SELECT pseudonym FROM pseudonyms")}
-    found = orthanc.wait_for_instances(str(sources[0].StudyInstanceUID), 2)
-    written = {o["sop_instance_uid"]: app.data_dir / o["path"] for o in outputs}
+    stored = _stored_as_written(app, orthanc, sources, outputs, tmp_path)
     app.db.close()
-    for instance in found:
-        data = orthanc.file(instance["ID"])
-        ds = dcmread(io.BytesIO(data))
-        path = tmp_path / f"{ds.Modality}.dcm"
-        path.write_bytes(data)
-        # the data set as written, byte for byte (Orthanc writes its own file meta)
-        assert _data_set_bytes(path) == _data_set_bytes(written[ds.SOPInstanceUID])
+    for path, ds in stored:
         assert ds.PatientID == sources[0].PatientID
-        assert not set(_uids(ds)) & pseudonyms  # no pseudonym left the box
         assert dciodvfy_errors(path) == [], ds.Modality
         if ds.Modality == "SR":
             assert "Lung" in dsrdump(path)
@@ -353,17 +369,9 @@ def test_an_sr_with_its_evidence_made_ahead_is_made_while_the_seg_is_flushed(
     # each made durable (the SEG on a thread of its own, beside the SR)
     assert sorted(f.name for paths in flushed for f in paths) == ["01-sr.dcm", "02-seg.dcm"]
     assert all(o["state"] == "delivered" and o["attempts"] == 1 for o in outputs)
-    pseudonyms = {str(r["pseudonym"]) for r in app.db.query("SELECT pseudonym FROM pseudonyms")}
-    found = orthanc.wait_for_instances(str(sources[0].StudyInstanceUID), 2)
-    written = {o["sop_instance_uid"]: app.data_dir / o["path"] for o in outputs}
+    stored = _stored_as_written(app, orthanc, sources, outputs, tmp_path)
     app.db.close()
-    for instance in found:
-        data = orthanc.file(instance["ID"])
-        ds = dcmread(io.BytesIO(data))
-        path = tmp_path / f"{ds.Modality}.dcm"
-        path.write_bytes(data)
-        assert _data_set_bytes(path) == _data_set_bytes(written[ds.SOPInstanceUID])
-        assert not set(_uids(ds)) & pseudonyms
+    for path, ds in stored:
         assert dciodvfy_errors(path) == [], ds.Modality
         if ds.Modality == "SR":
             assert "Lung" in dsrdump(path)
