@@ -374,6 +374,9 @@ def memory(work: Path, ct: list[Path]) -> list[Row]:
             f" during {stage}",
             flush=True,
         )
+        print("  memory: the tree at its PSS peak (RSS / PSS):", flush=True)
+        for name, rss, pss in tree.at_pss_peak:
+            print(f"    {name:<32} {rss / 1e6:6.0f} MB / {pss / 1e6:4.0f} MB", flush=True)
         for line in _job_log_lines(app.log_path, app.data_dir):
             if "SEG" in line:  # built while the model ran, or after it
                 print(f"    {line}", flush=True)

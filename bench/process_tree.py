@@ -41,6 +41,22 @@ def _pss_kb(pid: int) -> int:
     return 0
 
 
+def describe(pid: int, root: int) -> str:
+    """A short name for a process of the tree: the service itself, multiprocessing's
+    resource tracker or fork server, or another child by its ``comm`` name and pid."""
+    if pid == root:
+        return "service"
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return f"pid {pid} (gone)"
+    for marker, name in (("resource_tracker", "resource tracker"), ("forkserver", "fork server")):
+        if marker in cmdline:
+            return name
+    return f"child {pid} ({comm})"
+
+
 def descendants(pid: int) -> list[int]:
     """``pid``'s children, their children and so on (from ``/proc/*/task/*/children``)."""
     found: list[int] = []
@@ -71,7 +87,9 @@ class TreePeak:
     ``peak_processes``: the most processes in the tree at one sample;
     ``child_hwm_bytes``: the highest VmHWM any descendant reported;
     ``root_peak_bytes`` / ``root_peak_at``: the largest VmRSS of the process itself that
-    a sample saw and when (``time.time()``), to tell which stage of a job it fell in.
+    a sample saw and when (``time.time()``), to tell which stage of a job it fell in;
+    ``at_pss_peak``: each process's name, VmRSS and PSS in bytes at the sample with the
+    largest summed PSS (what the peak is made of).
     """
 
     def __init__(self, pid: int, interval: float = 0.02) -> None:
@@ -83,20 +101,22 @@ class TreePeak:
         self.child_hwm_bytes = 0
         self.root_peak_bytes = 0
         self.root_peak_at = 0.0
+        self.at_pss_peak: list[tuple[str, int, int]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tree-peak", daemon=True)
 
     def sample(self) -> None:
         children = descendants(self.pid)
-        total = root = _status_kb(self.pid, "VmRSS")
-        if root * 1024 > self.root_peak_bytes:
-            self.root_peak_bytes, self.root_peak_at = root * 1024, time.time()
+        rss = {p: _status_kb(p, "VmRSS") for p in (self.pid, *children)}
+        if rss[self.pid] * 1024 > self.root_peak_bytes:
+            self.root_peak_bytes, self.root_peak_at = rss[self.pid] * 1024, time.time()
         for child in children:
-            total += _status_kb(child, "VmRSS")
             self.child_hwm_bytes = max(self.child_hwm_bytes, _status_kb(child, "VmHWM") * 1024)
-        self.peak_bytes = max(self.peak_bytes, total * 1024)
-        pss = sum(_pss_kb(p) for p in (self.pid, *children))
-        self.peak_pss_bytes = max(self.peak_pss_bytes, pss * 1024)
+        self.peak_bytes = max(self.peak_bytes, sum(rss.values()) * 1024)
+        pss = {p: _pss_kb(p) for p in rss}
+        if sum(pss.values()) * 1024 > self.peak_pss_bytes:
+            self.peak_pss_bytes = sum(pss.values()) * 1024
+            self.at_pss_peak = [(describe(p, self.pid), rss[p] * 1024, pss[p] * 1024) for p in rss]
         self.peak_processes = max(self.peak_processes, 1 + len(children))
 
     def _run(self) -> None:

@@ -36,6 +36,13 @@ def test_tree_peak_counts_descendants_memory() -> None:
         # the grandchild's 60 MB are its own (counted whole); shared pages are split, so
         # the tree's proportional sum is at most its resident sum
         assert 60 * MB <= tree.peak_pss_bytes <= tree.peak_bytes
+        # what the peak is made of: the root named "service", the grandchild's 60 MB
+        parts = {name: pss for name, _rss, pss in tree.at_pss_peak}
+        assert "service" in parts
+        assert any(
+            name.startswith(f"child {grandchild} (") and pss >= 60 * MB
+            for name, pss in parts.items()
+        )
     finally:
         child.communicate("\n", timeout=30)
     assert int(grandchild) not in descendants(os.getpid())
