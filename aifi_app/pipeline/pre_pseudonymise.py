@@ -6,7 +6,8 @@ the routes' rules on the series' first instance (as the worker will on completio
 pre-makes the instance for the pseudonymisation options of every algorithm the study
 will probably go to (see :mod:`aifi_app.pipeline.premade` for the cache and its rules).
 
-The loop runs in one spawned child process, started with the service, while a study
+The loop runs in one child process (forked by the fork server on Linux, spawned
+elsewhere: :mod:`aifi_app.child_processes`), started with the service, while a study
 arrives at the lowest CPU priority (``nice 19``, ``SCHED_IDLE`` on Linux, in a thread of
 its own: :mod:`aifi_app.pipeline.low_priority_child`; its work for a job that waits at
 the child's own priority, :func:`run_child`), with its own read-only connection to the
@@ -48,7 +49,6 @@ import contextlib
 import functools
 import itertools
 import logging
-import multiprocessing
 import os
 import queue
 import sqlite3
@@ -66,6 +66,7 @@ from pydicom.tag import Tag
 
 from aifi_app.algorithms.input_rules import HEADER_TAGS
 from aifi_app.algorithms.package import REMOTE_SPECS, AlgorithmPackage
+from aifi_app.child_processes import child_context, child_process, service_alive
 from aifi_app.config.settings import Route, Settings
 from aifi_app.failpoints import failpoint
 from aifi_app.fault_logging import log_fault
@@ -829,7 +830,7 @@ def run_child(
     wait = 0.0
     warm = False
     idle_since = time.monotonic()
-    while os.getppid() == parent_pid:
+    while service_alive(parent_pid):
         try:
             message = inbox.get(timeout=wait) if wait else inbox.get_nowait()
             if message is None:
@@ -935,16 +936,16 @@ class PrePseudonymiser(BackgroundLoop):
         super().start()
 
     def _start_child(self) -> None:
-        context = multiprocessing.get_context("spawn")
+        context = child_context()
         self._inbox = context.Queue()
         self._inbox.put(self._config)
-        self._child = context.Process(
-            target=low_priority_child.child_main,
-            args=(str(self.db.path), str(self.data_dir), self._secret, self._inbox, os.getpid()),
+        self._child = child_process(
+            context,
+            low_priority_child.child_main,
+            (str(self.db.path), str(self.data_dir), self._secret, self._inbox, os.getpid()),
             name="aifi-prepseudo",
-            daemon=True,
         )
-        self._child.start()
+        self._child.start()  # (the fork server's first start waits for its imports)
 
     def stop(self, timeout: float = 30.0) -> None:
         super().stop(timeout)
