@@ -103,6 +103,9 @@ SETTLE_SECONDS = 0.2
 """The longest a job waits for a batch of its study being made (about one batch on an
 idle core; a batch the child, starved of CPU, has not finished by then is done by the
 job itself, which costs less than waiting)."""
+CHILD_START_WAIT_SECONDS = 30.0
+"""The longest a job waits for the child's start (the fork server's imports, ~1 s, longer
+on a busy machine) before it does without the child."""
 RECHECK_SECONDS = 0.05
 """A batch in flight asks the queue whether its study still receives at most this often,
 not before every file (~4 ms apart): one read of the queue per file is work the child
@@ -919,6 +922,8 @@ class PrePseudonymiser(BackgroundLoop):
         self._work = PreLoop(db, data_dir, secret, lambda: self._config, goes_on=self._goes_on)
         self._child: BaseProcess | None = None
         self._inbox: Any = None
+        self._launched = threading.Event()
+        self._launched.set()  # (cleared from start() until the child's start returned)
 
     def _current_config(self) -> PlanConfig:
         return plan_config(
@@ -928,12 +933,33 @@ class PrePseudonymiser(BackgroundLoop):
     # --- life ---------------------------------------------------------------------------
     def start(self) -> None:
         """Empty the cache (files of an earlier run are never used: they may be torn by a
-        power cut), start the child, then this thread. Call before the worker starts."""
+        power cut), then start this thread, which starts the child first
+        (:meth:`before_loop`). Call before the worker starts."""
         self.purge()
         self._config = self._current_config()
         if self._in_child:
-            self._start_child()
+            self._launched.clear()
         super().start()
+
+    def before_loop(self) -> None:
+        """Start the child, on this thread: the first child the fork server starts waits
+        for its imports (~1 s; :mod:`aifi_app.child_processes`), which the service's
+        start (the worker's) need not. Until the start returned, what asks the child
+        waits for it (:meth:`_child_runs`)."""
+        if not self._in_child:
+            return
+        try:
+            self._start_child()
+        except Exception as exc:  # the jobs make everything themselves; tried again later
+            log_fault(log, "could not start the pre-pseudonymising process", exc)
+        finally:
+            self._launched.set()
+
+    def _child_runs(self) -> bool:
+        """Whether the child runs (once its start returned: at most
+        :data:`CHILD_START_WAIT_SECONDS` after :meth:`start`)."""
+        self._launched.wait(CHILD_START_WAIT_SECONDS)
+        return self._child is not None and self._child.is_alive()
 
     def _start_child(self) -> None:
         context = child_context()
@@ -987,6 +1013,8 @@ class PrePseudonymiser(BackgroundLoop):
         if self._child is not None and not self._child.is_alive():
             log.warning("the pre-pseudonymising process ended; starting it again")
             self._start_child()
+        elif self._child is None:  # its start failed
+            self._start_child()
         elif changed and self._inbox is not None:
             self._inbox.put(config)
         return False
@@ -1004,9 +1032,7 @@ class PrePseudonymiser(BackgroundLoop):
         return self._to_child(request)
 
     def _to_child(self, message: object) -> bool:
-        if not self._in_child or self._inbox is None:
-            return False
-        if self._child is None or not self._child.is_alive():
+        if not self._in_child or not self._child_runs():
             return False
         try:
             self._inbox.put_nowait(message)
@@ -1021,7 +1047,7 @@ class PrePseudonymiser(BackgroundLoop):
         loop took (:meth:`made_by_loop`), without :meth:`settle`."""
         if not self._goes_on:
             return False
-        return not self._in_child or (self._child is not None and self._child.is_alive())
+        return not self._in_child or self._child_runs()
 
     def made_by_loop(
         self, key: str, instances: Sequence[SourceInstance], timeout: float
