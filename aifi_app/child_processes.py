@@ -18,13 +18,15 @@ nothing to import. Elsewhere (Windows, where a service under ``pythonservice.exe
 not start children anyway, and where there is no fork server) the children are spawned.
 
 A child forked by the fork server inherits the fork server's state, not the service's:
-the environment as it was when the fork server started (multiprocessing sends the
-service's ``sys.path`` and working folder, not its environment), and the modules as they
+the environment and the umask as they were when the fork server started (multiprocessing
+sends the service's ``sys.path`` and working folder, not these), and the modules as they
 were imported then (:mod:`aifi_app.failpoints` reads its variable once, on import).
-:func:`child_process` therefore sends the service's environment as it is at the child's
-start along, and the child sets it and arms its fail points again before it runs its
-target (:func:`run_in_child`), as a spawned child would have them. Its parent is the fork
-server: :func:`service_alive` asks whether the service still runs.
+:func:`child_process` therefore sends the service's environment and umask as they are at
+the child's start along, and the child sets them and arms its fail points again before
+it runs its target (:func:`run_in_child`), as a spawned child would have them. Signal
+handlers, the CPU priority and the logging set-up are those a spawned child has (the
+fork server's: Python's defaults, nothing configured; each child sets its own). Its
+parent is the fork server: :func:`service_alive` asks whether the service still runs.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import sys
 from collections.abc import Callable, Mapping
 from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from typing import Any
 
 PRELOAD_MODULE = "aifi_app.child_preload"
@@ -73,7 +76,7 @@ def child_process(
     environment as it is now (:func:`run_in_child`)."""
     process: BaseProcess = context.Process(  # type: ignore[attr-defined]
         target=run_in_child,
-        args=(dict(os.environ), target, args),
+        args=(dict(os.environ), current_umask(), target, args),
         name=name,
         daemon=daemon,
     )
@@ -81,18 +84,36 @@ def child_process(
 
 
 def run_in_child(
-    environ: Mapping[str, str], target: Callable[..., object], args: tuple[Any, ...]
+    environ: Mapping[str, str],
+    umask: int | None,
+    target: Callable[..., object],
+    args: tuple[Any, ...],
 ) -> None:
-    """The child's entry point: take the service's environment ``environ`` (a child of the
-    fork server has the fork server's own), arm the fail points it names, run
-    ``target(*args)``."""
+    """The child's entry point: take the service's environment ``environ`` and ``umask``
+    (a child of the fork server has the fork server's own), arm the fail points the
+    environment names, run ``target(*args)``."""
     from aifi_app import failpoints
 
     if os.environ != environ:
         os.environ.clear()
         os.environ.update(environ)
+    if umask is not None:
+        os.umask(umask)
     failpoints.arm_from_environment()
     target(*args)
+
+
+def current_umask() -> int | None:
+    """This process's umask, read without changing it (Linux: ``/proc/self/status``;
+    None where it cannot be read so: a spawned child inherits it anyway)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("Umask:"):
+            return int(line.split()[1], 8)
+    return None
 
 
 def service_alive(service_pid: int) -> bool:

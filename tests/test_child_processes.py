@@ -73,6 +73,19 @@ def test_a_child_sees_the_environment_as_it_is_when_it_starts(
     assert _report(variable)["value"] is None
 
 
+@pytest.mark.skipif(not LINUX, reason="reads the umask from /proc")
+def test_a_child_has_the_umask_of_the_service_when_it_starts() -> None:
+    """The fork server keeps the umask it started with; a child takes the service's."""
+    _report("HOME")  # the fork server runs
+    before = os.umask(0o027)
+    try:
+        assert _report("HOME")["umask"] == 0o027
+        os.umask(0o077)
+        assert _report("HOME")["umask"] == 0o077
+    finally:
+        os.umask(before)
+
+
 @pytest.mark.skipif(not LINUX, reason="the fork server is used on Linux only")
 def test_a_child_is_forked_with_the_childrens_modules_imported_and_frozen() -> None:
     """Forked by the fork server (not by this process), with the children's modules

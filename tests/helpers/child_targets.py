@@ -11,7 +11,7 @@ import sys
 import time
 from multiprocessing.connection import Connection
 
-from aifi_app.child_processes import service_alive
+from aifi_app.child_processes import current_umask, service_alive
 from aifi_app.failpoints import failpoint
 
 
@@ -26,6 +26,7 @@ def report(conn: Connection, variable: str) -> None:
             "frozen": gc.get_freeze_count(),
             "gc_enabled": gc.isenabled(),
             "ppid": os.getppid(),
+            "umask": current_umask(),
         }
     )
     conn.close()
