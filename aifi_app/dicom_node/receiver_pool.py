@@ -4,22 +4,25 @@ One Python process gains little from threads when several associations arrive at
 (the interpreter's lock): each instance costs the serving process 1.6-2.1 ms of CPU for
 its PDUs, writes, checksum and header checks. With ``[node] receive_processes`` set, the
 service starts that many receiver processes (:mod:`aifi_app.dicom_node.receiver_child`,
-spawned, not forked: the service has threads); the node's plain-TCP listener accepts
-each connection as before and passes its socket over a pipe (``SCM_RIGHTS``,
-:func:`multiprocessing.reduction.send_handle`) to the ready process with the fewest
-associations. The process runs the association and asks the service over the pipe for
-what only the service knows (the disk floor, the association limit, recording in the
-queue, audits); one thread here per process answers it, so the service's share of an
-instance is recording it (:meth:`~aifi_app.dicom_node.storage_scp.StorageNode.store_kept`).
+started as :mod:`aifi_app.child_processes` says: forked by the fork server on Linux, which
+has the node's modules imported already, spawned elsewhere; never forked from the service,
+which has threads); the node's plain-TCP listener accepts each connection as before and
+passes its socket over a pipe (``SCM_RIGHTS``, :func:`multiprocessing.reduction.send_handle`)
+to the ready process with the fewest associations. The process runs the association and
+asks the service over the pipe for what only the service knows (the disk floor, the
+association limit, recording in the queue, audits); one thread here per process answers
+it, so the service's share of an instance is recording it
+(:meth:`~aifi_app.dicom_node.storage_scp.StorageNode.store_kept`).
 
 The processes start once the node has been quiet for a second after its port opened
-(:meth:`~aifi_app.dicom_node.storage_scp.StorageNode.start`): their imports would compete
-with a study sent the moment the port accepts. Served here, on a thread of the service
-as before: TLS associations (the listener wraps the socket, the handshake's state stays
-in this process), every association on Windows (a service under ``pythonservice.exe``
-may not spawn, and a socket would need ``socket.share``), any that arrives while no
-receiver process is ready (before they started, or after one died), and, with
-``[node] receive_first_in_process``, one that arrives while the service serves none.
+(:meth:`~aifi_app.dicom_node.storage_scp.StorageNode.start`): their imports (or the fork
+server's, once) would compete with a study sent the moment the port accepts. Served
+here, on a thread of the service as before: TLS associations (the listener wraps the
+socket, the handshake's state stays in this process), every association on Windows (a
+service under ``pythonservice.exe`` may not spawn, and a socket would need
+``socket.share``), any that arrives while no receiver process is ready (before they
+started, or after one died), and, with ``[node] receive_first_in_process``, one that
+arrives while the service serves none.
 
 A receiver process that dies (a crash, SIGKILL): the service sends an A-ABORT on each of
 its associations (it keeps its own copy of every socket it handed over) and closes them,
@@ -35,7 +38,6 @@ import contextlib
 import dataclasses
 import itertools
 import logging
-import multiprocessing
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -45,6 +47,7 @@ from multiprocessing.reduction import send_handle
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from aifi_app.child_processes import child_context, child_process
 from aifi_app.dicom_node import upper_layer as ul
 from aifi_app.dicom_node.spare_files import is_spare
 from aifi_app.fault_logging import log_fault
@@ -121,8 +124,10 @@ class ReceiverPool:
         self._data_dir = data_dir
         self._processes = processes
         self._spare_files = spare_files
-        self._context = multiprocessing.get_context("spawn")
+        self._context = child_context()
         self._lock = threading.Lock()
+        self._started = threading.Condition(self._lock)
+        self._starting = 0
         self._children: list[_Child] = []
         self._keys = itertools.count(1)
         self._stopping = False
@@ -141,18 +146,34 @@ class ReceiverPool:
         from aifi_app.dicom_node import receiver_child  # (imports the node: not at the top)
 
         ours, theirs = self._context.Pipe(duplex=True)
-        process = self._context.Process(
-            target=receiver_child.child_main,
-            args=(theirs, self._config, str(self._data_dir), self._spare_files),
+        process = child_process(
+            self._context,
+            receiver_child.child_main,
+            (theirs, self._config, str(self._data_dir), self._spare_files),
             name="aifi-receiver",
-            daemon=True,
         )
         with self._lock:
             if self._stopping:
+                ours.close()
+                theirs.close()
                 return
+            self._starting += 1
+        try:
+            # not under the lock: the fork server's first start waits for its imports,
+            # and connections are handed over meanwhile (to the processes already ready)
             process.start()
+        except BaseException:
+            ours.close()
+            theirs.close()
+            with self._lock:
+                self._starting -= 1
+                self._started.notify_all()
+            raise
+        with self._lock:
             child = _Child(process, ours)
             self._children.append(child)
+            self._starting -= 1
+            self._started.notify_all()
         theirs.close()
         child.reader = threading.Thread(
             target=self._read, args=(child,), name=f"aifi-receiver-{process.pid}", daemon=True
@@ -163,6 +184,7 @@ class ReceiverPool:
         """Stop every process (cutting its associations) and wait for it; no orphans."""
         with self._lock:
             self._stopping = True
+            self._started.wait_for(lambda: self._starting == 0)
             children = list(self._children)
         for child in children:
             with contextlib.suppress(OSError, ValueError), child.send_lock:

@@ -5,6 +5,8 @@ A spawned process imports the module of its target before it runs it, and
 with it (about a second of CPU here), which at normal priority competes with the node's
 receiving threads in the first second after a start. This module imports nothing heavy,
 so the child lowers its priority before anything else and imports the loop afterwards.
+(On Linux the child is forked by the fork server of :mod:`aifi_app.child_processes`,
+which has imported the loop already: nothing is left to import.)
 
 The priority (Linux): ``nice 19`` and the ``SCHED_IDLE`` policy. At ``nice 19`` alone the
 child still holds a core for up to a scheduler slice when a receiving thread of the node

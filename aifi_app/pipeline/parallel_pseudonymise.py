@@ -17,8 +17,9 @@ thread against 1.01 s in two processes; 500 slices 2.52 s against 2.67 s. The pr
 pay off only for large studies on a machine with more idle cores. In the whole chain
 (``python -m bench --only e2e``, the CT's 228-265 images not pre-made while it arrived)
 the same held: 265 images in two processes 2.63 s, 228 in this thread 1.41 s. The processes are
-spawned (a fresh interpreter each, ~0.5 s to import pydicom and the pseudonymiser, in
-parallel): forking the service's threads is unsafe.
+started as :mod:`aifi_app.child_processes` says (on Linux forked by the fork server, which
+has pydicom and the pseudonymiser imported; elsewhere spawned, a fresh interpreter each,
+~0.5 s to import them, in parallel): forking the service's threads is unsafe.
 
 Each file goes through the fast engine of :func:`aifi_app.pseudonymise.batch.pseudonymise_file`:
 the header is read and pseudonymised, and the Pixel Data element is copied from the
@@ -30,13 +31,13 @@ Thread: the caller's (the worker thread); processes for the time of one call.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
+from aifi_app.child_processes import child_context
 from aifi_app.fault_logging import log_fault
 from aifi_app.pipeline.durable_batch import DurableBatch
 from aifi_app.pseudonymise import BurnedInPolicy, ProfileOption, Pseudonymiser
@@ -172,9 +173,7 @@ def pseudonymise_numbered(
     size = -(-len(items) // count)
     starts = range(0, len(items), size)
     try:
-        with ProcessPoolExecutor(
-            max_workers=len(starts), mp_context=multiprocessing.get_context("spawn")
-        ) as pool:
+        with ProcessPoolExecutor(max_workers=len(starts), mp_context=child_context()) as pool:
             futures = [
                 pool.submit(
                     pseudonymise_items,

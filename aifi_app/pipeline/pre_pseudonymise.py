@@ -6,7 +6,8 @@ the routes' rules on the series' first instance (as the worker will on completio
 pre-makes the instance for the pseudonymisation options of every algorithm the study
 will probably go to (see :mod:`aifi_app.pipeline.premade` for the cache and its rules).
 
-The loop runs in one spawned child process, started with the service, while a study
+The loop runs in one child process (forked by the fork server on Linux, spawned
+elsewhere: :mod:`aifi_app.child_processes`), started with the service, while a study
 arrives at the lowest CPU priority (``nice 19``, ``SCHED_IDLE`` on Linux, in a thread of
 its own: :mod:`aifi_app.pipeline.low_priority_child`; its work for a job that waits at
 the child's own priority, :func:`run_child`), with its own read-only connection to the
@@ -48,7 +49,6 @@ import contextlib
 import functools
 import itertools
 import logging
-import multiprocessing
 import os
 import queue
 import sqlite3
@@ -66,6 +66,7 @@ from pydicom.tag import Tag
 
 from aifi_app.algorithms.input_rules import HEADER_TAGS
 from aifi_app.algorithms.package import REMOTE_SPECS, AlgorithmPackage
+from aifi_app.child_processes import child_context, child_process, service_alive
 from aifi_app.config.settings import Route, Settings
 from aifi_app.failpoints import failpoint
 from aifi_app.fault_logging import log_fault
@@ -102,6 +103,9 @@ SETTLE_SECONDS = 0.2
 """The longest a job waits for a batch of its study being made (about one batch on an
 idle core; a batch the child, starved of CPU, has not finished by then is done by the
 job itself, which costs less than waiting)."""
+CHILD_START_WAIT_SECONDS = 30.0
+"""The longest a job waits for the child's start (the fork server's imports, ~1 s, longer
+on a busy machine) before it does without the child."""
 RECHECK_SECONDS = 0.05
 """A batch in flight asks the queue whether its study still receives at most this often,
 not before every file (~4 ms apart): one read of the queue per file is work the child
@@ -829,7 +833,7 @@ def run_child(
     wait = 0.0
     warm = False
     idle_since = time.monotonic()
-    while os.getppid() == parent_pid:
+    while service_alive(parent_pid):
         try:
             message = inbox.get(timeout=wait) if wait else inbox.get_nowait()
             if message is None:
@@ -918,6 +922,8 @@ class PrePseudonymiser(BackgroundLoop):
         self._work = PreLoop(db, data_dir, secret, lambda: self._config, goes_on=self._goes_on)
         self._child: BaseProcess | None = None
         self._inbox: Any = None
+        self._launched = threading.Event()
+        self._launched.set()  # (cleared from start() until the child's start returned)
 
     def _current_config(self) -> PlanConfig:
         return plan_config(
@@ -927,24 +933,45 @@ class PrePseudonymiser(BackgroundLoop):
     # --- life ---------------------------------------------------------------------------
     def start(self) -> None:
         """Empty the cache (files of an earlier run are never used: they may be torn by a
-        power cut), start the child, then this thread. Call before the worker starts."""
+        power cut), then start this thread, which starts the child first
+        (:meth:`before_loop`). Call before the worker starts."""
         self.purge()
         self._config = self._current_config()
         if self._in_child:
-            self._start_child()
+            self._launched.clear()
         super().start()
 
+    def before_loop(self) -> None:
+        """Start the child, on this thread: the first child the fork server starts waits
+        for its imports (~1 s; :mod:`aifi_app.child_processes`), which the service's
+        start (the worker's) need not. Until the start returned, what asks the child
+        waits for it (:meth:`_child_runs`)."""
+        if not self._in_child:
+            return
+        try:
+            self._start_child()
+        except Exception as exc:  # the jobs make everything themselves; tried again later
+            log_fault(log, "could not start the pre-pseudonymising process", exc)
+        finally:
+            self._launched.set()
+
+    def _child_runs(self) -> bool:
+        """Whether the child runs (once its start returned: at most
+        :data:`CHILD_START_WAIT_SECONDS` after :meth:`start`)."""
+        self._launched.wait(CHILD_START_WAIT_SECONDS)
+        return self._child is not None and self._child.is_alive()
+
     def _start_child(self) -> None:
-        context = multiprocessing.get_context("spawn")
+        context = child_context()
         self._inbox = context.Queue()
         self._inbox.put(self._config)
-        self._child = context.Process(
-            target=low_priority_child.child_main,
-            args=(str(self.db.path), str(self.data_dir), self._secret, self._inbox, os.getpid()),
+        self._child = child_process(
+            context,
+            low_priority_child.child_main,
+            (str(self.db.path), str(self.data_dir), self._secret, self._inbox, os.getpid()),
             name="aifi-prepseudo",
-            daemon=True,
         )
-        self._child.start()
+        self._child.start()  # (the fork server's first start waits for its imports)
 
     def stop(self, timeout: float = 30.0) -> None:
         super().stop(timeout)
@@ -986,6 +1013,8 @@ class PrePseudonymiser(BackgroundLoop):
         if self._child is not None and not self._child.is_alive():
             log.warning("the pre-pseudonymising process ended; starting it again")
             self._start_child()
+        elif self._child is None:  # its start failed
+            self._start_child()
         elif changed and self._inbox is not None:
             self._inbox.put(config)
         return False
@@ -1003,9 +1032,7 @@ class PrePseudonymiser(BackgroundLoop):
         return self._to_child(request)
 
     def _to_child(self, message: object) -> bool:
-        if not self._in_child or self._inbox is None:
-            return False
-        if self._child is None or not self._child.is_alive():
+        if not self._in_child or not self._child_runs():
             return False
         try:
             self._inbox.put_nowait(message)
@@ -1020,7 +1047,7 @@ class PrePseudonymiser(BackgroundLoop):
         loop took (:meth:`made_by_loop`), without :meth:`settle`."""
         if not self._goes_on:
             return False
-        return not self._in_child or (self._child is not None and self._child.is_alive())
+        return not self._in_child or self._child_runs()
 
     def made_by_loop(
         self, key: str, instances: Sequence[SourceInstance], timeout: float
