@@ -10,7 +10,9 @@ SR's evidence asks for 29 of the modules (1.3 MB of the text; ~4.5 MB parsed).
 :func:`install` gives highdicom a table that answers the same questions from the same
 file, parsing a module when it is first asked for (:class:`ModuleAttributes`): an index
 of where each module's list lies in the file is made once, reading it in blocks of
-1 MiB; a module's list is then read and parsed from its place in the file, and kept.
+64 KiB (under glibc's threshold for giving an allocation a mapping of its own: 1 MiB
+blocks, once freed, raised it and left the heap 4 MB larger); a module's list is then
+read and parsed from its place in the file, and kept.
 Each answer is the list :func:`json.loads` makes of that module's part of the file, as
 highdicom's own table holds it (tests compare every module), so what highdicom builds
 does not change.
@@ -42,7 +44,7 @@ _FUNCTION: Final = "get_module_attribute_map"
 _RESOURCE: Final = "_standard/module_attribute_map.json"
 _KEY_LINE: Final = re.compile(rb'\n  "([^"\\\n]+)": \[')
 """A module's key at the top level of the file (nested lines are indented further)."""
-_BLOCK: Final = 1 << 20
+_BLOCK: Final = 1 << 16
 _OVERLAP: Final = 512
 """Bytes of a block looked at again with the next, so that a key line cut by the end of
 a block is found whole (a key line is far shorter)."""

@@ -105,7 +105,7 @@ def test_the_index_does_not_depend_on_where_the_blocks_end(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     index = module_attributes.index_of(FILE)
-    for block in (4096, 4099, 65536):  # key lines cut by a block's end, many times
+    for block in (4096, 4099, 1 << 20):  # key lines cut by a block's end, many times
         monkeypatch.setattr(module_attributes, "_BLOCK", block)
         assert module_attributes.index_of(FILE) == index
 
@@ -132,7 +132,7 @@ def test_a_module_that_is_not_a_list_is_refused(tmp_path: Path) -> None:
     index = module_attributes.index_of(path)
     assert index is not None
     table = module_attributes.ModuleAttributes(path, index)
-    assert table["b"] == [2]
+    assert json.dumps(table["b"]) == "[2]"
     with pytest.raises(ValueError, match="not a list"):
         table["a"]
 
