@@ -198,7 +198,6 @@ def build_ahead(
     from aifi_app.results.segmentation import segmentation_frame_order
 
     module_attributes.install()  # not highdicom's whole table: the modules asked for
-    _rehearse_once(request)
     sources = [dcmread(path, stop_before_pixels=True) for path in request.sources]
     ds = request.build(sources)
     frame_sources = segmentation_frame_order(ds)  # pseudonymised, as the mask names them
@@ -209,31 +208,6 @@ def build_ahead(
         build_evidence_ahead(
             request.sr_evidence, sources, original_header, original_for, study_of_instance
         )
-
-
-_rehearsed = False
-
-
-def _rehearse_once(request: SegAheadRequest) -> None:
-    """The first time in this process: build the SEG and the SR's evidence of the
-    request's first source alone, and throw them away (~0.05 s), so that what stays
-    for the life of the process (the modules of highdicom's table asked for, highdicom's
-    and pydicom's caches) is made before the many objects of the whole build. Made
-    amid those, the few that stay scatter over the allocator's arenas and keep them
-    from being given back once the build's objects are freed: the child stayed ~10 MB
-    larger after its first SEG. Nothing is written; a failure is left to the build."""
-    global _rehearsed
-    if _rehearsed or not request.sources:
-        return
-    _rehearsed = True
-    from aifi_app.results.sr_evidence import sources_evidence
-
-    try:
-        first = [dcmread(request.sources[0], stop_before_pixels=True)]
-        part10_bytes(request.build(first))
-        sources_evidence(first, lambda ds: ds)
-    except Exception:  # only a warm-up: the build raises what matters
-        log.debug("job %d: rehearsing its SEG failed", request.job_id, exc_info=True)
 
 
 def _write_skeleton(
@@ -383,9 +357,11 @@ def write_segmentation(
 
 
 def warm_up() -> None:
-    """Import the SEG builder and load highdicom's tables of the standard (~1 s of CPU,
-    ~100 MB), so that a first SEG built ahead is ready before a model of a few seconds
-    ends. For the pre-pseudonymiser's child, when it has nothing else to do."""
+    """Import the SEG builder and load highdicom's tables of the standard, its table of
+    module attributes read one module at a time (:mod:`aifi_app.results.module_attributes`:
+    ~0.2 s of CPU and ~21 MB, highdicom's import most of it; its whole table took ~0.5 s
+    more and ~65 MB), so that a first SEG built ahead is ready before a model of a few
+    seconds ends. For the pre-pseudonymiser's child, when it has nothing else to do."""
     from aifi_app.results import module_attributes
     from aifi_app.results.segmentation import build_segmentation_headers  # noqa: F401
     from aifi_app.results.standard_tables import load_and_freeze
@@ -423,5 +399,5 @@ def build_in_child(request: SegAheadRequest, db: _Queries) -> None:
             request.number,
             time.perf_counter() - started,
         )
-    finally:  # its images and SEG are garbage now: the child shrinks to what it was
+    finally:  # its images and SEG are garbage now: what the heap can give back, back
         heap_trim.trim()

@@ -574,41 +574,6 @@ def test_a_job_without_an_sr_asks_for_no_evidence(job: Job) -> None:
     assert job.request().sr_evidence is not None
 
 
-def test_the_first_build_in_a_process_rehearses_writing_nothing(
-    job: Job, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    """The child's first build first builds the SEG and the evidence of the first image
-    alone (what stays for the process's life is then made before the build's many
-    objects); it writes nothing, happens once, and a failure leaves the build to raise."""
-    work_dir = job.app.processor.work_dir(job.ctx.job_id)
-    before = sorted(p.name for p in work_dir.iterdir())
-    monkeypatch.setattr(seg_ahead, "_rehearsed", False)
-    built: list[int] = []
-    build = seg_ahead.SegAheadRequest.build
-
-    def counted(self: seg_ahead.SegAheadRequest, sources: list[Dataset]) -> Dataset:
-        built.append(len(sources))
-        return build(self, sources)
-
-    monkeypatch.setattr(seg_ahead.SegAheadRequest, "build", counted)
-    job.build_ahead()
-    assert built == [1, len(job.images)]  # the first image alone, then the whole build
-    job.build_ahead()
-    assert built == [1, len(job.images), len(job.images)]  # once per process
-    after = sorted(p.name for p in work_dir.iterdir())
-    assert set(after) - set(before) <= {
-        p.name for p in (*job.skeleton_files(), *seg_ahead.evidence_paths(work_dir))
-    }
-    # a rehearsal that fails (no such image) is logged at debug level and not raised
-    caplog.set_level(logging.DEBUG, logger="aifi_app.pipeline.seg_ahead")
-    monkeypatch.setattr(seg_ahead, "_rehearsed", False)
-    missing = job.request(sources=(str(work_dir / "missing.dcm"),))
-    seg_ahead._rehearse_once(missing)
-    assert "rehearsing its SEG failed" in caplog.text
-    with pytest.raises(FileNotFoundError):
-        job.build_ahead(missing)
-
-
 def test_the_child_trims_its_heap_after_each_request(
     job: Job, monkeypatch: pytest.MonkeyPatch
 ) -> None:
