@@ -111,7 +111,7 @@ RECHECK_SECONDS = 0.05
 not before every file (~4 ms apart): one read of the queue per file is work the child
 need not do while the node writes to it."""
 WARM_UP_IDLE = 5.0
-"""The child loads the SEG builder (:func:`seg_ahead.warm_up`, ~1 s of CPU it cannot
+"""The child loads the SEG builder (:func:`seg_ahead.warm_up`, ~0.2 s of CPU it cannot
 break off) only after this long without work or message, so that it does not keep a
 job's help request waiting."""
 NO_FLOOR = DiskFloor()
@@ -870,7 +870,7 @@ def run_child(
             continue
         elif config.builds_segs and not warm and time.monotonic() - idle_since >= WARM_UP_IDLE:
             if study_arriving(db):
-                # not while a study arrives (~1 s of CPU and 100 MB read: the node's
+                # not while a study arrives (~0.2 s of CPU and 20 MB read: the node's
                 # receiving would share the cores and caches with it); again later
                 idle_since = time.monotonic()
                 wait = loop.idle_wait()

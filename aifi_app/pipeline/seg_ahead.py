@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pydicom import Dataset, dcmread
 
+from aifi_app import heap_trim
 from aifi_app.algorithms.findings import AlgorithmIdentity, CodedConcept
 from aifi_app.dicom_node.spool import durable_write
 from aifi_app.part10 import part10_bytes, replaced_file
@@ -193,8 +194,10 @@ def build_ahead(
     Raises what the build or the re-identification raises (nothing more is written
     then: the worker builds the SEG, or the SR's evidence, itself and refuses it the
     same way)."""
-    from aifi_app.results.segmentation import segmentation_frame_order  # highdicom
+    from aifi_app.results import module_attributes  # highdicom
+    from aifi_app.results.segmentation import segmentation_frame_order
 
+    module_attributes.install()  # not highdicom's whole table: the modules asked for
     sources = [dcmread(path, stop_before_pixels=True) for path in request.sources]
     ds = request.build(sources)
     frame_sources = segmentation_frame_order(ds)  # pseudonymised, as the mask names them
@@ -354,12 +357,16 @@ def write_segmentation(
 
 
 def warm_up() -> None:
-    """Import the SEG builder and load highdicom's tables of the standard (~1 s of CPU,
-    ~100 MB), so that a first SEG built ahead is ready before a model of a few seconds
-    ends. For the pre-pseudonymiser's child, when it has nothing else to do."""
+    """Import the SEG builder and load highdicom's tables of the standard, its table of
+    module attributes read one module at a time (:mod:`aifi_app.results.module_attributes`:
+    ~0.2 s of CPU and ~21 MB, highdicom's import most of it; its whole table took ~0.5 s
+    more and ~65 MB), so that a first SEG built ahead is ready before a model of a few
+    seconds ends. For the pre-pseudonymiser's child, when it has nothing else to do."""
+    from aifi_app.results import module_attributes
     from aifi_app.results.segmentation import build_segmentation_headers  # noqa: F401
     from aifi_app.results.standard_tables import load_and_freeze
 
+    module_attributes.install()
     load_and_freeze()
 
 
@@ -384,10 +391,13 @@ def build_in_child(request: SegAheadRequest, db: _Queries) -> None:
         return str(rows[0][0]) if rows else None
 
     started = time.perf_counter()
-    build_ahead(request, original_for, study_of_instance)
-    log.info(
-        "job %d: SEG %d built ahead in %.3f s",
-        request.job_id,
-        request.number,
-        time.perf_counter() - started,
-    )
+    try:
+        build_ahead(request, original_for, study_of_instance)
+        log.info(
+            "job %d: SEG %d built ahead in %.3f s",
+            request.job_id,
+            request.number,
+            time.perf_counter() - started,
+        )
+    finally:  # its images and SEG are garbage now: what the heap can give back, back
+        heap_trim.trim()

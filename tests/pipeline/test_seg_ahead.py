@@ -572,3 +572,31 @@ def test_a_job_without_an_sr_asks_for_no_evidence(job: Job) -> None:
     )
     assert request.sr_evidence is None
     assert job.request().sr_evidence is not None
+
+
+def test_the_child_trims_its_heap_after_each_request(
+    job: Job, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a request made is garbage once it is written or refused: the child gives it
+    back (:func:`aifi_app.heap_trim.trim`) either way."""
+    from aifi_app import heap_trim
+    from aifi_app.pipeline.pre_pseudonymise import ReadOnlyDb
+
+    trims: list[bool] = []
+    trim = heap_trim.trim
+
+    def counted() -> bool:
+        trims.append(trim())
+        return trims[-1]
+
+    monkeypatch.setattr(heap_trim, "trim", counted)
+    db = ReadOnlyDb(job.app.db.path)
+    job.remove_skeleton()
+    seg_ahead.build_in_child(job.request(), db)
+    assert all(p.exists() for p in job.skeleton_files())
+    assert len(trims) == 1
+    work_dir = job.app.processor.work_dir(job.ctx.job_id)
+    with pytest.raises(FileNotFoundError):
+        seg_ahead.build_in_child(job.request(sources=(str(work_dir / "missing.dcm"),)), db)
+    assert len(trims) == 2
+    db._conn.close()
