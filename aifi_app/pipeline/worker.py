@@ -27,7 +27,7 @@ from pathlib import Path
 
 from pydicom import Dataset, dcmread
 
-from aifi_app import free_memory
+from aifi_app import heap_trim
 from aifi_app.algorithms.input_rules import HEADER_TAGS
 from aifi_app.config.settings import Settings
 from aifi_app.dicom_node.studies_in_transfer import OPEN_ASSOCIATION_HOLD_SECONDS
@@ -152,12 +152,11 @@ class Worker(BackgroundLoop):
         After this one, the next is due only when as many new objects again survive.
 
         Then the C heap's free pages go back to the operating system
-        (:func:`aifi_app.free_memory.give_back`): after a CT the service otherwise kept
-        what its images, mask and results had taken."""
+        (:func:`aifi_app.heap_trim.trim`: its own collection finds nothing more)."""
         started = time.perf_counter()
         found = gc.collect()
         collected = time.perf_counter()
-        free_memory.give_back()
+        heap_trim.trim()
         log.debug(
             "garbage collected: %d object(s) in %.3f s; free memory given back in %.3f s",
             found,

@@ -4,9 +4,10 @@ The first result object a process builds makes highdicom read its tables of the 
 The module-attribute table, parsed whole, is ~200,000 lists and dicts, ~70 MB, kept by its
 ``lru_cache`` for the life of the process (a third of the service's peak while it made a
 CT's results, and of the pre-pseudonymiser's child's): :func:`load_and_freeze` has
-highdicom read it a module at a time instead
-(:mod:`aifi_app.results.module_attribute_table`: the few dozen modules a job's results
-ask for, ~1 MB), and loads the two small tables (IOD to modules, SOP class to IOD).
+highdicom read it a module at a time instead (:mod:`aifi_app.results.module_attributes`:
+the few dozen modules a job's results ask for; the modules that import highdicom to
+build results install it as they are imported, before highdicom may load the whole
+table), and loads the two small tables (IOD to modules, SOP class to IOD).
 
 Every full (generation 2) collection walks what lives: with a job's 500 CT images and its
 SEG being built, the process held ~360,000 tracked objects (with the whole table) and a
@@ -20,7 +21,7 @@ Not done when the worker starts: at the first result, as before, it does not wei
 receiving the first study (parsing the whole 22 MB table at start once made glibc's malloc
 serve large allocations from its heap instead of mmap, and receiving a 500-slice CT grew
 the service by 44 MB instead of under 26 MB: ``tests/integration/test_large_ct_receive.py``;
-the table is now read 1 MiB at a time).
+the table is now read in 64 KiB blocks).
 
 The objects frozen then are mostly those of the whole process's life (modules, the
 tables, the service's own objects); the first job's images and results among them are
@@ -36,7 +37,7 @@ import threading
 
 from highdicom import _standard_utils
 
-from aifi_app.results import module_attribute_table
+from aifi_app.results import module_attributes
 
 __all__ = ["load_and_freeze", "loaded"]
 
@@ -48,7 +49,7 @@ _loaded = False
 
 def load_and_freeze() -> None:
     """Have highdicom read its module-attribute table a module at a time
-    (:func:`module_attribute_table.install`) and load its two small tables of the
+    (:func:`module_attributes.install`) and load its two small tables of the
     standard (once per process; safe to call again), then exempt every object alive from
     later garbage collections.
 
@@ -58,7 +59,7 @@ def load_and_freeze() -> None:
     with _lock:
         if _loaded:
             return
-        module_attribute_table.install()
+        module_attributes.install()
         for name in _TABLES:
             table = getattr(_standard_utils, name, None)
             if callable(table):

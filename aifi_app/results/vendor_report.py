@@ -33,9 +33,9 @@ from aifi_app.algorithms.findings import (
     Finding,
     MeasurementFinding,
 )
-from aifi_app.results import module_attribute_table
+from aifi_app.results import module_attributes
 
-module_attribute_table.install()  # highdicom reads its largest table a module at a time
+module_attributes.install()  # highdicom reads its largest table a module at a time
 
 __all__ = ["findings_of_vendor_report"]
 

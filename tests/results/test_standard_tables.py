@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from highdicom import _standard_utils
 
-from aifi_app.results import module_attribute_table, standard_tables
+from aifi_app.results import module_attributes, standard_tables
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def test_tables_are_loaded_and_what_lives_is_frozen(fresh: None) -> None:
     assert standard_tables.loaded()
     # the module-attribute table is read a module at a time; the small ones are loaded
     table = _standard_utils.get_module_attribute_map()
-    assert table is module_attribute_table.installed()
+    assert table is module_attributes.installed()
     assert _standard_utils.get_iod_module_map.cache_info().currsize == 1
     assert gc.get_freeze_count() > before
     # a collection no longer walks the tables (the frozen are not among the collector's)
