@@ -79,11 +79,18 @@ class PackedFrames:
     def pixel_data(self, indices: Sequence[int]) -> bytes:
         """The DICOM BINARY Segmentation Pixel Data of frames ``indices`` in that order:
         their bits one after the other, no padding between frames, the whole padded with
-        zero bits to an even number of bytes."""
+        zero bits to an even number of bytes.
+
+        Frames that end on a byte are joined straight from the packed rows (each a view:
+        only the result is made, not a copy of each frame first: 16 MB, not 33, for a
+        500-slice CT's mask)."""
         if (self.rows * self.columns) % 8 == 0:
-            data = b"".join(self.bits[i].tobytes() for i in indices)
-        else:  # frames do not end on a byte: pack the frames' pixels as one run
-            pixels = [self.frame(i).ravel() for i in indices]
-            run = np.concatenate(pixels) if pixels else np.zeros(0, dtype=np.bool_)
-            data = np.packbits(run, bitorder="little").tobytes()
+            parts = [self.bits[i].data for i in indices]
+            if (len(parts) * self.bits.shape[1]) % 2:
+                parts.append(memoryview(b"\0"))
+            return b"".join(parts)
+        # frames do not end on a byte: pack the frames' pixels as one run
+        pixels = [self.frame(i).ravel() for i in indices]
+        run = np.concatenate(pixels) if pixels else np.zeros(0, dtype=np.bool_)
+        data = np.packbits(run, bitorder="little").tobytes()
         return data + b"\0" * (len(data) % 2)

@@ -87,6 +87,7 @@ from aifi_app.pipeline.pre_pseudonymise import (
 from aifi_app.pipeline.premade import SourceInstance
 from aifi_app.pipeline.read_ahead import ImagesReadAhead
 from aifi_app.pipeline.seg_ahead import (
+    PIXEL_DATA_TAG,
     EvidenceAheadRequest,
     SegAheadRequest,
     Skeleton,
@@ -1220,10 +1221,59 @@ class JobProcessor:
         ):
             found = "its frames are of other images"
         if isinstance(found, str):
-            log.info("job %d: SEG %d built now (none built ahead: %s)", ctx.job_id, number, found)
-            return None
+            here = (
+                self._skeleton_here(ctx, number, mask, images, original_header, created)
+                if found != "the mask is not over all the job's images"
+                else None
+            )
+            log.info(
+                "job %d: SEG %d built now (none built ahead: %s)%s",
+                ctx.job_id,
+                number,
+                found,
+                "" if here is None else "; its Pixel Data written from the mask",
+            )
+            return here
         log.info("job %d: SEG %d from the one built while the model ran", ctx.job_id, number)
         return found
+
+    def _skeleton_here(
+        self,
+        ctx: JobContext,
+        number: int,
+        mask: SegmentationMask,
+        images: Sequence[Dataset],
+        original_header: Dataset,
+        created: datetime.datetime,
+    ) -> Skeleton | None:
+        """The skeleton of the job's SEG ``number`` built here, now, as the child builds
+        it ahead (:func:`aifi_app.pipeline.seg_ahead.build_ahead`: its elements but Pixel
+        Data, checked and re-identified, encoded), when none was built ahead: the SEG is
+        then written from it and the mask's packed frames (:meth:`_write_skeleton_seg`),
+        the same bytes as built whole, without its 16 MB of Pixel Data joined in memory
+        (a 500-slice CT) beside the mask they are made from. None when the SEG would
+        refuse re-identification: it is then built whole, and refused and quarantined
+        as always."""
+        sources = tuple(str(getattr(ds, "filename", "") or "") for ds in images)
+        request = self._seg_request(
+            ctx, number, mask.concept, mask.label, sources, original_header, created
+        )
+        from aifi_app.results.segmentation import segmentation_frame_order  # highdicom
+
+        ds = request.build(images)
+        frame_sources = segmentation_frame_order(ds)
+        if set(frame_sources) != set(mask.source_sop_instance_uids):
+            return None
+        try:
+            checked = check_reidentification(
+                ds, self.original_for, original_header, request.scope(self.study_of_instance)
+            )
+        except ReidentificationError:
+            return None
+        restored = checked.apply()
+        if PIXEL_DATA_TAG in restored:
+            del restored[PIXEL_DATA_TAG]
+        return Skeleton(part10_bytes(restored), tuple(frame_sources))
 
     def _write_skeleton_seg(
         self,

@@ -33,6 +33,9 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import ExplicitVRLittleEndian
 
 from aifi_app.algorithms.findings import AlgorithmIdentity, AlgorithmResult, Finding
+from aifi_app.results import module_attributes
+
+module_attributes.install()  # highdicom reads its largest table a module at a time
 
 __all__ = [
     "DISCLAIMER",

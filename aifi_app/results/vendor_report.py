@@ -33,6 +33,9 @@ from aifi_app.algorithms.findings import (
     Finding,
     MeasurementFinding,
 )
+from aifi_app.results import module_attributes
+
+module_attributes.install()  # highdicom reads its largest table a module at a time
 
 __all__ = ["findings_of_vendor_report"]
 

@@ -221,3 +221,49 @@ def test_other_slices_are_decoded_by_pydicom(tmp_path: Path) -> None:
         assert element is not None and element.value is None
         assert lung_volume._native_pixels(read, element, read.filename) is None
         assert np.array_equal(lung_volume._stored_pixels(read), pixel_array(read.filename))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_components_are_scipys_with_its_numbering(seed: int) -> None:
+    """The slices' components joined as scipy's csgraph joins them, each component's
+    label the same (the lowest node's order): the same ties broken among components of
+    equal size. Random graphs, and a chain numbered out of order (one long lung)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    rng = np.random.default_rng(seed)
+    cases = []
+    for _ in range(50):
+        nodes = int(rng.integers(1, 300))
+        edges = int(rng.integers(0, 2 * nodes))
+        cases.append((nodes, rng.integers(0, nodes, edges), rng.integers(0, nodes, edges)))
+    order = rng.permutation(1000)
+    cases.append((1000, order[:-1], order[1:]))
+    for nodes, sources, targets in cases:
+        graph = coo_matrix(
+            (np.ones(len(sources), np.int8), (sources, targets)), shape=(nodes, nodes)
+        )
+        _, expected = connected_components(graph, directed=False)
+        got = lung_volume.connected_components(
+            nodes, sources.astype(np.int64), targets.astype(np.int64)
+        )
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_the_model_does_not_import_scipy_sparse() -> None:
+    """The lung mask needs scipy.ndimage only (scipy.sparse: ~11 MB of the service)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from aifi_app.algorithms.lung_volume import LungVolumeSettings, lung_mask\n"
+        "from aifi_app.algorithms.packed_mask import PackedFrames\n"
+        "air = np.zeros((4, 16, 16), bool); air[:, 4:12, 4:12] = True\n"
+        "lung_mask(PackedFrames.from_array(air), 0.001, LungVolumeSettings(min_component_ml=0))\n"
+        "print(sorted(m for m in sys.modules if m.startswith('scipy.sparse')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip() == "[]"

@@ -39,7 +39,10 @@ def test_frames_are_set_and_cleared_one_by_one() -> None:
         PackedFrames.from_array(np.zeros((4, 6), dtype=bool))
 
 
-@pytest.mark.parametrize("shape", [(5, 8, 8), (5, 5, 7), (3, 3, 3)])
+@pytest.mark.parametrize(
+    "shape",
+    [(5, 8, 8), (5, 5, 7), (3, 3, 3), (5, 1, 8), (4, 4, 2)],  # odd byte counts: padded
+)
 def test_pixel_data_is_the_frames_packed_as_dicom_binary(shape: tuple[int, int, int]) -> None:
     """The chosen frames, in the chosen order, packed as one run of bits (pydicom's
     pack_bits, as a BINARY Segmentation stores them), padded to an even length."""
@@ -48,5 +51,8 @@ def test_pixel_data_is_the_frames_packed_as_dicom_binary(shape: tuple[int, int, 
     packed = PackedFrames.from_array(mask)
     order = [3, 0, 2] if shape[0] > 3 else [2, 0]
     expected = pack_bits(mask[order].astype(np.uint8).ravel(), pad=True)
-    assert packed.pixel_data(order) == expected
-    assert len(packed.pixel_data(order)) % 2 == 0
+    data = packed.pixel_data(order)
+    assert type(data) is bytes
+    assert data == expected
+    assert len(data) % 2 == 0
+    assert packed.pixel_data([]) == b""

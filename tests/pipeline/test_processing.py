@@ -7,6 +7,7 @@ import dataclasses
 import shutil
 import threading
 import time
+from io import BytesIO
 from pathlib import Path
 
 import pytest
@@ -317,4 +318,41 @@ def test_the_worker_runs_a_lone_queued_job_on_to_its_model(
     job = jobs.job(app.db, job_id)
     assert job["state"] in ("result_received", "delivered"), job["reason"]
     assert taken == ["queued"]  # nothing left for the pass's later steps
+    app.db.close()
+
+
+def test_a_seg_built_after_the_model_is_written_from_the_mask_as_built_whole(
+    tmp_path: Path, pacs: DemoPacs, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No SEG built ahead: its elements but Pixel Data are built, checked and encoded
+    here, then written with the mask's packed frames (not joined into one value first):
+    the bytes of the SEG built whole, which is still how it is built when that is off."""
+    import datetime
+    import logging
+
+    from aifi_app.pipeline import processing
+
+    caplog.set_level(logging.INFO, logger="aifi_app.pipeline.processing")
+    app, job_id = _pseudonymised_ct(tmp_path, pacs)
+    app.processor.early = None  # results only written here, not sent
+    ctx = app.processor.context(job_id)
+    images = app.processor.job_images(job_id)
+    result = app.processor._runners.get(ctx.package).run(images)
+    header = app.processor.original_header(ctx)
+    created = datetime.datetime(2026, 11, 29, 9, 15, 30, 123456)
+
+    def seg_bytes() -> bytes:
+        planned = app.processor.build_results(ctx, result, images, header, created=created)
+        (seg,) = [out for out in planned if out.kind == "seg"]
+        return (app.data_dir / seg.path).read_bytes()
+
+    here = seg_bytes()
+    assert any("its Pixel Data written from the mask" in r.getMessage() for r in caplog.records)
+    with pytest.MonkeyPatch.context() as monkey:
+        monkey.setattr(processing.JobProcessor, "_skeleton_here", lambda *a, **k: None)
+        whole = seg_bytes()
+    assert here == whole
+    seg = dcmread(BytesIO(here))
+    assert int(seg.NumberOfFrames) == SLICES
+    assert seg.pixel_array.astype(bool).sum() == result.segmentations[0].packed.count()
     app.db.close()

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from highdicom import _standard_utils
 
-from aifi_app.results import standard_tables
+from aifi_app.results import module_attributes, standard_tables
 
 
 @pytest.fixture
@@ -26,14 +26,16 @@ def test_tables_are_loaded_and_what_lives_is_frozen(fresh: None) -> None:
     before = gc.get_freeze_count()
     standard_tables.load_and_freeze()
     assert standard_tables.loaded()
-    assert _standard_utils.get_module_attribute_map.cache_info().currsize == 1
+    # the module-attribute table is read a module at a time; the small ones are loaded
+    table = _standard_utils.get_module_attribute_map()
+    assert table is module_attributes.installed()
     assert _standard_utils.get_iod_module_map.cache_info().currsize == 1
     assert gc.get_freeze_count() > before
-    # a collection no longer walks the table (the frozen are not among the collector's)
-    table = _standard_utils.get_module_attribute_map()
+    # a collection no longer walks the tables (the frozen are not among the collector's)
+    iods = _standard_utils.get_iod_module_map()
     walked = {id(o) for o in gc.get_objects()}
-    assert id(table) not in walked
-    assert not any(id(attributes) in walked for attributes in table.values())
+    assert id(iods) not in walked
+    assert not any(id(modules) in walked for modules in iods.values())
 
 
 def test_loading_again_freezes_nothing_more(fresh: None) -> None:
