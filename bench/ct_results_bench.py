@@ -56,43 +56,13 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    from pydicom import dcmread
-
     import aifi_app.pipeline.processing as processing
     import aifi_app.results as results
-    from aifi_app.config.settings import (
-        CompletionSettings,
-        NodeSettings,
-        Route,
-        Settings,
-        StorageSettings,
-    )
-    from aifi_app.service import Appliance
-    from aifi_app.store import jobs
     from aifi_app.store.states import JobState
 
     with tempfile.TemporaryDirectory(prefix="aifi-ct-results-") as tmp:
         work = Path(tmp)
-        ct = data.make_ct(work / "ct", args.slices)
-        settings = Settings(
-            node=NodeSettings(port=0),
-            completion=CompletionSettings(idle_seconds=0.0),
-            storage=StorageSettings(data_dir=str(work / "data")),
-            routes=(Route(name="ct", algorithm="ct-lung-volume", modalities=("CT",)),),
-        )
-        app = Appliance(settings, secret_for=lambda _: b"k" * 32)
-        app.node.incoming.mkdir(parents=True, exist_ok=True)
-        for path in ct:
-            uid = dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
-            target = app.node.incoming / "x.dcm"
-            shutil.copyfile(path, target)
-            app.node.accept_file(target, "MODALITY", str(uid.SOPInstanceUID))
-        for study_id in jobs.due_studies(app.db):
-            jobs.mark_complete(app.db, study_id)
-        for study_id in jobs.complete_studies(app.db):
-            app.worker.route(study_id)
-        (job_id,) = [int(r["id"]) for r in app.db.query("SELECT id FROM jobs")]
-        app.processor.pseudonymise(job_id)
+        app, job_id = data.pseudonymised_ct_job(work, args.slices)
 
         # as the first result built in the service does: highdicom's tables loaded, and every
         # object alive then frozen out of the garbage collector's walks
@@ -152,7 +122,7 @@ def main() -> int:
             package = app.processor.context(job_id).package
             identity = package.identity
             app.processor._segments_seen[(identity.algorithm_id, identity.version)] = (
-                package.output.concept,  # type: ignore[union-attr]
+                package.output.concept,
                 "Lung",
             )
         # (reidentify, part10_bytes and durable_write: how results were made before 2026-11-29)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pydicom.uid import generate_uid
 
 from aifi_app.sample_studies import chest_radiograph, ct_series, demo_patient, phantom_chest
+
+if TYPE_CHECKING:
+    from aifi_app.service import Appliance
 
 
 def phantom_chest_slice(n: int, slices: int, size: int = 512) -> np.ndarray:
@@ -58,3 +62,44 @@ def make_radiograph_study(folder: Path, size: int = 2048) -> list[Path]:
 
 def size_of(paths: list[Path]) -> int:
     return sum(p.stat().st_size for p in paths)
+
+
+def pseudonymised_ct_job(work: Path, slices: int) -> tuple[Appliance, int]:
+    """An appliance (not serving; its data under ``work``) that has taken a synthetic
+    CT of ``slices`` slices into its queue as if received, routed it to the bundled
+    ``ct-lung-volume`` package and pseudonymised its job; and that job's id."""
+    import shutil
+
+    from pydicom import dcmread
+
+    from aifi_app.config.settings import (
+        CompletionSettings,
+        NodeSettings,
+        Route,
+        Settings,
+        StorageSettings,
+    )
+    from aifi_app.service import Appliance
+    from aifi_app.store import jobs
+
+    ct = make_ct(work / "ct", slices)
+    settings = Settings(
+        node=NodeSettings(port=0),
+        completion=CompletionSettings(idle_seconds=0.0),
+        storage=StorageSettings(data_dir=str(work / "data")),
+        routes=(Route(name="ct", algorithm="ct-lung-volume", modalities=("CT",)),),
+    )
+    app = Appliance(settings, secret_for=lambda _: b"k" * 32)
+    app.node.incoming.mkdir(parents=True, exist_ok=True)
+    for path in ct:
+        uid = dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
+        target = app.node.incoming / "x.dcm"
+        shutil.copyfile(path, target)
+        app.node.accept_file(target, "MODALITY", str(uid.SOPInstanceUID))
+    for study_id in jobs.due_studies(app.db):
+        jobs.mark_complete(app.db, study_id)
+    for study_id in jobs.complete_studies(app.db):
+        app.worker.route(study_id)
+    (job_id,) = [int(r["id"]) for r in app.db.query("SELECT id FROM jobs")]
+    app.processor.pseudonymise(job_id)
+    return app, job_id

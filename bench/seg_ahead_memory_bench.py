@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import pickle
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -74,38 +73,7 @@ def child(request_file: Path, db_path: Path) -> None:
 
 def prepare(work: Path, slices: int) -> tuple[Path, Path, list[Path]]:
     """The pseudonymised job and the worker's request for it (pickled)."""
-    from pydicom import dcmread
-
-    from aifi_app.config.settings import (
-        CompletionSettings,
-        NodeSettings,
-        Route,
-        Settings,
-        StorageSettings,
-    )
-    from aifi_app.service import Appliance
-    from aifi_app.store import jobs
-
-    ct = data.make_ct(work / "ct", slices)
-    settings = Settings(
-        node=NodeSettings(port=0),
-        completion=CompletionSettings(idle_seconds=0.0),
-        storage=StorageSettings(data_dir=str(work / "data")),
-        routes=(Route(name="ct", algorithm="ct-lung-volume", modalities=("CT",)),),
-    )
-    app = Appliance(settings, secret_for=lambda _: b"k" * 32)
-    app.node.incoming.mkdir(parents=True, exist_ok=True)
-    for path in ct:
-        uid = dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
-        target = app.node.incoming / "x.dcm"
-        shutil.copyfile(path, target)
-        app.node.accept_file(target, "MODALITY", str(uid.SOPInstanceUID))
-    for study_id in jobs.due_studies(app.db):
-        jobs.mark_complete(app.db, study_id)
-    for study_id in jobs.complete_studies(app.db):
-        app.worker.route(study_id)
-    (job_id,) = [int(r["id"]) for r in app.db.query("SELECT id FROM jobs")]
-    app.processor.pseudonymise(job_id)
+    app, job_id = data.pseudonymised_ct_job(work, slices)
     processor = app.processor
     ctx = processor.context(job_id)
     images = processor.job_images(job_id)
@@ -115,7 +83,7 @@ def prepare(work: Path, slices: int) -> tuple[Path, Path, list[Path]]:
     request = processor._seg_request(
         ctx,
         1,
-        output.concept,  # type: ignore[attr-defined]
+        output.concept,
         "Lung",
         tuple(str(ds.filename) for ds in images),
         header,

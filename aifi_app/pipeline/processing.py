@@ -1207,9 +1207,10 @@ class JobProcessor:
         (the mask over all the job's images, the same segment and everything else); the
         reason is logged when there is none."""
         sources = tuple(str(getattr(ds, "filename", "") or "") for ds in images)
-        if not all(sources) or {str(ds.SOPInstanceUID) for ds in images} != set(
+        over_all = all(sources) and {str(ds.SOPInstanceUID) for ds in images} == set(
             mask.source_sop_instance_uids
-        ):
+        )
+        if not over_all:
             found: Skeleton | str = "the mask is not over all the job's images"
         else:
             request = self._seg_request(
@@ -1223,7 +1224,7 @@ class JobProcessor:
         if isinstance(found, str):
             here = (
                 self._skeleton_here(ctx, number, mask, images, original_header, created)
-                if found != "the mask is not over all the job's images"
+                if over_all
                 else None
             )
             log.info(
