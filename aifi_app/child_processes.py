@@ -23,7 +23,9 @@ sends the service's ``sys.path`` and working folder, not these), and the modules
 were imported then (:mod:`aifi_app.failpoints` reads its variable once, on import).
 :func:`child_process` therefore sends the service's environment and umask as they are at
 the child's start along, and the child sets them and arms its fail points again before
-it runs its target (:func:`run_in_child`), as a spawned child would have them. Signal
+it runs its target (:func:`run_in_child`), as a spawned child would have them; it also
+takes its process's name (``aifi-receiver``, ``aifi-prepseudo``) as the name ``ps`` and
+``top`` show (:func:`name_process`). Signal
 handlers, the CPU priority and the logging set-up are those a spawned child has (the
 fork server's: Python's defaults, nothing configured; each child sets its own). Its
 parent is the fork server: :func:`service_alive` asks whether the service still runs.
@@ -31,6 +33,7 @@ parent is the fork server: :func:`service_alive` asks whether the service still 
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import sys
@@ -99,8 +102,17 @@ def run_in_child(
         os.environ.update(environ)
     if umask is not None:
         os.umask(umask)
+    name_process(multiprocessing.current_process().name)
     failpoints.arm_from_environment()
     target(*args)
+
+
+def name_process(name: str) -> None:
+    """Show ``name`` (its first 15 bytes) as this process's name in ``ps``, ``top`` and
+    ``/proc/PID/comm`` on Linux (a forked child would otherwise show the fork server's
+    command line and name: every child alike); nothing elsewhere."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/comm").write_bytes(name.encode()[:15])
 
 
 def current_umask() -> int | None:

@@ -18,14 +18,7 @@ from types import TracebackType
 
 def _status_kb(pid: int, field: str) -> int:
     """A ``/proc/PID/status`` field in kB; 0 when the process is gone."""
-    try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0
-    for line in text.splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
+    return int(_status_field(pid, field) or 0)
 
 
 def _pss_kb(pid: int) -> int:
@@ -51,10 +44,23 @@ def describe(pid: int, root: int) -> str:
         comm = Path(f"/proc/{pid}/comm").read_text().strip()
     except OSError:
         return f"pid {pid} (gone)"
-    for marker, name in (("resource_tracker", "resource tracker"), ("forkserver", "fork server")):
-        if marker in cmdline:
-            return name
+    if "resource_tracker" in cmdline:
+        return "resource tracker"
+    if "forkserver" in cmdline and _status_field(pid, "PPid") == str(root):
+        return "fork server"  # (the children it forks have its command line too)
     return f"child {pid} ({comm})"
+
+
+def _status_field(pid: int, field: str) -> str:
+    """A ``/proc/PID/status`` field's first word; "" when the process is gone."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return ""
+    for line in text.splitlines():
+        if line.startswith(field + ":"):
+            return line.split()[1]
+    return ""
 
 
 def descendants(pid: int) -> list[int]:

@@ -42,10 +42,10 @@ def test_this_machine_uses_the_method_chosen_for_it() -> None:
     )
 
 
-def _report(variable: str) -> dict[str, object]:
+def _report(variable: str, name: str = "t") -> dict[str, object]:
     context = child_context()
     ours, theirs = context.Pipe(duplex=False)
-    process = child_process(context, child_targets.report, (theirs, variable), name="t")
+    process = child_process(context, child_targets.report, (theirs, variable), name=name)
     process.start()
     theirs.close()
     try:
@@ -84,6 +84,14 @@ def test_a_child_has_the_umask_of_the_service_when_it_starts() -> None:
         assert _report("HOME")["umask"] == 0o077
     finally:
         os.umask(before)
+
+
+@pytest.mark.skipif(not LINUX, reason="process names from /proc")
+def test_a_child_shows_its_own_name_not_the_fork_servers() -> None:
+    """``ps`` and ``top`` tell the children apart: each shows its process's name (cut
+    to the kernel's 15 bytes), not the fork server's."""
+    assert _report("HOME", name="aifi-receiver")["comm"] == "aifi-receiver"
+    assert _report("HOME", name="aifi-prepseudo-long-name")["comm"] == "aifi-prepseudo-"
 
 
 @pytest.mark.skipif(not LINUX, reason="the fork server is used on Linux only")

@@ -18,7 +18,7 @@ from aifi_app.failpoints import failpoint
 def report(conn: Connection, variable: str) -> None:
     """Send what this child sees: the variable's value, whether the modules the fork
     server imports were there before this child imported anything, how many objects are
-    frozen, and this child's parent."""
+    frozen, this child's parent and its name as ``ps`` shows it."""
     conn.send(
         {
             "value": os.environ.get(variable),
@@ -27,9 +27,19 @@ def report(conn: Connection, variable: str) -> None:
             "gc_enabled": gc.isenabled(),
             "ppid": os.getppid(),
             "umask": current_umask(),
+            "comm": _comm(),
         }
     )
     conn.close()
+
+
+def _comm() -> str | None:
+    """This process's name as ``ps`` shows it (Linux), else None."""
+    try:
+        with open("/proc/self/comm") as comm:
+            return comm.read().strip()
+    except OSError:
+        return None
 
 
 def reach_failpoint(name: str) -> None:
