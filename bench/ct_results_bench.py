@@ -32,13 +32,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import data
-
-
-def _status_mb(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+from bench.process_tree import own_status_mb
 
 
 def main() -> int:
@@ -83,7 +77,7 @@ def main() -> int:
 
             @functools.wraps(function)
             def wrapper(*a: Any, **k: Any) -> Any:
-                wall, cpu, rss = time.perf_counter(), time.thread_time(), _status_mb("VmRSS")
+                wall, cpu, rss = time.perf_counter(), time.thread_time(), own_status_mb("VmRSS")
                 try:
                     return function(*a, **k)
                 finally:
@@ -94,7 +88,7 @@ def main() -> int:
                             time.perf_counter() - wall,
                             time.thread_time() - cpu,
                             rss,
-                            _status_mb("VmRSS"),
+                            own_status_mb("VmRSS"),
                         )
                     )
 
@@ -162,10 +156,10 @@ def main() -> int:
 
         def sample() -> None:
             while not stop.wait(0.02):
-                peak[0] = max(peak[0], _status_mb("VmRSS"))
+                peak[0] = max(peak[0], own_status_mb("VmRSS"))
 
         Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM
-        before = _status_mb("VmRSS")
+        before = own_status_mb("VmRSS")
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         started = time.perf_counter()
@@ -204,7 +198,7 @@ def main() -> int:
     )
     print(
         f"resident memory: {before:.0f} MB before run_algorithm, peak {peak[0]:.0f} MB sampled,"
-        f" VmHWM {_status_mb('VmHWM'):.0f} MB"
+        f" VmHWM {own_status_mb('VmHWM'):.0f} MB"
     )
     return 0
 

@@ -10,6 +10,7 @@ Linux only (reads ``/proc``).
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -19,6 +20,11 @@ from types import TracebackType
 def _status_kb(pid: int, field: str) -> int:
     """A ``/proc/PID/status`` field in kB; 0 when the process is gone."""
     return int(_status_field(pid, field) or 0)
+
+
+def own_status_mb(field: str) -> float:
+    """This process's ``/proc/self/status`` field (``VmRSS``, ``VmHWM``) in MiB."""
+    return _status_kb(os.getpid(), field) / 1024
 
 
 def _pss_kb(pid: int) -> int:

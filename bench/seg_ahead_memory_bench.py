@@ -30,13 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import data
-
-
-def _status_mb(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+from bench.process_tree import own_status_mb
 
 
 def child(request_file: Path, db_path: Path) -> None:
@@ -51,9 +45,9 @@ def child(request_file: Path, db_path: Path) -> None:
 
     def sample() -> None:
         while not stop.wait(0.005):
-            peak[0] = max(peak[0], _status_mb("VmRSS"))
+            peak[0] = max(peak[0], own_status_mb("VmRSS"))
 
-    before = _status_mb("VmRSS")
+    before = own_status_mb("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -65,8 +59,8 @@ def child(request_file: Path, db_path: Path) -> None:
     hdr, _ = seg_ahead.skeleton_paths(Path(request.sources[0]).parent, request.number)
     made = "skeleton written" if hdr.exists() else "NO SKELETON"
     print(
-        f"before {before:.0f} MB, peak {_status_mb('VmHWM'):.0f} MB (sampled {peak[0]:.0f}),"
-        f" after {_status_mb('VmRSS'):.0f} MB RSS; built in {seconds:.2f} s; {made}",
+        f"before {before:.0f} MB, peak {own_status_mb('VmHWM'):.0f} MB (sampled {peak[0]:.0f}),"
+        f" after {own_status_mb('VmRSS'):.0f} MB RSS; built in {seconds:.2f} s; {made}",
         flush=True,
     )
 
