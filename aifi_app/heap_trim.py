@@ -18,7 +18,7 @@ import gc
 import sys
 from collections.abc import Callable
 
-__all__ = ["trim"]
+__all__ = ["give_back", "trim"]
 
 
 @functools.cache
@@ -36,8 +36,13 @@ def _malloc_trim() -> Callable[[int], int] | None:
 
 
 def trim() -> bool:
-    """Collect garbage, then give the heap's free pages back; True when the heap could
-    be trimmed (glibc) and gave some back."""
+    """Collect garbage, then give the heap's free pages back (:func:`give_back`)."""
     gc.collect()
+    return give_back()
+
+
+def give_back() -> bool:
+    """Give the heap's free pages back, without collecting first (for a caller that has
+    just collected); True when the heap could be trimmed (glibc) and gave some back."""
     function = _malloc_trim()
     return bool(function(0)) if function is not None else False

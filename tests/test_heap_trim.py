@@ -40,3 +40,17 @@ def test_glibcs_malloc_trim_is_used() -> None:
     garbage = [bytearray(4096) for _ in range(10_000)]  # 40 MB of the heap, then free
     del garbage
     assert isinstance(heap_trim.trim(), bool)
+
+
+def test_give_back_leaves_the_garbage_to_the_caller_who_has_just_collected() -> None:
+    gc.disable()
+    try:
+        node = _Node()
+        gone = weakref.ref(node)
+        del node
+        assert isinstance(heap_trim.give_back(), bool)
+        assert gone() is not None  # no second collection
+        gc.collect()
+        assert gone() is None
+    finally:
+        gc.enable()

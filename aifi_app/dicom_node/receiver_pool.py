@@ -158,22 +158,22 @@ class ReceiverPool:
                 theirs.close()
                 return
             self._starting += 1
+        child: _Child | None = None
         try:
             # not under the lock: the fork server's first start waits for its imports,
             # and connections are handed over meanwhile (to the processes already ready)
             process.start()
+            child = _Child(process, ours)
         except BaseException:
             ours.close()
             theirs.close()
-            with self._lock:
+            raise
+        finally:
+            with self._lock:  # stop() sees the child, or waits for it to be here
+                if child is not None:
+                    self._children.append(child)
                 self._starting -= 1
                 self._started.notify_all()
-            raise
-        with self._lock:
-            child = _Child(process, ours)
-            self._children.append(child)
-            self._starting -= 1
-            self._started.notify_all()
         theirs.close()
         child.reader = threading.Thread(
             target=self._read, args=(child,), name=f"aifi-receiver-{process.pid}", daemon=True

@@ -152,11 +152,11 @@ class Worker(BackgroundLoop):
         After this one, the next is due only when as many new objects again survive.
 
         Then the C heap's free pages go back to the operating system
-        (:func:`aifi_app.heap_trim.trim`: its own collection finds nothing more)."""
+        (:func:`aifi_app.heap_trim.give_back`: not a second collection)."""
         started = time.perf_counter()
         found = gc.collect()
         collected = time.perf_counter()
-        heap_trim.trim()
+        heap_trim.give_back()
         log.debug(
             "garbage collected: %d object(s) in %.3f s; free memory given back in %.3f s",
             found,
