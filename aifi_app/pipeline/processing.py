@@ -87,12 +87,12 @@ from aifi_app.pipeline.pre_pseudonymise import (
 from aifi_app.pipeline.premade import SourceInstance
 from aifi_app.pipeline.read_ahead import ImagesReadAhead
 from aifi_app.pipeline.seg_ahead import (
-    PIXEL_DATA_TAG,
     EvidenceAheadRequest,
     SegAheadRequest,
     Skeleton,
     load_evidence,
     load_skeleton,
+    skeleton_header,
     write_segmentation,
 )
 from aifi_app.pipeline.uids import derived_uid
@@ -1222,11 +1222,7 @@ class JobProcessor:
         ):
             found = "its frames are of other images"
         if isinstance(found, str):
-            here = (
-                self._skeleton_here(ctx, number, mask, images, original_header, created)
-                if over_all
-                else None
-            )
+            here = self._skeleton_here(request, mask, images, original_header) if over_all else None
             log.info(
                 "job %d: SEG %d built now (none built ahead: %s)%s",
                 ctx.job_id,
@@ -1240,12 +1236,10 @@ class JobProcessor:
 
     def _skeleton_here(
         self,
-        ctx: JobContext,
-        number: int,
+        request: SegAheadRequest,
         mask: SegmentationMask,
         images: Sequence[Dataset],
         original_header: Dataset,
-        created: datetime.datetime,
     ) -> Skeleton | None:
         """The skeleton of the job's SEG ``number`` built here, now, as the child builds
         it ahead (:func:`aifi_app.pipeline.seg_ahead.build_ahead`: its elements but Pixel
@@ -1255,10 +1249,6 @@ class JobProcessor:
         (a 500-slice CT) beside the mask they are made from. None when the SEG would
         refuse re-identification: it is then built whole, and refused and quarantined
         as always."""
-        sources = tuple(str(getattr(ds, "filename", "") or "") for ds in images)
-        request = self._seg_request(
-            ctx, number, mask.concept, mask.label, sources, original_header, created
-        )
         from aifi_app.results.segmentation import segmentation_frame_order  # highdicom
 
         ds = request.build(images)
@@ -1266,15 +1256,12 @@ class JobProcessor:
         if set(frame_sources) != set(mask.source_sop_instance_uids):
             return None
         try:
-            checked = check_reidentification(
-                ds, self.original_for, original_header, request.scope(self.study_of_instance)
+            header = skeleton_header(
+                request, ds, original_header, self.original_for, self.study_of_instance
             )
         except ReidentificationError:
             return None
-        restored = checked.apply()
-        if PIXEL_DATA_TAG in restored:
-            del restored[PIXEL_DATA_TAG]
-        return Skeleton(part10_bytes(restored), tuple(frame_sources))
+        return Skeleton(header, tuple(frame_sources))
 
     def _write_skeleton_seg(
         self,

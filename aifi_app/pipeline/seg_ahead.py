@@ -210,6 +210,23 @@ def build_ahead(
         )
 
 
+def skeleton_header(
+    request: SegAheadRequest,
+    ds: Dataset,
+    original_header: Dataset,
+    original_for: Callable[[str], str | None],
+    study_of_instance: Callable[[str], str | None],
+) -> bytes:
+    """The encoded elements of ``request``'s SEG ``ds`` but Pixel Data, re-identified
+    (raises :class:`~aifi_app.pseudonymise.ReidentificationError` when it would not be)."""
+    restored = check_reidentification(
+        ds, original_for, original_header, request.scope(study_of_instance)
+    ).apply()
+    if PIXEL_DATA_TAG in restored:
+        del restored[PIXEL_DATA_TAG]
+    return part10_bytes(restored)
+
+
 def _write_skeleton(
     request: SegAheadRequest,
     ds: Dataset,
@@ -218,12 +235,7 @@ def _write_skeleton(
     original_for: Callable[[str], str | None],
     study_of_instance: Callable[[str], str | None],
 ) -> None:
-    restored = check_reidentification(
-        ds, original_for, original_header, request.scope(study_of_instance)
-    ).apply()
-    if PIXEL_DATA_TAG in restored:
-        del restored[PIXEL_DATA_TAG]
-    header = part10_bytes(restored)
+    header = skeleton_header(request, ds, original_header, original_for, study_of_instance)
     hdr, description = skeleton_paths(Path(request.sources[0]).parent, request.number)
     durable_write(hdr, header)
     durable_write(
