@@ -112,7 +112,20 @@ def nodes(tmp_path: Path) -> Iterator[Nodes]:
 
 
 def _partial_files(node: StorageNode) -> list[Path]:
-    return [p for p in node.incoming.iterdir() if not (is_spare(p) and p.stat().st_size == 0)]
+    """The files in the incoming folder that hold data or are not spare files.
+
+    The service removes a killed receiver's files while this looks, so a file listed may be
+    gone by the time its size is read: such a file is no longer there, and is not counted.
+    """
+    found = []
+    for path in node.incoming.iterdir():
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            continue
+        if not (is_spare(path) and size == 0):
+            found.append(path)
+    return found
 
 
 def _one_slice(patient: int) -> Dataset:
