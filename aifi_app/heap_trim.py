@@ -4,8 +4,9 @@ glibc's malloc keeps the freed blocks of its heap for later allocations; CPython
 back its own arenas (small objects) only once one is wholly free. After a burst of work
 that is then garbage (a CT's SEG built ahead in the pre-pseudonymiser's child: ~45 MB
 at its peak) :func:`trim` frees what only the collector frees (reference cycles) and
-trims the heap: measured, the child then gives back 2-4 MB of it (most of the rest is
-in CPython's arenas that a few surviving objects keep, and highdicom's import). Where
+trims the heap: measured, the child then gives back 2-4 MB of it; the rest is in
+CPython's arenas, given back (by CPython) once each is wholly free, which is why what a
+build loads and keeps is loaded before it (``aifi_app.pipeline.seg_ahead.rehearse``). Where
 there is no glibc (Windows, macOS, musl) it only collects. Thread: any (it holds
 malloc's locks a few ms).
 """

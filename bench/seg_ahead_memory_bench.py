@@ -9,8 +9,8 @@ skeleton and the SR's evidence). Then, once per run, a fresh process does what t
 does with it: it imports the child's loop (``aifi_app.pipeline.pre_pseudonymise``: the
 child's baseline), and runs ``seg_ahead.build_in_child`` with a read-only connection to
 the queue, as the child's low-priority thread does (highdicom imported on the way).
-Prints per run the process's resident memory before, its peak (VmHWM, and the largest
-of samples every 5 ms), after, and the seconds the build took. Linux only (``/proc``).
+Prints per run the process's resident memory before, its peak (VmHWM), after, and
+the seconds the build took. Linux only (``/proc``).
 
 Compare with another tree's code: copy this file into that tree's ``bench/`` and run it
 from there (it imports the tree it lies in).
@@ -23,7 +23,6 @@ import pickle
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -40,26 +39,18 @@ def child(request_file: Path, db_path: Path) -> None:
 
     request = pickle.loads(request_file.read_bytes())
     db = pre.ReadOnlyDb(db_path)
-    peak = [0.0]
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.wait(0.005):
-            peak[0] = max(peak[0], own_status_mb("VmRSS"))
-
+    # no sampling thread beside the build: the objects it made while the build ran
+    # outlived the build's and kept CPython's arenas holding those (12 MB more "after");
+    # VmHWM is the peak
     before = own_status_mb("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
     started = time.perf_counter()
     seg_ahead.build_in_child(request, db)
     seconds = time.perf_counter() - started
-    stop.set()
-    sampler.join()
     hdr, _ = seg_ahead.skeleton_paths(Path(request.sources[0]).parent, request.number)
     made = "skeleton written" if hdr.exists() else "NO SKELETON"
     print(
-        f"before {before:.0f} MB, peak {own_status_mb('VmHWM'):.0f} MB (sampled {peak[0]:.0f}),"
+        f"before {before:.0f} MB, peak {own_status_mb('VmHWM'):.0f} MB,"
         f" after {own_status_mb('VmRSS'):.0f} MB RSS; built in {seconds:.2f} s; {made}",
         flush=True,
     )

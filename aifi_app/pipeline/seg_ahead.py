@@ -198,16 +198,69 @@ def build_ahead(
     from aifi_app.results.segmentation import segmentation_frame_order
 
     module_attributes.install()  # not highdicom's whole table: the modules asked for
-    sources = [dcmread(path, stop_before_pixels=True) for path in request.sources]
+    first = [dcmread(path, stop_before_pixels=True) for path in request.sources[:REHEARSAL]]
+    original_header = dcmread(request.original_header, stop_before_pixels=True)
+    rehearse(request, first, original_header, original_for, study_of_instance)
+    rest = request.sources[len(first) :]
+    sources = first + [dcmread(path, stop_before_pixels=True) for path in rest]
     ds = request.build(sources)
     frame_sources = segmentation_frame_order(ds)  # pseudonymised, as the mask names them
-    original_header = dcmread(request.original_header, stop_before_pixels=True)
     _write_skeleton(request, ds, frame_sources, original_header, original_for, study_of_instance)
     del ds
     if request.sr_evidence is not None and request.sr_evidence.sources == request.sources:
         build_evidence_ahead(
             request.sr_evidence, sources, original_header, original_for, study_of_instance
         )
+
+
+REHEARSAL = 3
+"""Source images of the SEG (and SR evidence) :func:`rehearse` builds and throws away."""
+
+_rehearsed: set[str] = set()
+"""The SOP classes of source images whose SEG this process has rehearsed (the child's
+low-priority thread alone builds ahead)."""
+
+
+def rehearse(
+    request: SegAheadRequest,
+    first: Sequence[Dataset],
+    original_header: Dataset,
+    original_for: Callable[[str], str | None],
+    study_of_instance: Callable[[str], str | None],
+) -> bool:
+    """Once per process and SOP class of the sources: build, re-identify and encode the
+    SEG of the request's first images ``first`` (read) and their SR evidence, write
+    nothing, and throw it away; True when it did.
+
+    What a first build loads on its way and keeps (the modules of highdicom's table it
+    asks for, :mod:`aifi_app.results.module_attributes`; ``numpy.ma``, which
+    ``numpy.unique`` imports) is then loaded before the request's other images are read.
+    Loaded in the middle of a CT's build, those long-lived objects lay among the build's
+    short-lived ones and kept CPython's arenas from being given back after it: measured
+    (``bench/seg_ahead_memory_bench.py``), the child kept 24 MB of the 27 MB a 500-slice
+    CT's build took, rehearsed 6 MB. A rehearsal that fails is left at that: the build
+    itself raises what it raises."""
+    sop_class = str(first[0].get("SOPClassUID", "")) if first else ""
+    if not sop_class or sop_class in _rehearsed:
+        return False
+    _rehearsed.add(sop_class)
+    from aifi_app.results.segmentation import segmentation_frame_order  # highdicom
+    from aifi_app.results.sr_evidence import sources_evidence
+
+    small = dataclasses.replace(request, sources=request.sources[: len(first)], sr_evidence=None)
+    try:
+        ds = small.build(first)
+        segmentation_frame_order(ds)
+        skeleton_header(small, ds, original_header, original_for, study_of_instance)
+        if request.sr_evidence is not None:
+            scope = request.sr_evidence.scope(study_of_instance)
+            sources_evidence(
+                first,
+                lambda d: check_reidentification(d, original_for, original_header, scope).apply(),
+            )
+    except Exception as exc:
+        log.debug("job %d: rehearsing its SEG failed (%s)", request.job_id, type(exc).__name__)
+    return True
 
 
 def skeleton_header(

@@ -9,6 +9,7 @@ import datetime
 import json
 import logging
 import os
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -600,3 +601,86 @@ def test_the_child_trims_its_heap_after_each_request(
         seg_ahead.build_in_child(job.request(sources=(str(work_dir / "missing.dcm"),)), db)
     assert len(trims) == 2
     db._conn.close()
+
+
+def test_a_first_build_is_rehearsed_on_a_few_images_and_writes_only_the_skeleton(
+    job: Job, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first SEG of a kind of source image a process builds ahead is rehearsed on the
+    first images (built, re-identified, encoded, thrown away), once; a failing rehearsal
+    leaves the build to go on."""
+    built: list[int] = []
+    build = seg_ahead.SegAheadRequest.build
+
+    def counted(self: seg_ahead.SegAheadRequest, sources: list[Dataset]) -> Dataset:
+        built.append(len(sources))
+        if len(sources) == seg_ahead.REHEARSAL and failing:
+            raise ReidentificationError("refused")
+        return build(self, sources)
+
+    monkeypatch.setattr(seg_ahead.SegAheadRequest, "build", counted)
+    monkeypatch.setattr(seg_ahead, "_rehearsed", set())
+    slices = len(job.images)
+    failing: list[bool] = []  # the rehearsal's build raises while this holds an item
+    for fail in (False, True):
+        failing[:] = [True] if fail else []
+        seg_ahead._rehearsed.clear()
+        job.remove_skeleton()
+        for path in seg_ahead.evidence_paths(job.skeleton_files()[0].parent):
+            path.unlink(missing_ok=True)
+        job.build_ahead()
+        about = json.loads(job.skeleton_files()[1].read_bytes())
+        assert about["key"] == job.request().key()  # the request's skeleton, whole
+        assert len(about["frame_sources"]) == slices
+        assert isinstance(seg_ahead.load_skeleton(job.request()), seg_ahead.Skeleton)
+    assert built == [seg_ahead.REHEARSAL, slices, seg_ahead.REHEARSAL, slices]
+    job.build_ahead()  # rehearsed already in this process: the build alone
+    assert built[-1:] == [slices] and len(built) == 5
+    names = sorted(p.name for p in job.skeleton_files()[0].parent.iterdir() if "ahead" in p.name)
+    assert names == ["seg-ahead-1.hdr", "seg-ahead-1.json"]
+
+
+_REHEARSED_BUILD = """
+import json, pickle, sys
+sys.path[:0] = {paths!r}
+from pathlib import Path
+from aifi_app.pipeline import seg_ahead
+from aifi_app.pipeline.pre_pseudonymise import ReadOnlyDb
+from aifi_app.results import module_attributes
+
+seen = {{}}
+rehearse = seg_ahead.rehearse
+
+def recorded(*args):
+    seen["rehearsed"] = rehearse(*args)
+    seen["parsed after the rehearsal"] = sorted(module_attributes.installed().parsed())
+    seen["numpy.ma after the rehearsal"] = "numpy.ma" in sys.modules
+    return seen["rehearsed"]
+
+seg_ahead.rehearse = recorded
+request = pickle.loads(Path({request!r}).read_bytes())
+seg_ahead.build_in_child(request, ReadOnlyDb(Path({db!r})))
+seen["parsed after the build"] = sorted(module_attributes.installed().parsed())
+print(json.dumps(seen))
+"""
+
+
+def test_after_the_rehearsal_the_build_loads_nothing_it_keeps(job: Job, tmp_path: Path) -> None:
+    """In a fresh process, as in the child: the modules of highdicom's table the SEG and
+    its SR evidence ask for, and ``numpy.ma``, are loaded by the rehearsal, before the
+    CT's images are read, so that nothing the build keeps lies among its garbage."""
+    request_file = tmp_path / "request.pickle"
+    request_file.write_bytes(pickle.dumps(job.request()))
+    script = textwrap.dedent(_REHEARSED_BUILD).format(
+        paths=sys.path, request=str(request_file), db=str(job.app.db.path)
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=Path.cwd(), capture_output=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    seen = json.loads(done.stdout)
+    assert seen["rehearsed"] is True
+    assert seen["numpy.ma after the rehearsal"] is True
+    assert "segmentation-multi-frame-functional-groups" in seen["parsed after the rehearsal"]
+    assert seen["parsed after the build"] == seen["parsed after the rehearsal"]
+    assert all(p.exists() for p in job.skeleton_files())
