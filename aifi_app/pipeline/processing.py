@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydicom import Dataset, dcmread
 from pydicom.dataelem import DataElement, RawDataElement
@@ -111,9 +111,9 @@ from aifi_app.store.database import Database, now
 from aifi_app.store.jobs import PlannedOutput
 from aifi_app.store.states import JobState
 
-if TYPE_CHECKING:  # highdicom: imported when results are first built
+if TYPE_CHECKING:  # imported where first used
+    from aifi_app.results.segment_reference import SegmentReference
     from aifi_app.results.sr_evidence import EvidenceJoin, SourcesEvidence
-    from aifi_app.results.structured_report import SegmentReference
 
 log = logging.getLogger(__name__)
 
@@ -246,6 +246,25 @@ def _findings_detail(result: AlgorithmResult) -> str:
     return f"; its SR reports {len(result.findings)} finding(s), {positives} positive" + (
         f", {len(result.measurements)} measurement(s)" if result.measurements else ""
     )
+
+
+def _builder(name: str) -> Callable[..., Dataset]:
+    """The result builder ``name`` of :mod:`aifi_app.results`, imported when first called,
+    with highdicom and its tables of the standard (:func:`load_and_freeze`: once per
+    process, after which full collections skip what lives then). Not when the results
+    are planned: a job whose SEG was built ahead writes it and lets its mask go before
+    the service's first highdicom import takes its ~20 MB (and before the service listens
+    no builder is imported at all)."""
+
+    def build(*args: Any, **kwargs: Any) -> Dataset:
+        from aifi_app import results
+        from aifi_app.results.standard_tables import load_and_freeze
+
+        load_and_freeze()
+        function: Callable[..., Dataset] = getattr(results, name)
+        return function(*args, **kwargs)
+
+    return build
 
 
 def _work_images(work: Path) -> list[Path]:
@@ -970,7 +989,9 @@ class JobProcessor:
             return
         try:
             with stage_times.timed(self.db, job_id, stage_times.BUILD):
-                planned = self.build_results(ctx, result, images, original_header, created=created)
+                planned = self.build_results(
+                    ctx, result, images, original_header, created=created, release_masks=True
+                )
         except ResultQuarantined as exc:
             jobs.transition(self.db, job_id, JobState.SUBMITTED, JobState.FAILED, reason=str(exc))
             return
@@ -1297,10 +1318,15 @@ class JobProcessor:
         original_header: Dataset | None = None,
         *,
         created: datetime.datetime | None = None,
+        release_masks: bool = False,
     ) -> list[PlannedOutput]:
         """Build, re-identify and durably write the job's result objects
         (``original_header``: :meth:`original_header`, read here when not given;
-        ``created``: the SEGs' content date and time, default now).
+        ``created``: the SEGs' content date and time, default now; ``release_masks``:
+        the caller has no more use for ``result``'s masks, so they are released once
+        the SEGs are written, before the other results are built, see
+        :meth:`~aifi_app.algorithms.packed_mask.PackedFrames.release`: a 500-slice CT's
+        mask is 16 MB).
 
         A SEG built ahead while the model ran (:mod:`aifi_app.pipeline.seg_ahead`) is
         used when it was built for what the result holds; otherwise it is built here, to
@@ -1311,20 +1337,14 @@ class JobProcessor:
         while the PACS stores it, and handed over as one group too
         (:mod:`aifi_app.pipeline.early_delivery`). Either way the outputs are those of
         the canonical order (SCs, SR, SEGs, GSPSs, KO) with the same file names."""
-        # the builders import highdicom: on first use, not before the service listens
-        from aifi_app.results import (
-            build_key_object_selection,
-            build_measurement_report,
-            build_presentation_state,
-            build_secondary_capture,
-            build_segmentation,
-            images_per_presentation_state,
-            key_image_uids,
-        )
-        from aifi_app.results.standard_tables import load_and_freeze
-        from aifi_app.results.structured_report import SegmentReference
+        from aifi_app.results.segment_reference import SegmentReference
 
-        load_and_freeze()  # once per process: full collections skip what lives then
+        # each builder imports highdicom when first called (_builder), not when planned
+        build_secondary_capture = _builder("build_secondary_capture")
+        build_measurement_report = _builder("build_measurement_report")
+        build_segmentation = _builder("build_segmentation")
+        build_presentation_state = _builder("build_presentation_state")
+        build_key_object_selection = _builder("build_key_object_selection")
 
         by_uid = {str(ds.SOPInstanceUID): ds for ds in images}
         key = self._result_key(ctx)
@@ -1426,6 +1446,8 @@ class JobProcessor:
                 )
             )
         if "gsps" in ctx.package.result_objects and result.regions:
+            from aifi_app.results import images_per_presentation_state  # highdicom
+
             gsps_series = derived_uid(self._secret, *key, "gsps-series")
             groups = images_per_presentation_state(result, images)
             for n, group in enumerate(groups, start=1):
@@ -1445,22 +1467,25 @@ class JobProcessor:
                         ),
                     )
                 )
-        if "ko" in ctx.package.result_objects and key_image_uids(result):
-            builds.append(
-                (
-                    "ko",
-                    functools.partial(
-                        build_key_object_selection,
-                        images,
-                        result,
-                        series_instance_uid=derived_uid(self._secret, *key, "ko-series"),
-                        sop_instance_uid=derived_uid(self._secret, *key, "ko"),
-                        series_number=KO_SERIES_NUMBER,
-                        instance_number=1,
-                        device_observer_uid=device_observer,
-                    ),
+        if "ko" in ctx.package.result_objects:
+            from aifi_app.results import key_image_uids  # highdicom
+
+            if key_image_uids(result):
+                builds.append(
+                    (
+                        "ko",
+                        functools.partial(
+                            build_key_object_selection,
+                            images,
+                            result,
+                            series_instance_uid=derived_uid(self._secret, *key, "ko-series"),
+                            sop_instance_uid=derived_uid(self._secret, *key, "ko"),
+                            series_number=KO_SERIES_NUMBER,
+                            instance_number=1,
+                            device_observer_uid=device_observer,
+                        ),
+                    )
                 )
-            )
         # the SEGs first (the PACS takes longest to store them), then the others together
         numbered = list(enumerate(builds, start=1))
         phases = [
@@ -1513,6 +1538,11 @@ class JobProcessor:
                 # the later results need only their own UIDs (the SEG's metadata: ~20 MB)
                 made = [(n, kind, _own_uids_of(ds)) for n, kind, ds in made]
                 del group_made
+                if release_masks and all(kind == "seg" for _, kind, _ in phase):
+                    # written: the later results refer to the SEGs by UID, not by their
+                    # masks (a 500-slice CT's: 16 MB, let go before the SR is built)
+                    for segment in segments:
+                        segment.mask.packed.release()
                 mark("+".join(out.kind for _, out in written) + " written")
                 if self.early is not None and early:
                     files = [self.data_dir / out.path for _, out in written]

@@ -47,7 +47,7 @@ from aifi_app.dicom_node.spool import durable_write
 from aifi_app.part10 import part10_bytes, replaced_file
 from aifi_app.pseudonymise import ResultScope, check_reidentification
 
-if TYPE_CHECKING:  # highdicom: imported when the evidence is first made or read
+if TYPE_CHECKING:  # imported when the evidence is first made or read
     from aifi_app.results.sr_evidence import SourcesEvidence
 
 log = logging.getLogger(__name__)
@@ -346,7 +346,7 @@ def load_evidence(
     """The SR's evidence made for ``request`` when it is of ``sources`` (the worker's
     images: :func:`~aifi_app.results.sr_evidence.evidence_digest`), or why there is none
     to use (in words)."""
-    from aifi_app.results.sr_evidence import SourcesEvidence, evidence_digest  # highdicom
+    from aifi_app.results.sr_evidence import SourcesEvidence, evidence_digest
 
     made = _made_for(
         request.key(),

@@ -19,7 +19,8 @@ references after them (:class:`EvidenceJoin`). The file is byte for byte the one
 highdicom's build with every source gives (tests compare); highdicom is set aside only
 for writing this one sequence, which it would make from the same sources the same way.
 
-Thread: any (pure CPU).
+Thread: any (pure CPU). Importing this module does not import highdicom
+(:func:`sources_evidence` does).
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from highdicom.sr.utils import collect_evidence
 from pydicom import Dataset
 from pydicom.charset import convert_encodings, default_encoding
 from pydicom.dataelem import DataElement, RawDataElement
@@ -93,6 +93,10 @@ def sources_evidence(
     items for them, re-identified by ``reidentify`` (given a data set holding the
     sequence at its top level, as the SR holds it; it raises what the check raises) and
     encoded. Raises ``ValueError`` when there are no sources or they span studies."""
+    # highdicom (~16 MB) imported here, not with the module: the worker reads the
+    # evidence made ahead (SourcesEvidence, evidence_digest) before it loads highdicom
+    from highdicom.sr.utils import collect_evidence
+
     if not sources:
         raise ValueError("no sources")
     content = Dataset()

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import highdicom as hd
@@ -48,7 +47,6 @@ from aifi_app.algorithms.findings import (
     Finding,
     MeasurementFinding,
     RegionFinding,
-    SegmentationMask,
 )
 from aifi_app.results.presentation_state import (
     region_graphic,
@@ -61,6 +59,7 @@ from aifi_app.results.secondary_capture import (
     copy_study_context,
     lo_value,
 )
+from aifi_app.results.segment_reference import SegmentReference
 
 __all__ = [
     "PLAIN_CHEST_XRAY",
@@ -87,25 +86,6 @@ _Group = (
     | hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations
     | hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations
 )
-
-
-@dataclass(frozen=True)
-class SegmentReference:
-    """A segment of a Segmentation made for the same result (built before or after the
-    SR: only its UIDs are needed), and the mask it encodes."""
-
-    sop_instance_uid: str
-    series_instance_uid: str
-    segment_number: int
-    mask: SegmentationMask
-
-    def measures(self, measurement: MeasurementFinding) -> bool:
-        """True when ``measurement`` is of this segment: the same structure on the same
-        source images."""
-        return (
-            measurement.concept == self.mask.concept
-            and measurement.source_sop_instance_uids == self.mask.source_sop_instance_uids
-        )
 
 
 def build_measurement_report(

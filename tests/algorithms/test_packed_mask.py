@@ -56,3 +56,17 @@ def test_pixel_data_is_the_frames_packed_as_dicom_binary(shape: tuple[int, int, 
     assert data == expected
     assert len(data) % 2 == 0
     assert packed.pixel_data([]) == b""
+
+
+def test_released_frames_let_their_memory_go() -> None:
+    """Released (its SEG written), a mask holds no frames: its bits are freed, and a
+    frame asked for afterwards is an error, not an empty frame."""
+    packed = PackedFrames.from_array(np.ones((4, 16, 16), dtype=bool))
+    bits = packed.bits
+    assert not packed.released
+    packed.release()
+    assert packed.released
+    assert packed.bits.nbytes == 0 and bits.nbytes == 4 * 32  # (the caller's own reference)
+    with pytest.raises(IndexError):
+        packed.frame(0)
+    assert packed.count() == 0

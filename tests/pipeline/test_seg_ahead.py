@@ -684,3 +684,89 @@ def test_after_the_rehearsal_the_build_loads_nothing_it_keeps(job: Job, tmp_path
     assert "segmentation-multi-frame-functional-groups" in seen["parsed after the rehearsal"]
     assert seen["parsed after the build"] == seen["parsed after the rehearsal"]
     assert all(p.exists() for p in job.skeleton_files())
+
+
+_RESULTS_BEFORE_HIGHDICOM = """
+import json, pickle, subprocess, sys
+from pathlib import Path
+sys.path[:0] = {paths!r}
+from aifi_app.store import jobs
+from aifi_app.store.states import JobState
+from tests.pipeline.test_seg_ahead import _app_again
+
+app = _app_again(Path({tmp!r}), {port})
+processor = app.processor
+seen = {{}}
+BUILD = (
+    "import pickle, sys; sys.path[:0] = {paths!r}; from pathlib import Path;"
+    " from aifi_app.pipeline import seg_ahead;"
+    " from aifi_app.pipeline.pre_pseudonymise import ReadOnlyDb;"
+    " seg_ahead.build_in_child(pickle.loads(Path(sys.argv[1]).read_bytes()),"
+    " ReadOnlyDb(Path(sys.argv[2])))"
+)
+
+
+class ChildProcess:  # builds ahead in a process of its own, as the child does
+    def request_seg_ahead(self, request):
+        path = Path({tmp!r}) / "request.pickle"
+        path.write_bytes(pickle.dumps(request))
+        subprocess.run([sys.executable, "-c", BUILD, str(path), str(app.db.path)], check=True)
+        return True
+
+
+class Watch:  # what holds when highdicom is first imported
+    def find_spec(self, name, path=None, target=None):
+        if name == "highdicom" and "highdicom imported" not in seen:
+            seen["highdicom imported"] = True
+            seen["SEG written before"] = "mask" in seen
+            seen["its mask released before"] = "mask" in seen and seen["mask"].packed.released
+        return None
+
+
+write = processor._write_skeleton_seg
+
+
+def written(ctx, n, skeleton, segment, *, sync):
+    out = write(ctx, n, skeleton, segment, sync=sync)
+    seen["mask"] = segment.mask
+    return out
+
+
+processor._write_skeleton_seg = written
+processor.prepared = ChildProcess()
+package = processor.context({job_id}).package
+processor._segments_seen[(package.identity.algorithm_id, package.identity.version)] = (
+    package.output.concept, "Lung"
+)
+sys.meta_path.insert(0, Watch())
+processor.run_algorithm({job_id}, JobState.PSEUDONYMISED)
+seen.pop("mask")
+seen["state"] = jobs.job(app.db, {job_id})["state"]
+seen["kinds"] = sorted(o["kind"] for o in jobs.outputs(app.db, {job_id}))
+print(json.dumps(seen))
+"""
+
+
+def test_a_seg_built_ahead_is_written_and_its_mask_let_go_before_highdicom_is_loaded(
+    tmp_path: Path, pacs: DemoPacs
+) -> None:
+    """In a fresh service process whose job's SEG the child built ahead: the SEG is
+    written, and its mask's memory let go, before the SR's builder imports highdicom (a
+    service's first job: the mask's 16 MB and highdicom's ~20 MB are not held at once)."""
+    app, job_id = _pseudonymised_ct(tmp_path, pacs)
+    app.db.close()
+    script = textwrap.dedent(_RESULTS_BEFORE_HIGHDICOM).format(
+        paths=sys.path, tmp=str(tmp_path), port=pacs.port, job_id=job_id
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=Path.cwd(), capture_output=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    seen = json.loads(done.stdout.decode().splitlines()[-1])
+    assert seen == {
+        "highdicom imported": True,
+        "SEG written before": True,
+        "its mask released before": True,
+        "state": "result_received",
+        "kinds": ["seg", "sr"],
+    }
