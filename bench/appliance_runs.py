@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import data
-from bench.peers import STORESCU, dcmtk_env, start_orthanc
+from bench.peers import STORESCU, dcmtk_env, start_orthanc, wait_all
 from bench.process_tree import TreePeak
 from bench.report import Row
 from tests.helpers.appliance import ApplianceProcess, all_jobs
@@ -32,7 +32,7 @@ def concurrent_storescu(groups: list[list[Path]], port: int, called: str) -> flo
         )
         for group in groups
     ]
-    codes = [p.wait(600) for p in procs]
+    codes = wait_all(procs, 600)
     elapsed = time.perf_counter() - started
     if any(codes):
         raise RuntimeError(f"storescu failed: exit codes {codes}")
