@@ -11,7 +11,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for_port(port: int, timeout: float = 30.0) -> None:
+def wait_for_port(port: int, timeout: float = 30.0, interval: float = 0.05) -> None:
+    """Until something accepts connections on ``port`` (tried every ``interval`` s)."""
     import time
 
     deadline = time.monotonic() + timeout
@@ -19,5 +20,5 @@ def wait_for_port(port: int, timeout: float = 30.0) -> None:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
-        time.sleep(0.05)
+        time.sleep(interval)
     raise TimeoutError(f"nothing listens on port {port} after {timeout} s")
