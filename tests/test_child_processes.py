@@ -15,6 +15,7 @@ import pytest
 
 from aifi_app.child_processes import child_context, child_process, start_method
 from tests.helpers import child_targets
+from tests.helpers.processes import process_runs
 
 LINUX = sys.platform.startswith("linux")
 
@@ -170,15 +171,6 @@ def test_a_child_sees_the_service_end_though_its_parent_is_the_fork_server(
     while not ended.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert json.loads(ended.read_text()) == {"service_alive": False}
-    while _runs(child) and time.monotonic() < deadline:
+    while process_runs(child) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _runs(child)
-
-
-def _runs(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie, ended but not yet reaped, does not count)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+    assert not process_runs(child)

@@ -33,14 +33,16 @@ class PackedFrames:
         self.bits: npt.NDArray[np.uint8] = np.zeros(
             (frames, (rows * columns + 7) // 8), dtype=np.uint8
         )
-        self.released = False
-        """Whether :meth:`release` let the frames go."""
 
     def release(self) -> None:
         """Let the frames' memory go (a 500-slice CT's mask: 16 MB) once nothing is to
         read them again: the frames are then empty, and :attr:`released` is True."""
         self.bits = np.zeros((0, self.bits.shape[1]), dtype=np.uint8)
-        self.released = True
+
+    @property
+    def released(self) -> bool:
+        """Whether :meth:`release` let the frames go (their bits hold fewer frames)."""
+        return len(self.bits) != self.frames
 
     @classmethod
     def from_array(cls, mask: npt.NDArray[np.bool_]) -> PackedFrames:

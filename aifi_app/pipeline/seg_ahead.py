@@ -245,7 +245,6 @@ def rehearse(
         return False
     _rehearsed.add(sop_class)
     from aifi_app.results.segmentation import segmentation_frame_order  # highdicom
-    from aifi_app.results.sr_evidence import sources_evidence
 
     small = dataclasses.replace(request, sources=request.sources[: len(first)], sr_evidence=None)
     try:
@@ -253,10 +252,8 @@ def rehearse(
         segmentation_frame_order(ds)
         skeleton_header(small, ds, original_header, original_for, study_of_instance)
         if request.sr_evidence is not None:
-            scope = request.sr_evidence.scope(study_of_instance)
-            sources_evidence(
-                first,
-                lambda d: check_reidentification(d, original_for, original_header, scope).apply(),
+            _reidentified_evidence(
+                request.sr_evidence, first, original_header, original_for, study_of_instance
             )
     except Exception as exc:
         log.debug("job %d: rehearsing its SEG failed (%s)", request.job_id, type(exc).__name__)
@@ -308,6 +305,24 @@ def evidence_paths(work_dir: Path) -> tuple[Path, Path]:
     return work_dir / f"{SR_EVIDENCE_NAME}.bin", work_dir / f"{SR_EVIDENCE_NAME}.json"
 
 
+def _reidentified_evidence(
+    request: EvidenceAheadRequest,
+    sources: Sequence[Dataset],
+    original_header: Dataset,
+    original_for: Callable[[str], str | None],
+    study_of_instance: Callable[[str], str | None],
+) -> SourcesEvidence:
+    """The SR's evidence of ``sources``, re-identified with ``request``'s check (raises
+    what the check raises)."""
+    from aifi_app.results.sr_evidence import sources_evidence  # highdicom
+
+    scope = request.scope(study_of_instance)
+    return sources_evidence(
+        sources,
+        lambda ds: check_reidentification(ds, original_for, original_header, scope).apply(),
+    )
+
+
 def build_evidence_ahead(
     request: EvidenceAheadRequest,
     sources: Sequence[Dataset],
@@ -318,12 +333,8 @@ def build_evidence_ahead(
     """Make the SR's evidence of ``sources`` (the request's, read), re-identified with
     the job's check, and write it into the job's work folder; raises what the check
     raises (nothing is written then: the SR is made whole after the model)."""
-    from aifi_app.results.sr_evidence import sources_evidence  # highdicom
-
-    scope = request.scope(study_of_instance)
-    evidence = sources_evidence(
-        sources,
-        lambda ds: check_reidentification(ds, original_for, original_header, scope).apply(),
+    evidence = _reidentified_evidence(
+        request, sources, original_header, original_for, study_of_instance
     )
     data, description = evidence_paths(Path(request.sources[0]).parent)
     durable_write(data, evidence.items)
@@ -427,12 +438,10 @@ def warm_up() -> None:
     ~0.2 s of CPU and ~21 MB, highdicom's import most of it; its whole table took ~0.5 s
     more and ~65 MB), so that a first SEG built ahead is ready before a model of a few
     seconds ends. For the pre-pseudonymiser's child, when it has nothing else to do."""
-    from aifi_app.results import module_attributes
     from aifi_app.results.segmentation import build_segmentation_headers  # noqa: F401
     from aifi_app.results.standard_tables import load_and_freeze
 
-    module_attributes.install()
-    load_and_freeze()
+    load_and_freeze()  # (installs the table read a module at a time first)
 
 
 class _Queries(Protocol):

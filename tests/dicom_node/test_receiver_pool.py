@@ -28,6 +28,7 @@ from aifi_app.sample_studies import ct_series, demo_patient, write
 from aifi_app.store.database import Database
 from aifi_app.store.disk_space import MIB, DiskFloor, DiskGuard, DiskReading
 from tests.helpers.ports import free_port
+from tests.helpers.processes import process_runs
 from tests.helpers.raw_peer import RawPeer, close_raw_peers, data_set, pdv, store_rq
 from tests.helpers.tools import ECHOSCU, STORESCU, dcmtk_env
 
@@ -40,15 +41,6 @@ def _wait(predicate: Callable[[], bool], timeout: float = 60) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
-
-
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie, ended but not yet reaped, does not count)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 class Nodes:
@@ -313,11 +305,11 @@ def test_instances_acknowledged_before_a_receiver_is_killed_stay_after_a_restart
 def test_stop_ends_every_receiver_process(nodes: Nodes) -> None:
     node = nodes.start(processes=3)
     pids = node.receiver_pids
-    assert len(pids) == 3 and all(_alive(p) for p in pids)
+    assert len(pids) == 3 and all(process_runs(p) for p in pids)
     peer = RawPeer(node.port)  # an association in progress is cut
     assert peer.associate([(CTImageStorage, SYNTAXES)], calling="SCU").result == 0
     nodes.stop(node)
-    assert not any(_alive(p) for p in pids)
+    assert not any(process_runs(p) for p in pids)
     assert node.receiver_pids == []
     assert peer.closed()
 
@@ -344,7 +336,7 @@ def test_a_store_the_service_fails_to_handle_is_answered_and_the_stop_is_prompt(
         assert response.Status == 0xA700
     assert nodes.count("SELECT COUNT(*) AS n FROM instances") == 0
     nodes.stop(node)
-    assert not any(_alive(p) for p in pids)
+    assert not any(process_runs(p) for p in pids)
     assert "did not stop: killed" not in caplog.text  # it ended when told to
 
 

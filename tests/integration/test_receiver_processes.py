@@ -14,6 +14,7 @@ from aifi_app.config.settings import NodeSettings
 from aifi_app.sample_studies import ct_series, demo_patient, write
 from bench.process_tree import descendants
 from tests.helpers.appliance import ApplianceProcess
+from tests.helpers.processes import process_runs
 from tests.helpers.tools import STORESCU, dcmtk_env
 
 pytestmark = [pytest.mark.dcmtk, pytest.mark.slow]
@@ -24,14 +25,6 @@ def _command(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:200]
     except OSError:
         return ""
-
-
-def _running(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def _storescu(app: ApplianceProcess) -> list[str]:
@@ -68,6 +61,6 @@ def test_four_associations_into_the_service_and_no_process_left_after_stop(
     # the receivers and the pre-pseudonymiser are waited for by the stop; multiprocessing's
     # resource tracker ends when it reads the end of its pipe, just after the service
     deadline = time.monotonic() + 30
-    while any(_running(p) for p in children) and time.monotonic() < deadline:
+    while any(process_runs(p) for p in children) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert {p: _command(p) for p in children if _running(p)} == {}
+    assert {p: _command(p) for p in children if process_runs(p)} == {}
