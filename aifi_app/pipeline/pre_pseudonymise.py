@@ -70,7 +70,14 @@ from aifi_app.child_processes import child_context, child_process, service_alive
 from aifi_app.config.settings import Route, Settings
 from aifi_app.failpoints import failpoint
 from aifi_app.fault_logging import log_fault
-from aifi_app.pipeline import low_priority_child, premade, routing, seg_ahead, spare_inodes
+from aifi_app.pipeline import (
+    low_priority_child,
+    premade,
+    routing,
+    seg_ahead,
+    spare_inodes,
+    sr_in_child,
+)
 from aifi_app.pipeline.background_loop import BackgroundLoop
 from aifi_app.pipeline.deferred_writeback import DeferredWriteback, start_writeback
 from aifi_app.pipeline.image_reader import read_header
@@ -816,8 +823,9 @@ def run_child(
     pass while a study arrives (the DICOM node comes first), the SEG built ahead while a
     model runs, the empty files made ahead and the SEG builder's loading. The rest runs
     in this thread, at the priority the child started with: the passes while no study
-    arrives (a completed study's images, for its job that waits for them) and a job's
-    help request (sent only when no study arrives)."""
+    arrives (a completed study's images, for its job that waits for them), a job's
+    help request (sent only when no study arrives) and a job's SR after its model
+    (:mod:`aifi_app.pipeline.sr_in_child`)."""
     config: PlanConfig = inbox.get()
     db = ReadOnlyDb(Path(db_path))
     loop = PreLoop(
@@ -850,11 +858,16 @@ def run_child(
                     low(functools.partial(seg_ahead.build_in_child, message, db))
                 except Exception as exc:  # the job builds its SEG itself
                     log_fault(log, "building a job's SEG ahead failed", exc)
+            elif isinstance(message, sr_in_child.SrRequest):
+                try:
+                    sr_in_child.build_in_child(message)  # a job waits
+                except Exception as exc:  # the job builds its SR itself
+                    log_fault(log, "building a job's SR failed", exc)
             wait = 0.0  # a wake-up or a new config: look again at once
             idle_since = time.monotonic()
             continue
         except queue.Empty:
-            pass
+            sr_in_child.forget_sources(older_than=sr_in_child.KEEP_SECONDS)
         try:
             if study_arriving(db):  # the node first; stopped once the arrival ends
                 busy = bool(low(functools.partial(_passes_while_arriving, loop, arriving, inbox)))
@@ -1029,6 +1042,11 @@ class PrePseudonymiser(BackgroundLoop):
         """Ask the child to build a job's SEG while its model runs (see
         :mod:`aifi_app.pipeline.seg_ahead`); False where there is no child to ask (a
         thread would take the model's interpreter lock)."""
+        return self._to_child(request)
+
+    def request_sr(self, request: sr_in_child.SrRequest) -> bool:
+        """Ask the child to build a job's SR after its model (see
+        :mod:`aifi_app.pipeline.sr_in_child`); False where there is no child to ask."""
         return self._to_child(request)
 
     def _to_child(self, message: object) -> bool:

@@ -45,6 +45,7 @@ from aifi_app import heap_trim
 from aifi_app.algorithms.findings import AlgorithmIdentity, CodedConcept
 from aifi_app.dicom_node.spool import durable_write
 from aifi_app.part10 import part10_bytes, replaced_file
+from aifi_app.pipeline import sr_in_child
 from aifi_app.pseudonymise import ResultScope, check_reidentification
 
 if TYPE_CHECKING:  # imported when the evidence is first made or read
@@ -211,6 +212,7 @@ def build_ahead(
         build_evidence_ahead(
             request.sr_evidence, sources, original_header, original_for, study_of_instance
         )
+        sr_in_child.keep_sources(request.sources, sources)  # for the SR, after the model
 
 
 REHEARSAL = 3

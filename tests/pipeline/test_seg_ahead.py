@@ -704,6 +704,11 @@ BUILD = (
     " seg_ahead.build_in_child(pickle.loads(Path(sys.argv[1]).read_bytes()),"
     " ReadOnlyDb(Path(sys.argv[2])))"
 )
+BUILD_SR = (
+    "import pickle, sys; sys.path[:0] = {paths!r}; from pathlib import Path;"
+    " from aifi_app.pipeline import sr_in_child;"
+    " sr_in_child.build_in_child(pickle.loads(Path(sys.argv[1]).read_bytes()))"
+)
 
 
 class ChildProcess:  # builds ahead in a process of its own, as the child does
@@ -711,6 +716,14 @@ class ChildProcess:  # builds ahead in a process of its own, as the child does
         path = Path({tmp!r}) / "request.pickle"
         path.write_bytes(pickle.dumps(request))
         subprocess.run([sys.executable, "-c", BUILD, str(path), str(app.db.path)], check=True)
+        return True
+
+    def request_sr(self, request):
+        if not {sr_by_child}:
+            return False
+        path = Path({tmp!r}) / "sr-request.pickle"
+        path.write_bytes(pickle.dumps(request))
+        subprocess.run([sys.executable, "-c", BUILD_SR, str(path)], check=True)
         return True
 
 
@@ -741,32 +754,52 @@ processor._segments_seen[(package.identity.algorithm_id, package.identity.versio
 sys.meta_path.insert(0, Watch())
 processor.run_algorithm({job_id}, JobState.PSEUDONYMISED)
 seen.pop("mask")
+seen["highdicom in the service at the end"] = "highdicom" in sys.modules
 seen["state"] = jobs.job(app.db, {job_id})["state"]
 seen["kinds"] = sorted(o["kind"] for o in jobs.outputs(app.db, {job_id}))
 print(json.dumps(seen))
 """
 
 
-def test_a_seg_built_ahead_is_written_and_its_mask_let_go_before_highdicom_is_loaded(
-    tmp_path: Path, pacs: DemoPacs
-) -> None:
-    """In a fresh service process whose job's SEG the child built ahead: the SEG is
-    written, and its mask's memory let go, before the SR's builder imports highdicom (a
-    service's first job: the mask's 16 MB and highdicom's ~20 MB are not held at once)."""
+def _results_in_a_fresh_service(tmp_path: Path, pacs: DemoPacs, sr_by_child: bool) -> object:
     app, job_id = _pseudonymised_ct(tmp_path, pacs)
     app.db.close()
     script = textwrap.dedent(_RESULTS_BEFORE_HIGHDICOM).format(
-        paths=sys.path, tmp=str(tmp_path), port=pacs.port, job_id=job_id
+        paths=sys.path, tmp=str(tmp_path), port=pacs.port, job_id=job_id, sr_by_child=sr_by_child
     )
     done = subprocess.run(
         [sys.executable, "-c", script], cwd=Path.cwd(), capture_output=True, timeout=300
     )
     assert done.returncode == 0, done.stderr.decode()[-2000:]
-    seen = json.loads(done.stdout.decode().splitlines()[-1])
-    assert seen == {
+    return json.loads(done.stdout.decode().splitlines()[-1])
+
+
+def test_a_seg_built_ahead_is_written_and_its_mask_let_go_before_highdicom_is_loaded(
+    tmp_path: Path, pacs: DemoPacs
+) -> None:
+    """In a fresh service process whose job's SEG the child built ahead, and whose SR it
+    does not build: the SEG is written, and its mask's memory let go, before the SR's
+    builder imports highdicom (the mask's 16 MB and highdicom's ~20 MB are not held at
+    once)."""
+    assert _results_in_a_fresh_service(tmp_path, pacs, sr_by_child=False) == {
         "highdicom imported": True,
         "SEG written before": True,
         "its mask released before": True,
+        "highdicom in the service at the end": True,
+        "state": "result_received",
+        "kinds": ["seg", "sr"],
+    }
+
+
+def test_with_its_seg_and_sr_built_by_the_child_the_service_never_loads_highdicom(
+    tmp_path: Path, pacs: DemoPacs
+) -> None:
+    """In a fresh service process whose job's SEG the child built ahead and whose SR it
+    built after the model (:mod:`aifi_app.pipeline.sr_in_child`): the job's results are
+    made and recorded, and highdicom is never imported in the service (~19 MB it would
+    hold from then on)."""
+    assert _results_in_a_fresh_service(tmp_path, pacs, sr_by_child=True) == {
+        "highdicom in the service at the end": False,
         "state": "result_received",
         "kinds": ["seg", "sr"],
     }
