@@ -315,7 +315,7 @@ _KILLED_AFTER_THE_MODEL = """
 import sys
 from pathlib import Path
 sys.path[:0] = {paths!r}
-from aifi_app.pipeline import seg_ahead
+from aifi_app.pipeline import seg_ahead, sr_in_child
 from aifi_app.store.states import JobState
 from tests.pipeline.test_seg_ahead import _app_again
 
@@ -325,6 +325,10 @@ app = _app_again(Path({tmp!r}), {port})
 class InlineChild:
     def request_seg_ahead(self, request):
         seg_ahead.build_ahead(request, app.processor.original_for, app.processor.study_of_instance)
+        return True
+
+    def request_sr(self, request):
+        sr_in_child.build_in_child(request)
         return True
 
 
