@@ -231,7 +231,7 @@ def test_the_pre_pseudonymisers_child_builds_it_while_the_model_runs(
 ) -> None:
     """The job asks the real child process (the lung volume declares its segment, so
     the first job after a start speculates too); the job's SEG is then the skeleton's,
-    equal to the SEG built after."""
+    equal to the SEG built after, and its SR the child's, built after the model."""
     caplog.set_level(logging.INFO, logger="aifi_app.pipeline.processing")
     app, job_id = _pseudonymised_ct(tmp_path, pacs)
     app.processor.early = None
@@ -260,6 +260,9 @@ def test_the_pre_pseudonymisers_child_builds_it_while_the_model_runs(
         planned = app.processor.build_results(ctx, result, images, header, created=CREATED)
         assert "from the one built while the model ran" in " ".join(_seg_log(caplog))
         assert "SR's evidence from the one made while the model ran" in _sr_log(caplog)
+        # and the SR, asked after the model (aifi_app.pipeline.sr_in_child)
+        built_by = f"job {job_id}: SR built by the pre-pseudonymiser's child"
+        assert built_by in [r.getMessage() for r in caplog.records]
         (seg,) = [app.data_dir / p.path for p in planned if p.kind == "seg"]
         ahead = seg.read_bytes()
         assert dciodvfy_errors(seg) == []

@@ -12,15 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from aifi_app.demo import DemoPacs
-from aifi_app.pipeline import seg_ahead, sr_in_child
-from aifi_app.pipeline.pre_pseudonymise import PrePseudonymiser
+from aifi_app.pipeline import sr_in_child
 from tests.helpers.highdicom_clock import stop_highdicom_clock
 from tests.helpers.tools import dciodvfy_errors, dsrdump
 from tests.pipeline import test_seg_ahead
-from tests.pipeline.test_chain_in_process import KEY
-from tests.pipeline.test_processing import _pseudonymised_ct
-from tests.pipeline.test_seg_ahead import CREATED, Job, _bytes_file
+from tests.pipeline.test_seg_ahead import Job, _bytes_file
 
 job = test_seg_ahead.job  # the fixture: a pseudonymised CT's job, its model run
 
@@ -166,37 +162,3 @@ def test_the_request_is_the_result_without_its_masks(job: Job) -> None:
     assert again == request and again.key() == request.key()
     assert len(pickle.dumps(request)) < 200_000
     assert dataclasses.replace(request, instance_number=2).key() != request.key()
-
-
-def test_the_pre_pseudonymisers_child_builds_the_sr(
-    tmp_path: Path, pacs: DemoPacs, caplog: pytest.LogCaptureFixture
-) -> None:
-    """The real child process: it builds the SEG ahead, then the SR when asked after the
-    model; the job's SR is the child's."""
-    caplog.set_level(logging.INFO, logger="aifi_app.pipeline.processing")
-    app, job_id = _pseudonymised_ct(tmp_path, pacs)
-    app.processor.early = None
-    pre = PrePseudonymiser(
-        app.db, app.data_dir, lambda: app.settings, app.catalog.enabled, KEY, in_child=True
-    )
-    app.processor.prepared = pre
-    pre.start()
-    try:
-        ctx = app.processor.context(job_id)
-        images = app.processor.job_images(job_id)
-        result = app.processor._runners.get(ctx.package).run(images)
-        header = app.processor.original_header(ctx)
-        app.processor._ask_seg_ahead(ctx, images, header, CREATED)
-        _, evidence = seg_ahead.evidence_paths(app.processor.work_dir(job_id))
-        for _ in range(1200):  # the child imports highdicom and loads its tables first
-            if evidence.exists():
-                break
-            time.sleep(0.1)
-        planned = app.processor.build_results(ctx, result, images, header, created=CREATED)
-        messages = [r.getMessage() for r in caplog.records]
-        assert f"job {job_id}: SR built by the pre-pseudonymiser's child" in messages
-        (sr,) = [app.data_dir / p.path for p in planned if p.kind == "sr"]
-        assert dciodvfy_errors(sr) == []
-    finally:
-        pre.stop()
-        app.db.close()
