@@ -23,12 +23,12 @@ sends the service's ``sys.path`` and working folder, not these), and the modules
 were imported then (:mod:`aifi_app.failpoints` reads its variable once, on import).
 :func:`child_process` therefore sends the service's environment and umask as they are at
 the child's start along, and the child sets them and arms its fail points again before
-it runs its target (:func:`run_in_child`), as a spawned child would have them; it also
-takes its process's name (``aifi-receiver``, ``aifi-prepseudo``) as the name ``ps`` and
-``top`` show (:func:`name_process`). Signal
-handlers, the CPU priority and the logging set-up are those a spawned child has (the
-fork server's: Python's defaults, nothing configured; each child sets its own). Its
-parent is the fork server: :func:`service_alive` asks whether the service still runs.
+it runs its target (:func:`run_in_child`), as a spawned child would have them; it sends
+its log records to the service (:mod:`aifi_app.child_logging`), and takes its process's
+name (``aifi-receiver``, ``aifi-prepseudo``) as the name ``ps`` and ``top`` show
+(:func:`name_process`). Signal handlers and the CPU priority are those a spawned child
+has (the fork server's: Python's defaults; each child sets its own). Its parent is the
+fork server: :func:`service_alive` asks whether the service still runs.
 """
 
 from __future__ import annotations
@@ -41,7 +41,10 @@ from collections.abc import Callable, Mapping
 from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aifi_app.child_logging import ChildLogs
 
 PRELOAD_MODULE = "aifi_app.child_preload"
 """The module the fork server imports before it forks any child."""
@@ -77,9 +80,11 @@ def child_process(
 ) -> BaseProcess:
     """A child process (not started) that runs ``target(*args)`` with the service's
     environment as it is now (:func:`run_in_child`)."""
+    from aifi_app import child_logging
+
     process: BaseProcess = context.Process(  # type: ignore[attr-defined]
         target=run_in_child,
-        args=(dict(os.environ), current_umask(), target, args),
+        args=(dict(os.environ), current_umask(), target, args, child_logging.queue_for(context)),
         name=name,
         daemon=daemon,
     )
@@ -91,12 +96,16 @@ def run_in_child(
     umask: int | None,
     target: Callable[..., object],
     args: tuple[Any, ...],
+    logs: ChildLogs | None = None,
 ) -> None:
     """The child's entry point: take the service's environment ``environ`` and ``umask``
-    (a child of the fork server has the fork server's own), arm the fail points the
+    (a child of the fork server has the fork server's own), send its log records to the
+    service (``logs``: :mod:`aifi_app.child_logging`), arm the fail points the
     environment names, run ``target(*args)``."""
-    from aifi_app import failpoints
+    from aifi_app import child_logging, failpoints
 
+    if logs is not None:
+        child_logging.configure_child(logs)
     if os.environ != environ:
         os.environ.clear()
         os.environ.update(environ)

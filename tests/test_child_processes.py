@@ -174,3 +174,31 @@ def test_a_child_sees_the_service_end_though_its_parent_is_the_fork_server(
     while process_runs(child) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not process_runs(child)
+
+
+def test_a_childs_log_records_are_written_by_the_service(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A child's records reach the service's loggers (its file and stderr), at the
+    service's level, under their own names; a fault's record without the exception's
+    message (only its type, as the appliance logs every fault)."""
+    import logging
+
+    from aifi_app import child_logging
+
+    caplog.set_level(logging.INFO)
+    context = child_context()
+    process = child_process(context, child_targets.log_records, ("m-1",), name="t")
+    process.start()
+    process.join(60)
+    assert process.exitcode == 0
+    child_logging.stop()  # what the children sent, written (as at the service's exit)
+    seen = [(r.name, r.levelname, r.getMessage()) for r in caplog.records if "m-1" in r.msg]
+    assert seen[:2] == [
+        ("aifi_app.pipeline.pre_pseudonymise", "INFO", "m-1 info"),
+        ("aifi_app.dicom_node.receiver_child", "WARNING", "m-1 warning"),
+    ]
+    (fault,) = seen[2:]
+    assert fault[:2] == ("aifi_app.pipeline.pre_pseudonymise", "ERROR")
+    assert "ValueError" in fault[2] and "must not be logged" not in fault[2]
+    assert {r.processName for r in caplog.records if "m-1" in r.msg} == {"t"}

@@ -56,3 +56,20 @@ def wait_for_service_end(service_pid: int, ended: str) -> None:
     with open(written, "w") as out:
         json.dump({"service_alive": service_alive(service_pid)}, out)
     os.replace(written, ended)
+
+
+def log_records(marker: str) -> None:
+    """Log ``marker`` at DEBUG, INFO and WARNING, and a fault with its traceback, from
+    loggers of the appliance, as a child's code does."""
+    import logging
+
+    from aifi_app.fault_logging import log_fault
+
+    log = logging.getLogger("aifi_app.pipeline.pre_pseudonymise")
+    log.debug("%s debug", marker)
+    log.info("%s info", marker)
+    logging.getLogger("aifi_app.dicom_node.receiver_child").warning("%s warning", marker)
+    try:
+        raise ValueError("a value that must not be logged")
+    except ValueError as exc:
+        log_fault(log, f"{marker} fault", exc)

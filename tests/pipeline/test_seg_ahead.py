@@ -232,7 +232,7 @@ def test_the_pre_pseudonymisers_child_builds_it_while_the_model_runs(
     """The job asks the real child process (the lung volume declares its segment, so
     the first job after a start speculates too); the job's SEG is then the skeleton's,
     equal to the SEG built after, and its SR the child's, built after the model."""
-    caplog.set_level(logging.INFO, logger="aifi_app.pipeline.processing")
+    caplog.set_level(logging.INFO)  # (the child's records too: aifi_app.child_logging)
     app, job_id = _pseudonymised_ct(tmp_path, pacs)
     app.processor.early = None
     pre = PrePseudonymiser(
@@ -263,6 +263,12 @@ def test_the_pre_pseudonymisers_child_builds_it_while_the_model_runs(
         # and the SR, asked after the model (aifi_app.pipeline.sr_in_child)
         built_by = f"job {job_id}: SR built by the pre-pseudonymiser's child"
         assert built_by in [r.getMessage() for r in caplog.records]
+        for _ in range(100):  # the child's own record, written by this process
+            if any(f"job {job_id}: SR built in" in r.getMessage() for r in caplog.records):
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the child's record of its SR did not reach the service")
         (seg,) = [app.data_dir / p.path for p in planned if p.kind == "seg"]
         ahead = seg.read_bytes()
         assert dciodvfy_errors(seg) == []
