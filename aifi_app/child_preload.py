@@ -16,6 +16,7 @@ import importlib
 
 CHILD_MODULES = (
     "aifi_app.child_processes",
+    "aifi_app.child_logging",
     "aifi_app.dicom_node.receiver_child",
     "aifi_app.pipeline.low_priority_child",
     "aifi_app.pipeline.pre_pseudonymise",
