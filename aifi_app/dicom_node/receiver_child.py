@@ -288,6 +288,6 @@ class Receiver:
 
 
 def child_main(conn: Connection, config: NodeConfig, data_dir: str, spare: int) -> None:
-    """The receiver process's entry point (spawned by the service)."""
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s receiver %(message)s")
+    """The receiver process's entry point (started by the service with
+    :func:`~aifi_app.child_processes.child_process`: its records go to the service's log)."""
     Receiver(conn, config, Path(data_dir), spare).run()

@@ -268,6 +268,12 @@ def _builder(name: str) -> Callable[..., Dataset]:
     return build
 
 
+def _work_paths(images: Sequence[Dataset]) -> tuple[str, ...]:
+    """The files the job's images were read from, in their order ("" for one read from
+    no file): what the pre-pseudonymiser's child reads them from."""
+    return tuple(str(getattr(ds, "filename", "") or "") for ds in images)
+
+
 def _work_images(work: Path) -> list[Path]:
     """A job's pseudonymised images in its work folder, in the algorithm's order (their
     names: :func:`work_file`); none when there is no folder."""
@@ -1118,7 +1124,7 @@ class JobProcessor:
         speculated = self._speculated_segment(package)
         if speculated is None:
             return
-        sources = tuple(str(getattr(ds, "filename", "") or "") for ds in images)
+        sources = _work_paths(images)
         if not all(sources):
             return
         request = self._seg_request(ctx, 1, *speculated, sources, original_header, created)
@@ -1191,7 +1197,7 @@ class JobProcessor:
         there is none."""
         if "seg" not in ctx.package.result_objects or not images:
             return None
-        sources = tuple(str(getattr(ds, "filename", "") or "") for ds in images)
+        sources = _work_paths(images)
         if not all(sources):
             return None
         request = self._evidence_request(
@@ -1228,7 +1234,7 @@ class JobProcessor:
         """The skeleton of the job's SEG ``number`` built ahead, when the speculation held
         (the mask over all the job's images, the same segment and everything else); the
         reason is logged when there is none."""
-        sources = tuple(str(getattr(ds, "filename", "") or "") for ds in images)
+        sources = _work_paths(images)
         over_all = all(sources) and {str(ds.SOPInstanceUID) for ds in images} == set(
             mask.source_sop_instance_uids
         )
@@ -1620,7 +1626,7 @@ class JobProcessor:
         built here (``build_here``) where there is no child to ask or its SR is not
         there in time or not whole. Not asked earlier: the SEGs are written and their
         masks let go by then (a 500-slice CT's: 16 MB), not held while the child builds."""
-        sources = tuple(str(getattr(ds, "filename", "") or "") for ds in images)
+        sources = _work_paths(images)
         if self.prepared is None or not all(sources):
             return build_here
         request = SrRequest(

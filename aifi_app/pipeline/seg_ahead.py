@@ -46,6 +46,7 @@ from aifi_app.algorithms.findings import AlgorithmIdentity, CodedConcept
 from aifi_app.dicom_node.spool import durable_write
 from aifi_app.part10 import part10_bytes, replaced_file
 from aifi_app.pipeline import sr_in_child
+from aifi_app.pipeline.made_ahead import made_for
 from aifi_app.pseudonymise import ResultScope, check_reidentification
 
 if TYPE_CHECKING:  # imported when the evidence is first made or read
@@ -361,7 +362,7 @@ def load_evidence(
     to use (in words)."""
     from aifi_app.results.sr_evidence import SourcesEvidence, evidence_digest
 
-    made = _made_for(
+    made = made_for(
         request.key(),
         *evidence_paths(Path(request.sources[0]).parent if request.sources else Path()),
         missing="not made in time",
@@ -378,29 +379,10 @@ def load_evidence(
     )
 
 
-def _made_for(
-    key: str, data: Path, description: Path, *, missing: str
-) -> tuple[dict[str, Any], bytes] | str:
-    """What the child made ahead (its description, then its bytes) when it was made for
-    ``key`` and is whole, or why it cannot be used (in words; ``missing``: none there)."""
-    try:
-        about = json.loads(description.read_bytes())
-        made = data.read_bytes()
-    except FileNotFoundError:
-        return missing
-    except (OSError, ValueError) as exc:
-        return f"unreadable ({type(exc).__name__})"
-    if about.get("key") != key:
-        return "made for another request"
-    if about.get("sha256") != hashlib.sha256(made).hexdigest():
-        return "incomplete"
-    return about, made
-
-
 def load_skeleton(request: SegAheadRequest) -> Skeleton | str:
     """The skeleton made for ``request``, or why there is none to use (in words)."""
     work_dir = Path(request.sources[0]).parent if request.sources else Path()
-    made = _made_for(
+    made = made_for(
         request.key(), *skeleton_paths(work_dir, request.number), missing="not built in time"
     )
     if isinstance(made, str):

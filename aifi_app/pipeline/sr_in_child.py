@@ -45,6 +45,7 @@ from aifi_app import heap_trim
 from aifi_app.algorithms.findings import AlgorithmResult, CodedConcept, SegmentationMask
 from aifi_app.algorithms.packed_mask import PackedFrames
 from aifi_app.part10 import part10_bytes, replaced_file
+from aifi_app.pipeline.made_ahead import made_for
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,7 @@ class SrRequest:
                 sop_instance_uid=s.sop_instance_uid,
                 series_instance_uid=s.series_instance_uid,
                 segment_number=s.segment_number,
+                # the SR reads the segment's concept and images, never its frames
                 mask=SegmentationMask(
                     s.concept, s.label, s.source_sop_instance_uids, PackedFrames(0, 1, 1)
                 ),
@@ -205,17 +207,10 @@ def load(request: SrRequest, wait: float = WAIT_SECONDS) -> Dataset | str:
         if time.monotonic() >= deadline:
             return "not built in time"
         time.sleep(POLL_SECONDS)
-    try:
-        about = json.loads(description.read_bytes())
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return "not built"
-    except (OSError, ValueError) as exc:
-        return f"unreadable ({type(exc).__name__})"
-    if about.get("key") != request.key():
-        return "built for another request"
-    if about.get("sha256") != hashlib.sha256(data).hexdigest():
-        return "incomplete"
+    made = made_for(request.key(), path, description, missing="not built")
+    if isinstance(made, str):
+        return made
+    _, data = made
     try:
         return dcmread(io.BytesIO(data))
     except Exception as exc:  # pydicom raises many kinds on bad bytes

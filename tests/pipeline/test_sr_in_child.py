@@ -99,7 +99,7 @@ def test_the_kept_images_are_used_once_and_then_let_go(job: Job) -> None:
     [
         ("not asked", None),
         ("never built", "not built in time"),
-        ("other request", "built for another request"),
+        ("other request", "made for another request"),
         ("torn", "incomplete"),
         ("torn description", "unreadable (JSONDecodeError)"),
     ],
