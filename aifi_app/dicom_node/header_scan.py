@@ -147,7 +147,11 @@ def _scan(head: bytes | bytearray, explicit: bool, complete: bool) -> dict[int, 
             group, element, vr, length = _explicit_short(head, offset)
             tag = group << 16 | element
             if tag in _PIXEL_DATA and tag > previous:
-                return found
+                # pydicom reads the pixel data's whole element header before it stops:
+                # one cut short (or of a VR it would guess at) is for it to refuse
+                if vr in _SHORT_VRS or (vr in _LONG_VRS and offset + 12 <= end):
+                    return found
+                return None
             if vr in _SHORT_VRS:
                 start = offset + 8
             elif vr in _LONG_VRS:

@@ -163,9 +163,26 @@ def test_the_header_is_found_before_the_pixel_data_arrives() -> None:
     ds = next(ct_series(demo_patient(2), 1, size=64))
     data_set, syntax = split(part10(ds, ExplicitVRLittleEndian))
     pixels = data_set.index(struct.pack("<HH", 0x7FE0, 0x0010))
-    assert scan_header(data_set[: pixels + 8], syntax, complete=False) is not None
+    assert scan_header(data_set[: pixels + 12], syntax, complete=False) is not None
+    # the pixel data's element header itself must be whole (pydicom reads all of it)
+    assert scan_header(data_set[: pixels + 8], syntax, complete=False) is None
     # a head that ends before the pixel data is not enough: pydicom decides
     assert scan_header(data_set[: pixels - 1], syntax, complete=False) is None
+
+
+def test_a_pixel_data_element_header_cut_short_is_left_to_pydicom() -> None:
+    """A file that ends 8 bytes into an explicit VR Pixel Data element (its 4-byte length
+    missing): pydicom refuses it, so the scan must not answer, whole or cut there (found
+    by the malformed-file campaign)."""
+    ds = next(ct_series(demo_patient(3), 1, size=16))
+    whole = part10(ds, ExplicitVRLittleEndian)
+    pixels = whole.index(struct.pack("<HH", 0x7FE0, 0x0010))
+    truncated = whole[: pixels + 8]
+    assert pydicom_header(truncated) is None
+    data_set, syntax = split(truncated)
+    assert scan_header(data_set, syntax, complete=True) is None
+    assert scan_header(data_set, syntax, complete=False) is None
+    assert check(whole) is not None  # whole, it is scanned as before
 
 
 @pytest.mark.parametrize(
