@@ -186,6 +186,44 @@ def test_only_the_selected_series_goes_into_the_work_folder(tmp_path: Path) -> N
     app.db.close()
 
 
+def test_a_series_no_route_takes_is_read_once_and_not_indexed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the first instance of a series no route takes is read (for its plans); its
+    other instances get no index entry, and the job reads what it lacks itself: its work
+    folder is the same as pseudonymising everything at completion."""
+    app, pre = _app(tmp_path)
+    images = _study(thin=21, thick=23)
+    for ds in images[21:]:
+        ds.BodyPartExamined = "ABDOMEN"  # the CT route needs a chest: that series goes nowhere
+    study_id = 0
+    for ds in images:
+        study_id = _receive(app, ds, tmp_path)
+    read: list[Path] = []
+    real_read_header = pre_pseudonymise.read_header
+
+    def counting(path: Path, tags: Any) -> Dataset:
+        read.append(path)
+        return real_read_header(path, tags)
+
+    monkeypatch.setattr(pre_pseudonymise, "read_header", counting)
+    _premake(pre)
+    assert len(read) == 21 + 1
+    assert len(list((app.data_dir / premade.PREMADE_DIR).rglob("*.dcm"))) == 21
+    rows = app.db.query("SELECT id, received_at FROM instances ORDER BY id")
+    index = pre.index({study_id})
+    has_header = [index.header(int(r["id"]), float(r["received_at"])) is not None for r in rows]
+    assert has_header == [True] * 21 + [True] + [False] * 22
+    monkeypatch.undo()
+    job_id = _complete_and_pseudonymise(app, study_id)
+    work = sorted(app.processor.work_dir(job_id).glob("*.dcm"))
+    assert len(work) == 21
+    assert _linked(app, job_id) == 21
+    expected, _ = _reference(app, job_id, tmp_path / "reference")
+    _same_files(work, expected)
+    app.db.close()
+
+
 def test_late_and_resent_instances_are_pseudonymised_at_completion(tmp_path: Path) -> None:
     app, pre = _app(tmp_path)
     images = _study(thin=24)
