@@ -48,7 +48,7 @@ from aifi_app.dicom_node.storage_scp import (
     checked_header,
     keep_checked,
 )
-from aifi_app.dicom_node.tcp_options import tune_socket
+from aifi_app.dicom_node.tcp_options import set_timeout, tune_socket
 from aifi_app.fault_logging import log_fault
 
 log = logging.getLogger(__name__)
@@ -251,7 +251,7 @@ class Receiver:
 
     def _serve(self, sock: socket.socket, key: int, address: str, over_limit: bool) -> None:
         try:
-            sock.settimeout(self._settings.timeout)
+            set_timeout(sock, self._settings.timeout)
             tune_socket(sock)
             StorageAssociation(
                 sock,

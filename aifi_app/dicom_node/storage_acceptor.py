@@ -91,6 +91,7 @@ from aifi_app.dicom_node.header_scan import HEAD_BYTES
 from aifi_app.dicom_node.plain_negotiation import Negotiated, negotiate_plain
 from aifi_app.dicom_node.spare_files import CREATE_FLAGS, SpareFiles
 from aifi_app.dicom_node.spool import crc32, set_checksum
+from aifi_app.dicom_node.tcp_options import set_timeout
 from aifi_app.fault_logging import log_fault
 
 log = logging.getLogger(__name__)
@@ -490,7 +491,7 @@ class StorageAssociation:
         self._slots.enter()
         self._in_slot = True
         try:
-            self._sock.settimeout(self._settings.timeout)
+            set_timeout(self._sock, self._settings.timeout)
             if self._negotiate():
                 self._serve()
         except ul.UpperLayerError as exc:

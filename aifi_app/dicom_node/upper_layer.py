@@ -7,8 +7,9 @@ grows), and hands out a ``memoryview`` of it: no per-PDU allocation, no copy. Th
 valid until the next read. A P-DATA-TF PDU's presentation data values are parsed in place
 by :func:`pdv_items` (offsets into that view).
 
-The socket's timeout (``settimeout``) is the upper layer's timer: the ARTIM timer while
-an A-ASSOCIATE-RQ is awaited, the network (idle) timer afterwards. A read that runs past
+The socket's timeout (:func:`~aifi_app.dicom_node.tcp_options.set_timeout`) is the upper
+layer's timer: the ARTIM timer while an A-ASSOCIATE-RQ is awaited, the network (idle)
+timer afterwards. A read that runs past
 it raises :class:`PduTimeout`; a peer that closes raises :class:`PeerClosed`.
 """
 
@@ -76,29 +77,40 @@ class PduTimeout(UpperLayerError):
 
 
 class PduReader:
-    """Reads whole PDUs from ``sock`` into one reused buffer."""
+    """Reads whole PDUs from ``sock`` into one reused buffer.
+
+    Each body's last read also asks for the next PDU's header (up to 6 bytes more, kept
+    for the next :meth:`read`): when the peer has already sent it, as a sender streaming
+    a data set has, that header costs no read of its own. A read never waits for those
+    bytes: ``recv_into`` returns what is there.
+    """
 
     def __init__(self, sock: socket.socket, *, initial_size: int = 1 << 16) -> None:
         self._sock = sock
         self._header = bytearray(HEADER_LENGTH)
         self._header_view = memoryview(self._header)
-        self._buffer = bytearray(initial_size)
+        self._next = bytearray(HEADER_LENGTH)
+        self._next_length = 0
+        """Bytes of the next PDU's header read with the last body (0-6)."""
+        self._buffer = bytearray(initial_size + HEADER_LENGTH)
         self._view = memoryview(self._buffer)
 
-    def _fill(self, view: memoryview) -> None:
+    def _fill(self, view: memoryview, wanted: int) -> int:
+        """Read at least ``wanted`` bytes into ``view`` (up to its length); the count."""
         sock = self._sock
-        wanted = len(view)
+        room = len(view)
         done = 0
         while done < wanted:
             try:
-                n = sock.recv_into(view[done:], wanted - done)
-            except TimeoutError as exc:
+                n = sock.recv_into(view[done:], room - done)
+            except (TimeoutError, BlockingIOError) as exc:  # (the kernel's timeout: EAGAIN)
                 raise PduTimeout() from exc
             except (ConnectionError, OSError) as exc:
                 raise PeerClosed(f"the connection failed ({type(exc).__name__})") from exc
             if not n:
                 raise PeerClosed()
             done += n
+        return done
 
     def read(self, limit: int) -> tuple[int, memoryview]:
         """The next PDU's type and its variable field (valid until the next read).
@@ -106,7 +118,12 @@ class PduReader:
         A PDU longer than ``limit`` (or of an unknown type) ends the association.
         """
         quickack(self._sock)  # acknowledge at once: a peer with Nagle on does not wait on us
-        self._fill(self._header_view)
+        have = self._next_length
+        if have:
+            self._header[:have] = self._next[:have]
+            self._next_length = 0
+        if have < HEADER_LENGTH:
+            self._fill(self._header_view[have:], HEADER_LENGTH - have)
         pdu_type, length = _HEADER.unpack(self._header)
         if pdu_type not in KNOWN_PDU_TYPES:
             raise UpperLayerError(
@@ -117,13 +134,16 @@ class PduReader:
                 f"PDU of type 0x{pdu_type:02X} is {length} bytes long, more than {limit}",
                 REASON_INVALID_PARAMETER,
             )
-        if length > len(self._buffer):
+        if length + HEADER_LENGTH > len(self._buffer):
             self._view.release()
-            self._buffer = bytearray(length)
+            self._buffer = bytearray(length + HEADER_LENGTH)
             self._view = memoryview(self._buffer)
-        body = self._view[:length]
-        self._fill(body)
-        return pdu_type, body
+        done = self._fill(self._view[: length + HEADER_LENGTH], length) if length else 0
+        extra = done - length
+        if extra:
+            self._next[:extra] = self._view[length:done]
+            self._next_length = extra
+        return pdu_type, self._view[:length]
 
     def header(self) -> bytes:
         """The last PDU's header (pynetdicom's PDU classes decode header and body together)."""

@@ -46,6 +46,55 @@ def test_a_pdu_sent_byte_by_byte_is_read_whole(pair: tuple[socket.socket, socket
     sender.join()
 
 
+class _CountingSocket:
+    """A socket whose reads are counted (the reader's own calls)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.reads = 0
+
+    def recv_into(self, buffer: memoryview, nbytes: int) -> int:
+        self.reads += 1
+        return self.sock.recv_into(buffer, nbytes)
+
+    def setsockopt(self, *args: int) -> None:
+        self.sock.setsockopt(*args)
+
+
+def test_a_header_already_sent_costs_no_read_of_its_own(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    """PDUs the peer sent back to back: each body's read takes the next header along,
+    and each PDU still gets its own header (:meth:`PduReader.header`)."""
+    ours, theirs = pair
+    bodies = [_pdv(1, 0x00, b"a" * 5000), _pdv(1, 0x02, b"b" * 300), b"\x00" * 4]
+    types = [ul.P_DATA_TF, ul.P_DATA_TF, ul.A_RELEASE_RQ]
+    theirs.sendall(b"".join(ul.encode_pdu(t, b) for t, b in zip(types, bodies, strict=True)))
+    counting = _CountingSocket(ours)
+    reader = ul.PduReader(counting, initial_size=64)  # type: ignore[arg-type]
+    for pdu_type, body in zip(types, bodies, strict=True):
+        got_type, got = reader.read(1 << 20)
+        assert (got_type, bytes(got)) == (pdu_type, body)
+        assert reader.header() == struct.pack(">BxL", pdu_type, len(body))
+    assert counting.reads == 1 + len(bodies)  # the first header, then one read a PDU
+
+
+def test_a_next_header_read_in_part_is_completed(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    """The bytes after a body are the next header's first few: the rest is read later."""
+    ours, theirs = pair
+    first = ul.encode_pdu(ul.P_DATA_TF, _pdv(1, 0x02, b"x" * 100))
+    second = ul.encode_pdu(ul.A_RELEASE_RQ, b"\x00" * 4)
+    theirs.sendall(first + second[:3])
+    reader = ul.PduReader(ours)
+    assert reader.read(1000)[0] == ul.P_DATA_TF
+    theirs.sendall(second[3:])
+    pdu_type, body = reader.read(1000)
+    assert (pdu_type, bytes(body)) == (ul.A_RELEASE_RQ, b"\x00" * 4)
+    assert reader.header() == second[:6]
+
+
 def test_pdu_longer_than_the_limit_is_refused(pair: tuple[socket.socket, socket.socket]) -> None:
     ours, theirs = pair
     theirs.sendall(ul.encode_pdu(ul.P_DATA_TF, _pdv(1, 0, b"x" * 100)))
