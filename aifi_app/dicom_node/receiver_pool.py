@@ -8,10 +8,11 @@ started as :mod:`aifi_app.child_processes` says: forked by the fork server on Li
 has the node's modules imported already, spawned elsewhere; never forked from the service,
 which has threads); the node's plain-TCP listener accepts each connection as before and
 passes its socket over a pipe (``SCM_RIGHTS``, :func:`multiprocessing.reduction.send_handle`)
-to the ready process with the fewest associations. The process runs the association and
-asks the service over the pipe for what only the service knows (the disk floor, the
-association limit, recording in the queue, audits); one thread here per process answers
-it, so the service's share of an instance is recording it
+to the ready process with the fewest associations, with one end of a pipe of the
+association's own. The process runs the association and asks the service over that pipe
+for what only the service knows (the disk floor, the association limit, recording in the
+queue, audits); a thread here per association answers it, so the service's share of an
+instance is recording it
 (:meth:`~aifi_app.dicom_node.storage_scp.StorageNode.store_kept`).
 
 The processes start once the node has been quiet for a second after its port opened
@@ -95,6 +96,8 @@ class PoolService(Protocol):
 class _Handed:
     sock: socket.socket
     left: bool = False
+    reader: threading.Thread | None = None
+    """Answers the association's calls (its own pipe)."""
 
 
 @dataclass
@@ -223,88 +226,107 @@ class ReceiverPool:
             ready = [c for c in self._children if c.ready]
             if ready:
                 child = min(ready, key=lambda c: len(c.open))
-                child.open[key] = _Handed(sock)
+                handed = child.open[key] = _Handed(sock)
         if not ready:  # the last one died meanwhile
             self._service.association_left(key)
             self._service.association_ended(key)
             return False
+        ours, theirs = self._context.Pipe(duplex=True)
         try:
             pid = child.process.pid
             assert pid is not None
             with child.send_lock:
-                child.conn.send(("assoc", key, address, over_limit))
+                child.conn.send(("assoc", address, over_limit))
                 send_handle(child.conn, sock.fileno(), pid)
+                send_handle(child.conn, theirs.fileno(), pid)
         except (OSError, ValueError) as exc:
             log.warning("a receiver process did not take a connection (%s)", type(exc).__name__)
+            ours.close()
             with self._lock:
                 child.open.pop(key, None)
             self._service.association_left(key)
             self._service.association_ended(key)
             return False
+        finally:
+            theirs.close()
+        handed.reader = threading.Thread(
+            target=self._answer, args=(child, key, ours), name="aifi-receiver-calls", daemon=True
+        )
+        handed.reader.start()
         with self._lock:
             self.handed_over += 1
         return True
 
-    # --- the process's requests (one thread per process) ------------------------------------
+    # --- the process's messages (one thread per process) ------------------------------------
     def _read(self, child: _Child) -> None:
         while True:
             try:
                 message = child.conn.recv()
             except (EOFError, OSError):
                 break
-            try:
-                self._handle(child, message)
-            except Exception as exc:
-                log_fault(log, "a receiver process's request failed", exc)
-                self._answer_failed(child, message)
+            if message[0] == "ready":
+                with self._lock:
+                    child.ready = True
+            else:
+                log.error("a receiver process sent an unknown message %r", message[0])
         self._gone(child)
 
-    def _handle(self, child: _Child, message: tuple[Any, ...]) -> None:
-        kind = message[0]
-        if kind == "ready":
-            with self._lock:
-                child.ready = True
-            return
-        if kind == "end":
-            self._end(child, message[1])
-            return
-        _, request, call, key, *args = message
+    # --- an association's calls (one thread per association) --------------------------------
+    def _answer(self, child: _Child, key: int, conn: Connection) -> None:
+        """Answer the association's calls until it says it ended (then it no longer
+        counts), or until its pipe closes: the process died, and :meth:`_gone` cuts the
+        association off (an A-ABORT to its peer)."""
+        try:
+            while True:
+                try:
+                    message = conn.recv()
+                except (EOFError, OSError):
+                    return
+                if message[0] == "end":
+                    self._end(child, key)
+                    return
+                _, call, *args = message
+                try:
+                    value = self._call(child, key, call, args)
+                except Exception as exc:
+                    log_fault(log, "a receiver process's request failed", exc)
+                    value = self._failed_answer(call, args)
+                with contextlib.suppress(OSError, ValueError):
+                    conn.send(value)
+        finally:
+            conn.close()
+
+    def _call(self, child: _Child, key: int, call: str, args: list[Any]) -> Any:
         service = self._service
-        value: Any = None
         if call == "store":
             (kept,) = args
-            value = service.store_kept(kept, key)
-        elif call == "leave":
+            return service.store_kept(kept, key)
+        if call == "leave":
             self._leave(child, key)
-        elif call == "refuse":
-            value = service.refuse_association(*args)
-        elif call == "rejected":
+            return None
+        if call == "refuse":
+            return service.refuse_association(*args)
+        if call == "rejected":
             service.association_rejected(*args)
-        elif call == "refused":
-            value = service.refused(*args)
-        else:
-            raise ValueError(f"unknown request {call!r}")
-        with contextlib.suppress(OSError, ValueError), child.send_lock:
-            child.conn.send(("reply", request, value))
+            return None
+        if call == "refused":
+            return service.refused(*args)
+        raise ValueError(f"unknown request {call!r}")
 
-    def _answer_failed(self, child: _Child, message: tuple[Any, ...]) -> None:
-        """Answer a call whose handling raised, so that the receiver's association does
-        not wait for an answer forever (nor its process's stop): a store gets Out of
+    @staticmethod
+    def _failed_answer(call: str, args: list[Any]) -> Any:
+        """The answer to a call whose handling raised, so that the receiver's association
+        does not wait for an answer forever (nor its process's stop): a store gets Out of
         Resources (the sender keeps the instance; were it recorded after all, its copy
-        sent again is the same instance), a new association is refused, the others get
-        nothing."""
-        if message[0] != "call":
-            return
-        _, request, call, _key, *args = message
-        value: Any = None
+        sent again is the same instance), a new association is refused, a refused store
+        gets its own status, the others nothing."""
         if call == "store":
-            value = _OUT_OF_RESOURCES
-        elif call == "refuse":
-            value = "internal error"
-        elif call == "refused":
-            value = args[1]
-        with contextlib.suppress(OSError, ValueError), child.send_lock:
-            child.conn.send(("reply", request, value))
+            return _OUT_OF_RESOURCES
+        if call == "refuse":
+            return "internal error"
+        if call == "refused":
+            return args[1]
+        return None
 
     def _leave(self, child: _Child, key: int) -> None:
         with self._lock:

@@ -8,59 +8,52 @@ import multiprocessing
 import os
 import socket
 import threading
+from multiprocessing.connection import Connection
 from multiprocessing.reduction import send_handle
 from pathlib import Path
 
 import pytest
 
-from aifi_app.dicom_node.receiver_child import ParentGone, ParentLink, Receiver
+from aifi_app.dicom_node.receiver_child import AssociationLink, ParentGone, Receiver
 from aifi_app.dicom_node.storage_scp import NodeConfig
 
 
-def test_answers_reach_the_thread_that_asked_in_any_order() -> None:
+def test_a_call_gets_the_answer_sent_on_its_own_pipe() -> None:
     ours, theirs = multiprocessing.Pipe(duplex=True)
-    link = ParentLink(theirs)
-    answers: dict[int, object] = {}
-
-    def ask(key: int) -> None:
-        answers[key] = link.call("store", key, "CT1")
-
-    threads = [threading.Thread(target=ask, args=(k,)) for k in (-1, -2, -3)]
-    for thread in threads:
-        thread.start()
-    requests = [ours.recv() for _ in threads]
-    assert sorted(r[3] for r in requests) == [-3, -2, -1]
-    assert all(r[0] == "call" and r[2] == "store" and r[4] == "CT1" for r in requests)
-    for request in reversed(requests):  # answered last to first
-        link.answer(request[1], f"for {request[3]}")
-    for thread in threads:
-        thread.join(10)
-    assert answers == {-1: "for -1", -2: "for -2", -3: "for -3"}
+    link = AssociationLink(theirs)
+    answers: list[object] = []
+    thread = threading.Thread(target=lambda: answers.append(link.call("store", "CT1")))
+    thread.start()
+    assert ours.recv() == ("call", "store", "CT1")
+    ours.send(0x0000)
+    thread.join(10)
+    assert answers == [0x0000]
+    link.send(("end",))
+    assert ours.recv() == ("end",)
+    link.close()
     ours.close()
-    theirs.close()
 
 
 def test_a_call_waiting_when_the_service_goes_raises_parent_gone() -> None:
     ours, theirs = multiprocessing.Pipe(duplex=True)
-    link = ParentLink(theirs)
+    link = AssociationLink(theirs)
     raised: list[BaseException] = []
 
     def ask() -> None:
         try:
-            link.call("leave", -1)
+            link.call("leave")
         except ParentGone as exc:
             raised.append(exc)
 
     thread = threading.Thread(target=ask)
     thread.start()
-    assert ours.recv()[2] == "leave"
-    link.close()  # what the process does when the pipe closes
+    assert ours.recv() == ("call", "leave")
+    ours.close()  # the service's end closes (it died)
     thread.join(10)
     assert len(raised) == 1
     with pytest.raises(ParentGone):
-        link.call("refuse", -2, "CT1", "127.0.0.1")
-    ours.close()
-    theirs.close()
+        link.call("refuse", "CT1", "127.0.0.1")
+    link.close()
 
 
 def test_a_connection_handed_over_after_the_stop_is_cut_and_the_process_ends(
@@ -79,26 +72,31 @@ def test_a_connection_handed_over_after_the_stop_is_cut_and_the_process_ends(
     heard: list[str] = []
     late_sent = threading.Event()
 
-    def service() -> None:  # the service's side: answers once the late one was sent
+    def service(calls: Connection) -> None:  # the service's side of one association
         with contextlib.suppress(EOFError, OSError):
             while True:
-                message = ours.recv()
-                heard.append(message[2] if message[0] == "call" else message[0])
+                message = calls.recv()
+                heard.append(message[1] if message[0] == "call" else message[0])
                 if message[0] == "call":
                     late_sent.wait(10)  # the first association ends only after
-                    ours.send(("reply", message[1], None))
+                    calls.send(None)
+        calls.close()
 
-    answering = threading.Thread(target=service, daemon=True)
-    answering.start()
+    answering = []
     peers = []
     for key in (-1, -2):  # the first before the stop, the second after it
         if key == -2:
             ours.send(("stop",))
         peer, handed = socket.socketpair()
         peers.append(peer)
-        ours.send(("assoc", key, "127.0.0.1", False))
+        calls, their_calls = multiprocessing.Pipe(duplex=True)
+        answering.append(threading.Thread(target=service, args=(calls,), daemon=True))
+        answering[-1].start()
+        ours.send(("assoc", "127.0.0.1", False))
         send_handle(ours, handed.fileno(), os.getpid())
+        send_handle(ours, their_calls.fileno(), os.getpid())
         handed.close()
+        their_calls.close()
     late_sent.set()
     running.join(15)
     alive = running.is_alive()
@@ -107,8 +105,9 @@ def test_a_connection_handed_over_after_the_stop_is_cut_and_the_process_ends(
         peer.settimeout(5)
         with peer:
             closed.append(peer.recv(1) == b"")
-    theirs.close()  # the service's side then hears the pipe close
-    answering.join(5)
+    theirs.close()
+    for thread in answering:
+        thread.join(5)
     ours.close()
     assert not alive, "the receiver still serves a connection handed after its stop"
     assert closed == [True, True]  # both cut: their peers see the connections close
