@@ -96,8 +96,6 @@ class PoolService(Protocol):
 class _Handed:
     sock: socket.socket
     left: bool = False
-    reader: threading.Thread | None = None
-    """Answers the association's calls (its own pipe)."""
 
 
 @dataclass
@@ -226,7 +224,7 @@ class ReceiverPool:
             ready = [c for c in self._children if c.ready]
             if ready:
                 child = min(ready, key=lambda c: len(c.open))
-                handed = child.open[key] = _Handed(sock)
+                child.open[key] = _Handed(sock)
         if not ready:  # the last one died meanwhile
             self._service.association_left(key)
             self._service.association_ended(key)
@@ -249,10 +247,9 @@ class ReceiverPool:
             return False
         finally:
             theirs.close()
-        handed.reader = threading.Thread(
+        threading.Thread(
             target=self._answer, args=(child, key, ours), name="aifi-receiver-calls", daemon=True
-        )
-        handed.reader.start()
+        ).start()
         with self._lock:
             self.handed_over += 1
         return True

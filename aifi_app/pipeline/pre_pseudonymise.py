@@ -328,16 +328,11 @@ def _write_back_now(path: Path, size: int) -> None:
     start_writeback(path)
 
 
-def selection_headers(paths: Sequence[str]) -> list[Dataset | None]:
-    """The selection tags of each file (None where it cannot be read), as
+def selection_header(path: str) -> Dataset | None:
+    """The selection tags of the file (None where it cannot be read), as
     ``dcmread(stop_before_pixels=True, specific_tags=SELECTION_TAGS)`` reads them, by the
     pipeline's own header reader (:func:`~aifi_app.pipeline.image_reader.read_header`:
     0.2 ms a received CT slice against ~1 ms, in the child while the study arrives)."""
-    return [selection_header(path) for path in paths]
-
-
-def selection_header(path: str) -> Dataset | None:
-    """One file's selection tags (:func:`selection_headers`); None when it cannot be read."""
     try:
         return read_header(Path(path), SELECTION_TAG_NUMBERS)
     except Exception:
