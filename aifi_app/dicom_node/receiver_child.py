@@ -187,8 +187,9 @@ class Receiver:
         self._open: dict[threading.Thread, socket.socket] = {}
 
     def run(self) -> None:
-        """Serve until told to stop (then cut the associations, and answer their last
-        requests until they ended) or until the service's end of the pipe closes."""
+        """Serve until told to stop (then cut the associations and wait until they
+        ended: each asks its last on its own pipe) or until the service's end of the
+        pipe closes."""
         self._spare.start()
         self._conn.send(("ready",))
         stopping = False

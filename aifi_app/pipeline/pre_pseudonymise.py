@@ -687,11 +687,12 @@ class PreLoop:
         self, batch: Sequence[tuple[SourceInstance, str]], stop: Callable[[], bool] | None = None
     ) -> None:
         sources = [s for s, _ in batch]
-        headers = self._wanted_headers(batch)
+        planned = self._read_and_plan(batch)
+        headers = [header for header, _ in planned]
         by_plan: dict[str, tuple[Plan, list[SourceInstance]]] = {}
         made_for: dict[int, dict[str, Any]] = {s.instance_id: {} for s in sources}
-        for (source, series_uid), header in zip(batch, headers, strict=True):
-            for plan in self.plans(source.study_id, series_uid, header):
+        for source, (_, plans) in zip(sources, planned, strict=True):
+            for plan in plans:
                 by_plan.setdefault(plan.key, (plan, []))[1].append(source)
         study_id = sources[0].study_id
         defer = self._defers_writes(study_id)
@@ -750,25 +751,23 @@ class PreLoop:
         if indexed:
             premade.write_index(self.data_dir, sources[0].study_id, indexed, name=name)
 
-    def _wanted_headers(self, batch: Sequence[tuple[SourceInstance, str]]) -> list[Dataset | None]:
-        """The selection tags of the batch's instances (None where not read): each series'
-        first instance is read for its plans (:meth:`plans`), the others only when the
-        series has a plan. A series no route takes (most of what a node receives where
-        the PACS forwards every study) costs one read, not one an instance: the child read
-        and indexed every instance of every study, 0.2-0.3 s of CPU a 500-slice CT, on the
-        cores the node was receiving on. Its job, should a route take the study after
-        all (on another series), reads those itself (``JobProcessor._select``)."""
-        headers: list[Dataset | None] = []
+    def _read_and_plan(
+        self, batch: Sequence[tuple[SourceInstance, str]]
+    ) -> list[tuple[Dataset | None, list[Plan]]]:
+        """Each instance's selection tags (None where not read) and its series' plans
+        (:meth:`plans`). A series is read for its plans at its first instance, and its
+        other instances only when it has a plan: a series no route takes (most of what a
+        node receives where the PACS forwards every study) costs one read, not one an
+        instance. (The child read and indexed every instance of every study: 0.2-0.3 s of
+        CPU a 500-slice CT, on the cores the node was receiving on.) Its job, should a
+        route take the study after all (on another series), reads those itself
+        (``JobProcessor._select``)."""
+        planned: list[tuple[Dataset | None, list[Plan]]] = []
         for source, series_uid in batch:
-            plans = self._plans.get((source.study_id, series_uid))
-            if plans is not None and not plans:
-                headers.append(None)
-                continue
-            header = selection_header(str(self.data_dir / source.path))
-            headers.append(header)
-            if plans is None:
-                self.plans(source.study_id, series_uid, header)  # (cached for the next)
-        return headers
+            known = self._plans.get((source.study_id, series_uid))
+            header = None if known == [] else selection_header(str(self.data_dir / source.path))
+            planned.append((header, self.plans(source.study_id, series_uid, header)))
+        return planned
 
 
 def _here(call: Callable[[], T]) -> T:
