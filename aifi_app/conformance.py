@@ -13,7 +13,7 @@ from pynetdicom import DEFAULT_TRANSFER_SYNTAXES
 
 from aifi_app import __version__
 from aifi_app.config.settings import DeliverySettings, NodeSettings, RisSettings
-from aifi_app.dicom_node import storage_scp
+from aifi_app.dicom_node import instance_keeper, storage_scp
 from aifi_app.dicom_node.transfer_syntaxes import ACCEPTED_TRANSFER_SYNTAXES, STORAGE_SOP_CLASSES
 from aifi_app.results.catalog import RESULT_OBJECTS
 from aifi_app.ris import hl7_messages
@@ -106,17 +106,18 @@ def conformance_statement() -> str:
     add("")
     add("| status | when |")
     add("| --- | --- |")
-    add(f"| 0x{storage_scp.SUCCESS:04X} Success | the instance is durably on disk and queued |")
+    add(f"| 0x{instance_keeper.SUCCESS:04X} Success | the instance is durably on disk and queued |")
     add(
-        f"| 0x{storage_scp.OUT_OF_RESOURCES:04X} Refused: out of resources | an internal "
+        f"| 0x{instance_keeper.OUT_OF_RESOURCES:04X} Refused: out of resources | an internal "
         "fault (the instance is not kept; the sender may resend) |"
     )
     add(
-        f"| 0x{storage_scp.DATA_SET_DOES_NOT_MATCH_SOP_CLASS:04X} Error: data set does not "
+        f"| 0x{instance_keeper.DATA_SET_DOES_NOT_MATCH_SOP_CLASS:04X} Error: data set does not "
         "match SOP class | missing or invalid identifying attributes |"
     )
     add(
-        f"| 0x{storage_scp.CANNOT_UNDERSTAND:04X} Error: cannot understand | unparseable data set |"
+        f"| 0x{instance_keeper.CANNOT_UNDERSTAND:04X} Error: cannot understand "
+        "| unparseable data set |"
     )
     add("")
     add("## 3. Accepted presentation contexts (SCP)")

@@ -42,6 +42,7 @@ from aifi_app.secrets import installation_secret
 from aifi_app.store import audit
 from aifi_app.store.database import Database
 from aifi_app.store.disk_space import DiskFloor, DiskGuard
+from aifi_app.store.receiving import IdleTimes
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +208,15 @@ class Appliance:
         except TlsConfigError as exc:
             raise ServiceConfigError(f"node.tls: {exc}") from exc
         self.disk_guard = disk_guard(settings)
+        self.idle_times = IdleTimes(
+            settings.completion.idle_seconds,
+            tuple(
+                (r.idle_seconds, frozenset(r.modalities))
+                for r in settings.routes
+                if r.idle_seconds is not None
+            ),
+        )
+        """The completion idle time by modality: the shortest of the routes that may take it."""
         self.node = StorageNode(
             NodeConfig(
                 ae_title=node.ae_title,
@@ -224,7 +234,7 @@ class Appliance:
             ),
             self.db,
             self.data_dir,
-            idle_seconds_for=self.idle_seconds_for,
+            idle_seconds_for=self.idle_times,
             late_policy=settings.completion.late_instance_policy,
             on_stored=self._instance_stored,
             on_association_end=self._wake_workers,
@@ -246,15 +256,6 @@ class Appliance:
     def _wake_workers(self) -> None:
         self.worker.wake()
         self.small_study_worker.wake()
-
-    def idle_seconds_for(self, modality: str) -> float:
-        """The completion idle time: the shortest of the routes that may take this modality."""
-        own = [
-            r.idle_seconds
-            for r in self.settings.routes
-            if r.idle_seconds is not None and (not r.modalities or modality in r.modalities)
-        ]
-        return min(own) if own else self.settings.completion.idle_seconds
 
     def _audit_crash(self, detail: str) -> None:
         with self.db.transaction() as conn:

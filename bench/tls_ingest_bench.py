@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from aifi_app.dicom_node.storage_scp import NodeConfig, StorageNode
 from aifi_app.net.tls import TlsIdentity, server_context
 from aifi_app.store.database import Database
+from aifi_app.store.receiving import IdleTimes
 from tests.helpers.file_keyring import file_keyring
 from tests.helpers.phi_corpus import write_ct
 from tests.helpers.pki import CertificateAuthority
@@ -58,7 +59,7 @@ def main() -> None:
             node = StorageNode(
                 NodeConfig("AIFI", "127.0.0.1", free_port(), ("BENCH",), 131072, 60,
                            tls_context=context, tls_port=0),
-                db, data, idle_seconds_for=lambda m: 300.0, late_policy="follow_up",
+                db, data, idle_seconds_for=IdleTimes(300.0), late_policy="follow_up",
             )  # fmt: skip
             node.start()
             try:

@@ -3,29 +3,35 @@
 The service (:mod:`aifi_app.dicom_node.receiver_pool`) accepts a connection and passes
 its socket over the pipe to this process, which runs the whole association here
 (:class:`~aifi_app.dicom_node.storage_acceptor.StorageAssociation`: negotiation, the
-calling AE title and address checks, the writes, the checksum, the header checks and
-the durable move into the spool), outside the service's interpreter. With the socket
-comes a pipe of the association's own, on which its thread asks the service what only
-the service knows, and waits for the answer (:class:`AssociationLink`):
+calling AE title and address checks, the writes, the checksum), outside the service's
+interpreter, and keeps each instance itself
+(:class:`~aifi_app.dicom_node.instance_keeper.InstanceKeeper`: the header checks, the disk
+floor, the durable move into the spool, the record in the queue database, which SQLite in
+WAL mode lets several processes write; a refusal is logged and audited here). Success is
+answered once the instance is recorded, as in the service.
+
+With the socket comes a pipe of the association's own (:class:`AssociationLink`). On it
+the association tells the service, without waiting:
+
+- ``stored``: an instance of this study (its queue id) was recorded and answered (the
+  service holds the study's idle timer while the association is open, and wakes its
+  workers); said when the association's study changes, not for every instance;
+- ``end``: the association ended (before it closes that pipe);
+
+and asks it, waiting for the answer, what only the service knows:
 
 - ``refuse``: may a new association begin (the disk floor; the service audits a refusal);
 - ``rejected``: an association this process rejected (the service audits it);
-- ``store``: an instance durable in the spool; the service checks the disk floor,
-  records it in the queue, and answers the C-STORE status, so success is sent only once
-  the instance is durable and recorded;
-- ``refused``: a C-STORE this process refused (the service logs and audits it);
-- ``leave``: the association no longer counts against the limit;
+- ``leave``: the association no longer counts against the limit.
 
-and tells it ``end`` (the association ended) before it closes that pipe. The thread
-reads its answers itself: an instance's answer wakes only the thread that waits for it.
-(Through one pipe shared by the process, read by its main thread, each answer woke that
-thread first, which then woke the association's: four associations at once on the busy
-two-core machine, a store's round trip took 1.8-1.9 ms at the median, 2.3-2.5 ms on
-average; with a pipe each, 1.3 and 1.6 ms.) The process's own pipe
-carries ``ready`` to the service, and ``assoc`` (followed by the socket's and the
-association pipe's descriptors) and ``stop`` from it. The process makes its own empty
-incoming files (:mod:`aifi_app.dicom_node.spare_files`, named by its pid), and ends when
-told to stop or when the service's end of its pipe closes.
+The round trip a store took when the service recorded it (the store's call, the
+service's record, its answer: 1.3 ms at the median with four associations at once on the
+busy two-core machine, 1.8-1.9 ms through one pipe per process) is no longer in each
+instance's path. The process's own pipe carries ``ready`` to the service, and ``assoc``
+(followed by the socket's and the association pipe's descriptors) and ``stop`` from it.
+The process makes its own empty incoming files (:mod:`aifi_app.dicom_node.spare_files`,
+named by its pid), and ends when told to stop or when the service's end of its pipe
+closes.
 """
 
 from __future__ import annotations
@@ -40,22 +46,16 @@ from multiprocessing.reduction import recv_handle
 from pathlib import Path
 from typing import Any
 
+from aifi_app.dicom_node.instance_keeper import InstanceKeeper, KeepingRules
 from aifi_app.dicom_node.spare_files import SpareFiles
 from aifi_app.dicom_node.storage_acceptor import (
     AssociationSlots,
     DataSetStart,
     StorageAssociation,
 )
-from aifi_app.dicom_node.storage_scp import (
-    OUT_OF_RESOURCES,
-    NodeConfig,
-    StoreRefused,
-    acceptor_settings,
-    checked_header,
-    keep_checked,
-)
+from aifi_app.dicom_node.storage_scp import NodeConfig, acceptor_settings
 from aifi_app.dicom_node.tcp_options import set_timeout, tune_socket
-from aifi_app.fault_logging import log_fault
+from aifi_app.store.database import Database
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +97,11 @@ class ChildService:
     """The node's storage service for one association in this process
     (:class:`~aifi_app.dicom_node.storage_acceptor.StorageService`)."""
 
-    def __init__(self, link: AssociationLink, data_dir: Path) -> None:
+    def __init__(self, link: AssociationLink, keeper: InstanceKeeper) -> None:
         self._link = link
-        self._data_dir = data_dir
+        self._keeper = keeper
+        self._told: int | None = None
+        """The study the service heard of last from this association."""
 
     def refuse_association(self, calling_ae: str, address: str) -> str | None:
         refused: str | None = self._link.call("refuse", calling_ae, address)
@@ -117,31 +119,15 @@ class ChildService:
         sop_instance_uid: str,
         start: DataSetStart | None = None,
     ) -> int:
-        if path is None:
-            return self._refused(
-                calling_ae, OUT_OF_RESOURCES, "the received data set cannot be written"
-            )
-        try:
-            header = checked_header(path, sop_instance_uid, start)
-            kept = keep_checked(self._data_dir, path, header, sop_instance_uid, start, calling_ae)
-        except StoreRefused as exc:
-            path.unlink(missing_ok=True)
-            return self._refused(calling_ae, exc.status, exc.reason)
-        except ParentGone:
-            raise
-        except Exception as exc:
-            # never log the exception itself: its message may quote the data
-            log_fault(log, "C-STORE from %s failed unexpectedly", exc, calling_ae)
-            path.unlink(missing_ok=True)
-            return self._refused(
-                calling_ae, OUT_OF_RESOURCES, f"internal error ({type(exc).__name__})"
-            )
-        status: int = self._link.call("store", kept)
+        status, study_id = self._keeper.store(path, calling_ae, sop_instance_uid, start)
+        if study_id is not None and study_id != self._told:
+            # recorded: the service's part only hastens its study's completion (once a
+            # study and association: the next slices of a CT tell it nothing new), and a
+            # service that is gone (its pipe closed) ends this process soon anyway
+            self._told = study_id
+            with contextlib.suppress(ParentGone):
+                self._link.send(("stored", study_id))
         return status
-
-    def _refused(self, calling_ae: str, status: int, reason: str) -> int:
-        answered: int = self._link.call("refused", calling_ae, status, reason)
-        return answered
 
 
 class ParentSlots(AssociationSlots):
@@ -171,9 +157,17 @@ class ParentSlots(AssociationSlots):
 class Receiver:
     """This process's side: reads the service's messages, runs the associations."""
 
-    def __init__(self, conn: Connection, config: NodeConfig, data_dir: Path, spare: int) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        config: NodeConfig,
+        data_dir: Path,
+        spare: int,
+        *,
+        keeper: InstanceKeeper,
+    ) -> None:
         self._conn = conn
-        self._data_dir = data_dir
+        self._keeper = keeper
         self._local = AssociationSlots(0)
         incoming = data_dir / "incoming"
         opened = time.monotonic()
@@ -216,6 +210,7 @@ class Receiver:
             # (its thread runs at a low priority: on a busy machine it may take a while
             # to see the stop; it is a daemon thread, the process ends without it)
             self._spare.stop(wait_seconds=0.2)
+            self._keeper.close()
 
     def _begin(self, fd: int, link: AssociationLink, address: str, over_limit: bool) -> None:
         sock = socket.socket(fileno=fd)
@@ -237,7 +232,7 @@ class Receiver:
                 sock,
                 address,
                 self._settings,
-                ChildService(link, self._data_dir),
+                ChildService(link, self._keeper),
                 ParentSlots(link, over_limit, self._local),
             ).run()
         finally:
@@ -268,7 +263,19 @@ class Receiver:
             thread.join(_STOP_WAIT_SECONDS)
 
 
-def child_main(conn: Connection, config: NodeConfig, data_dir: str, spare: int) -> None:
+def child_main(
+    conn: Connection,
+    config: NodeConfig,
+    data_dir: str,
+    db_path: str,
+    rules: KeepingRules,
+    spare: int,
+) -> None:
     """The receiver process's entry point (started by the service with
     :func:`~aifi_app.child_processes.child_process`: its records go to the service's log)."""
-    Receiver(conn, config, Path(data_dir), spare).run()
+    db = Database(Path(db_path))
+    try:
+        keeper = InstanceKeeper(db, Path(data_dir), rules)
+        Receiver(conn, config, Path(data_dir), spare, keeper=keeper).run()
+    finally:
+        db.close()

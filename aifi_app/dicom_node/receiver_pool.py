@@ -9,11 +9,14 @@ has the node's modules imported already, spawned elsewhere; never forked from th
 which has threads); the node's plain-TCP listener accepts each connection as before and
 passes its socket over a pipe (``SCM_RIGHTS``, :func:`multiprocessing.reduction.send_handle`)
 to the ready process with the fewest associations, with one end of a pipe of the
-association's own. The process runs the association and asks the service over that pipe
-for what only the service knows (the disk floor, the association limit, recording in the
-queue, audits); a thread here per association answers it, so the service's share of an
-instance is recording it
-(:meth:`~aifi_app.dicom_node.storage_scp.StorageNode.store_kept`).
+association's own. The process runs the association and keeps each instance itself, as
+the service would (:mod:`aifi_app.dicom_node.instance_keeper`: header, disk floor, the
+durable move, the queue's record, on the same database; a refusal logged and audited
+there), answers the C-STORE, and then tells the service which study it joined
+(``stored``, no answer awaited: :meth:`~aifi_app.dicom_node.storage_scp.StorageNode.instance_stored`
+holds the study's idle timer for the association and wakes the workers). What only the
+service knows it asks over that pipe (may a new association begin, the association limit,
+the audit of a rejected association); a thread here per association answers it.
 
 The processes start once the node has been quiet for a second after its port opened
 (:meth:`~aifi_app.dicom_node.storage_scp.StorageNode.start`): their imports (or the fork
@@ -28,9 +31,12 @@ arrives while the service serves none.
 A receiver process that dies (a crash, SIGKILL): the service sends an A-ABORT on each of
 its associations (it keeps its own copy of every socket it handed over) and closes them,
 removes the process's partial incoming files, audits ``receiver_process_died`` and
-starts another. Nothing acknowledged is lost: success is sent only after the service
-recorded the instance. :meth:`ReceiverPool.stop` tells each process to stop (it cuts its
-associations), waits for it and kills one that does not end (by its pid).
+starts another. Nothing acknowledged is lost: success is sent only after the instance
+was recorded in the queue (a process killed between its record and its ``stored`` leaves
+a recorded instance the service was not told of: the worker finds its study by its idle
+timer in the queue, without the association's hold). :meth:`ReceiverPool.stop` tells each
+process to stop (it cuts its associations), waits for it and kills one that does not end
+(by its pid).
 """
 
 from __future__ import annotations
@@ -54,15 +60,12 @@ from aifi_app.dicom_node.spare_files import is_spare
 from aifi_app.fault_logging import log_fault
 
 if TYPE_CHECKING:
+    from aifi_app.dicom_node.instance_keeper import KeepingRules
     from aifi_app.dicom_node.storage_scp import NodeConfig
-    from aifi_app.store.receiving import ReceivedInstance
 
 log = logging.getLogger(__name__)
 
 _STOP_WAIT_SECONDS = 10.0
-_OUT_OF_RESOURCES = 0xA700
-"""A C-STORE's Out of Resources status (``storage_scp.OUT_OF_RESOURCES``; that module
-imports this one)."""
 _ABORT_SEND_SECONDS = 1.0
 
 
@@ -75,9 +78,9 @@ class PoolService(Protocol):
         self, calling_ae: str, address: str, reason: str, tls_peer: str | None
     ) -> None: ...
 
-    def store_kept(self, kept: ReceivedInstance, key: int) -> int: ...
-
-    def refused(self, calling_ae: str, status: int, reason: str) -> int: ...
+    def instance_stored(self, study_id: int, key: int) -> None:
+        """Association ``key`` kept and recorded an instance of ``study_id``."""
+        ...
 
     def association_began(self, key: int) -> bool:
         """A connection handed over counts against the limit now; True: over the limit."""
@@ -117,12 +120,16 @@ class ReceiverPool:
         config: NodeConfig,
         data_dir: Path,
         *,
+        db_path: Path,
+        rules: KeepingRules,
         processes: int,
         spare_files: int,
     ) -> None:
         self._service = service
         self._config = dataclasses.replace(config, tls_context=None)  # (not picklable)
         self._data_dir = data_dir
+        self._db_path = db_path
+        self._rules = rules
         self._processes = processes
         self._spare_files = spare_files
         self._context = child_context()
@@ -150,7 +157,14 @@ class ReceiverPool:
         process = child_process(
             self._context,
             receiver_child.child_main,
-            (theirs, self._config, str(self._data_dir), self._spare_files),
+            (
+                theirs,
+                self._config,
+                str(self._data_dir),
+                str(self._db_path),
+                self._rules,
+                self._spare_files,
+            ),
             name="aifi-receiver",
         )
         with self._lock:
@@ -270,15 +284,18 @@ class ReceiverPool:
 
     # --- an association's calls (one thread per association) --------------------------------
     def _answer(self, child: _Child, key: int, conn: Connection) -> None:
-        """Answer the association's calls until it says it ended (then it no longer
-        counts), or until its pipe closes: the process died, and :meth:`_gone` cuts the
-        association off (an A-ABORT to its peer)."""
+        """Hear the association's instances and answer its calls until it says it ended
+        (then it no longer counts), or until its pipe closes: the process died, and
+        :meth:`_gone` cuts the association off (an A-ABORT to its peer)."""
         try:
             while True:
                 try:
                     message = conn.recv()
                 except (EOFError, OSError):
                     return
+                if message[0] == "stored":
+                    self._stored(key, message[1])
+                    continue
                 if message[0] == "end":
                     self._end(child, key)
                     return
@@ -293,11 +310,14 @@ class ReceiverPool:
         finally:
             conn.close()
 
+    def _stored(self, key: int, study_id: int) -> None:
+        try:
+            self._service.instance_stored(study_id, key)
+        except Exception as exc:  # recorded and answered: this only hastens its completion
+            log_fault(log, "a recorded instance's study could not be woken", exc)
+
     def _call(self, child: _Child, key: int, call: str, args: list[Any]) -> Any:
         service = self._service
-        if call == "store":
-            (kept,) = args
-            return service.store_kept(kept, key)
         if call == "leave":
             self._leave(child, key)
             return None
@@ -306,23 +326,15 @@ class ReceiverPool:
         if call == "rejected":
             service.association_rejected(*args)
             return None
-        if call == "refused":
-            return service.refused(*args)
         raise ValueError(f"unknown request {call!r}")
 
     @staticmethod
     def _failed_answer(call: str, args: list[Any]) -> Any:
         """The answer to a call whose handling raised, so that the receiver's association
-        does not wait for an answer forever (nor its process's stop): a store gets Out of
-        Resources (the sender keeps the instance; were it recorded after all, its copy
-        sent again is the same instance), a new association is refused, a refused store
-        gets its own status, the others nothing."""
-        if call == "store":
-            return _OUT_OF_RESOURCES
+        does not wait for an answer forever (nor its process's stop): a new association is
+        refused, the others get nothing."""
         if call == "refuse":
             return "internal error"
-        if call == "refused":
-            return args[1]
         return None
 
     def _leave(self, child: _Child, key: int) -> None:

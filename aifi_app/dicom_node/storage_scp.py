@@ -4,27 +4,24 @@ Each association runs on a thread of its own (:mod:`aifi_app.dicom_node.storage_
 accepted by :mod:`aifi_app.dicom_node.association_listener`): the data set is written to
 a file in the data volume's ``incoming`` folder while it arrives (one of the empty files
 made ahead, :mod:`aifi_app.dicom_node.spare_files`), then :meth:`StorageNode.store`
-checks its header (scanned from the data set's first bytes in memory,
-:mod:`aifi_app.dicom_node.header_scan`, or read with pydicom where that cannot tell),
-moves it durably into the spool and records it in the queue, and only then is success
-answered. It never waits for downstream work. The queue's commits for received instances
-are not flushed to disk one by one: the spool file is, and after an unclean stop the
-next start records any spool file the queue lost (:mod:`aifi_app.dicom_node.spool_recovery`).
+has it kept (:mod:`aifi_app.dicom_node.instance_keeper`): its header checked (scanned
+from the data set's first bytes in memory, :mod:`aifi_app.dicom_node.header_scan`, or
+read with pydicom where that cannot tell), the disk floor checked, the file moved durably
+into the spool and recorded in the queue, and only then is success answered. It never
+waits for downstream work. The queue's commits for received instances are not flushed to
+disk one by one: the spool file is, and after an unclean stop the next start records any
+spool file the queue lost (:mod:`aifi_app.dicom_node.spool_recovery`).
 
 With ``receive_processes`` (``[node]``), plain-TCP associations are served in receiver
-processes instead (:mod:`aifi_app.dicom_node.receiver_pool`), which do the same up to the
-durable move (:func:`checked_header`, :func:`keep_checked`) and ask this process to check
-the disk floor and record the instance (:meth:`StorageNode.store_kept`) before they answer
-success. One difference: where the floor is crossed while an instance arrives, the
-receiver has already moved it into the spool, and it is removed from there again
-(in-process, the check comes before the move).
+processes instead (:mod:`aifi_app.dicom_node.receiver_pool`), which keep each instance
+the same way themselves, with a keeper of their own on the same queue database, and tell
+this process afterwards which study it joined (:meth:`StorageNode.instance_stored`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 import socket
 import ssl
 import threading
@@ -33,16 +30,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydicom import dcmread
 from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from aifi_app.dicom_node.access import CallingAddressPolicy, parse_address_rules
 from aifi_app.dicom_node.association_listener import AssociationListener
-from aifi_app.dicom_node.header_scan import scan_header
+from aifi_app.dicom_node.instance_keeper import InstanceKeeper, KeepingRules
 from aifi_app.dicom_node.receiver_pool import ReceiverPool
 from aifi_app.dicom_node.spare_files import SPARE_FILES, SPARE_FLOOR, SpareFiles
-from aifi_app.dicom_node.spool import durable_move
 from aifi_app.dicom_node.spool_recovery import (
     begin_receiving,
     end_receiving,
@@ -60,30 +55,13 @@ from aifi_app.dicom_node.transfer_syntaxes import (
     ACCEPTED_TRANSFER_SYNTAXES,
     STORAGE_SOP_CLASSES,
 )
-from aifi_app.failpoints import failpoint
 from aifi_app.fault_logging import log_fault
 from aifi_app.store import audit
 from aifi_app.store.database import Database
 from aifi_app.store.disk_space import DiskGuard
-from aifi_app.store.receiving import GroupRecorder, ReceivedInstance
+from aifi_app.store.receiving import IdleTimes
 
 log = logging.getLogger(__name__)
-
-# C-STORE statuses (PS3.4 Table B.2-1)
-SUCCESS = 0x0000
-OUT_OF_RESOURCES = 0xA700
-DATA_SET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
-CANNOT_UNDERSTAND = 0xC000
-
-_HEADER_TAGS = [
-    "SOPClassUID",
-    "SOPInstanceUID",
-    "StudyInstanceUID",
-    "SeriesInstanceUID",
-    "Modality",
-    "StudyDescription",
-]
-
 
 MAX_ASSOCIATIONS = 16
 """Concurrent associations the node accepts; more are rejected (transient)."""
@@ -124,77 +102,6 @@ class NodeConfig:
     process's threads is served here (one association alone saves the hand-over)."""
 
 
-class StoreRefused(Exception):
-    """An instance that the node will not keep; ``status`` is the C-STORE status to send."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-
-
-@dataclass(frozen=True)
-class _HeaderValues:
-    """What :meth:`StorageNode.accept_file` checks and records of an instance."""
-
-    study_uid: object
-    series_uid: object
-    sop_uid: object
-    """None: absent; else as pydicom gives it (a MultiValue for several values)."""
-    transfer_syntax: str
-    sop_class: str
-    modality: str
-    study_description: str
-
-
-def _scanned_header(start: DataSetStart | None) -> _HeaderValues | None:
-    """The header from the data set's beginning in memory, or None: read the file."""
-    if start is None:
-        return None
-    header = scan_header(start.head, start.transfer_syntax, start.complete)
-    if header is None or not header.sop_class_uid:
-        return None  # (without a SOP Class UID pydicom's reading of the file meta decides)
-    return _HeaderValues(
-        study_uid=header.study_instance_uid,
-        series_uid=header.series_instance_uid,
-        sop_uid=header.sop_instance_uid,
-        transfer_syntax=start.transfer_syntax,
-        sop_class=header.sop_class_uid,
-        modality=header.modality or "",
-        study_description=header.study_description or "",
-    )
-
-
-def _read_header(path: Path) -> _HeaderValues:
-    """The header read from the file with pydicom; StoreRefused (0xC000) if it cannot be."""
-    try:
-        ds = dcmread(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
-        return _HeaderValues(
-            study_uid=ds.get("StudyInstanceUID"),
-            series_uid=ds.get("SeriesInstanceUID"),
-            sop_uid=ds.get("SOPInstanceUID"),
-            transfer_syntax=str(ds.file_meta.TransferSyntaxUID),
-            sop_class=str(ds.get("SOPClassUID") or ds.file_meta.MediaStorageSOPClassUID),
-            modality=str(ds.get("Modality") or ""),
-            study_description=str(ds.get("StudyDescription") or ""),
-        )
-    except Exception as exc:
-        # whatever a malformed data set makes the parser raise (InvalidDicomError,
-        # ValueError, a RecursionError for sequences nested thousands deep, ...) means
-        # we cannot understand it: 0xC000, not an internal error (fuzz campaign)
-        raise StoreRefused(
-            CANNOT_UNDERSTAND, f"data set cannot be parsed ({type(exc).__name__})"
-        ) from exc
-
-
-_UID_CHARACTERS = re.compile(r"[0-9.]{1,64}")
-
-
-def _valid_uid(value: object) -> bool:
-    """1 to 64 digits and dots (a regular expression: ten times cheaper than a loop)."""
-    return _UID_CHARACTERS.fullmatch(str(value or "")) is not None
-
-
 class StorageNode:
     """Runs the Storage/Verification SCP on its own threads (one per association)."""
 
@@ -204,7 +111,7 @@ class StorageNode:
         db: Database,
         data_dir: Path,
         *,
-        idle_seconds_for: Callable[[str], float],
+        idle_seconds_for: IdleTimes,
         late_policy: str,
         on_stored: Callable[[int], None] = lambda study_id: None,
         on_association_end: Callable[[], None] = lambda: None,
@@ -218,15 +125,14 @@ class StorageNode:
         self.data_dir = data_dir
         self.spool = data_dir / "spool"
         self.incoming = data_dir / "incoming"
-        self._idle_seconds_for = idle_seconds_for
-        self._late_policy = late_policy
+        self._rules = KeepingRules(idle_seconds_for, late_policy, disk_guard)
         self._on_stored = on_stored
         self._on_association_end = on_association_end
         self.in_transfer = StudiesInTransfer()
         self._server: AssociationListener | None = None
         self._tls_server: AssociationListener | None = None
         self._slots = AssociationSlots(MAX_ASSOCIATIONS)
-        self._recorder = GroupRecorder(db)
+        self._keeper = InstanceKeeper(db, data_dir, self._rules)
         self._disk = disk_guard
         self._receiving = False
         self._spare_files: SpareFiles | None = None
@@ -261,10 +167,10 @@ class StorageNode:
             recover_unrecorded(
                 self.db,
                 self.data_dir,
-                idle_seconds_for=self._idle_seconds_for,
-                late_policy=self._late_policy,
+                idle_seconds_for=self._rules.idle_times,
+                late_policy=self._rules.late_policy,
             )
-        self._recorder = GroupRecorder(self.db)  # (a node started again after stop())
+        self._keeper = InstanceKeeper(self.db, self.data_dir, self._rules)  # (started again)
         self._stopping.clear()
         self._receiving = True
         self._spare_files = spare_files
@@ -297,6 +203,8 @@ class StorageNode:
                     self,
                     self.config,
                     self.data_dir,
+                    db_path=self.db.path,
+                    rules=self._rules,
                     processes=processes,
                     spare_files=SPARE_FILES // processes,
                 )
@@ -385,7 +293,7 @@ class StorageNode:
             self._spare_files = None
         if self._receiving:
             self._receiving = False
-            self._recorder.close()  # an association still running gets 0xA700 from here on
+            self._keeper.close()  # an association still running gets 0xA700 from here on
             end_receiving(self.db, self.data_dir)
 
     @property
@@ -509,42 +417,12 @@ class StorageNode:
         start: DataSetStart | None = None,
     ) -> int:
         """Keep one received instance (the file at ``path``); the C-STORE status to send."""
-        try:
-            if path is None:
-                raise StoreRefused(OUT_OF_RESOURCES, "the received data set cannot be written")
-            study_id = self.accept_file(path, calling_ae, sop_instance_uid, start)
-        except StoreRefused as exc:
-            log.error("C-STORE from %s refused (0x%04X): %s", calling_ae, exc.status, exc.reason)
-            self._audit_refusal(calling_ae, exc)
-            if path is not None:
-                path.unlink(missing_ok=True)
-            return exc.status
-        except Exception as exc:
-            # never log the exception itself: its message may quote the data
-            log_fault(log, "C-STORE from %s failed unexpectedly", exc, calling_ae)
-            self._audit_refusal(
-                calling_ae, StoreRefused(OUT_OF_RESOURCES, f"internal error ({type(exc).__name__})")
-            )
-            if path is not None:
-                path.unlink(missing_ok=True)
-            return OUT_OF_RESOURCES
-        self.in_transfer.add(study_id)
-        self._on_stored(study_id)
-        return SUCCESS
+        status, study_id = self._keeper.store(path, calling_ae, sop_instance_uid, start)
+        if study_id is not None:
+            self.in_transfer.add(study_id)
+            self._on_stored(study_id)
+        return status
 
-    def _audit_refusal(self, calling: str, exc: StoreRefused) -> None:
-        try:
-            with self.db.transaction() as conn:
-                audit.record(
-                    conn,
-                    "receive",
-                    "store_refused",
-                    detail=f"from {calling}: status 0x{exc.status:04X}: {exc.reason}",
-                )
-        except Exception as audit_exc:  # the refusal may be because the database is unwritable
-            log_fault(log, "could not write the audit event for a refused C-STORE", audit_exc)
-
-    # --- the work ----------------------------------------------------------------------
     def accept_file(
         self,
         tmp: Path,
@@ -552,71 +430,16 @@ class StorageNode:
         affected_sop_instance_uid: str,
         start: DataSetStart | None = None,
     ) -> int:
-        """Check, durably keep and record one received instance; returns its study's row id.
+        """Check, durably keep and record one received instance; returns its study's row id
+        (:meth:`InstanceKeeper.keep`: raises :class:`StoreRefused` with the status to send)."""
+        return self._keeper.keep(tmp, calling_ae, affected_sop_instance_uid, start)
 
-        ``start``: the data set's beginning in memory, scanned for the header values
-        (:func:`scan_header`); where that cannot tell, the file is read with pydicom.
-        Raises :class:`StoreRefused` with the status to send when it cannot be kept.
-        """
-        header = checked_header(tmp, affected_sop_instance_uid, start)
-        self._check_disk()
-        kept = keep_checked(
-            self.data_dir, tmp, header, affected_sop_instance_uid, start, calling_ae
-        )
-        return self.record_kept(kept)
-
-    def _check_disk(self) -> None:
-        shortfall = self._disk.shortfall() if self._disk is not None else None
-        if shortfall is not None:
-            # nothing has reached the spool or the queue yet; the sender keeps the instance
-            raise StoreRefused(OUT_OF_RESOURCES, shortfall)
-
-    def record_kept(self, kept: ReceivedInstance) -> int:
-        """Record an instance already durable in the spool; returns its study's row id."""
-        try:
-            recorded = self._recorder.record(
-                kept,
-                idle_seconds=self._idle_seconds_for(kept.modality),
-                late_policy=self._late_policy,
-            )
-        except Exception as exc:
-            # the file is on disk but not in the queue: the sender must not think we hold it
-            log_fault(log, "could not record a received instance in the queue", exc)
-            raise StoreRefused(
-                OUT_OF_RESOURCES, f"queue database error ({type(exc).__name__})"
-            ) from exc
-        failpoint("receive.after_record")
-        return recorded.study_id
-
-    def store_kept(self, kept: ReceivedInstance, key: int) -> int:
-        """An instance a receiver process kept in the spool (association ``key``): check
-        the disk floor, record it; the C-STORE status (success only once recorded)."""
-        try:
-            self._check_disk()
-        except Exception as exc:
-            # the floor was crossed while it arrived (or the disk could not be read): it
-            # leaves the spool, unrecorded, and the sender keeps it
-            (self.data_dir / kept.path).unlink(missing_ok=True)
-            if not isinstance(exc, StoreRefused):
-                log_fault(log, "could not check the disk for a received instance", exc)
-                exc = StoreRefused(OUT_OF_RESOURCES, f"disk check failed ({type(exc).__name__})")
-            return self.refused(kept.calling_ae, exc.status, exc.reason)
-        try:
-            study_id = self.record_kept(kept)
-        except StoreRefused as exc:
-            return self.refused(kept.calling_ae, exc.status, exc.reason)
-        try:  # recorded: what follows only hastens its study's completion
-            self.in_transfer.add(study_id, key)
-            self._on_stored(study_id)
-        except Exception as exc:
-            log_fault(log, "a recorded instance's study could not be woken", exc)
-        return SUCCESS
-
-    def refused(self, calling_ae: str, status: int, reason: str) -> int:
-        """Log and audit a refused C-STORE; returns ``status``."""
-        log.error("C-STORE from %s refused (0x%04X): %s", calling_ae, status, reason)
-        self._audit_refusal(calling_ae, StoreRefused(status, reason))
-        return status
+    def instance_stored(self, study_id: int, key: int) -> None:
+        """A receiver process's association ``key`` kept and recorded an instance of
+        ``study_id`` (and answered success): its idle timer waits for the association,
+        the workers hear of a new study."""
+        self.in_transfer.add(study_id, key)
+        self._on_stored(study_id)
 
 
 def acceptor_settings(
@@ -637,59 +460,4 @@ def acceptor_settings(
         incoming=incoming,
         spare_files=spare_files,
         address_check=CallingAddressPolicy(parse_address_rules(config.calling_ae_addresses)),
-    )
-
-
-def checked_header(
-    tmp: Path, affected_sop_instance_uid: str, start: DataSetStart | None
-) -> _HeaderValues:
-    """The instance's header values, checked; raises :class:`StoreRefused` (0xA900,
-    0xC000) when the instance cannot be kept."""
-    header = _scanned_header(start) or _read_header(tmp)
-    if not _valid_uid(header.study_uid) or not _valid_uid(header.series_uid):
-        raise StoreRefused(
-            DATA_SET_DOES_NOT_MATCH_SOP_CLASS, "Study or Series Instance UID missing or invalid"
-        )
-    if header.sop_uid is not None and str(header.sop_uid) != affected_sop_instance_uid:
-        raise StoreRefused(
-            DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
-            "SOP Instance UID differs from the command's Affected SOP Instance UID",
-        )
-    if not _valid_uid(affected_sop_instance_uid):
-        raise StoreRefused(DATA_SET_DOES_NOT_MATCH_SOP_CLASS, "SOP Instance UID is invalid")
-    return header
-
-
-def keep_checked(
-    data_dir: Path,
-    tmp: Path,
-    header: _HeaderValues,
-    affected_sop_instance_uid: str,
-    start: DataSetStart | None,
-    calling_ae: str,
-) -> ReceivedInstance:
-    """Move the checked instance durably into the spool (0xA700 when it cannot be); the
-    instance as the queue records it (a receiver process hands it to the service)."""
-    relative = Path("spool") / str(header.study_uid) / f"{affected_sop_instance_uid}.dcm"
-    try:
-        size = durable_move(
-            tmp,
-            data_dir / relative,
-            flushed=start is not None and start.flushed,
-            checksummed=start is not None and start.checksummed,
-        )
-    except OSError as exc:
-        raise StoreRefused(OUT_OF_RESOURCES, f"cannot write to the spool: {exc.strerror}") from exc
-    failpoint("receive.after_move")
-    return ReceivedInstance(
-        study_uid=str(header.study_uid),
-        series_uid=str(header.series_uid),
-        sop_instance_uid=affected_sop_instance_uid,
-        sop_class_uid=header.sop_class,
-        transfer_syntax=header.transfer_syntax,
-        modality=header.modality or "",
-        study_description=header.study_description or "",
-        path=relative.as_posix(),
-        size=size,
-        calling_ae=calling_ae,
     )

@@ -34,6 +34,24 @@ class ReceivedInstance:
 
 
 @dataclass(frozen=True)
+class IdleTimes:
+    """A study's completion idle time by modality: the shortest of the routes' own idle
+    times among the routes that may take the modality, else the default.
+
+    A plain value (it pickles): the node's receiver processes record instances
+    themselves (:mod:`aifi_app.dicom_node.receiver_child`) and need it there."""
+
+    default: float
+    routes: tuple[tuple[float, frozenset[str]], ...] = ()
+    """(idle seconds, modalities) per route with an idle time of its own; no
+    modalities: every modality."""
+
+    def __call__(self, modality: str) -> float:
+        own = [s for s, modalities in self.routes if not modalities or modality in modalities]
+        return min(own) if own else self.default
+
+
+@dataclass(frozen=True)
 class Recorded:
     study_id: int
     instance_id: int

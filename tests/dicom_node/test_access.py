@@ -17,6 +17,7 @@ from aifi_app.dicom_node.access import (
 from aifi_app.dicom_node.storage_scp import NodeConfig, StorageNode
 from aifi_app.dicom_node.storage_scu import AssociationFailed, Peer, echo
 from aifi_app.store.database import Database
+from aifi_app.store.receiving import IdleTimes
 from tests.helpers.ports import free_port
 
 
@@ -56,7 +57,7 @@ def _node(tmp_path: Path, rules: tuple[str, ...]) -> StorageNode:
         ),
         db,
         tmp_path / "data",
-        idle_seconds_for=lambda m: 30.0,
+        idle_seconds_for=IdleTimes(30.0),
         late_policy="follow_up",
     )
     node.start()

@@ -14,20 +14,25 @@ from pathlib import Path
 
 import pytest
 
+from aifi_app.dicom_node.instance_keeper import InstanceKeeper, KeepingRules
 from aifi_app.dicom_node.receiver_child import AssociationLink, ParentGone, Receiver
 from aifi_app.dicom_node.storage_scp import NodeConfig
+from aifi_app.store.database import Database
+from aifi_app.store.receiving import IdleTimes
 
 
 def test_a_call_gets_the_answer_sent_on_its_own_pipe() -> None:
     ours, theirs = multiprocessing.Pipe(duplex=True)
     link = AssociationLink(theirs)
     answers: list[object] = []
-    thread = threading.Thread(target=lambda: answers.append(link.call("store", "CT1")))
-    thread.start()
-    assert ours.recv() == ("call", "store", "CT1")
-    ours.send(0x0000)
-    thread.join(10)
-    assert answers == [0x0000]
+    call = threading.Thread(target=lambda: answers.append(link.call("refuse", "CT1", "::1")))
+    call.start()
+    assert ours.recv() == ("call", "refuse", "CT1", "::1")
+    ours.send("below the floor")
+    call.join(10)
+    assert answers == ["below the floor"]
+    link.send(("stored", 7))  # told, no answer awaited
+    assert ours.recv() == ("stored", 7)
     link.send(("end",))
     assert ours.recv() == ("end",)
     link.close()
@@ -65,7 +70,9 @@ def test_a_connection_handed_over_after_the_stop_is_cut_and_the_process_ends(
     or the 30 s network timeout ends it), so the process ends."""
     ours, theirs = multiprocessing.Pipe(duplex=True)
     config = NodeConfig("AIFI", "127.0.0.1", 0, ("SCU",), 131072, 30)
-    receiver = Receiver(theirs, config, tmp_path, spare=0)
+    db = Database(tmp_path / "q.db")
+    keeper = InstanceKeeper(db, tmp_path, KeepingRules(IdleTimes(30.0), "follow_up"))
+    receiver = Receiver(theirs, config, tmp_path, spare=0, keeper=keeper)
     running = threading.Thread(target=receiver.run, daemon=True)
     running.start()
     assert ours.recv() == ("ready",)
@@ -109,6 +116,7 @@ def test_a_connection_handed_over_after_the_stop_is_cut_and_the_process_ends(
     for thread in answering:
         thread.join(5)
     ours.close()
+    db.close()
     assert not alive, "the receiver still serves a connection handed after its stop"
     assert closed == [True, True]  # both cut: their peers see the connections close
     assert heard.count("end") == 2  # both associations ended and said so

@@ -26,7 +26,9 @@ from aifi_app.dicom_node.spare_files import is_spare
 from aifi_app.dicom_node.storage_scp import NodeConfig, StorageNode
 from aifi_app.sample_studies import ct_series, demo_patient, write
 from aifi_app.store.database import Database
-from aifi_app.store.disk_space import MIB, DiskFloor, DiskGuard, DiskReading
+from aifi_app.store.disk_space import DiskFloor, DiskGuard
+from aifi_app.store.receiving import IdleTimes
+from tests.helpers.disk_readings import DiskReadingsFile
 from tests.helpers.ports import free_port
 from tests.helpers.processes import process_runs
 from tests.helpers.raw_peer import RawPeer, close_raw_peers, data_set, pdv, store_rq
@@ -72,7 +74,7 @@ class Nodes:
             ),
             self.db,
             self.data,
-            idle_seconds_for=lambda m: 30.0,
+            idle_seconds_for=IdleTimes(30.0),
             late_policy="follow_up",
             disk_guard=disk_guard,
         )
@@ -189,10 +191,9 @@ def test_an_unknown_calling_ae_is_rejected_by_the_receiver_and_audited(nodes: No
 def test_the_disk_floor_refuses_associations_and_stores_with_out_of_resources(
     nodes: Nodes, tmp_path: Path
 ) -> None:
-    readings = [DiskReading(10 * MIB, 1000 * MIB)]
+    readings = DiskReadingsFile(tmp_path / "readings.json", free_mb=10)
     node = nodes.start(
-        processes=1,
-        disk_guard=DiskGuard(tmp_path, DiskFloor(min_free_mb=100), reader=lambda p: readings[0]),
+        processes=1, disk_guard=DiskGuard(tmp_path, DiskFloor(min_free_mb=100), reader=readings)
     )
     (path,) = _series(tmp_path, 1, 1)[0]
     refused = subprocess.run(
@@ -209,9 +210,9 @@ def test_the_disk_floor_refuses_associations_and_stores_with_out_of_resources(
 
     # the floor is crossed after the association began: the store gets 0xA700
     peer = RawPeer(node.port)
-    readings[0] = DiskReading(500 * MIB, 1000 * MIB)
+    readings.set(free_mb=500)
     assert peer.associate([(CTImageStorage, SYNTAXES)], calling="SCU").result == 0
-    readings[0] = DiskReading(10 * MIB, 1000 * MIB)
+    readings.set(free_mb=10)
     ds = _one_slice(2)
     peer.send(pdv(1, 0x03, store_rq(ds.SOPInstanceUID)), pdv(1, 0x02, data_set(ds)))
     response, _ = peer.response()
@@ -225,19 +226,13 @@ def test_the_disk_floor_refuses_associations_and_stores_with_out_of_resources(
 def test_a_disk_check_that_breaks_refuses_the_store_and_leaves_nothing(
     nodes: Nodes, tmp_path: Path
 ) -> None:
-    broken = [False]
-
-    def reader(path: Path) -> DiskReading:
-        if broken[0]:
-            raise RuntimeError("the volume's driver failed")
-        return DiskReading(500 * MIB, 1000 * MIB)
-
+    readings = DiskReadingsFile(tmp_path / "readings.json")
     node = nodes.start(
-        processes=1, disk_guard=DiskGuard(tmp_path, DiskFloor(min_free_mb=100), reader=reader)
+        processes=1, disk_guard=DiskGuard(tmp_path, DiskFloor(min_free_mb=100), reader=readings)
     )
     peer = RawPeer(node.port)
     assert peer.associate([(CTImageStorage, SYNTAXES)], calling="SCU").result == 0
-    broken[0] = True
+    readings.break_reading()
     ds = _one_slice(3)
     peer.send(pdv(1, 0x03, store_rq(ds.SOPInstanceUID)), pdv(1, 0x02, data_set(ds)))
     assert peer.response()[0].Status == 0xA700
@@ -314,27 +309,82 @@ def test_stop_ends_every_receiver_process(nodes: Nodes) -> None:
     assert peer.closed()
 
 
-def test_a_store_the_service_fails_to_handle_is_answered_and_the_stop_is_prompt(
+def test_the_receiver_records_its_instances_and_tells_the_service_which_study(
+    nodes: Nodes,
+) -> None:
+    """The receiver process records the instance in the queue itself; the service hears
+    of its study afterwards and holds the study while the association is open."""
+    node = nodes.start(processes=1)
+    slices = list(ct_series(demo_patient(6), 2, size=32))
+    peer = RawPeer(node.port)
+    assert peer.associate([(CTImageStorage, SYNTAXES)], calling="SCU").result == 0
+    for ds in slices:
+        peer.send(pdv(1, 0x03, store_rq(ds.SOPInstanceUID)), pdv(1, 0x02, data_set(ds)))
+        assert peer.response()[0].Status == 0
+    rows = nodes.db.query("SELECT study_id, calling_ae FROM instances")
+    assert len(rows) == 2 and {r["calling_ae"] for r in rows} == {"SCU"}
+    (study_id,) = {r["study_id"] for r in rows}
+    _wait(lambda: node.in_transfer.held() == {study_id})
+    assert node.associations_handed_over == 1
+    assert len(nodes.audit("study_started")) == 1
+    peer.sock.sendall(ul.RELEASE_RQ)
+    assert peer.next_pdu_type() == ul.A_RELEASE_RP
+    _wait(lambda: node.in_transfer.held() == frozenset())
+
+
+def test_a_queue_that_refuses_the_record_gets_out_of_resources_and_the_association_goes_on(
+    nodes: Nodes,
+) -> None:
+    node = nodes.start(processes=1)
+    with nodes.db.transaction() as conn:  # a fault of the database, in every process
+        conn.execute(
+            "CREATE TRIGGER refuse_instances BEFORE INSERT ON instances"
+            " BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+        )
+    peer = RawPeer(node.port)
+    assert peer.associate([(CTImageStorage, SYNTAXES)], calling="SCU").result == 0
+    slices = list(ct_series(demo_patient(7), 3, size=32))
+    for ds in slices[:2]:
+        peer.send(pdv(1, 0x03, store_rq(ds.SOPInstanceUID)), pdv(1, 0x02, data_set(ds)))
+        assert peer.response()[0].Status == 0xA700
+    assert nodes.count("SELECT COUNT(*) AS n FROM instances") == 0
+    assert nodes.count("SELECT COUNT(*) AS n FROM studies") == 0
+    refused = nodes.audit("store_refused")
+    assert len(refused) == 2 and all("queue database error" in d for d in refused)
+    with nodes.db.transaction() as conn:
+        conn.execute("DROP TRIGGER refuse_instances")
+    ds = slices[2]
+    peer.send(pdv(1, 0x03, store_rq(ds.SOPInstanceUID)), pdv(1, 0x02, data_set(ds)))
+    assert peer.response()[0].Status == 0
+    assert nodes.count("SELECT COUNT(*) AS n FROM instances") == 1
+
+
+def test_what_the_service_fails_to_handle_is_answered_and_the_stop_is_prompt(
     nodes: Nodes, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """An unexpected error while the service handles a receiver's store must still
-    answer it: the association gets Out of Resources at once (it waited for an answer
-    forever before, and the process's stop then took its 10 s and a kill)."""
+    """An unexpected error in the service while it hears of a stored instance does not
+    fail the store (it is recorded); one while it answers a call still answers it (a new
+    association is refused at once: it waited for an answer forever before, and the
+    process's stop then took its 10 s and a kill)."""
     node = nodes.start(processes=1)
     pids = node.receiver_pids
 
-    def broken(kept: object, key: int) -> int:
+    def broken(*args: object) -> None:
         raise RuntimeError("a fault in the service")
 
-    monkeypatch.setattr(node, "store_kept", broken)
+    monkeypatch.setattr(node, "instance_stored", broken)
     peer = RawPeer(node.port)
     assert peer.associate([(CTImageStorage, SYNTAXES)], calling="SCU").result == 0
-    for n in range(2):  # and the association goes on
+    for n in range(2):
         ds = _one_slice(20 + n)
         peer.send(pdv(1, 0x03, store_rq(ds.SOPInstanceUID)), pdv(1, 0x02, data_set(ds)))
-        response, _ = peer.response()
-        assert response.Status == 0xA700
-    assert nodes.count("SELECT COUNT(*) AS n FROM instances") == 0
+        assert peer.response()[0].Status == 0
+    assert nodes.count("SELECT COUNT(*) AS n FROM instances") == 2
+    _wait(lambda: caplog.text.count("could not be woken") == 2)
+
+    monkeypatch.setattr(node, "refuse_association", broken)
+    refused = RawPeer(node.port)
+    assert refused.associate([(CTImageStorage, SYNTAXES)], calling="SCU").result != 0
     nodes.stop(node)
     assert not any(process_runs(p) for p in pids)
     assert "did not stop: killed" not in caplog.text  # it ended when told to

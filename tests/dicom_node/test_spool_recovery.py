@@ -28,6 +28,7 @@ from aifi_app.dicom_node.storage_scp import NodeConfig, StorageNode
 from aifi_app.dicom_node.storage_scu import Peer, send_files
 from aifi_app.sample_studies import chest_radiograph, demo_patient, phantom_chest, write
 from aifi_app.store.database import Database
+from aifi_app.store.receiving import IdleTimes
 from tests.helpers.ports import free_port
 from tests.helpers.tools import storescu
 
@@ -39,7 +40,7 @@ def _node(data: Path, db: Database) -> StorageNode:
         NodeConfig("AIFI", "127.0.0.1", free_port(), ("MODALITY", "STORESCU"), 131072, 30),
         db,
         data,
-        idle_seconds_for=lambda m: 30.0,
+        idle_seconds_for=IdleTimes(30.0),
         late_policy="follow_up",
     )
 
@@ -182,7 +183,7 @@ def test_recorded_files_are_left_alone_and_unreadable_ones_are_reported(
     (data / "spool" / "1.2.3" / "notes.txt").write_text("not an instance")
 
     assert unrecorded_files(db, data) == [broken]
-    assert recover_unrecorded(db, data, idle_seconds_for=lambda m: 30.0, late_policy="x") == 0
+    assert recover_unrecorded(db, data, idle_seconds_for=IdleTimes(30.0), late_policy="x") == 0
     assert len(db.query("SELECT * FROM instances")) == 1
     assert broken.exists()
     (event,) = db.query("SELECT detail FROM audit_events WHERE event = 'recovery_failed'")
@@ -206,7 +207,7 @@ def test_after_stop_an_instance_is_refused_not_recorded_unflushed(
     ds = chest_radiograph(demo_patient(5), phantom_chest())
     target = stopped_node.incoming / "late.dcm"
     ds.save_as(target, enforce_file_format=True)
-    from aifi_app.dicom_node.storage_scp import OUT_OF_RESOURCES
+    from aifi_app.dicom_node.instance_keeper import OUT_OF_RESOURCES
 
     status = stopped_node.store(target, "MODALITY", str(ds.SOPInstanceUID))
     assert status == OUT_OF_RESOURCES
@@ -282,9 +283,9 @@ def test_files_up_to_the_limit_carry_a_checksum_larger_ones_are_flushed_first(
         moves.append(how)
         return real_move(src, dest, **how)
 
-    from aifi_app.dicom_node import storage_scp
+    from aifi_app.dicom_node import instance_keeper
 
-    monkeypatch.setattr(storage_scp, "durable_move", recording)
+    monkeypatch.setattr(instance_keeper, "durable_move", recording)
     db = Database(data / DB_NAME)
     node = _node(data, db)
     node.start()

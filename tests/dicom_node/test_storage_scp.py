@@ -14,8 +14,9 @@ from pydicom.uid import JPEGBaseline8Bit, RLELossless
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
+from aifi_app.dicom_node.instance_keeper import StoreRefused
 from aifi_app.dicom_node.spare_files import SPARE_FILES, is_spare
-from aifi_app.dicom_node.storage_scp import NodeConfig, StorageNode, StoreRefused
+from aifi_app.dicom_node.storage_scp import NodeConfig, StorageNode
 from aifi_app.dicom_node.storage_scu import AssociationFailed, Peer, echo, send_files
 from aifi_app.sample_studies import (
     chest_radiograph,
@@ -26,6 +27,7 @@ from aifi_app.sample_studies import (
 )
 from aifi_app.store.database import Database
 from aifi_app.store.disk_space import MIB, DiskFloor, DiskGuard, DiskReading
+from aifi_app.store.receiving import IdleTimes
 from tests.helpers.ports import free_port
 from tests.helpers.tools import ECHOSCU, dcmtk_env, storescu
 
@@ -40,7 +42,7 @@ def node(tmp_path: Path) -> Iterator[StorageNode]:
         ),
         db,
         tmp_path / "data",
-        idle_seconds_for=lambda m: 30.0,
+        idle_seconds_for=IdleTimes(30.0),
         late_policy="follow_up",
         on_stored=stored.append,
     )
@@ -173,7 +175,7 @@ def low_disk_node(tmp_path: Path) -> Iterator[tuple[StorageNode, list[DiskReadin
         NodeConfig("AIFI", "127.0.0.1", free_port(), ("MODALITY", "STORESCU"), 131072, 30),
         db,
         tmp_path / "data",
-        idle_seconds_for=lambda m: 30.0,
+        idle_seconds_for=IdleTimes(30.0),
         late_policy="follow_up",
         disk_guard=DiskGuard(tmp_path, DiskFloor(min_free_mb=100), reader=lambda p: readings[-1]),
     )
@@ -268,9 +270,9 @@ def test_the_accept_names_the_implementation_of_the_conformance_statement(
     ],
 )
 def test_uid_check_takes_only_ascii_digits_and_dots(value: str | None, valid: bool) -> None:
-    from aifi_app.dicom_node.storage_scp import _valid_uid
+    from aifi_app.dicom_node.instance_keeper import valid_uid
 
-    assert _valid_uid(value) is valid
+    assert valid_uid(value) is valid
 
 
 def test_instances_arrive_in_spare_files_made_ahead(tmp_path: Path) -> None:
@@ -279,7 +281,7 @@ def test_instances_arrive_in_spare_files_made_ahead(tmp_path: Path) -> None:
         NodeConfig("AIFI", "127.0.0.1", free_port(), ("STORESCU",), 131072, 30),
         db,
         tmp_path / "data",
-        idle_seconds_for=lambda m: 30.0,
+        idle_seconds_for=IdleTimes(30.0),
         late_policy="follow_up",
     )
     # a crash's leftovers: a partial file goes at start, an empty spare file is used

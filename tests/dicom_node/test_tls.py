@@ -31,6 +31,7 @@ from aifi_app.net.tls import (
 )
 from aifi_app.sample_studies import chest_radiograph, demo_patient, phantom_chest, write
 from aifi_app.store.database import Database
+from aifi_app.store.receiving import IdleTimes
 from tests.helpers.file_keyring import file_keyring
 from tests.helpers.pki import CertificateAuthority, Issued
 from tests.helpers.ports import free_port, wait_for_port
@@ -83,7 +84,7 @@ def _node(tmp_path: Path, context: ssl.SSLContext, *, plain_tcp: bool = False) -
         ),
         db,
         tmp_path / "data",
-        idle_seconds_for=lambda m: 30.0,
+        idle_seconds_for=IdleTimes(30.0),
         late_policy="follow_up",
     )
     node.start()
