@@ -113,10 +113,10 @@ class NodeSettings:
     receive_processes: int = field(
         default=2,
         metadata=_doc(
-            "Receiver processes that serve the plain-TCP associations (their PDUs, writes "
-            "and checksums run outside the service's process, on every core); 0 serves each "
-            "association on a thread of the service. TLS associations, and all on Windows, "
-            "are served in the service."
+            "Receiver processes that serve the plain-TCP associations (their PDUs, writes, "
+            "checksums and queue records run outside the service's process, on every core); "
+            "0 serves each association on a thread of the service. TLS associations, and all "
+            "on Windows, are served in the service."
         ),
     )
     receive_first_in_process: bool = field(
