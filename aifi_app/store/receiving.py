@@ -14,6 +14,10 @@ from dataclasses import dataclass
 from aifi_app.store import audit
 from aifi_app.store.database import Database, now, transaction
 from aifi_app.store.states import StudyState
+from aifi_app.store.writer_lock import WriterLock
+
+RECORDER_LOCK_SUFFIX = ".recorders"
+"""The recorders' lock file (:mod:`aifi_app.store.writer_lock`) beside the database."""
 
 
 @dataclass(frozen=True)
@@ -223,12 +227,15 @@ class GroupRecorder:
     no commit running commits every instance queued so far in one transaction (the others
     wait for it, or lead the next one); each caller returns only once its own instance is
     committed. A batch that fails is retried one instance per transaction, so one bad
-    instance fails only its own C-STORE. Safe from any thread.
+    instance fails only its own C-STORE. Safe from any thread. The recorders of several
+    processes (the node's receiver processes) queue for each other on a lock file beside
+    the database (:mod:`aifi_app.store.writer_lock`), not in SQLite's busy handler.
     """
 
     def __init__(self, db: Database) -> None:
         self._db = db
         self._conn: sqlite3.Connection | None = None
+        self._writers = WriterLock(db.path.with_name(db.path.name + RECORDER_LOCK_SUFFIX))
         self._pending: list[_Request] = []
         self._pending_lock = threading.Lock()
         self._commit_lock = threading.Lock()
@@ -238,6 +245,7 @@ class GroupRecorder:
         """Take no more instances (:class:`RecorderClosed`); returns after the last commit."""
         with self._commit_lock:
             self._closed = True
+            self._writers.close()
 
     def record(self, inst: ReceivedInstance, *, idle_seconds: float, late_policy: str) -> Recorded:
         """Record ``inst``; returns once it is committed. Raises what recording raised."""
@@ -265,6 +273,10 @@ class GroupRecorder:
         return self._conn
 
     def _commit(self, batch: list[_Request]) -> None:
+        with self._writers:
+            self._commit_locked(batch)
+
+    def _commit_locked(self, batch: list[_Request]) -> None:
         try:
             conn = self._connection()
             with transaction(conn):
