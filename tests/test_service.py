@@ -13,7 +13,13 @@ from pynetdicom import AE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from aifi_app import service
-from aifi_app.config.settings import CompletionSettings, NodeSettings, Settings, StorageSettings
+from aifi_app.config.settings import (
+    CompletionSettings,
+    NodeSettings,
+    Route,
+    Settings,
+    StorageSettings,
+)
 from aifi_app.pipeline import worker
 from aifi_app.service import Appliance
 
@@ -121,3 +127,19 @@ def test_a_pause_inside_an_association_does_not_split_its_study(
 
 def _states(app: Appliance) -> list[str]:
     return [str(r["state"]) for r in app.db.query("SELECT state FROM studies ORDER BY id")]
+
+
+def test_the_idle_times_come_from_the_routes(tmp_path: Path) -> None:
+    routes = (
+        Route(name="cxr", algorithm="a", modalities=("CR", "DX"), idle_seconds=4.0),
+        Route(name="ct", algorithm="b", modalities=("CT",)),
+    )
+    settings = dataclasses.replace(
+        _settings(tmp_path), routes=routes, completion=CompletionSettings(idle_seconds=20.0)
+    )
+    app = Appliance(settings, secret_for=lambda _: b"k" * 32)
+    try:
+        assert app.idle_times("DX") == 4.0
+        assert app.idle_times("CT") == 20.0  # its route has no idle time of its own
+    finally:
+        app.db.close()

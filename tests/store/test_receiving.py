@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import threading
 from pathlib import Path
 
@@ -9,7 +10,13 @@ import pytest
 
 from aifi_app.store import jobs
 from aifi_app.store.database import Database
-from aifi_app.store.receiving import GroupRecorder, ReceivedInstance, Recorded, RecorderClosed
+from aifi_app.store.receiving import (
+    GroupRecorder,
+    IdleTimes,
+    ReceivedInstance,
+    Recorded,
+    RecorderClosed,
+)
 
 
 @pytest.fixture
@@ -118,3 +125,15 @@ def test_the_recorders_commits_are_left_to_the_next_flush(db: Database) -> None:
     assert db.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL, everyone else
     # visible to every other connection at once
     assert [r["sop_instance_uid"] for r in db.query("SELECT * FROM instances")] == ["1.1"]
+
+
+def test_the_idle_time_is_the_shortest_of_the_routes_that_may_take_the_modality() -> None:
+    times = IdleTimes(
+        30.0,
+        ((5.0, frozenset({"CR", "DX"})), (12.0, frozenset()), (2.0, frozenset({"CT"}))),
+    )
+    assert times("DX") == 5.0
+    assert times("CT") == 2.0
+    assert times("MR") == 12.0  # the route that takes every modality
+    assert IdleTimes(30.0, ((5.0, frozenset({"CR"})),))("MR") == 30.0  # no route: the default
+    assert pickle.loads(pickle.dumps(times)) == times  # a receiver process gets it
