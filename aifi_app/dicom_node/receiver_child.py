@@ -274,6 +274,9 @@ def child_main(
     """The receiver process's entry point (started by the service with
     :func:`~aifi_app.child_processes.child_process`: its records go to the service's log)."""
     db = Database(Path(db_path))
+    # (its schema check's connection: this process writes through its recorder's own,
+    # and opens one for an association's audit only when it refuses an instance)
+    db.close_thread_connection()
     try:
         keeper = InstanceKeeper(db, Path(data_dir), rules)
         Receiver(conn, config, Path(data_dir), spare, keeper=keeper).run()

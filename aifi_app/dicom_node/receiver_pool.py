@@ -179,6 +179,12 @@ class ReceiverPool:
             # and connections are handed over meanwhile (to the processes already ready)
             process.start()
             child = _Child(process, ours)
+            # the one thread that waits for the process's end (its pipe's end, then its
+            # exit code): started before stop() can see the child
+            child.reader = threading.Thread(
+                target=self._read, args=(child,), name=f"aifi-receiver-{process.pid}", daemon=True
+            )
+            child.reader.start()
         except BaseException:
             ours.close()
             theirs.close()
@@ -190,10 +196,6 @@ class ReceiverPool:
                 self._starting -= 1
                 self._started.notify_all()
         theirs.close()
-        child.reader = threading.Thread(
-            target=self._read, args=(child,), name=f"aifi-receiver-{process.pid}", daemon=True
-        )
-        child.reader.start()
 
     def stop(self) -> None:
         """Stop every process (cutting its associations) and wait for it; no orphans."""
@@ -205,12 +207,14 @@ class ReceiverPool:
             with contextlib.suppress(OSError, ValueError), child.send_lock:
                 child.conn.send(("stop",))
         for child in children:
-            child.process.join(_STOP_WAIT_SECONDS)
-            if child.process.is_alive():
+            # only the child's reader waits for the process (multiprocessing's fork-server
+            # Popen is not safe for two threads: the second to read the exit code got
+            # EOF, 255, and the stop was audited as a receiver that died)
+            assert child.reader is not None
+            child.reader.join(_STOP_WAIT_SECONDS)
+            if child.reader.is_alive():  # the process has not closed its pipe: hung
                 log.warning("receiver process %s did not stop: killed", child.process.pid)
                 child.process.kill()
-                child.process.join(_STOP_WAIT_SECONDS)
-            if child.reader is not None:
                 child.reader.join(_STOP_WAIT_SECONDS)
 
     @property

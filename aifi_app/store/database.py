@@ -98,6 +98,19 @@ class Database:
                 self._all.append(conn)
         return conn
 
+    def close_thread_connection(self) -> None:
+        """Close this thread's connection (:attr:`conn` opens another if it is used again):
+        for a thread done with the database, in a process that keeps its memory small."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            return
+        self._local.conn = None
+        self._local.utils = None
+        with self._lock:
+            if conn in self._all:
+                self._all.remove(conn)
+        conn.close()
+
     def connection(self, synchronous: str = "FULL") -> sqlite3.Connection:
         """A connection of its own (closed by :meth:`close`), for one user at a time.
 

@@ -57,3 +57,17 @@ def test_an_own_connection_may_leave_its_commits_to_the_next_flush(tmp_path: Pat
     db.close()
     with pytest.raises(sqlite3.ProgrammingError):  # closed with the database
         relaxed.execute("SELECT 1")
+
+
+def test_a_threads_connection_closed_is_opened_again_when_used(tmp_path: Path) -> None:
+    db = Database(tmp_path / "q.db")
+    first = db.conn
+    assert db.query("SELECT 1 AS one") == [{"one": 1}]
+    db.close_thread_connection()
+    with pytest.raises(sqlite3.ProgrammingError):  # closed
+        first.execute("SELECT 1")
+    assert db.conn is not first
+    assert db.query("SELECT 1 AS one") == [{"one": 1}]  # (sqlite-utils' view is new too)
+    db.close_thread_connection()
+    db.close_thread_connection()  # nothing open: nothing to do
+    db.close()
