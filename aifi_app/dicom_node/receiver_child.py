@@ -46,6 +46,7 @@ from multiprocessing.reduction import recv_handle
 from pathlib import Path
 from typing import Any
 
+from aifi_app import heap_trim
 from aifi_app.dicom_node.instance_keeper import InstanceKeeper, KeepingRules
 from aifi_app.dicom_node.spare_files import SpareFiles
 from aifi_app.dicom_node.storage_acceptor import (
@@ -277,6 +278,7 @@ def child_main(
     # (its schema check's connection: this process writes through its recorder's own,
     # and opens one for an association's audit only when it refuses an instance)
     db.close_thread_connection()
+    heap_trim.give_back()
     try:
         keeper = InstanceKeeper(db, Path(data_dir), rules)
         Receiver(conn, config, Path(data_dir), spare, keeper=keeper).run()
