@@ -308,7 +308,7 @@ class ReceiverPool:
                     value = self._call(child, key, call, args)
                 except Exception as exc:
                     log_fault(log, "a receiver process's request failed", exc)
-                    value = self._failed_answer(call, args)
+                    value = self._failed_answer(call)
                 with contextlib.suppress(OSError, ValueError):
                     conn.send(value)
         finally:
@@ -333,7 +333,7 @@ class ReceiverPool:
         raise ValueError(f"unknown request {call!r}")
 
     @staticmethod
-    def _failed_answer(call: str, args: list[Any]) -> Any:
+    def _failed_answer(call: str) -> Any:
         """The answer to a call whose handling raised, so that the receiver's association
         does not wait for an answer forever (nor its process's stop): a new association is
         refused, the others get nothing."""

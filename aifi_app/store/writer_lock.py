@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
 from pathlib import Path
 from types import TracebackType
 
@@ -30,20 +29,17 @@ except ImportError:  # pragma: no cover - Windows
 
 class WriterLock:
     """An exclusive lock on the file ``path`` (made if missing), for one user at a time in
-    this process (the recorder holds it under its own commit lock)."""
+    this process: the recorder takes, releases and closes it under its own commit lock."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fd: int | None = None
-        self._guard = threading.Lock()
 
     def __enter__(self) -> WriterLock:
         if fcntl is not None:
-            with self._guard:
-                if self._fd is None:
-                    self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-                fd = self._fd
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
         return self
 
     def __exit__(
@@ -56,8 +52,7 @@ class WriterLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
-        with self._guard:
-            fd, self._fd = self._fd, None
+        fd, self._fd = self._fd, None
         if fd is not None:
             with contextlib.suppress(OSError):
                 os.close(fd)
