@@ -8,6 +8,7 @@ that was not accepted, a peer that stops mid-instance or says nothing at all.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import threading
@@ -450,6 +451,36 @@ def test_large_instances_are_written_back_while_they_arrive(
     assoc.release()
     (kept,) = [dcmread(BytesIO(d)) for _, _, d in node.service.stored if d]
     assert kept.PixelData == ds.PixelData
+
+
+def test_a_ct_slice_is_written_back_while_it_arrives(
+    make_node: Callable[..., Node], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At the default step and the node's default PDU size, a 0.5 MiB slice has its
+    write-back started before its last fragment, not only by the flush after it."""
+    from aifi_app.dicom_node import storage_acceptor
+
+    real = storage_acceptor._SYNC_FILE_RANGE
+    if real is None:
+        pytest.skip("no sync_file_range here")
+    started_at: list[int] = []  # the file's size each time its write-back was started
+
+    def recording(fd: int, offset: int, nbytes: int, flags: int) -> int:
+        started_at.append(os.fstat(fd).st_size)
+        return real(fd, offset, nbytes, flags)
+
+    monkeypatch.setattr(storage_acceptor, "_SYNC_FILE_RANGE", recording)
+    node = make_node(max_pdu=131072)
+    ae = AE("SCU")
+    ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
+    ds = next(ct_series(demo_patient(5), 1, size=512))  # 512 KiB of pixels
+    assoc = ae.associate("127.0.0.1", node.listener.port, ae_title="NODE")
+    assert assoc.send_c_store(ds).Status == 0
+    assoc.release()
+    ((_, _, data),) = node.service.stored
+    assert data is not None and dcmread(BytesIO(data)).PixelData == ds.PixelData
+    assert len(started_at) >= 3
+    assert started_at[0] < len(data) // 2  # the first well before the end
 
 
 def test_only_the_data_sets_first_bytes_are_kept_in_memory(
