@@ -30,9 +30,11 @@ Write-back while the data arrives: the file's dirty pages are queued for writing
 arrived, so the disk writes while the rest of the data set is still on the network and the
 fsync after the last fragment waits for little more than the last PDU. Measured on the
 bench's 4 MiB radiographs with 1 MiB steps: the durable move fell from about 5 to under
-2 ms an instance. With 128 KiB steps a 0.5 MiB CT slice gets it too (alternating runs
-against ``storescp``, the 500-slice CT: four associations 0.57x -> 0.69-0.70x, one
-association 0.56x -> 0.72x; with 1 MiB steps it never reached a slice).
+2 ms an instance. With 128 KiB steps a 0.5 MiB CT slice gets it too: the 500-slice CT
+over one association went from 0.56x to 0.72x and from 0.50x to 0.67x ``storescp`` (two
+series of alternating runs); over four at once it stayed where it was (0.57x -> 0.69x,
+0.58x -> 0.54x, 0.59x -> 0.60x in three series: there the two cores are the limit, and
+the earlier write-back costs system time). With 1 MiB steps it never reached a slice.
 
 A file up to 1 MiB has its CRC-32 computed as it is written (ISA-L or zlib, outside the
 interpreter's lock; 0.06 ms for a 0.5 MB slice with ISA-L, 0.2-0.5 ms with zlib) and set
