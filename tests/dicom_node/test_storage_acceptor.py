@@ -18,7 +18,7 @@ from io import BytesIO
 from pathlib import Path
 
 import pytest
-from pydicom import dcmread
+from pydicom import Dataset, dcmread
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, build_role
 from pynetdicom import pdu as pdu_classes
@@ -129,6 +129,15 @@ def make_node(tmp_path: Path) -> Iterator[Callable[..., Node]]:
     yield make
     for node in nodes:
         node.listener.stop()
+
+
+def _store_one(node: Node, ds: Dataset, syntax: str = ExplicitVRLittleEndian) -> None:
+    """pynetdicom stores ``ds`` in ``node`` over an association of its own (success)."""
+    ae = AE("SCU")
+    ae.add_requested_context(CTImageStorage, syntax)
+    assoc = ae.associate("127.0.0.1", node.listener.port, ae_title="NODE")
+    assert assoc.send_c_store(ds).Status == 0
+    assoc.release()
 
 
 def _wait(predicate: Callable[[], bool], timeout: float = 10) -> None:
@@ -443,12 +452,8 @@ def test_large_instances_are_written_back_while_they_arrive(
 
     monkeypatch.setattr(storage_acceptor, "WRITEBACK_AFTER_BYTES", 4096)
     node = make_node(max_pdu=4096)
-    ae = AE("SCU")
-    ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
     ds = next(ct_series(demo_patient(3), 1, size=128))  # 32 KiB of pixels
-    assoc = ae.associate("127.0.0.1", node.listener.port, ae_title="NODE")
-    assert assoc.send_c_store(ds).Status == 0
-    assoc.release()
+    _store_one(node, ds)
     (kept,) = [dcmread(BytesIO(d)) for _, _, d in node.service.stored if d]
     assert kept.PixelData == ds.PixelData
 
@@ -471,12 +476,8 @@ def test_a_ct_slice_is_written_back_while_it_arrives(
 
     monkeypatch.setattr(storage_acceptor, "_SYNC_FILE_RANGE", recording)
     node = make_node(max_pdu=131072)
-    ae = AE("SCU")
-    ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
     ds = next(ct_series(demo_patient(5), 1, size=512))  # 512 KiB of pixels
-    assoc = ae.associate("127.0.0.1", node.listener.port, ae_title="NODE")
-    assert assoc.send_c_store(ds).Status == 0
-    assoc.release()
+    _store_one(node, ds)
     ((_, _, data),) = node.service.stored
     assert data is not None and dcmread(BytesIO(data)).PixelData == ds.PixelData
     assert len(started_at) >= 3
@@ -490,12 +491,8 @@ def test_only_the_data_sets_first_bytes_are_kept_in_memory(
 
     monkeypatch.setattr(storage_acceptor, "HEAD_BYTES", 1000)
     node = make_node(max_pdu=4096)
-    ae = AE("SCU")
-    ae.add_requested_context(CTImageStorage, ImplicitVRLittleEndian)
     ds = next(ct_series(demo_patient(4), 1, size=64))
-    assoc = ae.associate("127.0.0.1", node.listener.port, ae_title="NODE")
-    assert assoc.send_c_store(ds).Status == 0
-    assoc.release()
+    _store_one(node, ds, ImplicitVRLittleEndian)
     ((_, _, data),) = node.service.stored
     (start,) = node.service.starts
     assert data is not None and start is not None
