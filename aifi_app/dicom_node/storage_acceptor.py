@@ -242,8 +242,8 @@ _SYNC_FILE_RANGE: Final = _load_sync_file_range()
 _SYNC_FILE_RANGE_WRITE: Final = 2
 WRITEBACK_AFTER_BYTES = 1 << 17
 """Start writing a data set to disk while it arrives, each time this much more came
-(0: never): about every PDU at the node's default 128 KiB maximum PDU size, so that a
-0.5 MiB CT slice is mostly on disk when its last fragment comes (64 and 256 KiB measured
+(0: never): every one or two PDUs at the node's default 128 KiB maximum PDU size, so that
+a 0.5 MiB CT slice is mostly on disk when its last fragment comes (64 and 256 KiB measured
 about the same; 1 MiB never reached a slice)."""
 CHECKSUM_UP_TO_BYTES = 1 << 20
 """Files up to this size are checksummed and named before their one flush; larger ones
