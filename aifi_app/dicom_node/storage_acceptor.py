@@ -31,10 +31,9 @@ arrived, so the disk writes while the rest of the data set is still on the netwo
 fsync after the last fragment waits for little more than the last PDU. Measured on the
 bench's 4 MiB radiographs with 1 MiB steps: the durable move fell from about 5 to under
 2 ms an instance. With 128 KiB steps a 0.5 MiB CT slice gets it too: the 500-slice CT
-over one association went from 0.56x to 0.72x and from 0.50x to 0.67x ``storescp`` (two
-series of alternating runs); over four at once it stayed where it was (0.57x -> 0.69x,
-0.58x -> 0.54x, 0.59x -> 0.60x in three series: there the two cores are the limit, and
-the earlier write-back costs system time). With 1 MiB steps it never reached a slice.
+over one association gained (0.50-0.56x -> 0.67-0.72x ``storescp``), four at once did
+not (there the two cores are the limit, and the earlier write-back costs system time);
+the alternating series are in ``bench/README.md``, "Where we stand".
 
 A file up to 1 MiB has its CRC-32 computed as it is written (ISA-L or zlib, outside the
 interpreter's lock; 0.06 ms for a 0.5 MB slice with ISA-L, 0.2-0.5 ms with zlib) and set

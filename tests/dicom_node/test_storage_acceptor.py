@@ -140,6 +140,24 @@ def _store_one(node: Node, ds: Dataset, syntax: str = ExplicitVRLittleEndian) ->
     assoc.release()
 
 
+def _record_writeback(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The file's size each time the acceptor starts its write-back, recorded (the real
+    ``sync_file_range`` still runs); skips where there is none."""
+    from aifi_app.dicom_node import storage_acceptor
+
+    real = storage_acceptor._SYNC_FILE_RANGE
+    if real is None:
+        pytest.skip("no sync_file_range here")
+    started_at: list[int] = []
+
+    def recording(fd: int, offset: int, nbytes: int, flags: int) -> int:
+        started_at.append(os.fstat(fd).st_size)
+        return real(fd, offset, nbytes, flags)
+
+    monkeypatch.setattr(storage_acceptor, "_SYNC_FILE_RANGE", recording)
+    return started_at
+
+
 def _wait(predicate: Callable[[], bool], timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -451,11 +469,13 @@ def test_large_instances_are_written_back_while_they_arrive(
     from aifi_app.dicom_node import storage_acceptor
 
     monkeypatch.setattr(storage_acceptor, "WRITEBACK_AFTER_BYTES", 4096)
+    started_at = _record_writeback(monkeypatch)
     node = make_node(max_pdu=4096)
     ds = next(ct_series(demo_patient(3), 1, size=128))  # 32 KiB of pixels
     _store_one(node, ds)
     (kept,) = [dcmread(BytesIO(d)) for _, _, d in node.service.stored if d]
     assert kept.PixelData == ds.PixelData
+    assert len(started_at) >= 4  # one start every one or two of its 4 KiB PDUs
 
 
 def test_a_ct_slice_is_written_back_while_it_arrives(
@@ -463,18 +483,7 @@ def test_a_ct_slice_is_written_back_while_it_arrives(
 ) -> None:
     """At the default step and the node's default PDU size, a 0.5 MiB slice has its
     write-back started before its last fragment, not only by the flush after it."""
-    from aifi_app.dicom_node import storage_acceptor
-
-    real = storage_acceptor._SYNC_FILE_RANGE
-    if real is None:
-        pytest.skip("no sync_file_range here")
-    started_at: list[int] = []  # the file's size each time its write-back was started
-
-    def recording(fd: int, offset: int, nbytes: int, flags: int) -> int:
-        started_at.append(os.fstat(fd).st_size)
-        return real(fd, offset, nbytes, flags)
-
-    monkeypatch.setattr(storage_acceptor, "_SYNC_FILE_RANGE", recording)
+    started_at = _record_writeback(monkeypatch)
     node = make_node(max_pdu=131072)
     ds = next(ct_series(demo_patient(5), 1, size=512))  # 512 KiB of pixels
     _store_one(node, ds)
