@@ -198,11 +198,16 @@ def test_pynetdicom_scu_stores_over_many_pdus_echoes_and_releases(
     meta = kept[0].file_meta
     assert meta.TransferSyntaxUID == ExplicitVRLittleEndian
     # the data set's beginning came along in memory: here the whole data set, as written
-    for start, (_, _, data) in zip(node.service.starts, node.service.stored, strict=True):
+    # (each file's own meta: its length follows the length of that slice's UIDs)
+    for start, (_, _, data), one in zip(
+        node.service.starts, node.service.stored, kept, strict=True
+    ):
         assert start is not None and data is not None
         assert start.transfer_syntax == ExplicitVRLittleEndian
         assert start.complete and data.endswith(start.head)
-        assert len(data) - len(start.head) == 132 + 12 + meta.FileMetaInformationGroupLength
+        assert (
+            len(data) - len(start.head) == 132 + 12 + one.file_meta.FileMetaInformationGroupLength
+        )
     assert meta.MediaStorageSOPClassUID == CTImageStorage
     assert meta.MediaStorageSOPInstanceUID == slices[0].SOPInstanceUID
     assert meta.ImplementationClassUID == OUR_UID
