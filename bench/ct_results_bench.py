@@ -109,6 +109,12 @@ def main() -> int:
                     )
                     return True
 
+                def request_sr(self, request: Any) -> bool:  # the SR in the child (s11)
+                    from aifi_app.pipeline import sr_in_child
+
+                    sr_in_child.build_in_child(request)
+                    return True
+
             timed(seg_ahead, "build_ahead")
             if hasattr(seg_ahead, "build_evidence_ahead"):  # the SR's evidence (srahead)
                 timed(seg_ahead, "build_evidence_ahead")
