@@ -343,7 +343,9 @@ _JSON_ELEMENTS: dict[tuple[RawDataElement, RawDataElement | None], dict[str, Any
 """Selection elements as DICOM JSON, by the raw entry read (its bytes and place in the
 file, shared between files by :mod:`~aifi_app.pipeline.image_reader`) and the data set's
 Specific Character Set entry."""
-_JSON_ELEMENTS_MAX = 20_000
+_JSON_ELEMENTS_MAX = 2_000
+"""Entries kept at most (emptied when full; the child keeps them across studies): see
+:data:`aifi_app.pipeline.image_reader.MEMO_ENTRIES`."""
 _CHARSET = Tag("SpecificCharacterSet")
 
 

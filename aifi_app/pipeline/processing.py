@@ -320,7 +320,9 @@ def _read_image_with_evidence(path: Path) -> Dataset:
 _DECODED_UIDS: dict[RawDataElement, DataElement] = {}
 """Evidence UID elements decoded, by the raw entry they were decoded from (copies are
 handed out: a data set's element may be changed by its user)."""
-_DECODED_UIDS_MAX = 10_000
+_DECODED_UIDS_MAX = 1_000
+"""Entries kept at most (emptied when full): a CT adds one a slice (its SOP Instance
+UID) that no later study uses; see :data:`aifi_app.pipeline.image_reader.MEMO_ENTRIES`."""
 
 
 class _CollectorTime:

@@ -104,6 +104,23 @@ def test_work_files_read_as_dcmread_reads_them(tmp_path: Path) -> None:
         assert "DeidentificationMethodCodeSequence" in ds  # a sequence, read on first use
 
 
+def test_the_memo_stays_within_its_bound_and_reads_stay_right(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The memo of entries lives as long as the process, across studies: each slice adds
+    entries no later file repeats, so it is emptied whenever it reaches its bound (the
+    appliance grew by megabytes a CT with a bound ten times the present one)."""
+    work = _work_files(tmp_path, _ct(tmp_path, slices=12))
+    monkeypatch.setattr(image_reader, "MEMO_ENTRIES", 40)  # a file's header holds more
+    monkeypatch.setattr(image_reader, "_MEMO", {})
+    sizes = []
+    for path in work:
+        _same_as_dcmread(path)
+        sizes.append(len(image_reader._MEMO))
+    assert max(sizes) <= 40
+    assert len(set(sizes)) > 1  # it was filled and emptied, not left empty
+
+
 def test_data_sets_read_share_nothing_their_users_change(tmp_path: Path) -> None:
     """Each data set has its own elements and containers (made from one template):
     changing one changes no other, nor what is read next."""
