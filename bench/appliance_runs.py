@@ -210,9 +210,10 @@ _CT_STAGES = ("pseudonymise", "model", "build_results", "reidentify", "deliver")
 def _pacs_store_cpu(pid: int) -> float:
     """CPU seconds so far of Orthanc's threads but its web server's (``civetweb-*``, which
     answer the bench's polling): for the CT, its storing of the results. The same SEG
-    took Orthanc 0.22-0.75 s of CPU from one store to the next on the quiet 2-core
-    machine (``pacs_seg_store_bench.py``), the largest part of the spread of the CT's
-    time after its model; this shows each run's."""
+    took Orthanc 0.18-0.75 s of CPU from one store to the next on the quiet 2-core
+    machine (bench/README.md, the fifteenth session), the largest part of the spread of
+    the CT's time after its model; this shows each run's. (A thread that ends takes its
+    CPU with it; Orthanc's DICOM threads are a pool that lasts.)"""
     total = 0
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
