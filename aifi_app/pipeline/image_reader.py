@@ -58,10 +58,11 @@ _SYNTAX_TAG: Final = BaseTag(TRANSFER_SYNTAX)
 _ENCODINGS: dict[bytes, str | list[str]] = {}
 MEMO_ENTRIES: Final = 2_000
 """Entries kept at most; the memo is emptied when it holds more. Only entries of the
-series being read are of use (a CT slice adds about six that no other file repeats), and
-the memo's memory stays with the process: at 20,000 entries the appliance's process tree
-peaked 3.6 MB higher with each CT over twelve CTs (over the 300 MB goal from the fifth
-on); at 2,000 (and :data:`~aifi_app.pipeline.processing._DECODED_UIDS_MAX`,
+series being read are of use (a CT slice adds four that no other file repeats, after the
+first file's 52), and the memo's memory stays with the process: at 20,000 entries the
+appliance's process tree peaked 3.6 MB higher with each CT over twelve CTs (over the
+300 MB goal from the fifth on); at 2,000 (and
+:data:`~aifi_app.pipeline.processing._DECODED_UIDS_MAX`,
 ``pre_pseudonymise._JSON_ELEMENTS_MAX`` and the pseudonymiser's memo likewise) its peaks
 over eight CTs were 283, 287, 290, 290, 290, 291, 292 and 293 MB (``bench/README.md``,
 the fifteenth session)."""
