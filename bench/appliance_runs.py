@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import sqlite3
 import statistics
@@ -14,7 +13,7 @@ from typing import Any
 
 from bench import data
 from bench.peers import STORESCU, dcmtk_env, start_orthanc, wait_all
-from bench.process_tree import TreePeak
+from bench.process_tree import TreePeak, pacs_store_cpu
 from bench.report import Row
 from tests.helpers.appliance import ApplianceProcess, all_jobs
 from tests.helpers.ports import free_port
@@ -144,7 +143,7 @@ def end_to_end_ct(work: Path, ct: list[Path], runs: int) -> list[Row]:
             # a fresh CT (new UIDs) each run: the same one again would be a late episode
             study = data.make_ct(work / f"e2e-ct-{n}", len(ct) if n else 70)
             study_uid = str(_study_uid(study[0]))
-            pacs_cpu = _pacs_store_cpu(orthanc.proc.pid)
+            pacs_cpu = pacs_store_cpu(orthanc.proc.pid)
             send_study(study, app.port, app.ae_title)
             sent = time.perf_counter()
             while len(_find(orthanc, study_uid)) < 2:  # its SR and its SEG
@@ -153,7 +152,7 @@ def end_to_end_ct(work: Path, ct: list[Path], runs: int) -> list[Row]:
                 time.sleep(0.01)
             elapsed = time.perf_counter() - sent
             seen_at = time.time()
-            pacs_cpu = _pacs_store_cpu(orthanc.proc.pid) - pacs_cpu
+            pacs_cpu = pacs_store_cpu(orthanc.proc.pid) - pacs_cpu
             shutil.rmtree(work / f"e2e-ct-{n}")
             episodes = _episodes(app.data_dir, study_uid)
             if n and episodes != [len(study)]:
@@ -205,25 +204,6 @@ def end_to_end_ct(work: Path, ct: list[Path], runs: int) -> list[Row]:
 
 _CT_STAGES = ("pseudonymise", "model", "build_results", "reidentify", "deliver")
 """The stages a local algorithm's job records (``aifi_app/store/stage_times.py``)."""
-
-
-def _pacs_store_cpu(pid: int) -> float:
-    """CPU seconds so far of Orthanc's threads but its web server's (``civetweb-*``, which
-    answer the bench's polling): for the CT, its storing of the results. The same SEG
-    took Orthanc 0.18-0.75 s of CPU from one store to the next on the quiet 2-core
-    machine (bench/README.md, the fifteenth session), the largest part of the spread of
-    the CT's time after its model; this shows each run's. (A thread that ends takes its
-    CPU with it; Orthanc's DICOM threads are a pool that lasts.)"""
-    total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            comm = (task / "comm").read_text().strip()
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:  # the thread ended meanwhile
-            continue
-        if not comm.startswith("civetweb"):
-            total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _queue_rows(data_dir: Path, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
