@@ -129,11 +129,16 @@ def _read_header(path: Path) -> HeaderValues:
 
 
 _UID_CHARACTERS = re.compile(r"[0-9.]{1,64}")
+_DOTS_ONLY = re.compile(r"\.+")
 
 
 def valid_uid(value: object) -> bool:
-    """1 to 64 digits and dots (a regular expression: ten times cheaper than a loop)."""
-    return _UID_CHARACTERS.fullmatch(str(value or "")) is not None
+    """1 to 64 digits and dots, at least one of them a digit (a regular expression: ten
+    times cheaper than a loop). The Study Instance UID names the study's folder in the
+    spool: made of dots only ("." or "..") it would name the spool itself or the data
+    folder above it."""
+    text = str(value or "")
+    return _UID_CHARACTERS.fullmatch(text) is not None and not _DOTS_ONLY.fullmatch(text)
 
 
 def checked_header(

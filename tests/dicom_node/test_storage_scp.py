@@ -126,6 +126,22 @@ def test_instance_without_study_uid_gets_a_failure_status(
     assert events and "Study or Series Instance UID" in events[0]["detail"]
 
 
+@pytest.mark.parametrize("study_uid", ["..", "."])
+def test_a_study_uid_of_dots_only_is_refused_and_nothing_leaves_the_spool(
+    node: StorageNode, tmp_path: Path, study_uid: str
+) -> None:
+    # the study's UID names its folder in the spool: ".." would put the file in the
+    # data folder itself, "." in the spool's top
+    ds = chest_radiograph(demo_patient(5), phantom_chest())
+    ds.StudyInstanceUID = study_uid
+    path = write(ds, tmp_path / "dots")
+    (outcome,) = send_files(_peer(node), [path], calling_ae_title="MODALITY")
+    assert outcome.status == 0xA900
+    assert node.db.query("SELECT COUNT(*) AS n FROM instances")[0]["n"] == 0
+    assert not list(node.data_dir.glob("*.dcm")) and not list(node.spool.glob("*.dcm"))
+    assert _partial_files(node) == []
+
+
 def test_unwritable_spool_gives_out_of_resources(node: StorageNode, tmp_path: Path) -> None:
     # a file where the study's folder should be: the move fails as on a full or broken disk
     ds = chest_radiograph(demo_patient(4), phantom_chest())
@@ -267,6 +283,10 @@ def test_the_accept_names_the_implementation_of_the_conformance_statement(
         ("1.2.a", False),
         ("1.2\n", False),
         ("\u0661.\u0662", False),  # digits, but not ASCII ones
+        (".", False),  # would name the spool folder itself
+        ("..", False),  # would name the data folder above the spool
+        ("....", False),
+        ("1.", True),  # a trailing dot breaks PS3.5 9.1, but no path: kept, not refused
     ],
 )
 def test_uid_check_takes_only_ascii_digits_and_dots(value: str | None, valid: bool) -> None:
