@@ -14,7 +14,9 @@ it starts.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +25,7 @@ from typing import TYPE_CHECKING
 from pydicom import dcmread
 
 from aifi_app.dicom_node.header_scan import scan_header
-from aifi_app.dicom_node.spool import durable_move
+from aifi_app.dicom_node.spool import StrPath, durable_move
 from aifi_app.failpoints import failpoint
 from aifi_app.fault_logging import log_fault
 from aifi_app.store import audit
@@ -106,7 +108,7 @@ def _scanned_header(start: DataSetStart | None) -> HeaderValues | None:
     )
 
 
-def _read_header(path: Path) -> HeaderValues:
+def _read_header(path: StrPath) -> HeaderValues:
     """The header read from the file with pydicom; StoreRefused (0xC000) if it cannot be."""
     try:
         ds = dcmread(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
@@ -142,7 +144,7 @@ def valid_uid(value: object) -> bool:
 
 
 def checked_header(
-    tmp: Path, affected_sop_instance_uid: str, start: DataSetStart | None
+    tmp: StrPath, affected_sop_instance_uid: str, start: DataSetStart | None
 ) -> HeaderValues:
     """The instance's header values, checked; raises :class:`StoreRefused` (0xA900,
     0xC000) when the instance cannot be kept."""
@@ -163,7 +165,7 @@ def checked_header(
 
 def keep_checked(
     data_dir: Path,
-    tmp: Path,
+    tmp: StrPath,
     header: HeaderValues,
     affected_sop_instance_uid: str,
     start: DataSetStart | None,
@@ -171,11 +173,11 @@ def keep_checked(
 ) -> ReceivedInstance:
     """Move the checked instance durably into the spool (0xA700 when it cannot be); the
     instance as the queue records it."""
-    relative = Path("spool") / str(header.study_uid) / f"{affected_sop_instance_uid}.dcm"
+    study, name = str(header.study_uid), f"{affected_sop_instance_uid}.dcm"
     try:
         size = durable_move(
             tmp,
-            data_dir / relative,
+            os.path.join(data_dir, "spool", study, name),
             flushed=start is not None and start.flushed,
             checksummed=start is not None and start.checksummed,
         )
@@ -190,10 +192,15 @@ def keep_checked(
         transfer_syntax=header.transfer_syntax,
         modality=header.modality or "",
         study_description=header.study_description or "",
-        path=relative.as_posix(),
+        path=f"spool/{study}/{name}",
         size=size,
         calling_ae=calling_ae,
     )
+
+
+def _remove(path: StrPath) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 class InstanceKeeper:
@@ -211,7 +218,7 @@ class InstanceKeeper:
 
     def store(
         self,
-        path: Path | None,
+        path: StrPath | None,
         calling_ae: str,
         sop_instance_uid: str,
         start: DataSetStart | None = None,
@@ -225,20 +232,20 @@ class InstanceKeeper:
             study_id = self.keep(path, calling_ae, sop_instance_uid, start)
         except StoreRefused as exc:
             if path is not None:
-                path.unlink(missing_ok=True)
+                _remove(path)
             return self.refused(calling_ae, exc.status, exc.reason), None
         except Exception as exc:
             # never log the exception itself: its message may quote the data
             log_fault(log, "C-STORE from %s failed unexpectedly", exc, calling_ae)
             if path is not None:
-                path.unlink(missing_ok=True)
+                _remove(path)
             reason = f"internal error ({type(exc).__name__})"
             return self.refused(calling_ae, OUT_OF_RESOURCES, reason), None
         return SUCCESS, study_id
 
     def keep(
         self,
-        tmp: Path,
+        tmp: StrPath,
         calling_ae: str,
         affected_sop_instance_uid: str,
         start: DataSetStart | None = None,

@@ -49,6 +49,7 @@ from typing import Any
 from aifi_app import heap_trim
 from aifi_app.dicom_node.instance_keeper import InstanceKeeper, KeepingRules
 from aifi_app.dicom_node.spare_files import SpareFiles
+from aifi_app.dicom_node.spool import StrPath
 from aifi_app.dicom_node.storage_acceptor import (
     AssociationSlots,
     DataSetStart,
@@ -115,7 +116,7 @@ class ChildService:
 
     def store(
         self,
-        path: Path | None,
+        path: StrPath | None,
         calling_ae: str,
         sop_instance_uid: str,
         start: DataSetStart | None = None,

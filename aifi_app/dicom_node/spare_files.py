@@ -46,9 +46,9 @@ CREATE_FLAGS: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINA
 OPEN_FLAGS: Final = os.O_WRONLY | getattr(os, "O_BINARY", 0)
 
 
-def is_spare(path: Path) -> bool:
+def is_spare(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` is one of the empty files made ahead (not an instance's data)."""
-    return "-spare-" in path.name
+    return "-spare-" in os.path.basename(path)
 
 
 class SpareFiles:
@@ -69,7 +69,8 @@ class SpareFiles:
         self.keep = keep
         self.floor = min(floor, keep)
         self._quiet_seconds = quiet_seconds
-        self._ready: deque[Path] = deque()
+        self._ready: deque[str] = deque()
+        """The files' paths as strings (one a received instance: see :meth:`take`)."""
         self._names = itertools.count()
         self._lock = threading.Lock()
         self._wanted = threading.Event()
@@ -88,7 +89,7 @@ class SpareFiles:
             except OSError:
                 continue
             if empty and len(self._ready) < self.keep:
-                self._ready.append(path)
+                self._ready.append(os.fspath(path))
             else:
                 others.append(path)
         return others
@@ -102,8 +103,11 @@ class SpareFiles:
         self._thread = threading.Thread(target=self._loop, name="aifi-spare-files", daemon=True)
         self._thread.start()
 
-    def take(self) -> tuple[Path, int] | None:
-        """An empty file and its descriptor, open for writing; None when none is ready."""
+    def take(self) -> tuple[str, int] | None:
+        """An empty file's path and its descriptor, open for writing; None when none is
+        ready. The path is a plain string, as the receiving path passes it on
+        (:mod:`aifi_app.dicom_node.spool`): a ``Path`` made here and formatted again for each
+        system call cost more than the file's opening."""
         while True:
             with self._lock:
                 path = self._ready.popleft() if self._ready else None
@@ -140,8 +144,9 @@ class SpareFiles:
         return ready < self.keep and self._quiet_seconds() >= QUIET_SECONDS
 
     def _fill(self) -> None:
+        prefix = os.path.join(self.folder, f"{os.getpid()}-spare-")
         while not self._stopping.is_set() and self._wanted_now():
-            path = self.folder / f"{os.getpid()}-spare-{next(self._names)}.dcm"
+            path = f"{prefix}{next(self._names)}.dcm"
             try:
                 os.close(os.open(path, CREATE_FLAGS, 0o600))
             except FileExistsError:

@@ -9,7 +9,11 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeAlias
+
+StrPath: TypeAlias = str | os.PathLike[str]
+"""A file's path: the receiving path passes plain strings (a ``Path`` made and formatted
+for each instance was a tenth of the node's interpreter time), others pass ``Path``."""
 
 crc32: Callable[[bytes | memoryview, int], int]
 """zlib's CRC-32, from ISA-L where installed (``isal``: the same checksum, 0.06 ms for a
@@ -27,7 +31,7 @@ _FLUSH_OPEN_FLAGS: Final = (
 a read-only one fails with EBADF. POSIX ``fsync`` takes any descriptor of the file."""
 
 
-def fsync_file(path: Path) -> None:
+def fsync_file(path: StrPath) -> None:
     """Flush a file's data to disk (works on a file opened for writing elsewhere)."""
     fd = os.open(path, _FLUSH_OPEN_FLAGS)
     try:
@@ -36,7 +40,7 @@ def fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def fsync_dir(path: Path) -> None:
+def fsync_dir(path: StrPath) -> None:
     """Flush a directory entry (a rename or a new file) to disk; a no-op on Windows."""
     if os.name == "nt":  # pragma: no cover - directories cannot be opened on Windows
         return
@@ -89,7 +93,9 @@ def is_complete(path: Path) -> bool:
     return length == size and found == crc
 
 
-def durable_move(src: Path, dest: Path, *, flushed: bool = False, checksummed: bool = False) -> int:
+def durable_move(
+    src: StrPath, dest: StrPath, *, flushed: bool = False, checksummed: bool = False
+) -> int:
     """Move ``src`` to ``dest`` durably (replacing ``dest``); returns the file size.
 
     A file under a spool name is always whole on disk, even after a power cut in the
@@ -111,7 +117,8 @@ def durable_move(src: Path, dest: Path, *, flushed: bool = False, checksummed: b
     too (a new study's folder in ``spool``). An existing ``dest`` (a resend of a recorded
     instance) is only ever replaced by a file already whole on disk.
     """
-    created = _make_folder(dest.parent)
+    parent = os.path.dirname(dest) or os.curdir
+    created = _make_folder(parent)
     linked = False
     if checksummed and not flushed:
         try:
@@ -122,35 +129,35 @@ def durable_move(src: Path, dest: Path, *, flushed: bool = False, checksummed: b
     if linked:
         # Windows will not remove a file still open elsewhere: then it goes at next start
         with contextlib.suppress(OSError):
-            src.unlink()
+            os.unlink(src)
         fsync_file(dest)
     else:
         if not flushed:
             fsync_file(src)
         try:
-            src.replace(dest)
+            os.replace(src, dest)
         except OSError:
             # another file system, or Windows refusing to move a file still open elsewhere
-            tmp = dest.with_name(dest.name + ".part")
+            tmp = f"{os.fspath(dest)}.part"
             shutil.copyfile(src, tmp)
             fsync_file(tmp)
-            tmp.replace(dest)
+            os.replace(tmp, dest)
             with contextlib.suppress(OSError):
-                src.unlink()
-    fsync_dir(dest.parent)
+                os.unlink(src)
+    fsync_dir(parent)
     if created:
-        fsync_dir(dest.parent.parent)  # the new folder's own entry
-    return dest.stat().st_size
+        fsync_dir(os.path.dirname(os.path.abspath(parent)))  # the new folder's own entry
+    return os.stat(dest).st_size
 
 
-def _make_folder(folder: Path) -> bool:
+def _make_folder(folder: StrPath) -> bool:
     """Make ``folder`` (and its parents); whether it was made now."""
     try:
-        folder.mkdir()
+        os.mkdir(folder)
     except FileExistsError:
         return False
     except FileNotFoundError:
-        folder.mkdir(parents=True, exist_ok=True)
+        os.makedirs(folder, exist_ok=True)
     return True
 
 

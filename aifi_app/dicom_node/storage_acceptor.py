@@ -93,7 +93,7 @@ from aifi_app.dicom_node import upper_layer as ul
 from aifi_app.dicom_node.header_scan import HEAD_BYTES
 from aifi_app.dicom_node.plain_negotiation import Negotiated, negotiate_plain
 from aifi_app.dicom_node.spare_files import CREATE_FLAGS, SpareFiles
-from aifi_app.dicom_node.spool import crc32, set_checksum
+from aifi_app.dicom_node.spool import StrPath, crc32, set_checksum
 from aifi_app.dicom_node.tcp_options import set_timeout
 from aifi_app.fault_logging import log_fault
 
@@ -165,7 +165,7 @@ class StorageService(Protocol):
 
     def store(
         self,
-        path: Path | None,
+        path: StrPath | None,
         calling_ae: str,
         sop_instance_uid: str,
         start: DataSetStart | None = None,
@@ -278,7 +278,8 @@ class _Incoming:
         if taken is not None:
             self.path, fd = taken
         else:
-            self.path = folder / f"{os.getpid()}-{threading.get_ident()}-{next(_names)}.dcm"
+            name = f"{os.getpid()}-{threading.get_ident()}-{next(_names)}.dcm"
+            self.path = os.path.join(folder, name)
             fd = os.open(self.path, CREATE_FLAGS, 0o600)
         self.fd: int | None = fd
         self.transfer_syntax = transfer_syntax
@@ -346,7 +347,7 @@ class _Incoming:
         with contextlib.suppress(OSError):
             self.close()
         with contextlib.suppress(OSError):
-            self.path.unlink()
+            os.unlink(self.path)
 
 
 def negotiate(request_pdu: bytes, settings: AcceptorSettings) -> Negotiated:
@@ -691,7 +692,7 @@ class StorageAssociation:
                 )
             except OSError:
                 log.error("cannot create a file for a received data set (disk)")
-                self._incoming = _Discarded(self._settings.incoming / "-")
+                self._incoming = _Discarded(os.path.join(self._settings.incoming, "-"))
         else:
             raise ul.UpperLayerError(
                 f"DIMSE command 0x{field:04X} is not supported here",
@@ -740,7 +741,7 @@ class StorageAssociation:
 class _Discarded(_Incoming):
     """A data set the disk would not take: read to its end, written nowhere."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: str) -> None:
         self.path = path
         self.fd = None
 

@@ -38,6 +38,7 @@ from aifi_app.dicom_node.association_listener import AssociationListener
 from aifi_app.dicom_node.instance_keeper import InstanceKeeper, KeepingRules
 from aifi_app.dicom_node.receiver_pool import ReceiverPool
 from aifi_app.dicom_node.spare_files import SPARE_FILES, SPARE_FLOOR, SpareFiles
+from aifi_app.dicom_node.spool import StrPath
 from aifi_app.dicom_node.spool_recovery import (
     begin_receiving,
     end_receiving,
@@ -411,7 +412,7 @@ class StorageNode:
 
     def store(
         self,
-        path: Path | None,
+        path: StrPath | None,
         calling_ae: str,
         sop_instance_uid: str,
         start: DataSetStart | None = None,

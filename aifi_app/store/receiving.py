@@ -127,13 +127,19 @@ def _record(
         (inst.study_uid,),
     ).fetchone()
     new_study = False
-    seen = conn.execute(
-        "SELECT i.id, i.study_id, s.state FROM instances i JOIN studies s"
-        " ON s.id = i.study_id WHERE s.study_uid = ? AND i.sop_instance_uid = ?"
-        " ORDER BY i.id DESC LIMIT 1",
-        (inst.study_uid, inst.sop_instance_uid),
-    ).fetchone()
-    if seen is not None and seen["state"] not in (StudyState.RECEIVING, StudyState.RECORDED):
+    open_episodes = (StudyState.RECEIVING, StudyState.RECORDED)
+    # an earlier episode's instance can be resent only to a study with more than one
+    # episode, or whose one episode was processed: looked up only then (for each instance
+    # of a CT that was two of the five statements its record took)
+    seen = None
+    if latest is not None and (latest["episode"] != 1 or latest["state"] not in open_episodes):
+        seen = conn.execute(
+            "SELECT i.id, i.study_id, s.state FROM instances i JOIN studies s"
+            " ON s.id = i.study_id WHERE s.study_uid = ? AND i.sop_instance_uid = ?"
+            " ORDER BY i.id DESC LIMIT 1",
+            (inst.study_uid, inst.sop_instance_uid),
+        ).fetchone()
+    if seen is not None and seen["state"] not in open_episodes:
         # a resend of an instance whose study was already processed: keep the newer
         # file, start nothing
         conn.execute(
@@ -151,7 +157,7 @@ def _record(
     if latest is None:
         study_id = _new_episode(conn, inst, 1, "primary", StudyState.RECEIVING, idle_seconds)
         new_study = True
-    elif latest["state"] in (StudyState.RECEIVING, StudyState.RECORDED):
+    elif latest["state"] in open_episodes:
         study_id = int(latest["id"])
     else:
         state = StudyState.RECORDED if late_policy == "record" else StudyState.RECEIVING
@@ -159,21 +165,11 @@ def _record(
             conn, inst, int(latest["episode"]) + 1, late_policy, state, idle_seconds
         )
         new_study = True
-    duplicate = (
-        conn.execute(
-            "SELECT 1 FROM instances WHERE study_id = ? AND sop_instance_uid = ?",
-            (study_id, inst.sop_instance_uid),
-        ).fetchone()
-        is not None
-    )
-    cur = conn.execute(
+    row = conn.execute(
         "INSERT INTO instances (study_id, sop_instance_uid, sop_class_uid, series_uid,"
         " transfer_syntax, path, size, received_at, calling_ae)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT (study_id, sop_instance_uid) DO UPDATE SET path = excluded.path,"
-        " size = excluded.size, received_at = excluded.received_at,"
-        " transfer_syntax = excluded.transfer_syntax, calling_ae = excluded.calling_ae"
-        " RETURNING id",
+        " ON CONFLICT (study_id, sop_instance_uid) DO NOTHING RETURNING id",
         (
             study_id,
             inst.sop_instance_uid,
@@ -185,8 +181,23 @@ def _record(
             t,
             inst.calling_ae,
         ),
-    )
-    instance_id = int(cur.fetchone()[0])
+    ).fetchone()
+    duplicate = row is None
+    if duplicate:  # received again in this episode: its newer file replaces the first
+        row = conn.execute(
+            "UPDATE instances SET path = ?, size = ?, received_at = ?, transfer_syntax = ?,"
+            " calling_ae = ? WHERE study_id = ? AND sop_instance_uid = ? RETURNING id",
+            (
+                inst.path,
+                inst.size,
+                t,
+                inst.transfer_syntax,
+                inst.calling_ae,
+                study_id,
+                inst.sop_instance_uid,
+            ),
+        ).fetchone()
+    instance_id = int(row[0])
     # the idle timer restarts only while the episode is still receiving
     conn.execute(
         "UPDATE studies SET last_received_at = ?, instance_count = instance_count + ?,"

@@ -39,8 +39,8 @@ def test_a_new_study_folder_has_its_own_entry_flushed_once(
     flushed: list[Path] = []
     real = spool.fsync_dir
 
-    def recording(path: Path) -> None:
-        flushed.append(path)
+    def recording(path: str | Path) -> None:
+        flushed.append(Path(path))  # (the receiving path passes strings)
         real(path)
 
     monkeypatch.setattr(spool, "fsync_dir", recording)
@@ -59,9 +59,11 @@ def _record_flushes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     events: list[str] = []
     real_file, real_dir = spool.fsync_file, spool.fsync_dir
     monkeypatch.setattr(
-        spool, "fsync_file", lambda p: (events.append(f"file {p.name}"), real_file(p))
+        spool, "fsync_file", lambda p: (events.append(f"file {Path(p).name}"), real_file(p))
     )
-    monkeypatch.setattr(spool, "fsync_dir", lambda p: (events.append(f"dir {p.name}"), real_dir(p)))
+    monkeypatch.setattr(
+        spool, "fsync_dir", lambda p: (events.append(f"dir {Path(p).name}"), real_dir(p))
+    )
     return events
 
 

@@ -75,15 +75,15 @@ class Service:
 
     def store(
         self,
-        path: Path | None,
+        path: str | Path | None,
         calling_ae: str,
         sop_instance_uid: str,
         start: DataSetStart | None = None,
     ) -> int:
         self.starts.append(start)
-        data = path.read_bytes() if path is not None else None
+        data = Path(path).read_bytes() if path is not None else None
         if path is not None:
-            path.unlink()
+            Path(path).unlink()
         self.stored.append((calling_ae, sop_instance_uid, data))
         return self.status if path is not None else 0xA700
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -50,10 +51,20 @@ def test_instances_join_their_study_and_restart_the_idle_timer(db: Database) -> 
 
 
 def test_resent_instance_counts_once(db: Database) -> None:
-    _record(db, _inst("1.2.3.1.1"))
-    again = _record(db, _inst("1.2.3.1.1"))
-    assert again.duplicate
+    first = _record(db, _inst("1.2.3.1.1"))
+    resent = dataclasses.replace(_inst("1.2.3.1.1"), path="spool/1.2.3/again.dcm", size=7)
+    again = _record(db, resent)
+    assert again.duplicate and not again.new_study
+    assert (again.study_id, again.instance_id) == (first.study_id, first.instance_id)
     assert db.query("SELECT instance_count FROM studies")[0]["instance_count"] == 1
+    # the newer file replaces the first one's row
+    assert db.query("SELECT path, size FROM instances") == [
+        {"path": "spool/1.2.3/again.dcm", "size": 7}
+    ]
+    # another instance of the study is not one
+    other = _record(db, _inst("1.2.3.1.2"))
+    assert not other.duplicate and other.instance_id != first.instance_id
+    assert db.query("SELECT instance_count FROM studies")[0]["instance_count"] == 2
 
 
 def test_process_now_and_routing(db: Database) -> None:
