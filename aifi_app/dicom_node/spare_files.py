@@ -30,6 +30,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
+from aifi_app.dicom_node.spool import StrPath
+
 log = logging.getLogger(__name__)
 
 SPARE_FILES: Final = 600
@@ -46,7 +48,7 @@ CREATE_FLAGS: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINA
 OPEN_FLAGS: Final = os.O_WRONLY | getattr(os, "O_BINARY", 0)
 
 
-def is_spare(path: str | os.PathLike[str]) -> bool:
+def is_spare(path: StrPath) -> bool:
     """Whether ``path`` is one of the empty files made ahead (not an instance's data)."""
     return "-spare-" in os.path.basename(path)
 
@@ -106,8 +108,7 @@ class SpareFiles:
     def take(self) -> tuple[str, int] | None:
         """An empty file's path and its descriptor, open for writing; None when none is
         ready. The path is a plain string, as the receiving path passes it on
-        (:mod:`aifi_app.dicom_node.spool`): a ``Path`` made here and formatted again for each
-        system call cost more than the file's opening."""
+        (:data:`aifi_app.dicom_node.spool.StrPath`)."""
         while True:
             with self._lock:
                 path = self._ready.popleft() if self._ready else None

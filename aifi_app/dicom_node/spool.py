@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Final, TypeAlias
 
 StrPath: TypeAlias = str | os.PathLike[str]
-"""A file's path: the receiving path passes plain strings (a ``Path`` made and formatted
-for each instance was a tenth of the node's interpreter time), others pass ``Path``."""
+"""A file's path: the receiving path passes plain strings (a ``Path`` made, joined and
+formatted again for each system call of each instance was about a quarter of the node's
+interpreter time under ``py-spy``; bench/README.md), others pass ``Path``."""
 
 crc32: Callable[[bytes | memoryview, int], int]
 """zlib's CRC-32, from ISA-L where installed (``isal``: the same checksum, 0.06 ms for a
