@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from bench import appliance_runs, behind_ct, data, send_runs
-from bench.peers import StoreSCP, clear_orthanc, start_orthanc, storescu
+from bench.peers import SEND_STEAL, StoreSCP, clear_orthanc, start_orthanc, storescu
 from bench.report import Row, median_of
 
 
@@ -26,8 +26,11 @@ def ingest(work: Path, ct: list[Path], rx: list[Path], runs: int) -> list[Row]:
     quarters = [ct[i::4] for i in range(4)]
     times: dict[str, list[float]] = {}
 
+    steals: dict[str, list[float]] = {}
+
     def timed(name: str, seconds: float) -> None:
         times.setdefault(name, []).append(seconds)
+        steals.setdefault(name, []).append(SEND_STEAL[-1] if SEND_STEAL else 0.0)
 
     scp = StoreSCP(work / "storescp", nodelay=True).start()
     fork = StoreSCP(work / "storescp-fork", nodelay=True, fork=True).start()
@@ -72,7 +75,11 @@ def ingest(work: Path, ct: list[Path], rx: list[Path], runs: int) -> list[Row]:
         ratios = ", ".join(
             f"{ours} {times[peer][run] / times[ours][run]:.2f}x" for ours, peer in pairs
         )
+        stolen = ", ".join(
+            f"{name} {steals[name][run]:.0%}" for name in ("ours_ct", "scp_ct", "ours_4", "fork_4")
+        )
         print(f"  ingest run {run + 1}, ours over storescp: {ratios}", flush=True)
+        print(f"    the host's steal of the CPUs during the sends: {stolen}", flush=True)
     return [
         Row(f"ingest CT {n} slices", m["ours_ct"], "storescp", m["scp_ct"], megabytes=ct_mb),
         Row(f"ingest CT {n} slices", m["ours_ct"], "Orthanc", m["orthanc_ct"], megabytes=ct_mb),

@@ -16,6 +16,7 @@ import threading
 import time
 from pathlib import Path
 
+from bench.process_tree import machine_ticks, steal_share
 from tests.helpers.orthanc import Orthanc
 from tests.helpers.ports import free_port, wait_for_port
 
@@ -96,10 +97,17 @@ def wait_all(procs: list[subprocess.Popen[bytes]], limit: float) -> list[int]:
     or 0.115 s, for our node and storescp alike)."""
     watchdog = threading.Timer(limit, lambda: [p.kill() for p in procs if p.poll() is None])
     watchdog.start()
+    before = machine_ticks()
     try:
         return [p.wait() for p in procs]
     finally:
         watchdog.cancel()
+        SEND_STEAL.append(steal_share(before, machine_ticks()))
+
+
+SEND_STEAL: list[float] = []
+"""The stolen share of the machine's CPU time during each :func:`wait_all`, in order (the
+timed sends wait there): the ingest section prints it beside each run's ratios."""
 
 
 def storescu(paths: list[Path] | Path, port: int, *, called: str, nodelay: bool = True) -> float:

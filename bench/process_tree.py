@@ -168,3 +168,19 @@ def pacs_store_cpu(pid: int) -> float:
         if not comm.startswith("civetweb"):
             total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
     return total / os.sysconf("SC_CLK_TCK")
+
+
+def machine_ticks() -> tuple[int, int]:
+    """The machine's CPU time since boot in clock ticks, all of it and the stolen part
+    (``/proc/stat``: the time the hypervisor gave this VM's CPUs to others while it wanted
+    them). A send during which the host takes a fifth of the CPUs runs about twice as
+    long (bench/README.md, the sixteenth session)."""
+    with Path("/proc/stat").open() as f:
+        fields = [int(v) for v in f.readline().split()[1:9]]
+    return sum(fields), fields[7]
+
+
+def steal_share(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """The stolen share of the machine's CPU time between two :func:`machine_ticks`."""
+    total = after[0] - before[0]
+    return (after[1] - before[1]) / total if total > 0 else 0.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 from bench.process_tree import TreePeak, descendants
 
@@ -54,3 +55,17 @@ def _rss_bytes(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     raise AssertionError("no VmRSS")
+
+
+def test_the_machines_ticks_grow_and_the_stolen_share_is_a_share() -> None:
+    from bench.process_tree import machine_ticks, steal_share
+
+    before = machine_ticks()
+    deadline = time.monotonic() + 0.3
+    while time.monotonic() < deadline:  # some CPU time passes
+        pass
+    after = machine_ticks()
+    assert after[0] > before[0] >= before[1] >= 0 and after[1] >= before[1]
+    assert 0.0 <= steal_share(before, after) <= 1.0
+    assert steal_share(after, after) == 0.0
+    assert steal_share((100, 10), (200, 30)) == 0.2
