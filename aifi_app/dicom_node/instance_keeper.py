@@ -14,7 +14,6 @@ it starts.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
@@ -198,11 +197,6 @@ def keep_checked(
     )
 
 
-def _remove(path: StrPath) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-
-
 class InstanceKeeper:
     """Keeps received instances in ``data_dir``'s spool and ``db``'s queue (any thread)."""
 
@@ -232,13 +226,13 @@ class InstanceKeeper:
             study_id = self.keep(path, calling_ae, sop_instance_uid, start)
         except StoreRefused as exc:
             if path is not None:
-                _remove(path)
+                Path(path).unlink(missing_ok=True)  # (a refusal: not the hot path)
             return self.refused(calling_ae, exc.status, exc.reason), None
         except Exception as exc:
             # never log the exception itself: its message may quote the data
             log_fault(log, "C-STORE from %s failed unexpectedly", exc, calling_ae)
             if path is not None:
-                _remove(path)
+                Path(path).unlink(missing_ok=True)  # (a refusal: not the hot path)
             reason = f"internal error ({type(exc).__name__})"
             return self.refused(calling_ae, OUT_OF_RESOURCES, reason), None
         return SUCCESS, study_id
