@@ -190,9 +190,16 @@ class Receiver:
         self._conn.send(("ready",))
         stopping = False
         try:
-            while not (stopping and self._open_count() == 0):
-                if stopping and not self._conn.poll(_STOP_POLL_SECONDS):
-                    continue
+            while True:
+                if stopping:
+                    # the count before the look at the pipe: a connection handed over
+                    # before the last association ended is in the pipe by then, so it is
+                    # read and cut (not left in the pipe until the service closes it)
+                    ended = self._open_count() == 0
+                    if not self._conn.poll(0 if ended else _STOP_POLL_SECONDS):
+                        if ended:
+                            break
+                        continue
                 message = self._conn.recv()
                 kind = message[0]
                 if kind == "assoc":

@@ -8,9 +8,11 @@ import multiprocessing
 import os
 import socket
 import threading
+import time
 from multiprocessing.connection import Connection
 from multiprocessing.reduction import send_handle
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -120,3 +122,99 @@ def test_a_connection_handed_over_after_the_stop_is_cut_and_the_process_ends(
     assert not alive, "the receiver still serves a connection handed after its stop"
     assert closed == [True, True]  # both cut: their peers see the connections close
     assert heard.count("end") == 2  # both associations ended and said so
+
+
+class _LookingAway:
+    """The receiver's pipe, whose first empty look after ``arm()`` holds the receiver
+    until ``go`` is set: as a busy machine may deschedule it there."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._armed = False
+        self.looked_away = threading.Event()
+        self.go = threading.Event()
+
+    def arm(self) -> None:
+        self._armed = True
+
+    def poll(self, timeout: float = 0.0) -> bool:
+        got = self._conn.poll(timeout)
+        if not got and self._armed:
+            self._armed = False
+            self.looked_away.set()
+            self.go.wait(10)
+        return got
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+def test_a_connection_handed_over_while_the_last_association_ends_is_still_cut(
+    tmp_path: Path,
+) -> None:
+    """The stopping process looks at its pipe and finds nothing; before it looks again a
+    connection is handed over and its last association ends. It reads that connection
+    and cuts it before it ends (the connection is not left in the pipe)."""
+    ours, theirs = multiprocessing.Pipe(duplex=True)
+    pipe = _LookingAway(theirs)
+    config = NodeConfig("AIFI", "127.0.0.1", 0, ("SCU",), 131072, 30)
+    db = Database(tmp_path / "q.db")
+    keeper = InstanceKeeper(db, tmp_path, KeepingRules(IdleTimes(30.0), "follow_up"))
+    receiver = Receiver(pipe, config, tmp_path, spare=0, keeper=keeper)  # type: ignore[arg-type]
+    running = threading.Thread(target=receiver.run, daemon=True)
+    running.start()
+    assert ours.recv() == ("ready",)
+    heard: list[list[str]] = [[], []]
+    last_may_end = threading.Event()
+
+    def service(calls: Connection, said: list[str]) -> None:
+        with contextlib.suppress(EOFError, OSError):
+            while True:
+                message = calls.recv()
+                said.append(message[1] if message[0] == "call" else message[0])
+                if message[0] == "call":
+                    last_may_end.wait(10)
+                    calls.send(None)
+        calls.close()
+
+    answering = []
+    peers = []
+
+    def hand_over(said: list[str]) -> None:
+        peer, handed = socket.socketpair()
+        peers.append(peer)
+        calls, their_calls = multiprocessing.Pipe(duplex=True)
+        answering.append(threading.Thread(target=service, args=(calls, said), daemon=True))
+        answering[-1].start()
+        ours.send(("assoc", "127.0.0.1", False))
+        send_handle(ours, handed.fileno(), os.getpid())
+        send_handle(ours, their_calls.fileno(), os.getpid())
+        handed.close()
+        their_calls.close()
+
+    hand_over(heard[0])
+    pipe.arm()
+    ours.send(("stop",))
+    assert pipe.looked_away.wait(10)  # it found the pipe empty; the first still ends
+    hand_over(heard[1])
+    last_may_end.set()
+    deadline = time.monotonic() + 10
+    while "end" not in heard[0] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    pipe.go.set()  # it looks again once the first association has ended
+    running.join(15)
+    alive = running.is_alive()
+    closed = []
+    for peer in peers:
+        peer.settimeout(5)
+        with peer:
+            closed.append(peer.recv(1) == b"")
+    theirs.close()
+    for thread in answering:
+        thread.join(5)
+    ours.close()
+    db.close()
+    assert "end" in heard[0]
+    assert not alive
+    assert closed == [True, True]
+    assert heard[1].count("end") == 1
