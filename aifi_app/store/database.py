@@ -31,6 +31,13 @@ from aifi_app.store.schema import MIGRATIONS
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 30_000
+CACHE_KIB = 512
+"""Each connection's page cache, at most (SQLite's default is 2 MiB). A connection keeps
+the pages it read until its cache is full, and the queue database grows with every study,
+so each of the service's connections (eight in a running appliance) grew by its cache's
+size over weeks: measured, the service's SQLite memory rose from 1.6 to 4.6 MB over 29
+CTs of 500 slices, about 0.1 MB a CT, towards 16 MiB. The database's pages stay in the
+system's file cache; a page read again from there costs a system call, not the disk."""
 
 
 class SchemaTooNewError(RuntimeError):
@@ -46,6 +53,7 @@ def _connect(path: Path, synchronous: str = "FULL") -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     conn.row_factory = sqlite3.Row
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute(f"PRAGMA synchronous = {synchronous}")
     conn.execute("PRAGMA foreign_keys = ON")

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import sqlite3
 from pathlib import Path
 
 import pytest
 
-from aifi_app.store.database import Database, SchemaTooNewError
+from aifi_app.store.database import CACHE_KIB, Database, SchemaTooNewError
 from aifi_app.store.schema import MIGRATIONS
 
 
@@ -71,3 +73,42 @@ def test_a_threads_connection_closed_is_opened_again_when_used(tmp_path: Path) -
     db.close_thread_connection()
     db.close_thread_connection()  # nothing open: nothing to do
     db.close()
+
+
+def _sqlite_memory_used() -> ctypes._CFuncPtr:
+    """SQLite's own count of the memory it holds, from the library Python's module uses."""
+    name = ctypes.util.find_library("sqlite3")
+    if name is None:
+        pytest.skip("no shared SQLite library: Python's module has its own")
+    used = ctypes.CDLL(name).sqlite3_memory_used
+    used.restype = ctypes.c_int64
+    return used
+
+
+def test_a_connection_keeps_at_most_its_bounded_cache_of_pages(tmp_path: Path) -> None:
+    """A connection that reads the whole of a large database keeps at most
+    ``CACHE_KIB`` of its pages (SQLite's default, 2 MiB a connection, grew each of the
+    service's connections as the queue grew)."""
+    used = _sqlite_memory_used()
+    db = Database(tmp_path / "q.db")
+    with db.transaction() as conn:
+        conn.execute("CREATE TABLE filler (n INTEGER PRIMARY KEY, payload BLOB)")
+        conn.executemany(
+            "INSERT INTO filler (payload) VALUES (?)", ((bytes(900),) for _ in range(8000))
+        )
+    db.close()
+    before_open = used()
+    conn = sqlite3.connect(tmp_path / "q.db")
+    opened = used()
+    if opened == before_open:
+        conn.close()
+        pytest.skip("Python's SQLite is not the shared library's: its memory is not seen")
+    conn.close()
+    db = Database(tmp_path / "q.db")
+    reader = db.connection()
+    before = used()
+    total = reader.execute("SELECT sum(length(payload)) FROM filler").fetchone()[0]
+    grown = used() - before
+    db.close()
+    assert total == 8000 * 900  # about 7.5 MB of pages read
+    assert grown < (CACHE_KIB + 256) * 1024, f"the connection kept {grown / 1e6:.1f} MB"
