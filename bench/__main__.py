@@ -209,7 +209,16 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="a [node] setting for our appliance in the ingest runs, e.g. receive_processes=0",
     )
+    parser.add_argument(
+        "--memory-cts",
+        type=int,
+        default=appliance_runs.LATER_CTS + 1,
+        metavar="N",
+        help="CTs through one appliance in the memory section (a long run: 30)",
+    )
     args = parser.parse_args()
+    if args.memory_cts < 2:
+        parser.error("--memory-cts: at least 2 (the first CT and one after it)")
     appliance_runs.NODE_TOML = "\n".join(args.node)
     runs = 1 if args.quick else args.runs
     slices = 100 if args.quick else 500
@@ -236,7 +245,7 @@ def main() -> None:
             rows += behind_ct.radiograph_behind_ct(work, slices, runs)
         if "memory" in sections:
             settle_disk()
-            rows += appliance_runs.memory(work, ct)
+            rows += appliance_runs.memory(work, ct, args.memory_cts - 1)
         if "startup" in sections:
             settle_disk()
             rows += appliance_runs.startup(work, max(runs, 3))

@@ -367,16 +367,16 @@ not two: with two, a growth of 3.6 MB a CT (caches kept across studies, bounded 
 20,000 entries) stayed under the goal; twelve CTs showed it (bench/README.md)."""
 
 
-def memory(work: Path, ct: list[Path]) -> list[Row]:
+def memory(work: Path, ct: list[Path], later_cts: int = LATER_CTS) -> list[Row]:
     """Peak memory of the appliance while it receives a CT, measures its lung volume
     (ct-lung-volume, routed as in :func:`end_to_end_ct`) and delivers its SR and SEG to
     the PACS: its whole process tree's (the service, the fork server and resource
     tracker, the receivers, the pre-pseudonymiser's child) proportional set size, the
     goal's figure, sampled every 20 ms (:class:`bench.process_tree.TreePeak`), for the
-    first CT after the start and for :data:`LATER_CTS` more (fresh UIDs), the highest of
-    theirs; and the service's own peak resident memory (VmHWM) over all of them, with the
-    tree's summed RSS beside it."""
-    later = [data.make_ct(work / f"memory-ct-{n}", len(ct)) for n in range(LATER_CTS)]
+    first CT after the start and for ``later_cts`` more (fresh UIDs, each made just before
+    it is sent and deleted after it: a long run, ``--memory-cts``, needs no more disk),
+    the highest of theirs; and the service's own peak resident memory (VmHWM) over all of
+    them, with the tree's summed RSS beside it."""
     orthanc = start_orthanc(work / "orthanc-memory", nodelay=False)
     app = ApplianceProcess(
         work / "memory",
@@ -388,15 +388,18 @@ def memory(work: Path, ct: list[Path]) -> list[Row]:
     try:
         baseline = app.rss_bytes()
         assert app.proc is not None
-        for n, study in enumerate([ct, *later], start=1):
+        for n in range(1, later_cts + 2):
             if n > 1:
                 time.sleep(2.0)  # the previous job's idle step done (heap given back)
+            study = ct if n == 1 else data.make_ct(work / f"memory-ct-{n}", len(ct))
             with TreePeak(app.proc.pid) as tree:
                 concurrent_storescu([study], app.port, app.ae_title)
                 state = _wait_for_job_end(app.data_dir, n, timeout=600)
             if state != "delivered":
                 raise RuntimeError(f"CT {n}'s job ended {state}: {app.status()['jobs'][:1]}")
             peaks.append(tree)
+            if n > 1:
+                shutil.rmtree(study[0].parent, ignore_errors=True)
             stage = _stage_at(app.data_dir, tree.root_peak_at)
             print(
                 f"  memory, CT {n}: tree's peak PSS {tree.peak_pss_bytes / 1e6:.0f} MB;"
@@ -413,8 +416,14 @@ def memory(work: Path, ct: list[Path]) -> list[Row]:
     finally:
         app.stop()
         orthanc.stop()
-        for study in later:
-            shutil.rmtree(study[0].parent, ignore_errors=True)
+        for leftover in work.glob("memory-ct-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+    print(
+        "  memory, the tree's peak PSS CT by CT: "
+        + ", ".join(f"{t.peak_pss_bytes / 1e6:.0f}" for t in peaks)
+        + " MB",
+        flush=True,
+    )
     first, rest = peaks[0], peaks[1:]
     highest = max(rest, key=lambda t: t.peak_pss_bytes)
     return [
