@@ -9,8 +9,6 @@ from typing import Protocol
 from pydicom import Dataset
 
 from aifi_app.algorithms.findings import AlgorithmResult
-from aifi_app.algorithms.http_runner import HttpRunner
-from aifi_app.algorithms.kserve_runner import KServeV2Runner
 from aifi_app.algorithms.lung_volume import LungVolumeRunner
 from aifi_app.algorithms.onnx_runner import PREFERRED_PROVIDERS, InferenceError, OnnxRunner
 from aifi_app.algorithms.package import (
@@ -60,6 +58,11 @@ class RunnerCache:
         if isinstance(spec, (HttpRunnerSpec, KServeV2Spec)):
             if self._settings is None:
                 raise InferenceError(f"{spec.kind} runners need the settings (remote nodes)")
+            # (imported here: they bring ``requests``, which a service with no REST
+            # vendor need not carry)
+            from aifi_app.algorithms.http_runner import HttpRunner
+            from aifi_app.algorithms.kserve_runner import KServeV2Runner
+
             if isinstance(spec, KServeV2Spec):
                 return KServeV2Runner(package, self._settings)
             return HttpRunner(package, self._settings)

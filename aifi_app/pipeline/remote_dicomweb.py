@@ -1,7 +1,9 @@
 """The remote DICOMweb runner: a vendor's DICOMweb service takes the pseudonymised study by
 STOW-RS; the vendor stores its result objects into the same (pseudonymised) study, where
 the appliance finds them by QIDO-RS and retrieves them by WADO-RS. Runs on the worker
-thread; uses the ``dicomweb-client`` library (over ``requests``).
+thread; uses the ``dicomweb-client`` library (over ``requests``), imported when a job
+first needs it: the service makes this step at its start, and an appliance with no
+DICOMweb vendor does not carry ``requests`` and its libraries (~9 MB of a process).
 
 Waiting is a job in ``submitted`` looked at every ``poll_seconds``: the study's instances
 that are not the ones we sent are the vendor's results, taken once no new one appeared for
@@ -17,17 +19,18 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import requests
-from dicomweb_client.api import DICOMwebClient
 from pydicom import Dataset, dcmread
 
 from aifi_app.algorithms.package import AlgorithmPackage, RemoteDicomwebSpec
-from aifi_app.algorithms.vendor_http import VendorHttpError, http_failure_words, session_for
 from aifi_app.config.settings import NodeUnusableError, RemoteNode, Settings
 from aifi_app.store import jobs
 from aifi_app.store.database import Database, now
 from aifi_app.store.states import JobState
+
+if TYPE_CHECKING:
+    from dicomweb_client.api import DICOMwebClient
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,10 @@ def node_for(package: AlgorithmPackage, settings: Settings) -> RemoteNode:
 
 def make_client(node: RemoteNode, request_timeout: float) -> DICOMwebClient:
     """A DICOMweb client for ``node``: certificates verified, token from the keyring."""
+    from dicomweb_client.api import DICOMwebClient
+
+    from aifi_app.algorithms.vendor_http import VendorHttpError, session_for
+
     try:
         session = session_for(node)
     except VendorHttpError as exc:
@@ -112,6 +119,10 @@ class RemoteDicomwebStep:
 
     def send(self, job_id: int, package: AlgorithmPackage, work_dir: Path) -> None:
         """pseudonymised -> submitted (or failed, with the reason)."""
+        import requests
+
+        from aifi_app.algorithms.vendor_http import http_failure_words
+
         spec = _spec(package)
         paths = sorted(work_dir.glob("*.dcm"))
         try:
@@ -163,6 +174,10 @@ class RemoteDicomwebStep:
     ) -> list[Dataset] | None:
         """The vendor's result objects once complete; None while waiting (the job is
         postponed) or when the job failed (timed out, with the reason)."""
+        import requests
+
+        from aifi_app.algorithms.vendor_http import http_failure_words
+
         spec = _spec(package)
         study_uid, ours = _sent(work_dir)
         try:

@@ -1,0 +1,40 @@
+"""pydicom imported without its test-file downloader's libraries, in a fresh interpreter
+(the test run has imported pydicom already)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+_PROBE = """
+import json, sys
+import aifi_app.service
+held = {name: name in sys.modules for name in ("requests", "tqdm", "urllib3", "dicomweb_client")}
+import requests
+from aifi_app.algorithms.runners import RunnerCache
+from aifi_app.pipeline.remote_dicomweb import make_client
+print(json.dumps({"held": held, "requests": requests.__name__}))
+"""
+
+
+def test_the_service_imports_pydicom_without_requests_and_can_still_use_it() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=120, check=True
+    )
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    assert found["held"] == {
+        "requests": False,
+        "tqdm": False,
+        "urllib3": False,
+        "dicomweb_client": False,
+    }
+    assert found["requests"] == "requests"  # importable once a vendor's job needs it
+
+
+def test_an_interpreter_that_has_pydicom_already_is_left_as_it_is() -> None:
+    from aifi_app.lean_pydicom import import_pydicom
+
+    before = dict(sys.modules)
+    import_pydicom()
+    assert sys.modules == before
