@@ -3,8 +3,8 @@
 The core (every subpackage except :mod:`aifi_app.gui`) never imports Qt and runs headless.
 """
 
-from aifi_app.lean_pydicom import import_pydicom as _import_pydicom
+from aifi_app.lean_pydicom import hold_back as _hold_back
 
 __version__ = "0.1.0"
 
-_import_pydicom()  # first: see aifi_app.lean_pydicom
+_hold_back()  # pydicom, once imported, without its downloader's libraries

@@ -9,12 +9,18 @@ import sys
 
 _PROBE = """
 import json, sys
+import aifi_app
+light = "pydicom" not in sys.modules  # nothing imported until something imports pydicom
 import aifi_app.service
 held = {name: name in sys.modules for name in ("requests", "tqdm", "urllib3", "dicomweb_client")}
 import requests
+import pydicom.data.download as downloader
 from aifi_app.algorithms.runners import RunnerCache
 from aifi_app.pipeline.remote_dicomweb import make_client
-print(json.dumps({"held": held, "requests": requests.__name__}))
+print(json.dumps({
+    "light": light, "held": held, "requests": requests.__name__,
+    "downloader_has_requests": downloader.HAVE_REQUESTS,
+}))
 """
 
 
@@ -23,6 +29,7 @@ def test_the_service_imports_pydicom_without_requests_and_can_still_use_it() -> 
         [sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=120, check=True
     )
     found = json.loads(out.stdout.strip().splitlines()[-1])
+    assert found["light"] is True
     assert found["held"] == {
         "requests": False,
         "tqdm": False,
@@ -30,11 +37,14 @@ def test_the_service_imports_pydicom_without_requests_and_can_still_use_it() -> 
         "dicomweb_client": False,
     }
     assert found["requests"] == "requests"  # importable once a vendor's job needs it
+    assert found["downloader_has_requests"] is False  # pydicom's own fallback: urllib
 
 
-def test_an_interpreter_that_has_pydicom_already_is_left_as_it_is() -> None:
-    from aifi_app.lean_pydicom import import_pydicom
+def test_a_process_whose_pydicom_has_its_downloader_already_is_left_as_it_is() -> None:
+    import pydicom.data.download  # noqa: F401
 
-    before = dict(sys.modules)
-    import_pydicom()
-    assert sys.modules == before
+    from aifi_app.lean_pydicom import hold_back
+
+    finders = list(sys.meta_path)
+    hold_back()
+    assert sys.meta_path == finders
