@@ -107,18 +107,7 @@ def test_a_connection_handed_over_after_the_stop_is_cut_and_the_process_ends(
         handed.close()
         their_calls.close()
     late_sent.set()
-    running.join(15)
-    alive = running.is_alive()
-    closed = []
-    for peer in peers:
-        peer.settimeout(5)
-        with peer:
-            closed.append(peer.recv(1) == b"")
-    theirs.close()
-    for thread in answering:
-        thread.join(5)
-    ours.close()
-    db.close()
+    alive, closed = _ended(running, peers, answering, (ours, theirs), db)
     assert not alive, "the receiver still serves a connection handed after its stop"
     assert closed == [True, True]  # both cut: their peers see the connections close
     assert heard.count("end") == 2  # both associations ended and said so
@@ -202,6 +191,22 @@ def test_a_connection_handed_over_while_the_last_association_ends_is_still_cut(
     while "end" not in heard[0] and time.monotonic() < deadline:
         time.sleep(0.01)
     pipe.go.set()  # it looks again once the first association has ended
+    alive, closed = _ended(running, peers, answering, (ours, theirs), db)
+    assert "end" in heard[0]
+    assert not alive
+    assert closed == [True, True]
+    assert heard[1].count("end") == 1
+
+
+def _ended(
+    running: threading.Thread,
+    peers: list[socket.socket],
+    answering: list[threading.Thread],
+    pipe: tuple[Connection, Connection],
+    db: Database,
+) -> tuple[bool, list[bool]]:
+    """Wait for the receiver to end; whether it is still running, and for each peer
+    whether it saw its connection close. Closes everything."""
     running.join(15)
     alive = running.is_alive()
     closed = []
@@ -209,12 +214,9 @@ def test_a_connection_handed_over_while_the_last_association_ends_is_still_cut(
         peer.settimeout(5)
         with peer:
             closed.append(peer.recv(1) == b"")
-    theirs.close()
+    pipe[1].close()
     for thread in answering:
         thread.join(5)
-    ours.close()
+    pipe[0].close()
     db.close()
-    assert "end" in heard[0]
-    assert not alive
-    assert closed == [True, True]
-    assert heard[1].count("end") == 1
+    return alive, closed
