@@ -25,8 +25,7 @@ def ingest(work: Path, ct: list[Path], rx: list[Path], runs: int) -> list[Row]:
     ct_mb, rx_mb = data.size_of(ct) / 1e6, data.size_of(rx) / 1e6
     quarters = [ct[i::4] for i in range(4)]
     times: dict[str, list[float]] = {}
-
-    steals: dict[str, list[float]] = {}
+    steals: dict[str, list[float]] = {}  # the host's share of the CPUs during each send
 
     def timed(name: str, seconds: float) -> None:
         times.setdefault(name, []).append(seconds)

@@ -9,6 +9,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.reduction import send_handle
 from pathlib import Path
@@ -71,13 +72,7 @@ def test_a_connection_handed_over_after_the_stop_is_cut_and_the_process_ends(
     reads that connection after its stop: it is cut at once (not served until its peer
     or the 30 s network timeout ends it), so the process ends."""
     ours, theirs = multiprocessing.Pipe(duplex=True)
-    config = NodeConfig("AIFI", "127.0.0.1", 0, ("SCU",), 131072, 30)
-    db = Database(tmp_path / "q.db")
-    keeper = InstanceKeeper(db, tmp_path, KeepingRules(IdleTimes(30.0), "follow_up"))
-    receiver = Receiver(theirs, config, tmp_path, spare=0, keeper=keeper)
-    running = threading.Thread(target=receiver.run, daemon=True)
-    running.start()
-    assert ours.recv() == ("ready",)
+    running, db = _started(tmp_path, theirs, ours)
     heard: list[str] = []
     late_sent = threading.Event()
 
@@ -96,16 +91,9 @@ def test_a_connection_handed_over_after_the_stop_is_cut_and_the_process_ends(
     for key in (-1, -2):  # the first before the stop, the second after it
         if key == -2:
             ours.send(("stop",))
-        peer, handed = socket.socketpair()
+        peer, answer = _hand_over(ours, service)
         peers.append(peer)
-        calls, their_calls = multiprocessing.Pipe(duplex=True)
-        answering.append(threading.Thread(target=service, args=(calls,), daemon=True))
-        answering[-1].start()
-        ours.send(("assoc", "127.0.0.1", False))
-        send_handle(ours, handed.fileno(), os.getpid())
-        send_handle(ours, their_calls.fileno(), os.getpid())
-        handed.close()
-        their_calls.close()
+        answering.append(answer)
     late_sent.set()
     alive, closed = _ended(running, peers, answering, (ours, theirs), db)
     assert not alive, "the receiver still serves a connection handed after its stop"
@@ -146,13 +134,7 @@ def test_a_connection_handed_over_while_the_last_association_ends_is_still_cut(
     and cuts it before it ends (the connection is not left in the pipe)."""
     ours, theirs = multiprocessing.Pipe(duplex=True)
     pipe = _LookingAway(theirs)
-    config = NodeConfig("AIFI", "127.0.0.1", 0, ("SCU",), 131072, 30)
-    db = Database(tmp_path / "q.db")
-    keeper = InstanceKeeper(db, tmp_path, KeepingRules(IdleTimes(30.0), "follow_up"))
-    receiver = Receiver(pipe, config, tmp_path, spare=0, keeper=keeper)  # type: ignore[arg-type]
-    running = threading.Thread(target=receiver.run, daemon=True)
-    running.start()
-    assert ours.recv() == ("ready",)
+    running, db = _started(tmp_path, pipe, ours)  # type: ignore[arg-type]
     heard: list[list[str]] = [[], []]
     last_may_end = threading.Event()
 
@@ -170,16 +152,9 @@ def test_a_connection_handed_over_while_the_last_association_ends_is_still_cut(
     peers = []
 
     def hand_over(said: list[str]) -> None:
-        peer, handed = socket.socketpair()
+        peer, answer = _hand_over(ours, service, said)
         peers.append(peer)
-        calls, their_calls = multiprocessing.Pipe(duplex=True)
-        answering.append(threading.Thread(target=service, args=(calls, said), daemon=True))
-        answering[-1].start()
-        ours.send(("assoc", "127.0.0.1", False))
-        send_handle(ours, handed.fileno(), os.getpid())
-        send_handle(ours, their_calls.fileno(), os.getpid())
-        handed.close()
-        their_calls.close()
+        answering.append(answer)
 
     hand_over(heard[0])
     pipe.arm()
@@ -220,3 +195,35 @@ def _ended(
     pipe[0].close()
     db.close()
     return alive, closed
+
+
+def _started(
+    tmp_path: Path, conn: Connection, ours: Connection
+) -> tuple[threading.Thread, Database]:
+    """A receiver reading ``conn`` on a thread of its own, ready; its thread and database."""
+    config = NodeConfig("AIFI", "127.0.0.1", 0, ("SCU",), 131072, 30)
+    db = Database(tmp_path / "q.db")
+    keeper = InstanceKeeper(db, tmp_path, KeepingRules(IdleTimes(30.0), "follow_up"))
+    receiver = Receiver(conn, config, tmp_path, spare=0, keeper=keeper)
+    running = threading.Thread(target=receiver.run, daemon=True)
+    running.start()
+    assert ours.recv() == ("ready",)
+    return running, db
+
+
+def _hand_over(
+    ours: Connection, service: Callable[..., None], *args: object
+) -> tuple[socket.socket, threading.Thread]:
+    """Hand the receiver a connection and its association's pipe, as the pool does; the
+    service's side of that pipe is ``service(calls, *args)`` on a thread of its own.
+    The connection's peer end and that thread."""
+    peer, handed = socket.socketpair()
+    calls, their_calls = multiprocessing.Pipe(duplex=True)
+    answer = threading.Thread(target=service, args=(calls, *args), daemon=True)
+    answer.start()
+    ours.send(("assoc", "127.0.0.1", False))
+    send_handle(ours, handed.fileno(), os.getpid())
+    send_handle(ours, their_calls.fileno(), os.getpid())
+    handed.close()
+    their_calls.close()
+    return peer, answer
