@@ -13,7 +13,7 @@ from typing import Any
 
 from bench import data
 from bench.peers import STORESCU, dcmtk_env, start_orthanc, wait_all
-from bench.process_tree import TreePeak, pacs_store_cpu
+from bench.process_tree import TreePeak, machine_ticks, pacs_store_cpu, steal_share
 from bench.report import Row
 from tests.helpers.appliance import ApplianceProcess, all_jobs
 from tests.helpers.ports import free_port
@@ -145,7 +145,7 @@ def end_to_end_ct(work: Path, ct: list[Path], runs: int) -> list[Row]:
             study_uid = str(_study_uid(study[0]))
             pacs_cpu = pacs_store_cpu(orthanc.proc.pid)
             send_study(study, app.port, app.ae_title)
-            sent = time.perf_counter()
+            sent, ticks = time.perf_counter(), machine_ticks()
             while len(_find(orthanc, study_uid)) < 2:  # its SR and its SEG
                 if time.perf_counter() - sent > 600:
                     raise RuntimeError(f"CT results did not arrive: {app.status()['jobs'][:1]}")
@@ -153,6 +153,7 @@ def end_to_end_ct(work: Path, ct: list[Path], runs: int) -> list[Row]:
             elapsed = time.perf_counter() - sent
             seen_at = time.time()
             pacs_cpu = pacs_store_cpu(orthanc.proc.pid) - pacs_cpu
+            stolen = steal_share(ticks, machine_ticks())
             shutil.rmtree(work / f"e2e-ct-{n}")
             episodes = _episodes(app.data_dir, study_uid)
             if n and episodes != [len(study)]:
@@ -174,7 +175,8 @@ def end_to_end_ct(work: Path, ct: list[Path], runs: int) -> list[Row]:
                     f"  CT run {n}: {elapsed:.2f} s after the last instance; "
                     + ", ".join(f"{s} {t:.2f} s" for s, t in stages.items())
                     + f"; not in a stage {elapsed - _outer_seconds(stages):.2f} s"
-                    + f" (completion {_completion_seconds(app.data_dir):.2f} s of it)",
+                    + f" (completion {_completion_seconds(app.data_dir):.2f} s of it);"
+                    + f" the host's steal of the CPUs meanwhile {stolen:.0%}",
                     flush=True,
                 )
                 print(f"    between the stages: {_gaps(app.data_dir, seen_at)}", flush=True)

@@ -107,6 +107,7 @@ from aifi_app.pseudonymise import (
     check_reidentification,
 )
 from aifi_app.results.catalog import result_object
+from aifi_app.results.segmentation_frames import LayoutUnknown, frame_layout, kept_frames
 from aifi_app.store import job_inputs, jobs, stage_times
 from aifi_app.store.database import Database, now
 from aifi_app.store.jobs import PlannedOutput
@@ -1289,9 +1290,10 @@ class JobProcessor:
             header = skeleton_header(
                 request, ds, original_header, self.original_for, self.study_of_instance
             )
-        except ReidentificationError:
+            layout = frame_layout(header)
+        except (ReidentificationError, LayoutUnknown):
             return None
-        return Skeleton(header, tuple(frame_sources))
+        return Skeleton(header, tuple(frame_sources), layout)
 
     def _write_skeleton_seg(
         self,
@@ -1307,14 +1309,17 @@ class JobProcessor:
         packed = segment.mask.packed
         index_of = {uid: i for i, uid in enumerate(segment.mask.source_sop_instance_uids)}
         order = [index_of[uid] for uid in skeleton.frame_sources]
+        present = packed.frames_set()
+        kept = kept_frames([bool(present[i]) for i in order])  # the segment's frames
+        frames = [order[k] for k in kept]
         # frames that end on a byte are written as they are packed (not joined first: 16 MB)
         parts = (
-            [packed.bits[i].data for i in order]
+            [packed.bits[i].data for i in frames]
             if (packed.rows * packed.columns) % 8 == 0
-            else [packed.pixel_data(order)]
+            else [packed.pixel_data(frames)]
         )
         relative = self.result_dir(ctx.job_id).relative_to(self.data_dir) / f"{n:02d}-seg.dcm"
-        write_segmentation(self.data_dir / relative, skeleton, parts, sync=sync)
+        write_segmentation(self.data_dir / relative, skeleton, kept, parts, sync=sync)
         return PlannedOutput(
             "seg", segment.sop_instance_uid, SEGMENTATION_STORAGE, relative.as_posix()
         )

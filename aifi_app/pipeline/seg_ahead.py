@@ -1,7 +1,10 @@
 """A job's Segmentation built while its model runs, so that only its Pixel Data is left.
 
 A binary SEG with one frame per source image depends on the mask only through its Pixel
-Data (:func:`aifi_app.results.segmentation.build_segmentation_headers`). So when a job
+Data (:func:`aifi_app.results.segmentation.build_segmentation_headers`) and the frames
+the mask leaves empty, which are left out of its encoded bytes once the mask is known
+(:mod:`aifi_app.results.segmentation_frames`, from the layout of those bytes the child
+finds and keeps with them). So when a job
 whose package makes a SEG goes to a local runner, the worker asks the pre-pseudonymiser's
 warm child process (``SCHED_IDLE``: it takes only CPU that nothing else wants, the cores
 the model leaves idle) to build it ahead (:class:`SegAheadRequest`): from the job's
@@ -48,6 +51,12 @@ from aifi_app.part10 import part10_bytes, replaced_file
 from aifi_app.pipeline import sr_in_child
 from aifi_app.pipeline.made_ahead import made_for
 from aifi_app.pseudonymise import ResultScope, check_reidentification
+from aifi_app.results.segmentation_frames import (
+    FrameLayout,
+    LayoutUnknown,
+    frame_layout,
+    without_frames,
+)
 
 if TYPE_CHECKING:  # imported when the evidence is first made or read
     from aifi_app.results.sr_evidence import SourcesEvidence
@@ -173,11 +182,14 @@ def _scope(
 
 @dataclass(frozen=True)
 class Skeleton:
-    """A SEG built ahead: its bytes up to Pixel Data, its frames' source images."""
+    """A SEG built ahead: its bytes up to Pixel Data, its frames' source images, and
+    where its frame-dependent parts lie (to leave out the frames the mask leaves empty,
+    :func:`write_segmentation`)."""
 
     header: bytes
     frame_sources: tuple[str, ...]
     """Each frame's source SOP Instance UID, in frame order."""
+    layout: FrameLayout
 
 
 def skeleton_paths(work_dir: Path, number: int) -> tuple[Path, Path]:
@@ -289,6 +301,7 @@ def _write_skeleton(
     study_of_instance: Callable[[str], str | None],
 ) -> None:
     header = skeleton_header(request, ds, original_header, original_for, study_of_instance)
+    layout = frame_layout(header)  # raises LayoutUnknown: the worker builds the SEG
     hdr, description = skeleton_paths(Path(request.sources[0]).parent, request.number)
     durable_write(hdr, header)
     durable_write(
@@ -298,6 +311,7 @@ def _write_skeleton(
                 "key": request.key(),
                 "sha256": hashlib.sha256(header).hexdigest(),
                 "frame_sources": frame_sources,
+                "frame_layout": layout.to_json(),
             }
         ).encode(),
     )
@@ -388,27 +402,38 @@ def load_skeleton(request: SegAheadRequest) -> Skeleton | str:
     if isinstance(made, str):
         return made
     about, header = made
-    return Skeleton(header, tuple(str(uid) for uid in about.get("frame_sources", ())))
+    try:
+        layout = FrameLayout.from_json(about.get("frame_layout", {}))
+    except LayoutUnknown:
+        return "made without its frames' layout"
+    frame_sources = tuple(str(uid) for uid in about.get("frame_sources", ()))
+    if len(frame_sources) != len(layout.items):
+        return "its frames' layout does not fit them"
+    return Skeleton(header, frame_sources, layout)
 
 
 def write_segmentation(
     dest: Path,
     skeleton: Skeleton,
+    kept: Sequence[int],
     pixel_data: Sequence[bytes | memoryview],
     *,
     sync: bool,
 ) -> None:
-    """The SEG file: the skeleton's bytes and the Pixel Data element of ``pixel_data``
-    (its parts one after the other, so that a mask's packed frames need not be joined in
-    memory first; VR OB, defined length, padded to even length: as pydicom writes a
-    BINARY SEG's in Explicit VR Little Endian; tests compare the bytes with the SEG built
-    whole), written as :func:`aifi_app.part10.write_part10_durably` writes (a temporary
-    file renamed; ``sync=False``: left for the caller's
-    :func:`~aifi_app.part10.make_durable`)."""
+    """The SEG file: the skeleton's bytes with only its frames ``kept`` (indices in its
+    frame order, ascending: :func:`kept_frames`; see
+    :mod:`aifi_app.results.segmentation_frames`) and the Pixel Data element of
+    ``pixel_data``, those frames' packed bits (its parts one after the other, so that a
+    mask's packed frames need not be joined in memory first; VR OB, defined length,
+    padded to even length: as pydicom writes a BINARY SEG's in Explicit VR Little Endian;
+    tests compare the bytes with the SEG built whole), written as
+    :func:`aifi_app.part10.write_part10_durably` writes (a temporary file renamed;
+    ``sync=False``: left for the caller's :func:`~aifi_app.part10.make_durable`)."""
+    header = without_frames(skeleton.header, skeleton.layout, kept)
     length = sum(memoryview(part).nbytes for part in pixel_data)
     padded = length % 2
     with replaced_file(dest, sync=sync) as fh:
-        fh.write(skeleton.header)
+        fh.write(header)
         fh.write(struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OB", 0, length + padded))
         for part in pixel_data:
             fh.write(part)

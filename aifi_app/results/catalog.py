@@ -59,7 +59,8 @@ RESULT_OBJECTS: tuple[ResultObjectKind, ...] = (
         9903,
         "one per mask",
         "binary segmentation, one segment, in the source series' frame of reference; one "
-        "frame per source image (empty frames included)",
+        "frame per source image in which the segment is present (a frame per source image "
+        "where it is present in none)",
     ),
     ResultObjectKind(
         "gsps",

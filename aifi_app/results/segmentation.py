@@ -2,8 +2,9 @@
 
 Built with highdicom from the pseudonymised source images (one frame per source image,
 empty frames included, so that nothing but its Pixel Data depends on the mask), in the
-sources' study and frame of reference; the caller passes the series and SOP UIDs.
-Thread: any (pure CPU).
+sources' study and frame of reference; the caller passes the series and SOP UIDs. The
+frames without the segment are then left out, as highdicom leaves them out
+(:mod:`aifi_app.results.segmentation_frames`). Thread: any (pure CPU).
 
 The mask stays bit-packed (:class:`~aifi_app.algorithms.packed_mask.PackedFrames`):
 highdicom's Segmentation takes the mask as one array of a byte per pixel (131 MB for a
@@ -31,6 +32,7 @@ from pydicom.valuerep import DA, DT, TM
 from aifi_app.algorithms.findings import AlgorithmIdentity, CodedConcept, SegmentationMask
 from aifi_app.results import iod_lookup_cache
 from aifi_app.results.secondary_capture import algorithm_contributing_equipment
+from aifi_app.results.segmentation_frames import kept_frames, omit_frames
 
 __all__ = ["build_segmentation", "build_segmentation_headers", "segmentation_frame_order"]
 
@@ -50,8 +52,9 @@ def build_segmentation(
     dimension_organization_uid: str | None = None,
 ) -> Dataset:
     """A binary SEG with one segment (``segmentation.concept``) over ``sources``: one frame
-    per image the mask names (empty frames included), those images in the order of
-    ``sources``.
+    per image the mask names in which the segment is present (every image's where it is
+    present in none), those images in the order of ``sources``
+    (:mod:`aifi_app.results.segmentation_frames`).
 
     ``sources`` must hold every image named in ``segmentation.source_sop_instance_uids``;
     raises ``ValueError`` otherwise or when the mask does not fit them.
@@ -82,7 +85,10 @@ def build_segmentation(
         dimension_organization_uid=dimension_organization_uid,
     )
     order = [index_of[uid] for uid in segmentation_frame_order(ds)]
-    ds.PixelData = packed.pixel_data(order)  # in place of the stand-in's (none)
+    has_segment = packed.frames_set()
+    kept = kept_frames([bool(has_segment[i]) for i in order])
+    omit_frames(ds, kept)  # the frames without the segment left out
+    ds.PixelData = packed.pixel_data([order[n] for n in kept])  # in place of the stand-in's
     return ds
 
 

@@ -116,7 +116,7 @@ def test_the_seg_built_ahead_is_the_seg_built_after_the_model(
     path.write_bytes(ahead["seg"])
     assert dciodvfy_errors(path) == []
     seg = dcmread(path)
-    # one frame per source image, empty ones included; the mask's frames in frame order
+    # one frame per source image (the lung on every slice); the mask's frames in order
     mask = job.result.segmentations[0]
     assert int(seg.NumberOfFrames) == len(job.images) == mask.packed.frames
     assert (str(seg.ContentDate), str(seg.InstanceCreationTime)) == ("20261129", "091530.123456")
@@ -137,6 +137,50 @@ def test_the_seg_built_ahead_is_the_seg_built_after_the_model(
     ] + [str(job.images[0].StudyInstanceUID), str(job.images[0].SeriesInstanceUID)]
     for pseudonym in set(pseudonyms):
         assert pseudonym.encode() not in ahead["seg"]
+
+
+@pytest.mark.dicom3tools
+def test_the_frames_the_mask_leaves_empty_are_left_out_of_the_seg_built_ahead(
+    job: Job, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The skeleton holds a frame per image; the SEG written from it holds only those in
+    which the segment is present, the same bytes as when it is built after the model."""
+    caplog.set_level(logging.INFO, logger="aifi_app.pipeline.processing")
+    mask = job.result.segmentations[0]
+    pixels = mask.mask.copy()
+    gone = {0, len(pixels) // 2, len(pixels) - 1}  # a gap in the middle as well
+    pixels[sorted(gone)] = False
+    holed = SegmentationMask.from_array(
+        mask.concept, mask.label, mask.source_sop_instance_uids, pixels
+    )
+    result = dataclasses.replace(job.result, segmentations=(holed,))
+    job.build_ahead()
+    ahead = job.results(result)
+    assert "from the one built while the model ran" in _path(job, _seg_log(caplog))
+    caplog.clear()
+    job.remove_skeleton()
+    assert job.results(result)["seg"] == ahead["seg"]
+    assert "built now" in _path(job, _seg_log(caplog))
+    path = tmp_path / "seg.dcm"
+    path.write_bytes(ahead["seg"])
+    assert dciodvfy_errors(path) == []
+    seg = dcmread(path)
+    assert int(seg.NumberOfFrames) == len(job.images) - len(gone)
+    assert "DimensionOrganizationType" not in seg  # the gap: not evenly spaced
+    by_original = {
+        job.app.processor.original_for(uid): n
+        for n, uid in enumerate(mask.source_sop_instance_uids)
+    }
+    frames = [
+        by_original[f.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID]
+        for f in seg.PerFrameFunctionalGroupsSequence
+    ]
+    assert sorted(frames) == sorted(set(range(len(pixels))) - gone)
+    assert [
+        list(f.FrameContentSequence[0].DimensionIndexValues)
+        for f in seg.PerFrameFunctionalGroupsSequence
+    ] == [[1, n] for n in range(1, len(frames) + 1)]
+    assert (seg.pixel_array.astype(bool) == pixels[frames]).all()
 
 
 def test_a_skeleton_is_used_only_when_the_speculation_held(
@@ -302,7 +346,11 @@ def test_the_pixel_data_element_is_written_as_pydicom_writes_it(
     """A skeleton and the Pixel Data element give the bytes of pydicom's writing of the
     whole data set (odd lengths padded, large values written from a buffer)."""
     from aifi_app.part10 import part10_bytes, write_part10_durably
-    from aifi_app.results.segmentation import build_segmentation_headers
+    from aifi_app.results.segmentation import (
+        build_segmentation_headers,
+        segmentation_frame_order,
+    )
+    from aifi_app.results.segmentation_frames import frame_layout
 
     ds = build_segmentation_headers(
         job.images, CodedConcept("39607008", "SCT", "Lung"), "Lung", job.result.algorithm,
@@ -310,11 +358,14 @@ def test_the_pixel_data_element_is_written_as_pydicom_writes_it(
         instance_number=1, software_version="x",
     )  # fmt: skip
     del ds.PixelData
-    skeleton = seg_ahead.Skeleton(part10_bytes(ds), ())
+    header = part10_bytes(ds)
+    frames = segmentation_frame_order(ds)
+    skeleton = seg_ahead.Skeleton(header, tuple(frames), frame_layout(header))
     pixel_data = bytes(range(256)) * (length // 256) + bytes(range(length % 256))
     half = length // 2
     parts = [pixel_data[:half], memoryview(pixel_data)[half:]]  # written one after the other
-    seg_ahead.write_segmentation(tmp_path / "ours.dcm", skeleton, parts, sync=True)
+    every = list(range(len(frames)))
+    seg_ahead.write_segmentation(tmp_path / "ours.dcm", skeleton, every, parts, sync=True)
     ds.PixelData = pixel_data
     write_part10_durably(tmp_path / "pydicoms.dcm", ds)
     assert (tmp_path / "ours.dcm").read_bytes() == (tmp_path / "pydicoms.dcm").read_bytes()

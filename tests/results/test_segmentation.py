@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ from pydicom.tag import Tag
 from aifi_app.algorithms.findings import AlgorithmIdentity, CodedConcept, SegmentationMask
 from aifi_app.results import build_segmentation
 from aifi_app.results.segmentation import build_segmentation_headers, segmentation_frame_order
+from aifi_app.results.segmentation_frames import kept_frames, omit_frames
 
 LUNG = CodedConcept("39607008", "SCT", "Lung")
 SEG_UIDS = {
@@ -55,14 +57,15 @@ def test_seg_is_valid_and_holds_the_mask_on_its_sources(
     assert seg.SegmentationType == "BINARY"
     assert seg.StudyInstanceUID == ct_series[0].StudyInstanceUID
     assert seg.FrameOfReferenceUID == ct_series[0].FrameOfReferenceUID
-    # one frame per slice, empty ones included, referencing that slice, at its position
+    # one frame per slice with lung (the empty first and last left out), referencing
+    # that slice, at its position
     index_of = {str(ds.SOPInstanceUID): n for n, ds in enumerate(ct_series)}
     frames = seg.PerFrameFunctionalGroupsSequence
     sources = [
         index_of[frame.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID]
         for frame in frames
     ]
-    assert sorted(sources) == [0, 1, 2, 3]
+    assert sorted(sources) == [1, 2]
     for n, frame in zip(sources, frames, strict=True):
         position = frame.PlanePositionSequence[0].ImagePositionPatient
         assert [float(v) for v in position] == [float(v) for v in ct_series[n].ImagePositionPatient]
@@ -122,23 +125,34 @@ def test_frames_that_do_not_end_on_a_byte_keep_their_pixels(
         index_of[f.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID]
         for f in seg.PerFrameFunctionalGroupsSequence
     ]
-    assert sorted(order) == [0, 1, 2, 3]  # the empty frame too
+    assert sorted(order) == [0, 1, 3]  # the empty frame left out
     assert np.array_equal(seg.pixel_array.astype(bool), pixels[order])
 
 
+@pytest.mark.parametrize(
+    ("slices", "three_d"),
+    [((1, 2), True), ((0, 2, 3), False), ((0, 2), True), ((1,), False), ((0, 1, 2, 3), True)],
+    ids=["middle", "a gap", "every other", "one", "all"],
+)
 def test_frames_and_pixels_equal_highdicoms_from_the_whole_array(
-    ct_series: list[Dataset], algorithm: AlgorithmIdentity
+    ct_series: list[Dataset],
+    algorithm: AlgorithmIdentity,
+    slices: tuple[int, ...],
+    three_d: bool,
 ) -> None:
-    """The stand-in build gives the frames, per-frame groups and Pixel Data that highdicom
-    gives when it gets the whole mask as an array (as the builder did before), a frame
-    per source image (empty ones kept)."""
-    mask = lung_mask(ct_series)
-    ours = build(ct_series, mask, algorithm)
+    """The stand-in build, its empty frames then left out, gives the frames, per-frame
+    groups, Pixel Data and dimension organisation that highdicom gives when it gets the
+    whole mask as an array (its default: empty frames omitted); with the segment on
+    evenly spaced slices it stays "3D", with a gap or on one slice it is not."""
+    pixels = np.zeros((len(ct_series), 512, 512), dtype=bool)
+    for n in slices:
+        pixels[n, 100 + n : 300, 150:260] = True  # the frames differ
+    uids = tuple(str(ds.SOPInstanceUID) for ds in ct_series)
+    ours = build(ct_series, SegmentationMask.from_array(LUNG, "Lung", uids, pixels), algorithm)
     theirs = hd.seg.Segmentation(
         source_images=ct_series,
-        pixel_array=mask.mask.view(np.uint8),
+        pixel_array=pixels.view(np.uint8),
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        omit_empty_frames=False,
         segment_descriptions=ours.SegmentSequence,
         series_instance_uid=ours.SeriesInstanceUID,
         series_number=1,
@@ -149,7 +163,7 @@ def test_frames_and_pixels_equal_highdicoms_from_the_whole_array(
         software_versions="x",
         device_serial_number="0",
     )
-    assert ours.NumberOfFrames == theirs.NumberOfFrames
+    assert int(ours.NumberOfFrames) == int(theirs.NumberOfFrames) == len(slices)
     assert ours.PixelData == theirs.PixelData
     ours_frames, their_frames = (
         [
@@ -163,6 +177,7 @@ def test_frames_and_pixels_equal_highdicoms_from_the_whole_array(
         for seg in (ours, theirs)
     )
     assert ours_frames == their_frames
+    assert sorted(uids.index(uid) for uid, _, _ in ours_frames) == list(slices)
     # every per-frame and shared functional group, every attribute (values that the
     # two builds set differently aside): highdicom's own, and a plain data set
     assert ours.PerFrameFunctionalGroupsSequence == theirs.PerFrameFunctionalGroupsSequence
@@ -174,15 +189,18 @@ def test_frames_and_pixels_equal_highdicoms_from_the_whole_array(
         (d.DimensionIndexPointer, d.FunctionalGroupPointer, d.DimensionDescriptionLabel)
         for d in theirs.DimensionIndexSequence
     ]
+    assert ours.get("DimensionOrganizationType") == theirs.get("DimensionOrganizationType")
+    assert ("DimensionOrganizationType" in ours) == three_d
     assert set(ours.keys()) ^ set(theirs.keys()) == {Tag("SeriesDescription")}  # ours only
     assert type(ours) is Dataset
 
 
-def test_nothing_but_pixel_data_depends_on_the_mask(
+def test_nothing_but_the_frames_kept_and_pixel_data_depends_on_the_mask(
     ct_series: list[Dataset], algorithm: AlgorithmIdentity
 ) -> None:
     """Given its creation time and dimension organisation UID, the SEG of any mask over
-    the same sources (empty, partial, another) is the headers' build and its Pixel Data."""
+    the same sources (empty, partial, another) is the headers' build with the frames the
+    mask leaves empty left out, and its Pixel Data."""
     created = datetime.datetime(2026, 11, 29, 9, 0, 0, 500)
     fixed = {**SEG_UIDS, "created": created, "dimension_organization_uid": "2.25.77"}
     headers = build_segmentation_headers(ct_series, LUNG, "Lung", algorithm, **fixed)  # type: ignore[arg-type]
@@ -193,13 +211,21 @@ def test_nothing_but_pixel_data_depends_on_the_mask(
         SegmentationMask.from_array(LUNG, "Lung", uids, np.zeros((4, 512, 512), dtype=bool)),
         SegmentationMask.from_array(LUNG, "Lung", uids[::-1], lung_mask(ct_series).mask),
     ]
+    kept_of_each = []
     for mask in masks:
         seg = build_segmentation(ct_series, mask, algorithm, **fixed)  # type: ignore[arg-type]
-        without = Dataset({e.tag: e for e in seg if e.keyword != "PixelData"})
-        assert without == Dataset({e.tag: e for e in headers if e.keyword != "PixelData"})
         index_of = {uid: n for n, uid in enumerate(mask.source_sop_instance_uids)}
+        every = [index_of[uid] for uid in segmentation_frame_order(headers)]
+        kept = kept_frames([bool(mask.packed.frames_set()[i]) for i in every])
+        expected = copy.deepcopy(headers)
+        omit_frames(expected, kept)
+        without = Dataset({e.tag: e for e in seg if e.keyword != "PixelData"})
+        assert without == Dataset({e.tag: e for e in expected if e.keyword != "PixelData"})
         order = [index_of[uid] for uid in segmentation_frame_order(seg)]
+        assert order == [every[k] for k in kept]
         assert seg.PixelData == mask.packed.pixel_data(order)
+        kept_of_each.append(len(kept))
+    assert kept_of_each == [2, 4, 2]  # the empty mask keeps every frame
     assert str(headers.ContentDate) == str(headers.InstanceCreationDate) == "20261129"
     assert str(headers.ContentTime) == str(headers.InstanceCreationTime) == "090000.000500"
     assert {d.DimensionOrganizationUID for d in headers.DimensionIndexSequence} == {"2.25.77"}
