@@ -34,6 +34,7 @@ from pydicom.pixels.processing import apply_modality_lut
 from pydicom.pixels.utils import pixel_array
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from aifi_app import lean_scipy
 from aifi_app.algorithms.findings import (
     AlgorithmResult,
     CodedConcept,
@@ -209,7 +210,8 @@ def lung_mask(air: PackedFrames, voxel_ml: float, settings: LungVolumeSettings) 
     where labelling the volume at once needs a 32-bit label per voxel (1 GB for 500 slices
     of 512 x 512).
     """
-    from scipy import ndimage  # imported on first use: it costs the idle service ~14 MB
+    with lean_scipy.numpy_as_loaded():  # without numpy's unused submodules (6 MB)
+        from scipy import ndimage  # imported on first use: it costs the idle service ~14 MB
 
     offsets: list[int] = []  # the first node number of each slice's components
     counts: list[int] = []  # how many components each slice has
