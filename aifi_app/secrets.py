@@ -2,6 +2,11 @@
 
 The installation secret keys every pseudonym: whoever holds it can link pseudonyms to
 patients, so it never goes into the settings file, the database or a log.
+
+keyring is imported when a secret is first read or written, not with this module: the
+DICOM node's modules import this one, and the receiver processes forked from the fork
+server (which imports those modules for them) never read a secret (keyring and what it
+imports: 44 modules, 1.9 MB).
 """
 
 from __future__ import annotations
@@ -9,10 +14,6 @@ from __future__ import annotations
 import base64
 import logging
 import secrets as _random
-
-import keyring
-import keyring.errors
-from keyring.backends import fail
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,9 @@ class KeyringUnavailableError(RuntimeError):
 
 
 def _check_backend() -> None:
+    import keyring
+    from keyring.backends import fail
+
     backend = keyring.get_keyring()
     if isinstance(backend, fail.Keyring):
         raise KeyringUnavailableError(
@@ -40,6 +44,8 @@ def _check_backend() -> None:
 
 def get_secret(name: str) -> str | None:
     """The secret stored under ``name``, or None."""
+    import keyring.errors
+
     _check_backend()
     try:
         value: str | None = keyring.get_password(SERVICE, name)
@@ -49,6 +55,8 @@ def get_secret(name: str) -> str | None:
 
 
 def set_secret(name: str, value: str) -> None:
+    import keyring.errors
+
     _check_backend()
     try:
         keyring.set_password(SERVICE, name, value)

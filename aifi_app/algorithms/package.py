@@ -20,15 +20,15 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
-
-import jsonschema
-from jsonschema.exceptions import best_match
+from typing import TYPE_CHECKING, Any
 
 from aifi_app.algorithms.findings import AlgorithmIdentity, CodedConcept, Finding
 from aifi_app.algorithms.input_rules import Range, SeriesRules
 from aifi_app.algorithms.signing import SIGNATURE, TrustPolicy, verify_signature
 from aifi_app.pseudonymise.burned_in import BurnedInPolicy
+
+if TYPE_CHECKING:  # imported where a manifest is validated
+    import jsonschema
 
 log = logging.getLogger(__name__)
 
@@ -333,7 +333,13 @@ def _error_words(error: jsonschema.ValidationError) -> str:
 
 
 def validate_manifest(raw: dict[str, Any]) -> list[str]:
-    """Every way ``raw`` breaks the schema, in words (empty when it conforms)."""
+    """Every way ``raw`` breaks the schema, in words (empty when it conforms). jsonschema
+    is imported here, not with the module: the pre-pseudonymiser's child (forked from the
+    fork server, which imports the pipeline's modules for it) never validates a manifest
+    (jsonschema and what it imports: 43 modules, 3.2 MB)."""
+    import jsonschema
+    from jsonschema.exceptions import best_match
+
     validator = jsonschema.Draft202012Validator(
         manifest_schema(), format_checker=jsonschema.FormatChecker()
     )
