@@ -16,6 +16,14 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+# The service's own libraries, which the modules it shares with the fork server's children
+# import only where they are first used (the children go without them: tests/
+# test_child_preload.py): imported with the service, before its node accepts an
+# association, not in the middle of its first ones.
+import jsonschema  # noqa: F401  (manifests: aifi_app.algorithms.package)
+import keyring  # noqa: F401  (secrets: aifi_app.secrets)
+import sqlite_utils  # noqa: F401  (queries: aifi_app.store.database)
+
 from aifi_app.algorithms.lifecycle import PackageCatalog
 from aifi_app.algorithms.package import RemoteDicomSpec, RemoteDicomwebSpec
 from aifi_app.algorithms.runners import RunnerCache
