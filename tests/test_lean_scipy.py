@@ -51,6 +51,7 @@ def test_once_scipy_has_copied_numpy_nothing_changes() -> None:
 
     from aifi_app.lean_scipy import numpy_as_loaded
 
-    before = list(numpy.__all__)
+    listed, lister = numpy.__all__, vars(numpy)["__dir__"]
     with numpy_as_loaded():
-        assert numpy.__all__ == before
+        assert numpy.__all__ is listed
+        assert vars(numpy)["__dir__"] is lister

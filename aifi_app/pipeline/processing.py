@@ -107,7 +107,7 @@ from aifi_app.pseudonymise import (
     check_reidentification,
 )
 from aifi_app.results.catalog import result_object
-from aifi_app.results.segmentation_frames import LayoutUnknown, frame_layout, kept_frames
+from aifi_app.results.segmentation_frames import LayoutUnknown, frame_layout, kept_frames_of
 from aifi_app.store import job_inputs, jobs, stage_times
 from aifi_app.store.database import Database, now
 from aifi_app.store.jobs import PlannedOutput
@@ -1309,8 +1309,7 @@ class JobProcessor:
         packed = segment.mask.packed
         index_of = {uid: i for i, uid in enumerate(segment.mask.source_sop_instance_uids)}
         order = [index_of[uid] for uid in skeleton.frame_sources]
-        present = packed.frames_set()
-        kept = kept_frames([bool(present[i]) for i in order])  # the segment's frames
+        kept = kept_frames_of(packed, order)  # the segment's frames
         frames = [order[k] for k in kept]
         # frames that end on a byte are written as they are packed (not joined first: 16 MB)
         parts = (

@@ -421,7 +421,7 @@ def write_segmentation(
     sync: bool,
 ) -> None:
     """The SEG file: the skeleton's bytes with only its frames ``kept`` (indices in its
-    frame order, ascending: :func:`kept_frames`; see
+    frame order, ascending: :func:`kept_frames_of`; see
     :mod:`aifi_app.results.segmentation_frames`) and the Pixel Data element of
     ``pixel_data``, those frames' packed bits (its parts one after the other, so that a
     mask's packed frames need not be joined in memory first; VR OB, defined length,

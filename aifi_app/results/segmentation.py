@@ -32,7 +32,7 @@ from pydicom.valuerep import DA, DT, TM
 from aifi_app.algorithms.findings import AlgorithmIdentity, CodedConcept, SegmentationMask
 from aifi_app.results import iod_lookup_cache
 from aifi_app.results.secondary_capture import algorithm_contributing_equipment
-from aifi_app.results.segmentation_frames import kept_frames, omit_frames
+from aifi_app.results.segmentation_frames import kept_frames_of, omit_frames
 
 __all__ = ["build_segmentation", "build_segmentation_headers", "segmentation_frame_order"]
 
@@ -85,8 +85,7 @@ def build_segmentation(
         dimension_organization_uid=dimension_organization_uid,
     )
     order = [index_of[uid] for uid in segmentation_frame_order(ds)]
-    has_segment = packed.frames_set()
-    kept = kept_frames([bool(has_segment[i]) for i in order])
+    kept = kept_frames_of(packed, order)
     omit_frames(ds, kept)  # the frames without the segment left out
     ds.PixelData = packed.pixel_data([order[n] for n in kept])  # in place of the stand-in's
     return ds

@@ -43,11 +43,14 @@ from typing import cast
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
+from aifi_app.algorithms.packed_mask import PackedFrames
+
 __all__ = [
     "FrameLayout",
     "LayoutUnknown",
     "frame_layout",
     "kept_frames",
+    "kept_frames_of",
     "omit_frames",
     "without_frames",
 ]
@@ -82,6 +85,13 @@ def kept_frames(frames_set: Sequence[bool]) -> list[int]:
     that have, or every frame where none has."""
     kept = [n for n, present in enumerate(frames_set) if present]
     return kept if kept else list(range(len(frames_set)))
+
+
+def kept_frames_of(packed: PackedFrames, order: Sequence[int]) -> list[int]:
+    """:func:`kept_frames` of a SEG whose frame ``n`` holds the mask's frame
+    ``order[n]``."""
+    has_segment = packed.frames_set()
+    return kept_frames([bool(has_segment[i]) for i in order])
 
 
 def omit_frames(ds: Dataset, kept: Sequence[int]) -> None:
